@@ -1,0 +1,103 @@
+"""One exception tree for lockd; the CLI turns it into messages and exit codes.
+
+::
+
+    LockdError                      (exit 3 unless a subclass says otherwise)
+    ├── UsageError                  exit 2: bad flags, bad input files
+    │   └── ConfigError             exit 2: lockd.toml / [tool.lockd] / LOCKD_* invalid
+    ├── ResolutionError             exit 3: a resolver could not produce a lock
+    │   └── MatrixError             exit 3: several targets failed (carries them all)
+    ├── VerificationError           exit 3: a lock resolved, but is wrong (CPU torch on cu124, …)
+    ├── IndexError_                 exit 3: an index could not be reached or answered badly
+    ├── RegistryError               exit 3: an OCI registry failed (unknown tag, auth, rate limit)
+    ├── StoreError                  exit 3: the database could not be read or written
+    └── FormatError                 exit 2: a persisted file has an unknown version or shape
+
+Every message is one paragraph that names what was wrong (target, package,
+index, file) and, in ``hint``, how to fix it. Nothing here prints; ``cli.py``
+is the single place that renders errors.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_DRIFT = 1
+EXIT_USAGE = 2
+EXIT_FAILURE = 3
+
+
+class LockdError(Exception):
+    """Base of every expected failure. ``str(err)`` is the one-paragraph message."""
+
+    exit_code = EXIT_FAILURE
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def render(self) -> str:
+        """The message and the hint as one paragraph."""
+        return f"{self.message} {self.hint}" if self.hint else self.message
+
+
+class UsageError(LockdError):
+    """The user asked for something that cannot work as written."""
+
+    exit_code = EXIT_USAGE
+
+
+class ConfigError(UsageError):
+    """The configuration (file or environment) is invalid."""
+
+
+class FormatError(UsageError):
+    """A persisted file (lock, manifest, snapshot) has an unknown version or shape."""
+
+
+class ResolutionError(LockdError):
+    """A resolver failed for one target."""
+
+    def __init__(self, message: str, *, target: str | None = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.target = target
+
+
+class VerificationError(ResolutionError):
+    """A target resolved, but the result breaks a rule (for example a CPU torch on cu124)."""
+
+
+class MatrixError(ResolutionError):
+    """Several targets of a matrix failed; every failure is kept."""
+
+    def __init__(self, failures: list[ResolutionError]) -> None:
+        lines = [f"{len(failures)} target(s) failed:"]
+        lines += [f"  [{f.target}] {f.render()}" for f in failures]
+        super().__init__(
+            "\n".join(lines),
+            hint=None,
+        )
+        self.failures = failures
+
+    def render(self) -> str:
+        return (
+            self.message
+            + "\nNothing was written or recorded. Fix the targets above, drop them from the "
+            "matrix, or pass --allow-partial to record the targets that did resolve."
+        )
+
+
+class IndexError_(LockdError):  # noqa: N801 - trailing underscore avoids the builtin
+    """A package index could not be reached, or answered with something unusable."""
+
+
+class RegistryError(LockdError):
+    """An OCI registry could not answer a tag or digest question."""
+
+
+class StoreError(LockdError):
+    """The lockd database could not be opened, migrated, read or written."""
+
+
+class NotFoundError(UsageError):
+    """A project, lockset or target named by the user does not exist."""

@@ -1,0 +1,1 @@
+"""Renderers: console tables, JSON, Markdown, JUnit, HTML, CycloneDX."""

@@ -1,0 +1,229 @@
+"""Every ``LOCKD_*`` variable and the project configuration file -> frozen settings.
+
+Precedence, highest first: command-line flag, environment variable, project
+configuration (``lockd.toml`` or ``[tool.lockd]`` in ``pyproject.toml``), default.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class EnvVar:
+    name: str
+    default: str | None
+    help: str
+
+
+# The one place where lockd's environment variables are declared.
+ENV_VARS: tuple[EnvVar, ...] = (
+    EnvVar("LOCKD_HOME", "~/.local/share/lockd", "Directory for the default database."),
+    EnvVar(
+        "LOCKD_DATABASE_URL",
+        None,
+        "SQLAlchemy URL of the store; default sqlite:///$LOCKD_HOME/lockd.db.",
+    ),
+    EnvVar("LOCKD_INDEX_URL", "https://pypi.org/simple", "Default (non-PyTorch) package index."),
+    EnvVar(
+        "LOCKD_PYTORCH_INDEX",
+        "https://download.pytorch.org/whl",
+        "Base of the PyTorch variant indexes (<base>/<variant>), or 'pypi'.",
+    ),
+    EnvVar("LOCKD_CONDA_CHANNEL", "https://conda.anaconda.org", "Base URL for named conda channels."),
+    EnvVar(
+        "LOCKD_CUDA_DRIVER_VERSION",
+        None,
+        "NVIDIA driver version to assume instead of probing the machine.",
+    ),
+    EnvVar("LOCKD_CONCURRENCY", "4", "Targets resolved at once."),
+)
+
+PYPI_SENTINEL = "pypi"
+DEFAULT_FAMILY: tuple[str, ...] = (
+    "torch",
+    "torchvision",
+    "torchaudio",
+    "triton",
+    "pytorch-triton",
+    "pytorch-triton-rocm",
+    "pytorch-triton-xpu",
+)
+
+
+def env_default(name: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """The value of a declared variable, from the environment or its default."""
+    environ = os.environ if environ is None else environ
+    declared = {var.name: var for var in ENV_VARS}
+    if name not in declared:  # pragma: no cover - programming error
+        raise KeyError(f"{name} is not declared in lockd.settings.ENV_VARS")
+    value = environ.get(name)
+    return value if value not in (None, "") else declared[name].default
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Machine-level settings (where the store is, which indexes to use)."""
+
+    home: Path
+    database_url: str
+    index_url: str
+    pytorch_index: str
+    conda_channel: str
+    cuda_driver_version: str | None
+    concurrency: int
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        home = Path(env_default("LOCKD_HOME", env) or "").expanduser()
+        database_url = env_default("LOCKD_DATABASE_URL", env) or f"sqlite:///{home / 'lockd.db'}"
+        try:
+            concurrency = int(env_default("LOCKD_CONCURRENCY", env) or "4")
+        except ValueError:
+            raise ConfigError(
+                f"LOCKD_CONCURRENCY={env.get('LOCKD_CONCURRENCY')!r} is not a number.",
+                hint="Set it to a positive integer such as 4.",
+            ) from None
+        return cls(
+            home=home,
+            database_url=database_url,
+            index_url=(env_default("LOCKD_INDEX_URL", env) or "").rstrip("/"),
+            pytorch_index=(env_default("LOCKD_PYTORCH_INDEX", env) or "").rstrip("/"),
+            conda_channel=(env_default("LOCKD_CONDA_CHANNEL", env) or "").rstrip("/"),
+            cuda_driver_version=env_default("LOCKD_CUDA_DRIVER_VERSION", env),
+            concurrency=max(1, concurrency),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectConfig:
+    """What ``lockd.toml`` or ``[tool.lockd]`` says. Unset means "not said"."""
+
+    path: Path | None = None
+    project: str | None = None
+    inputs: tuple[str, ...] = ()
+    extras: tuple[str, ...] = ()
+    platforms: tuple[str, ...] = ()
+    pythons: tuple[str, ...] = ()
+    accelerators: tuple[str, ...] = ()
+    index_url: str | None = None
+    pytorch_index: str | None = None
+    pytorch_family: tuple[str, ...] = ()
+    out: str | None = None
+    resolver: str | None = None
+    glibc: str | None = None
+    conda_channels: tuple[str, ...] = ()
+    images: tuple[str, ...] = ()
+    dockerfile: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent if self.path else Path.cwd()
+
+
+_KEYS: dict[str, str] = {
+    "project": "project",
+    "inputs": "inputs",
+    "extras": "extras",
+    "platforms": "platforms",
+    "platform": "platforms",
+    "python": "pythons",
+    "pythons": "pythons",
+    "cuda": "accelerators",
+    "accelerators": "accelerators",
+    "index-url": "index_url",
+    "pytorch-index": "pytorch_index",
+    "pytorch-family": "pytorch_family",
+    "out": "out",
+    "resolver": "resolver",
+    "glibc": "glibc",
+    "conda-channels": "conda_channels",
+    "images": "images",
+    "dockerfile": "dockerfile",
+}
+_LISTS = {
+    "inputs",
+    "extras",
+    "platforms",
+    "pythons",
+    "accelerators",
+    "pytorch_family",
+    "conda_channels",
+    "images",
+}
+
+
+def load_project_config(directory: Path) -> ProjectConfig:
+    """Read ``lockd.toml``, else ``[tool.lockd]`` of ``pyproject.toml``, in ``directory``."""
+    lockd_toml = directory / "lockd.toml"
+    pyproject = directory / "pyproject.toml"
+    if lockd_toml.is_file():
+        table = _read_toml(lockd_toml)
+        table = table.get("tool", {}).get("lockd", table) if "tool" in table else table
+        return parse_project_config(table, lockd_toml)
+    if pyproject.is_file():
+        table = _read_toml(pyproject).get("tool", {}).get("lockd")
+        if isinstance(table, dict):
+            return parse_project_config(table, pyproject)
+    return ProjectConfig()
+
+
+def parse_project_config(table: Mapping[str, Any], path: Path | None) -> ProjectConfig:
+    """Validate a configuration table (pure)."""
+    where = str(path) if path else "the configuration"
+    values: dict[str, Any] = {"path": path}
+    extra: dict[str, Any] = {}
+    for key, value in table.items():
+        attr = _KEYS.get(key)
+        if attr is None:
+            if key in {"conda", "drift", "audit"}:  # sections owned by later features
+                extra[key] = value
+                continue
+            raise ConfigError(
+                f"Unknown key {key!r} in {where}.",
+                hint=f"Known keys: {', '.join(sorted(_KEYS))}.",
+            )
+        if attr in _LISTS:
+            if isinstance(value, str):
+                value = [value]
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(
+                    f"{key!r} in {where} must be a list of strings, not {value!r}.",
+                    hint=f'Write for example {key} = ["…"].',
+                )
+            values[attr] = tuple(value)
+        else:
+            if not isinstance(value, str):
+                raise ConfigError(
+                    f"{key!r} in {where} must be a string, not {value!r}.",
+                    hint=f'Write for example {key} = "…".',
+                )
+            values[attr] = value
+    values["extra"] = extra
+    return ProjectConfig(**values)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not valid TOML: {exc}.", hint="Fix the syntax at the position shown."
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"Cannot read {path}: {exc.strerror}.") from None
+
+
+def with_overrides(settings: Settings, **changes: Any) -> Settings:
+    """A copy of ``settings`` with the non-``None`` changes applied."""
+    return replace(settings, **{k: v for k, v in changes.items() if v is not None})

@@ -1,0 +1,195 @@
+"""PEP 503 / PEP 691 package indexes built in code and served on 127.0.0.1.
+
+Two shapes are recreated from the field notes:
+
+* a *PyTorch-shaped* index (``/whl/<variant>/<project>/``): HTML only, hrefs
+  root-relative with the ``+`` percent-encoded, PEP 658/714 metadata
+  attributes, an HTML comment at the end, no upload times, optionally files
+  without a ``#sha256=`` fragment;
+* a *PyPI-shaped* index (``/simple/<project>/``): HTML or JSON (PEP 691) by
+  content negotiation, with upload times (PEP 700) in the JSON form.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import quote, unquote
+
+from packaging.utils import canonicalize_name
+
+from .wheels import WheelSpec, build_wheel
+
+JSON_TYPE = "application/vnd.pypi.simple.v1+json"
+
+
+@dataclass
+class IndexFile:
+    spec: WheelSpec
+    data: bytes
+    upload_time: str | None = None
+    publish_hash: bool = True
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+@dataclass
+class Index:
+    """One index rooted at ``prefix`` (``/simple`` or ``/whl/cu124``)."""
+
+    prefix: str
+    files_prefix: str
+    pytorch_shaped: bool
+    projects: dict[str, list[IndexFile]] = field(default_factory=dict)
+
+    def add(
+        self,
+        spec: WheelSpec,
+        *,
+        upload_time: str | None = "2024-06-01T00:00:00Z",
+        publish_hash: bool = True,
+    ) -> IndexFile:
+        entry = IndexFile(spec, build_wheel(spec), upload_time, publish_hash)
+        self.projects.setdefault(canonicalize_name(spec.name), []).append(entry)
+        return entry
+
+    def remove(self, name: str, version: str) -> None:
+        key = canonicalize_name(name)
+        self.projects[key] = [f for f in self.projects.get(key, []) if f.spec.version != version]
+
+    def file_path(self, entry: IndexFile) -> str:
+        return f"{self.files_prefix}/{quote(entry.spec.filename)}"
+
+    def html_page(self, project: str) -> bytes:
+        links = []
+        for entry in self.projects[project]:
+            href = self.file_path(entry)
+            if entry.publish_hash:
+                href += f"#sha256={entry.sha256}"
+            meta = hashlib.sha256(entry.spec.metadata().encode()).hexdigest()
+            links.append(
+                f'<a href="{html.escape(href)}" data-dist-info-metadata="sha256={meta}"'
+                f' data-core-metadata="sha256={meta}">{html.escape(entry.spec.filename)}</a><br/>'
+            )
+        body = "<!DOCTYPE html>\n<html><body>\n<h1>Links for {}</h1>\n{}\n</body></html>\n".format(
+            project, "\n".join(links)
+        )
+        if self.pytorch_shaped:
+            body += "<!--TIMESTAMP 1717200000-->\n"
+        return body.encode()
+
+    def json_page(self, project: str, base: str) -> bytes:
+        files = []
+        for entry in self.projects[project]:
+            item: dict[str, object] = {
+                "filename": entry.spec.filename,
+                "url": base + self.file_path(entry),
+                "hashes": {"sha256": entry.sha256} if entry.publish_hash else {},
+                "core-metadata": {
+                    "sha256": hashlib.sha256(entry.spec.metadata().encode()).hexdigest()
+                },
+            }
+            if entry.spec.requires_python:
+                item["requires-python"] = entry.spec.requires_python
+            if entry.upload_time:
+                item["upload-time"] = entry.upload_time
+            files.append(item)
+        doc = {"meta": {"api-version": "1.1"}, "name": project, "files": files}
+        return json.dumps(doc).encode()
+
+
+class IndexServer:
+    """A threaded HTTP server on 127.0.0.1 serving any number of indexes."""
+
+    def __init__(self) -> None:
+        self.indexes: list[Index] = []
+        self.requests: list[str] = []
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def pypi(self, name: str = "simple") -> Index:
+        index = Index(f"/{name}", f"/packages/{name}", pytorch_shaped=False)
+        self.indexes.append(index)
+        return index
+
+    def pytorch(self, variant: str) -> Index:
+        index = Index(f"/whl/{variant}", "/whl/" + variant, pytorch_shaped=True)
+        self.indexes.append(index)
+        return index
+
+    def start(self) -> IndexServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def _lookup(self, path: str, accept: str) -> tuple[int, str, bytes]:
+        for index in self.indexes:
+            prefix = index.prefix + "/"
+            if path.startswith(prefix) and path.endswith("/"):
+                project = canonicalize_name(path[len(prefix) : -1])
+                if project not in index.projects:
+                    return 404, "text/plain", b"not found"
+                if not index.pytorch_shaped and JSON_TYPE in accept:
+                    return 200, JSON_TYPE, index.json_page(project, self.url)
+                return 200, "text/html", index.html_page(project)
+        for index in self.indexes:
+            for entries in index.projects.values():
+                for entry in entries:
+                    file_path = unquote(index.file_path(entry))
+                    if path == file_path:
+                        return 200, "application/octet-stream", entry.data
+                    if path == file_path + ".metadata":
+                        return 200, "text/plain", entry.spec.metadata().encode()
+        return 404, "text/plain", b"not found"
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server API
+                path = unquote(self.path.split("?", 1)[0])
+                server.requests.append(path)
+                status, ctype, body = server._lookup(path, self.headers.get("Accept", ""))
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_HEAD(self) -> None:  # noqa: N802
+                path = unquote(self.path.split("?", 1)[0])
+                status, ctype, body = server._lookup(path, self.headers.get("Accept", ""))
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                pass
+
+        return Handler
+
+
+@contextmanager
+def serve() -> Iterator[IndexServer]:
+    server = IndexServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
