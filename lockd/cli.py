@@ -74,3 +74,126 @@ def version() -> None:
     typer.echo(__version__)
 
 
+
+
+@app.command("compile")
+def compile_(
+    inputs: Annotated[list[Path] | None, typer.Argument(help="requirements.in / pyproject.toml files.")] = None,
+    cuda: Annotated[list[str] | None, typer.Option("--cuda", help="cpu, cu121, cu124, 12.4, … (repeatable).")] = None,
+    platform: Annotated[list[str] | None, typer.Option("--platform", help="linux-x86_64, linux-aarch64, macos-arm64, windows-x86_64.")] = None,
+    python: Annotated[list[str] | None, typer.Option("--python", help="Python minor version, e.g. 3.11 (repeatable).")] = None,
+    project: Annotated[str | None, typer.Option("--project", help="Project name in the database.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Directory for lock files (default: locks/).")] = None,
+    resolver: Annotated[str | None, typer.Option("--resolver", help="uv (default) or pip-tools.")] = None,
+    index: Annotated[str | None, typer.Option("--index", help="Default index URL ($LOCKD_INDEX_URL).")] = None,
+    pytorch_index: Annotated[str | None, typer.Option("--pytorch-index", help="PyTorch index base URL, or 'pypi' ($LOCKD_PYTORCH_INDEX).")] = None,
+    pytorch_family: Annotated[list[str] | None, typer.Option("--pytorch-family", help="Extra package routed to the PyTorch index.")] = None,
+    extra: Annotated[list[str] | None, typer.Option("--extra", help="pyproject optional-dependency group to include.")] = None,
+    glibc: Annotated[str | None, typer.Option("--glibc", help="glibc of Linux targets (manylinux tag), default 2.28.")] = None,
+    exclude_newer: Annotated[str | None, typer.Option("--exclude-newer", help="Resolve as of this time (indexes with upload times only).")] = None,
+    allow_partial: Annotated[bool, typer.Option("--allow-partial", help="Record the targets that resolved even if others failed.")] = False,
+    refresh: Annotated[bool, typer.Option("--refresh", help="Resolve again even if nothing changed.")] = False,
+    db: DbOption = None,
+    output_format: FormatOption = TableFormat.table,
+) -> None:
+    """Resolve, verify and record per-target locks (platform x Python x accelerator)."""
+    from .app import CompileFlags, build_lock_request, compile_lockset
+    from .report import console
+
+    flags = CompileFlags(
+        inputs=tuple(inputs or ()),
+        cuda=tuple(cuda or ()),
+        platforms=tuple(platform or ()),
+        pythons=tuple(python or ()),
+        project=project,
+        out=out,
+        resolver=resolver,
+        index_url=index,
+        pytorch_index=pytorch_index,
+        pytorch_family=tuple(pytorch_family or ()),
+        extras=tuple(extra or ()),
+        db=db,
+        allow_partial=allow_partial,
+        refresh=refresh,
+        exclude_newer=exclude_newer,
+        glibc=glibc,
+    )
+    request = build_lock_request(flags, Path.cwd())
+    with console.target_progress([t.id for t in request.targets]) as progress:
+        result = compile_lockset(request, progress)
+    if output_format is TableFormat.json:
+        console.print_json(console.compile_json(result))
+    else:
+        console.print_compile(result)
+    if result.failures:
+        raise typer.Exit(3)
+
+
+@app.command()
+def history(
+    project: Annotated[str | None, typer.Option("--project", help="Only this project.")] = None,
+    db: DbOption = None,
+    output_format: FormatOption = TableFormat.table,
+) -> None:
+    """List recorded locksets, newest first."""
+    from . import app as use_cases
+    from .report import console
+    from .settings import Settings
+
+    rows = use_cases.history(db or Settings.from_env().database_url, project)
+    if output_format is TableFormat.json:
+        console.print_json(rows)
+    else:
+        console.print_history(rows)
+
+
+@app.command()
+def show(
+    lockset: Annotated[str, typer.Argument(help="Lockset hash or unique prefix.")],
+    db: DbOption = None,
+    output_format: FormatOption = TableFormat.table,
+) -> None:
+    """Show one lockset: targets, artifacts, inputs, provenance."""
+    from . import app as use_cases
+    from .report import console
+    from .settings import Settings
+
+    found = use_cases.show(db or Settings.from_env().database_url, lockset)
+    if output_format is TableFormat.json:
+        console.print_json(found.to_dict())
+    else:
+        console.print_lockset(found)
+
+
+@app.command()
+def diff(
+    lockset_a: Annotated[str, typer.Argument(help="Older lockset.")],
+    lockset_b: Annotated[str, typer.Argument(help="Newer lockset.")],
+    db: DbOption = None,
+    output_format: FormatOption = TableFormat.table,
+) -> None:
+    """Compare two locksets per target: added, removed, upgraded, downgraded, changed."""
+    from . import app as use_cases
+    from .report import console
+    from .settings import Settings
+
+    result = use_cases.diff(db or Settings.from_env().database_url, lockset_a, lockset_b)
+    if output_format is TableFormat.json:
+        console.print_json(result)
+    else:
+        console.print_diff(result)
+
+
+@db_app.command("upgrade")
+def db_upgrade(db: DbOption = None) -> None:
+    """Create or upgrade the database schema to the latest revision."""
+    from .settings import Settings
+    from .store import Store
+    from .store.migrate import current_revision
+
+    store = Store(db or Settings.from_env().database_url, migrate=False)
+    try:
+        ran = store.upgrade()
+        typer.echo(f"database at revision {current_revision(store.engine)}{'' if ran else ' (already current)'}")
+    finally:
+        store.close()

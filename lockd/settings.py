@@ -44,6 +44,18 @@ ENV_VARS: tuple[EnvVar, ...] = (
         "NVIDIA driver version to assume instead of probing the machine.",
     ),
     EnvVar("LOCKD_CONCURRENCY", "4", "Targets resolved at once."),
+    EnvVar("LOCKD_REGISTRY_USERNAME", None, "User name for the registry LOCKD_REGISTRY_HOST."),
+    EnvVar("LOCKD_REGISTRY_PASSWORD", None, "Password or token for LOCKD_REGISTRY_HOST."),
+    EnvVar(
+        "LOCKD_REGISTRY_HOST",
+        "docker.io",
+        "The one registry LOCKD_REGISTRY_USERNAME/PASSWORD are sent to.",
+    ),
+    EnvVar(
+        "LOCKD_INSECURE_REGISTRIES",
+        None,
+        "Comma-separated registry hosts spoken to over plain http (loopback always is).",
+    ),
 )
 
 PYPI_SENTINEL = "pypi"

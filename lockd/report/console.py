@@ -1,25 +1,177 @@
-"""Console output: errors on stderr, tables with rich on a TTY."""
+"""Console output: errors on stderr, rich tables, JSON, progress on a TTY only."""
 
 from __future__ import annotations
 
+import json
 import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 from ..errors import LockdError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from ..app import CompileResult, ProgressHook
+    from ..lockset import Lockset
+
+
+def _console(stderr: bool = False) -> Console:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
 def print_error(err: LockdError) -> None:
     """Print one error paragraph to stderr, without a traceback."""
-    from rich.console import Console
-
-    console = Console(stderr=True, highlight=False, soft_wrap=True)
-    console.print(f"[bold red]error:[/] {_escape(err.render())}")
-
-
-def _escape(text: str) -> str:
     from rich.markup import escape
 
-    return escape(text)
+    _console(stderr=True).print(f"[bold red]error:[/] {escape(err.render())}")
 
 
-def is_tty() -> bool:
-    return sys.stdout.isatty()
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+@contextmanager
+def target_progress(targets: Sequence[str]) -> Iterator[ProgressHook | None]:
+    """A rich progress bar over targets on a TTY (stderr); nothing otherwise."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} targets"),
+        TimeElapsedColumn(),
+        console=_console(stderr=True),
+        transient=True,
+    ) as progress:
+        task = progress.add_task("resolving", total=len(targets))
+
+        def hook(target: str, event: str) -> None:
+            if event == "start":
+                progress.update(task, description=f"resolving {target}")
+            else:
+                progress.advance(task)
+
+        yield hook
+
+
+def compile_json(result: CompileResult) -> dict[str, Any]:
+    lockset = result.lockset
+    return {
+        "project": lockset.project,
+        "lockset": lockset.hash,
+        "parent": lockset.parent,
+        "status": "unchanged" if result.unchanged else ("partial" if lockset.failures else "compiled"),
+        "targets": [
+            {
+                "target": lock.target,
+                "flavour": lock.flavour,
+                "packages": len(lock.packages()),
+                "torch": lock.packages().get("torch"),
+                "files": sorted(lock.files),
+            }
+            for lock in lockset.locks
+        ],
+        "failures": [f.to_dict() for f in lockset.failures],
+        "written": [str(p) for p in result.written],
+    }
+
+
+def print_compile(result: CompileResult) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = _console()
+    lockset = result.lockset
+    if result.unchanged:
+        console.print(
+            f"Nothing changed: inputs and matrix match lockset {lockset.hash[:12]} "
+            "and its lock files (use --refresh to resolve again)."
+        )
+        return
+    table = Table(title=f"{lockset.project} · lockset {lockset.hash[:12]}")
+    for column in ("target", "flavour", "packages", "torch"):
+        table.add_column(column)
+    for lock in lockset.locks:
+        table.add_row(lock.target, lock.flavour or "-", str(len(lock.packages())), lock.packages().get("torch", "-"))
+    for failure in lockset.failures:
+        table.add_row(failure.target, "[red]failed[/]", "-", "-")
+    console.print(table)
+    for failure in lockset.failures:
+        console.print(f"[red]{escape(failure.target)}[/]: {escape(failure.message)}")
+    console.print(f"Recorded lockset {lockset.hash} ({len(result.written)} files written).")
+
+
+def print_history(rows: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+
+    table = Table(title="locksets")
+    for column in ("lockset", "project", "created", "targets", "resolver", "status", "parent"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row["hash"][:12],
+            row["project"],
+            row["created_at"],
+            str(len(row["targets"])),
+            row["resolver"],
+            row["status"],
+            (row["parent"] or "-")[:12],
+        )
+    _console().print(table)
+
+
+def print_lockset(lockset: Lockset) -> None:
+    from rich.table import Table
+
+    console = _console()
+    prov = lockset.provenance
+    console.print(f"[bold]lockset[/] {lockset.hash}")
+    console.print(f"project {lockset.project} · parent {lockset.parent or '-'}")
+    console.print(
+        f"created {prov.created_at} by {prov.user}@{prov.host}"
+        + (f" at git {prov.git_commit[:12]}" if prov.git_commit else "")
+    )
+    console.print(f"resolver {lockset.resolver} {lockset.resolver_version} · cut-off {lockset.cutoff}")
+    console.print("indexes " + ", ".join(f"{k}={v}" for k, v in sorted(lockset.indexes.items())))
+    console.print("inputs " + ", ".join(f"{i.path} ({i.sha256[:12]})" for i in lockset.inputs))
+    for lock in lockset.locks:
+        table = Table(title=f"{lock.target} · {lock.flavour or 'no torch'}")
+        for column in ("package", "version", "index", "file", "sha256"):
+            table.add_column(column)
+        for a in lock.artifacts:
+            table.add_row(a.name, a.version, a.index, a.filename, a.sha256[:16])
+        console.print(table)
+    for image in lockset.images:
+        console.print(f"image {image.get('reference')} -> {image.get('index_digest')}")
+    for failure in lockset.failures:
+        console.print(f"[red]failed[/] {failure.target}: {failure.message}")
+
+
+def print_diff(result: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{result['a'][:12]} -> {result['b'][:12]}")
+    for column in ("target", "change", "package", "detail"):
+        table.add_column(column)
+    for target, entry in result["targets"].items():
+        if "status" in entry:
+            table.add_row(target, entry["status"], "-", "-")
+            continue
+        for kind in ("added", "removed", "upgraded", "downgraded", "changed"):
+            for item in entry[kind]:
+                if kind in {"upgraded", "downgraded"}:
+                    detail = f"{item['from']} -> {item['to']}"
+                elif kind == "changed":
+                    detail = f"{item['what']}: {item.get('files') or item.get('to')}"
+                else:
+                    detail = item["version"]
+                table.add_row(target, kind, item["name"], str(detail))
+    _console().print(table)

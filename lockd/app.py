@@ -1,0 +1,488 @@
+"""Use cases: compile, history, show, diff. The CLI calls these; they call the rest.
+
+I/O happens here and in the backends; the decisions (routing, verification,
+rendering, diffing) are pure functions in their own modules.
+"""
+
+from __future__ import annotations
+
+import getpass
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import tomli_w
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+
+from . import __version__
+from .errors import LockdError, MatrixError, ResolutionError, UsageError, VerificationError
+from .indexes import IndexClient, requires_dist
+from .inputs import PipInputs, load_pip_inputs
+from .lockfiles.files import StagedFiles
+from .lockfiles.manifest import MANIFEST, read_manifest, render_manifest
+from .lockfiles.pylock import render_pylock
+from .lockfiles.requirements import render_requirements
+from .lockset import Artifact, Failure, Lock, Lockset, Offered, Provenance, input_key, sha256_text
+from .resolvers.interface import Resolution, Resolver, ResolveRequest
+from .resolvers.verify import TORCH, local_flavour, verify
+from .routing import IndexPlan, index_of, plan_for
+from .store import Store
+from .targets import Target
+from .urls import strip_credentials
+
+ProgressHook = Callable[[str, str], None]  # (target id, event: start|done|failed)
+
+
+@dataclass(frozen=True, slots=True)
+class LockRequest:
+    """Everything ``lockd compile`` was asked to do, after flags and config are merged."""
+
+    project: str
+    inputs: tuple[Path, ...]
+    targets: tuple[Target, ...]
+    root: Path
+    out_dir: Path
+    index_url: str
+    pytorch_index: str
+    family: frozenset[str]
+    database_url: str
+    resolver: str = "uv"
+    extras: tuple[str, ...] = ()
+    glibc: str = "2.28"
+    allow_partial: bool = False
+    refresh: bool = False
+    exclude_newer: str | None = None
+    concurrency: int = 4
+    cache_dir: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CompileResult:
+    lockset: Lockset
+    unchanged: bool
+    written: tuple[Path, ...] = ()
+    failures: tuple[Failure, ...] = ()
+
+
+@dataclass(slots=True)
+class _TargetOutcome:
+    target: Target
+    lock: Lock | None = None
+    error: ResolutionError | None = None
+    files: dict[str, bytes] = field(default_factory=dict)
+
+
+def make_resolver(name: str) -> Resolver:
+    if name == "uv":
+        from .resolvers.uv import UvResolver
+
+        return UvResolver()
+    if name == "pip-tools":
+        from .resolvers.piptools import PipToolsResolver
+
+        return PipToolsResolver()
+    raise UsageError(f"Unknown resolver {name!r}.", hint="Use --resolver uv or --resolver pip-tools.")
+
+
+def compile_lockset(request: LockRequest, progress: ProgressHook | None = None) -> CompileResult:
+    """Resolve, verify, write and record one lockset (all-or-nothing unless partial)."""
+    resolver = make_resolver(request.resolver)
+    for target in request.targets:
+        resolver.check(target)
+    inputs = load_pip_inputs(request.inputs, request.root, request.extras)
+    key = _input_key(request, inputs, resolver)
+    store = Store(request.database_url)
+    try:
+        previous = store.latest(request.project)
+        if previous is not None and not request.refresh and _unchanged(previous, key, request.out_dir):
+            return CompileResult(previous, unchanged=True)
+        started = datetime.now(UTC).replace(microsecond=0)
+        outcomes = _resolve_all(request, inputs, resolver, progress)
+        failures = [o.error for o in outcomes if o.error is not None]
+        if failures and (not request.allow_partial or len(failures) == len(outcomes)):
+            raise failures[0] if len(failures) == 1 else MatrixError(failures)
+        lockset = Lockset(
+            project=request.project,
+            inputs=inputs.files,
+            requirements=inputs.requirements,
+            targets=tuple(t.id for t in request.targets),
+            resolver=resolver.name,
+            resolver_version=resolver.version(),
+            indexes=_public_indexes(request),
+            cutoff=request.exclude_newer or _iso(started),
+            input_key=key,
+            provenance=_provenance(request.root, started),
+            locks=tuple(o.lock for o in outcomes if o.lock is not None),
+            failures=tuple(Failure(o.target.id, o.error.render()) for o in outcomes if o.error),
+            parent=previous.hash if previous else None,
+            extra={"constraints": list(inputs.constraints), "glibc": request.glibc, "family": sorted(request.family)},
+        )
+        files = {name: data for o in outcomes for name, data in o.files.items()}
+        files[MANIFEST] = render_manifest(lockset)
+        old = read_manifest(request.out_dir / MANIFEST) if (request.out_dir / MANIFEST).exists() else None
+        stale = [name for lock in (old.locks if old else ()) for name in lock.files]
+        with StagedFiles(request.out_dir, files, last=MANIFEST, remove=stale) as staged:
+            store.record_lockset(lockset)
+            written = staged.commit()
+        return CompileResult(lockset, unchanged=False, written=tuple(written), failures=lockset.failures)
+    finally:
+        store.close()
+
+
+def _resolve_all(
+    request: LockRequest, inputs: PipInputs, resolver: Resolver, progress: ProgressHook | None
+) -> list[_TargetOutcome]:
+    client = IndexClient()
+    scratch = Path(tempfile.mkdtemp(prefix="lockd-"))
+    try:
+
+        def run(target: Target) -> _TargetOutcome:
+            if progress:
+                progress(target.id, "start")
+            outcome = _lock_target(request, inputs, resolver, target, client, scratch / target.id)
+            if progress:
+                progress(target.id, "failed" if outcome.error else "done")
+            return outcome
+
+        targets = list(request.targets)
+        # The first target warms the shared uv cache alone; the others then run
+        # concurrently, mostly from cache, without fighting over the same downloads.
+        first = [run(targets[0])]
+        with ThreadPoolExecutor(max_workers=max(1, request.concurrency)) as pool:
+            rest = list(pool.map(run, targets[1:]))
+        return first + rest
+    finally:
+        client.close()
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _lock_target(
+    request: LockRequest,
+    inputs: PipInputs,
+    resolver: Resolver,
+    target: Target,
+    client: IndexClient,
+    workdir: Path,
+) -> _TargetOutcome:
+    plan = plan_for(target, request.index_url, request.pytorch_index, request.family)
+    outcome = _TargetOutcome(target)
+    try:
+        if target.accelerator.kind == "cuda" and target.platform.os == "macos":
+            raise VerificationError(
+                f"Target {target.id}: PyTorch publishes no CUDA builds for macOS.",
+                target=target.id,
+                hint="Lock macos-arm64 with --cuda cpu only, or drop the platform.",
+            )
+        resolution = resolver.resolve(
+            ResolveRequest(
+                target=target,
+                requirements=inputs.requirements,
+                constraints=inputs.constraints,
+                plan=plan,
+                workdir=workdir,
+                glibc=request.glibc,
+                exclude_newer=request.exclude_newer,
+                cache_dir=request.cache_dir,
+            )
+        )
+        resolution = _fill_hashes(resolution, client)
+        verdict = verify(resolution, plan, _torch_requires(resolution, plan, client))
+        lock = Lock(
+            target=target.id,
+            artifacts=_artifacts(resolution, plan),
+            offered=_offered(resolution, plan, client),
+            notes=verdict.notes,
+            flavour=verdict.flavour,
+        )
+        outcome.files = _render_files(lock, plan, target)
+        outcome.lock = replace(lock, files={n: sha256_text(d.decode()) for n, d in outcome.files.items()})
+    except ResolutionError as err:
+        outcome.error = err
+    except LockdError as err:
+        outcome.error = ResolutionError(f"Target {target.id}: {err.render()}", target=target.id)
+    return outcome
+
+
+def _fill_hashes(resolution: Resolution, client: IndexClient) -> Resolution:
+    """Hash files the index listed without ``#sha256=``: a lock never records an empty hash."""
+    packages = []
+    for package in resolution.packages:
+        files = tuple(
+            f if f.sha256 else replace(f, sha256=client.sha256(f.url)) for f in package.files
+        )
+        packages.append(replace(package, files=files))
+    return replace(resolution, packages=tuple(packages))
+
+
+def _torch_requires(resolution: Resolution, plan: IndexPlan, client: IndexClient) -> dict[str, list[str]]:
+    """torch's Requires-Dist, when its local tag does not already tell its flavour."""
+    torch = next((p for p in resolution.packages if p.name == TORCH), None)
+    if torch is None or not torch.files or local_flavour(torch.version) is not None:
+        return {}
+    wheel = next((f for f in torch.files if f.kind == "wheel"), torch.files[0])
+    return {TORCH: requires_dist(client.core_metadata(wheel.url))}
+
+
+def _artifacts(resolution: Resolution, plan: IndexPlan) -> tuple[Artifact, ...]:
+    return tuple(
+        Artifact(
+            name=package.name,
+            version=package.version,
+            index=index_of(file.url, plan),
+            url=strip_credentials(file.url),
+            filename=file.filename,
+            sha256=file.sha256 or "",
+            kind=file.kind,
+            upload_time=file.upload_time,
+            size=file.size,
+        )
+        for package in sorted(resolution.packages, key=lambda p: p.name)
+        for file in package.files
+    )
+
+
+def _offered(resolution: Resolution, plan: IndexPlan, client: IndexClient) -> tuple[Offered, ...]:
+    """For files without upload times, what their index offered now (for later creep checks)."""
+    out = []
+    for package in resolution.packages:
+        if all(f.upload_time for f in package.files):
+            continue
+        index_url = plan.variant if plan.variant and plan.is_routed(package.name) else plan.default
+        links = client.project_links(index_url, package.name)
+        versions: dict[str, None] = {}
+        files: dict[str, str] = {}
+        for link in links:
+            version = _version_of(link.filename)
+            if version is None:
+                continue
+            versions.setdefault(version, None)
+            if canonicalize_name(version) == canonicalize_name(package.version) and link.sha256:
+                files[link.filename] = link.sha256
+        out.append(Offered(package.name, strip_credentials(index_url), tuple(versions), files))
+    return tuple(sorted(out, key=lambda o: o.name))
+
+
+def _version_of(filename: str) -> str | None:
+    try:
+        return str(parse_wheel_filename(filename)[1])
+    except InvalidWheelFilename:
+        return None
+
+
+def _render_files(lock: Lock, plan: IndexPlan, target: Target) -> dict[str, bytes]:
+    pylock = render_pylock(lock, requires_python=f"=={target.python_version}.*")
+    header = (
+        f"lockd lock for {target.id} ({lock.flavour or 'no torch'}); generated, do not edit.\n"
+        f"Install: pip install --require-hashes --no-deps -r {target.id}.requirements.txt"
+    )
+    return {
+        f"pylock.{target.id}.toml": tomli_w.dumps(pylock).encode(),
+        f"{target.id}.requirements.txt": render_requirements(lock, plan, header=header).encode(),
+    }
+
+
+def _input_key(request: LockRequest, inputs: PipInputs, resolver: Resolver) -> str:
+    return input_key(
+        [
+            "lockd.compile/1",
+            [f.to_dict() for f in inputs.files],
+            list(inputs.requirements),
+            list(inputs.constraints),
+            [t.id for t in request.targets],
+            resolver.name,
+            resolver.version(),
+            _public_indexes(request),
+            sorted(request.family),
+            request.glibc,
+            request.exclude_newer,
+            request.allow_partial,
+        ]
+    )
+
+
+def _unchanged(previous: Lockset, key: str, out_dir: Path) -> bool:
+    """Same inputs, same matrix, and the lock files on disk are the recorded ones."""
+    if previous.input_key != key or previous.failures:
+        return False
+    on_disk = read_manifest(out_dir / MANIFEST) if (out_dir / MANIFEST).exists() else None
+    if on_disk is None or on_disk.hash != previous.hash:
+        return False
+    for lock in previous.locks:
+        for name, digest in lock.files.items():
+            path = out_dir / name
+            if not path.is_file() or sha256_text(path.read_text(encoding="utf-8")) != digest:
+                return False
+    return True
+
+
+def _public_indexes(request: LockRequest) -> dict[str, str]:
+    out = {"default": strip_credentials(request.index_url)}
+    out["pytorch"] = request.pytorch_index if request.pytorch_index == "pypi" else strip_credentials(request.pytorch_index)
+    return out
+
+
+def _provenance(root: Path, when: datetime) -> Provenance:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return Provenance(
+        user=user,
+        host=socket.gethostname(),
+        created_at=_iso(when),
+        git_commit=_git_commit(root),
+        lockd_version=__version__,
+    )
+
+
+def _git_commit(root: Path) -> str | None:
+    try:
+        proc = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return proc.stdout.strip() or None if proc.returncode == 0 else None
+
+
+def _iso(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# -- reading the record -----------------------------------------------------------
+
+
+def history(database_url: str, project: str | None) -> list[dict[str, object]]:
+    store = Store(database_url)
+    try:
+        return [s.to_dict() for s in store.history(project)]
+    finally:
+        store.close()
+
+
+def show(database_url: str, ref: str) -> Lockset:
+    store = Store(database_url)
+    try:
+        return store.get(ref)
+    finally:
+        store.close()
+
+
+def diff(database_url: str, ref_a: str, ref_b: str) -> dict[str, object]:
+    from .lockset import diff_locksets
+
+    store = Store(database_url)
+    try:
+        a, b = store.get(ref_a), store.get(ref_b)
+    finally:
+        store.close()
+    return diff_locksets(a, b)
+
+
+__all__ = [
+    "CompileResult",
+    "LockRequest",
+    "compile_lockset",
+    "diff",
+    "history",
+    "make_resolver",
+    "show",
+]
+
+
+# -- flags + configuration -> request ------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CompileFlags:
+    """``lockd compile`` flags as typed; ``None``/empty means "not given"."""
+
+    inputs: tuple[Path, ...] = ()
+    cuda: tuple[str, ...] = ()
+    platforms: tuple[str, ...] = ()
+    pythons: tuple[str, ...] = ()
+    project: str | None = None
+    out: Path | None = None
+    resolver: str | None = None
+    index_url: str | None = None
+    pytorch_index: str | None = None
+    pytorch_family: tuple[str, ...] = ()
+    extras: tuple[str, ...] = ()
+    db: str | None = None
+    allow_partial: bool = False
+    refresh: bool = False
+    exclude_newer: str | None = None
+    glibc: str | None = None
+
+
+def build_lock_request(flags: CompileFlags, cwd: Path, environ: dict[str, str] | None = None) -> LockRequest:
+    """Merge flags > environment > lockd.toml/[tool.lockd] > defaults."""
+    import os
+
+    from .routing import family_names
+    from .settings import Settings, load_project_config
+    from .targets import expand_matrix, host_platform, host_python
+
+    env = dict(os.environ if environ is None else environ)
+    settings = Settings.from_env(env)
+    config = load_project_config(cwd)
+    root = config.root
+    inputs = flags.inputs or tuple(root / p for p in config.inputs) or _default_inputs(root)
+    host = host_platform()
+    platforms = flags.platforms or config.platforms or ((host.name,) if host else ())
+    pythons = flags.pythons or config.pythons or ("{}.{}".format(*host_python()),)
+    accelerators = flags.cuda or config.accelerators or ("cpu",)
+    index_url = flags.index_url or env.get("LOCKD_INDEX_URL") or config.index_url or settings.index_url
+    pytorch_index = (
+        flags.pytorch_index or env.get("LOCKD_PYTORCH_INDEX") or config.pytorch_index or settings.pytorch_index
+    )
+    cache = env.get("UV_CACHE_DIR")
+    return LockRequest(
+        project=flags.project or config.project or _project_name(root),
+        inputs=tuple(inputs),
+        targets=tuple(expand_matrix(platforms, pythons, accelerators)),
+        root=root,
+        out_dir=flags.out or (root / (config.out or "locks")),
+        index_url=index_url.rstrip("/"),
+        pytorch_index=pytorch_index.rstrip("/"),
+        family=family_names((*config.pytorch_family, *flags.pytorch_family)),
+        database_url=flags.db or settings.database_url,
+        resolver=flags.resolver or config.resolver or "uv",
+        extras=flags.extras or config.extras,
+        glibc=flags.glibc or config.glibc or "2.28",
+        allow_partial=flags.allow_partial,
+        refresh=flags.refresh,
+        exclude_newer=flags.exclude_newer,
+        concurrency=settings.concurrency,
+        cache_dir=Path(cache) if cache else None,
+    )
+
+
+def _default_inputs(root: Path) -> tuple[Path, ...]:
+    for name in ("requirements.in", "pyproject.toml"):
+        if (root / name).is_file():
+            return (root / name,)
+    raise UsageError(
+        f"No inputs given and none found in {root}.",
+        hint="Pass a requirements.in or pyproject.toml, or set inputs in lockd.toml.",
+    )
+
+
+def _project_name(root: Path) -> str:
+    import tomllib
+
+    pyproject = root / "pyproject.toml"
+    if pyproject.is_file():
+        try:
+            name = tomllib.loads(pyproject.read_text()).get("project", {}).get("name")
+        except (tomllib.TOMLDecodeError, OSError):
+            name = None
+        if isinstance(name, str) and name:
+            return name
+    return root.resolve().name

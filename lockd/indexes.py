@@ -1,0 +1,145 @@
+"""A small PEP 503/691/658 client: project pages, core metadata, file hashes.
+
+Used after resolution: to hash files an index published without ``#sha256=``,
+to read torch's ``Requires-Dist`` (its CUDA flavour) and to record what an
+index without upload times offered at lock time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import zipfile
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from urllib.parse import unquote, urljoin, urlsplit
+
+import httpx
+from packaging.utils import canonicalize_name
+
+from .errors import IndexError_
+from .urls import redact, strip_credentials
+
+JSON_ACCEPT = "application/vnd.pypi.simple.v1+json, text/html;q=0.1"
+TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+
+
+@dataclass(frozen=True, slots=True)
+class IndexLink:
+    filename: str
+    url: str
+    sha256: str | None
+    upload_time: str | None = None
+
+
+class _Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[tuple[str, str]] = []
+        self._href: str | None = None
+        self._text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self._href = dict(attrs).get("href")
+            self._text = []
+
+    def handle_data(self, data: str) -> None:
+        if self._href is not None:
+            self._text.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "a" and self._href is not None:
+            self.links.append((self._href, "".join(self._text).strip()))
+            self._href = None
+
+
+def parse_html_page(html: str, page_url: str) -> list[IndexLink]:
+    """Links of a PEP 503 page; hrefs may be root-relative with ``%2B`` for ``+``."""
+    parser = _Links()
+    parser.feed(html)
+    out = []
+    for href, text in parser.links:
+        url, _, fragment = urljoin(page_url, href).partition("#")
+        sha = fragment.removeprefix("sha256=") if fragment.startswith("sha256=") else None
+        name = text or unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+        out.append(IndexLink(name, url, sha or None))
+    return out
+
+
+def parse_json_page(data: dict[str, object]) -> list[IndexLink]:
+    files = data.get("files", [])
+    out = []
+    for item in files if isinstance(files, list) else []:
+        hashes = item.get("hashes") or {}
+        out.append(
+            IndexLink(item["filename"], item["url"], hashes.get("sha256") or None, item.get("upload-time"))
+        )
+    return out
+
+
+class IndexClient:
+    """Blocking client; one per compile, shared by the targets' threads."""
+
+    def __init__(self, client: httpx.Client | None = None) -> None:
+        self._client = client or httpx.Client(timeout=TIMEOUT, follow_redirects=True)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def project_links(self, index: str, name: str) -> list[IndexLink]:
+        page = f"{index.rstrip('/')}/{canonicalize_name(name)}/"
+        response = self._get(page, headers={"Accept": JSON_ACCEPT})
+        if response.headers.get("content-type", "").startswith("application/vnd.pypi.simple.v1+json"):
+            links = parse_json_page(response.json())
+            return [IndexLink(x.filename, urljoin(page, x.url), x.sha256, x.upload_time) for x in links]
+        return parse_html_page(response.text, page)
+
+    def core_metadata(self, url: str) -> str:
+        """The METADATA of a wheel: PEP 658 ``.metadata`` first, else from the wheel itself."""
+        try:
+            response = self._client.get(url + ".metadata")
+            if response.status_code == 200:
+                return response.text
+        except httpx.HTTPError:
+            pass
+        data = self._get(url).content
+        with zipfile.ZipFile(io.BytesIO(data)) as wheel:
+            name = next(n for n in wheel.namelist() if n.endswith(".dist-info/METADATA"))
+            return wheel.read(name).decode()
+
+    def sha256(self, url: str) -> str:
+        """Hash a file by streaming it (for index entries without ``#sha256=``)."""
+        digest = hashlib.sha256()
+        try:
+            with self._client.stream("GET", url) as response:
+                _raise_for_status(response, url)
+                for chunk in response.iter_bytes(1 << 20):
+                    digest.update(chunk)
+        except httpx.HTTPError as exc:
+            raise IndexError_(f"Cannot download {strip_credentials(url)}: {redact(str(exc))}.") from None
+        return digest.hexdigest()
+
+    def _get(self, url: str, headers: dict[str, str] | None = None) -> httpx.Response:
+        try:
+            response = self._client.get(url, headers=headers)
+        except httpx.HTTPError as exc:
+            raise IndexError_(
+                f"Cannot reach {strip_credentials(url)}: {redact(str(exc)) or type(exc).__name__}.",
+                hint="Check the index URL and your network.",
+            ) from None
+        _raise_for_status(response, url)
+        return response
+
+
+def _raise_for_status(response: httpx.Response, url: str) -> None:
+    if response.status_code >= 400:
+        raise IndexError_(f"{strip_credentials(url)} answered HTTP {response.status_code}.")
+
+
+def requires_dist(metadata: str) -> list[str]:
+    """The ``Requires-Dist`` lines of a METADATA document."""
+    from email.parser import HeaderParser
+
+    message = HeaderParser().parsestr(metadata)
+    return [str(value) for value in message.get_all("Requires-Dist") or []]

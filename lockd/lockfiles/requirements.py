@@ -1,0 +1,33 @@
+"""``<target>.requirements.txt`` for ``pip install --require-hashes --no-deps -r`` (pure).
+
+PyTorch-family artifacts are written as direct URLs to the exact file, so pip
+has no way to fetch them from another index; everything else is pinned with
+``==`` and every hash the lock recorded for it.
+"""
+
+from __future__ import annotations
+
+from ..lockset import Artifact, Lock
+from ..routing import IndexPlan
+
+
+def render_requirements(lock: Lock, plan: IndexPlan, *, header: str) -> str:
+    lines = [f"# {line}" if line else "#" for line in header.splitlines()]
+    lines.append(f"--index-url {plan.public()['default']}")
+    by_name: dict[str, list[Artifact]] = {}
+    for artifact in lock.artifacts:
+        by_name.setdefault(artifact.name, []).append(artifact)
+    for name in sorted(by_name):
+        artifacts = by_name[name]
+        first = artifacts[0]
+        if plan.variant is not None and plan.is_routed(name):
+            # One direct URL per requirement: the file this target installs.
+            wheel = next((a for a in artifacts if a.kind == "wheel"), first)
+            lines.append(f"{name} @ {wheel.url} \\")
+            lines.append(f"    --hash=sha256:{wheel.sha256}")
+            continue
+        hashes = sorted({a.sha256 for a in artifacts})
+        lines.append(f"{name}=={first.version} \\")
+        lines += [f"    --hash=sha256:{h} \\" for h in hashes[:-1]]
+        lines.append(f"    --hash=sha256:{hashes[-1]}")
+    return "\n".join(lines) + "\n"

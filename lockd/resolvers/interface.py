@@ -1,0 +1,66 @@
+"""The resolver role: one abstract class, results as frozen values."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..routing import IndexPlan
+from ..targets import Target
+
+
+@dataclass(frozen=True, slots=True)
+class ResolveRequest:
+    """Everything a backend needs to lock one target."""
+
+    target: Target
+    requirements: tuple[str, ...]
+    constraints: tuple[str, ...]
+    plan: IndexPlan
+    workdir: Path  # private scratch directory of this target
+    glibc: str = "2.28"
+    exclude_newer: str | None = None  # applied to indexes that publish upload times
+    cache_dir: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedFile:
+    url: str
+    filename: str
+    sha256: str | None
+    upload_time: str | None = None
+    size: int | None = None
+    kind: str = "wheel"
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedPackage:
+    name: str
+    version: str
+    files: tuple[ResolvedFile, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """A backend's answer for one target, before lockd verifies it."""
+
+    target: Target
+    packages: tuple[ResolvedPackage, ...]
+
+
+class Resolver(abc.ABC):
+    """A resolution backend (uv, pip-tools)."""
+
+    name: str
+
+    @abc.abstractmethod
+    def version(self) -> str:
+        """The backend's version, recorded with every lockset."""
+
+    def check(self, target: Target) -> None:  # noqa: B027 - optional hook
+        """Raise ``UsageError`` if this backend cannot lock ``target`` at all."""
+
+    @abc.abstractmethod
+    def resolve(self, request: ResolveRequest) -> Resolution:
+        """Lock one target; raise ``ResolutionError`` with a one-paragraph reason."""

@@ -1,0 +1,204 @@
+"""The default backend: ``uv pip compile``, one subprocess per target.
+
+Routing relies on uv's explicit indexes: a throw-away ``pyproject.toml`` per
+target lists the requirements as dependencies and maps every PyTorch-family
+name to the variant index through ``[tool.uv.sources]``. uv honours sources
+for direct dependencies only, so a family package that shows up transitively
+(``triton`` under ``torch``) is promoted to a direct dependency and the target
+is resolved again.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
+
+import tomli_w
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from ..errors import IndexError_, ResolutionError
+from ..lockfiles.pylock import parse_pylock
+from ..routing import index_of
+from ..urls import redact, strip_credentials
+from .interface import Resolution, ResolvedPackage, Resolver, ResolveRequest
+
+VARIANT_INDEX_NAME = "pytorch"
+MAX_ROUNDS = 4
+
+# uv variables that change what gets resolved: lockd decides those itself.
+_PASS_THROUGH_UV = {
+    "UV_CACHE_DIR",
+    "UV_HTTP_TIMEOUT",
+    "UV_HTTP_RETRIES",
+    "UV_NATIVE_TLS",
+    "UV_CONCURRENT_DOWNLOADS",
+    "UV_OFFLINE",
+    "UV_INDEX_PYTORCH_USERNAME",
+    "UV_INDEX_PYTORCH_PASSWORD",
+}
+
+
+def uv_binary() -> str:
+    """The uv executable shipped with the pinned ``uv`` wheel."""
+    from uv import find_uv_bin
+
+    return find_uv_bin()
+
+
+def hermetic_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for uv: no pip or resolution-changing uv settings leak in."""
+    source = os.environ if environ is None else environ
+    env = {
+        key: value
+        for key, value in source.items()
+        if not key.startswith("PIP_") and (not key.startswith("UV_") or key in _PASS_THROUGH_UV)
+    }
+    env["UV_NO_PROGRESS"] = "1"
+    env["UV_PYTHON_DOWNLOADS"] = "never"
+    return env
+
+
+class UvResolver(Resolver):
+    name = "uv"
+
+    def version(self) -> str:
+        return _uv_version()
+
+    def resolve(self, request: ResolveRequest) -> Resolution:
+        direct = {canonicalize_name(Requirement(r).name) for r in request.requirements}
+        promoted: set[str] = set()
+        for _ in range(MAX_ROUNDS):
+            packages = self._compile(request, sorted(promoted))
+            if request.plan.variant is None:
+                return Resolution(request.target, packages)
+            stray = {
+                p.name
+                for p in packages
+                if request.plan.is_routed(p.name)
+                and p.name not in direct | promoted
+                and any(index_of(f.url, request.plan) != strip_credentials(request.plan.variant) for f in p.files)
+            }
+            if not stray:
+                return Resolution(request.target, packages)
+            promoted |= stray
+        return Resolution(request.target, packages)
+
+    def _compile(self, request: ResolveRequest, promoted: list[str]) -> tuple[ResolvedPackage, ...]:
+        workdir = request.workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "pyproject.toml").write_text(_project_toml(request, promoted))
+        output = workdir / f"pylock.{request.target.id}.toml"
+        command = [
+            uv_binary(),
+            "pip",
+            "compile",
+            "pyproject.toml",
+            "--format",
+            "pylock.toml",
+            "--output-file",
+            output.name,
+            "--python-version",
+            request.target.python_version,
+            "--python-platform",
+            request.target.platform.uv_platform(request.glibc),
+            # An explicit interpreter skips uv's discovery, which costs seconds per
+            # call when the target's Python is not installed here.
+            "--python",
+            sys.executable,
+            "--index-url",
+            request.plan.default,
+            "--no-header",
+            "--quiet",
+        ]
+        if request.constraints:
+            (workdir / "constraints.txt").write_text("\n".join(request.constraints) + "\n")
+            command += ["--constraint", "constraints.txt"]
+        if request.exclude_newer:
+            command += ["--exclude-newer", request.exclude_newer]
+            # The PyTorch indexes publish no upload times: exempt the routed family.
+            if request.plan.variant is not None:
+                for name in sorted(request.plan.family):
+                    command += ["--exclude-newer-package", f"{name}=false"]
+        env = hermetic_env()
+        if request.cache_dir is not None:
+            env["UV_CACHE_DIR"] = str(request.cache_dir)
+        proc = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise condense_uv_error(proc.stderr, request)
+        return parse_pylock(output.read_text(), str(output))
+
+
+def _project_toml(request: ResolveRequest, promoted: list[str]) -> str:
+    doc: dict[str, object] = {
+        "project": {
+            "name": "lockd-target",
+            "version": "0",
+            "dependencies": [*request.requirements, *promoted],
+        }
+    }
+    if request.plan.variant is not None:
+        doc["tool"] = {
+            "uv": {
+                "index": [{"name": VARIANT_INDEX_NAME, "url": request.plan.variant, "explicit": True}],
+                "sources": {name: {"index": VARIANT_INDEX_NAME} for name in sorted(request.plan.family)},
+            }
+        }
+    return tomli_w.dumps(doc)
+
+
+@cache
+def _uv_version() -> str:
+    proc = subprocess.run([uv_binary(), "--version"], capture_output=True, text=True, check=True)
+    return proc.stdout.split()[1]
+
+
+_DECORATION = re.compile(r"[×╰─▶│├]+")
+
+
+def condense_uv_error(stderr: str, request: ResolveRequest) -> ResolutionError:
+    """uv's report as one paragraph; unreachable indexes become ``IndexError_``."""
+    text = redact(stderr)
+    lines = [_DECORATION.sub("", line).strip() for line in text.splitlines()]
+    lines = [line.removeprefix("error:").strip() for line in lines if line and not line.startswith("hint:")]
+    hints = [line.split("hint:", 1)[1].strip() for line in text.splitlines() if "hint:" in line]
+    target = request.target.id
+    fetch = re.search(r"Failed to fetch: `([^`]+)`", text)
+    if fetch and any(
+        marker in text
+        for marker in ("Connection refused", "dns error", "error sending request", "timed out", "tcp connect")
+    ):
+        url = fetch.group(1)
+        reason = lines[-1] if lines else "no answer"
+        return _index_error(target, url, reason)
+    if fetch and ("404 Not Found" in text or "status code 404" in text):
+        url = fetch.group(1)
+        return ResolutionError(
+            f"Target {target}: the index answered 404 for {url}.",
+            target=target,
+            hint="Check the index URL (and, for PyTorch indexes, that the variant exists).",
+        )
+    message = " ".join(lines)
+    message = re.sub(r"\s+", " ", message)
+    if len(message) > 900:
+        message = message[:900].rsplit(" ", 1)[0] + " …"
+    return ResolutionError(
+        f"Target {target} could not be resolved: {message}",
+        target=target,
+        hint=" ".join(hints) if hints else None,
+    )
+
+
+def _index_error(target: str, url: str, reason: str) -> ResolutionError:
+    err = ResolutionError(
+        f"Target {target}: the index at {url} cannot be reached ({reason}).",
+        target=target,
+        hint="Check the URL, your network or proxy, or point --index / --pytorch-index at a mirror.",
+    )
+    err.__cause__ = IndexError_(err.message)
+    return err

@@ -1,0 +1,193 @@
+"""Stdlib-only probe, run *inside* the interpreter being snapshotted (Python 3.8+).
+
+lockd passes this file's source to ``python -c``; it prints one JSON object on
+stdout and nothing else. It never imports the installed packages (importing
+torch is slow and can fail): it reads the ``*.dist-info`` / ``*.egg-info``
+directories on ``sys.path``. Everything that needs judgement (torch flavour,
+shadowing) is decided by lockd from this raw data, with pure functions.
+
+Keep it compatible with Python 3.8 and free of third-party imports.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import site
+import sys
+import sysconfig
+from typing import Any
+
+# Bumped when the shape of the printed object changes; lockd checks it.
+PROBE_VERSION = 1
+
+
+def _read_bytes(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError:
+        return None
+
+
+def _read_text(path: str) -> str | None:
+    data = _read_bytes(path)
+    return None if data is None else data.decode("utf-8", "replace")
+
+
+def _headers(text: str) -> dict[str, str]:
+    """``Name`` and ``Version`` of a METADATA/PKG-INFO header block (first occurrence wins)."""
+    found: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            break  # end of the header block; the long description follows
+        key, sep, value = line.partition(":")
+        key = key.strip().lower()
+        if sep and key in ("name", "version") and key not in found:
+            found[key] = value.strip()
+    return found
+
+
+def _dist(location: str, entry: str) -> dict[str, Any] | None:
+    path = os.path.join(location, entry)
+    if entry.endswith(".dist-info"):
+        metadata_path = os.path.join(path, "METADATA")
+    elif os.path.isdir(path):  # legacy setuptools .egg-info directory
+        metadata_path = os.path.join(path, "PKG-INFO")
+    else:  # a bare .egg-info file is the PKG-INFO itself
+        metadata_path = path
+    text = _read_text(metadata_path)
+    if text is None:
+        return None
+    headers = _headers(text)
+    if "name" not in headers or "version" not in headers:
+        return None
+    record = _read_bytes(os.path.join(path, "RECORD"))
+    installer = (_read_text(os.path.join(path, "INSTALLER")) or "").strip() or None
+    direct_url: Any = None
+    direct_text = _read_text(os.path.join(path, "direct_url.json"))
+    if direct_text is not None:
+        try:
+            direct_url = json.loads(direct_text)
+        except ValueError:
+            direct_url = {"invalid": direct_text[:200]}
+    return {
+        "name": headers["name"],
+        "version": headers["version"],
+        "installer": installer,
+        "direct_url": direct_url,
+        "record_sha256": hashlib.sha256(record).hexdigest() if record is not None else None,
+        "location": location,
+        "metadata_dir": entry,
+        "_record": record,
+    }
+
+
+def _canonical(name: str) -> str:
+    out = []
+    for char in name.lower():
+        out.append("-" if char in "-_." else char)
+    collapsed = "".join(out)
+    while "--" in collapsed:
+        collapsed = collapsed.replace("--", "-")
+    return collapsed
+
+
+def _torch(dist: dict[str, Any]) -> dict[str, Any]:
+    """Raw material for the torch flavour: version.py text and the torch/lib files of RECORD."""
+    record = dist["_record"]
+    libs: list[str] | None = None  # None: there is no RECORD to look at
+    if record is not None:
+        libs = []
+        for line in record.decode("utf-8", "replace").splitlines():
+            path = line.rsplit(",", 2)[0] if line.count(",") >= 2 else line
+            if path.startswith("torch/lib/"):
+                libs.append(path[len("torch/lib/") :])
+        libs.sort()
+    return {
+        "version_py": _read_text(os.path.join(dist["location"], "torch", "version.py")),
+        "record_libs": libs,
+    }
+
+
+def _search_path() -> list[str]:
+    entries = list(sys.path)
+    if entries and entries[0] == "":  # added by ``-c``: the caller's cwd is not the environment
+        entries = entries[1:]
+    seen: set[str] = set()
+    unique = []
+    for entry in entries:
+        real = os.path.realpath(entry)
+        if real not in seen and os.path.isdir(real):
+            seen.add(real)
+            unique.append(entry)
+    return unique
+
+
+def _site_packages() -> list[str]:
+    candidates: list[str] = []
+    paths = sysconfig.get_paths()
+    candidates += [paths.get("purelib", ""), paths.get("platlib", "")]
+    if hasattr(site, "getsitepackages"):  # absent in venvs made by old virtualenv
+        candidates += site.getsitepackages()
+    if site.ENABLE_USER_SITE:
+        candidates.append(site.getusersitepackages())
+    seen: set[str] = set()
+    unique = []
+    for candidate in candidates:
+        real = os.path.realpath(candidate) if candidate else ""
+        if real and real not in seen and os.path.isdir(real):
+            seen.add(real)
+            unique.append(candidate)
+    return unique
+
+
+def probe() -> dict[str, Any]:
+    """Everything lockd needs to know about this interpreter, as JSON-ready data."""
+    dists: list[dict[str, Any]] = []
+    torch: dict[str, Any] | None = None
+    search = _search_path()
+    for location in search:
+        try:
+            entries = sorted(os.listdir(location))
+        except OSError:
+            continue
+        for entry in entries:
+            if not entry.endswith((".dist-info", ".egg-info")):
+                continue
+            dist = _dist(location, entry)
+            if dist is None:
+                continue
+            if torch is None and _canonical(dist["name"]) == "torch":
+                torch = _torch(dist)
+            del dist["_record"]
+            dists.append(dist)
+    impl = sys.implementation
+    impl_version = "%d.%d.%d" % impl.version[:3]
+    if impl.version.releaselevel != "final":
+        impl_version += "%s%d" % (impl.version.releaselevel[0], impl.version.serial)
+    return {
+        "probe": PROBE_VERSION,
+        "python": {
+            "executable": sys.executable,
+            "version": platform.python_version(),
+            "implementation": impl.name,
+            "implementation_version": impl_version,
+            "prefix": sys.prefix,
+            "base_prefix": getattr(sys, "base_prefix", sys.prefix),
+            "platform": sysconfig.get_platform(),
+            "machine": platform.machine(),
+            "soabi": sysconfig.get_config_var("SOABI"),
+            "pointer_bits": 64 if sys.maxsize > 2**32 else 32,
+            "site_packages": _site_packages(),
+            "sys_path": search,
+        },
+        "dists": dists,
+        "torch": torch,
+    }
+
+
+if __name__ == "__main__":
+    json.dump(probe(), sys.stdout)

@@ -1,0 +1,522 @@
+"""What one environment contains, as frozen values with a versioned JSON form.
+
+Every probe that can fail is a ``Probe[T]``: ``Available(value)`` or
+``Unavailable(reason)``. An empty value (no Debian packages, no unresolved
+library) therefore always means "looked, found none", never "could not look".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, ClassVar, Generic, Literal, TypeAlias, TypeVar
+
+from packaging.utils import canonicalize_name
+
+from ..errors import FormatError
+
+SNAPSHOT_VERSION = "lockd.snapshot/1"
+
+T = TypeVar("T")
+U = TypeVar("U")
+
+
+@dataclass(frozen=True, slots=True)
+class Available(Generic[T]):
+    """A probe that answered."""
+
+    value: T
+    ok: ClassVar[Literal[True]] = True
+
+    def or_none(self) -> T:
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class Unavailable:
+    """A probe that could not answer, and why (``"dpkg-query not on PATH"``)."""
+
+    reason: str
+    ok: ClassVar[Literal[False]] = False
+
+    def or_none(self) -> None:
+        return None
+
+
+Probe: TypeAlias = Available[T] | Unavailable
+
+
+def probe_to_dict(probe: Probe[T], encode: Callable[[T], Any]) -> dict[str, Any]:
+    if isinstance(probe, Available):
+        return {"status": "available", "value": encode(probe.value)}
+    return {"status": "unavailable", "reason": probe.reason}
+
+
+def probe_from_dict(data: Mapping[str, Any], decode: Callable[[Any], T]) -> Probe[T]:
+    status = data["status"]
+    if status == "available":
+        return Available(decode(data["value"]))
+    if status == "unavailable":
+        return Unavailable(str(data["reason"]))
+    raise ValueError(f"probe status {status!r} is neither 'available' nor 'unavailable'")
+
+
+def map_probe(probe: Probe[T], function: Callable[[T], U]) -> Probe[U]:
+    """Apply ``function`` to an available value; pass an unavailable one through."""
+    return Available(function(probe.value)) if isinstance(probe, Available) else probe
+
+
+@dataclass(frozen=True, slots=True)
+class Interpreter:
+    """The Python interpreter of the environment, as it describes itself."""
+
+    executable: str
+    version: str  # "3.11.7"
+    implementation: str  # "cpython"
+    implementation_version: str
+    prefix: str
+    base_prefix: str
+    platform: str  # sysconfig.get_platform(): "linux-x86_64"
+    machine: str  # platform.machine(): "x86_64"
+    soabi: str | None
+    pointer_bits: int
+    site_packages: tuple[str, ...]
+    sys_path: tuple[str, ...]
+
+    @property
+    def minor(self) -> str:
+        """``"3.11"``."""
+        return ".".join(self.version.split(".")[:2])
+
+    @property
+    def is_venv(self) -> bool:
+        return self.prefix != self.base_prefix
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "executable": self.executable,
+            "version": self.version,
+            "implementation": self.implementation,
+            "implementation_version": self.implementation_version,
+            "prefix": self.prefix,
+            "base_prefix": self.base_prefix,
+            "platform": self.platform,
+            "machine": self.machine,
+            "soabi": self.soabi,
+            "pointer_bits": self.pointer_bits,
+            "site_packages": list(self.site_packages),
+            "sys_path": list(self.sys_path),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Interpreter:
+        return cls(
+            executable=str(data["executable"]),
+            version=str(data["version"]),
+            implementation=str(data["implementation"]),
+            implementation_version=str(data["implementation_version"]),
+            prefix=str(data["prefix"]),
+            base_prefix=str(data["base_prefix"]),
+            platform=str(data["platform"]),
+            machine=str(data["machine"]),
+            soabi=_opt_str(data.get("soabi")),
+            pointer_bits=int(data["pointer_bits"]),
+            site_packages=tuple(str(p) for p in data["site_packages"]),
+            sys_path=tuple(str(p) for p in data["sys_path"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Dist:
+    """One installed distribution.
+
+    ``record_sha256`` is the sha256 of its RECORD file: a wheel swapped for another
+    build with the same version string changes it. ``None`` only when the dist has
+    no RECORD (legacy ``.egg-info`` installs).
+    """
+
+    name: str
+    version: str
+    installer: str | None
+    direct_url: Mapping[str, Any] | None  # PEP 610 direct_url.json, as written
+    record_sha256: str | None
+    location: str  # the sys.path entry it was found in
+    metadata_dir: str  # "torch-2.4.0+cu124.dist-info"
+
+    @property
+    def canonical_name(self) -> str:
+        return canonicalize_name(self.name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "installer": self.installer,
+            "direct_url": dict(self.direct_url) if self.direct_url is not None else None,
+            "record_sha256": self.record_sha256,
+            "location": self.location,
+            "metadata_dir": self.metadata_dir,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Dist:
+        direct_url = data.get("direct_url")
+        if direct_url is not None and not isinstance(direct_url, Mapping):
+            raise ValueError(f"direct_url of {data.get('name')!r} is not an object")
+        return cls(
+            name=str(data["name"]),
+            version=str(data["version"]),
+            installer=_opt_str(data.get("installer")),
+            direct_url=direct_url,
+            record_sha256=_opt_str(data.get("record_sha256")),
+            location=str(data["location"]),
+            metadata_dir=str(data["metadata_dir"]),
+        )
+
+
+class TorchKind(StrEnum):
+    cpu = "cpu"
+    cuda = "cuda"
+    rocm = "rocm"
+    xpu = "xpu"
+    unknown = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class TorchFlavour:
+    """Which build of torch is installed, decided from files (torch is never imported).
+
+    ``dist_version`` is the dist-info version (``2.6.0`` for PyPI's default CUDA
+    build); ``module_version`` is ``torch.__version__`` read from ``torch/version.py``
+    (``2.6.0+cu124``). ``evidence`` says what each source showed, in the order
+    they were consulted.
+    """
+
+    kind: TorchKind
+    cuda: str | None  # "12.4"
+    evidence: tuple[str, ...]
+    dist_version: str
+    module_version: str | None
+    hip: str | None = None  # ROCm builds: torch.version.hip
+
+    @property
+    def accelerator(self) -> str | None:
+        """The accelerator as lockd's targets name it (``cu124``, ``cpu``, ``rocm6.1``, ``xpu``)."""
+        if self.kind is TorchKind.cpu or self.kind is TorchKind.xpu:
+            return self.kind.value
+        if self.kind is TorchKind.cuda and self.cuda:
+            return "cu" + "".join(self.cuda.split(".")[:2])
+        if self.kind is TorchKind.rocm and self.hip:
+            return "rocm" + ".".join(self.hip.split("-")[0].split(".")[:2])
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind.value,
+            "cuda": self.cuda,
+            "hip": self.hip,
+            "dist_version": self.dist_version,
+            "module_version": self.module_version,
+            "evidence": list(self.evidence),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TorchFlavour:
+        return cls(
+            kind=TorchKind(data["kind"]),
+            cuda=_opt_str(data.get("cuda")),
+            evidence=tuple(str(e) for e in data["evidence"]),
+            dist_version=str(data["dist_version"]),
+            module_version=_opt_str(data.get("module_version")),
+            hip=_opt_str(data.get("hip")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DebPackage:
+    name: str  # "libc6:amd64" for Multi-Arch: same packages, as dpkg prints it
+    version: str
+    architecture: str
+
+
+@dataclass(frozen=True, slots=True)
+class LdCacheEntry:
+    """One line of ``ldconfig -p``: ``libz.so.1 (libc6,x86-64) => /lib/x86_64-linux-gnu/libz.so.1``."""
+
+    soname: str
+    flags: str  # "libc6,x86-64" (may carry ", OS ABI: Linux 3.2.0" or hwcap)
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class DriverVersion:
+    version: str  # "550.54.14"
+    source: str  # "LOCKD_CUDA_DRIVER_VERSION", "/sys/module/nvidia/version", …, "nvidia-smi"
+
+
+@dataclass(frozen=True, slots=True)
+class CudaToolkit:
+    """The CUDA toolkit of the image (not the driver's "CUDA Version")."""
+
+    version: str  # "12.4.1"
+    source: str  # "/usr/local/cuda/version.json" or "CUDA_VERSION"
+    env: Mapping[str, str] = field(default_factory=dict)  # CUDA_VERSION, NV_CUDA_CUDART_VERSION, …
+
+
+class LibraryStatus(StrEnum):
+    missing = "missing"  # nothing on the search path provides it: the import will fail
+    driver = "driver"  # an NVIDIA driver library: mounted by the container toolkit at run time
+    bundled = "bundled"  # only inside site-packages, off the search path: loaded by its package
+
+
+@dataclass(frozen=True, slots=True)
+class NeededLibrary:
+    """A ``DT_NEEDED`` entry the dynamic loader's search path does not resolve."""
+
+    soname: str
+    status: LibraryStatus
+    needed_by: tuple[str, ...]  # the .so files needing it, relative to their site-packages
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"soname": self.soname, "status": self.status.value, "needed_by": list(self.needed_by)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> NeededLibrary:
+        return cls(
+            soname=str(data["soname"]),
+            status=LibraryStatus(data["status"]),
+            needed_by=tuple(str(p) for p in data["needed_by"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SkippedFile:
+    path: str
+    reason: str  # "not an ELF file", "truncated ELF header", …
+
+
+@dataclass(frozen=True, slots=True)
+class LibraryScan:
+    """The shared libraries under site-packages and what their ``DT_NEEDED`` resolve to."""
+
+    roots: tuple[str, ...]
+    scanned: int  # ELF files parsed
+    unresolved: tuple[NeededLibrary, ...]
+    system: Mapping[str, str]  # soname -> path, for libraries resolved outside site-packages
+    skipped: tuple[SkippedFile, ...]
+
+    def with_status(self, status: LibraryStatus) -> tuple[NeededLibrary, ...]:
+        return tuple(lib for lib in self.unresolved if lib.status is status)
+
+    @property
+    def missing(self) -> tuple[NeededLibrary, ...]:
+        """Libraries that no search path provides (driver libraries excluded)."""
+        return self.with_status(LibraryStatus.missing)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "roots": list(self.roots),
+            "scanned": self.scanned,
+            "unresolved": [lib.to_dict() for lib in self.unresolved],
+            "system": dict(self.system),
+            "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LibraryScan:
+        return cls(
+            roots=tuple(str(r) for r in data["roots"]),
+            scanned=int(data["scanned"]),
+            unresolved=tuple(NeededLibrary.from_dict(lib) for lib in data["unresolved"]),
+            system={str(k): str(v) for k, v in data["system"].items()},
+            skipped=tuple(SkippedFile(str(s["path"]), str(s["reason"])) for s in data["skipped"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SystemInfo:
+    """The operating system around the interpreter; each part probed on its own."""
+
+    os_release: Probe[Mapping[str, str]]
+    glibc: Probe[str]  # "2.36"
+    dpkg: Probe[tuple[DebPackage, ...]]
+    ld_cache: Probe[tuple[LdCacheEntry, ...]]
+    driver: Probe[DriverVersion]
+    cuda: Probe[CudaToolkit]
+    libraries: Probe[LibraryScan]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "os_release": probe_to_dict(self.os_release, dict),
+            "glibc": probe_to_dict(self.glibc, str),
+            "dpkg": probe_to_dict(
+                self.dpkg, lambda pkgs: [[p.name, p.version, p.architecture] for p in pkgs]
+            ),
+            "ld_cache": probe_to_dict(
+                self.ld_cache, lambda entries: [[e.soname, e.flags, e.path] for e in entries]
+            ),
+            "driver": probe_to_dict(
+                self.driver, lambda d: {"version": d.version, "source": d.source}
+            ),
+            "cuda": probe_to_dict(
+                self.cuda, lambda c: {"version": c.version, "source": c.source, "env": dict(c.env)}
+            ),
+            "libraries": probe_to_dict(self.libraries, LibraryScan.to_dict),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SystemInfo:
+        return cls(
+            os_release=probe_from_dict(
+                data["os_release"], lambda v: {str(k): str(x) for k, x in v.items()}
+            ),
+            glibc=probe_from_dict(data["glibc"], str),
+            dpkg=probe_from_dict(
+                data["dpkg"], lambda v: tuple(DebPackage(str(n), str(ver), str(a)) for n, ver, a in v)
+            ),
+            ld_cache=probe_from_dict(
+                data["ld_cache"], lambda v: tuple(LdCacheEntry(str(s), str(f), str(p)) for s, f, p in v)
+            ),
+            driver=probe_from_dict(
+                data["driver"], lambda v: DriverVersion(str(v["version"]), str(v["source"]))
+            ),
+            cuda=probe_from_dict(
+                data["cuda"],
+                lambda v: CudaToolkit(
+                    str(v["version"]), str(v["source"]), {str(k): str(x) for k, x in v["env"].items()}
+                ),
+            ),
+            libraries=probe_from_dict(data["libraries"], LibraryScan.from_dict),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What one environment really contains. Read with :meth:`from_dict`, write with :meth:`to_dict`.
+
+    ``dists`` are the distributions Python imports (the first of each name along
+    ``sys.path``); ``shadowed`` are further copies of a name that lie behind them.
+    """
+
+    taken_at: str  # ISO 8601, UTC
+    lockd_version: str
+    python: Interpreter
+    dists: tuple[Dist, ...]
+    shadowed: tuple[Dist, ...]
+    torch: Probe[TorchFlavour]
+    system: Probe[SystemInfo]
+
+    # --- lookups for the drift detector -----------------------------------------------------
+
+    @property
+    def dists_by_name(self) -> dict[str, Dist]:
+        """Effective dists keyed by canonical name (``typing-extensions``)."""
+        return {dist.canonical_name: dist for dist in self.dists}
+
+    def dist(self, name: str) -> Dist | None:
+        """The dist Python would import for ``name`` (any spelling), or ``None``."""
+        wanted = canonicalize_name(name)
+        return next((d for d in self.dists if d.canonical_name == wanted), None)
+
+    @property
+    def python_version(self) -> str:
+        return self.python.version
+
+    @property
+    def torch_flavour(self) -> TorchFlavour | None:
+        """``None`` when torch is not installed (``torch.reason`` says so)."""
+        return self.torch.or_none()
+
+    @property
+    def system_info(self) -> SystemInfo | None:
+        """``None`` when the system was not probed (``--no-system``)."""
+        return self.system.or_none()
+
+    @property
+    def glibc_version(self) -> str | None:
+        info = self.system_info
+        return info.glibc.or_none() if info else None
+
+    @property
+    def driver_version(self) -> str | None:
+        info = self.system_info
+        driver = info.driver.or_none() if info else None
+        return driver.version if driver else None
+
+    @property
+    def cuda_toolkit_version(self) -> str | None:
+        info = self.system_info
+        cuda = info.cuda.or_none() if info else None
+        return cuda.version if cuda else None
+
+    @property
+    def dpkg_packages(self) -> dict[str, DebPackage] | None:
+        """Debian packages by name; ``None`` when dpkg was not (or could not be) queried."""
+        info = self.system_info
+        packages = info.dpkg.or_none() if info else None
+        return {p.name: p for p in packages} if packages is not None else None
+
+    @property
+    def library_scan(self) -> LibraryScan | None:
+        info = self.system_info
+        return info.libraries.or_none() if info else None
+
+    @property
+    def unresolved_libraries(self) -> tuple[NeededLibrary, ...] | None:
+        """Every unresolved ``DT_NEEDED`` (see ``status``); ``None`` when not scanned."""
+        scan = self.library_scan
+        return scan.unresolved if scan else None
+
+    @property
+    def missing_libraries(self) -> tuple[NeededLibrary, ...] | None:
+        """Unresolved libraries that are not driver libraries nor bundled; ``None`` when not scanned."""
+        scan = self.library_scan
+        return scan.missing if scan else None
+
+    # --- JSON ---------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": SNAPSHOT_VERSION,
+            "taken_at": self.taken_at,
+            "lockd_version": self.lockd_version,
+            "python": self.python.to_dict(),
+            "torch": probe_to_dict(self.torch, TorchFlavour.to_dict),
+            "system": probe_to_dict(self.system, SystemInfo.to_dict),
+            "dists": [d.to_dict() for d in self.dists],
+            "shadowed": [d.to_dict() for d in self.shadowed],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str = "the snapshot") -> Snapshot:
+        """Read a snapshot; an unknown ``version`` or a broken shape raises ``FormatError``."""
+        if not isinstance(data, Mapping):
+            raise FormatError(f"{source} is not a lockd snapshot (not a JSON object).")
+        version = data.get("version")
+        if version != SNAPSHOT_VERSION:
+            raise FormatError(
+                f"{source} has snapshot format version {version!r}; this lockd reads "
+                f"{SNAPSHOT_VERSION!r} only.",
+                hint="Take the snapshot again with this lockd, or use the lockd that wrote it.",
+            )
+        try:
+            return cls(
+                taken_at=str(data["taken_at"]),
+                lockd_version=str(data["lockd_version"]),
+                python=Interpreter.from_dict(data["python"]),
+                dists=tuple(Dist.from_dict(d) for d in data["dists"]),
+                shadowed=tuple(Dist.from_dict(d) for d in data["shadowed"]),
+                torch=probe_from_dict(data["torch"], TorchFlavour.from_dict),
+                system=probe_from_dict(data["system"], SystemInfo.from_dict),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            detail = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise FormatError(
+                f"{source} claims {SNAPSHOT_VERSION!r} but its content is malformed: {detail}.",
+                hint="Take the snapshot again; snapshots are not meant to be edited by hand.",
+            ) from None
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value is None else str(value)

@@ -1,0 +1,229 @@
+"""Repository functions over the tables; the only code that touches SQLModel rows."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, event
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlmodel import Session, col, create_engine, select
+
+from ..errors import NotFoundError, StoreError, UsageError
+from ..lockset import Lockset, canonical_json
+from ..urls import strip_credentials
+from .tables import ArtifactRow, LockRow, LocksetRow, ProjectRow
+
+
+@dataclass(frozen=True, slots=True)
+class LocksetSummary:
+    hash: str
+    project: str
+    created_at: str
+    targets: tuple[str, ...]
+    resolver: str
+    status: str
+    parent: str | None
+    user: str
+    git_commit: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "hash": self.hash,
+            "project": self.project,
+            "created_at": self.created_at,
+            "targets": list(self.targets),
+            "resolver": self.resolver,
+            "status": self.status,
+            "parent": self.parent,
+            "user": self.user,
+            "git_commit": self.git_commit,
+        }
+
+
+def make_engine(url: str) -> Engine:
+    """An engine; SQLite gets WAL and a busy timeout so cron and users can share it."""
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
+        path = Path(url.removeprefix("sqlite:///"))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"Cannot create the database directory {path.parent}: {exc.strerror}.") from None
+    try:
+        engine = create_engine(url, connect_args={"timeout": 30} if url.startswith("sqlite") else {})
+    except (SQLAlchemyError, ValueError) as exc:
+        raise UsageError(
+            f"Invalid database URL {strip_credentials(url)!r}: {exc}.",
+            hint="Use an SQLAlchemy URL such as sqlite:////path/lockd.db or postgresql://host/db.",
+        ) from None
+    if engine.dialect.name == "sqlite":
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+    return engine
+
+
+class Store:
+    """The lockd database."""
+
+    def __init__(self, url: str, *, migrate: bool = True) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        if migrate:
+            self.upgrade()
+
+    def upgrade(self) -> bool:
+        from .migrate import upgrade
+
+        try:
+            return upgrade(self.engine)
+        except OperationalError as exc:
+            raise StoreError(
+                f"Cannot open or migrate the database {strip_credentials(self.url)}: {exc.orig}.",
+                hint="Check --db / LOCKD_DATABASE_URL and that the file is writable.",
+            ) from None
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- writing ---------------------------------------------------------------
+
+    def record_lockset(self, lockset: Lockset) -> None:
+        """Store a lockset with its locks and artifacts in one transaction."""
+        body = lockset.body()
+        try:
+            with Session(self.engine) as session, session.begin():
+                project = self._project(session, lockset.project)
+                if session.exec(select(LocksetRow).where(LocksetRow.hash == lockset.hash)).first():
+                    return
+                row = LocksetRow(
+                    hash=lockset.hash,
+                    project_id=project.id,  # type: ignore[arg-type]
+                    parent_hash=lockset.parent,
+                    input_key=lockset.input_key,
+                    resolver=lockset.resolver,
+                    resolver_version=lockset.resolver_version,
+                    cutoff=lockset.cutoff,
+                    created_at=_parse_time(lockset.provenance.created_at),
+                    user=lockset.provenance.user,
+                    host=lockset.provenance.host,
+                    git_commit=lockset.provenance.git_commit,
+                    status="partial" if lockset.failures else "complete",
+                    targets=list(lockset.targets),
+                    inputs=body["inputs"],
+                    indexes=body["indexes"],
+                    failures=body["failures"],
+                    document=canonical_json(body),
+                )
+                session.add(row)
+                session.flush()
+                for lock in lockset.locks:
+                    lock_row = LockRow(
+                        lockset_id=row.id,  # type: ignore[arg-type]
+                        target=lock.target,
+                        flavour=lock.flavour,
+                        files=dict(lock.files),
+                    )
+                    session.add(lock_row)
+                    session.flush()
+                    session.add_all(
+                        ArtifactRow(
+                            lock_id=lock_row.id,  # type: ignore[arg-type]
+                            name=a.name,
+                            version=a.version,
+                            index=a.index,
+                            url=a.url,
+                            filename=a.filename,
+                            sha256=a.sha256,
+                            kind=a.kind,
+                        )
+                        for a in lock.artifacts
+                    )
+        except SQLAlchemyError as exc:
+            raise StoreError(
+                f"Could not record lockset {lockset.hash[:12]}: {exc}. Nothing was recorded."
+            ) from None
+
+    @staticmethod
+    def _project(session: Session, name: str) -> ProjectRow:
+        project = session.exec(select(ProjectRow).where(ProjectRow.name == name)).first()
+        if project is None:
+            project = ProjectRow(name=name, created_at=datetime.now(UTC))
+            session.add(project)
+            session.flush()
+        return project
+
+    # -- reading ---------------------------------------------------------------
+
+    def latest(self, project: str) -> Lockset | None:
+        with Session(self.engine) as session:
+            row = session.exec(
+                select(LocksetRow)
+                .join(ProjectRow)
+                .where(ProjectRow.name == project)
+                .order_by(col(LocksetRow.id).desc())
+            ).first()
+            return _to_lockset(row) if row else None
+
+    def get(self, ref: str, project: str | None = None) -> Lockset:
+        """A lockset by full hash or unique prefix (at least 4 characters)."""
+        if len(ref) < 4:
+            raise UsageError(f"Lockset id {ref!r} is too short.", hint="Give at least 4 characters.")
+        with Session(self.engine) as session:
+            query = select(LocksetRow).where(col(LocksetRow.hash).startswith(ref.lower()))
+            if project:
+                query = query.join(ProjectRow).where(ProjectRow.name == project)
+            rows = session.exec(query.limit(2)).all()
+        if not rows:
+            raise NotFoundError(
+                f"No lockset {ref!r} in {strip_credentials(self.url)}.",
+                hint="`lockd history` lists the recorded locksets.",
+            )
+        if len(rows) > 1:
+            raise UsageError(f"Lockset id {ref!r} is ambiguous.", hint="Give more characters.")
+        return _to_lockset(rows[0])
+
+    def history(self, project: str | None = None, limit: int | None = None) -> list[LocksetSummary]:
+        with Session(self.engine) as session:
+            query = select(LocksetRow, ProjectRow).join(ProjectRow).order_by(col(LocksetRow.id).desc())
+            if project:
+                query = query.where(ProjectRow.name == project)
+            if limit:
+                query = query.limit(limit)
+            return [
+                LocksetSummary(
+                    hash=row.hash,
+                    project=proj.name,
+                    created_at=row.created_at.replace(tzinfo=None).isoformat(timespec="seconds") + "Z",
+                    targets=tuple(row.targets),
+                    resolver=f"{row.resolver} {row.resolver_version}",
+                    status=row.status,
+                    parent=row.parent_hash,
+                    user=row.user,
+                    git_commit=row.git_commit,
+                )
+                for row, proj in session.exec(query).all()
+            ]
+
+    def projects(self) -> list[str]:
+        with Session(self.engine) as session:
+            return list(session.exec(select(ProjectRow.name).order_by(ProjectRow.name)).all())
+
+
+def _to_lockset(row: LocksetRow) -> Lockset:
+    data = json.loads(row.document)
+    data["hash"] = row.hash
+    return Lockset.from_dict(data)
+
+
+def _parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)

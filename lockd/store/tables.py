@@ -1,0 +1,65 @@
+"""SQLModel tables. Rows never leave ``lockd.store``: the repository returns domain values."""
+
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+class ProjectRow(SQLModel, table=True):
+    __tablename__ = "projects"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True)
+    created_at: datetime
+
+
+class LocksetRow(SQLModel, table=True):
+    __tablename__ = "locksets"
+
+    id: int | None = Field(default=None, primary_key=True)
+    hash: str = Field(index=True, unique=True)
+    project_id: int = Field(foreign_key="projects.id", index=True)
+    parent_hash: str | None = None
+    input_key: str = Field(index=True)
+    resolver: str
+    resolver_version: str
+    cutoff: str
+    created_at: datetime
+    user: str
+    host: str
+    git_commit: str | None = None
+    status: str  # complete | partial
+    targets: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    inputs: list[dict[str, Any]] = Field(sa_column=Column(JSON, nullable=False))
+    indexes: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    failures: list[dict[str, Any]] = Field(sa_column=Column(JSON, nullable=False))
+    # The canonical JSON the hash was computed over: the record of truth.
+    document: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class LockRow(SQLModel, table=True):
+    __tablename__ = "locks"
+    __table_args__ = (UniqueConstraint("lockset_id", "target"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    lockset_id: int = Field(foreign_key="locksets.id", index=True)
+    target: str
+    flavour: str | None = None
+    files: dict[str, str] = Field(sa_column=Column(JSON, nullable=False))
+
+
+class ArtifactRow(SQLModel, table=True):
+    __tablename__ = "artifacts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    lock_id: int = Field(foreign_key="locks.id", index=True)
+    name: str = Field(index=True)
+    version: str
+    index: str
+    url: str
+    filename: str
+    sha256: str
+    kind: str

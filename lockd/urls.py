@@ -1,0 +1,28 @@
+"""URL helpers: credentials never leave lockd (pure)."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit, urlunsplit
+
+_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
+
+
+def strip_credentials(url: str) -> str:
+    """``https://user:token@host/x`` -> ``https://host/x``."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+
+
+def redact(text: str) -> str:
+    """Remove the user-info part of every URL in free text (error messages, logs)."""
+    return _USERINFO.sub(r"\g<scheme>", text)
+
+
+def join(base: str, *parts: str) -> str:
+    return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])

@@ -1,0 +1,82 @@
+"""Shared fixtures: the local index world, hermetic environments, the lockd CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.support.pyindex import IndexServer
+from tests.support.world import build_world
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def hermetic_env(tmp: Path, **extra: str) -> dict[str, str]:
+    """No inherited pip/uv configuration; a private lockd home and uv cache."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_", "LOCKD_"))}
+    env.update(
+        PIP_CONFIG_FILE=os.devnull,
+        PIP_DISABLE_PIP_VERSION_CHECK="1",
+        UV_NO_CONFIG="1",
+        LOCKD_HOME=str(tmp / "lockd-home"),
+        NO_COLOR="1",
+        COLUMNS="200",
+    )
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+@pytest.fixture(scope="session")
+def world() -> Iterator[IndexServer]:
+    server = build_world(IndexServer()).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def uv_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("uv-cache")
+
+
+@pytest.fixture
+def lockd(tmp_path: Path, world: IndexServer, uv_cache: Path):  # type: ignore[no-untyped-def]
+    """Run the real ``lockd`` CLI in a subprocess against the local world."""
+    base_env = hermetic_env(
+        tmp_path,
+        UV_CACHE_DIR=str(uv_cache),
+        LOCKD_INDEX_URL=f"{world.url}/simple",
+        LOCKD_PYTORCH_INDEX=f"{world.url}/whl",
+    )
+
+    def run(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> Run:
+        proc = subprocess.run(
+            [sys.executable, "-m", "lockd", *args],
+            cwd=cwd or tmp_path,
+            env={**base_env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        return Run(proc.returncode, proc.stdout, proc.stderr)
+
+    return run
