@@ -202,11 +202,33 @@ def _lock_target(
         )
         outcome.files = _render_files(lock, plan, target)
         outcome.lock = replace(lock, files={n: sha256_text(d.decode()) for n, d in outcome.files.items()})
-    except ResolutionError as err:
+    except VerificationError as err:
         outcome.error = err
+    except ResolutionError as err:
+        outcome.error = _diagnose_variant(target, plan, client) or err
     except LockdError as err:
         outcome.error = ResolutionError(f"Target {target.id}: {err.render()}", target=target.id)
     return outcome
+
+
+def _diagnose_variant(target: Target, plan: IndexPlan, client: IndexClient) -> ResolutionError | None:
+    """After a failed resolution: is the PyTorch variant index itself the problem?"""
+    if plan.variant is None:
+        return None
+    from .errors import IndexError_
+
+    try:
+        client.project_links(plan.variant, TORCH)
+    except IndexError_ as exc:
+        variant = target.accelerator.name
+        return ResolutionError(
+            f"Target {target.id}: the PyTorch index for {variant} does not answer "
+            f"({exc.message.rstrip('.')}).",
+            target=target.id,
+            hint=f"Check that {variant} is a variant PyTorch publishes (cpu, cu118, cu121, "
+            "cu124, cu126, cu128, …) and that --pytorch-index points at the right base URL.",
+        )
+    return None
 
 
 def _fill_hashes(resolution: Resolution, client: IndexClient) -> Resolution:

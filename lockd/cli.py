@@ -44,7 +44,8 @@ FormatOption = Annotated[TableFormat, typer.Option("--format", help="Output form
 def main() -> None:
     """Console entry point."""
     try:
-        app(standalone_mode=False)
+        # Without standalone mode click returns the code of a typer.Exit instead of exiting.
+        rc = app(standalone_mode=False)
     except LockdError as err:
         from .report.console import print_error
 
@@ -64,6 +65,7 @@ def main() -> None:
         if isinstance(exc, click.exceptions.Abort):
             sys.exit(130)
         raise
+    sys.exit(rc if isinstance(rc, int) else 0)
 
 
 @app.command()
@@ -72,6 +74,41 @@ def version() -> None:
     from . import __version__
 
     typer.echo(__version__)
+
+
+@app.command("snapshot")
+def snapshot_(
+    python: Annotated[
+        Path | None,
+        typer.Option("--python", help="Interpreter to inspect (default: $VIRTUAL_ENV, else lockd's)."),
+    ] = None,
+    no_system: Annotated[
+        bool, typer.Option("--no-system", help="Skip OS packages, libraries, driver and CUDA.")
+    ] = False,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Write the JSON here (atomically).")
+    ] = None,
+    output_format: FormatOption = TableFormat.json,
+) -> None:
+    """Record what an environment really contains: dists, torch build, system, driver."""
+    from .snapshot import snapshot_to_json, summary_rows, take_snapshot, write_snapshot
+
+    taken = take_snapshot(python, system=not no_system)
+    if output is not None:
+        write_snapshot(taken, output)
+    if output_format is TableFormat.table:
+        from rich.console import Console
+        from rich.table import Table
+        from rich.text import Text
+
+        table = Table(show_header=False, box=None)
+        for label, value in summary_rows(taken):
+            table.add_row(Text(label, style="bold"), Text(value))  # Text: no markup in paths
+        Console().print(table)
+    elif output is None:
+        typer.echo(snapshot_to_json(taken), nl=False)
+    else:
+        typer.echo(f"snapshot written to {output}", err=True)
 
 
 
@@ -182,6 +219,73 @@ def diff(
         console.print_json(result)
     else:
         console.print_diff(result)
+
+
+@images_app.command("resolve")
+def images_resolve(
+    references: Annotated[
+        list[str], typer.Argument(metavar="REF...", help="Image references, e.g. python:3.11-slim.")
+    ],
+    output_format: FormatOption = TableFormat.table,
+) -> None:
+    """Resolve image tags to digests: the index and each platform's manifest."""
+    from .images import RegistryOptions, resolve_images
+    from .report.console import print_json
+
+    images = resolve_images(references, RegistryOptions.from_env())
+    if output_format is TableFormat.json:
+        print_json({"images": [image.to_dict() for image in images]})
+        return
+    rows: list[tuple[str, ...]] = []
+    for image in images:
+        kind = "index" if image.is_index else "manifest"
+        rows.append((image.reference, kind, image.index_digest))
+        rows += [("", p.oci_platform, p.digest) for p in image.platforms]
+    _print_image_rows(("image", "platform", "digest"), rows)
+
+
+@images_app.command("pin")
+def images_pin(
+    dockerfile: Annotated[Path, typer.Argument(help="The Dockerfile whose FROM lines to pin.")],
+    write: Annotated[
+        bool, typer.Option("--write", help="Rewrite the FROM lines in place (atomically).")
+    ] = False,
+    output_format: FormatOption = TableFormat.table,
+) -> None:
+    """Show a Dockerfile's FROM lines pinned to digests; --write rewrites the file."""
+    from .images import RegistryClient, RegistryOptions, pin_dockerfile
+    from .report.console import print_json
+
+    with RegistryClient(RegistryOptions.from_env()) as client:
+        result = pin_dockerfile(dockerfile, client.resolve, write=write)
+    if output_format is TableFormat.json:
+        print_json(result.to_dict())
+        return
+    rows = [
+        (str(e.instruction.line), e.instruction.image, e.pinned_reference or "-", str(e.status))
+        for e in result.entries
+    ]
+    _print_image_rows(("line", "from", "pinned", "status"), rows)
+    if result.written:
+        typer.echo(f"{dockerfile} rewritten with digests.", err=True)
+    elif result.changed:
+        typer.echo(f"Run again with --write to pin {dockerfile}.", err=True)
+
+
+def _print_image_rows(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    """A rich table on a terminal; tab-separated lines (full digests, no wrapping) otherwise."""
+    if not sys.stdout.isatty():
+        for row in (headers, *rows):
+            typer.echo("\t".join(row))
+        return
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(*headers)
+    for row in rows:
+        table.add_row(*(Text(cell) for cell in row))  # Text: references are not markup
+    Console().print(table)
 
 
 @db_app.command("upgrade")

@@ -63,6 +63,7 @@ def lockd(tmp_path: Path, world: IndexServer, uv_cache: Path):  # type: ignore[n
     base_env = hermetic_env(
         tmp_path,
         UV_CACHE_DIR=str(uv_cache),
+        UV_HTTP_RETRIES="0",
         LOCKD_INDEX_URL=f"{world.url}/simple",
         LOCKD_PYTORCH_INDEX=f"{world.url}/whl",
     )

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..settings import env_default
+from lockd.settings import env_default
+
 from ._reference import DOCKER_HUB
 
 # Docker keeps Docker Hub's credentials under its v1 index URL.
@@ -129,7 +130,7 @@ class CredentialStore:
 
 
 def _normalise(key: str) -> str:
-    """``https://index.docker.io/v1/`` -> ``docker.io``; ``https://host:5000/x`` -> ``host:5000``."""
+    """``https://index.docker.io/v1/`` -> ``docker.io``; ``https://h:5000/x`` -> ``h:5000``."""
     host = re.sub(r"^[a-z]+://", "", key.strip().lower()).split("/", 1)[0]
     return DOCKER_HUB if host in _HUB_KEYS else host
 
@@ -142,9 +143,9 @@ def _from_auth_entry(entry: Mapping[str, Any], source: str) -> Credentials | Non
         except (binascii.Error, UnicodeDecodeError):
             return None
         return Credentials(username, password, source) if sep and username else None
-    username, password = entry.get("username"), entry.get("password")
-    if isinstance(username, str) and isinstance(password, str) and username:
-        return Credentials(username, password, source)
+    user, secret = entry.get("username"), entry.get("password")
+    if isinstance(user, str) and isinstance(secret, str) and user:
+        return Credentials(user, secret, source)
     return None  # identitytoken (OAuth refresh) logins are not supported
 
 

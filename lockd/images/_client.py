@@ -27,22 +27,23 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from .. import __version__
-from ..errors import RegistryError
-from ..settings import env_default
+from lockd import __version__
+from lockd.errors import RegistryError
+from lockd.settings import env_default
+
 from ._auth import Credentials, CredentialStore, parse_challenge
 from ._manifest import (
     ACCEPT,
-    DIGEST_RE,
     IMAGE_CONFIG_TYPES,
     INDEX_TYPES,
+    PlatformDigest,
     ResolvedImage,
     config_platform,
     index_platforms,
     parse_manifest,
     sha256_digest,
 )
-from ._reference import ImageRef, parse_reference
+from ._reference import DIGEST_RE, ImageRef, parse_reference
 
 _RETRIED = frozenset({429, 500, 502, 503, 504})
 
@@ -89,7 +90,8 @@ class RegistryClient:
         )
         self._auth: dict[tuple[str, str], str] = {}  # (host, repository) -> Authorization
         self._used: dict[tuple[str, str], Credentials] = {}
-        self._documents: dict[str, tuple[str, dict[str, Any]]] = {}  # digest -> (type, json)
+        # (host, repository, digest) -> (media type, document): content-addressed, so final.
+        self._documents: dict[tuple[str, str, str], tuple[str, dict[str, Any]]] = {}
 
     def __enter__(self) -> RegistryClient:
         return self
@@ -114,7 +116,7 @@ class RegistryClient:
         if ref.digest:
             return self._manifest(ref, ref.digest)[0]
         response = self._call(ref, "HEAD", f"/manifests/{ref.tag}", accept=ACCEPT)
-        header = response.headers.get("Docker-Content-Digest", "")
+        header = str(response.headers.get("Docker-Content-Digest", ""))
         if response.status_code == 200 and DIGEST_RE.fullmatch(header):
             return header
         if response.status_code in _RETRIED or response.status_code in (401, 403):
@@ -146,13 +148,14 @@ class RegistryClient:
 
     def _manifest(self, ref: ImageRef, reference: str) -> tuple[str, str, dict[str, Any]]:
         """GET a manifest by tag or digest: (digest, media type, document), verified."""
-        if reference in self._documents:
-            return (reference, *self._documents[reference])
+        cached = self._documents.get((ref.api_host, ref.repository, reference))
+        if cached is not None:
+            return (reference, *cached)
         response = self._call(ref, "GET", f"/manifests/{reference}", accept=ACCEPT)
         if response.status_code != 200:
             self._fail(ref, response, reference)
         digest = sha256_digest(response.content)
-        header = response.headers.get("Docker-Content-Digest", "")
+        header = str(response.headers.get("Docker-Content-Digest", ""))
         expected = reference if reference.startswith("sha256:") else header
         if expected.startswith("sha256:") and expected != digest:
             raise RegistryError(
@@ -164,12 +167,12 @@ class RegistryClient:
         media_type, document = parse_manifest(
             response.content, response.headers.get("Content-Type"), f"{ref.registry}/{ref.name}"
         )
-        self._documents[digest] = (media_type, document)
+        self._documents[(ref.api_host, ref.repository, digest)] = (media_type, document)
         return digest, media_type, document
 
     def _config_platform(
         self, ref: ImageRef, digest: str, media_type: str, document: Mapping[str, Any]
-    ) -> tuple[Any, ...]:
+    ) -> tuple[PlatformDigest, ...]:
         config = document.get("config")
         if not isinstance(config, dict) or config.get("mediaType") not in IMAGE_CONFIG_TYPES:
             return ()  # an artifact, not a runnable image: no platform to record
@@ -198,17 +201,15 @@ class RegistryClient:
     ) -> httpx.Response:
         url = f"{self._scheme(ref.api_host)}://{ref.api_host}/v2/{ref.repository}{path}"
         key = (ref.api_host, ref.repository)
-        response: httpx.Response | None = None
-        # Twice at most: once as we are (anonymous or cached token), once after a challenge.
-        for _ in range(2):
-            headers = {"Accept": accept} if accept else {}
-            if key in self._auth:
-                headers["Authorization"] = self._auth[key]
-            response = self._send(method, url, headers)
-            if response.status_code != 401 or not self._authenticate(ref, response):
-                break
-        assert response is not None  # noqa: S101 - the loop runs at least once
+        headers = {"Accept": accept} if accept else {}
+        response = self._send(method, url, {**headers, **self._auth_header(key)})
+        # Once more after answering a challenge (or replacing a refused cached token).
+        if response.status_code == 401 and self._authenticate(ref, response):
+            response = self._send(method, url, {**headers, **self._auth_header(key)})
         return response
+
+    def _auth_header(self, key: tuple[str, str]) -> dict[str, str]:
+        return {"Authorization": self._auth[key]} if key in self._auth else {}
 
     def _authenticate(self, ref: ImageRef, response: httpx.Response) -> bool:
         """Answer a 401's challenge; ``False`` when there is nothing more to try."""
@@ -260,7 +261,10 @@ class RegistryClient:
             answer = response.json()
         except ValueError:
             answer = None
-        token = (answer.get("token") or answer.get("access_token")) if isinstance(answer, dict) else None
+        # Docker Hub answers "token"; OAuth-style services answer "access_token".
+        token = (
+            answer.get("token") or answer.get("access_token") if isinstance(answer, dict) else None
+        )
         if not isinstance(token, str) or not token:
             raise RegistryError(f"The token service {realm} answered without a token.")
         return token
@@ -274,12 +278,14 @@ class RegistryClient:
     ) -> httpx.Response:
         """One request, retried on connection failures, 5xx and 429 (bounded)."""
         options = self._options
-        for attempt in range(1, options.attempts + 1):
+        attempt = 0
+        while True:
+            attempt += 1
             delay = min(options.backoff * 2 ** (attempt - 1), options.max_wait)
             try:
                 response = self._http.request(method, url, headers=headers, params=params)
             except httpx.TransportError as exc:
-                if attempt == options.attempts:
+                if attempt >= options.attempts:
                     raise RegistryError(
                         f"Cannot reach the registry at {url}: {exc or type(exc).__name__}.",
                         hint="Check the address, your network and proxy settings; a registry "
@@ -287,15 +293,14 @@ class RegistryClient:
                     ) from None
                 options.sleep(delay)
                 continue
-            if response.status_code not in _RETRIED or attempt == options.attempts:
+            if response.status_code not in _RETRIED or attempt >= options.attempts:
                 return response
             if response.status_code == 429:
                 after = _retry_after(response, options.clock())
                 if after is not None and after > options.max_wait:
-                    return response  # waiting that long is the caller's decision, not ours
+                    return response  # waiting that long is the user's decision, not ours
                 delay = delay if after is None else after
             options.sleep(delay)
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def _credentials(self, ref: ImageRef) -> Credentials | None:
         store = self._options.credentials
@@ -356,7 +361,7 @@ class RegistryClient:
             )
         tries = f" after {self._options.attempts} attempts" if status in _RETRIED else ""
         raise RegistryError(
-            f"{ref.registry} answered {status} for {url}{tries}.",
+            f"{url} answered {status}{tries}.",
             hint="The registry is failing or refuses the request; try again later.",
         )
 

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from ..errors import FormatError, RegistryError
-from ..targets import Platform
+from lockd.errors import FormatError, RegistryError
+from lockd.targets import Platform
+
 from ._reference import DIGEST_RE, ImageRef
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -165,9 +166,7 @@ class ResolvedImage:
             index_digest=_digest(data, "index_digest"),
             media_type=_text(data, "media_type"),
             platforms=tuple(PlatformDigest.from_dict(p) for p in platforms),
-            resolved_at=resolved_at
-            if resolved_at.tzinfo
-            else resolved_at.replace(tzinfo=UTC),
+            resolved_at=resolved_at if resolved_at.tzinfo else resolved_at.replace(tzinfo=UTC),
         )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-from ..errors import UsageError
+from lockd.errors import UsageError
 
 DOCKER_HUB = "docker.io"
 # Every spelling of Docker Hub ends up as DOCKER_HUB; its API lives on another host.
@@ -89,18 +89,9 @@ def parse_reference(text: str) -> ImageRef:
         if not _TAG.fullmatch(tag):
             raise bad(f"{tag!r} is not a valid tag")
 
-    first, sep, remainder = rest.partition("/")
-    if sep and ("." in first or ":" in first or first == "localhost" or first != first.lower()):
-        if not _DOMAIN.fullmatch(first):
-            raise bad(f"{first!r} is not a valid registry host")
-        registry, path = first.lower(), remainder
-    else:
-        registry, path = DOCKER_HUB, rest
-    if registry in _HUB_ALIASES:
-        registry = DOCKER_HUB
-        if "/" not in path:
-            path = f"library/{path}"
-
+    registry, path = _split_registry(rest)
+    if registry is None:
+        raise bad(f"{rest.partition('/')[0]!r} is not a valid registry host")
     for component in path.split("/"):
         if not _COMPONENT.fullmatch(component):
             if component.lower() != component:
@@ -111,3 +102,19 @@ def parse_reference(text: str) -> ImageRef:
     if tag is None and not at:
         tag = "latest"  # as docker pull does
     return ImageRef(registry, path, tag, digest or None)
+
+
+def _split_registry(name: str) -> tuple[str | None, str]:
+    """``(registry, repository)``; registry ``None`` when the host part is malformed."""
+    first, sep, remainder = name.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost" or first != first.lower()):
+        if not _DOMAIN.fullmatch(first):
+            return None, name
+        registry, path = first.lower(), remainder
+    else:
+        registry, path = DOCKER_HUB, name
+    if registry in _HUB_ALIASES:
+        registry = DOCKER_HUB
+        if "/" not in path:
+            path = f"library/{path}"
+    return registry, path

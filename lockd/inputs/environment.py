@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from ..errors import UsageError
+from lockd.errors import UsageError
 
 _STR = "tag:yaml.org,2002:str"
 _NULL = "tag:yaml.org,2002:null"
@@ -95,6 +95,14 @@ def parse_environment(text: str, source: str = "environment.yml") -> CondaEnviro
 
 def _match_spec(node: yaml.Node, source: str) -> str:
     spec = _string(node, source, "a dependency")
+    if node.start_mark.line != node.end_mark.line and not getattr(node, "style", None):
+        # A mis-indented "- pkg" continues the entry above instead of starting one.
+        raise _shape(
+            source,
+            node,
+            f"the dependency {spec!r} runs over several lines",
+            "Put each dependency on its own '- ' line, aligned with the others.",
+        )
     from rattler import MatchSpec  # lazy: rattler's extension is only needed here
     from rattler.exceptions import InvalidMatchSpecError
 

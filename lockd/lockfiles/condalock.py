@@ -39,10 +39,10 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from ..errors import FormatError
+from lockd.errors import FormatError
 
 if TYPE_CHECKING:
-    from ..resolvers.rattler import CondaSolution
+    from lockd.resolvers.rattler import CondaSolution
 
 LOCK_VERSION = 1
 _HEADER = (
@@ -274,11 +274,9 @@ def _package(entry: Any, source: str) -> LockedCondaPackage:
     )
 
 
-def _get(
-    mapping: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str
-) -> Any:
+def _get(mapping: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
     value = mapping.get(key)
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
         names = "/".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
         raise FormatError(
             f"{where}: {key!r} is missing or not a {names}.",

@@ -19,10 +19,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..errors import VerificationError
+from lockd.errors import VerificationError
 
 if TYPE_CHECKING:
-    from ..targets import Accelerator
+    from lockd.targets import Accelerator
+
     from .rattler import CondaPackage, CondaSolution
 
 CONDA_TORCH_FAMILY: tuple[str, ...] = (
@@ -65,20 +66,44 @@ class BuildMismatch:
 
 
 def build_flavour(pkg: CondaPackage) -> BuildFlavour:
-    """Classify one package as a CPU build, a CUDA build, or neither (pure)."""
+    """Classify one package as a CPU build, a CUDA build, or neither (pure).
+
+    The checks run from the most to the least explicit marker.
+    """
+    return (
+        _by_name(pkg)
+        or _by_build_string(pkg)
+        or _by_track_features(pkg)
+        or _by_depends(pkg)
+        or BuildFlavour("unknown", "no CPU or CUDA marker")
+    )
+
+
+def _by_name(pkg: CondaPackage) -> BuildFlavour | None:
     if pkg.name in _CPU_MARKERS:
         return BuildFlavour("cpu", f"{pkg.name} {_CPU_MARKERS[pkg.name]}")
     if pkg.name in _CUDA_MARKERS:
         # pytorch-cuda's version is the CUDA version; pytorch-gpu's is PyTorch's.
         cuda = ".".join(pkg.version.split(".")[:2]) if pkg.name == "pytorch-cuda" else None
         return BuildFlavour("cuda", f"{pkg.name} {_CUDA_MARKERS[pkg.name]}", cuda)
+    return None
+
+
+def _by_build_string(pkg: CondaPackage) -> BuildFlavour | None:
     if match := _CUDA_BUILD.search(pkg.build):
         version = match["dotted"] or (_compact(match["compact"]) if match["compact"] else None)
         return BuildFlavour("cuda", f"build string {pkg.build!r} marks a CUDA build", version)
     if _CPU_BUILD.search(pkg.build):
         return BuildFlavour("cpu", f"build string {pkg.build!r} marks a CPU build")
-    if cpu := [f for f in pkg.track_features if "cpu" in f.lower()]:
-        return BuildFlavour("cpu", f"track_features {cpu[0]!r} marks a CPU build")
+    return None
+
+
+def _by_track_features(pkg: CondaPackage) -> BuildFlavour | None:
+    cpu = [feature for feature in pkg.track_features if "cpu" in feature.lower()]
+    return BuildFlavour("cpu", f"track_features {cpu[0]!r} marks a CPU build") if cpu else None
+
+
+def _by_depends(pkg: CondaPackage) -> BuildFlavour | None:
     for dep in pkg.depends:
         name, _, spec = dep.strip().partition(" ")
         if name in _CUDA_DEPENDS:
@@ -86,7 +111,7 @@ def build_flavour(pkg: CondaPackage) -> BuildFlavour:
             return BuildFlavour(
                 "cuda", f"it depends on {dep!r}", bound["version"] if bound else None
             )
-    return BuildFlavour("unknown", "no CPU or CUDA marker")
+    return None
 
 
 def build_mismatches(
@@ -145,8 +170,7 @@ def mismatch_error(
     first = mismatches[0]
     pkg, flavour = first.package, first.flavour
     others = "".join(
-        f" Also {m.package.name} {m.package.version} ({m.package.build})."
-        for m in mismatches[1:]
+        f" Also {m.package.name} {m.package.version} ({m.package.build})." for m in mismatches[1:]
     )
     if accelerator.kind != "cuda":
         return VerificationError(

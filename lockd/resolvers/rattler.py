@@ -1,6 +1,6 @@
 """Conda resolution with py-rattler: one solve per conda target, all targets at once.
 
-A conda target is one platform × one accelerator (``linux-x86_64-cu124``); its
+A conda target is one platform x one accelerator (``linux-x86_64-cu124``); its
 Python comes from the solution. Each target is solved for its conda subdir
 plus ``noarch`` with the virtual packages *of the target* (``__cuda`` for CUDA
 targets, ``__glibc``/``__linux``/``__osx``/``__win``/``__unix``/``__archspec``
@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import IndexError_, LockdError, MatrixError, ResolutionError, UsageError
-from ..inputs.environment import CondaEnvironment
-from ..targets import Accelerator, Platform, parse_accelerator, parse_platform
+from lockd.errors import IndexError_, LockdError, MatrixError, ResolutionError, UsageError
+from lockd.inputs.environment import CondaEnvironment
+from lockd.targets import Accelerator, Platform, parse_accelerator, parse_platform
+
 from .conda_verify import (
     CONDA_TORCH_FAMILY,
     build_mismatches,
@@ -60,7 +61,7 @@ class VirtualPackageVersions:
 
 @dataclass(frozen=True, slots=True)
 class CondaTarget:
-    """One platform × one accelerator; the Python version comes from the solution."""
+    """One platform x one accelerator; the Python version comes from the solution."""
 
     platform: Platform
     accelerator: Accelerator
@@ -79,7 +80,7 @@ class CondaTarget:
 
 
 def conda_targets(platforms: Iterable[str], accelerators: Iterable[str]) -> tuple[CondaTarget, ...]:
-    """Every platform × accelerator, in a stable order, without duplicates.
+    """Every platform x accelerator, in a stable order, without duplicates.
 
     Only ``cpu`` and CUDA make sense for conda: ROCm and XPU have no virtual
     package a conda solver could be told about.
@@ -263,10 +264,11 @@ async def solve_conda_matrix(
             return await _solve_target(target, request, gateway, channels, specs)
 
     outcomes = await asyncio.gather(*(one(t) for t in request.targets), return_exceptions=True)
-    # A channel failure is the same for every target: report it once.
-    for outcome in outcomes:
-        if isinstance(outcome, IndexError_ | UsageError):
-            raise outcome
+    # A channel failure is the same for every target: report it once. Targets
+    # that waited on the same (coalesced) fetch may get a vaguer copy of it.
+    channel_errors = [o for o in outcomes if isinstance(o, IndexError_ | UsageError)]
+    if channel_errors:
+        raise min(channel_errors, key=lambda e: e.message.startswith("One of"))
     for outcome in outcomes:
         if isinstance(outcome, BaseException) and not isinstance(outcome, ResolutionError):
             raise outcome
@@ -367,17 +369,18 @@ async def _solver_error(
                 target=target.id,
                 hint="Check the name in the environment file, or add the channel that has it.",
             )
-        versions = _sorted_versions(p.version for p in offered)
+        have = _sorted_versions(p.version for p in offered)
         return ResolutionError(
             f"No build of {name!r} matches {spec!r} {where}; "
-            f"the channels have {name} {', '.join(versions)}.",
+            f"the channels have {name} {', '.join(have)}.",
             target=target.id,
             hint="Relax the version in the environment file.",
         )
     message = f"The conda specs cannot be satisfied together {where}: "
     message += condense_solver_message(text)
     hint = "Relax or remove one of the conflicting specs."
-    if cuda := target.accelerator.cuda_version:
+    family_involved = any(re.search(rf"\b{re.escape(n)}\b", text) for n in request.torch_family)
+    if (cuda := target.accelerator.cuda_version) and family_involved:
         offered = await _query(gateway, channels, [target.subdir, "noarch"], request.torch_family)
         versions = offered_cuda_versions(offered)
         if cuda not in versions:
@@ -414,14 +417,16 @@ def _channel_error(exc: Exception, channels: Sequence[str]) -> LockdError:
     url = next(iter(re.findall(r"\(((?:https?|file)://[^)\s]+)\)", text)), None)
     named = re.search(r"in channel '([^']+)'", text)
     channel = next(
-        (c for c in channels if url and url.startswith(c.rstrip("/") + "/")),
-        named[1].rstrip("/") if named else ", ".join(channels),
+        (f"Conda channel {c}" for c in channels if url and url.startswith(c.rstrip("/") + "/")),
+        f"Conda channel {named[1].rstrip('/')}"
+        if named
+        else f"One of the conda channels {', '.join(channels)}",
     )
     causes = [line.removeprefix("Caused by:").strip() for line in text.splitlines()]
     cause = causes[-1] if causes else type(exc).__name__
     detail = f" ({url})" if url else ""
     return IndexError_(
-        f"Conda channel {channel} could not be read{detail}: {cause}.",
+        f"{channel} could not be read{detail}: {cause}.",
         hint="Check the channel URL (LOCKD_CONDA_CHANNEL / --conda-channel for named channels) "
         "and the network; offline runs need repodata cached by an earlier run.",
     )

@@ -158,6 +158,7 @@ def _uv_version() -> str:
     return proc.stdout.split()[1]
 
 
+_UNREACHABLE = ("Connection refused", "dns error", "error sending request", "timed out", "tcp connect")
 _DECORATION = re.compile(r"[×╰─▶│├]+")
 
 
@@ -168,13 +169,12 @@ def condense_uv_error(stderr: str, request: ResolveRequest) -> ResolutionError:
     lines = [line.removeprefix("error:").strip() for line in lines if line and not line.startswith("hint:")]
     hints = [line.split("hint:", 1)[1].strip() for line in text.splitlines() if "hint:" in line]
     target = request.target.id
-    fetch = re.search(r"Failed to fetch: `([^`]+)`", text)
-    if fetch and any(
-        marker in text
-        for marker in ("Connection refused", "dns error", "error sending request", "timed out", "tcp connect")
-    ):
+    fetch = re.search(r"Failed to fetch: `?([^`\s]+?)`?\s*$", text, re.MULTILINE) or re.search(
+        r"url \(([^)\s]+)\)", text
+    )
+    if fetch and any(marker in text for marker in _UNREACHABLE):
         url = fetch.group(1)
-        reason = lines[-1] if lines else "no answer"
+        reason = (lines[-1] if lines else "no answer").removeprefix("cause:").strip()
         return _index_error(target, url, reason)
     if fetch and ("404 Not Found" in text or "status code 404" in text):
         url = fetch.group(1)

@@ -9,6 +9,9 @@ shadowing) is decided by lockd from this raw data, with pure functions.
 Keep it compatible with Python 3.8 and free of third-party imports.
 """
 
+# It runs on every snapshot: plain os.path keeps it lean (no pathlib import in the target).
+# ruff: noqa: PTH112, PTH118, PTH123, PTH208
+
 from __future__ import annotations
 
 import hashlib
@@ -165,9 +168,9 @@ def probe() -> dict[str, Any]:
             del dist["_record"]
             dists.append(dist)
     impl = sys.implementation
-    impl_version = "%d.%d.%d" % impl.version[:3]
+    impl_version = "{}.{}.{}".format(*impl.version[:3])
     if impl.version.releaselevel != "final":
-        impl_version += "%s%d" % (impl.version.releaselevel[0], impl.version.serial)
+        impl_version += f"{impl.version.releaselevel[0]}{impl.version.serial}"
     return {
         "probe": PROBE_VERSION,
         "python": {

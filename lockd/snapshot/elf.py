@@ -7,6 +7,10 @@ Files that are not ELF or cannot be parsed are skipped, with the reason: a
 scanner that crashes on one odd file tells nothing about the other thousand.
 """
 
+# A scan walks thousands of files and tests tens of thousands of candidate paths:
+# string paths (os.path) are cheaper than pathlib objects there.
+# ruff: noqa: PTH113, PTH114, PTH116, PTH118, PTH123
+
 from __future__ import annotations
 
 import os
@@ -18,6 +22,12 @@ from .model import LdCacheEntry, LibraryScan, LibraryStatus, NeededLibrary, Skip
 from .parse import expand_search_path, is_driver_library, ld_cache_matches
 
 ELF_MAGIC = b"\x7fELF"
+_STRING_TAGS = {
+    "DT_NEEDED": "needed",
+    "DT_RUNPATH": "runpath",
+    "DT_RPATH": "rpath",
+    "DT_SONAME": "soname",
+}
 _SHARED_OBJECT = re.compile(r"\.so(?:\.\d[\w.]*)?$")
 
 # Debian/Ubuntu multiarch directory names per ELF machine (64-bit unless noted).
@@ -90,29 +100,20 @@ def _parse(handle: object) -> ElfObject | str:
         if isinstance(section, DynamicSection):
             dynamic = section
         else:  # stripped section headers: fall back to the PT_DYNAMIC segment
-            dynamic = next(
-                (s for s in elf.iter_segments() if isinstance(s, DynamicSegment)), None
-            )
-        needed: list[str] = []
-        rpath = runpath = soname = None
+            dynamic = next((s for s in elf.iter_segments() if isinstance(s, DynamicSegment)), None)
+        strings: dict[str, list[str]] = {}
         if dynamic is not None:
             for tag in dynamic.iter_tags():
-                kind = tag.entry.d_tag
-                if kind == "DT_NEEDED":
-                    needed.append(tag.needed)
-                elif kind == "DT_RUNPATH":
-                    runpath = tag.runpath
-                elif kind == "DT_RPATH":
-                    rpath = tag.rpath
-                elif kind == "DT_SONAME":
-                    soname = tag.soname
+                attribute = _STRING_TAGS.get(tag.entry.d_tag)
+                if attribute:  # pyelftools sets .needed, .runpath, … per tag type
+                    strings.setdefault(attribute, []).append(str(getattr(tag, attribute)))
         return ElfObject(
             machine=str(elf.header.e_machine),
             elfclass=int(elf.elfclass),
-            needed=tuple(needed),
-            rpath=rpath,
-            runpath=runpath,
-            soname=soname,
+            needed=tuple(strings.get("needed", ())),
+            rpath=":".join(strings["rpath"]) if "rpath" in strings else None,
+            runpath=":".join(strings["runpath"]) if "runpath" in strings else None,
+            soname=strings["soname"][0] if "soname" in strings else None,
         )
     except Exception as exc:  # see above
         return f"cannot parse ELF: {type(exc).__name__}: {exc}"[:300]
@@ -159,11 +160,40 @@ class _Resolver:
 
 def scan(roots: Sequence[str], search: SearchPath) -> LibraryScan:
     """Parse every ``*.so``/``*.so.N`` under ``roots`` and resolve what each one needs."""
-    objects: list[tuple[str, str, ElfObject]] = []  # (relative path, directory, object)
-    skipped: list[SkippedFile] = []
-    provided: set[str] = set()  # file names and sonames available inside the roots
-    seen: set[tuple[int, int]] = set()
+    found = _collect(roots)
     real_roots = [os.path.realpath(root) for root in roots]
+    resolver = _Resolver(search)
+    unresolved: dict[str, set[str]] = {}
+    system: dict[str, str] = {}
+    for relative, directory, obj in found.objects:
+        for name in obj.needed:
+            path = resolver.resolve(name, obj, directory)
+            if path is None:
+                unresolved.setdefault(name, set()).add(relative)
+            elif name not in system and not _inside(path, real_roots):
+                system[name] = path
+    return LibraryScan(
+        roots=tuple(roots),
+        scanned=len(found.objects),
+        unresolved=tuple(
+            NeededLibrary(soname, _status(soname, found.provided), tuple(sorted(needers)))
+            for soname, needers in sorted(unresolved.items())
+        ),
+        system=dict(sorted(system.items())),
+        skipped=tuple(found.skipped),
+    )
+
+
+@dataclass
+class _Found:
+    objects: list[tuple[str, str, ElfObject]] = field(default_factory=list)  # (rel, dir, obj)
+    skipped: list[SkippedFile] = field(default_factory=list)
+    provided: set[str] = field(default_factory=set)  # file names and sonames inside the roots
+
+
+def _collect(roots: Sequence[str]) -> _Found:
+    found = _Found()
+    seen: set[tuple[int, int]] = set()  # (device, inode): hard links and repeated roots
     for root in roots:
         for directory, subdirs, files in os.walk(root):
             subdirs.sort()
@@ -172,52 +202,31 @@ def scan(roots: Sequence[str], search: SearchPath) -> LibraryScan:
                     continue
                 path = os.path.join(directory, name)
                 relative = os.path.relpath(path, root)
-                provided.add(name)
+                found.provided.add(name)
                 if os.path.islink(path):  # its target is scanned under its own name
                     continue
                 try:
                     stat = os.stat(path)
                 except OSError as exc:
-                    skipped.append(SkippedFile(relative, f"cannot stat: {exc.strerror}"))
+                    found.skipped.append(SkippedFile(relative, f"cannot stat: {exc.strerror}"))
                     continue
                 if (stat.st_dev, stat.st_ino) in seen:
                     continue
                 seen.add((stat.st_dev, stat.st_ino))
                 result = read_dynamic(path)
                 if isinstance(result, str):
-                    skipped.append(SkippedFile(relative, result))
+                    found.skipped.append(SkippedFile(relative, result))
                     continue
                 if result.soname:
-                    provided.add(result.soname)
-                objects.append((relative, directory, result))
+                    found.provided.add(result.soname)
+                found.objects.append((relative, directory, result))
+    return found
 
-    resolver = _Resolver(search)
-    unresolved: dict[str, list[str]] = {}
-    system: dict[str, str] = {}
-    for relative, directory, obj in objects:
-        for name in obj.needed:
-            found = resolver.resolve(name, obj, directory)
-            if found is None:
-                unresolved.setdefault(name, []).append(relative)
-            elif name not in system and not _inside(found, real_roots):
-                system[name] = found
 
-    libraries = []
-    for soname in sorted(unresolved):
-        if is_driver_library(soname):
-            status = LibraryStatus.driver
-        elif soname in provided:
-            status = LibraryStatus.bundled
-        else:
-            status = LibraryStatus.missing
-        libraries.append(NeededLibrary(soname, status, tuple(sorted(set(unresolved[soname])))))
-    return LibraryScan(
-        roots=tuple(roots),
-        scanned=len(objects),
-        unresolved=tuple(libraries),
-        system=dict(sorted(system.items())),
-        skipped=tuple(skipped),
-    )
+def _status(soname: str, provided: set[str]) -> LibraryStatus:
+    if is_driver_library(soname):
+        return LibraryStatus.driver
+    return LibraryStatus.bundled if soname in provided else LibraryStatus.missing
 
 
 def _inside(path: str, real_roots: Sequence[str]) -> bool:

@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Generic, Literal, TypeAlias, TypeVar
 
 from packaging.utils import canonicalize_name
 
-from ..errors import FormatError
+from lockd.errors import FormatError
 
 SNAPSHOT_VERSION = "lockd.snapshot/1"
 
@@ -242,7 +242,7 @@ class DebPackage:
 
 @dataclass(frozen=True, slots=True)
 class LdCacheEntry:
-    """One line of ``ldconfig -p``: ``libz.so.1 (libc6,x86-64) => /lib/x86_64-linux-gnu/libz.so.1``."""
+    """One line of ``ldconfig -p``: ``libz.so.1 (libc6,x86-64) => /lib/…/libz.so.1``."""
 
     soname: str
     flags: str  # "libc6,x86-64" (may carry ", OS ABI: Linux 3.2.0" or hwcap)
@@ -279,7 +279,11 @@ class NeededLibrary:
     needed_by: tuple[str, ...]  # the .so files needing it, relative to their site-packages
 
     def to_dict(self) -> dict[str, Any]:
-        return {"soname": self.soname, "status": self.status.value, "needed_by": list(self.needed_by)}
+        return {
+            "soname": self.soname,
+            "status": self.status.value,
+            "needed_by": list(self.needed_by),
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> NeededLibrary:
@@ -373,10 +377,12 @@ class SystemInfo:
             ),
             glibc=probe_from_dict(data["glibc"], str),
             dpkg=probe_from_dict(
-                data["dpkg"], lambda v: tuple(DebPackage(str(n), str(ver), str(a)) for n, ver, a in v)
+                data["dpkg"],
+                lambda v: tuple(DebPackage(str(n), str(ver), str(a)) for n, ver, a in v),
             ),
             ld_cache=probe_from_dict(
-                data["ld_cache"], lambda v: tuple(LdCacheEntry(str(s), str(f), str(p)) for s, f, p in v)
+                data["ld_cache"],
+                lambda v: tuple(LdCacheEntry(str(s), str(f), str(p)) for s, f, p in v),
             ),
             driver=probe_from_dict(
                 data["driver"], lambda v: DriverVersion(str(v["version"]), str(v["source"]))
@@ -384,7 +390,9 @@ class SystemInfo:
             cuda=probe_from_dict(
                 data["cuda"],
                 lambda v: CudaToolkit(
-                    str(v["version"]), str(v["source"]), {str(k): str(x) for k, x in v["env"].items()}
+                    str(v["version"]),
+                    str(v["source"]),
+                    {str(k): str(x) for k, x in v["env"].items()},
                 ),
             ),
             libraries=probe_from_dict(data["libraries"], LibraryScan.from_dict),
@@ -393,7 +401,7 @@ class SystemInfo:
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """What one environment really contains. Read with :meth:`from_dict`, write with :meth:`to_dict`.
+    """What one environment really contains; JSON via :meth:`to_dict` / :meth:`from_dict`.
 
     ``dists`` are the distributions Python imports (the first of each name along
     ``sys.path``); ``shadowed`` are further copies of a name that lie behind them.
@@ -470,7 +478,7 @@ class Snapshot:
 
     @property
     def missing_libraries(self) -> tuple[NeededLibrary, ...] | None:
-        """Unresolved libraries that are not driver libraries nor bundled; ``None`` when not scanned."""
+        """Unresolved libraries, driver and bundled ones excepted; ``None`` when not scanned."""
         scan = self.library_scan
         return scan.missing if scan else None
 

@@ -12,7 +12,7 @@ import json
 import re
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
@@ -174,7 +174,8 @@ def cuda_toolkit(version_json: str | None, environ: Mapping[str, str]) -> CudaTo
     if "CUDA_VERSION" in env:
         return CudaToolkit(env["CUDA_VERSION"], "CUDA_VERSION", env)
     if "NV_CUDA_CUDART_VERSION" in env:  # "12.4.127-1": the cudart package version
-        return CudaToolkit(env["NV_CUDA_CUDART_VERSION"].split("-")[0], "NV_CUDA_CUDART_VERSION", env)
+        cudart = env["NV_CUDA_CUDART_VERSION"].split("-")[0]
+        return CudaToolkit(cudart, "NV_CUDA_CUDART_VERSION", env)
     match = _REQUIRE_CUDA.search(env.get("NVIDIA_REQUIRE_CUDA", ""))
     if match:
         return CudaToolkit(match[1], "NVIDIA_REQUIRE_CUDA", env)
@@ -254,9 +255,7 @@ def cuda_from_tag(tag: str) -> str | None:
     return f"{int(digits[:-1])}.{digits[-1]}"
 
 
-def _local_tag(version: str | None) -> str | None:
-    if version is None:
-        return None
+def _local_tag(version: str) -> str | None:
     try:
         return Version(version).local
     except InvalidVersion:
@@ -286,6 +285,23 @@ _LIB_KIND = (
 )
 
 
+@dataclass
+class _Findings:
+    """What the sources said so far: evidence lines, votes for a kind, versions seen."""
+
+    evidence: list[str] = field(default_factory=list)
+    votes: list[tuple[TorchKind, str]] = field(default_factory=list)  # (kind, source)
+    cuda: str | None = None
+    hip: str | None = None
+
+    def vote(self, kind: TorchKind, source: str, version: str | None = None) -> None:
+        self.votes.append((kind, source))
+        if kind is TorchKind.cuda:
+            self.cuda = self.cuda or version
+        elif kind is TorchKind.rocm:
+            self.hip = self.hip or version
+
+
 def classify_torch(
     dist_version: str,
     version_py: str | None,
@@ -301,103 +317,108 @@ def classify_torch(
        (a CPU torch next to left-over CUDA dists is common and is still a CPU torch).
 
     When decisive sources disagree the kind is ``unknown`` and the evidence says why.
+    ``record_libs`` are the RECORD's files under ``torch/lib/`` (``None``: no RECORD);
     ``installed`` maps canonical names of the environment's dists to their versions.
     """
-    evidence: list[str] = []
-    votes: list[tuple[TorchKind, str]] = []  # (kind, source)
-    cuda: str | None = None
-    hip: str | None = None
-
+    found = _Findings()
     parsed = parse_version_py(version_py) if version_py is not None else None
     module_version = parsed.version if parsed else None
     if version_py is None:
-        evidence.append("torch/version.py: not found")
+        found.evidence.append("torch/version.py: not found")
     elif parsed is None:
-        evidence.append("torch/version.py: not valid Python, ignored")
+        found.evidence.append("torch/version.py: not valid Python, ignored")
     else:
-        values = parsed.values
-        shown = ", ".join(f"{k} = {values[k]!r}" for k in ("cuda", "hip", "rocm", "xpu") if k in values)
-        evidence.append(f"torch/version.py: {shown or 'no cuda/hip/xpu attributes'}")
-        if values.get("cuda"):
-            cuda = values["cuda"]
-            votes.append((TorchKind.cuda, "torch/version.py"))
-        elif values.get("hip") or values.get("rocm"):
-            hip = values.get("hip") or values.get("rocm")
-            votes.append((TorchKind.rocm, "torch/version.py"))
-        elif values.get("xpu"):
-            votes.append((TorchKind.xpu, "torch/version.py"))
-        elif "cuda" in values:
-            votes.append((TorchKind.cpu, "torch/version.py"))
-
-    if record_libs is None:
-        evidence.append("RECORD: missing")
-    else:
-        hits = sorted(
-            {(lib, kind) for lib in record_libs for prefix, kind in _LIB_KIND if lib.startswith(prefix)}
-        )
-        if hits:
-            evidence.append("RECORD lists " + ", ".join(f"torch/lib/{lib}" for lib, _ in hits))
-            for kind in dict.fromkeys(kind for _, kind in hits):
-                votes.append((kind, "RECORD"))
-        else:
-            evidence.append("RECORD lists no libtorch_cuda/hip/xpu library")
-            votes.append((TorchKind.cpu, "RECORD"))
-
+        _read_version_py(parsed, found)
+    _read_record(record_libs, found)
     for label, version in (("dist version", dist_version), ("torch.__version__", module_version)):
-        tag = _local_tag(version)
-        decided = _kind_of_tag(tag) if tag else None
-        if tag is None:
-            evidence.append(f"{label} {version}: no local tag")
-        elif decided is None:
-            evidence.append(f"{label} {version}: local tag +{tag} names no accelerator")
-        else:
-            evidence.append(f"{label} {version}: local tag +{tag}")
-            votes.append((decided[0], f"local tag +{tag}"))
-            if decided[0] is TorchKind.cuda:
-                cuda = cuda or decided[1]
-            elif decided[0] is TorchKind.rocm:
-                hip = hip or decided[1]
+        _read_local_tag(label, version, found)
 
     cuda_dists = sorted(name for name in installed if _CUDA_DIST.match(name))
-    runtime = next((n for n in cuda_dists if _CUDA_RUNTIME.match(n)), None) or (
-        "cuda-toolkit" if "cuda-toolkit" in installed else None
-    )
     if cuda_dists:
-        evidence.append(
-            "CUDA dists installed: " + ", ".join(f"{n} {installed[n]}" for n in cuda_dists)
-        )
+        listed = ", ".join(f"{n} {installed[n]}" for n in cuda_dists)
+        found.evidence.append(f"CUDA dists installed: {listed}")
     else:
-        evidence.append("no nvidia-*-cuXX or cuda-toolkit dists installed")
+        found.evidence.append("no nvidia-*-cuXX or cuda-toolkit dists installed")
 
-    kinds = list(dict.fromkeys(kind for kind, _ in votes))
+    kinds = list(dict.fromkeys(kind for kind, _ in found.votes))
     if len(kinds) > 1:
-        evidence.append(
-            "conflict: " + "; ".join(f"{source} says {kind.value}" for kind, source in votes)
-        )
+        said = "; ".join(f"{source} says {kind.value}" for kind, source in found.votes)
+        found.evidence.append(f"conflict: {said}")
         kind = TorchKind.unknown
     elif kinds:
         kind = kinds[0]
     elif cuda_dists:
         kind = TorchKind.cuda
-        evidence.append("decided by the installed CUDA dists alone")
+        found.evidence.append("decided by the installed CUDA dists alone")
     else:
         kind = TorchKind.unknown
 
-    if kind is TorchKind.cuda and cuda is None and runtime is not None:
-        cuda = ".".join(installed[runtime].split(".")[:2])
+    runtime = next((n for n in cuda_dists if _CUDA_RUNTIME.match(n)), None)
+    runtime = runtime or ("cuda-toolkit" if "cuda-toolkit" in installed else None)
+    if kind is TorchKind.cuda and found.cuda is None and runtime is not None:
+        found.cuda = ".".join(installed[runtime].split(".")[:2])
     if kind is TorchKind.cpu and cuda_dists:
-        evidence.append("note: CUDA dists are installed next to a CPU-only torch")
+        found.evidence.append("note: CUDA dists are installed next to a CPU-only torch")
     return TorchFlavour(
         kind=kind,
-        cuda=cuda if kind is TorchKind.cuda else None,
-        evidence=tuple(evidence),
+        cuda=found.cuda if kind is TorchKind.cuda else None,
+        evidence=tuple(found.evidence),
         dist_version=dist_version,
         module_version=module_version,
-        hip=hip if kind is TorchKind.rocm else None,
+        hip=found.hip if kind is TorchKind.rocm else None,
     )
 
 
+def _read_version_py(parsed: VersionPy, found: _Findings) -> None:
+    values = parsed.values
+    keys = [k for k in ("cuda", "hip", "rocm", "xpu") if k in values]
+    shown = ", ".join(f"{k} = {values[k]!r}" for k in keys) or "no cuda/hip/xpu attributes"
+    found.evidence.append(f"torch/version.py: {shown}")
+    source = "torch/version.py"
+    if values.get("cuda"):
+        found.vote(TorchKind.cuda, source, values["cuda"])
+    elif values.get("hip") or values.get("rocm"):
+        found.vote(TorchKind.rocm, source, values.get("hip") or values.get("rocm"))
+    elif values.get("xpu"):
+        found.vote(TorchKind.xpu, source)
+    elif "cuda" in values:  # cuda = None: built without CUDA
+        found.vote(TorchKind.cpu, source)
+
+
+def _read_record(record_libs: Sequence[str] | None, found: _Findings) -> None:
+    if record_libs is None:
+        found.evidence.append("RECORD: missing")
+        return
+    hits = {
+        (lib, kind) for lib in record_libs for prefix, kind in _LIB_KIND if lib.startswith(prefix)
+    }
+    if not hits:
+        found.evidence.append("RECORD lists no libtorch_cuda/hip/xpu library")
+        found.vote(TorchKind.cpu, "RECORD")
+        return
+    found.evidence.append(
+        "RECORD lists " + ", ".join(f"torch/lib/{lib}" for lib, _ in sorted(hits))
+    )
+    for kind in dict.fromkeys(kind for _, kind in sorted(hits)):
+        found.vote(kind, "RECORD")
+
+
+def _read_local_tag(label: str, version: str | None, found: _Findings) -> None:
+    if version is None:
+        return
+    tag = _local_tag(version)
+    decided = _kind_of_tag(tag) if tag else None
+    if tag is None:
+        found.evidence.append(f"{label} {version}: no local tag")
+    elif decided is None:
+        found.evidence.append(f"{label} {version}: local tag +{tag} names no accelerator")
+    else:
+        found.evidence.append(f"{label} {version}: local tag +{tag}")
+        found.vote(decided[0], f"local tag +{tag}", decided[1])
+
+
 # --- the probe's output -----------------------------------------------------------------------
+
 
 @dataclass(frozen=True, slots=True)
 class ProbeResult:

@@ -14,8 +14,9 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ..errors import ConfigError
-from ..settings import env_default
+from lockd.errors import ConfigError
+from lockd.settings import env_default
+
 from . import elf, parse
 from .model import (
     Available,
@@ -64,13 +65,15 @@ def probe(
     )
 
 
-def probe_os_release(root: Path) -> Probe[dict[str, str]]:
+def probe_os_release(root: Path) -> Probe[Mapping[str, str]]:
     """``/etc/os-release``, else ``/usr/lib/os-release`` (the systemd fallback)."""
     for relative in ("etc/os-release", "usr/lib/os-release"):
         text = _read(root / relative)
         if text is not None:
             return Available(parse.parse_os_release(text))
-    return Unavailable(f"neither {root / 'etc/os-release'} nor {root / 'usr/lib/os-release'} exists")
+    return Unavailable(
+        f"neither {root / 'etc/os-release'} nor {root / 'usr/lib/os-release'} exists"
+    )
 
 
 def probe_glibc() -> Probe[str]:
@@ -144,7 +147,7 @@ def probe_driver(root: Path, environ: Mapping[str, str]) -> Probe[DriverVersion]
 
 
 def probe_cuda(root: Path, environ: Mapping[str, str]) -> Probe[CudaToolkit]:
-    """The CUDA toolkit of the image: ``/usr/local/cuda/version.json``, else ``CUDA_VERSION`` & co."""
+    """The image's CUDA toolkit: ``/usr/local/cuda/version.json``, else ``CUDA_VERSION`` & co."""
     toolkit = parse.cuda_toolkit(_read(root / "usr/local/cuda/version.json"), environ)
     if toolkit is None:
         return Unavailable(

@@ -121,16 +121,19 @@ class CondaChannel:
     def write(self, root: Path, *, archives: bool = True) -> Path:
         """Write ``<root>/<subdir>/repodata.json`` (and the archives unless told not to).
 
-        Without archives the hashes are those of the archive that would have
-        been built, so repodata stays realistic for solve-only benchmarks.
+        Without archives (solve-only benchmarks with thousands of records) the
+        hashes and size are those of the package's ``index.json``: well-formed,
+        but of nothing downloadable.
         """
         for subdir in SUBDIRS:
             (root / subdir).mkdir(parents=True, exist_ok=True)
             entries: dict[str, Any] = {}
             for pkg in (p for p in self.packages if p.subdir == subdir):
-                data = build_archive(pkg)
                 if archives:
+                    data = build_archive(pkg)
                     (root / subdir / pkg.filename).write_bytes(data)
+                else:
+                    data = json.dumps(pkg.index_json()).encode()
                 entries[pkg.filename] = {
                     **pkg.index_json(),
                     "md5": hashlib.md5(data).hexdigest(),  # noqa: S324 - conda's own field
@@ -196,7 +199,7 @@ class _QuietHandler(SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         pass
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server API
+    def do_GET(self) -> None:
         self.requests.append(self.path)
         super().do_GET()
 
@@ -207,9 +210,7 @@ class ChannelServer:
     def __init__(self, root: Path) -> None:
         self.requests: list[str] = []
         handler = type("Handler", (_QuietHandler,), {"requests": self.requests})
-        self._httpd = ThreadingHTTPServer(
-            ("127.0.0.1", 0), partial(handler, directory=str(root))
-        )
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(handler, directory=str(root)))
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
     @property

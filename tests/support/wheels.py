@@ -1,13 +1,16 @@
-"""Build tiny but real wheels: valid zip, METADATA, WHEEL and RECORD."""
+"""Build tiny but real wheels: valid zip, METADATA, WHEEL and RECORD; install them with uv."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import io
+import subprocess
+import sys
 import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
@@ -22,6 +25,8 @@ class WheelSpec:
     requires: tuple[str, ...] = ()
     requires_python: str | None = None
     files: Mapping[str, str] = field(default_factory=dict)
+    # Files whose bytes matter (compiled .so, deliberately broken ELF, …).
+    binary_files: Mapping[str, bytes] = field(default_factory=dict)
 
     @property
     def dist_name(self) -> str:
@@ -49,7 +54,8 @@ def build_wheel(spec: WheelSpec) -> bytes:
     info = f"{spec.dist_name}-{spec.version}.dist-info"
     root_is_purelib = spec.tag.endswith("-any")
     contents: dict[str, bytes] = {path: text.encode() for path, text in spec.files.items()}
-    if not spec.files:
+    contents.update(spec.binary_files)
+    if not contents:
         contents[f"{spec.dist_name}/__init__.py"] = f'__version__ = "{spec.version}"\n'.encode()
     contents[f"{info}/METADATA"] = spec.metadata().encode()
     contents[f"{info}/WHEEL"] = (
@@ -74,3 +80,57 @@ def _expand_tags(tag: str) -> Iterable[str]:
         for abi in abis.split("."):
             for plat in platforms.split("."):
                 yield f"{py}-{abi}-{plat}"
+
+
+def write_wheels(directory: Path, specs: Iterable[WheelSpec]) -> list[Path]:
+    """Build each wheel into ``directory``; return the paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for spec in specs:
+        path = directory / spec.filename
+        path.write_bytes(build_wheel(spec))
+        paths.append(path)
+    return paths
+
+
+def make_venv(
+    path: Path,
+    specs: Sequence[WheelSpec] = (),
+    *,
+    env: Mapping[str, str],
+    requirements: Sequence[str] | None = None,
+    python: str = sys.executable,
+) -> Path:
+    """Create a venv at ``path`` with uv and install ``specs`` offline; return its python.
+
+    The wheels are served by ``--find-links`` (no index, no cache), so the result is the
+    same on every machine; ``env`` must be hermetic (no inherited PIP_*/UV_* settings).
+    ``requirements`` defaults to ``name==version`` of every spec.
+    """
+    from uv import find_uv_bin
+
+    uv = find_uv_bin()
+    subprocess.run([uv, "venv", "--quiet", "--python", python, str(path)], env=env, check=True)
+    interpreter = path / "bin" / "python"
+    if specs:
+        wheels = path.with_name(f"{path.name}-wheels")
+        write_wheels(wheels, specs)
+        reqs = requirements or [f"{spec.name}=={spec.version}" for spec in specs]
+        subprocess.run(
+            [
+                uv,
+                "pip",
+                "install",
+                "--quiet",
+                "--no-index",
+                "--no-cache",
+                "--find-links",
+                str(wheels),
+                "--python",
+                str(interpreter),
+                *reqs,
+            ],
+            env=env,
+            check=True,
+        )
+    return interpreter

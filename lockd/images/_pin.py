@@ -1,0 +1,160 @@
+"""``lockd images pin``: resolve a Dockerfile's base images and pin them, atomically."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from lockd.errors import UsageError
+
+from ._dockerfile import FromInstruction, FromKind, parse_dockerfile, pin_dockerfile_text
+from ._manifest import ResolvedImage
+
+
+class PinStatus(StrEnum):
+    """What pinning does to one ``FROM``."""
+
+    PINNED = "pinned"  # a digest is added (or would be, without --write)
+    ALREADY_PINNED = "already-pinned"  # names a digest already; checked to exist
+    NOT_IN_PLACE = "not-in-place"  # built from several ARG values: a person must pin it
+    STAGE = "stage"
+    SCRATCH = "scratch"
+
+
+@dataclass(frozen=True, slots=True)
+class PinnedFrom:
+    """One ``FROM`` and what its reference resolved to."""
+
+    instruction: FromInstruction
+    status: PinStatus
+    image: ResolvedImage | None  # None for stages and scratch
+
+    @property
+    def pinned_reference(self) -> str | None:
+        """``python:3.11-slim@sha256:…`` (the reference as written, with the digest)."""
+        if self.image is None:
+            return None
+        if self.instruction.is_pinned:
+            return self.instruction.reference
+        return f"{self.instruction.reference}@{self.image.index_digest}"
+
+    def to_dict(self) -> dict[str, Any]:
+        entry = self.instruction
+        return {
+            "line": entry.line,
+            "image": entry.image,
+            "reference": entry.reference,
+            "kind": str(entry.kind),
+            "stage": entry.stage,
+            "platform": entry.platform,
+            "status": str(self.status),
+            "pinned_reference": self.pinned_reference,
+            "resolved": self.image.to_dict() if self.image else None,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class DockerfilePins:
+    """The outcome of pinning one Dockerfile."""
+
+    path: Path
+    entries: tuple[PinnedFrom, ...]
+    text: str  # the pinned text; equal to the file's when nothing changes
+    changed: bool
+    written: bool
+
+    @property
+    def images(self) -> tuple[ResolvedImage, ...]:
+        """Each resolved base image once, in file order."""
+        seen = {e.image.reference: e.image for e in self.entries if e.image is not None}
+        return tuple(seen.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dockerfile": str(self.path),
+            "changed": self.changed,
+            "written": self.written,
+            "from": [entry.to_dict() for entry in self.entries],
+        }
+
+
+def pin_dockerfile(
+    path: Path,
+    resolve: Callable[[str], ResolvedImage],
+    *,
+    write: bool = False,
+    build_args: Mapping[str, str] | None = None,
+) -> DockerfilePins:
+    """Resolve every base image of ``path`` with ``resolve``; with ``write``, pin the file.
+
+    Only the digests are inserted; every other byte is kept. The file is
+    replaced atomically (a temporary file in the same directory, then
+    ``os.replace``), so a reader never sees half a Dockerfile.
+    """
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(
+            f"Cannot read the Dockerfile {path}: {exc.strerror or exc}.",
+            hint="Give the path of an existing Dockerfile.",
+        ) from None
+    # surrogateescape: bytes that are not UTF-8 survive the round trip unchanged.
+    text = raw.decode("utf-8", "surrogateescape")
+    instructions = parse_dockerfile(text, build_args=build_args, source=str(path))
+    if not instructions:
+        raise UsageError(f"{path} has no FROM instruction.", hint="Is it a Dockerfile?")
+    resolved: dict[str, ResolvedImage] = {}
+    for instruction in instructions:
+        if instruction.kind is FromKind.IMAGE and instruction.reference not in resolved:
+            resolved[instruction.reference] = resolve(instruction.reference)
+    pinned = pin_dockerfile_text(
+        text,
+        {ref: image.index_digest for ref, image in resolved.items()},
+        build_args=build_args,
+    )
+    entries = tuple(
+        PinnedFrom(i, _status(i), resolved.get(i.reference) if i.kind is FromKind.IMAGE else None)
+        for i in instructions
+    )
+    changed = pinned != text
+    if write and changed:
+        _replace(path, pinned.encode("utf-8", "surrogateescape"))
+    return DockerfilePins(path, entries, pinned, changed, write and changed)
+
+
+def _status(instruction: FromInstruction) -> PinStatus:
+    if instruction.kind is FromKind.STAGE:
+        return PinStatus.STAGE
+    if instruction.kind is FromKind.SCRATCH:
+        return PinStatus.SCRATCH
+    if instruction.is_pinned:
+        return PinStatus.ALREADY_PINNED
+    return PinStatus.PINNED if instruction.insert_at is not None else PinStatus.NOT_IN_PLACE
+
+
+def _replace(path: Path, data: bytes) -> None:
+    target = path.resolve()  # write through a symlink, keeping the link
+    mode = stat.S_IMODE(target.stat().st_mode)
+    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".lockd")
+    temporary = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        temporary.chmod(mode)
+        temporary.replace(target)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise UsageError(
+            f"Cannot write the Dockerfile {path}: {exc.strerror or exc}.",
+            hint="Check that its directory is writable.",
+        ) from None

@@ -1,0 +1,159 @@
+"""Compatibility backend: ``pip-compile`` (pip-tools), for the host target only.
+
+pip cannot resolve for another platform or Python, and it has no explicit
+indexes: the PyTorch variant index is given as an extra index, and lockd's
+verification then rejects any ordinary package pip took from it. pip-compile
+reports hashes, not files, so each hash is matched to a file on the indexes.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from functools import cache
+from importlib.metadata import version as dist_version
+
+from packaging.tags import Tag, sys_tags
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
+
+from ..errors import ResolutionError, UsageError
+from ..indexes import IndexClient, IndexLink
+from ..targets import Target, host_platform, host_python
+from ..urls import redact
+from .interface import Resolution, ResolvedFile, ResolvedPackage, Resolver, ResolveRequest
+from .uv import hermetic_env
+
+_PIN = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==(?P<version>\S+)")
+_HASH = re.compile(r"--hash=sha256:(?P<digest>[0-9a-f]{64})")
+
+
+class PipToolsResolver(Resolver):
+    name = "pip-tools"
+
+    def version(self) -> str:
+        return dist_version("pip-tools")
+
+    def check(self, target: Target) -> None:
+        host = host_platform()
+        if host is None or target.platform != host or target.python != host_python():
+            here = f"{host.name if host else 'this machine'} / Python {'{}.{}'.format(*host_python())}"
+            raise UsageError(
+                f"The pip-tools resolver can only lock the host target ({here}), not {target.id}.",
+                hint="Use --resolver uv (the default) for other platforms and Python versions, "
+                "or restrict --platform/--python to the host.",
+            )
+
+    def resolve(self, request: ResolveRequest) -> Resolution:
+        workdir = request.workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "requirements.in").write_text("\n".join(request.requirements) + "\n")
+        command = [
+            sys.executable,
+            "-m",
+            "piptools",
+            "compile",
+            "--quiet",
+            "--generate-hashes",
+            "--no-header",
+            "--no-annotate",
+            "--no-emit-index-url",
+            "--index-url",
+            request.plan.default,
+            "--output-file",
+            "requirements.txt",
+        ]
+        if request.plan.variant is not None:
+            command += ["--extra-index-url", request.plan.variant]
+        if request.constraints:
+            (workdir / "constraints.txt").write_text("\n".join(request.constraints) + "\n")
+            command += ["--constraint", "constraints.txt"]
+        if request.cache_dir is not None:
+            command += ["--cache-dir", str(request.cache_dir / "pip-tools")]
+        command.append("requirements.in")
+        env = hermetic_env()
+        env["PIP_CONFIG_FILE"] = "/dev/null"
+        proc = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            reason = " ".join(redact(proc.stderr).split())[-900:]
+            raise ResolutionError(
+                f"Target {request.target.id}: pip-compile failed: {reason}", target=request.target.id
+            )
+        pins = parse_pinned((workdir / "requirements.txt").read_text())
+        client = IndexClient()
+        try:
+            packages = tuple(_locate(name, ver, hashes, request, client) for name, ver, hashes in pins)
+        finally:
+            client.close()
+        return Resolution(request.target, packages)
+
+
+def parse_pinned(text: str) -> list[tuple[str, str, set[str]]]:
+    """``name==version`` with its ``--hash`` values, from a pip-compile output."""
+    out: list[tuple[str, str, set[str]]] = []
+    for line in text.replace("\\\n", " ").splitlines():
+        line = line.split("#", 1)[0].strip()
+        match = _PIN.match(line)
+        if match:
+            out.append((canonicalize_name(match["name"]), match["version"], set(_HASH.findall(line))))
+    return out
+
+
+def _locate(
+    name: str, version: str, hashes: set[str], request: ResolveRequest, client: IndexClient
+) -> ResolvedPackage:
+    """The files behind pip-compile's hashes that the host can install."""
+    indexes = [request.plan.expected_index(name)]
+    if request.plan.variant is not None:
+        indexes += [i for i in (request.plan.default, request.plan.variant) if i not in indexes]
+    tags = _host_tags()
+    for index in indexes:
+        links = [link for link in client.project_links(index, name) if link.sha256 in hashes]
+        wheels = [link for link in links if _installable(link, tags)]
+        chosen = wheels or [link for link in links if _is_sdist(link)]
+        if chosen:
+            return ResolvedPackage(
+                name,
+                version,
+                tuple(
+                    ResolvedFile(
+                        link.url,
+                        link.filename,
+                        link.sha256,
+                        link.upload_time,
+                        kind="wheel" if link.filename.endswith(".whl") else "sdist",
+                    )
+                    for link in chosen
+                ),
+            )
+    raise ResolutionError(
+        f"Target {request.target.id}: pip-compile chose {name}=={version}, but no file with "
+        "its hashes is listed on the configured indexes.",
+        target=request.target.id,
+    )
+
+
+@cache
+def _host_tags() -> frozenset[Tag]:
+    return frozenset(sys_tags())
+
+
+def _installable(link: IndexLink, tags: frozenset[Tag]) -> bool:
+    try:
+        return bool(parse_wheel_filename(link.filename)[3] & tags)
+    except InvalidWheelFilename:
+        return False
+
+
+def _is_sdist(link: IndexLink) -> bool:
+    try:
+        parse_sdist_filename(link.filename)
+    except InvalidSdistFilename:
+        return False
+    return True

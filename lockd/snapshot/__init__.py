@@ -1,0 +1,260 @@
+"""Snapshot: what one environment really contains.
+
+Python dists (read by a stdlib-only probe run in the target interpreter), the
+torch build flavour (decided from files, torch is never imported), and the
+system around it: OS release, glibc, Debian packages, the ``ld.so`` cache, the
+NVIDIA driver, the CUDA toolkit and the shared libraries the wheels need but
+the system lacks.
+
+::
+
+    snap = take_snapshot(Path("/opt/venv/bin/python"), system=True)
+    snap.dist("torch").version, snap.torch_flavour.kind, snap.missing_libraries
+    write_snapshot(snap, Path("snap.json")); read_snapshot(Path("snap.json"))
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import TypeVar
+
+from lockd import __version__
+from lockd.errors import FormatError, UsageError
+
+from . import parse
+from . import system as system_probe
+from .model import (
+    SNAPSHOT_VERSION,
+    Available,
+    CudaToolkit,
+    DebPackage,
+    Dist,
+    DriverVersion,
+    Interpreter,
+    LdCacheEntry,
+    LibraryScan,
+    LibraryStatus,
+    NeededLibrary,
+    Probe,
+    SkippedFile,
+    Snapshot,
+    SystemInfo,
+    TorchFlavour,
+    TorchKind,
+    Unavailable,
+)
+
+__all__ = [
+    "SNAPSHOT_VERSION",
+    "Available",
+    "CudaToolkit",
+    "DebPackage",
+    "Dist",
+    "DriverVersion",
+    "Interpreter",
+    "LdCacheEntry",
+    "LibraryScan",
+    "LibraryStatus",
+    "NeededLibrary",
+    "Probe",
+    "SkippedFile",
+    "Snapshot",
+    "SystemInfo",
+    "TorchFlavour",
+    "TorchKind",
+    "Unavailable",
+    "read_snapshot",
+    "resolve_python",
+    "snapshot_to_json",
+    "summary_rows",
+    "take_snapshot",
+    "write_snapshot",
+]
+
+PROBE_TIMEOUT_S = 120
+T = TypeVar("T")
+
+
+def take_snapshot(
+    python: Path | None = None,
+    *,
+    system: bool = True,
+    root: Path = Path("/"),
+    environ: Mapping[str, str] | None = None,
+) -> Snapshot:
+    """Snapshot the environment of ``python`` (see :func:`resolve_python` for the default).
+
+    ``system=False`` skips the operating-system probes (``--no-system``). ``root`` and
+    ``environ`` exist for tests: files such as ``/sys/module/nvidia/version`` are read
+    below ``root``, commands are found on ``environ["PATH"]``.
+    """
+    env = os.environ if environ is None else environ
+    executable = resolve_python(python, env)
+    probed = _run_probe(executable, env)
+    torch: Probe[TorchFlavour] = (
+        Available(probed.torch)
+        if probed.torch is not None
+        else Unavailable(f"torch is not installed in {probed.python.prefix}")
+    )
+    system_info: Probe[SystemInfo] = (
+        Available(system_probe.probe(probed.python.site_packages, root=root, environ=env))
+        if system
+        else Unavailable("not probed (--no-system)")
+    )
+    return Snapshot(
+        taken_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        lockd_version=__version__,
+        python=probed.python,
+        dists=probed.dists,
+        shadowed=probed.shadowed,
+        torch=torch,
+        system=system_info,
+    )
+
+
+def resolve_python(python: Path | None, environ: Mapping[str, str]) -> Path:
+    """The interpreter to snapshot.
+
+    ``python`` when given (a venv directory stands for its ``bin/python``); else the
+    active virtual environment (``$VIRTUAL_ENV``); else the interpreter running lockd.
+    A path that is not an executable file raises ``UsageError``.
+    """
+    if python is None:
+        venv = environ.get("VIRTUAL_ENV")
+        candidate = Path(venv) / "bin" / "python" if venv else None
+        return candidate if candidate and candidate.is_file() else Path(sys.executable)
+    path = python.expanduser()
+    if path.is_dir() and (path / "bin" / "python").is_file():
+        path = path / "bin" / "python"
+    hint = "Pass a Python interpreter, for example --python /opt/venv/bin/python."
+    if not path.exists():
+        raise UsageError(f"--python {python}: no such file.", hint=hint)
+    if not path.is_file() or not os.access(path, os.X_OK):
+        raise UsageError(f"--python {python}: not an executable file.", hint=hint)
+    return path
+
+
+def _run_probe(executable: Path, environ: Mapping[str, str]) -> parse.ProbeResult:
+    source = resources.files(__package__).joinpath("_probe.py").read_text(encoding="utf-8")
+    hint = "--python must name a Python 3.8 or newer interpreter."
+    try:
+        completed = subprocess.run(
+            [str(executable), "-c", source],
+            capture_output=True,
+            text=True,
+            timeout=PROBE_TIMEOUT_S,
+            env=dict(environ),
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise UsageError(f"{executable} could not run lockd's probe: {exc}.", hint=hint) from None
+    if completed.returncode != 0:
+        lines = completed.stderr.strip().splitlines()
+        last = lines[-1] if lines else "no output"
+        raise UsageError(
+            f"{executable} failed to run lockd's probe (exit code {completed.returncode}): {last}",
+            hint=hint,
+        )
+    try:
+        return parse.parse_probe_output(completed.stdout)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UsageError(
+            f"{executable} printed something lockd's probe did not write ({exc}).", hint=hint
+        ) from None
+
+
+def snapshot_to_json(snapshot: Snapshot) -> str:
+    """The snapshot as indented JSON text with a final newline."""
+    return json.dumps(snapshot.to_dict(), indent=2, ensure_ascii=False) + "\n"
+
+
+def write_snapshot(snapshot: Snapshot, path: Path) -> None:
+    """Write atomically: readers see the old file or the whole new one, never a part."""
+    text = snapshot_to_json(snapshot)
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        # os.open with 0o666 honours the umask, unlike tempfile's 0o600.
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        temporary.replace(path)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise UsageError(f"Cannot write the snapshot to {path}: {exc.strerror or exc}.") from None
+
+
+def read_snapshot(path: Path) -> Snapshot:
+    """Read a snapshot file; an unknown format version raises ``FormatError``."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"Cannot read the snapshot {path}: {exc.strerror or exc}.") from None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise FormatError(f"{path} is not a lockd snapshot: not JSON ({exc}).") from None
+    return Snapshot.from_dict(data, source=str(path))
+
+
+def summary_rows(snapshot: Snapshot) -> list[tuple[str, str]]:
+    """(label, value) pairs for a short human summary (``--format table``)."""
+    python = snapshot.python
+    rows = [
+        ("Python", f"{python.version} ({python.implementation}) {python.executable}"),
+        ("Dists", f"{len(snapshot.dists)}" + _shadowed(snapshot)),
+    ]
+    torch = snapshot.torch
+    if isinstance(torch, Available):
+        flavour = torch.value
+        detail = f"cuda {flavour.cuda}" if flavour.cuda else flavour.kind.value
+        rows.append(("torch", f"{flavour.module_version or flavour.dist_version}: {detail}"))
+    else:
+        rows.append(("torch", torch.reason))
+    info = snapshot.system
+    if isinstance(info, Unavailable):
+        rows.append(("System", info.reason))
+        return rows
+    system = info.value
+    rows += [
+        ("OS", _show(system.os_release, lambda v: v.get("PRETTY_NAME", v.get("ID", "?")))),
+        ("glibc", _show(system.glibc, str)),
+        ("Debian packages", _show(system.dpkg, lambda v: str(len(v)))),
+        ("NVIDIA driver", _show(system.driver, lambda d: f"{d.version} (from {d.source})")),
+        ("CUDA toolkit", _show(system.cuda, lambda c: f"{c.version} (from {c.source})")),
+        ("Shared libraries", _show(system.libraries, _libraries)),
+    ]
+    return rows
+
+
+def _shadowed(snapshot: Snapshot) -> str:
+    return f" ({len(snapshot.shadowed)} shadowed)" if snapshot.shadowed else ""
+
+
+def _show(probe: Probe[T], render: Callable[[T], str]) -> str:
+    return render(probe.value) if isinstance(probe, Available) else f"unavailable: {probe.reason}"
+
+
+def _libraries(scan: LibraryScan) -> str:
+    parts = [f"{scan.scanned} ELF files scanned"]
+    missing = scan.missing
+    parts.append(
+        f"{len(missing)} missing: " + ", ".join(lib.soname for lib in missing)
+        if missing
+        else "none missing"
+    )
+    driver = scan.with_status(LibraryStatus.driver)
+    if driver:
+        parts.append(f"{len(driver)} driver libraries (provided by the NVIDIA container toolkit)")
+    if scan.skipped:
+        parts.append(f"{len(scan.skipped)} files skipped")
+    return "; ".join(parts)
