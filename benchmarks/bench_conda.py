@@ -33,24 +33,25 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import rattler  # noqa: E402 - after the path tweak, like the imports below
+import rattler
 
-from lockd.inputs.environment import CondaEnvironment  # noqa: E402
-from lockd.resolvers.rattler import (  # noqa: E402
+from lockd.inputs.environment import CondaEnvironment
+from lockd.resolvers.rattler import (
     CondaRequest,
     CondaSolution,
     CondaTarget,
-    conda_targets,
     cuda_constraints,
     make_gateway,
     solve_conda_matrix,
     virtual_packages,
 )
-from tests.support.channel import CondaChannel, CondaPkg, pytorch_channel, serve_channels  # noqa: E402
+from lockd.targets import parse_accelerator, parse_platform
+from tests.support.channel import CondaChannel, CondaPkg, pytorch_channel, serve_channels
 
 TARGETS = (
     ("linux-x86_64", "cu124"),
@@ -88,7 +89,9 @@ def environment(url: str, libs: int, roots: int) -> CondaEnvironment:
 
 def run_lockd(request: CondaRequest) -> list[CondaSolution]:
     outcomes = asyncio.run(solve_conda_matrix(request))
-    assert all(isinstance(o, CondaSolution) for o in outcomes), outcomes
+    failed = [o for o in outcomes if not isinstance(o, CondaSolution)]
+    if failed:
+        raise SystemExit(f"the benchmark matrix must solve: {failed}")
     return [o for o in outcomes if isinstance(o, CondaSolution)]
 
 
@@ -154,39 +157,40 @@ def main() -> None:
         records = len(channel.packages)
         with serve_channels(root) as server:
             env = environment(f"{server.url}/chan", args.libs, args.roots)
-            targets = conda_targets(
-                [p for p, _ in TARGETS[:1]] + [TARGETS[3][0]], [a for _, a in TARGETS[:3]]
+            targets = tuple(
+                CondaTarget(parse_platform(plat), parse_accelerator(acc)) for plat, acc in TARGETS
             )
-            targets = tuple(t for t in targets if (t.platform.name, t.accelerator.name) in TARGETS)
             times: dict[str, list[float]] = {
                 k: [] for k in ("lockd cold", "direct cold", "lockd warm", "direct warm")
             }
-            sizes: list[int] = []
+            sizes: dict[str, int] = {}
             for n in range(args.rounds):
                 order = ("lockd", "direct") if n % 2 == 0 else ("direct", "lockd")
                 for who in order:
-                    cache = root / f"cache-{who}-{n}"
-                    request = CondaRequest(env, targets, cache_dir=cache)
-                    if who == "lockd":
-                        times["lockd cold"].append(timed(lambda: sizes.append(_size(request))))
-                        times["lockd warm"].append(timed(lambda: run_lockd(request)))
-                    else:
-                        times["direct cold"].append(timed(lambda: run_direct(request)))
-                        times["direct warm"].append(timed(lambda: run_direct(request)))
+                    # A fresh cache per run: "cold" fetches repodata, "warm" reuses it.
+                    request = CondaRequest(env, targets, cache_dir=root / f"cache-{who}-{n}")
+                    run = run_lockd if who == "lockd" else run_direct
+                    times[f"{who} cold"].append(timed(partial(run, request)))
+                    times[f"{who} warm"].append(timed(partial(run, request)))
+            # Both sides must have solved the same problem to the same answer.
+            ours = run_lockd(request)
+            theirs = run_direct(request)
+            for solution, records_ in zip(ours, theirs, strict=True):
+                direct = {(r.name.normalized, str(r.build)) for r in records_}
+                if {(p.name, p.build) for p in solution.packages} != direct:
+                    raise SystemExit(f"{solution.target_id}: lockd and direct disagree")
+                sizes[solution.target_id] = len(solution.packages)
 
-    print(f"{records} records; {len(targets)} targets; solution sizes {sorted(set(sizes))}; ")
-    print(f"{args.rounds} rounds, alternating; machine: {os.cpu_count()} CPUs, {cpu_model()}\n")
+    solved = ", ".join(f"{target} {count}" for target, count in sizes.items())
+    print(f"{records} records in the channel; packages per solution: {solved}")
+    print(f"{args.rounds} rounds, alternating; medians; {os.cpu_count()} CPUs, {cpu_model()}\n")
     print("| run | lockd (concurrent) | direct rattler (sequential) | lockd / direct |")
     print("| --- | ---: | ---: | ---: |")
     for phase in ("cold", "warm"):
         ours = statistics.median(times[f"lockd {phase}"])
         theirs = statistics.median(times[f"direct {phase}"])
-        print(f"| {phase} cache | {ours * 1000:.0f} ms | {theirs * 1000:.0f} ms | {ours / theirs:.2f} |")
-
-
-def _size(request: CondaRequest) -> int:
-    solutions = run_lockd(request)
-    return len(solutions[0].packages)
+        ratio = ours / theirs
+        print(f"| {phase} cache | {ours * 1000:.0f} ms | {theirs * 1000:.0f} ms | {ratio:.2f} |")
 
 
 if __name__ == "__main__":

@@ -87,7 +87,9 @@ def make_resolver(name: str) -> Resolver:
         from .resolvers.piptools import PipToolsResolver
 
         return PipToolsResolver()
-    raise UsageError(f"Unknown resolver {name!r}.", hint="Use --resolver uv or --resolver pip-tools.")
+    raise UsageError(
+        f"Unknown resolver {name!r}.", hint="Use --resolver uv or --resolver pip-tools."
+    )
 
 
 def compile_lockset(request: LockRequest, progress: ProgressHook | None = None) -> CompileResult:
@@ -100,7 +102,11 @@ def compile_lockset(request: LockRequest, progress: ProgressHook | None = None) 
     store = Store(request.database_url)
     try:
         previous = store.latest(request.project)
-        if previous is not None and not request.refresh and _unchanged(previous, key, request.out_dir):
+        if (
+            previous is not None
+            and not request.refresh
+            and _unchanged(previous, key, request.out_dir)
+        ):
             return CompileResult(previous, unchanged=True)
         started = datetime.now(UTC).replace(microsecond=0)
         outcomes = _resolve_all(request, inputs, resolver, progress)
@@ -121,16 +127,26 @@ def compile_lockset(request: LockRequest, progress: ProgressHook | None = None) 
             locks=tuple(o.lock for o in outcomes if o.lock is not None),
             failures=tuple(Failure(o.target.id, o.error.render()) for o in outcomes if o.error),
             parent=previous.hash if previous else None,
-            extra={"constraints": list(inputs.constraints), "glibc": request.glibc, "family": sorted(request.family)},
+            extra={
+                "constraints": list(inputs.constraints),
+                "glibc": request.glibc,
+                "family": sorted(request.family),
+            },
         )
         files = {name: data for o in outcomes for name, data in o.files.items()}
         files[MANIFEST] = render_manifest(lockset)
-        old = read_manifest(request.out_dir / MANIFEST) if (request.out_dir / MANIFEST).exists() else None
+        old = (
+            read_manifest(request.out_dir / MANIFEST)
+            if (request.out_dir / MANIFEST).exists()
+            else None
+        )
         stale = [name for lock in (old.locks if old else ()) for name in lock.files]
         with StagedFiles(request.out_dir, files, last=MANIFEST, remove=stale) as staged:
             store.record_lockset(lockset)
             written = staged.commit()
-        return CompileResult(lockset, unchanged=False, written=tuple(written), failures=lockset.failures)
+        return CompileResult(
+            lockset, unchanged=False, written=tuple(written), failures=lockset.failures
+        )
     finally:
         store.close()
 
@@ -145,7 +161,14 @@ def _resolve_all(
         def run(target: Target) -> _TargetOutcome:
             if progress:
                 progress(target.id, "start")
-            outcome = _lock_target(request, inputs, resolver, target, client, scratch / target.id)
+            outcome = _lock_target(
+                request,
+                inputs=inputs,
+                resolver=resolver,
+                target=target,
+                client=client,
+                workdir=scratch / target.id,
+            )
             if progress:
                 progress(target.id, "failed" if outcome.error else "done")
             return outcome
@@ -164,6 +187,7 @@ def _resolve_all(
 
 def _lock_target(
     request: LockRequest,
+    *,
     inputs: PipInputs,
     resolver: Resolver,
     target: Target,
@@ -201,7 +225,9 @@ def _lock_target(
             flavour=verdict.flavour,
         )
         outcome.files = _render_files(lock, plan, target)
-        outcome.lock = replace(lock, files={n: sha256_text(d.decode()) for n, d in outcome.files.items()})
+        outcome.lock = replace(
+            lock, files={n: sha256_text(d.decode()) for n, d in outcome.files.items()}
+        )
     except VerificationError as err:
         outcome.error = err
     except ResolutionError as err:
@@ -211,15 +237,17 @@ def _lock_target(
     return outcome
 
 
-def _diagnose_variant(target: Target, plan: IndexPlan, client: IndexClient) -> ResolutionError | None:
+def _diagnose_variant(
+    target: Target, plan: IndexPlan, client: IndexClient
+) -> ResolutionError | None:
     """After a failed resolution: is the PyTorch variant index itself the problem?"""
     if plan.variant is None:
         return None
-    from .errors import IndexError_
+    from .errors import PackageIndexError
 
     try:
         client.project_links(plan.variant, TORCH)
-    except IndexError_ as exc:
+    except PackageIndexError as exc:
         variant = target.accelerator.name
         return ResolutionError(
             f"Target {target.id}: the PyTorch index for {variant} does not answer "
@@ -242,7 +270,9 @@ def _fill_hashes(resolution: Resolution, client: IndexClient) -> Resolution:
     return replace(resolution, packages=tuple(packages))
 
 
-def _torch_requires(resolution: Resolution, plan: IndexPlan, client: IndexClient) -> dict[str, list[str]]:
+def _torch_requires(
+    resolution: Resolution, plan: IndexPlan, client: IndexClient
+) -> dict[str, list[str]]:
     """torch's Requires-Dist, when its local tag does not already tell its flavour."""
     torch = next((p for p in resolution.packages if p.name == TORCH), None)
     if torch is None or not torch.files or local_flavour(torch.version) is not None:
@@ -345,7 +375,11 @@ def _unchanged(previous: Lockset, key: str, out_dir: Path) -> bool:
 
 def _public_indexes(request: LockRequest) -> dict[str, str]:
     out = {"default": strip_credentials(request.index_url)}
-    out["pytorch"] = request.pytorch_index if request.pytorch_index == "pypi" else strip_credentials(request.pytorch_index)
+    out["pytorch"] = (
+        request.pytorch_index
+        if request.pytorch_index == "pypi"
+        else strip_credentials(request.pytorch_index)
+    )
     return out
 
 
@@ -366,7 +400,12 @@ def _provenance(root: Path, when: datetime) -> Provenance:
 def _git_commit(root: Path) -> str | None:
     try:
         proc = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5, check=False
+            ["git", "rev-parse", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
@@ -443,7 +482,9 @@ class CompileFlags:
     glibc: str | None = None
 
 
-def build_lock_request(flags: CompileFlags, cwd: Path, environ: dict[str, str] | None = None) -> LockRequest:
+def build_lock_request(
+    flags: CompileFlags, cwd: Path, environ: dict[str, str] | None = None
+) -> LockRequest:
     """Merge flags > environment > lockd.toml/[tool.lockd] > defaults."""
     import os
 
@@ -460,9 +501,14 @@ def build_lock_request(flags: CompileFlags, cwd: Path, environ: dict[str, str] |
     platforms = flags.platforms or config.platforms or ((host.name,) if host else ())
     pythons = flags.pythons or config.pythons or ("{}.{}".format(*host_python()),)
     accelerators = flags.cuda or config.accelerators or ("cpu",)
-    index_url = flags.index_url or env.get("LOCKD_INDEX_URL") or config.index_url or settings.index_url
+    index_url = (
+        flags.index_url or env.get("LOCKD_INDEX_URL") or config.index_url or settings.index_url
+    )
     pytorch_index = (
-        flags.pytorch_index or env.get("LOCKD_PYTORCH_INDEX") or config.pytorch_index or settings.pytorch_index
+        flags.pytorch_index
+        or env.get("LOCKD_PYTORCH_INDEX")
+        or config.pytorch_index
+        or settings.pytorch_index
     )
     cache = env.get("UV_CACHE_DIR")
     return LockRequest(

@@ -80,7 +80,9 @@ def version() -> None:
 def snapshot_(
     python: Annotated[
         Path | None,
-        typer.Option("--python", help="Interpreter to inspect (default: $VIRTUAL_ENV, else lockd's)."),
+        typer.Option(
+            "--python", help="Interpreter to inspect (default: $VIRTUAL_ENV, else lockd's)."
+        ),
     ] = None,
     no_system: Annotated[
         bool, typer.Option("--no-system", help="Skip OS packages, libraries, driver and CUDA.")
@@ -111,25 +113,69 @@ def snapshot_(
         typer.echo(f"snapshot written to {output}", err=True)
 
 
-
-
 @app.command("compile")
 def compile_(
-    inputs: Annotated[list[Path] | None, typer.Argument(help="requirements.in / pyproject.toml files.")] = None,
-    cuda: Annotated[list[str] | None, typer.Option("--cuda", help="cpu, cu121, cu124, 12.4, … (repeatable).")] = None,
-    platform: Annotated[list[str] | None, typer.Option("--platform", help="linux-x86_64, linux-aarch64, macos-arm64, windows-x86_64.")] = None,
-    python: Annotated[list[str] | None, typer.Option("--python", help="Python minor version, e.g. 3.11 (repeatable).")] = None,
-    project: Annotated[str | None, typer.Option("--project", help="Project name in the database.")] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Directory for lock files (default: locks/).")] = None,
-    resolver: Annotated[str | None, typer.Option("--resolver", help="uv (default) or pip-tools.")] = None,
-    index: Annotated[str | None, typer.Option("--index", help="Default index URL ($LOCKD_INDEX_URL).")] = None,
-    pytorch_index: Annotated[str | None, typer.Option("--pytorch-index", help="PyTorch index base URL, or 'pypi' ($LOCKD_PYTORCH_INDEX).")] = None,
-    pytorch_family: Annotated[list[str] | None, typer.Option("--pytorch-family", help="Extra package routed to the PyTorch index.")] = None,
-    extra: Annotated[list[str] | None, typer.Option("--extra", help="pyproject optional-dependency group to include.")] = None,
-    glibc: Annotated[str | None, typer.Option("--glibc", help="glibc of Linux targets (manylinux tag), default 2.28.")] = None,
-    exclude_newer: Annotated[str | None, typer.Option("--exclude-newer", help="Resolve as of this time (indexes with upload times only).")] = None,
-    allow_partial: Annotated[bool, typer.Option("--allow-partial", help="Record the targets that resolved even if others failed.")] = False,
-    refresh: Annotated[bool, typer.Option("--refresh", help="Resolve again even if nothing changed.")] = False,
+    inputs: Annotated[
+        list[Path] | None, typer.Argument(help="requirements.in / pyproject.toml files.")
+    ] = None,
+    cuda: Annotated[
+        list[str] | None, typer.Option("--cuda", help="cpu, cu121, cu124, 12.4, … (repeatable).")
+    ] = None,
+    platform: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--platform", help="linux-x86_64, linux-aarch64, macos-arm64, windows-x86_64."
+        ),
+    ] = None,
+    python: Annotated[
+        list[str] | None,
+        typer.Option("--python", help="Python minor version, e.g. 3.11 (repeatable)."),
+    ] = None,
+    project: Annotated[
+        str | None, typer.Option("--project", help="Project name in the database.")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Directory for lock files (default: locks/).")
+    ] = None,
+    resolver: Annotated[
+        str | None, typer.Option("--resolver", help="uv (default) or pip-tools.")
+    ] = None,
+    index: Annotated[
+        str | None, typer.Option("--index", help="Default index URL ($LOCKD_INDEX_URL).")
+    ] = None,
+    pytorch_index: Annotated[
+        str | None,
+        typer.Option(
+            "--pytorch-index", help="PyTorch index base URL, or 'pypi' ($LOCKD_PYTORCH_INDEX)."
+        ),
+    ] = None,
+    pytorch_family: Annotated[
+        list[str] | None,
+        typer.Option("--pytorch-family", help="Extra package routed to the PyTorch index."),
+    ] = None,
+    extra: Annotated[
+        list[str] | None,
+        typer.Option("--extra", help="pyproject optional-dependency group to include."),
+    ] = None,
+    glibc: Annotated[
+        str | None,
+        typer.Option("--glibc", help="glibc of Linux targets (manylinux tag), default 2.28."),
+    ] = None,
+    exclude_newer: Annotated[
+        str | None,
+        typer.Option(
+            "--exclude-newer", help="Resolve as of this time (indexes with upload times only)."
+        ),
+    ] = None,
+    allow_partial: Annotated[
+        bool,
+        typer.Option(
+            "--allow-partial", help="Record the targets that resolved even if others failed."
+        ),
+    ] = False,
+    refresh: Annotated[
+        bool, typer.Option("--refresh", help="Resolve again even if nothing changed.")
+    ] = False,
     db: DbOption = None,
     output_format: FormatOption = TableFormat.table,
 ) -> None:
@@ -298,6 +344,8 @@ def db_upgrade(db: DbOption = None) -> None:
     store = Store(db or Settings.from_env().database_url, migrate=False)
     try:
         ran = store.upgrade()
-        typer.echo(f"database at revision {current_revision(store.engine)}{'' if ran else ' (already current)'}")
+        typer.echo(
+            f"database at revision {current_revision(store.engine)}{'' if ran else ' (already current)'}"
+        )
     finally:
         store.close()

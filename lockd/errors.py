@@ -8,7 +8,7 @@
     ├── ResolutionError             exit 3: a resolver could not produce a lock
     │   └── MatrixError             exit 3: several targets failed (carries them all)
     ├── VerificationError           exit 3: a lock resolved, but is wrong (CPU torch on cu124, …)
-    ├── IndexError_                 exit 3: an index could not be reached or answered badly
+    ├── PackageIndexError           exit 3: an index could not be reached or answered badly
     ├── RegistryError               exit 3: an OCI registry failed (unknown tag, auth, rate limit)
     ├── StoreError                  exit 3: the database could not be read or written
     └── FormatError                 exit 2: a persisted file has an unknown version or shape
@@ -87,8 +87,11 @@ class MatrixError(ResolutionError):
         )
 
 
-class IndexError_(LockdError):  # noqa: N801 - trailing underscore avoids the builtin
-    """A package index could not be reached, or answered with something unusable."""
+class PackageIndexError(LockdError):
+    """A package index (or conda channel) could not be reached, or answered unusably."""
+
+
+IndexError_ = PackageIndexError  # the name the tree above uses
 
 
 class RegistryError(LockdError):

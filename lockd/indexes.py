@@ -17,7 +17,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 import httpx
 from packaging.utils import canonicalize_name
 
-from .errors import IndexError_
+from .errors import PackageIndexError
 from .urls import redact, strip_credentials
 
 JSON_ACCEPT = "application/vnd.pypi.simple.v1+json, text/html;q=0.1"
@@ -73,7 +73,9 @@ def parse_json_page(data: dict[str, object]) -> list[IndexLink]:
     for item in files if isinstance(files, list) else []:
         hashes = item.get("hashes") or {}
         out.append(
-            IndexLink(item["filename"], item["url"], hashes.get("sha256") or None, item.get("upload-time"))
+            IndexLink(
+                item["filename"], item["url"], hashes.get("sha256") or None, item.get("upload-time")
+            )
         )
     return out
 
@@ -90,9 +92,13 @@ class IndexClient:
     def project_links(self, index: str, name: str) -> list[IndexLink]:
         page = f"{index.rstrip('/')}/{canonicalize_name(name)}/"
         response = self._get(page, headers={"Accept": JSON_ACCEPT})
-        if response.headers.get("content-type", "").startswith("application/vnd.pypi.simple.v1+json"):
+        if response.headers.get("content-type", "").startswith(
+            "application/vnd.pypi.simple.v1+json"
+        ):
             links = parse_json_page(response.json())
-            return [IndexLink(x.filename, urljoin(page, x.url), x.sha256, x.upload_time) for x in links]
+            return [
+                IndexLink(x.filename, urljoin(page, x.url), x.sha256, x.upload_time) for x in links
+            ]
         return parse_html_page(response.text, page)
 
     def core_metadata(self, url: str) -> str:
@@ -117,14 +123,16 @@ class IndexClient:
                 for chunk in response.iter_bytes(1 << 20):
                     digest.update(chunk)
         except httpx.HTTPError as exc:
-            raise IndexError_(f"Cannot download {strip_credentials(url)}: {redact(str(exc))}.") from None
+            raise PackageIndexError(
+                f"Cannot download {strip_credentials(url)}: {redact(str(exc))}."
+            ) from None
         return digest.hexdigest()
 
     def _get(self, url: str, headers: dict[str, str] | None = None) -> httpx.Response:
         try:
             response = self._client.get(url, headers=headers)
         except httpx.HTTPError as exc:
-            raise IndexError_(
+            raise PackageIndexError(
                 f"Cannot reach {strip_credentials(url)}: {redact(str(exc)) or type(exc).__name__}.",
                 hint="Check the index URL and your network.",
             ) from None
@@ -134,7 +142,7 @@ class IndexClient:
 
 def _raise_for_status(response: httpx.Response, url: str) -> None:
     if response.status_code >= 400:
-        raise IndexError_(f"{strip_credentials(url)} answered HTTP {response.status_code}.")
+        raise PackageIndexError(f"{strip_credentials(url)} answered HTTP {response.status_code}.")
 
 
 def requires_dist(metadata: str) -> list[str]:

@@ -296,7 +296,9 @@ def diff_locksets(a: Lockset, b: Lockset) -> dict[str, Any]:
                         up = Version(vb) > Version(va)
                     except InvalidVersion:
                         up = vb > va
-                    entry["upgraded" if up else "downgraded"].append({"name": name, "from": va, "to": vb})
+                    entry["upgraded" if up else "downgraded"].append(
+                        {"name": name, "from": va, "to": vb}
+                    )
                 else:
                     change = _file_change(old[name], new[name])
                     if change:
@@ -319,6 +321,8 @@ def _file_change(old: list[Artifact], new: list[Artifact]) -> dict[str, Any] | N
     hashes_a = {x.filename: x.sha256 for x in old}
     hashes_b = {x.filename: x.sha256 for x in new}
     if hashes_a != hashes_b:
-        files = sorted(f for f in set(hashes_a) | set(hashes_b) if hashes_a.get(f) != hashes_b.get(f))
+        files = sorted(
+            f for f in set(hashes_a) | set(hashes_b) if hashes_a.get(f) != hashes_b.get(f)
+        )
         return {"what": "hash", "files": files}
     return None

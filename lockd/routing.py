@@ -47,7 +47,9 @@ def family_names(extra: Iterable[str] = ()) -> frozenset[str]:
     return frozenset(canonicalize_name(n) for n in (*DEFAULT_FAMILY, *extra))
 
 
-def plan_for(target: Target, default_index: str, pytorch_index: str, family: frozenset[str]) -> IndexPlan:
+def plan_for(
+    target: Target, default_index: str, pytorch_index: str, family: frozenset[str]
+) -> IndexPlan:
     """The index plan of ``target``; ``pytorch_index == "pypi"`` takes torch from the default."""
     if pytorch_index == PYPI_SENTINEL:
         return IndexPlan(default_index, None, family)
@@ -64,7 +66,9 @@ def index_of(url: str, plan: IndexPlan) -> str:
     """
     if plan.variant is None:
         return strip_credentials(plan.default)
-    file, variant, default = (urlsplit(strip_credentials(u)) for u in (url, plan.variant, plan.default))
+    file, variant, default = (
+        urlsplit(strip_credentials(u)) for u in (url, plan.variant, plan.default)
+    )
     if (file.scheme, file.netloc) == (variant.scheme, variant.netloc):
         if variant.netloc != default.netloc:
             return strip_credentials(plan.variant)

@@ -37,7 +37,9 @@ ENV_VARS: tuple[EnvVar, ...] = (
         "https://download.pytorch.org/whl",
         "Base of the PyTorch variant indexes (<base>/<variant>), or 'pypi'.",
     ),
-    EnvVar("LOCKD_CONDA_CHANNEL", "https://conda.anaconda.org", "Base URL for named conda channels."),
+    EnvVar(
+        "LOCKD_CONDA_CHANNEL", "https://conda.anaconda.org", "Base URL for named conda channels."
+    ),
     EnvVar(
         "LOCKD_CUDA_DRIVER_VERSION",
         None,
@@ -205,14 +207,13 @@ def parse_project_config(table: Mapping[str, Any], path: Path | None) -> Project
                 hint=f"Known keys: {', '.join(sorted(_KEYS))}.",
             )
         if attr in _LISTS:
-            if isinstance(value, str):
-                value = [value]
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            items = [value] if isinstance(value, str) else value
+            if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
                 raise ConfigError(
                     f"{key!r} in {where} must be a list of strings, not {value!r}.",
                     hint=f'Write for example {key} = ["…"].',
                 )
-            values[attr] = tuple(value)
+            values[attr] = tuple(items)
         else:
             if not isinstance(value, str):
                 raise ConfigError(

@@ -166,21 +166,17 @@ def parse_target_id(text: str) -> Target:
     if acc.startswith("rocm") and "." not in acc:
         acc = f"rocm{acc[4]}.{acc[5:]}"
     py = match["py"]
-    return Target(
-        parse_platform(match["plat"]), (int(py[0]), int(py[1:])), parse_accelerator(acc)
-    )
+    return Target(parse_platform(match["plat"]), (int(py[0]), int(py[1:])), parse_accelerator(acc))
 
 
 def host_platform() -> Platform | None:
     """The platform lockd is running on, if it is one lockd knows."""
     machine = _platform.machine().lower()
     arch = {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
-    if sys.platform.startswith("linux"):
-        return PLATFORMS.get(f"linux-{arch}")
-    if sys.platform == "darwin" and arch == "aarch64":
-        return PLATFORMS["macos-arm64"]
-    if sys.platform == "win32" and arch == "x86_64":
-        return PLATFORMS["windows-x86_64"]
+    system = {"linux": "linux", "darwin": "macos", "win32": "windows"}.get(sys.platform)
+    for candidate in PLATFORMS.values():
+        if candidate.os == system and arch in {candidate.arch, "aarch64" if candidate.arch == "arm64" else ""}:
+            return candidate
     return None
 
 

@@ -8,7 +8,9 @@ from sqlalchemy import create_engine
 config = context.config
 engine = config.attributes.get("engine")
 if engine is None:  # plain `alembic` command line: take the URL from alembic.ini / -x url=
-    url = context.get_x_argument(as_dictionary=True).get("url") or config.get_main_option("sqlalchemy.url")
+    url = context.get_x_argument(as_dictionary=True).get("url") or config.get_main_option(
+        "sqlalchemy.url"
+    )
     engine = create_engine(url)
 
 with engine.begin() as connection:

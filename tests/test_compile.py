@@ -37,9 +37,22 @@ def assert_clean_failure(run: Run, code: int) -> None:
     assert run.stderr.startswith("error:"), run.stderr
 
 
-def test_cuda_and_cpu_targets_route_only_the_family(lockd, tmp_path: Path, world: IndexServer) -> None:
+def test_cuda_and_cpu_targets_route_only_the_family(
+    lockd, tmp_path: Path, world: IndexServer
+) -> None:
     write(tmp_path / "requirements.in", "torch==2.6.0\nnumpy\nrequests\n")
-    run = lockd("compile", "--cuda", "cu124", "--cuda", "cpu", *MATRIX, "--python", "3.12", "--format", "json")
+    run = lockd(
+        "compile",
+        "--cuda",
+        "cu124",
+        "--cuda",
+        "cpu",
+        *MATRIX,
+        "--python",
+        "3.12",
+        "--format",
+        "json",
+    )
     assert run.returncode == 0, run.output
     result = json.loads(run.stdout)
     assert {t["target"]: t["flavour"] for t in result["targets"]} == {
@@ -56,7 +69,11 @@ def test_cuda_and_cpu_targets_route_only_the_family(lockd, tmp_path: Path, world
     assert cu["triton"]["index"] == f"{world.url}/whl/cu124"
     # the variant index's old copies (numpy 1.26.0, filelock 3.9.0, typing-extensions
     # 4.9.0) are never picked: ordinary packages come from the default index
-    for name, version in {"numpy": "2.1.0", "filelock": "3.16.1", "typing-extensions": "4.12.2"}.items():
+    for name, version in {
+        "numpy": "2.1.0",
+        "filelock": "3.16.1",
+        "typing-extensions": "4.12.2",
+    }.items():
         assert cu[name]["version"] == version
         assert cu[name]["index"] == f"{world.url}/simple"
     assert lock_of(doc, "linux-x86_64-py311-cpu")["torch"]["version"] == "2.6.0+cpu"
@@ -65,7 +82,9 @@ def test_cuda_and_cpu_targets_route_only_the_family(lockd, tmp_path: Path, world
         assert all(len(a["sha256"]) == 64 for a in lock["artifacts"])
     unhashed = lock_of(doc, "linux-x86_64-py312-cu124")["torch"]
     assert unhashed["sha256"] == next(
-        e.sha256 for e in world.indexes[1].projects["torch"] if e.spec.filename == unhashed["filename"]
+        e.sha256
+        for e in world.indexes[1].projects["torch"]
+        if e.spec.filename == unhashed["filename"]
     )
     # lock files per target, PEP 751 names without dots
     names = sorted(p.name for p in (tmp_path / "locks").iterdir())
@@ -84,14 +103,39 @@ def test_requirements_file_installs_exactly_with_pip(lockd, tmp_path: Path) -> N
     env = hermetic_env(tmp_path)
     req = tmp_path / "locks" / "linux-x86_64-py311-cu124.requirements.txt"
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install",
-         "--require-hashes", "--no-deps", "-r", str(req)],
-        env=env, capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(venv / "bin" / "python"),
+            "install",
+            "--require-hashes",
+            "--no-deps",
+            "-r",
+            str(req),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     freeze = subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "list", "--format", "json"],
-        env=env, capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(venv / "bin" / "python"),
+            "list",
+            "--format",
+            "json",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     installed = {p["name"].lower(): p["version"] for p in json.loads(freeze.stdout)}
     assert installed["torch"] == "2.6.0+cu124"
@@ -106,16 +150,30 @@ def test_pylock_installs_with_uv_pip_sync(lockd, tmp_path: Path) -> None:
     assert lockd("compile", "--cuda", "cu124", *MATRIX).returncode == 0
     env = hermetic_env(tmp_path, UV_CACHE_DIR=str(tmp_path / "uvc"))
     venv = tmp_path / "venv"
-    subprocess.run([uv_binary(), "venv", "-q", "--python", sys.executable, str(venv)], env=env, check=True)
+    subprocess.run(
+        [uv_binary(), "venv", "-q", "--python", sys.executable, str(venv)], env=env, check=True
+    )
     proc = subprocess.run(
-        [uv_binary(), "pip", "sync", "--python", str(venv / "bin" / "python"),
-         str(tmp_path / "locks" / "pylock.linux-x86_64-py311-cu124.toml")],
-        env=env, capture_output=True, text=True, check=False,
+        [
+            uv_binary(),
+            "pip",
+            "sync",
+            "--python",
+            str(venv / "bin" / "python"),
+            str(tmp_path / "locks" / "pylock.linux-x86_64-py311-cu124.toml"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     freeze = subprocess.run(
         [uv_binary(), "pip", "freeze", "--python", str(venv / "bin" / "python")],
-        env=env, capture_output=True, text=True, check=True,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert "torch==2.6.0+cu124" in freeze
     assert "numpy==2.1.0" in freeze
@@ -134,11 +192,26 @@ def test_cpu_build_on_a_cuda_index_fails_the_target(lockd, tmp_path: Path) -> No
 def test_every_failing_target_is_reported_and_nothing_is_recorded(lockd, tmp_path: Path) -> None:
     write(tmp_path / "requirements.in", "torch==2.6.0\n")
     run = lockd(
-        "compile", "--cuda", "cu124", "--cuda", "cu121", "--platform", "linux-x86_64",
-        "--platform", "linux-aarch64", "--platform", "macos-arm64", "--python", "3.11",
+        "compile",
+        "--cuda",
+        "cu124",
+        "--cuda",
+        "cu121",
+        "--platform",
+        "linux-x86_64",
+        "--platform",
+        "linux-aarch64",
+        "--platform",
+        "macos-arm64",
+        "--python",
+        "3.11",
     )
     assert_clean_failure(run, 3)
-    for target in ("linux-aarch64-py311-cu124", "linux-x86_64-py311-cu121", "macos-arm64-py311-cu124"):
+    for target in (
+        "linux-aarch64-py311-cu124",
+        "linux-x86_64-py311-cu121",
+        "macos-arm64-py311-cu124",
+    ):
         assert target in run.stderr
     assert "no CUDA builds for macOS" in run.stderr
     assert not (tmp_path / "locks").exists()
@@ -148,8 +221,18 @@ def test_every_failing_target_is_reported_and_nothing_is_recorded(lockd, tmp_pat
 def test_allow_partial_records_the_failures(lockd, tmp_path: Path) -> None:
     write(tmp_path / "requirements.in", "torch==2.6.0\n")
     run = lockd(
-        "compile", "--cuda", "cu124", "--platform", "linux-x86_64", "--platform", "linux-aarch64",
-        "--python", "3.11", "--allow-partial", "--format", "json",
+        "compile",
+        "--cuda",
+        "cu124",
+        "--platform",
+        "linux-x86_64",
+        "--platform",
+        "linux-aarch64",
+        "--python",
+        "3.11",
+        "--allow-partial",
+        "--format",
+        "json",
     )
     assert run.returncode == 3, run.output
     result = json.loads(run.stdout)
@@ -168,7 +251,9 @@ def test_torch_from_pypi_is_verified_by_its_cuda_runtime(lockd, tmp_path: Path) 
     torch = lock_of(manifest(tmp_path), "linux-x86_64-py311-cu124")["torch"]
     assert torch["version"] == "2.6.0" and torch["index"].endswith("/simple")
 
-    mismatch = lockd("compile", "--cuda", "cu121", *MATRIX, "--pytorch-index", "pypi", "--out", "l2")
+    mismatch = lockd(
+        "compile", "--cuda", "cu121", *MATRIX, "--pytorch-index", "pypi", "--out", "l2"
+    )
     assert_clean_failure(mismatch, 3)
     assert "CUDA 12.4 runtime" in mismatch.stderr and "not CUDA 12.1" in mismatch.stderr
 
@@ -192,8 +277,15 @@ def test_recompile_is_a_noop_until_something_changes(lockd, tmp_path: Path) -> N
     again = lockd("compile", "--cuda", "cu124", *MATRIX)
     assert again.returncode == 0
     assert "Nothing changed" in again.stdout
-    assert json.loads(lockd("compile", "--cuda", "cu124", *MATRIX, "--format", "json").stdout)["status"] == "unchanged"
-    refreshed = json.loads(lockd("compile", "--cuda", "cu124", *MATRIX, "--refresh", "--format", "json").stdout)
+    assert (
+        json.loads(lockd("compile", "--cuda", "cu124", *MATRIX, "--format", "json").stdout)[
+            "status"
+        ]
+        == "unchanged"
+    )
+    refreshed = json.loads(
+        lockd("compile", "--cuda", "cu124", *MATRIX, "--refresh", "--format", "json").stdout
+    )
     assert refreshed["status"] == "compiled"
     req.write_text("torch==2.6.0\nrequests\n")
     changed = json.loads(lockd("compile", "--cuda", "cu124", *MATRIX, "--format", "json").stdout)
@@ -215,19 +307,30 @@ def test_failed_compile_leaves_previous_locks_untouched(lockd, tmp_path: Path) -
     assert len(json.loads(lockd("history", "--format", "json").stdout)) == 1
 
 
-def test_credentials_never_reach_files_database_or_output(lockd, tmp_path: Path, world: IndexServer) -> None:
+def test_credentials_never_reach_files_database_or_output(
+    lockd, tmp_path: Path, world: IndexServer
+) -> None:
     write(tmp_path / "requirements.in", "torch==2.6.0\n")
     host = world.url.removeprefix("http://")
     db = tmp_path / "creds.db"
     run = lockd(
-        "compile", "--cuda", "cu124", *MATRIX, "--db", f"sqlite:///{db}", "--format", "json",
+        "compile",
+        "--cuda",
+        "cu124",
+        *MATRIX,
+        "--db",
+        f"sqlite:///{db}",
+        "--format",
+        "json",
         env={
             "LOCKD_INDEX_URL": f"http://alice:s3cr3t-token@{host}/simple",
             "LOCKD_PYTORCH_INDEX": f"http://bob:hunter2-token@{host}/whl",
         },
     )
     assert run.returncode == 0, run.output
-    shown = lockd("show", json.loads(run.stdout)["lockset"], "--db", f"sqlite:///{db}", "--format", "json")
+    shown = lockd(
+        "show", json.loads(run.stdout)["lockset"], "--db", f"sqlite:///{db}", "--format", "json"
+    )
     blobs = [run.output, shown.output, db.read_bytes().decode("latin-1")]
     blobs += [p.read_text() for p in (tmp_path / "locks").iterdir()]
     for blob in blobs:
@@ -242,7 +345,9 @@ def test_credentials_never_reach_files_database_or_output(lockd, tmp_path: Path,
         (["--platform", "solaris-sparc"], "Unknown platform"),
     ],
 )
-def test_bad_variants_and_platforms_get_one_clear_paragraph(lockd, tmp_path: Path, args: list[str], needle: str) -> None:
+def test_bad_variants_and_platforms_get_one_clear_paragraph(
+    lockd, tmp_path: Path, args: list[str], needle: str
+) -> None:
     write(tmp_path / "requirements.in", "torch==2.6.0\n")
     run = lockd("compile", *args)
     assert run.returncode in (2, 3)
@@ -264,12 +369,24 @@ def test_unreachable_index_and_unsatisfiable_requirements(lockd, tmp_path: Path)
 def test_pip_tools_backend_locks_the_host_only(lockd, tmp_path: Path) -> None:
     write(tmp_path / "requirements.in", "torch==2.6.0\nnumpy\n")
     host = f"{sys.version_info.major}.{sys.version_info.minor}"
-    run = lockd("compile", "--resolver", "pip-tools", "--cuda", "cu124", "--platform", "linux-x86_64", "--python", host)
+    run = lockd(
+        "compile",
+        "--resolver",
+        "pip-tools",
+        "--cuda",
+        "cu124",
+        "--platform",
+        "linux-x86_64",
+        "--python",
+        host,
+    )
     assert run.returncode == 0, run.output
     lock = lock_of(manifest(tmp_path), f"linux-x86_64-py{host.replace('.', '')}-cu124")
     assert lock["torch"]["version"] == "2.6.0+cu124"
     assert lock["numpy"]["version"] == "2.1.0"
-    refused = lockd("compile", "--resolver", "pip-tools", "--platform", "linux-aarch64", "--out", "l2")
+    refused = lockd(
+        "compile", "--resolver", "pip-tools", "--platform", "linux-aarch64", "--out", "l2"
+    )
     assert_clean_failure(refused, 2)
     assert "only lock the host target" in refused.stderr
 
@@ -277,7 +394,9 @@ def test_pip_tools_backend_locks_the_host_only(lockd, tmp_path: Path) -> None:
 def test_config_file_drives_a_bare_compile(lockd, tmp_path: Path) -> None:
     write(tmp_path / "reqs" / "base.in", "requests\n")
     write(tmp_path / "reqs" / "constraints.txt", "idna==3.10\n")
-    write(tmp_path / "reqs" / "main.in", "-r base.in\n-c constraints.txt\ntorch==2.6.0  # the model\n")
+    write(
+        tmp_path / "reqs" / "main.in", "-r base.in\n-c constraints.txt\ntorch==2.6.0  # the model\n"
+    )
     write(
         tmp_path / "lockd.toml",
         'project = "ml-model"\ninputs = ["reqs/main.in"]\ncuda = ["cu124"]\n'
@@ -289,7 +408,11 @@ def test_config_file_drives_a_bare_compile(lockd, tmp_path: Path) -> None:
     assert result["project"] == "ml-model"
     assert [t["target"] for t in result["targets"]] == ["linux-x86_64-py312-cu124"]
     doc = json.loads((tmp_path / "build" / "locks" / "lockd.json").read_text())
-    assert [i["path"] for i in doc["inputs"]] == ["reqs/main.in", "reqs/base.in", "reqs/constraints.txt"]
+    assert [i["path"] for i in doc["inputs"]] == [
+        "reqs/main.in",
+        "reqs/base.in",
+        "reqs/constraints.txt",
+    ]
     assert "idna" in lock_of(doc, "linux-x86_64-py312-cu124")
 
 
@@ -299,10 +422,22 @@ def test_pyproject_dependencies_and_extras(lockd, tmp_path: Path) -> None:
         '[project]\nname = "svc"\nversion = "1"\ndependencies = ["requests"]\n'
         '[project.optional-dependencies]\ngpu = ["torch==2.6.0"]\n',
     )
-    run = lockd("compile", "pyproject.toml", "--extra", "gpu", "--cuda", "cu124", *MATRIX, "--format", "json")
+    run = lockd(
+        "compile",
+        "pyproject.toml",
+        "--extra",
+        "gpu",
+        "--cuda",
+        "cu124",
+        *MATRIX,
+        "--format",
+        "json",
+    )
     assert run.returncode == 0, run.output
     assert json.loads(run.stdout)["project"] == "svc"
-    assert lock_of(manifest(tmp_path), "linux-x86_64-py311-cu124")["torch"]["version"] == "2.6.0+cu124"
+    assert (
+        lock_of(manifest(tmp_path), "linux-x86_64-py311-cu124")["torch"]["version"] == "2.6.0+cu124"
+    )
     bad = lockd("compile", "pyproject.toml", "--extra", "tpu", *MATRIX, "--out", "x")
     assert_clean_failure(bad, 2)
     assert "tpu" in bad.stderr and "gpu" in bad.stderr
@@ -310,9 +445,13 @@ def test_pyproject_dependencies_and_extras(lockd, tmp_path: Path) -> None:
 
 def test_history_show_and_diff(lockd, tmp_path: Path) -> None:
     req = write(tmp_path / "requirements.in", "torch==2.6.0\nidna==3.10\n")
-    a = json.loads(lockd("compile", "--cuda", "cu124", *MATRIX, "--format", "json").stdout)["lockset"]
+    a = json.loads(lockd("compile", "--cuda", "cu124", *MATRIX, "--format", "json").stdout)[
+        "lockset"
+    ]
     req.write_text("torch==2.6.0\nrequests\n")
-    b = json.loads(lockd("compile", "--cuda", "cu124", *MATRIX, "--format", "json").stdout)["lockset"]
+    b = json.loads(lockd("compile", "--cuda", "cu124", *MATRIX, "--format", "json").stdout)[
+        "lockset"
+    ]
     history = json.loads(lockd("history", "--format", "json").stdout)
     assert [h["hash"] for h in history] == [b, a]
     shown = json.loads(lockd("show", a[:10], "--format", "json").stdout)
@@ -332,5 +471,8 @@ def test_database_is_created_by_alembic_and_upgrade_is_idempotent(lockd, tmp_pat
     first = lockd("db", "upgrade", "--db", f"sqlite:///{db}")
     assert first.returncode == 0 and "0001" in first.stdout
     assert "already current" in lockd("db", "upgrade", "--db", f"sqlite:///{db}").stdout
-    tables = {r[0] for r in sqlite3.connect(db).execute("select name from sqlite_master where type='table'")}
+    tables = {
+        r[0]
+        for r in sqlite3.connect(db).execute("select name from sqlite_master where type='table'")
+    }
     assert {"projects", "locksets", "locks", "artifacts", "alembic_version"} <= tables

@@ -159,13 +159,13 @@ class RegistryClient:
         expected = reference if reference.startswith("sha256:") else header
         if expected.startswith("sha256:") and expected != digest:
             raise RegistryError(
-                f"The manifest of {ref.name} from {ref.registry} does not match its digest: "
+                f"The manifest of {_full(ref)} does not match its digest: "
                 f"expected {expected}, the bytes hash to {digest}.",
                 hint="A proxy or the registry altered it; try again, or report it to "
                 "the registry's operator.",
             )
         media_type, document = parse_manifest(
-            response.content, response.headers.get("Content-Type"), f"{ref.registry}/{ref.name}"
+            response.content, response.headers.get("Content-Type"), _full(ref)
         )
         self._documents[(ref.api_host, ref.repository, digest)] = (media_type, document)
         return digest, media_type, document
@@ -184,8 +184,7 @@ class RegistryClient:
             self._fail(ref, response, blob)
         if sha256_digest(response.content) != blob:
             raise RegistryError(
-                f"The config blob {blob} of {ref.name} from {ref.registry} does not match "
-                "its digest.",
+                f"The config blob {blob} of {_full(ref)} does not match its digest.",
                 hint="A proxy or the registry altered it; try again.",
             )
         try:
@@ -251,8 +250,8 @@ class RegistryClient:
         if response.status_code in (401, 403):
             who = f"the credentials from {creds.source}" if creds else "anonymous access"
             raise RegistryError(
-                f"The token service {realm} refused {who} to pull {ref.name} "
-                f"from {ref.registry} ({response.status_code}).",
+                f"The token service {realm} refused {who} to pull {_full(ref)} "
+                f"({response.status_code}).",
                 hint=_login_hint(ref, creds),
             )
         if response.status_code != 200:
@@ -334,28 +333,27 @@ class RegistryClient:
         if status == 404:
             if "NAME_UNKNOWN" in _error_codes(response):
                 raise RegistryError(
-                    f"The repository {ref.name} does not exist on {ref.registry}.",
+                    f"The repository {_full(ref)} does not exist.",
                     hint="Check the image name (and the registry host in front of it).",
                 )
             raise RegistryError(
-                f"{ref.name}:{what} was not found on {ref.registry}: the tag does not exist "
-                "or was deleted."
-                if not what.startswith("sha256:")
-                else f"{ref.name}@{what} was not found on {ref.registry}.",
+                f"{_full(ref)}@{what} does not exist."
+                if what.startswith("sha256:")
+                else f"The tag {what} of {_full(ref)} does not exist (never pushed, or deleted).",
                 hint="Check the tag on the registry; a deleted tag must be replaced by another.",
             )
         if status in (401, 403):
             raise RegistryError(
-                f"{ref.registry} refused to let lockd pull {ref.name} ({status}): the repository "
-                "does not exist or needs credentials.",
+                f"The registry refused to let lockd pull {_full(ref)} ({status}): the "
+                "repository does not exist or needs credentials.",
                 hint=_login_hint(ref, self._used.get((ref.api_host, ref.repository))),
             )
         if status == 429:
             after = response.headers.get("Retry-After")
             wait = f" (the registry asks to wait {after} s)" if after else ""
             raise RegistryError(
-                f"{ref.registry} rate-limited lockd's requests for {ref.name} and the "
-                f"retries ran out{wait}.",
+                f"The registry {ref.registry} rate-limited lockd's requests for {_full(ref)} "
+                f"and the retries ran out{wait}.",
                 hint="Log in for a higher limit (docker login, or LOCKD_REGISTRY_USERNAME and "
                 "LOCKD_REGISTRY_PASSWORD), or try again later.",
             )
@@ -375,6 +373,11 @@ def resolve_images(
         parse_reference(reference)  # every reference is checked before any request
     with RegistryClient(options) as client:
         return tuple(client.resolve(reference) for reference in unique)
+
+
+def _full(ref: ImageRef) -> str:
+    """``docker.io/library/python``: the registry and repository, unambiguous in messages."""
+    return f"{ref.registry}/{ref.repository}"
 
 
 def _login_hint(ref: ImageRef, creds: Credentials | None) -> str:

@@ -29,7 +29,9 @@ def parse_pyproject(text: str, source: str, extras: Iterable[str] = ()) -> tuple
             hint="List them in [project].dependencies or in a requirements.in.",
         )
     lines: list[str] = list(project.get("dependencies", []))
-    optional = {canonicalize_name(k): v for k, v in project.get("optional-dependencies", {}).items()}
+    optional = {
+        canonicalize_name(k): v for k, v in project.get("optional-dependencies", {}).items()
+    }
     for extra in extras:
         key = canonicalize_name(extra)
         if key not in optional:

@@ -19,7 +19,9 @@ class ParsedRequirements:
     files: tuple[Path, ...]  # every file read, includes first-seen order
 
 
-def parse_requirements_file(path: Path, read: Callable[[Path], str] | None = None) -> ParsedRequirements:
+def parse_requirements_file(
+    path: Path, read: Callable[[Path], str] | None = None
+) -> ParsedRequirements:
     """Read ``path`` and its includes. ``read`` is injectable for tests."""
     reader = read or _read_text
     requirements: list[str] = []
@@ -46,7 +48,9 @@ def parse_requirements_file(path: Path, read: Callable[[Path], str] | None = Non
                 target = inline or (words[1] if len(words) > 1 else "")
                 if not target:
                     raise UsageError(f"{where}: {name} needs a file name.")
-                included = (file.parent / target) if not Path(target).is_absolute() else Path(target)
+                included = (
+                    (file.parent / target) if not Path(target).is_absolute() else Path(target)
+                )
                 kind = constraints if name in {"-c", "--constraint"} else into
                 visit(included, kind, (*chain, resolved))
                 continue

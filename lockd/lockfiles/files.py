@@ -57,7 +57,7 @@ class StagedFiles:
         """Move every file into place, ``last`` after the others."""
         self._staged.sort(key=lambda pair: pair[1].name == self.last)
         for tmp, final in self._staged:
-            os.replace(tmp, final)
+            tmp.replace(final)
         for name in self.remove:
             with contextlib.suppress(FileNotFoundError):
                 (self.directory / name).unlink()

@@ -12,7 +12,9 @@ MANIFEST = "lockd.json"
 
 
 def render_manifest(lockset: Lockset) -> bytes:
-    return (json.dumps(lockset.to_dict(), indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+    return (
+        json.dumps(lockset.to_dict(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    ).encode()
 
 
 def read_manifest(path: Path) -> Lockset | None:

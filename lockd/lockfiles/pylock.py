@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tomllib
+from datetime import UTC, datetime
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -29,7 +30,8 @@ def parse_pylock(text: str, source: str = "pylock.toml") -> tuple[ResolvedPackag
     version = str(data.get("lock-version", ""))
     if version not in SUPPORTED_LOCK_VERSIONS:
         raise FormatError(
-            f"{source} has lock-version {version!r}; lockd reads {', '.join(SUPPORTED_LOCK_VERSIONS)}.",
+            f"{source} has lock-version {version!r}; "
+            f"lockd reads {', '.join(SUPPORTED_LOCK_VERSIONS)}.",
             hint="Regenerate it with this lockd, or upgrade lockd.",
         )
     packages = []
@@ -50,10 +52,17 @@ def _file(entry: Mapping[str, Any], kind: str) -> ResolvedFile:
         url=url,
         filename=entry.get("name") or filename_of(url),
         sha256=(entry.get("hashes") or {}).get("sha256") or None,
-        upload_time=upload.isoformat().replace("+00:00", "Z") if hasattr(upload, "isoformat") else upload,
+        upload_time=_utc_text(upload),
         size=entry.get("size"),
         kind=kind,
     )
+
+
+def _utc_text(value: object) -> str | None:
+    """TOML datetimes (tomllib gives ``datetime``) as ``2024-06-01T00:00:00Z``."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return str(value) if value else None
 
 
 def render_pylock(lock: Lock, *, requires_python: str, created_by: str = "lockd") -> dict[str, Any]:
@@ -64,7 +73,11 @@ def render_pylock(lock: Lock, *, requires_python: str, created_by: str = "lockd"
     packages: list[dict[str, Any]] = []
     for name in sorted(by_name):
         artifacts = by_name[name]
-        entry: dict[str, Any] = {"name": name, "version": artifacts[0].version, "index": artifacts[0].index}
+        entry: dict[str, Any] = {
+            "name": name,
+            "version": artifacts[0].version,
+            "index": artifacts[0].index,
+        }
         wheels = [_render_file(a) for a in artifacts if a.kind == "wheel"]
         sdists = [_render_file(a) for a in artifacts if a.kind == "sdist"]
         if wheels:

@@ -68,7 +68,9 @@ def compile_json(result: CompileResult) -> dict[str, Any]:
         "project": lockset.project,
         "lockset": lockset.hash,
         "parent": lockset.parent,
-        "status": "unchanged" if result.unchanged else ("partial" if lockset.failures else "compiled"),
+        "status": "unchanged"
+        if result.unchanged
+        else ("partial" if lockset.failures else "compiled"),
         "targets": [
             {
                 "target": lock.target,
@@ -100,7 +102,12 @@ def print_compile(result: CompileResult) -> None:
     for column in ("target", "flavour", "packages", "torch"):
         table.add_column(column)
     for lock in lockset.locks:
-        table.add_row(lock.target, lock.flavour or "-", str(len(lock.packages())), lock.packages().get("torch", "-"))
+        table.add_row(
+            lock.target,
+            lock.flavour or "-",
+            str(len(lock.packages())),
+            lock.packages().get("torch", "-"),
+        )
     for failure in lockset.failures:
         table.add_row(failure.target, "[red]failed[/]", "-", "-")
     console.print(table)
@@ -139,7 +146,9 @@ def print_lockset(lockset: Lockset) -> None:
         f"created {prov.created_at} by {prov.user}@{prov.host}"
         + (f" at git {prov.git_commit[:12]}" if prov.git_commit else "")
     )
-    console.print(f"resolver {lockset.resolver} {lockset.resolver_version} · cut-off {lockset.cutoff}")
+    console.print(
+        f"resolver {lockset.resolver} {lockset.resolver_version} · cut-off {lockset.cutoff}"
+    )
     console.print("indexes " + ", ".join(f"{k}={v}" for k, v in sorted(lockset.indexes.items())))
     console.print("inputs " + ", ".join(f"{i.path} ({i.sha256[:12]})" for i in lockset.inputs))
     for lock in lockset.locks:

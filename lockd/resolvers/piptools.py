@@ -43,7 +43,9 @@ class PipToolsResolver(Resolver):
     def check(self, target: Target) -> None:
         host = host_platform()
         if host is None or target.platform != host or target.python != host_python():
-            here = f"{host.name if host else 'this machine'} / Python {'{}.{}'.format(*host_python())}"
+            here = (
+                f"{host.name if host else 'this machine'} / Python {'{}.{}'.format(*host_python())}"
+            )
             raise UsageError(
                 f"The pip-tools resolver can only lock the host target ({here}), not {target.id}.",
                 hint="Use --resolver uv (the default) for other platforms and Python versions, "
@@ -79,16 +81,21 @@ class PipToolsResolver(Resolver):
         command.append("requirements.in")
         env = hermetic_env()
         env["PIP_CONFIG_FILE"] = "/dev/null"
-        proc = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, check=False)
+        proc = subprocess.run(
+            command, cwd=workdir, env=env, capture_output=True, text=True, check=False
+        )
         if proc.returncode != 0:
             reason = " ".join(redact(proc.stderr).split())[-900:]
             raise ResolutionError(
-                f"Target {request.target.id}: pip-compile failed: {reason}", target=request.target.id
+                f"Target {request.target.id}: pip-compile failed: {reason}",
+                target=request.target.id,
             )
         pins = parse_pinned((workdir / "requirements.txt").read_text())
         client = IndexClient()
         try:
-            packages = tuple(_locate(name, ver, hashes, request, client) for name, ver, hashes in pins)
+            packages = tuple(
+                _locate(name, ver, hashes, request, client) for name, ver, hashes in pins
+            )
         finally:
             client.close()
         return Resolution(request.target, packages)
@@ -97,11 +104,13 @@ class PipToolsResolver(Resolver):
 def parse_pinned(text: str) -> list[tuple[str, str, set[str]]]:
     """``name==version`` with its ``--hash`` values, from a pip-compile output."""
     out: list[tuple[str, str, set[str]]] = []
-    for line in text.replace("\\\n", " ").splitlines():
-        line = line.split("#", 1)[0].strip()
+    for raw in text.replace("\\\n", " ").splitlines():
+        line = raw.split("#", 1)[0].strip()
         match = _PIN.match(line)
         if match:
-            out.append((canonicalize_name(match["name"]), match["version"], set(_HASH.findall(line))))
+            out.append(
+                (canonicalize_name(match["name"]), match["version"], set(_HASH.findall(line)))
+            )
     return out
 
 

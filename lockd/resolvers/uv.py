@@ -16,13 +16,12 @@ import subprocess
 import sys
 from collections.abc import Mapping
 from functools import cache
-from pathlib import Path
 
 import tomli_w
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from ..errors import IndexError_, ResolutionError
+from ..errors import PackageIndexError, ResolutionError
 from ..lockfiles.pylock import parse_pylock
 from ..routing import index_of
 from ..urls import redact, strip_credentials
@@ -82,7 +81,10 @@ class UvResolver(Resolver):
                 for p in packages
                 if request.plan.is_routed(p.name)
                 and p.name not in direct | promoted
-                and any(index_of(f.url, request.plan) != strip_credentials(request.plan.variant) for f in p.files)
+                and any(
+                    index_of(f.url, request.plan) != strip_credentials(request.plan.variant)
+                    for f in p.files
+                )
             }
             if not stray:
                 return Resolution(request.target, packages)
@@ -128,7 +130,9 @@ class UvResolver(Resolver):
         env = hermetic_env()
         if request.cache_dir is not None:
             env["UV_CACHE_DIR"] = str(request.cache_dir)
-        proc = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, check=False)
+        proc = subprocess.run(
+            command, cwd=workdir, env=env, capture_output=True, text=True, check=False
+        )
         if proc.returncode != 0:
             raise condense_uv_error(proc.stderr, request)
         return parse_pylock(output.read_text(), str(output))
@@ -145,8 +149,12 @@ def _project_toml(request: ResolveRequest, promoted: list[str]) -> str:
     if request.plan.variant is not None:
         doc["tool"] = {
             "uv": {
-                "index": [{"name": VARIANT_INDEX_NAME, "url": request.plan.variant, "explicit": True}],
-                "sources": {name: {"index": VARIANT_INDEX_NAME} for name in sorted(request.plan.family)},
+                "index": [
+                    {"name": VARIANT_INDEX_NAME, "url": request.plan.variant, "explicit": True}
+                ],
+                "sources": {
+                    name: {"index": VARIANT_INDEX_NAME} for name in sorted(request.plan.family)
+                },
             }
         }
     return tomli_w.dumps(doc)
@@ -158,15 +166,25 @@ def _uv_version() -> str:
     return proc.stdout.split()[1]
 
 
-_UNREACHABLE = ("Connection refused", "dns error", "error sending request", "timed out", "tcp connect")
+_UNREACHABLE = (
+    "Connection refused",
+    "dns error",
+    "error sending request",
+    "timed out",
+    "tcp connect",
+)
 _DECORATION = re.compile(r"[×╰─▶│├]+")
 
 
 def condense_uv_error(stderr: str, request: ResolveRequest) -> ResolutionError:
-    """uv's report as one paragraph; unreachable indexes become ``IndexError_``."""
+    """uv's report as one paragraph; unreachable indexes become ``PackageIndexError``."""
     text = redact(stderr)
     lines = [_DECORATION.sub("", line).strip() for line in text.splitlines()]
-    lines = [line.removeprefix("error:").strip() for line in lines if line and not line.startswith("hint:")]
+    lines = [
+        line.removeprefix("error:").strip()
+        for line in lines
+        if line and not line.startswith("hint:")
+    ]
     hints = [line.split("hint:", 1)[1].strip() for line in text.splitlines() if "hint:" in line]
     target = request.target.id
     fetch = re.search(r"Failed to fetch: `?([^`\s]+?)`?\s*$", text, re.MULTILINE) or re.search(
@@ -198,7 +216,8 @@ def _index_error(target: str, url: str, reason: str) -> ResolutionError:
     err = ResolutionError(
         f"Target {target}: the index at {url} cannot be reached ({reason}).",
         target=target,
-        hint="Check the URL, your network or proxy, or point --index / --pytorch-index at a mirror.",
+        hint="Check the URL, your network or proxy, "
+        "or point --index / --pytorch-index at a mirror.",
     )
-    err.__cause__ = IndexError_(err.message)
+    err.__cause__ = PackageIndexError(err.message)
     return err

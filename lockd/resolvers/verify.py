@@ -98,16 +98,21 @@ def verify(
     if acc.kind == "cuda":
         want = acc.cuda_version
         if tagged is not None and tagged[0] == "cpu":
-            raise _fail(target, f"{where} is a CPU-only build (local tag +cpu), not CUDA {want}.", plan)
+            raise _fail(
+                target, f"{where} is a CPU-only build (local tag +cpu), not CUDA {want}.", plan
+            )
         if tagged is not None and tagged[0] == "cuda":
             if tagged[1] != want:
-                raise _fail(target, f"{where} is built for CUDA {tagged[1]}, not CUDA {want}.", plan)
+                raise _fail(
+                    target, f"{where} is built for CUDA {tagged[1]}, not CUDA {want}.", plan
+                )
             flavour = f"cuda {tagged[1]}"
         elif bundled is not None:
             if bundled != want:
                 raise _fail(
                     target,
-                    f"{where} bundles the CUDA {bundled} runtime (by its nvidia/cuda requirements), "
+                    f"{where} bundles the CUDA {bundled} runtime "
+                    "(by its nvidia/cuda requirements), "
                     f"not CUDA {want}.",
                     plan,
                 )
@@ -123,9 +128,15 @@ def verify(
         return Verdict(flavour)
 
     if acc.kind == "cpu":
-        nvidia = sorted(p.name for p in resolution.packages if p.name.startswith(("nvidia-", "cuda-")))
+        nvidia = sorted(
+            p.name for p in resolution.packages if p.name.startswith(("nvidia-", "cuda-"))
+        )
         if (tagged is not None and tagged[0] == "cuda") or bundled is not None or nvidia:
-            detail = f"; it pulls in {', '.join(nvidia[:4])}{' …' if len(nvidia) > 4 else ''}" if nvidia else ""
+            detail = (
+                f"; it pulls in {', '.join(nvidia[:4])}{' …' if len(nvidia) > 4 else ''}"
+                if nvidia
+                else ""
+            )
             raise VerificationError(
                 f"{where} is a CUDA build, but the target is cpu{detail}: gigabytes of GPU "
                 "libraries the target cannot use.",
@@ -148,7 +159,11 @@ def _check_indexes(resolution: Resolution, plan: IndexPlan) -> None:
         for file in package.files:
             actual = index_of(file.url, plan)
             if actual != expected:
-                kind = "a PyTorch-family package" if plan.is_routed(package.name) else "not PyTorch-family"
+                kind = (
+                    "a PyTorch-family package"
+                    if plan.is_routed(package.name)
+                    else "not PyTorch-family"
+                )
                 raise VerificationError(
                     f"Target {resolution.target.id}: {package.name} {package.version} "
                     f"({file.filename}) came from {actual}, but it is {kind} and must come "
@@ -183,5 +198,8 @@ def _fail(target: Target, message: str, plan: IndexPlan) -> VerificationError:
             "version or CUDA variant, or drop this target."
         )
     else:
-        hint = "Take torch from the PyTorch variant index instead of 'pypi', or change the CUDA version."
+        hint = (
+            "Take torch from the PyTorch variant index instead of 'pypi', "
+            "or change the CUDA version."
+        )
     return VerificationError(message, target=target.id, hint=hint)

@@ -53,6 +53,38 @@ def _headers(text: str) -> dict[str, str]:
     return found
 
 
+# Files installers add to a dist-info directory: not part of the wheel, and they differ
+# between two installs of the same wheel (uv_cache.json holds a timestamp).
+_INSTALLER_FILES = ("INSTALLER", "REQUESTED", "direct_url.json", "uv_cache.json", "RECORD")
+
+
+def _record_digest(record: bytes) -> str:
+    """sha256 of the RECORD entries that come from the wheel, as sorted ``path,hash`` lines.
+
+    Left out: installer files, byte code (pip compiles and records it, uv does not) and
+    files outside site-packages (scripts get a shebang naming the interpreter). What is
+    left changes when a wheel is swapped for another build with the same version, and
+    nothing else.
+    """
+    lines = []
+    for line in record.decode("utf-8", "replace").splitlines():
+        parts = line.rsplit(",", 2)
+        if len(parts) != 3 or not parts[1]:
+            continue
+        path = parts[0].strip('"')
+        head, _, name = path.rpartition("/")
+        if (
+            path.startswith(("../", "/"))
+            or "/__pycache__/" in "/" + path
+            or path.endswith(".pyc")
+            or (head.endswith(".dist-info") and name in _INSTALLER_FILES)
+        ):
+            continue
+        lines.append(path + "," + parts[1])
+    lines.sort()
+    return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
+
+
 def _dist(location: str, entry: str) -> dict[str, Any] | None:
     path = os.path.join(location, entry)
     if entry.endswith(".dist-info"):
@@ -81,7 +113,7 @@ def _dist(location: str, entry: str) -> dict[str, Any] | None:
         "version": headers["version"],
         "installer": installer,
         "direct_url": direct_url,
-        "record_sha256": hashlib.sha256(record).hexdigest() if record is not None else None,
+        "record_sha256": _record_digest(record) if record is not None else None,
         "location": location,
         "metadata_dir": entry,
         "_record": record,

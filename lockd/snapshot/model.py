@@ -131,8 +131,10 @@ class Interpreter:
 class Dist:
     """One installed distribution.
 
-    ``record_sha256`` is the sha256 of its RECORD file: a wheel swapped for another
-    build with the same version string changes it. ``None`` only when the dist has
+    ``record_sha256`` digests the RECORD entries that came from the wheel (sorted
+    ``path,hash`` lines; installer files, byte code and scripts left out): a wheel
+    swapped for another build with the same version string changes it, installing
+    the same wheel again (with pip or uv) does not. ``None`` only when the dist has
     no RECORD (legacy ``.egg-info`` installs).
     """
 

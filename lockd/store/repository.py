@@ -51,9 +51,13 @@ def make_engine(url: str) -> Engine:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StoreError(f"Cannot create the database directory {path.parent}: {exc.strerror}.") from None
+            raise StoreError(
+                f"Cannot create the database directory {path.parent}: {exc.strerror}."
+            ) from None
     try:
-        engine = create_engine(url, connect_args={"timeout": 30} if url.startswith("sqlite") else {})
+        engine = create_engine(
+            url, connect_args={"timeout": 30} if url.startswith("sqlite") else {}
+        )
     except (SQLAlchemyError, ValueError) as exc:
         raise UsageError(
             f"Invalid database URL {strip_credentials(url)!r}: {exc}.",
@@ -177,7 +181,9 @@ class Store:
     def get(self, ref: str, project: str | None = None) -> Lockset:
         """A lockset by full hash or unique prefix (at least 4 characters)."""
         if len(ref) < 4:
-            raise UsageError(f"Lockset id {ref!r} is too short.", hint="Give at least 4 characters.")
+            raise UsageError(
+                f"Lockset id {ref!r} is too short.", hint="Give at least 4 characters."
+            )
         with Session(self.engine) as session:
             query = select(LocksetRow).where(col(LocksetRow.hash).startswith(ref.lower()))
             if project:
@@ -194,7 +200,9 @@ class Store:
 
     def history(self, project: str | None = None, limit: int | None = None) -> list[LocksetSummary]:
         with Session(self.engine) as session:
-            query = select(LocksetRow, ProjectRow).join(ProjectRow).order_by(col(LocksetRow.id).desc())
+            query = (
+                select(LocksetRow, ProjectRow).join(ProjectRow).order_by(col(LocksetRow.id).desc())
+            )
             if project:
                 query = query.where(ProjectRow.name == project)
             if limit:
@@ -203,7 +211,8 @@ class Store:
                 LocksetSummary(
                     hash=row.hash,
                     project=proj.name,
-                    created_at=row.created_at.replace(tzinfo=None).isoformat(timespec="seconds") + "Z",
+                    created_at=row.created_at.replace(tzinfo=None).isoformat(timespec="seconds")
+                    + "Z",
                     targets=tuple(row.targets),
                     resolver=f"{row.resolver} {row.resolver_version}",
                     status=row.status,

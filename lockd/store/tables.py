@@ -1,6 +1,5 @@
 """SQLModel tables. Rows never leave ``lockd.store``: the repository returns domain values."""
 
-
 from datetime import datetime
 from typing import Any
 

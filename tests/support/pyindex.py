@@ -162,7 +162,7 @@ class IndexServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server API
+            def do_GET(self) -> None:
                 path = unquote(self.path.split("?", 1)[0])
                 server.requests.append(path)
                 status, ctype, body = server._lookup(path, self.headers.get("Accept", ""))
@@ -172,7 +172,7 @@ class IndexServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def do_HEAD(self) -> None:  # noqa: N802
+            def do_HEAD(self) -> None:
                 path = unquote(self.path.split("?", 1)[0])
                 status, ctype, body = server._lookup(path, self.headers.get("Accept", ""))
                 self.send_response(status)

@@ -36,12 +36,21 @@ def build_world(server: IndexServer) -> IndexServer:
     pypi_torch_requires = (
         "filelock",
         "typing-extensions>=4.10.0",
-        'nvidia-cuda-runtime-cu12 (==12.4.127) ; platform_system == "Linux" and platform_machine == "x86_64"',
+        # the old metadata spelling, with parentheses: parsed with packaging, not regexes
+        "nvidia-cuda-runtime-cu12 (==12.4.127) ; "
+        'platform_system == "Linux" and platform_machine == "x86_64"',
         'triton==3.2.0 ; platform_system == "Linux" and platform_machine == "x86_64"',
     )
     for py in PYS:
         pypi.add(W("torch", "2.6.0", _abi(py, LINUX_X86), requires=pypi_torch_requires))
-        pypi.add(W("torch", "2.6.0", _abi(py, LINUX_ARM), requires=("filelock", "typing-extensions>=4.10.0")))
+        pypi.add(
+            W(
+                "torch",
+                "2.6.0",
+                _abi(py, LINUX_ARM),
+                requires=("filelock", "typing-extensions>=4.10.0"),
+            )
+        )
         pypi.add(W("torch", "2.6.0", f"{py}-none-macosx_11_0_arm64", requires=("filelock",)))
 
     # Old copies of ordinary packages on every variant index: the trap.
@@ -70,14 +79,36 @@ def build_world(server: IndexServer) -> IndexServer:
             publish_hash=py != "cp312",
         )
         # The cu124 aarch64 wheels carry no local tag and are CPU-only builds.
-        cu124.add(W("torch", "2.6.0", _abi(py, LINUX_ARM), requires=("filelock",)), upload_time=None)
-        cu124.add(W("torchvision", "0.21.0+cu124", _abi(py, LINUX_X86), requires=("torch==2.6.0", "numpy")), upload_time=None)
+        cu124.add(
+            W("torch", "2.6.0", _abi(py, LINUX_ARM), requires=("filelock",)), upload_time=None
+        )
+        cu124.add(
+            W(
+                "torchvision",
+                "0.21.0+cu124",
+                _abi(py, LINUX_X86),
+                requires=("torch==2.6.0", "numpy"),
+            ),
+            upload_time=None,
+        )
     cu121 = variants["cu121"]
     for py in PYS:
-        cu121.add(W("torch", "2.5.1+cu121", _abi(py, LINUX_X86), requires=variant_torch_requires), upload_time=None)
+        cu121.add(
+            W("torch", "2.5.1+cu121", _abi(py, LINUX_X86), requires=variant_torch_requires),
+            upload_time=None,
+        )
     cpu = variants["cpu"]
     for py in PYS:
-        cpu.add(W("torch", "2.6.0+cpu", _abi(py, LINUX_X86), requires=("filelock", "numpy")), upload_time=None)
-        cpu.add(W("torch", "2.6.0+cpu", _abi(py, LINUX_ARM), requires=("filelock", "numpy")), upload_time=None)
-        cpu.add(W("torch", "2.6.0", f"{py}-none-macosx_11_0_arm64", requires=("filelock", "numpy")), upload_time=None)
+        cpu.add(
+            W("torch", "2.6.0+cpu", _abi(py, LINUX_X86), requires=("filelock", "numpy")),
+            upload_time=None,
+        )
+        cpu.add(
+            W("torch", "2.6.0+cpu", _abi(py, LINUX_ARM), requires=("filelock", "numpy")),
+            upload_time=None,
+        )
+        cpu.add(
+            W("torch", "2.6.0", f"{py}-none-macosx_11_0_arm64", requires=("filelock", "numpy")),
+            upload_time=None,
+        )
     return server

@@ -1,0 +1,234 @@
+"""Pure modules: targets, routing, verification rules, inputs, locksets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lockd.errors import FormatError, UsageError, VerificationError
+from lockd.inputs.pyproject import parse_pyproject
+from lockd.inputs.requirements import parse_requirements_file
+from lockd.lockset import Artifact, Lock, Lockset, Provenance, diff_locksets
+from lockd.resolvers.interface import Resolution, ResolvedFile, ResolvedPackage
+from lockd.resolvers.verify import cuda_from_requires, local_flavour, verify
+from lockd.routing import family_names, index_of, plan_for
+from lockd.targets import expand_matrix, parse_accelerator, parse_target_id
+from lockd.urls import redact, strip_credentials
+
+BASE = "https://mirror.example/whl"
+PYPI = "https://pypi.example/simple"
+
+
+@pytest.mark.parametrize(
+    ("text", "name", "cuda"),
+    [
+        ("cu124", "cu124", "12.4"),
+        ("12.4", "cu124", "12.4"),
+        ("cuda11.8", "cu118", "11.8"),
+        ("cu130", "cu130", "13.0"),
+        ("cpu", "cpu", None),
+        ("rocm6.2", "rocm6.2", None),
+    ],
+)
+def test_accelerators(text: str, name: str, cuda: str | None) -> None:
+    acc = parse_accelerator(text)
+    assert acc.name == name and acc.cuda_version == cuda
+
+
+def test_matrix_ids_have_no_dots_and_round_trip() -> None:
+    targets = expand_matrix(
+        ["linux-x86_64", "linux-aarch64"], ["3.11", "3.12"], ["cu124", "cpu", "cu124"]
+    )
+    assert len(targets) == 8
+    assert targets[0].id == "linux-x86_64-py311-cu124"
+    for target in targets:
+        assert "." not in target.id
+        assert parse_target_id(target.id) == target
+    assert parse_target_id("linux-x86_64-py311-rocm62").accelerator.name == "rocm6.2"
+    with pytest.raises(UsageError, match="Unknown platform"):
+        expand_matrix(["beos"], ["3.11"], ["cpu"])
+
+
+def test_routing_sends_only_the_family_to_the_variant() -> None:
+    target = parse_target_id("linux-x86_64-py311-cu124")
+    plan = plan_for(target, PYPI, BASE, family_names(["xformers"]))
+    assert plan.variant == f"{BASE}/cu124"
+    assert plan.expected_index("torch") == f"{BASE}/cu124"
+    assert plan.expected_index("Xformers") == f"{BASE}/cu124"
+    assert plan.expected_index("numpy") == PYPI
+    # the copies on the PyTorch host live outside /whl/cu124/ and still count as the variant's
+    assert (
+        index_of("https://mirror.example/whl/numpy-1.26.0-cp311-none-any.whl", plan)
+        == f"{BASE}/cu124"
+    )
+    assert index_of("https://files.example/numpy-2.1.0.whl", plan) == PYPI
+    assert plan_for(target, PYPI, "pypi", plan.family).variant is None
+
+
+def test_credentials_are_stripped_and_redacted() -> None:
+    assert strip_credentials("https://u:tok@host:8080/simple") == "https://host:8080/simple"
+    assert (
+        redact("failed: https://u:tok@host/x and http://a@b/c")
+        == "failed: https://host/x and http://b/c"
+    )
+
+
+def test_cuda_from_requires_reads_both_metadata_spellings() -> None:
+    old = ['nvidia-cuda-runtime-cu12 (==12.4.127) ; platform_system == "Linux"']
+    new = ['nvidia-cuda-runtime-cu12==12.8.90; platform_system == "Linux"']
+    cu13 = ['cuda-toolkit[cudart,cublas]==13.0.2; platform_system == "Linux"']
+    assert cuda_from_requires(old) == "12.4"
+    assert cuda_from_requires(new) == "12.8"
+    assert cuda_from_requires(cu13) == "13.0"
+    assert cuda_from_requires(["filelock", "sympy>=1"]) is None
+    assert local_flavour("2.4.0+cu124") == ("cuda", "12.4")
+    assert local_flavour("2.4.0+cpu") == ("cpu", None)
+    assert local_flavour("2.4.0") is None
+
+
+def _resolution(
+    target_id: str, torch_version: str, url: str, extra: tuple[str, ...] = ()
+) -> Resolution:
+    packages = [
+        ResolvedPackage(
+            "torch", torch_version, (ResolvedFile(url, url.rsplit("/", 1)[-1], "0" * 64),)
+        )
+    ]
+    packages += [
+        ResolvedPackage(
+            n, "1", (ResolvedFile(f"https://files.example/{n}.whl", f"{n}.whl", "1" * 64),)
+        )
+        for n in extra
+    ]
+    return Resolution(parse_target_id(target_id), tuple(packages))
+
+
+def test_verify_rules() -> None:
+    cu = parse_target_id("linux-x86_64-py311-cu124")
+    plan = plan_for(cu, PYPI, BASE, family_names())
+    ok = _resolution(cu.id, "2.4.0+cu124", f"{BASE}/cu124/torch-2.4.0%2Bcu124-x.whl")
+    assert verify(ok, plan, {}).flavour == "cuda 12.4"
+    with pytest.raises(VerificationError, match="CPU-only build"):
+        verify(_resolution(cu.id, "2.4.0+cpu", f"{BASE}/cu124/torch-2.4.0%2Bcpu-x.whl"), plan, {})
+    with pytest.raises(VerificationError, match="CPU-only build: it has no CUDA local tag"):
+        verify(
+            _resolution(cu.id, "2.4.0", f"{BASE}/cu124/torch-2.4.0-x.whl"),
+            plan,
+            {"torch": ["filelock"]},
+        )
+    with pytest.raises(VerificationError, match="built for CUDA 12.1"):
+        verify(
+            _resolution(cu.id, "2.4.0+cu121", f"{BASE}/cu124/torch-2.4.0%2Bcu121-x.whl"), plan, {}
+        )
+    with pytest.raises(VerificationError, match="must come from"):
+        verify(
+            _resolution(cu.id, "2.4.0+cu124", "https://files.example/torch-2.4.0%2Bcu124-x.whl"),
+            plan,
+            {},
+        )
+    cpu = parse_target_id("linux-x86_64-py311-cpu")
+    cpu_plan = plan_for(cpu, PYPI, "pypi", family_names())
+    with pytest.raises(VerificationError, match="nvidia-cublas-cu12"):
+        verify(
+            _resolution(
+                cpu.id, "2.4.0", "https://files.example/torch-2.4.0-x.whl", ("nvidia-cublas-cu12",)
+            ),
+            cpu_plan,
+            {},
+        )
+
+
+def test_requirements_files_with_includes(tmp_path: Path) -> None:
+    (tmp_path / "base.in").write_text("numpy>=1.26  # comment\nrequests[socks] \\\n  >=2.31\n")
+    (tmp_path / "pins.txt").write_text("idna==3.10\n")
+    (tmp_path / "main.in").write_text("# top\n-r base.in\n--constraint pins.txt\ntorch==2.6.0\n")
+    parsed = parse_requirements_file(tmp_path / "main.in")
+    assert parsed.requirements == ("numpy>=1.26", "requests[socks]>=2.31", "torch==2.6.0")
+    assert parsed.constraints == ("idna==3.10",)
+    (tmp_path / "bad.in").write_text("numpy\n--index-url https://x\n")
+    with pytest.raises(UsageError, match=r"bad.in:2"):
+        parse_requirements_file(tmp_path / "bad.in")
+    (tmp_path / "loop.in").write_text("-r loop.in\n")
+    with pytest.raises(UsageError, match="includes itself"):
+        parse_requirements_file(tmp_path / "loop.in")
+    (tmp_path / "typo.in").write_text("numpy==>1\n")
+    with pytest.raises(UsageError, match=r"typo.in:1: 'numpy==>1' is not a valid requirement"):
+        parse_requirements_file(tmp_path / "typo.in")
+
+
+def test_pyproject_inputs() -> None:
+    text = (
+        '[project]\nname = "svc"\ndependencies = ["requests"]\n'
+        '[project.optional-dependencies]\nGPU = ["torch==2.6.0", "svc[cli]"]\n'
+    )
+    assert parse_pyproject(text, "pyproject.toml", ["gpu"]) == ("requests", "torch==2.6.0")
+    with pytest.raises(UsageError, match="no \\[project\\] table"):
+        parse_pyproject("[tool.x]\n", "pyproject.toml")
+
+
+def _lockset(artifacts: tuple[Artifact, ...], parent: str | None = None) -> Lockset:
+    return Lockset(
+        project="p",
+        inputs=(),
+        requirements=("torch",),
+        targets=("linux-x86_64-py311-cu124",),
+        resolver="uv",
+        resolver_version="0.13.9",
+        indexes={"default": PYPI},
+        cutoff="2026-01-01T00:00:00Z",
+        input_key="k",
+        provenance=Provenance("u", "h", "2026-01-01T00:00:00Z"),
+        locks=(Lock("linux-x86_64-py311-cu124", artifacts),),
+        parent=parent,
+    )
+
+
+def _artifact(name: str, version: str, sha: str = "a" * 64, index: str = PYPI) -> Artifact:
+    return Artifact(
+        name, version, index, f"https://f/{name}-{version}.whl", f"{name}-{version}.whl", sha
+    )
+
+
+def test_lockset_hash_is_stable_and_tamper_evident() -> None:
+    a = _lockset((_artifact("numpy", "2.1.0"),))
+    again = Lockset.from_dict(a.to_dict())
+    assert again.hash == a.hash and len(a.hash) == 64
+    edited = a.to_dict()
+    edited["locks"][0]["artifacts"][0]["version"] = "2.0.0"
+    with pytest.raises(FormatError, match="does not match its content hash"):
+        Lockset.from_dict(edited)
+    future = {**a.to_dict(), "format": "lockd.lockset/99"}
+    with pytest.raises(FormatError, match="Unknown lockset format"):
+        Lockset.from_dict(future)
+
+
+def test_diff_classifies_changes() -> None:
+    a = _lockset(
+        (
+            _artifact("numpy", "2.1.0"),
+            _artifact("idna", "3.10"),
+            _artifact("six", "1.0"),
+            _artifact("torch", "2.6.0"),
+            _artifact("jinja2", "3.1.4"),
+        )
+    )
+    b = _lockset(
+        (
+            _artifact("numpy", "2.2.0"),
+            _artifact("idna", "3.9"),
+            _artifact("rich", "13"),
+            _artifact("torch", "2.6.0", index="https://other/simple"),
+            _artifact("jinja2", "3.1.4", sha="b" * 64),
+        ),
+        parent=a.hash,
+    )
+    result = diff_locksets(a, b)["targets"]["linux-x86_64-py311-cu124"]
+    assert result["upgraded"] == [{"name": "numpy", "from": "2.1.0", "to": "2.2.0"}]
+    assert result["downgraded"] == [{"name": "idna", "from": "3.10", "to": "3.9"}]
+    assert result["added"] == [{"name": "rich", "version": "13"}]
+    assert result["removed"] == [{"name": "six", "version": "1.0"}]
+    assert {c["name"]: c["what"] for c in result["changed"]} == {
+        "jinja2": "hash",
+        "torch": "source",
+    }
