@@ -173,9 +173,8 @@ def main() -> None:
                     times[f"{who} cold"].append(timed(partial(run, request)))
                     times[f"{who} warm"].append(timed(partial(run, request)))
             # Both sides must have solved the same problem to the same answer.
-            ours = run_lockd(request)
-            theirs = run_direct(request)
-            for solution, records_ in zip(ours, theirs, strict=True):
+            answers = zip(run_lockd(request), run_direct(request), strict=True)
+            for solution, records_ in answers:
                 direct = {(r.name.normalized, str(r.build)) for r in records_}
                 if {(p.name, p.build) for p in solution.packages} != direct:
                     raise SystemExit(f"{solution.target_id}: lockd and direct disagree")

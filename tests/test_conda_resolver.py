@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from lockd.resolvers.rattler import (
     CondaRequest,
     CondaSolution,
     CondaTarget,
+    VirtualPackageVersions,
     channel_url,
     channel_urls,
     conda_targets,
@@ -112,6 +114,7 @@ def channels_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytorch_channel().write(root / "chan")
     other = CondaChannel()
     other.add(CondaPkg("numpy", "9.9.9", "special_0", "noarch"))
+    other.add(CondaPkg("new-glibc-tool", "1.0", "h0_0", "linux-64", depends=("__glibc >=2.34",)))
     other.write(root / "other")
     return root
 
@@ -144,7 +147,7 @@ def test_cuda_target_picks_the_cuda_build(server: ChannelServer, tmp_path: Path)
     env = _env(f"{server.url}/chan", "python=3.11", "pytorch", "numpy")
     (solution,) = resolve_conda(_request(env, tmp_path, "linux-x86_64-cu124"))
     assert solution.target_id == "linux-x86_64-cu124"
-    assert solution.python_version == "3.11.9"
+    assert (solution.python_version, solution.python) == ("3.11.9", (3, 11))
     assert _build(solution, "pytorch") == "cuda124_generic_py311h2222124_200"
     cuda = solution.package("cuda-version")
     assert cuda is not None
@@ -220,6 +223,21 @@ def test_offline_uses_the_cached_repodata(channels_root: Path, tmp_path: Path) -
     # The server is gone; the cache alone must answer, and the same way.
     offline = resolve_conda(_request(env, tmp_path, "linux-x86_64-cu124", offline=True))
     assert offline == online
+
+
+def test_glibc_is_the_configured_one_not_this_machines(
+    server: ChannelServer, tmp_path: Path
+) -> None:
+    env = _env(f"{server.url}/other", "new-glibc-tool")
+    with pytest.raises(ResolutionError, match=r"__glibc >=2\.34"):
+        resolve_conda(_request(env, tmp_path, "linux-x86_64-cpu"))  # default glibc 2.28
+    newer = replace(
+        _request(env, tmp_path, "linux-x86_64-cpu"),
+        virtual_versions=VirtualPackageVersions(glibc="2.35"),
+    )
+    (solution,) = resolve_conda(newer)
+    assert "__glibc=2.35=0" in solution.virtual_packages
+    assert solution.package("new-glibc-tool") is not None
 
 
 def test_cuda_version_without_builds_lists_those_that_exist(

@@ -213,6 +213,14 @@ class CondaSolution:
     def package(self, name: str) -> CondaPackage | None:
         return next((p for p in self.packages if p.name == name), None)
 
+    @property
+    def python(self) -> tuple[int, int] | None:
+        """``(3, 11)`` for Python 3.11.9: what the ``pip:`` section is locked against."""
+        if not self.python_version:
+            return None
+        major, minor = re.findall(r"\d+", self.python_version)[:2]
+        return int(major), int(minor)
+
 
 @dataclass(frozen=True, slots=True)
 class CondaRequest:
@@ -222,7 +230,7 @@ class CondaRequest:
     targets: tuple[CondaTarget, ...]
     channel_base: str = DEFAULT_CHANNEL_BASE
     cache_dir: Path | None = None
-    versions: VirtualPackageVersions = field(default_factory=VirtualPackageVersions)
+    virtual_versions: VirtualPackageVersions = field(default_factory=VirtualPackageVersions)
     offline: bool = False  # use cached repodata only, however old
     concurrency: int = 4
     torch_family: tuple[str, ...] = CONDA_TORCH_FAMILY
@@ -266,9 +274,9 @@ async def solve_conda_matrix(
     outcomes = await asyncio.gather(*(one(t) for t in request.targets), return_exceptions=True)
     # A channel failure is the same for every target: report it once. Targets
     # that waited on the same (coalesced) fetch may get a vaguer copy of it.
-    channel_errors = [o for o in outcomes if isinstance(o, IndexError_ | UsageError)]
-    if channel_errors:
-        raise min(channel_errors, key=lambda e: e.message.startswith("One of"))
+    run_errors = [o for o in outcomes if isinstance(o, IndexError_ | UsageError)]
+    if run_errors:
+        raise min(run_errors, key=lambda e: e.message.startswith("One of"))
     for outcome in outcomes:
         if isinstance(outcome, BaseException) and not isinstance(outcome, ResolutionError):
             raise outcome
@@ -293,7 +301,7 @@ async def _solve_target(
     from rattler import solve
     from rattler.exceptions import InvalidMatchSpecError, SolverError
 
-    virtual = virtual_packages(target, request.versions)
+    virtual = virtual_packages(target, request.virtual_versions)
     subdirs = (target.subdir, "noarch")
     try:
         records = await solve(
