@@ -62,7 +62,7 @@ def build_venv(work: Path, count: int, env: dict[str, str]) -> Path:
 
 def time_command(argv: list[str], env: dict[str, str]) -> float:
     start = time.perf_counter()
-    subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, check=True, cwd=ROOT)
+    subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=True)
     return time.perf_counter() - start
 
 
@@ -83,9 +83,15 @@ def machine() -> str:
 
 def versions(env: dict[str, str], uv: str) -> str:
     pip = subprocess.run(
-        [sys.executable, "-m", "pip", "--version"], env=env, capture_output=True, text=True
+        [sys.executable, "-m", "pip", "--version"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()[1]
-    uv_version = subprocess.run([uv, "--version"], capture_output=True, text=True).stdout.strip()
+    uv_version = subprocess.run(
+        [uv, "--version"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     return f"pip {pip}, {uv_version}"
 
 
@@ -116,13 +122,13 @@ def main() -> None:
     }  # fmt: skip
 
     # Every tool must see every dist, or the timing compares different work.
-    snap = take_snapshot(python, system=False, environ=env)
-    assert len(snap.dists) == args.dists, len(snap.dists)
+    counts = {"take_snapshot": len(take_snapshot(python, system=False, environ=env).dists)}
     for label, argv in commands.items():
         if "freeze" in label:
             out = subprocess.run(argv, env=env, capture_output=True, text=True, check=True).stdout
-            listed = [line for line in out.splitlines() if line.startswith("bench-pkg-")]
-            assert len(listed) == args.dists, (label, len(listed))
+            counts[label] = sum(line.startswith("bench-pkg-") for line in out.splitlines())
+    if set(counts.values()) != {args.dists}:
+        raise SystemExit(f"not every tool sees the {args.dists} dists: {counts}")
 
     runners: dict[str, Callable[[], float]] = {
         label: (lambda argv=argv: time_command(argv, env)) for label, argv in commands.items()
@@ -149,9 +155,7 @@ def main() -> None:
     print("| --- | ---: | ---: | ---: |")
     for label, values in samples.items():
         ms = [v * 1000 for v in values]
-        print(
-            f"| {label} | {statistics.median(ms):.0f} ms | {min(ms):.0f} ms | {max(ms):.0f} ms |"
-        )
+        print(f"| {label} | {statistics.median(ms):.0f} ms | {min(ms):.0f} ms | {max(ms):.0f} ms |")
 
 
 if __name__ == "__main__":

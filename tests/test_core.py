@@ -117,7 +117,7 @@ def test_verify_rules() -> None:
             plan,
             {"torch": ["filelock"]},
         )
-    with pytest.raises(VerificationError, match="built for CUDA 12.1"):
+    with pytest.raises(VerificationError, match=r"built for CUDA 12\.1"):
         verify(
             _resolution(cu.id, "2.4.0+cu121", f"{BASE}/cu124/torch-2.4.0%2Bcu121-x.whl"), plan, {}
         )

@@ -122,8 +122,9 @@ def pin_dockerfile_text(
 
 def _instructions(text: str, source: str) -> Iterator[_Instruction]:
     """Logical instructions, continuation lines joined, each character's offset kept."""
-    lines = text.splitlines(keepends=True)
-    starts = [0]
+    bom = 1 if text.startswith("\ufeff") else 0  # a UTF-8 BOM is kept, never parsed
+    lines = re.findall(r"[^\n]*\n|[^\n]+", text[bom:])  # only \n ends a line, as in BuildKit
+    starts = [bom]
     for line in lines:
         starts.append(starts[-1] + len(line))
     escape = _escape_directive(lines)
