@@ -175,7 +175,10 @@ def host_platform() -> Platform | None:
     arch = {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
     system = {"linux": "linux", "darwin": "macos", "win32": "windows"}.get(sys.platform)
     for candidate in PLATFORMS.values():
-        if candidate.os == system and arch in {candidate.arch, "aarch64" if candidate.arch == "arm64" else ""}:
+        if candidate.os == system and arch in {
+            candidate.arch,
+            "aarch64" if candidate.arch == "arm64" else "",
+        }:
             return candidate
     return None
 

@@ -476,3 +476,33 @@ def test_database_is_created_by_alembic_and_upgrade_is_idempotent(lockd, tmp_pat
         for r in sqlite3.connect(db).execute("select name from sqlite_master where type='table'")
     }
     assert {"projects", "locksets", "locks", "artifacts", "alembic_version"} <= tables
+
+
+def test_exclude_newer_applies_only_where_upload_times_exist(lockd, tmp_path: Path) -> None:
+    write(tmp_path / "requirements.in", "torch==2.6.0\nnumpy\n")
+    # the variant index publishes no upload times: torch survives the cut-off
+    later = lockd(
+        "compile",
+        "--cuda",
+        "cu124",
+        *MATRIX,
+        "--exclude-newer",
+        "2025-01-01T00:00:00Z",
+        "--format",
+        "json",
+    )
+    assert later.returncode == 0, later.output
+    assert manifest(tmp_path)["cutoff"] == "2025-01-01T00:00:00Z"
+    # PyPI-shaped files were uploaded 2024-06-01: before that nothing of numpy exists
+    earlier = lockd(
+        "compile",
+        "--cuda",
+        "cu124",
+        *MATRIX,
+        "--exclude-newer",
+        "2024-01-01T00:00:00Z",
+        "--out",
+        "l2",
+    )
+    assert_clean_failure(earlier, 3)
+    assert "numpy" in earlier.stderr

@@ -106,7 +106,11 @@ def test_cpu_torch_and_no_torch(tmp_path: Path, env: dict[str, str]) -> None:
         "2.4.0+cpu",
     )
 
-    empty = take_snapshot(make_venv(tmp_path / "empty", env=env), system=False, environ=env)
+    bare = make_venv(tmp_path / "empty", env=env)
+    # Start-up code that prints (a .pth file, a sitecustomize) must not break the probe.
+    [site] = (tmp_path / "empty").glob("lib/python3*/site-packages")
+    (site / "noisy.pth").write_text("import sys; sys.stdout.write('hello from a .pth\\n')\n")
+    empty = take_snapshot(bare, system=False, environ=env)
     assert empty.dists == ()
     assert isinstance(empty.torch, Unavailable)
     assert "torch is not installed" in empty.torch.reason

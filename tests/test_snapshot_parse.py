@@ -10,6 +10,7 @@ import pytest
 
 from lockd.snapshot import LdCacheEntry, TorchKind
 from lockd.snapshot import parse as p
+from lockd.snapshot._probe import MARKER
 
 # --- OS ---------------------------------------------------------------------------------------
 
@@ -455,7 +456,8 @@ def test_probe_output_first_dist_on_sys_path_wins() -> None:
         ],
         "torch": {"version_py": VERSION_PY_OLD_CPU, "record_libs": ["libtorch_cpu.so"]},
     }
-    result = p.parse_probe_output(json.dumps(output))
+    noise = "printed by a sitecustomize\n"
+    result = p.parse_probe_output(noise + MARKER + json.dumps(output))
     assert [(d.name, d.version) for d in result.dists] == [
         ("torch", "2.4.0+cpu"),
         ("Typing_Extensions", "4.0.0"),
@@ -468,7 +470,9 @@ def test_probe_output_first_dist_on_sys_path_wins() -> None:
 
 def test_probe_output_of_another_version_is_rejected() -> None:
     with pytest.raises(ValueError, match="unexpected probe output"):
-        p.parse_probe_output(json.dumps({"probe": 99}))
+        p.parse_probe_output(MARKER + json.dumps({"probe": 99}))
+    with pytest.raises(ValueError, match="no probe output"):
+        p.parse_probe_output(json.dumps({"probe": 1}))
 
 
 def test_probe_script_is_python_38_syntax() -> None:

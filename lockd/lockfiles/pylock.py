@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import tomllib
-from datetime import UTC, datetime
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote, urlsplit
 

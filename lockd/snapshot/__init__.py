@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
@@ -179,7 +178,7 @@ def snapshot_to_json(snapshot: Snapshot) -> str:
 def write_snapshot(snapshot: Snapshot, path: Path) -> None:
     """Write atomically: readers see the old file or the whole new one, never a part."""
     text = snapshot_to_json(snapshot)
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    temporary = path.with_name(f".{path.name}.{os.urandom(4).hex()}.tmp")
     try:
         # os.open with 0o666 honours the umask, unlike tempfile's 0o600.
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)

@@ -1,7 +1,7 @@
 """Stdlib-only probe, run *inside* the interpreter being snapshotted (Python 3.8+).
 
-lockd passes this file's source to ``python -c``; it prints one JSON object on
-stdout and nothing else. It never imports the installed packages (importing
+lockd passes this file's source to ``python -c``; it prints ``MARKER`` and one
+JSON object on stdout. It never imports the installed packages (importing
 torch is slow and can fail): it reads the ``*.dist-info`` / ``*.egg-info``
 directories on ``sys.path``. Everything that needs judgement (torch flavour,
 shadowing) is decided by lockd from this raw data, with pure functions.
@@ -18,13 +18,19 @@ import hashlib
 import json
 import os
 import platform
+import re
 import site
 import sys
 import sysconfig
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs the target ~10 ms to import; annotations are strings
+    from typing import Any
 
 # Bumped when the shape of the printed object changes; lockd checks it.
 PROBE_VERSION = 1
+# Printed before the JSON: a sitecustomize or .pth file may print to stdout first.
+MARKER = "\n--- lockd probe output ---\n"
 
 
 def _read_bytes(path: str) -> bytes | None:
@@ -58,7 +64,20 @@ def _headers(text: str) -> dict[str, str]:
 _INSTALLER_FILES = ("INSTALLER", "REQUESTED", "direct_url.json", "uv_cache.json", "RECORD")
 
 
-def _record_digest(record: bytes) -> str:
+def _record(path: str) -> list[tuple[str, str]] | None:
+    """(path, hash) of each RECORD line; ``None`` when there is no RECORD."""
+    data = _read_bytes(os.path.join(path, "RECORD"))
+    if data is None:
+        return None
+    entries = []
+    for line in data.decode("utf-8", "replace").splitlines():
+        parts = line.rsplit(",", 2)  # a path with a comma is quoted, the hash and size are not
+        if len(parts) == 3:
+            entries.append((parts[0].strip('"'), parts[1]))
+    return entries
+
+
+def _record_digest(record: list[tuple[str, str]]) -> str:
     """sha256 of the RECORD entries that come from the wheel, as sorted ``path,hash`` lines.
 
     Left out: installer files, byte code (pip compiles and records it, uv does not) and
@@ -67,20 +86,17 @@ def _record_digest(record: bytes) -> str:
     nothing else.
     """
     lines = []
-    for line in record.decode("utf-8", "replace").splitlines():
-        parts = line.rsplit(",", 2)
-        if len(parts) != 3 or not parts[1]:
-            continue
-        path = parts[0].strip('"')
+    for path, digest in record:
         head, _, name = path.rpartition("/")
         if (
-            path.startswith(("../", "/"))
+            not digest
+            or path.startswith(("../", "/"))
             or "/__pycache__/" in "/" + path
             or path.endswith(".pyc")
             or (head.endswith(".dist-info") and name in _INSTALLER_FILES)
         ):
             continue
-        lines.append(path + "," + parts[1])
+        lines.append(path + "," + digest)
     lines.sort()
     return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
 
@@ -99,7 +115,7 @@ def _dist(location: str, entry: str) -> dict[str, Any] | None:
     headers = _headers(text)
     if "name" not in headers or "version" not in headers:
         return None
-    record = _read_bytes(os.path.join(path, "RECORD"))
+    record = _record(path)
     installer = (_read_text(os.path.join(path, "INSTALLER")) or "").strip() or None
     direct_url: Any = None
     direct_text = _read_text(os.path.join(path, "direct_url.json"))
@@ -120,55 +136,21 @@ def _dist(location: str, entry: str) -> dict[str, Any] | None:
     }
 
 
-def _canonical(name: str) -> str:
-    out = []
-    for char in name.lower():
-        out.append("-" if char in "-_." else char)
-    collapsed = "".join(out)
-    while "--" in collapsed:
-        collapsed = collapsed.replace("--", "-")
-    return collapsed
-
-
 def _torch(dist: dict[str, Any]) -> dict[str, Any]:
     """Raw material for the torch flavour: version.py text and the torch/lib files of RECORD."""
     record = dist["_record"]
-    libs: list[str] | None = None  # None: there is no RECORD to look at
+    libs = None  # None: there is no RECORD to look at
     if record is not None:
-        libs = []
-        for line in record.decode("utf-8", "replace").splitlines():
-            path = line.rsplit(",", 2)[0] if line.count(",") >= 2 else line
-            if path.startswith("torch/lib/"):
-                libs.append(path[len("torch/lib/") :])
-        libs.sort()
+        prefix = "torch/lib/"
+        libs = sorted(path[len(prefix) :] for path, _ in record if path.startswith(prefix))
     return {
         "version_py": _read_text(os.path.join(dist["location"], "torch", "version.py")),
         "record_libs": libs,
     }
 
 
-def _search_path() -> list[str]:
-    entries = list(sys.path)
-    if entries and entries[0] == "":  # added by ``-c``: the caller's cwd is not the environment
-        entries = entries[1:]
-    seen: set[str] = set()
-    unique = []
-    for entry in entries:
-        real = os.path.realpath(entry)
-        if real not in seen and os.path.isdir(real):
-            seen.add(real)
-            unique.append(entry)
-    return unique
-
-
-def _site_packages() -> list[str]:
-    candidates: list[str] = []
-    paths = sysconfig.get_paths()
-    candidates += [paths.get("purelib", ""), paths.get("platlib", "")]
-    if hasattr(site, "getsitepackages"):  # absent in venvs made by old virtualenv
-        candidates += site.getsitepackages()
-    if site.ENABLE_USER_SITE:
-        candidates.append(site.getusersitepackages())
+def _unique_dirs(candidates: list[str]) -> list[str]:
+    """Existing directories, each once (``lib64`` is often a link to ``lib``)."""
     seen: set[str] = set()
     unique = []
     for candidate in candidates:
@@ -177,6 +159,23 @@ def _site_packages() -> list[str]:
             seen.add(real)
             unique.append(candidate)
     return unique
+
+
+def _search_path() -> list[str]:
+    entries = list(sys.path)
+    if entries and entries[0] == "":  # added by ``-c``: the caller's cwd is not the environment
+        entries = entries[1:]
+    return _unique_dirs(entries)
+
+
+def _site_packages() -> list[str]:
+    paths = sysconfig.get_paths()
+    candidates = [paths.get("purelib", ""), paths.get("platlib", "")]
+    if hasattr(site, "getsitepackages"):  # absent in venvs made by old virtualenv
+        candidates += site.getsitepackages()
+    if site.ENABLE_USER_SITE:
+        candidates.append(site.getusersitepackages())
+    return _unique_dirs(candidates)
 
 
 def probe() -> dict[str, Any]:
@@ -195,7 +194,7 @@ def probe() -> dict[str, Any]:
             dist = _dist(location, entry)
             if dist is None:
                 continue
-            if torch is None and _canonical(dist["name"]) == "torch":
+            if torch is None and re.sub(r"[-_.]+", "-", dist["name"]).lower() == "torch":
                 torch = _torch(dist)
             del dist["_record"]
             dists.append(dist)
@@ -225,4 +224,4 @@ def probe() -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    json.dump(probe(), sys.stdout)
+    sys.stdout.write(MARKER + json.dumps(probe()))

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from ._probe import PROBE_VERSION
+from ._probe import MARKER, PROBE_VERSION
 from .model import (
     CudaToolkit,
     DebPackage,
@@ -99,24 +99,22 @@ def parse_ldconfig(text: str) -> tuple[LdCacheEntry, ...]:
     return tuple(entries)
 
 
-# ldconfig's architecture flag for each ELF machine at 64 bits (32-bit x86 has none).
+# ldconfig's architecture flag for 64-bit objects of each ELF machine (glibc's ldconfig).
 LDCONFIG_ARCH = {
     "EM_X86_64": "x86-64",
     "EM_AARCH64": "AArch64",
     "EM_PPC64": "64bit",
     "EM_S390": "64bit",
-    "EM_RISCV": "64bit",
 }
 
 
 def ld_cache_matches(entry: LdCacheEntry, machine: str, elfclass: int) -> bool:
     """Whether ``entry`` is usable by an ELF object of this machine and class."""
-    tokens = [t.strip() for t in entry.flags.split(",")]
-    wanted = LDCONFIG_ARCH.get(machine) if elfclass == 64 else None
-    if wanted is not None:
-        return wanted in tokens
-    # 32-bit (or unknown) objects: only entries without a 64-bit architecture flag.
-    return not any(token in LDCONFIG_ARCH.values() for token in tokens)
+    tokens = {t.strip() for t in entry.flags.split(",")}
+    if elfclass == 64:
+        wanted = LDCONFIG_ARCH.get(machine)
+        return wanted is None or wanted in tokens  # a machine we do not know: cannot tell
+    return not tokens & set(LDCONFIG_ARCH.values())  # 32-bit: no 64-bit flag
 
 
 # --- NVIDIA driver and CUDA -------------------------------------------------------------------
@@ -432,7 +430,10 @@ class ProbeResult:
 
 def parse_probe_output(text: str) -> ProbeResult:
     """Read the JSON the probe printed. Raises ``ValueError`` on anything unexpected."""
-    data = json.loads(text)
+    _, marker, payload = text.rpartition(MARKER)
+    if not marker:
+        raise ValueError("no probe output found")
+    data = json.loads(payload)
     if not isinstance(data, dict) or data.get("probe") != PROBE_VERSION:
         raise ValueError(f"unexpected probe output (version {data.get('probe')!r})")
     python = Interpreter.from_dict(data["python"])

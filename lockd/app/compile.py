@@ -1,4 +1,4 @@
-"""Use cases: compile, history, show, diff. The CLI calls these; they call the rest.
+"""The compile use case: flags + config -> request -> resolved, verified, written, recorded.
 
 I/O happens here and in the backends; the decisions (routing, verification,
 rendering, diffing) are pure functions in their own modules.
@@ -20,21 +20,21 @@ from pathlib import Path
 import tomli_w
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
-from . import __version__
-from .errors import LockdError, MatrixError, ResolutionError, UsageError, VerificationError
-from .indexes import IndexClient, requires_dist
-from .inputs import PipInputs, load_pip_inputs
-from .lockfiles.files import StagedFiles
-from .lockfiles.manifest import MANIFEST, read_manifest, render_manifest
-from .lockfiles.pylock import render_pylock
-from .lockfiles.requirements import render_requirements
-from .lockset import Artifact, Failure, Lock, Lockset, Offered, Provenance, input_key, sha256_text
-from .resolvers.interface import Resolution, Resolver, ResolveRequest
-from .resolvers.verify import TORCH, local_flavour, verify
-from .routing import IndexPlan, index_of, plan_for
-from .store import Store
-from .targets import Target
-from .urls import strip_credentials
+from .. import __version__
+from ..errors import LockdError, MatrixError, ResolutionError, UsageError, VerificationError
+from ..indexes import IndexClient, requires_dist
+from ..inputs import PipInputs, load_pip_inputs
+from ..lockfiles.files import StagedFiles
+from ..lockfiles.manifest import MANIFEST, read_manifest, render_manifest
+from ..lockfiles.pylock import render_pylock
+from ..lockfiles.requirements import render_requirements
+from ..lockset import Artifact, Failure, Lock, Lockset, Offered, Provenance, input_key, sha256_text
+from ..resolvers.interface import Resolution, Resolver, ResolveRequest
+from ..resolvers.verify import TORCH, local_flavour, verify
+from ..routing import IndexPlan, index_of, plan_for
+from ..store import Store
+from ..targets import Target
+from ..urls import strip_credentials
 
 ProgressHook = Callable[[str, str], None]  # (target id, event: start|done|failed)
 
@@ -80,11 +80,11 @@ class _TargetOutcome:
 
 def make_resolver(name: str) -> Resolver:
     if name == "uv":
-        from .resolvers.uv import UvResolver
+        from ..resolvers.uv import UvResolver
 
         return UvResolver()
     if name == "pip-tools":
-        from .resolvers.piptools import PipToolsResolver
+        from ..resolvers.piptools import PipToolsResolver
 
         return PipToolsResolver()
     raise UsageError(
@@ -243,7 +243,7 @@ def _diagnose_variant(
     """After a failed resolution: is the PyTorch variant index itself the problem?"""
     if plan.variant is None:
         return None
-    from .errors import PackageIndexError
+    from ..errors import PackageIndexError
 
     try:
         client.project_links(plan.variant, TORCH)
@@ -416,44 +416,13 @@ def _iso(when: datetime) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-# -- reading the record -----------------------------------------------------------
-
-
-def history(database_url: str, project: str | None) -> list[dict[str, object]]:
-    store = Store(database_url)
-    try:
-        return [s.to_dict() for s in store.history(project)]
-    finally:
-        store.close()
-
-
-def show(database_url: str, ref: str) -> Lockset:
-    store = Store(database_url)
-    try:
-        return store.get(ref)
-    finally:
-        store.close()
-
-
-def diff(database_url: str, ref_a: str, ref_b: str) -> dict[str, object]:
-    from .lockset import diff_locksets
-
-    store = Store(database_url)
-    try:
-        a, b = store.get(ref_a), store.get(ref_b)
-    finally:
-        store.close()
-    return diff_locksets(a, b)
-
-
 __all__ = [
+    "CompileFlags",
     "CompileResult",
     "LockRequest",
+    "build_lock_request",
     "compile_lockset",
-    "diff",
-    "history",
     "make_resolver",
-    "show",
 ]
 
 
@@ -488,9 +457,9 @@ def build_lock_request(
     """Merge flags > environment > lockd.toml/[tool.lockd] > defaults."""
     import os
 
-    from .routing import family_names
-    from .settings import Settings, load_project_config
-    from .targets import expand_matrix, host_platform, host_python
+    from ..routing import family_names
+    from ..settings import Settings, load_project_config
+    from ..targets import expand_matrix, host_platform, host_python
 
     env = dict(os.environ if environ is None else environ)
     settings = Settings.from_env(env)

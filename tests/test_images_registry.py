@@ -1,0 +1,252 @@
+"""Against a real registry (Debian's docker-registry, distribution 2.8) on 127.0.0.1.
+
+Images are pushed in code through the OCI push API; lockd then resolves them
+through the library and through the ``lockd images`` commands.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from lockd.errors import RegistryError
+from lockd.images import (
+    DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    CredentialStore,
+    RegistryClient,
+    RegistryOptions,
+    ResolvedImage,
+)
+from lockd.targets import PLATFORMS
+from tests.conftest import Run, hermetic_env
+from tests.support.registry import Pusher, Registry, free_port, run_registry
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    with run_registry(tmp_path_factory.mktemp("registry")) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def pusher(registry: Registry) -> Iterator[Pusher]:
+    push = Pusher(registry.url)
+    yield push
+    push.close()
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[RegistryClient]:
+    # An empty DOCKER_CONFIG: the machine's own docker login never leaks into a test.
+    options = RegistryOptions(
+        credentials=CredentialStore({"DOCKER_CONFIG": str(tmp_path)}), sleep=lambda _: None
+    )
+    with RegistryClient(options) as running:
+        yield running
+
+
+def lockd(tmp_path: Path, *args: str) -> Run:
+    env = hermetic_env(tmp_path, DOCKER_CONFIG=str(tmp_path / "docker"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "lockd", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return Run(proc.returncode, proc.stdout, proc.stderr)
+
+
+def test_a_single_platform_image(
+    registry: Registry, pusher: Pusher, client: RegistryClient
+) -> None:
+    pushed = pusher.image("single/app", "1.0", "linux/arm64/v8")
+    image = client.resolve(registry.ref("single/app", "1.0"))
+    assert image.index_digest == pushed.digest
+    assert image.media_type == OCI_MANIFEST
+    assert not image.is_index
+    assert [(p.oci_platform, p.digest) for p in image.platforms] == [
+        ("linux/arm64/v8", pushed.digest)
+    ]
+    assert image.for_platform(PLATFORMS["linux-aarch64"]).digest == pushed.digest
+    assert (image.registry, image.repository, image.tag) == (registry.host, "single/app", "1.0")
+
+
+def test_an_oci_index_records_the_index_and_each_platform(
+    registry: Registry, pusher: Pusher, client: RegistryClient
+) -> None:
+    pushed = pusher.index("multi/app", "1.0", ("linux/amd64", "linux/arm64/v8"))
+    image = client.resolve(registry.ref("multi/app", "1.0"))
+    assert image.index_digest == pushed.digest
+    assert image.media_type == OCI_INDEX
+    # The attestation manifests (unknown/unknown) are in the index, but are not platforms.
+    assert len(pushed.attestations) == 2
+    assert [(p.oci_platform, p.digest) for p in image.platforms] == [
+        ("linux/amd64", pushed.children["linux/amd64"]),
+        ("linux/arm64/v8", pushed.children["linux/arm64/v8"]),
+    ]
+    assert image.for_platform(PLATFORMS["linux-x86_64"]).digest == pushed.children["linux/amd64"]
+    assert image.for_platform(PLATFORMS["linux-aarch64"]).digest == (
+        pushed.children["linux/arm64/v8"]
+    )
+    assert ResolvedImage.from_dict(json.loads(json.dumps(image.to_dict()))) == image
+
+
+def test_lockd_records_the_index_digest_where_one_accept_type_gets_a_child(
+    registry: Registry, pusher: Pusher, client: RegistryClient
+) -> None:
+    pushed = pusher.index("list/app", "1.0", ("linux/amd64", "linux/arm64/v8"), docker=True)
+    # The silent wrong answer: asked for one manifest type, the registry picks a platform.
+    with httpx.Client() as raw:
+        one_type = raw.get(
+            f"{registry.url}/v2/list/app/manifests/1.0", headers={"Accept": DOCKER_MANIFEST}
+        )
+        assert one_type.headers["Docker-Content-Digest"] == pushed.children["linux/amd64"]
+        pusher.index("oci/app", "1.0")
+        no_index = raw.get(
+            f"{registry.url}/v2/oci/app/manifests/1.0", headers={"Accept": OCI_MANIFEST}
+        )
+        assert no_index.status_code == 404
+
+    image = client.resolve(registry.ref("list/app", "1.0"))
+    assert image.index_digest == pushed.digest != pushed.children["linux/amd64"]
+    assert image.media_type == DOCKER_MANIFEST_LIST
+    assert {p.oci_platform: p.digest for p in image.platforms} == pushed.children
+    assert {p.media_type for p in image.platforms} == {DOCKER_MANIFEST}
+    assert client.resolve(registry.ref("oci/app", "1.0")).media_type == OCI_INDEX
+
+
+def test_a_moved_tag_gets_a_new_digest(
+    registry: Registry, pusher: Pusher, client: RegistryClient
+) -> None:
+    first = pusher.index("moving/app", "stable", salt="v1")
+    ref = registry.ref("moving/app", "stable")
+    assert client.digest(ref) == first.digest
+    second = pusher.index("moving/app", "stable", salt="v2")
+    assert second.digest != first.digest
+    with RegistryClient(RegistryOptions()) as fresh:
+        assert fresh.resolve(ref).index_digest == second.digest
+        # The old content is still there by digest: pinned references keep working.
+        pinned = fresh.resolve(f"{registry.host}/moving/app:stable@{first.digest}")
+        assert pinned.index_digest == first.digest
+
+
+def test_deleted_and_unknown_tags_are_clear_errors(
+    registry: Registry, pusher: Pusher, client: RegistryClient
+) -> None:
+    pushed = pusher.image("gone/app", "old")
+    ref = registry.ref("gone/app", "old")
+    assert client.digest(ref) == pushed.digest
+    pusher.delete("gone/app", pushed.digest)
+    with RegistryClient(RegistryOptions()) as fresh, pytest.raises(RegistryError) as caught:
+        fresh.resolve(ref)
+    assert caught.value.message == (
+        f"The tag old of {registry.host}/gone/app does not exist (never pushed, or deleted)."
+    )
+    with pytest.raises(RegistryError, match="The tag nope of"):
+        client.resolve(registry.ref("gone/app", "nope"))
+    # distribution 2.8 answers an unknown repository as an unknown tag (MANIFEST_UNKNOWN).
+    with pytest.raises(RegistryError, match=r"The tag 1 of .*/never/pushed does not exist"):
+        client.resolve(registry.ref("never/pushed", "1"))
+    with pytest.raises(RegistryError, match="@sha256:0000.* does not exist"):
+        client.resolve(f"{registry.host}/gone/app@sha256:" + "0" * 64)
+
+
+def test_an_unreachable_registry_names_its_url(client: RegistryClient) -> None:
+    port = free_port()  # nothing listens there
+    with pytest.raises(RegistryError) as caught:
+        client.resolve(f"127.0.0.1:{port}/app:1")
+    assert f"Cannot reach the registry at http://127.0.0.1:{port}/v2/app/manifests/1" in (
+        caught.value.message
+    )
+
+
+# -- the CLI -----------------------------------------------------------------------
+
+
+def test_cli_resolve_json(registry: Registry, pusher: Pusher, tmp_path: Path) -> None:
+    multi = pusher.index("cli/multi", "1")
+    single = pusher.image("cli/single", "1")
+    refs = [registry.ref("cli/multi", "1"), registry.ref("cli/single", "1")]
+    run = lockd(tmp_path, "images", "resolve", *refs, "--format", "json")
+    assert run.returncode == 0, run.output
+    images = [ResolvedImage.from_dict(item) for item in json.loads(run.stdout)["images"]]
+    assert [i.index_digest for i in images] == [multi.digest, single.digest]
+    assert [i.reference for i in images] == refs
+
+
+def test_cli_resolve_table(registry: Registry, pusher: Pusher, tmp_path: Path) -> None:
+    pushed = pusher.index("cli/table", "1")
+    run = lockd(tmp_path, "images", "resolve", registry.ref("cli/table", "1"))
+    assert run.returncode == 0, run.output
+    rows = [line.split("\t") for line in run.stdout.splitlines()]
+    assert rows == [
+        ["image", "platform", "digest"],
+        [registry.ref("cli/table", "1"), "index", pushed.digest],
+        ["", "linux/amd64", pushed.children["linux/amd64"]],
+        ["", "linux/arm64/v8", pushed.children["linux/arm64/v8"]],
+    ]
+
+
+def test_cli_pin_shows_then_writes(registry: Registry, pusher: Pusher, tmp_path: Path) -> None:
+    base = pusher.index("cli/base", "3.11-slim")
+    tool = pusher.image("cli/tool", "1")
+    dockerfile = tmp_path / "Dockerfile"
+    original = (
+        f"ARG BASE={registry.host}/cli/base:3.11-slim\n"
+        "FROM ${BASE} AS build\n"
+        "RUN make\n\n"
+        f"FROM {registry.host}/cli/tool:1 AS tool\n"
+        "FROM build\n"
+        "COPY --from=tool /x /x\n"
+    )
+    dockerfile.write_text(original)
+
+    shown = lockd(tmp_path, "images", "pin", "Dockerfile")
+    assert shown.returncode == 0, shown.output
+    assert dockerfile.read_text() == original
+    assert f"{registry.host}/cli/base:3.11-slim@{base.digest}\tpinned" in shown.stdout
+    assert "run again with --write" in shown.stderr.lower()
+
+    written = lockd(tmp_path, "images", "pin", "Dockerfile", "--write", "--format", "json")
+    assert written.returncode == 0, written.output
+    report = json.loads(written.stdout)
+    assert (report["changed"], report["written"]) == (True, True)
+    assert [entry["status"] for entry in report["from"]] == ["pinned", "pinned", "stage"]
+    assert dockerfile.read_text() == original.replace(
+        "cli/base:3.11-slim", f"cli/base:3.11-slim@{base.digest}"
+    ).replace("cli/tool:1 ", f"cli/tool:1@{tool.digest} ")
+
+    again = lockd(tmp_path, "images", "pin", "Dockerfile", "--write", "--format", "json")
+    assert json.loads(again.stdout)["written"] is False
+
+
+def test_cli_errors_are_one_paragraph_with_exit_codes(
+    registry: Registry, tmp_path: Path
+) -> None:
+    missing = lockd(tmp_path, "images", "resolve", registry.ref("cli/missing", "1"))
+    assert missing.returncode == 3
+    assert missing.stderr.startswith("error: The tag 1 of ")
+    assert "Traceback" not in missing.output
+    assert len(missing.stderr.strip().splitlines()) == 1
+
+    malformed = lockd(tmp_path, "images", "resolve", "Python:3.11")
+    assert malformed.returncode == 2
+    assert "is not a valid image reference" in malformed.stderr
+    assert "Traceback" not in malformed.output
+
+    (tmp_path / "Dockerfile").write_text("FROM python:3.11 AS a b\n")
+    bad_from = lockd(tmp_path, "images", "pin", "Dockerfile")
+    assert bad_from.returncode == 2
+    assert "Dockerfile line 1" in bad_from.stderr
