@@ -12,8 +12,9 @@ rotating the order every round so no tool always runs on a warm or cold cache, a
 prints a Markdown table of the median, min and max wall times, plus the machine.
 
 Every command is timed as a fresh process pointed at the venv from outside
-(``--python``), as a user would run it; ``take_snapshot()`` in-process shows what
-lockd's own start-up costs on top.
+(``--python``), as a user would run it. Two reference rows split lockd's time:
+``lockd version`` is the CLI's start-up alone, ``take_snapshot()`` in-process is the
+snapshot alone (probe subprocess included).
 """
 
 from __future__ import annotations
@@ -119,6 +120,8 @@ def main() -> None:
         "`pip --python V freeze`": [sys.executable, "-m", "pip", "--python", str(python), "freeze"],
         "`pip freeze --path SITE`": [sys.executable, "-m", "pip", "freeze", "--path", site],
         "`uv pip freeze --python V`": [uv, "pip", "freeze", "--python", str(python)],
+        # What every lockd command pays before it does anything (Python, typer, rich).
+        "`lockd version` (CLI start-up only)": [sys.executable, "-m", "lockd", "version"],
     }  # fmt: skip
 
     # Every tool must see every dist, or the timing compares different work.

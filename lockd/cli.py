@@ -308,7 +308,7 @@ def images_pin(
     if output_format is TableFormat.json:
         print_json(result.to_dict())
         return
-    rows = [
+    rows: list[tuple[str, ...]] = [
         (str(e.instruction.line), e.instruction.image, e.pinned_reference or "-", str(e.status))
         for e in result.entries
     ]

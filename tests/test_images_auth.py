@@ -64,6 +64,20 @@ def env_credentials(registry: Registry, password: str = PASSWORD) -> dict[str, s
     }
 
 
+def lockd(tmp_path: Path, registry: Registry, password: str, *args: str) -> Run:
+    env = hermetic_env(tmp_path, DOCKER_CONFIG=str(tmp_path), **env_credentials(registry, password))
+    proc = subprocess.run(
+        [sys.executable, "-m", "lockd", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return Run(proc.returncode, proc.stdout, proc.stderr)
+
+
 def test_anonymous_bearer_token_for_a_public_image(
     registry: Registry, token_server: TokenServer, images: dict[str, PushedImage], tmp_path: Path
 ) -> None:
@@ -127,7 +141,7 @@ def test_a_wrong_password_is_refused_by_the_token_service(
     registry: Registry, token_server: TokenServer, images: dict[str, PushedImage], tmp_path: Path
 ) -> None:
     with (
-        resolver(tmp_path, **env_credentials(registry, "wrong")) as client,
+        resolver(tmp_path, **env_credentials(registry, "not-the-pw-42")) as client,
         pytest.raises(RegistryError) as caught,
     ):
         client.resolve(registry.ref("private/app", "1.0"))
@@ -135,37 +149,30 @@ def test_a_wrong_password_is_refused_by_the_token_service(
         f"The token service {token_server.realm} refused the credentials from "
         f"LOCKD_REGISTRY_USERNAME/PASSWORD to pull {registry.host}/private/app (401)."
     )
-    assert "wrong" not in caught.value.render()
+    assert "not-the-pw-42" not in caught.value.render()
 
 
 def test_credentials_never_appear_in_any_output(
     registry: Registry, images: dict[str, PushedImage], tmp_path: Path
 ) -> None:
-    dockerfile = tmp_path / "Dockerfile"
-    dockerfile.write_text(f"FROM {registry.ref('private/app', '1.0')}\n")
-    runs: list[Run] = []
-    for password in (PASSWORD, "wrong-" + PASSWORD):
-        env = hermetic_env(
-            tmp_path, DOCKER_CONFIG=str(tmp_path), **env_credentials(registry, password)
-        )
-        for args in (
-            ("images", "resolve", registry.ref("private/app", "1.0"), "--format", "json"),
-            ("images", "resolve", registry.ref("private/app", "1.0")),
-            ("images", "resolve", registry.ref("private/app", "missing")),
-            ("images", "pin", "Dockerfile", "--format", "json"),
-        ):
-            proc = subprocess.run(
-                [sys.executable, "-m", "lockd", *args],
-                cwd=tmp_path,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=120,
-                check=False,
-            )
-            runs.append(Run(proc.returncode, proc.stdout, proc.stderr))
-    assert [r.returncode for r in runs] == [0, 0, 3, 0, 3, 3, 3, 3]
+    ref = registry.ref("private/app", "1.0")
+    (tmp_path / "Dockerfile").write_text(f"FROM {ref}\n")
+    runs = [
+        lockd(tmp_path, registry, PASSWORD, "images", "resolve", ref, "--format", "json"),
+        lockd(tmp_path, registry, PASSWORD, "images", "pin", "Dockerfile"),
+        lockd(
+            tmp_path,
+            registry,
+            PASSWORD,
+            "images",
+            "resolve",
+            registry.ref("private/app", "missing"),
+        ),
+        lockd(tmp_path, registry, "x" + PASSWORD, "images", "resolve", ref),
+    ]
+    assert [r.returncode for r in runs] == [0, 0, 3, 3]
     assert images["private"].digest in runs[0].stdout
+    assert images["private"].digest in runs[1].stdout
     secrets = (PASSWORD, base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode())
     for run in runs:
         assert "Traceback" not in run.output

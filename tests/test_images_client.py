@@ -132,7 +132,9 @@ def test_an_index_without_media_type_is_read_from_the_header() -> None:
 def test_a_body_that_does_not_match_its_digest_is_refused() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         header = {"Docker-Content-Digest": "sha256:" + "0" * 64}
-        return httpx.Response(200 if request.method == "GET" else 404, headers=header, content=INDEX)
+        return httpx.Response(
+            200 if request.method == "GET" else 404, headers=header, content=INDEX
+        )
 
     with pytest.raises(RegistryError, match="does not match its digest"):
         resolve(Script(handler))
@@ -336,7 +338,7 @@ def test_credential_helpers_are_asked_like_docker_does(
     helper = bin_dir / "docker-credential-fake"
     helper.write_text(
         "#!/bin/sh\n"
-        'read server\n'
+        "read server\n"
         'if [ "$server" = "https://index.docker.io/v1/" ]; then\n'
         '  echo \'{"ServerURL": "x", "Username": "helper-user", "Secret": "helper-pw"}\'\n'
         "else\n"
@@ -388,7 +390,9 @@ def test_a_single_manifest_records_its_platform_from_the_config() -> None:
         if "/blobs/" in request.url.path:
             # Blobs usually live behind a redirect to storage.
             if request.url.host != "storage.example.com":
-                return httpx.Response(307, headers={"Location": "https://storage.example.com/blobs/x"})
+                return httpx.Response(
+                    307, headers={"Location": "https://storage.example.com/blobs/x"}
+                )
             return httpx.Response(200, content=config)
         headers = {"Docker-Content-Digest": digest_of(manifest), "Content-Type": DOCKER_MANIFEST}
         return httpx.Response(200, headers=headers, content=manifest)

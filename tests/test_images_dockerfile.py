@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import stat
 from datetime import UTC, datetime
 from pathlib import Path
@@ -132,7 +131,9 @@ def test_build_args_override_defaults_but_cannot_be_pinned_in_place() -> None:
     (entry,) = parse_dockerfile(text, build_args={"BASE": "python:3.12"})
     assert entry.reference == "python:3.12"
     assert entry.insert_at is None
-    assert pin_dockerfile_text(text, {"python:3.12": D1}, build_args={"BASE": "python:3.12"}) == text
+    assert (
+        pin_dockerfile_text(text, {"python:3.12": D1}, build_args={"BASE": "python:3.12"}) == text
+    )
 
 
 @pytest.mark.parametrize(
@@ -213,7 +214,7 @@ def test_pin_write_is_atomic_and_keeps_mode_and_symlinks(tmp_path: Path) -> None
     assert link.is_symlink()
     assert real.read_bytes() == original.replace(b"python:3.11", f"python:3.11@{D2}".encode())
     assert stat.S_IMODE(real.stat().st_mode) == 0o640
-    assert sorted(os.listdir(real.parent)) == ["Dockerfile.gpu"]  # no temporary left behind
+    assert [p.name for p in real.parent.iterdir()] == ["Dockerfile.gpu"]  # no temporary left behind
 
 
 def test_pin_write_leaves_a_pinned_file_untouched(tmp_path: Path) -> None:

@@ -97,8 +97,8 @@ def test_an_oci_index_records_the_index_and_each_platform(
         ("linux/arm64/v8", pushed.children["linux/arm64/v8"]),
     ]
     assert image.for_platform(PLATFORMS["linux-x86_64"]).digest == pushed.children["linux/amd64"]
-    assert image.for_platform(PLATFORMS["linux-aarch64"]).digest == (
-        pushed.children["linux/arm64/v8"]
+    assert (
+        image.for_platform(PLATFORMS["linux-aarch64"]).digest == (pushed.children["linux/arm64/v8"])
     )
     assert ResolvedImage.from_dict(json.loads(json.dumps(image.to_dict()))) == image
 
@@ -159,7 +159,7 @@ def test_deleted_and_unknown_tags_are_clear_errors(
     # distribution 2.8 answers an unknown repository as an unknown tag (MANIFEST_UNKNOWN).
     with pytest.raises(RegistryError, match=r"The tag 1 of .*/never/pushed does not exist"):
         client.resolve(registry.ref("never/pushed", "1"))
-    with pytest.raises(RegistryError, match="@sha256:0000.* does not exist"):
+    with pytest.raises(RegistryError, match=r"@sha256:0000.* does not exist"):
         client.resolve(f"{registry.host}/gone/app@sha256:" + "0" * 64)
 
 
@@ -232,9 +232,7 @@ def test_cli_pin_shows_then_writes(registry: Registry, pusher: Pusher, tmp_path:
     assert json.loads(again.stdout)["written"] is False
 
 
-def test_cli_errors_are_one_paragraph_with_exit_codes(
-    registry: Registry, tmp_path: Path
-) -> None:
+def test_cli_errors_are_one_paragraph_with_exit_codes(registry: Registry, tmp_path: Path) -> None:
     missing = lockd(tmp_path, "images", "resolve", registry.ref("cli/missing", "1"))
     assert missing.returncode == 3
     assert missing.stderr.startswith("error: The tag 1 of ")

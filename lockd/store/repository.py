@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -12,10 +12,11 @@ from sqlalchemy import Engine, event
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlmodel import Session, col, create_engine, select
 
+from ..drift import CheckError, DriftReport, Finding
 from ..errors import NotFoundError, StoreError, UsageError
 from ..lockset import Lockset, canonical_json
 from ..urls import strip_credentials
-from .tables import ArtifactRow, LockRow, LocksetRow, ProjectRow
+from .tables import ArtifactRow, DriftReportRow, LockRow, LocksetRow, ProjectRow, SnapshotRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +30,7 @@ class LocksetSummary:
     parent: str | None
     user: str
     git_commit: str | None
+    drift: str | None = None  # status of the last drift check of this lockset
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -41,6 +43,7 @@ class LocksetSummary:
             "parent": self.parent,
             "user": self.user,
             "git_commit": self.git_commit,
+            "drift": self.drift,
         }
 
 
@@ -219,13 +222,101 @@ class Store:
                     parent=row.parent_hash,
                     user=row.user,
                     git_commit=row.git_commit,
+                    drift=self._last_drift_status(session, row.hash),
                 )
                 for row, proj in session.exec(query).all()
             ]
 
+    @staticmethod
+    def _last_drift_status(session: Session, lockset_hash: str) -> str | None:
+        return session.exec(
+            select(DriftReportRow.status)
+            .where(DriftReportRow.lockset_hash == lockset_hash)
+            .order_by(col(DriftReportRow.id).desc())
+        ).first()
+
     def projects(self) -> list[str]:
         with Session(self.engine) as session:
             return list(session.exec(select(ProjectRow.name).order_by(ProjectRow.name)).all())
+
+    # -- drift -----------------------------------------------------------------
+
+    def record_drift(self, report: DriftReport) -> DriftReport:
+        """Store a drift report chained to the project's previous one; return it as stored."""
+        try:
+            with Session(self.engine) as session, session.begin():
+                project = self._project(session, report.project)
+                previous = session.exec(
+                    select(DriftReportRow.hash)
+                    .where(DriftReportRow.project_id == project.id)
+                    .order_by(col(DriftReportRow.id).desc())
+                ).first()
+                stored = replace(report, parent=previous)
+                body = stored.body()
+                row = DriftReportRow(
+                    hash=stored.hash,
+                    parent_hash=previous,
+                    project_id=project.id,  # type: ignore[arg-type]
+                    lockset_hash=stored.lockset,
+                    status=stored.status,
+                    checked_at=_parse_time(stored.checked_at),
+                    finding_count=len(stored.findings),
+                    document=canonical_json(body),
+                )
+                session.add(row)
+                session.flush()
+                for target, snapshot in sorted(stored.snapshots.items()):
+                    session.add(
+                        SnapshotRow(
+                            drift_report_id=row.id,  # type: ignore[arg-type]
+                            target=target,
+                            taken_at=_parse_time(str(snapshot.get("taken_at", stored.checked_at))),
+                            document=canonical_json(snapshot),
+                        )
+                    )
+                return stored
+        except SQLAlchemyError as exc:
+            raise StoreError(
+                f"Could not record the drift report: {exc}. Nothing was recorded."
+            ) from None
+
+    def drift_reports(
+        self, project: str | None = None, limit: int | None = None
+    ) -> list[DriftReport]:
+        """Drift reports, newest first."""
+        with Session(self.engine) as session:
+            query = select(DriftReportRow).join(ProjectRow).order_by(col(DriftReportRow.id).desc())
+            if project:
+                query = query.where(ProjectRow.name == project)
+            if limit:
+                query = query.limit(limit)
+            return [_to_drift(row) for row in session.exec(query).all()]
+
+    def baseline_snapshot(self, project: str, target: str) -> dict[str, Any] | None:
+        """The snapshot of ``target`` taken at the project's last clean check."""
+        with Session(self.engine) as session:
+            row = session.exec(
+                select(SnapshotRow)
+                .join(DriftReportRow)
+                .join(ProjectRow)
+                .where(ProjectRow.name == project, SnapshotRow.target == target)
+                .where(DriftReportRow.status == "clean")
+                .order_by(col(SnapshotRow.id).desc())
+            ).first()
+            return json.loads(row.document) if row else None
+
+
+def _to_drift(row: DriftReportRow) -> DriftReport:
+    data = json.loads(row.document)
+    return DriftReport(
+        project=data["project"],
+        lockset=data["lockset"],
+        checked_at=data["checked_at"],
+        findings=tuple(Finding.from_dict(f) for f in data["findings"]),
+        errors=tuple(CheckError(e.get("target"), e["check"], e["message"]) for e in data["errors"]),
+        checks=tuple(data.get("checks", [])),
+        parent=data.get("parent"),
+    )
 
 
 def _to_lockset(row: LocksetRow) -> Lockset:

@@ -62,3 +62,28 @@ class ArtifactRow(SQLModel, table=True):
     filename: str
     sha256: str
     kind: str
+
+
+class DriftReportRow(SQLModel, table=True):
+    __tablename__ = "drift_reports"
+
+    id: int | None = Field(default=None, primary_key=True)
+    hash: str = Field(index=True, unique=True)
+    parent_hash: str | None = None
+    project_id: int = Field(foreign_key="projects.id", index=True)
+    lockset_hash: str = Field(index=True)
+    status: str  # clean | drift | error
+    checked_at: datetime
+    finding_count: int
+    # The canonical JSON the hash was computed over.
+    document: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class SnapshotRow(SQLModel, table=True):
+    __tablename__ = "snapshots"
+
+    id: int | None = Field(default=None, primary_key=True)
+    drift_report_id: int = Field(foreign_key="drift_reports.id", index=True)
+    target: str
+    taken_at: datetime
+    document: str = Field(sa_column=Column(Text, nullable=False))

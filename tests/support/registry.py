@@ -371,7 +371,7 @@ class TokenServer:
         self.users = users
         self.requests: list[TokenRequest] = []
         # Docker Hub answers "token"; "access_token" is the OAuth spelling.
-        self.token_field = "token"  # noqa: S105 - a field name, not a secret
+        self.token_field = "token"
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "lockd test token issuer")])
         now = datetime.now(UTC)
