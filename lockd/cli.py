@@ -350,3 +350,85 @@ def db_upgrade(db: DbOption = None) -> None:
         )
     finally:
         store.close()
+
+
+class DriftFormat(StrEnum):
+    table = "table"
+    json = "json"
+    markdown = "markdown"
+    junit = "junit"
+
+
+@app.command()
+def drift(
+    project: Annotated[str | None, typer.Option("--project", help="Project to check (default: this directory's).")] = None,
+    lockset: Annotated[str | None, typer.Option("--lockset", help="Lockset hash or prefix (default: the latest).")] = None,
+    target: Annotated[str | None, typer.Option("--target", help="Only this target.")] = None,
+    all_projects: Annotated[bool, typer.Option("--all", help="Every project's latest lockset (the nightly job).")] = False,
+    python: Annotated[Path | None, typer.Option("--python", help="Compare this live interpreter's environment.")] = None,
+    snapshot: Annotated[Path | None, typer.Option("--snapshot", help="Compare a snapshot file (lockd snapshot -o).")] = None,
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Insist on rebuilding each target in a fresh venv.")] = False,
+    creep: Annotated[bool, typer.Option("--creep/--no-creep", help="Re-resolve the loose inputs today.")] = True,
+    images: Annotated[bool, typer.Option("--images/--no-images", help="Re-resolve recorded base-image tags.")] = True,
+    db: DbOption = None,
+    output_format: Annotated[DriftFormat, typer.Option("--format", help="Output format.")] = DriftFormat.table,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write the report to this file.")] = None,
+) -> None:
+    """Compare the record with reality: rebuild or inspect, re-resolve, re-check images."""
+    from .app.drift import DriftOptions, exit_code, run_drift
+    from .errors import UsageError
+    from .report import drift as render
+    from .settings import Settings
+
+    if python is not None and snapshot is not None:
+        raise UsageError("Give either --python or --snapshot, not both.")
+    if all_projects and (project or lockset or target or python or snapshot):
+        raise UsageError("--all checks every project's latest lockset; drop the other selectors.")
+    settings = Settings.from_env()
+    options = DriftOptions(
+        database_url=db or settings.database_url,
+        project=project,
+        lockset=lockset,
+        target=target,
+        all_projects=all_projects,
+        python=python,
+        snapshot=snapshot,
+        rebuild=True if rebuild else None,
+        creep=creep,
+        images=images,
+        concurrency=settings.concurrency,
+    )
+    reports = run_drift(options)
+    if output_format is DriftFormat.table and output is None:
+        render.print_drift_table(reports)
+    else:
+        text = {
+            DriftFormat.json: render.drift_json,
+            DriftFormat.markdown: render.drift_markdown,
+            DriftFormat.junit: render.drift_junit,
+            DriftFormat.table: render.drift_markdown,
+        }[output_format](reports)
+        if output is None:
+            sys.stdout.write(text)
+        else:
+            from .lockfiles.files import write_atomic
+
+            write_atomic(output, text.encode())
+    raise typer.Exit(exit_code(reports))
+
+
+class Scheduler(StrEnum):
+    cron = "cron"
+    systemd = "systemd"
+    k8s = "k8s"
+    github = "github"
+
+
+@app.command()
+def schedule(
+    print_: Annotated[Scheduler, typer.Option("--print", help="Which recipe to print.")],
+) -> None:
+    """Print a ready recipe for the nightly `lockd drift --all` run."""
+    from .report.schedule import recipe
+
+    sys.stdout.write(recipe(print_.value))

@@ -10,12 +10,20 @@ from __future__ import annotations
 import hashlib
 import io
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from urllib.parse import unquote, urljoin, urlsplit
 
 import httpx
-from packaging.utils import canonicalize_name
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
+from packaging.version import Version
 
 from .errors import PackageIndexError
 from .urls import redact, strip_credentials
@@ -151,3 +159,31 @@ def requires_dist(metadata: str) -> list[str]:
 
     message = HeaderParser().parsestr(metadata)
     return [str(value) for value in message.get_all("Requires-Dist") or []]
+
+
+def link_version(link: IndexLink) -> Version | None:
+    """The version of a wheel or sdist link, or ``None`` for anything else."""
+    try:
+        return parse_wheel_filename(link.filename)[1]
+    except InvalidWheelFilename:
+        pass
+    try:
+        return parse_sdist_filename(link.filename)[1]
+    except InvalidSdistFilename:
+        return None
+
+
+def listed_versions(links: Iterable[IndexLink]) -> tuple[str, ...]:
+    """Every version a project page lists, in page order."""
+    out: dict[str, None] = {}
+    for link in links:
+        version = link_version(link)
+        if version is not None:
+            out.setdefault(str(version), None)
+    return tuple(out)
+
+
+def files_of_version(links: Iterable[IndexLink], version: str) -> dict[str, str | None]:
+    """File name -> published sha256 (``None`` when listed without one) for one version."""
+    wanted = Version(version)
+    return {link.filename: link.sha256 for link in links if link_version(link) == wanted}

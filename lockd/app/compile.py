@@ -18,11 +18,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import tomli_w
-from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
 from .. import __version__
 from ..errors import LockdError, MatrixError, ResolutionError, UsageError, VerificationError
-from ..indexes import IndexClient, requires_dist
+from ..indexes import IndexClient, files_of_version, listed_versions, requires_dist
 from ..inputs import PipInputs, load_pip_inputs
 from ..lockfiles.files import StagedFiles
 from ..lockfiles.manifest import MANIFEST, read_manifest, render_manifest
@@ -307,24 +306,11 @@ def _offered(resolution: Resolution, plan: IndexPlan, client: IndexClient) -> tu
             continue
         index_url = plan.variant if plan.variant and plan.is_routed(package.name) else plan.default
         links = client.project_links(index_url, package.name)
-        versions: dict[str, None] = {}
-        files: dict[str, str] = {}
-        for link in links:
-            version = _version_of(link.filename)
-            if version is None:
-                continue
-            versions.setdefault(version, None)
-            if canonicalize_name(version) == canonicalize_name(package.version) and link.sha256:
-                files[link.filename] = link.sha256
-        out.append(Offered(package.name, strip_credentials(index_url), tuple(versions), files))
+        files = {f: h for f, h in files_of_version(links, package.version).items() if h}
+        out.append(
+            Offered(package.name, strip_credentials(index_url), listed_versions(links), files)
+        )
     return tuple(sorted(out, key=lambda o: o.name))
-
-
-def _version_of(filename: str) -> str | None:
-    try:
-        return str(parse_wheel_filename(filename)[1])
-    except InvalidWheelFilename:
-        return None
 
 
 def _render_files(lock: Lock, plan: IndexPlan, target: Target) -> dict[str, bytes]:

@@ -108,6 +108,7 @@ class RegistryClient:
         return f"RegistryClient(insecure={sorted(self._options.insecure)!r})"
 
     def close(self) -> None:
+        """Close the HTTP connections."""
         self._http.close()
 
     def digest(self, reference: str | ImageRef) -> str:
@@ -115,14 +116,15 @@ class RegistryClient:
         ref = parse_reference(reference) if isinstance(reference, str) else reference
         if ref.digest:
             return self._manifest(ref, ref.digest)[0]
-        response = self._call(ref, "HEAD", f"/manifests/{ref.tag}", accept=ACCEPT)
+        tag = ref.tag or "latest"
+        response = self._call(ref, "HEAD", f"/manifests/{tag}", accept=ACCEPT)
         header = str(response.headers.get("Docker-Content-Digest", ""))
         if response.status_code == 200 and DIGEST_RE.fullmatch(header):
             return header
         if response.status_code in _RETRIED or response.status_code in (401, 403):
             self._fail(ref, response)  # a GET would only repeat (and count) the failure
         # No digest header, HEAD refused, or a 404 whose reason only a GET body tells.
-        return self._manifest(ref, ref.tag or "latest")[0]
+        return self._manifest(ref, tag)[0]
 
     def resolve(self, reference: str) -> ResolvedImage:
         """Resolve a reference to its digest and its platforms' digests."""
@@ -218,10 +220,13 @@ class RegistryClient:
         if challenge is None:
             return False
         if challenge.scheme == "bearer":
-            header = "Bearer " + self._token(ref, challenge.params, creds)
-        elif challenge.scheme == "basic" and creds is not None:
-            if not self._may_send_secret(response.request.url):
-                return False
+            token, creds = self._token(ref, challenge.params, creds)
+            header = f"Bearer {token}"
+        elif (
+            challenge.scheme == "basic"
+            and creds is not None
+            and self._may_send_secret(response.request.url)
+        ):
             header = creds.basic()
         else:
             return False
@@ -232,7 +237,10 @@ class RegistryClient:
             self._used[key] = creds
         return True
 
-    def _token(self, ref: ImageRef, params: Mapping[str, str], creds: Credentials | None) -> str:
+    def _token(
+        self, ref: ImageRef, params: Mapping[str, str], creds: Credentials | None
+    ) -> tuple[str, Credentials | None]:
+        """A bearer token from the challenge's realm, and the credentials that were sent."""
         realm = params.get("realm", "")
         if urlsplit(realm).scheme not in ("http", "https"):
             raise RegistryError(
@@ -266,7 +274,7 @@ class RegistryClient:
         )
         if not isinstance(token, str) or not token:
             raise RegistryError(f"The token service {realm} answered without a token.")
-        return token
+        return token, creds
 
     def _send(
         self,

@@ -108,10 +108,9 @@ def pin_dockerfile_text(
     """
     edits: dict[int, str] = {}
     for entry in parse_dockerfile(text, build_args=build_args):
-        if entry.kind is FromKind.IMAGE and not entry.is_pinned and entry.insert_at is not None:
-            digest = digests.get(entry.reference)
-            if digest:
-                edits[entry.insert_at] = f"@{digest}"
+        # insert_at is None for stages, scratch, pinned and assembled references.
+        if entry.insert_at is not None and (digest := digests.get(entry.reference)):
+            edits[entry.insert_at] = f"@{digest}"
     for offset in sorted(edits, reverse=True):
         text = text[:offset] + edits[offset] + text[offset:]
     return text

@@ -59,6 +59,7 @@ class PlatformDigest:
         return f"{base}/{self.variant}" if self.variant else base
 
     def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict; ``from_dict`` reads it back."""
         return {
             "os": self.os,
             "architecture": self.architecture,
@@ -69,6 +70,7 @@ class PlatformDigest:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PlatformDigest:
+        """Read ``to_dict``'s output; ``FormatError`` on a wrong shape."""
         variant = data.get("variant")
         return cls(
             os=_text(data, "os"),
@@ -99,6 +101,7 @@ class ResolvedImage:
 
     @property
     def is_index(self) -> bool:
+        """The tag points at an index (multi-platform), not at one manifest."""
         return self.media_type in INDEX_TYPES
 
     @property

@@ -46,6 +46,7 @@ class PinnedFrom:
         return f"{self.instruction.reference}@{self.image.index_digest}"
 
     def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (``lockd images pin --format json``)."""
         entry = self.instruction
         return {
             "line": entry.line,
@@ -77,6 +78,7 @@ class DockerfilePins:
         return tuple(seen.values())
 
     def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (``lockd images pin --format json``)."""
         return {
             "dockerfile": str(self.path),
             "changed": self.changed,

@@ -13,7 +13,7 @@ from ..errors import LockdError
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from ..app import CompileResult, ProgressHook
+    from ..app.compile import CompileResult, ProgressHook
     from ..lockset import Lockset
 
 

@@ -17,6 +17,7 @@ from ..errors import NotFoundError, StoreError, UsageError
 from ..lockset import Lockset, canonical_json
 from ..urls import strip_credentials
 from .tables import ArtifactRow, DriftReportRow, LockRow, LocksetRow, ProjectRow, SnapshotRow
+from .verify import ChainReport, Records, check_chains, load_records
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,6 +305,16 @@ class Store:
                 .order_by(col(SnapshotRow.id).desc())
             ).first()
             return json.loads(row.document) if row else None
+
+    # -- tamper evidence ---------------------------------------------------------
+
+    def chain_records(self, project: str | None = None) -> Records:
+        """Every lockset and drift report row as plain records (one query per table)."""
+        return load_records(self.engine, project)
+
+    def verify_chains(self, project: str | None = None) -> ChainReport:
+        """Recompute the hash chains and cross-check the rows against their documents."""
+        return check_chains(self.chain_records(project))
 
 
 def _to_drift(row: DriftReportRow) -> DriftReport:

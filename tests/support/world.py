@@ -9,7 +9,7 @@ shows only in its ``nvidia-cuda-runtime-cu12`` requirement.
 
 from __future__ import annotations
 
-from .pyindex import IndexServer
+from .pyindex import Index, IndexServer
 from .wheels import WheelSpec as W
 
 LINUX_X86 = "manylinux_2_28_x86_64"
@@ -112,3 +112,8 @@ def build_world(server: IndexServer) -> IndexServer:
             upload_time=None,
         )
     return server
+
+
+def index_at(server: IndexServer, prefix: str) -> Index:
+    """The index served under ``prefix`` (``/simple``, ``/whl/cu124``)."""
+    return next(index for index in server.indexes if index.prefix == prefix)

@@ -1,0 +1,153 @@
+"""Drift report renderers: JSON (the DESIGN contract), Markdown, JUnit XML, rich table."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from typing import Any
+
+from ..drift import DriftReport, Finding
+
+_STATUS_ORDER = {"clean": 0, "error": 1, "drift": 2}
+
+
+def overall_status(reports: Sequence[DriftReport]) -> str:
+    return max((r.status for r in reports), key=_STATUS_ORDER.__getitem__, default="clean")
+
+
+def drift_json(reports: Sequence[DriftReport]) -> str:
+    """One report as DESIGN.md specifies it; several (``--all``) wrapped in ``reports``."""
+    data: Any = (
+        reports[0].to_dict()
+        if len(reports) == 1
+        else {"status": overall_status(reports), "reports": [r.to_dict() for r in reports]}
+    )
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
+def drift_markdown(reports: Sequence[DriftReport]) -> str:
+    lines = [f"# lockd drift: {overall_status(reports)}", ""]
+    for report in reports:
+        lines += [
+            f"## {report.project} — {report.status}",
+            "",
+            f"Lockset `{report.lockset[:12] or '-'}`, checked {report.checked_at}; "
+            f"checks: {', '.join(report.checks) or 'none'}.",
+            "",
+        ]
+        if report.findings:
+            lines += [
+                "| kind | target | package | expected | actual | severity | detail |",
+                "| --- | --- | --- | --- | --- | --- | --- |",
+            ]
+            lines += [_md_row(f) for f in report.findings]
+            lines.append("")
+        for error in report.errors:
+            lines.append(
+                f"- could not check {error.check} ({error.target or 'all'}): {error.message}"
+            )
+        if not report.findings and not report.errors:
+            lines.append("No drift.")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _md_row(finding: Finding) -> str:
+    cells = [
+        finding.kind,
+        finding.target or "",
+        finding.package or "",
+        finding.expected or "",
+        finding.actual or "",
+        finding.severity,
+        finding.detail,
+    ]
+    return "| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
+
+
+def drift_junit(reports: Sequence[DriftReport]) -> str:
+    """One test suite per project, one test case per check; findings are failures."""
+    suites = ET.Element("testsuites", name="lockd drift")
+    for report in reports:
+        cases: dict[str, list[Finding]] = {check: [] for check in report.checks}
+        for finding in report.findings:
+            cases.setdefault(_check_of(report, finding), []).append(finding)
+        suite = ET.SubElement(
+            suites,
+            "testsuite",
+            name=f"lockd drift: {report.project}",
+            tests=str(len(cases) + len(report.errors)),
+            failures=str(sum(1 for found in cases.values() if found)),
+            errors=str(len(report.errors)),
+            timestamp=report.checked_at,
+        )
+        for check, found in cases.items():
+            case = ET.SubElement(suite, "testcase", classname=report.project, name=check)
+            if found:
+                failure = ET.SubElement(
+                    case, "failure", message=f"{len(found)} finding(s)", type="drift"
+                )
+                failure.text = "\n".join(_line(f) for f in found)
+        for error in report.errors:
+            case = ET.SubElement(
+                suite, "testcase", classname=report.project, name=f"{error.check}:{error.target}"
+            )
+            ET.SubElement(case, "error", message=error.message, type="check-error")
+    ET.indent(suites)
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
+    )
+
+
+def _check_of(report: DriftReport, finding: Finding) -> str:
+    if finding.kind.startswith("image-"):
+        return "images"
+    if finding.kind == "version-creep":
+        return f"creep:{finding.target}"
+    return next(
+        (
+            c
+            for c in report.checks
+            if c.endswith(f":{finding.target}") and not c.startswith("creep")
+        ),
+        f"check:{finding.target}",
+    )
+
+
+def _line(finding: Finding) -> str:
+    where = " ".join(p for p in (finding.target, finding.package) if p)
+    return f"[{finding.kind}] {where}: expected {finding.expected}, got {finding.actual}" + (
+        f" ({finding.detail})" if finding.detail else ""
+    )
+
+
+def print_drift_table(reports: Sequence[DriftReport]) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = Console(highlight=False, soft_wrap=True)
+    for report in reports:
+        colour = {"clean": "green", "drift": "red", "error": "yellow"}[report.status]
+        console.print(
+            f"[bold]{escape(report.project)}[/] lockset {report.lockset[:12] or '-'}: "
+            f"[{colour}]{report.status}[/] ({len(report.findings)} finding(s), "
+            f"checks: {escape(', '.join(report.checks) or 'none')})"
+        )
+        if report.findings:
+            table = Table()
+            for column in ("kind", "target", "package", "expected", "actual", "detail"):
+                table.add_column(column)
+            for f in report.findings:
+                table.add_row(
+                    *(
+                        escape(x or "")
+                        for x in (f.kind, f.target, f.package, f.expected, f.actual, f.detail)
+                    )
+                )
+            console.print(table)
+        for error in report.errors:
+            console.print(
+                f"[yellow]could not check[/] {escape(error.check)}: {escape(error.message)}"
+            )

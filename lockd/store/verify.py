@@ -1,0 +1,591 @@
+"""Tamper evidence: recompute the hash chains and cross-check the rows against the documents.
+
+Every lockset and drift report row keeps the canonical JSON its ``hash`` was
+computed over (``document``) and its predecessor's hash (``parent_hash``),
+chained per project. :func:`check_chains` is pure: it takes the rows as plain
+records (loaded by :func:`load_records`, one query per table) and reports, per
+project, every record that was altered (a hash that does not match its
+document, a column or lock/artifact row that contradicts it) or removed (a
+parent link or drift report pointing at a lockset that is not there).
+
+What a chain cannot show: the newest record of a project can be replaced
+consistently (document and hash rewritten together) because nothing points
+at it yet. The head hashes are therefore reported, so that they can be
+anchored elsewhere (``locks/lockd.json`` in version control holds the head
+lockset's hash).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Engine
+from sqlmodel import SQLModel
+
+from ..drift import DRIFT_FORMAT
+from ..lockset import LOCKSET_FORMAT, canonical_json
+from . import tables as _tables  # noqa: F401 - registers the tables in SQLModel.metadata
+
+ARTIFACT_FIELDS = ("name", "version", "index", "url", "filename", "sha256", "kind")
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactRecord:
+    """One ``artifacts`` row."""
+
+    id: int
+    name: str
+    version: str
+    index: str
+    url: str
+    filename: str
+    sha256: str
+    kind: str
+
+
+@dataclass(frozen=True, slots=True)
+class LockRecord:
+    """One ``locks`` row with its artifact rows."""
+
+    id: int
+    target: str
+    flavour: str | None
+    files: Mapping[str, str]
+    artifacts: tuple[ArtifactRecord, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LocksetRecord:
+    """One ``locksets`` row: the document, the hash and the columns derived from it."""
+
+    id: int
+    project: str
+    hash: str
+    parent_hash: str | None
+    document: str
+    columns: Mapping[str, Any]  # the normalized columns, JSON-ready (times as UTC ISO)
+    locks: tuple[LockRecord, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DriftRecord:
+    """One ``drift_reports`` row."""
+
+    id: int
+    project: str
+    hash: str
+    parent_hash: str | None
+    document: str
+    columns: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Records:
+    """Everything the chains are made of, in insertion order per table."""
+
+    locksets: tuple[LocksetRecord, ...]
+    drift_reports: tuple[DriftRecord, ...]
+    orphan_locks: tuple[tuple[int, int], ...] = ()  # (lock id, missing lockset id)
+    orphan_artifacts: tuple[tuple[int, int], ...] = ()  # (artifact id, missing lock id)
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One record that was altered or removed."""
+
+    project: str | None
+    record: str  # "lockset" | "drift-report" | "lock" | "artifact"
+    ref: str  # the record's hash, or "id N" for rows without one
+    change: str  # "altered" | "removed"
+    detail: str
+
+    def describe(self) -> str:
+        where = f" of project {self.project}" if self.project else ""
+        return f"{self.record} {self.ref}{where} was {self.change}: {self.detail}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "project": self.project,
+            "record": self.record,
+            "ref": self.ref,
+            "change": self.change,
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectChain:
+    """The outcome for one project's two chains."""
+
+    project: str
+    locksets: int
+    drift_reports: int
+    head_lockset: str | None
+    head_drift_report: str | None
+    problems: tuple[Problem, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "project": self.project,
+            "verified": self.ok,
+            "locksets": self.locksets,
+            "drift_reports": self.drift_reports,
+            "head_lockset": self.head_lockset,
+            "head_drift_report": self.head_drift_report,
+            "problems": [p.to_dict() for p in self.problems],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ChainReport:
+    """Every project's chains, plus rows that belong to no record any more."""
+
+    projects: tuple[ProjectChain, ...]
+    orphans: tuple[Problem, ...] = field(default=())
+
+    @property
+    def ok(self) -> bool:
+        return not self.orphans and all(p.ok for p in self.projects)
+
+    @property
+    def problems(self) -> tuple[Problem, ...]:
+        """All problems, each project's in chain order, orphans last."""
+        return (*(p for chain in self.projects for p in chain.problems), *self.orphans)
+
+    @property
+    def first(self) -> Problem | None:
+        """The first altered or removed record (the earliest in its chain)."""
+        problems = self.problems
+        return problems[0] if problems else None
+
+    def project(self, name: str) -> ProjectChain | None:
+        return next((p for p in self.projects if p.project == name), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        first = self.first
+        return {
+            "verified": self.ok,
+            "first_problem": first.to_dict() if first else None,
+            "projects": [p.to_dict() for p in self.projects],
+            "orphans": [p.to_dict() for p in self.orphans],
+            "locksets": sum(p.locksets for p in self.projects),
+            "drift_reports": sum(p.drift_reports for p in self.projects),
+        }
+
+
+# -- the pure checker ------------------------------------------------------------
+
+
+def check_chains(records: Records) -> ChainReport:
+    """Recompute every chain and cross-check every row (pure)."""
+    locksets: dict[str, list[LocksetRecord]] = defaultdict(list)
+    drifts: dict[str, list[DriftRecord]] = defaultdict(list)
+    for record in records.locksets:
+        locksets[record.project].append(record)
+    for drift in records.drift_reports:
+        drifts[drift.project].append(drift)
+    chains = []
+    for project in sorted(set(locksets) | set(drifts)):
+        own, reports = locksets.get(project, []), drifts.get(project, [])
+        found = _lockset_chain(project, own) + _drift_chain(project, reports, {r.hash for r in own})
+        # A removed lockset can be named twice (by its child and by a drift report).
+        problems = list({(p.record, p.ref, p.change): p for p in reversed(found)}.values())[::-1]
+        chains.append(
+            ProjectChain(
+                project=project,
+                locksets=len(own),
+                drift_reports=len(reports),
+                head_lockset=own[-1].hash if own else None,
+                head_drift_report=reports[-1].hash if reports else None,
+                problems=tuple(problems),
+            )
+        )
+    # Rows left behind by a deleted parent row name it by its id (one problem per id).
+    orphans: dict[tuple[str, int], Problem] = {}
+    for table, kind, pairs in (
+        ("locks", "lockset", records.orphan_locks),
+        ("artifacts", "lock", records.orphan_artifacts),
+    ):
+        for row_id, parent_id in pairs:
+            orphans.setdefault(
+                (kind, parent_id),
+                Problem(
+                    None,
+                    kind,
+                    f"id {parent_id}",
+                    "removed",
+                    f"row {row_id} of the {table} table still refers to it",
+                ),
+            )
+    return ChainReport(tuple(chains), tuple(orphans.values()))
+
+
+def _lockset_chain(project: str, records: Sequence[LocksetRecord]) -> list[Problem]:
+    problems: list[Problem] = []
+    seen: set[str] = set()
+    for index, record in enumerate(records):
+        # The parent link first: a gap means the parent was removed (or rewritten).
+        problem = _link(
+            project, "lockset", record.hash, record.parent_hash, seen=seen, first=index == 0
+        )
+        if problem:
+            problems.append(problem)
+        seen.add(record.hash)
+        detail = _lockset_difference(record)
+        if detail:
+            problems.append(Problem(project, "lockset", record.hash, "altered", detail))
+    return problems
+
+
+def _drift_chain(project: str, records: Sequence[DriftRecord], locksets: set[str]) -> list[Problem]:
+    problems: list[Problem] = []
+    seen: set[str] = set()
+    for index, record in enumerate(records):
+        problem = _link(
+            project, "drift-report", record.hash, record.parent_hash, seen=seen, first=index == 0
+        )
+        if problem:
+            problems.append(problem)
+        seen.add(record.hash)
+        detail = _drift_difference(record)
+        if detail:
+            problems.append(Problem(project, "drift-report", record.hash, "altered", detail))
+        checked = record.columns.get("lockset_hash")
+        if isinstance(checked, str) and checked not in locksets:
+            # A drift check names its lockset: this also catches a removed newest lockset.
+            problems.append(
+                Problem(
+                    project,
+                    "lockset",
+                    checked,
+                    "removed",
+                    f"drift report {record.hash} checked it, but it is not in the database",
+                )
+            )
+    return problems
+
+
+def _link(
+    project: str, kind: str, ref: str, parent: str | None, *, seen: set[str], first: bool
+) -> Problem | None:
+    if parent is None:
+        if first:
+            return None
+        return Problem(
+            project,
+            kind,
+            ref,
+            "altered",
+            "it names no parent although earlier records exist: the chain was cut here",
+        )
+    if parent in seen:
+        return None
+    return Problem(
+        project,
+        kind,
+        parent,
+        "removed",
+        f"{kind} {ref} names it as its parent, but it is not in the database before it "
+        "(removed, or altered and re-hashed)",
+    )
+
+
+def _parse(record: LocksetRecord | DriftRecord, fmt: str) -> tuple[dict[str, Any] | None, str]:
+    """The document as a dict, or why it cannot be trusted."""
+    if hashlib.sha256(record.document.encode()).hexdigest() != record.hash:
+        return None, "its document no longer matches its hash"
+    try:
+        data = json.loads(record.document)
+    except ValueError:
+        return None, "its document is not JSON"
+    if not isinstance(data, dict) or data.get("format") != fmt:
+        return None, f"its document is not a {fmt} document"
+    if canonical_json(data) != record.document:
+        return None, "its document is not in canonical form (it was rewritten and re-hashed)"
+    return data, _filing_difference(record, data)
+
+
+def _filing_difference(record: LocksetRecord | DriftRecord, data: Mapping[str, Any]) -> str:
+    """Where the row files the document (project, parent) against what the document says."""
+    if data.get("parent") != record.parent_hash:
+        return (
+            f"parent_hash column {_short(record.parent_hash)} differs from the document's "
+            f"parent {_short(data.get('parent'))}"
+        )
+    if data.get("project") != record.project:
+        return (
+            f"it is filed under project {record.project!r}, "
+            f"its document says {data.get('project')!r}"
+        )
+    return ""
+
+
+def _lockset_difference(record: LocksetRecord) -> str:
+    """Why the row, its locks or artifacts contradict the document; '' when they agree."""
+    data, why = _parse(record, LOCKSET_FORMAT)
+    if data is None or why:
+        return why
+    try:
+        expected = _lockset_columns(data)
+    except (KeyError, TypeError, AttributeError):
+        return "its document lacks fields every lockset has"
+    for name, value in expected.items():
+        if record.columns.get(name) != value:
+            return (
+                f"column {name} is {_show(record.columns.get(name))} in the locksets table, "
+                f"{_show(value)} in the document"
+            )
+    return _locks_difference(record.locks, data["locks"])
+
+
+def _lockset_columns(data: Mapping[str, Any]) -> dict[str, Any]:
+    prov = data["provenance"]
+    return {
+        "input_key": data["input_key"],
+        "resolver": data["resolver"]["name"],
+        "resolver_version": data["resolver"]["version"],
+        "cutoff": data["cutoff"],
+        "created_at": _utc(prov["created_at"]),
+        "user": prov["user"],
+        "host": prov["host"],
+        "git_commit": prov.get("git_commit"),
+        "status": "partial" if data["failures"] else "complete",
+        "targets": data["targets"],
+        "inputs": data["inputs"],
+        "indexes": data["indexes"],
+        "failures": data["failures"],
+    }
+
+
+def _locks_difference(rows: Sequence[LockRecord], locks: Sequence[Mapping[str, Any]]) -> str:
+    by_target = {row.target: row for row in rows}
+    documented = {lock["target"] for lock in locks}
+    for target in sorted(set(by_target) - documented):
+        return f"locks row {by_target[target].id} for target {target} is not in the document"
+    for lock in locks:
+        row = by_target.get(lock["target"])
+        if row is None:
+            return f"the lock of target {lock['target']} is missing from the locks table"
+        if row.flavour != lock.get("flavour"):
+            return (
+                f"target {row.target}: flavour {_show(row.flavour)} in the locks table, "
+                f"{_show(lock.get('flavour'))} in the document"
+            )
+        if dict(row.files) != lock.get("files", {}):
+            return f"target {row.target}: the lock file hashes differ from the document"
+        detail = _artifacts_difference(row, lock["artifacts"])
+        if detail:
+            return f"target {row.target}: {detail}"
+    return ""
+
+
+def _artifacts_difference(row: LockRecord, artifacts: Sequence[Mapping[str, Any]]) -> str:
+    stored = {(a.name, a.filename): a for a in row.artifacts}
+    for artifact in artifacts:
+        key = (artifact["name"], artifact["filename"])
+        found = stored.pop(key, None)
+        if found is None:
+            return (
+                f"artifact {artifact['name']} {artifact['filename']} is missing from the "
+                "artifacts table"
+            )
+        for name in ARTIFACT_FIELDS:
+            if getattr(found, name) != artifact.get(name, "wheel" if name == "kind" else None):
+                return (
+                    f"artifact {found.name} {found.version} ({found.filename}, row {found.id}): "
+                    f"{name} is {_show(getattr(found, name))} in the artifacts table, "
+                    f"{_show(artifact.get(name))} in the document"
+                )
+    for extra in stored.values():
+        return f"artifact row {extra.id} ({extra.name} {extra.filename}) is not in the document"
+    return ""
+
+
+def _drift_difference(record: DriftRecord) -> str:
+    data, why = _parse(record, DRIFT_FORMAT)
+    if data is None or why:
+        return why
+    try:
+        findings = data["findings"]
+        expected = {
+            "lockset_hash": data["lockset"],
+            "status": "drift" if findings else ("error" if data["errors"] else "clean"),
+            "checked_at": _utc(data["checked_at"]),
+            "finding_count": len(findings),
+        }
+    except (KeyError, TypeError, ValueError):
+        return "its document lacks fields every drift report has"
+    if data.get("status") != expected["status"]:
+        return f"its status {data.get('status')!r} contradicts its findings"
+    for name, value in expected.items():
+        if record.columns.get(name) != value:
+            return (
+                f"column {name} is {_show(record.columns.get(name))} in the drift_reports "
+                f"table, {_show(value)} in the document"
+            )
+    return ""
+
+
+def _utc(value: str | datetime) -> str:
+    """One spelling for a moment: ISO, UTC, seconds (how both sides are compared)."""
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment.isoformat(timespec="seconds") + "Z"
+
+
+def _short(value: object) -> str:
+    return str(value)[:12] if value else "none"
+
+
+def _show(value: object) -> str:
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= 80 else text[:77] + "…"
+
+
+# -- loading (one query per table) -------------------------------------------------
+
+_LOCKSET_COLUMNS = (
+    "input_key",
+    "resolver",
+    "resolver_version",
+    "cutoff",
+    "created_at",
+    "user",
+    "host",
+    "git_commit",
+    "status",
+    "targets",
+    "inputs",
+    "indexes",
+    "failures",
+)
+_DRIFT_COLUMNS = ("lockset_hash", "status", "checked_at", "finding_count")
+
+
+def load_records(engine: Engine, project: str | None = None) -> Records:
+    """Read every row the chains consist of, one query per table.
+
+    Rows whose parent row is gone (orphans) are looked for only across all
+    projects: with ``project`` they cannot be attributed to it.
+    """
+    tables = SQLModel.metadata.tables
+    locksets_t, projects_t, drifts_t = (
+        tables["locksets"],
+        tables["projects"],
+        tables["drift_reports"],
+    )
+    locksets, projects, drifts = locksets_t.c, projects_t.c, drifts_t.c
+    locks, artifacts = tables["locks"].c, tables["artifacts"].c
+    lockset_query = (
+        sa.select(
+            locksets.id,
+            projects.name,
+            locksets.hash,
+            locksets.parent_hash,
+            locksets.document,
+            *(locksets[name] for name in _LOCKSET_COLUMNS),
+        )
+        .join_from(locksets_t, projects_t)
+        .order_by(locksets.id)
+    )
+    lock_query = sa.select(
+        locks.id, locks.lockset_id, locks.target, locks.flavour, locks.files
+    ).order_by(locks.id)
+    artifact_query = sa.select(
+        artifacts.id, artifacts.lock_id, *(artifacts[name] for name in ARTIFACT_FIELDS)
+    ).order_by(artifacts.id)
+    drift_query = (
+        sa.select(
+            drifts.id,
+            projects.name,
+            drifts.hash,
+            drifts.parent_hash,
+            drifts.document,
+            *(drifts[name] for name in _DRIFT_COLUMNS),
+        )
+        .join_from(drifts_t, projects_t)
+        .order_by(drifts.id)
+    )
+    if project is not None:
+        own = sa.select(locksets.id).join_from(locksets_t, projects_t)
+        own = own.where(projects.name == project)
+        own_locks = sa.select(locks.id).where(locks.lockset_id.in_(own))
+        lockset_query = lockset_query.where(projects.name == project)
+        drift_query = drift_query.where(projects.name == project)
+        lock_query = lock_query.where(locks.lockset_id.in_(own))
+        artifact_query = artifact_query.where(artifacts.lock_id.in_(own_locks))
+    with engine.connect() as conn:
+        lockset_rows = conn.execute(lockset_query).all()
+        lock_rows = conn.execute(lock_query).all()
+        artifact_rows = conn.execute(artifact_query).all()
+        drift_rows = conn.execute(drift_query).all()
+    return assemble(
+        lockset_rows, lock_rows, artifact_rows, drift_rows, all_projects=project is None
+    )
+
+
+def assemble(
+    lockset_rows: Iterable[Sequence[Any]],
+    lock_rows: Iterable[Sequence[Any]],
+    artifact_rows: Iterable[Sequence[Any]],
+    drift_rows: Iterable[Sequence[Any]],
+    *,
+    all_projects: bool = True,
+) -> Records:
+    """Group plain row tuples (in the column order :func:`load_records` selects) into records."""
+    artifacts: dict[int, list[ArtifactRecord]] = defaultdict(list)
+    for artifact_id, lock_id, *values in artifact_rows:
+        artifacts[lock_id].append(ArtifactRecord(artifact_id, *values))
+    locks: dict[int, list[LockRecord]] = defaultdict(list)
+    for lock_id, lockset_id, target, flavour, files in lock_rows:
+        locks[lockset_id].append(
+            LockRecord(lock_id, target, flavour, files or {}, tuple(artifacts.pop(lock_id, ())))
+        )
+    locksets = []
+    for lockset_id, project, digest, parent, document, *values in lockset_rows:
+        columns = dict(zip(_LOCKSET_COLUMNS, values, strict=True))
+        columns["created_at"] = _utc(columns["created_at"])
+        own = tuple(locks.pop(lockset_id, ()))
+        locksets.append(LocksetRecord(lockset_id, project, digest, parent, document, columns, own))
+    drifts = []
+    for drift_id, project, digest, parent, document, *values in drift_rows:
+        columns = dict(zip(_DRIFT_COLUMNS, values, strict=True))
+        columns["checked_at"] = _utc(columns["checked_at"])
+        drifts.append(DriftRecord(drift_id, project, digest, parent, document, columns))
+    orphan_locks: list[tuple[int, int]] = []
+    orphan_artifacts: list[tuple[int, int]] = []
+    if all_projects:
+        orphan_locks = sorted(
+            (lock.id, parent_id) for parent_id, rows in locks.items() for lock in rows
+        )
+        orphan_artifacts = sorted(
+            (a.id, parent_id) for parent_id, rows in artifacts.items() for a in rows
+        )
+    return Records(tuple(locksets), tuple(drifts), tuple(orphan_locks), tuple(orphan_artifacts))
+
+
+__all__ = [
+    "ArtifactRecord",
+    "ChainReport",
+    "DriftRecord",
+    "LockRecord",
+    "LocksetRecord",
+    "Problem",
+    "ProjectChain",
+    "Records",
+    "assemble",
+    "check_chains",
+    "load_records",
+]

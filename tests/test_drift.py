@@ -1,0 +1,334 @@
+"""`lockd drift` end to end: planted drift is found, a clean state is silent.
+
+Each test gets its own PyTorch-shaped world (so it may change what the
+indexes serve), compiles a lock with the real CLI, and then drifts it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Run, hermetic_env
+from tests.support.pyindex import IndexServer
+from tests.support.wheels import WheelSpec
+from tests.support.world import LINUX_X86, build_world, index_at
+
+HOST_PY = f"{sys.version_info.major}.{sys.version_info.minor}"
+HOST_TAG = f"py{sys.version_info.major}{sys.version_info.minor}"
+CP = f"cp{sys.version_info.major}{sys.version_info.minor}"
+CU_TARGET = f"linux-x86_64-{HOST_TAG}-cu124"
+
+LockdRunner = Callable[..., Run]
+
+
+@pytest.fixture
+def own_world() -> Iterator[IndexServer]:
+    server = build_world(IndexServer()).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def drift_lockd(lockd: LockdRunner, own_world: IndexServer) -> LockdRunner:
+    env = {
+        "LOCKD_INDEX_URL": f"{own_world.url}/simple",
+        "LOCKD_PYTORCH_INDEX": f"{own_world.url}/whl",
+    }
+
+    def run(*args: str, **kwargs: object) -> Run:
+        extra = dict(kwargs.pop("env", {}) or {})  # type: ignore[call-overload]
+        return lockd(*args, env={**env, **extra}, **kwargs)
+
+    return run
+
+
+def compile_lock(run: LockdRunner, tmp_path: Path, reqs: str, *args: str) -> str:
+    (tmp_path / "requirements.in").write_text(reqs)
+    result = run(
+        "compile",
+        "--cuda",
+        "cu124",
+        "--platform",
+        "linux-x86_64",
+        "--python",
+        HOST_PY,
+        *args,
+        "--format",
+        "json",
+    )
+    assert result.returncode == 0, result.output
+    return str(json.loads(result.stdout)["lockset"])
+
+
+def drift_json(run: LockdRunner, *args: str, code: int | None = None) -> dict:  # type: ignore[type-arg]
+    result = run("drift", *args, "--format", "json")
+    assert "Traceback" not in result.output
+    if code is not None:
+        assert result.returncode == code, result.output
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+def kinds(report: dict) -> set[tuple[str, str | None]]:  # type: ignore[type-arg]
+    return {(f["kind"], f["package"]) for f in report["findings"]}
+
+
+def venv_from_lock(tmp_path: Path, name: str = "live") -> Path:
+    """Install the recorded requirements file into a fresh venv, as a deployment would."""
+    from lockd.resolvers.uv import uv_binary
+
+    env = hermetic_env(tmp_path, UV_CACHE_DIR=str(tmp_path / "uvc"))
+    venv = tmp_path / name
+    subprocess.run(
+        [uv_binary(), "venv", "-q", "--python", sys.executable, str(venv)], env=env, check=True
+    )
+    req = tmp_path / "locks" / f"{CU_TARGET}.requirements.txt"
+    subprocess.run(
+        [
+            uv_binary(),
+            "pip",
+            "sync",
+            "-q",
+            "--require-hashes",
+            "--python",
+            str(venv / "bin" / "python"),
+            str(req),
+        ],
+        env=env,
+        check=True,
+    )
+    return venv / "bin" / "python"
+
+
+def uv_pip(tmp_path: Path, python: Path, *args: str) -> None:
+    from lockd.resolvers.uv import uv_binary
+
+    env = hermetic_env(tmp_path, UV_CACHE_DIR=str(tmp_path / "uvc"))
+    subprocess.run(
+        [uv_binary(), "pip", *args, "--python", str(python)],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+
+
+def test_clean_rebuild_reports_nothing_twice(drift_lockd: LockdRunner, tmp_path: Path) -> None:
+    lockset = compile_lock(drift_lockd, tmp_path, "torch==2.6.0\nrequests\n")
+    first = drift_json(drift_lockd, code=0)
+    assert first["status"] == "clean" and first["findings"] == []
+    assert first["lockset"] == lockset
+    assert f"rebuild:{CU_TARGET}" in first["checks"] and f"creep:{CU_TARGET}" in first["checks"]
+    # the second run compares RECORD digests with the first (clean) snapshot: still silent
+    second = drift_json(drift_lockd, code=0)
+    assert second["findings"] == [] and second["parent"] == json.loads(json.dumps(second))["parent"]
+    history = json.loads(drift_lockd("history", "--format", "json").stdout)
+    assert history[0]["drift"] == "clean"
+    table = drift_lockd("drift", "--no-creep")
+    assert table.returncode == 0 and "clean" in table.stdout
+
+
+def test_upstream_replaced_a_locked_file(
+    drift_lockd: LockdRunner, own_world: IndexServer, tmp_path: Path
+) -> None:
+    compile_lock(drift_lockd, tmp_path, "torch==2.6.0\nnumpy\n")
+    pypi = index_at(own_world, "/simple")
+    pypi.remove("numpy", "2.1.0")
+    pypi.add(
+        WheelSpec(
+            "numpy", "2.1.0", f"{CP}-{CP}-{LINUX_X86}", files={"numpy/__init__.py": "# rebuilt\n"}
+        )
+    )
+    report = drift_json(drift_lockd, "--no-creep", code=1)
+    assert ("artifact-changed", "numpy") in kinds(report)
+
+
+def test_version_creep_and_vanished_files(
+    drift_lockd: LockdRunner, own_world: IndexServer, tmp_path: Path
+) -> None:
+    compile_lock(drift_lockd, tmp_path, "torch==2.6.0\nnumpy\n")
+    pypi = index_at(own_world, "/simple")
+    pypi.add(
+        WheelSpec("numpy", "2.2.0", f"{CP}-{CP}-{LINUX_X86}"), upload_time="2030-01-01T00:00:00Z"
+    )
+    report = drift_json(drift_lockd, "--target", CU_TARGET, code=1)
+    creep = [f for f in report["findings"] if f["kind"] == "version-creep"]
+    assert [(f["package"], f["expected"], f["actual"]) for f in creep] == [
+        ("numpy", "2.1.0", "2.2.0")
+    ]
+    assert "newer" in creep[0]["detail"]
+    # the rebuild itself is still clean: creep is the only finding
+    assert kinds(report) == {("version-creep", "numpy")}
+
+    cu124 = index_at(own_world, "/whl/cu124")
+    cu124.remove("torch", "2.6.0+cu124")
+    gone = drift_json(drift_lockd, code=1)
+    assert ("artifact-gone", "torch") in kinds(gone)
+
+
+def test_live_environment_changes(
+    drift_lockd: LockdRunner, own_world: IndexServer, tmp_path: Path
+) -> None:
+    compile_lock(drift_lockd, tmp_path, "torch==2.6.0\nrequests\n")
+    python = venv_from_lock(tmp_path)
+    clean = drift_json(drift_lockd, "--python", str(python), "--no-creep", code=0)
+    assert clean["findings"] == [] and clean["checks"] == [f"live:{CU_TARGET}"]
+
+    uv_pip(tmp_path, python, "uninstall", "idna")
+    uv_pip(
+        tmp_path,
+        python,
+        "install",
+        "--index-url",
+        f"{own_world.url}/whl/cu124",
+        "--no-deps",
+        "filelock==3.9.0",
+    )
+    uv_pip(
+        tmp_path,
+        python,
+        "install",
+        "--index-url",
+        f"{own_world.url}/simple",
+        "--no-deps",
+        "nvidia-cuda-runtime-cu12",
+    )
+    report = drift_json(drift_lockd, "--python", str(python), "--no-creep", code=1)
+    found = kinds(report)
+    assert ("missing", "idna") in found
+    assert ("version-changed", "filelock") in found
+    assert ("unexpected", "nvidia-cuda-runtime-cu12") in found
+
+
+def test_cpu_torch_where_the_lock_says_cuda(
+    drift_lockd: LockdRunner, own_world: IndexServer, tmp_path: Path
+) -> None:
+    compile_lock(drift_lockd, tmp_path, "torch==2.6.0\n")
+    python = venv_from_lock(tmp_path)
+    uv_pip(
+        tmp_path,
+        python,
+        "install",
+        "--index-url",
+        f"{own_world.url}/whl/cpu",
+        "--no-deps",
+        "--reinstall",
+        "torch==2.6.0+cpu",
+    )
+    report = drift_json(drift_lockd, "--python", str(python), "--no-creep", code=1)
+    assert ("cpu-wheel", "torch") in kinds(report)
+    assert ("version-changed", "torch") in kinds(report)
+
+
+def test_snapshot_file_python_mismatch_and_driver(drift_lockd: LockdRunner, tmp_path: Path) -> None:
+    compile_lock(drift_lockd, tmp_path, "torch==2.6.0\n")
+    python = venv_from_lock(tmp_path)
+    snap = tmp_path / "snap.json"
+    taken = drift_lockd(
+        "snapshot",
+        "--python",
+        str(python),
+        "-o",
+        str(snap),
+        env={"LOCKD_CUDA_DRIVER_VERSION": "470.57.02"},
+    )
+    assert taken.returncode == 0, taken.output
+    old_driver = drift_json(
+        drift_lockd, "--snapshot", str(snap), "--target", CU_TARGET, "--no-creep", code=1
+    )
+    assert kinds(old_driver) == {("driver-too-old", "nvidia-driver")}
+    taken = drift_lockd(
+        "snapshot",
+        "--python",
+        str(python),
+        "-o",
+        str(snap),
+        env={"LOCKD_CUDA_DRIVER_VERSION": "550.54.14"},
+    )
+    assert (
+        drift_json(
+            drift_lockd, "--snapshot", str(snap), "--target", CU_TARGET, "--no-creep", code=0
+        )["findings"]
+        == []
+    )
+
+    doc = json.loads(snap.read_text())
+    doc["python"]["version"] = "3.9.18"
+    snap.write_text(json.dumps(doc))
+    mismatch = drift_json(
+        drift_lockd, "--snapshot", str(snap), "--target", CU_TARGET, "--no-creep", code=1
+    )
+    assert ("python-mismatch", None) in kinds(mismatch)
+
+
+def test_targets_not_buildable_here_check_their_artifacts(
+    drift_lockd: LockdRunner, own_world: IndexServer, tmp_path: Path
+) -> None:
+    (tmp_path / "requirements.in").write_text("torch==2.6.0\nnumpy\n")
+    run = drift_lockd("compile", "--cuda", "cpu", "--platform", "linux-aarch64", "--python", "3.12")
+    assert run.returncode == 0, run.output
+    clean = drift_json(drift_lockd, "--no-creep", code=0)
+    assert clean["checks"] == ["artifacts:linux-aarch64-py312-cpu"]
+    index_at(own_world, "/simple").remove("numpy", "2.1.0")
+    report = drift_json(drift_lockd, "--no-creep", code=1)
+    assert ("artifact-gone", "numpy") in kinds(report)
+    refused = drift_lockd("drift", "--rebuild", "--no-creep")
+    assert refused.returncode == 1 or "cannot be rebuilt" in refused.output
+
+
+def test_all_projects_junit_and_one_failure_never_stops_the_others(
+    drift_lockd: LockdRunner, tmp_path: Path
+) -> None:
+    compile_lock(drift_lockd, tmp_path, "torch==2.6.0\n", "--project", "alpha")
+    # beta locks against an index that goes away before the nightly run
+    doomed = build_world(IndexServer()).start()
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "requirements.in").write_text("idna\n")
+    result = drift_lockd(
+        "compile",
+        "--platform",
+        "linux-aarch64",
+        "--python",
+        "3.12",
+        "--project",
+        "beta",
+        cwd=broken,
+        env={"LOCKD_INDEX_URL": f"{doomed.url}/simple"},
+    )
+    doomed.stop()
+    assert result.returncode == 0, result.output
+    out = tmp_path / "drift.xml"
+    run = drift_lockd("drift", "--all", "--no-creep", "--format", "junit", "-o", str(out))
+    assert run.returncode == 3, run.output  # beta could not be checked, nothing drifted
+    assert "Traceback" not in run.output
+    suites = ET.parse(out).getroot()
+    assert {s.get("name") for s in suites} == {"lockd drift: alpha", "lockd drift: beta"}
+    beta = next(s for s in suites if s.get("name") == "lockd drift: beta")
+    assert beta.get("errors") != "0"
+    history = {
+        h["project"]: h["drift"]
+        for h in json.loads(drift_lockd("history", "--format", "json").stdout)
+    }
+    assert history == {"alpha": "clean", "beta": "error"}
+    as_json = json.loads(drift_lockd("drift", "--all", "--no-creep", "--format", "json").stdout)
+    assert {r["project"]: r["status"] for r in as_json["reports"]} == {
+        "alpha": "clean",
+        "beta": "error",
+    }
+    markdown = drift_lockd("drift", "--all", "--no-creep", "--format", "markdown")
+    assert "## alpha — clean" in markdown.stdout
+
+
+@pytest.mark.parametrize("kind", ["cron", "systemd", "k8s", "github"])
+def test_schedule_recipes(lockd: LockdRunner, kind: str) -> None:
+    run = lockd("schedule", "--print", kind)
+    assert run.returncode == 0
+    assert "drift --all" in run.stdout or '"drift", "--all"' in run.stdout
