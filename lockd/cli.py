@@ -177,6 +177,14 @@ def compile_(
     refresh: Annotated[
         bool, typer.Option("--refresh", help="Resolve again even if nothing changed.")
     ] = False,
+    image: Annotated[
+        list[str] | None,
+        typer.Option("--image", help="Base image to resolve to a digest and record (repeatable)."),
+    ] = None,
+    dockerfile: Annotated[
+        Path | None,
+        typer.Option("--dockerfile", help="Record the digests of this Dockerfile's FROM images."),
+    ] = None,
     db: DbOption = None,
     output_format: FormatOption = TableFormat.table,
 ) -> None:
@@ -201,6 +209,8 @@ def compile_(
         refresh=refresh,
         exclude_newer=exclude_newer,
         glibc=glibc,
+        images=tuple(image or ()),
+        dockerfile=dockerfile,
     )
     request = build_lock_request(flags, Path.cwd())
     with console.target_progress([t.id for t in request.targets]) as progress:

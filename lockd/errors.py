@@ -10,6 +10,7 @@
     ├── VerificationError           exit 3: a lock resolved, but is wrong (CPU torch on cu124, …)
     ├── PackageIndexError           exit 3: an index could not be reached or answered badly
     ├── RegistryError               exit 3: an OCI registry failed (unknown tag, auth, rate limit)
+    │   └── ImageNotFoundError      exit 3: the registry says the tag, digest or repository is not there
     ├── StoreError                  exit 3: the database could not be read or written
     └── FormatError                 exit 2: a persisted file has an unknown version or shape
 
@@ -96,6 +97,14 @@ IndexError_ = PackageIndexError  # the name the tree above uses
 
 class RegistryError(LockdError):
     """An OCI registry could not answer a tag or digest question."""
+
+
+class ImageNotFoundError(RegistryError):
+    """The registry answered that the tag, digest or repository does not exist.
+
+    Its own class because drift reads it as a finding (``image-gone``), not as a
+    check that could not run.
+    """
 
 
 class StoreError(LockdError):

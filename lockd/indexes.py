@@ -13,9 +13,9 @@ import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from html.parser import HTMLParser
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urljoin, urlsplit
 
-import httpx
 from packaging.utils import (
     InvalidSdistFilename,
     InvalidWheelFilename,
@@ -26,10 +26,14 @@ from packaging.utils import (
 from packaging.version import Version
 
 from .errors import PackageIndexError
+
+if TYPE_CHECKING:
+    import httpx
 from .urls import redact, strip_credentials
 
 JSON_ACCEPT = "application/vnd.pypi.simple.v1+json, text/html;q=0.1"
-TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+TIMEOUT_S = 30.0
+CONNECT_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +96,12 @@ class IndexClient:
     """Blocking client; one per compile, shared by the targets' threads."""
 
     def __init__(self, client: httpx.Client | None = None) -> None:
-        self._client = client or httpx.Client(timeout=TIMEOUT, follow_redirects=True)
+        import httpx  # lazily: importing httpx costs a few hundred milliseconds
+
+        self._httpx = httpx
+        self._client = client or httpx.Client(
+            timeout=httpx.Timeout(TIMEOUT_S, connect=CONNECT_TIMEOUT_S), follow_redirects=True
+        )
 
     def close(self) -> None:
         self._client.close()
@@ -115,7 +124,7 @@ class IndexClient:
             response = self._client.get(url + ".metadata")
             if response.status_code == 200:
                 return response.text
-        except httpx.HTTPError:
+        except self._httpx.HTTPError:
             pass
         data = self._get(url).content
         with zipfile.ZipFile(io.BytesIO(data)) as wheel:
@@ -130,7 +139,7 @@ class IndexClient:
                 _raise_for_status(response, url)
                 for chunk in response.iter_bytes(1 << 20):
                     digest.update(chunk)
-        except httpx.HTTPError as exc:
+        except self._httpx.HTTPError as exc:
             raise PackageIndexError(
                 f"Cannot download {strip_credentials(url)}: {redact(str(exc))}."
             ) from None
@@ -139,7 +148,7 @@ class IndexClient:
     def _get(self, url: str, headers: dict[str, str] | None = None) -> httpx.Response:
         try:
             response = self._client.get(url, headers=headers)
-        except httpx.HTTPError as exc:
+        except self._httpx.HTTPError as exc:
             raise PackageIndexError(
                 f"Cannot reach {strip_credentials(url)}: {redact(str(exc)) or type(exc).__name__}.",
                 hint="Check the index URL and your network.",

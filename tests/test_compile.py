@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from lockd.store.migrate import head_revision
 from tests.conftest import Run, hermetic_env
 from tests.support.pyindex import IndexServer
 
@@ -469,7 +470,8 @@ def test_history_show_and_diff(lockd, tmp_path: Path) -> None:
 def test_database_is_created_by_alembic_and_upgrade_is_idempotent(lockd, tmp_path: Path) -> None:
     db = tmp_path / "x.db"
     first = lockd("db", "upgrade", "--db", f"sqlite:///{db}")
-    assert first.returncode == 0 and "0001" in first.stdout
+    assert first.returncode == 0, first.output
+    assert f"at revision {head_revision()}" in first.stdout
     assert "already current" in lockd("db", "upgrade", "--db", f"sqlite:///{db}").stdout
     tables = {
         r[0]

@@ -1,4 +1,4 @@
-"""The pure drift rules: for every finding kind, planted drift is found and a clean state is silent."""
+"""The pure drift rules: for every finding kind, drift is found and a clean state is silent."""
 
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ def test_public_api_is_pinned() -> None:
         "CredentialStore", "Credentials", "DockerfilePins", "FromInstruction", "FromKind",
         "ImageRef", "PinStatus", "PinnedFrom", "PlatformDigest", "RegistryClient",
         "RegistryOptions", "ResolvedImage", "parse_dockerfile", "parse_reference",
-        "pin_dockerfile", "pin_dockerfile_text", "resolve_images",
+        "pin_dockerfile", "pin_dockerfile_text", "read_dockerfile", "resolve_images",
     }  # fmt: skip
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,7 @@ from alembic.migration import MigrationContext
 from sqlmodel import SQLModel
 
 from lockd.errors import StoreError, UsageError
+from lockd.images import OCI_INDEX, OCI_MANIFEST, PlatformDigest, ResolvedImage
 from lockd.lockset import Artifact, Lock, Lockset, Provenance
 from lockd.store import Store
 from lockd.store import tables as _tables  # noqa: F401 - registers the tables
@@ -60,3 +64,71 @@ def test_unwritable_database_is_a_clear_error(tmp_path: Path) -> None:
     blocker.write_text("")
     with pytest.raises(StoreError, match="Cannot create the database directory"):
         Store(f"sqlite:///{blocker / 'sub' / 'db.sqlite'}")
+
+
+def test_schema_head_constant_matches_alembic() -> None:
+    from lockd.store.migrate import SCHEMA_HEAD, head_revision
+
+    assert head_revision() == SCHEMA_HEAD
+
+
+def test_upgrade_from_0002_keeps_the_locksets_and_adds_images(tmp_path: Path) -> None:
+    from sqlalchemy import inspect, text
+
+    from lockd.lockset import canonical_json
+    from lockd.store.migrate import current_revision, head_revision, upgrade
+
+    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
+    old = Store(url, migrate=False)
+    upgrade(old.engine, "0002")
+    recorded = _lockset("p", "k1")
+    # Written the way 0002's schema was, column by column (no images table then).
+    with old.engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO projects (id, name, created_at) VALUES (1, 'p', '2026-01-01')")
+        )
+        conn.execute(
+            text(
+                "INSERT INTO locksets (hash, project_id, parent_hash, input_key, resolver, "
+                "resolver_version, cutoff, created_at, user, host, git_commit, status, targets, "
+                "inputs, indexes, failures, document) VALUES (:hash, 1, NULL, 'k1', 'uv', "
+                "'0.13.9', :cutoff, '2026-01-01 00:00:00', 'u', 'h', NULL, 'complete', "
+                ":targets, '[]', :indexes, '[]', :document)"
+            ),
+            {
+                "hash": recorded.hash,
+                "cutoff": recorded.cutoff,
+                "targets": '["linux-x86_64-py311-cpu"]',
+                "indexes": '{"default": "https://pypi/simple"}',
+                "document": canonical_json(recorded.body()),
+            },
+        )
+    assert "images" not in inspect(old.engine).get_table_names()
+    old.close()
+
+    store = Store(url)  # opening upgrades to head
+    assert current_revision(store.engine) == head_revision() == "0003"
+    assert "images" in inspect(store.engine).get_table_names()
+    assert store.get(recorded.hash[:8]) == recorded
+    image = ResolvedImage(
+        reference="python:3.11-slim",
+        registry="docker.io",
+        repository="library/python",
+        tag="3.11-slim",
+        index_digest="sha256:" + "1" * 64,
+        media_type=OCI_INDEX,
+        platforms=(PlatformDigest("linux", "arm64", "v8", "sha256:" + "2" * 64, OCI_MANIFEST),),
+        resolved_at=datetime(2026, 1, 2, tzinfo=UTC),
+    ).to_dict()
+    newer = replace(_lockset("p", "k2", parent=recorded.hash), images=(image,))
+    store.record_lockset(newer)
+    assert store.latest("p") == newer
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT l.hash, i.reference, i.registry, i.index_digest, i.platforms "
+                 "FROM images i JOIN locksets l ON l.id = i.lockset_id")
+        ).all()  # fmt: skip
+    assert [(r[0], r[1], r[2], r[3]) for r in rows] == [
+        (newer.hash, "python:3.11-slim", "docker.io", "sha256:" + "1" * 64)
+    ]
+    assert json.loads(rows[0][4])[0]["digest"] == "sha256:" + "2" * 64

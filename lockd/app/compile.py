@@ -7,33 +7,55 @@ rendering, diffing) are pure functions in their own modules.
 from __future__ import annotations
 
 import getpass
+import hashlib
 import shutil
 import socket
 import subprocess
 import tempfile
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import tomli_w
 
 from .. import __version__
-from ..errors import LockdError, MatrixError, ResolutionError, UsageError, VerificationError
-from ..indexes import IndexClient, files_of_version, listed_versions, requires_dist
+from ..errors import (
+    FormatError,
+    LockdError,
+    MatrixError,
+    ResolutionError,
+    UsageError,
+    VerificationError,
+)
+from ..indexes import files_of_version, listed_versions, requires_dist
 from ..inputs import PipInputs, load_pip_inputs
 from ..lockfiles.files import StagedFiles
 from ..lockfiles.manifest import MANIFEST, read_manifest, render_manifest
 from ..lockfiles.pylock import render_pylock
 from ..lockfiles.requirements import render_requirements
-from ..lockset import Artifact, Failure, Lock, Lockset, Offered, Provenance, input_key, sha256_text
+from ..lockset import (
+    Artifact,
+    Failure,
+    InputFile,
+    Lock,
+    Lockset,
+    Offered,
+    Provenance,
+    input_key,
+    sha256_text,
+)
 from ..resolvers.interface import Resolution, Resolver, ResolveRequest
 from ..resolvers.verify import TORCH, local_flavour, verify
 from ..routing import IndexPlan, index_of, plan_for
-from ..store import Store
 from ..targets import Target
 from ..urls import strip_credentials
+
+if TYPE_CHECKING:
+    from ..indexes import IndexClient
+    from ..store import Store
 
 ProgressHook = Callable[[str, str], None]  # (target id, event: start|done|failed)
 
@@ -59,6 +81,16 @@ class LockRequest:
     exclude_newer: str | None = None
     concurrency: int = 4
     cache_dir: Path | None = None
+    images: tuple[str, ...] = ()  # base image references, as written
+    dockerfile: Path | None = None  # whose FROM images are base images too
+
+
+@dataclass(frozen=True, slots=True)
+class _BaseImages:
+    """The base image references to resolve, and the Dockerfile they were read from."""
+
+    references: tuple[str, ...] = ()  # sorted, distinct
+    dockerfile: InputFile | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,18 +129,28 @@ def compile_lockset(request: LockRequest, progress: ProgressHook | None = None) 
     for target in request.targets:
         resolver.check(target)
     inputs = load_pip_inputs(request.inputs, request.root, request.extras)
-    key = _input_key(request, inputs, resolver)
-    store = Store(request.database_url)
+    base = _base_images(request)
+    key = _input_key(request, inputs, resolver, base)
+    on_disk = _previous_manifest(request.out_dir)
+    # Importing SQLModel and opening (maybe migrating) the database takes about a
+    # second: it happens in the background while uv resolves.
+    opening = _in_background(_open_store, request.database_url)
     try:
-        previous = store.latest(request.project)
         if (
-            previous is not None
-            and not request.refresh
-            and _unchanged(previous, key, request.out_dir)
+            not request.refresh
+            and on_disk is not None
+            and _unchanged(on_disk, key, request.out_dir)
         ):
-            return CompileResult(previous, unchanged=True)
+            recorded = opening.result().latest(request.project)
+            if recorded is not None and recorded.hash == on_disk.hash:
+                return CompileResult(recorded, unchanged=True)
         started = datetime.now(UTC).replace(microsecond=0)
+        # Images first: a wrong tag fails in a second rather than after every target
+        # resolved, and a RegistryError here leaves nothing written or recorded.
+        images = _resolve_images(base)
         outcomes = _resolve_all(request, inputs, resolver, progress)
+        store = opening.result()
+        previous = store.latest(request.project)
         failures = [o.error for o in outcomes if o.error is not None]
         if failures and (not request.allow_partial or len(failures) == len(outcomes)):
             raise failures[0] if len(failures) == 1 else MatrixError(failures)
@@ -125,21 +167,18 @@ def compile_lockset(request: LockRequest, progress: ProgressHook | None = None) 
             provenance=_provenance(request.root, started),
             locks=tuple(o.lock for o in outcomes if o.lock is not None),
             failures=tuple(Failure(o.target.id, o.error.render()) for o in outcomes if o.error),
+            images=images,
             parent=previous.hash if previous else None,
             extra={
                 "constraints": list(inputs.constraints),
                 "glibc": request.glibc,
                 "family": sorted(request.family),
+                **({"dockerfile": base.dockerfile.to_dict()} if base.dockerfile else {}),
             },
         )
         files = {name: data for o in outcomes for name, data in o.files.items()}
         files[MANIFEST] = render_manifest(lockset)
-        old = (
-            read_manifest(request.out_dir / MANIFEST)
-            if (request.out_dir / MANIFEST).exists()
-            else None
-        )
-        stale = [name for lock in (old.locks if old else ()) for name in lock.files]
+        stale = [name for lock in (on_disk.locks if on_disk else ()) for name in lock.files]
         with StagedFiles(request.out_dir, files, last=MANIFEST, remove=stale) as staged:
             store.record_lockset(lockset)
             written = staged.commit()
@@ -147,12 +186,38 @@ def compile_lockset(request: LockRequest, progress: ProgressHook | None = None) 
             lockset, unchanged=False, written=tuple(written), failures=lockset.failures
         )
     finally:
-        store.close()
+        if opening.done() and opening.exception() is None:
+            opening.result().close()
+
+
+def _previous_manifest(out_dir: Path) -> Lockset | None:
+    """The manifest on disk; an unreadable or edited one is simply replaced."""
+    try:
+        return read_manifest(out_dir / MANIFEST)
+    except FormatError:
+        return None
+
+
+def _open_store(url: str) -> Store:
+    import httpx  # noqa: F401 - warms the import the verification step needs next
+
+    from ..store import Store
+
+    return Store(url)
+
+
+def _in_background(function: Callable[[str], Store], argument: str) -> Future[Store]:
+    executor = ThreadPoolExecutor(max_workers=1)
+    future = executor.submit(function, argument)
+    executor.shutdown(wait=False)
+    return future
 
 
 def _resolve_all(
     request: LockRequest, inputs: PipInputs, resolver: Resolver, progress: ProgressHook | None
 ) -> list[_TargetOutcome]:
+    from ..indexes import IndexClient
+
     client = IndexClient()
     scratch = Path(tempfile.mkdtemp(prefix="lockd-"))
     try:
@@ -325,7 +390,51 @@ def _render_files(lock: Lock, plan: IndexPlan, target: Target) -> dict[str, byte
     }
 
 
-def _input_key(request: LockRequest, inputs: PipInputs, resolver: Resolver) -> str:
+def _base_images(request: LockRequest) -> _BaseImages:
+    """``--image`` references and the Dockerfile's real ``FROM`` images (not stages, not scratch).
+
+    Every reference is parsed here, so a malformed one is a usage error before any work.
+    """
+    if not request.images and request.dockerfile is None:
+        return _BaseImages()  # nothing to import either
+    from ..images import FromKind, parse_reference, read_dockerfile
+
+    references = list(request.images)
+    dockerfile = None
+    if request.dockerfile is not None:
+        text, instructions = read_dockerfile(request.dockerfile)
+        references += [i.reference for i in instructions if i.kind is FromKind.IMAGE]
+        digest = hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
+        dockerfile = InputFile(_relative(request.dockerfile, request.root), digest)
+    for reference in references:
+        parse_reference(reference)
+    return _BaseImages(tuple(sorted({r.strip() for r in references})), dockerfile)
+
+
+def _resolve_images(base: _BaseImages) -> tuple[dict[str, Any], ...]:
+    """Each base image's record (``ResolvedImage.to_dict``), sorted by reference."""
+    if not base.references:
+        return ()
+    from ..images import RegistryOptions, resolve_images
+
+    return tuple(i.to_dict() for i in resolve_images(base.references, RegistryOptions.from_env()))
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:  # outside the project: recorded as given
+        return path.as_posix()
+
+
+def _input_key(
+    request: LockRequest, inputs: PipInputs, resolver: Resolver, base: _BaseImages
+) -> str:
+    # The image references and the Dockerfile's content, not their digests: a moved
+    # tag is drift (`lockd drift`), not a reason to resolve again. Left out when there
+    # are none, so that the keys of locksets without images stay what they were.
+    dockerfile = base.dockerfile.sha256 if base.dockerfile else None
+    images = [[list(base.references), dockerfile]] if base.references or dockerfile else []
     return input_key(
         [
             "lockd.compile/1",
@@ -340,18 +449,16 @@ def _input_key(request: LockRequest, inputs: PipInputs, resolver: Resolver) -> s
             request.glibc,
             request.exclude_newer,
             request.allow_partial,
+            *images,
         ]
     )
 
 
-def _unchanged(previous: Lockset, key: str, out_dir: Path) -> bool:
-    """Same inputs, same matrix, and the lock files on disk are the recorded ones."""
-    if previous.input_key != key or previous.failures:
+def _unchanged(on_disk: Lockset, key: str, out_dir: Path) -> bool:
+    """Same inputs, same matrix, and the lock files on disk are the ones the manifest names."""
+    if on_disk.input_key != key or on_disk.failures:
         return False
-    on_disk = read_manifest(out_dir / MANIFEST) if (out_dir / MANIFEST).exists() else None
-    if on_disk is None or on_disk.hash != previous.hash:
-        return False
-    for lock in previous.locks:
+    for lock in on_disk.locks:
         for name, digest in lock.files.items():
             path = out_dir / name
             if not path.is_file() or sha256_text(path.read_text(encoding="utf-8")) != digest:
@@ -435,6 +542,8 @@ class CompileFlags:
     refresh: bool = False
     exclude_newer: str | None = None
     glibc: str | None = None
+    images: tuple[str, ...] = ()
+    dockerfile: Path | None = None
 
 
 def build_lock_request(
@@ -484,6 +593,8 @@ def build_lock_request(
         exclude_newer=flags.exclude_newer,
         concurrency=settings.concurrency,
         cache_dir=Path(cache) if cache else None,
+        images=flags.images or config.images,
+        dockerfile=flags.dockerfile or (root / config.dockerfile if config.dockerfile else None),
     )
 
 

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from ..drift import (
     CheckError,
@@ -178,7 +177,7 @@ def _check_lockset(
                 except LockdError as err:
                     errors.append(CheckError(lock.target, "creep", redact(err.render())))
         if options.images and lockset.images:
-            found_images, image_errors = _images(lockset)
+            found_images, image_errors = _images(lockset, options.environ)
             findings += found_images
             errors += image_errors
             checks.append("images")
@@ -407,28 +406,25 @@ def _dedupe(findings: Sequence[Finding]) -> list[Finding]:
 # -- images ----------------------------------------------------------------------------
 
 
-def _images(lockset: Lockset) -> tuple[list[Finding], list[CheckError]]:
-    from ..errors import RegistryError
-    from ..images import RegistryClient
+def _images(lockset: Lockset, environ: dict[str, str]) -> tuple[list[Finding], list[CheckError]]:
+    """Where each recorded base image's reference points now (one HEAD per tag)."""
+    from ..errors import ImageNotFoundError, RegistryError
+    from ..images import RegistryClient, RegistryOptions
 
     findings: list[Finding] = []
     errors: list[CheckError] = []
-    client = RegistryClient()
-    try:
+    with RegistryClient(RegistryOptions.from_env(environ)) as client:
         for image in lockset.images:
             reference = str(image.get("reference"))
             recorded = str(image.get("index_digest"))
             try:
-                current: str | None = client.resolve(reference).index_digest
+                current: str | None = client.digest(reference)
+            except ImageNotFoundError:  # the tag, digest or repository is gone
+                current = None
             except RegistryError as err:
-                if "does not exist" in err.message:  # the tag (or repository) is gone
-                    current = None
-                else:
-                    errors.append(CheckError(None, f"image {reference}", err.render()))
-                    continue
+                errors.append(CheckError(None, f"image {reference}", redact(err.render())))
+                continue
             findings += compare_image(reference, recorded, current)
-    finally:
-        client.close()
     return findings, errors
 
 

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from ..lockset import Lockset, diff_locksets
-from ..store import Store
+from typing import TYPE_CHECKING
+
+from ..lockset import diff_locksets
+
+if TYPE_CHECKING:
+    from ..lockset import Lockset
+    from ..store import Store
+
+
+def _store(url: str) -> Store:
+    from ..store import Store  # SQLModel is slow to import: only when a command needs it
+
+    return Store(url)
 
 
 def history(database_url: str, project: str | None) -> list[dict[str, object]]:
-    store = Store(database_url)
+    store = _store(database_url)
     try:
         return [s.to_dict() for s in store.history(project)]
     finally:
@@ -15,7 +26,7 @@ def history(database_url: str, project: str | None) -> list[dict[str, object]]:
 
 
 def show(database_url: str, ref: str) -> Lockset:
-    store = Store(database_url)
+    store = _store(database_url)
     try:
         return store.get(ref)
     finally:
@@ -23,7 +34,7 @@ def show(database_url: str, ref: str) -> Lockset:
 
 
 def diff(database_url: str, ref_a: str, ref_b: str) -> dict[str, object]:
-    store = Store(database_url)
+    store = _store(database_url)
     try:
         a, b = store.get(ref_a), store.get(ref_b)
     finally:

@@ -4,7 +4,8 @@
 ``ResolvedImage`` is what lockd records (``_manifest``); ``parse_reference``
 normalises names (``_reference``); ``parse_dockerfile`` and
 ``pin_dockerfile_text`` read and rewrite ``FROM`` lines (``_dockerfile``);
-``pin_dockerfile`` is the ``lockd images pin`` use case (``_pin``).
+``read_dockerfile`` reads a file's ``FROM`` lines and ``pin_dockerfile`` is the
+``lockd images pin`` use case (``_pin``).
 """
 
 from ._auth import Credentials, CredentialStore
@@ -19,7 +20,7 @@ from ._manifest import (
     PlatformDigest,
     ResolvedImage,
 )
-from ._pin import DockerfilePins, PinnedFrom, PinStatus, pin_dockerfile
+from ._pin import DockerfilePins, PinnedFrom, PinStatus, pin_dockerfile, read_dockerfile
 from ._reference import ImageRef, parse_reference
 
 __all__ = [
@@ -44,5 +45,6 @@ __all__ = [
     "parse_reference",
     "pin_dockerfile",
     "pin_dockerfile_text",
+    "read_dockerfile",
     "resolve_images",
 ]

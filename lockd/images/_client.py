@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from lockd import __version__
-from lockd.errors import RegistryError
+from lockd.errors import ImageNotFoundError, RegistryError
 from lockd.settings import env_default
 
 from ._auth import Credentials, CredentialStore, parse_challenge
@@ -340,11 +340,11 @@ class RegistryClient:
         what = what or ref.tag or ref.digest or "latest"
         if status == 404:
             if "NAME_UNKNOWN" in _error_codes(response):
-                raise RegistryError(
+                raise ImageNotFoundError(
                     f"The repository {_full(ref)} does not exist.",
                     hint="Check the image name (and the registry host in front of it).",
                 )
-            raise RegistryError(
+            raise ImageNotFoundError(
                 f"{_full(ref)}@{what} does not exist."
                 if what.startswith("sha256:")
                 else f"The tag {what} of {_full(ref)} does not exist (never pushed, or deleted).",

@@ -87,6 +87,28 @@ class DockerfilePins:
         }
 
 
+def read_dockerfile(
+    path: Path, *, build_args: Mapping[str, str] | None = None
+) -> tuple[str, tuple[FromInstruction, ...]]:
+    """The text of a Dockerfile and its ``FROM`` instructions; ``UsageError`` if unusable.
+
+    The text is decoded with ``surrogateescape``: bytes that are not UTF-8
+    survive the round trip (``text.encode("utf-8", "surrogateescape")``) unchanged.
+    """
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(
+            f"Cannot read the Dockerfile {path}: {exc.strerror or exc}.",
+            hint="Give the path of an existing Dockerfile.",
+        ) from None
+    text = raw.decode("utf-8", "surrogateescape")
+    instructions = parse_dockerfile(text, build_args=build_args, source=str(path))
+    if not instructions:
+        raise UsageError(f"{path} has no FROM instruction.", hint="Is it a Dockerfile?")
+    return text, instructions
+
+
 def pin_dockerfile(
     path: Path,
     resolve: Callable[[str], ResolvedImage],
@@ -100,18 +122,7 @@ def pin_dockerfile(
     replaced atomically (a temporary file in the same directory, then
     ``os.replace``), so a reader never sees half a Dockerfile.
     """
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise UsageError(
-            f"Cannot read the Dockerfile {path}: {exc.strerror or exc}.",
-            hint="Give the path of an existing Dockerfile.",
-        ) from None
-    # surrogateescape: bytes that are not UTF-8 survive the round trip unchanged.
-    text = raw.decode("utf-8", "surrogateescape")
-    instructions = parse_dockerfile(text, build_args=build_args, source=str(path))
-    if not instructions:
-        raise UsageError(f"{path} has no FROM instruction.", hint="Is it a Dockerfile?")
+    text, instructions = read_dockerfile(path, build_args=build_args)
     resolved: dict[str, ResolvedImage] = {}
     for instruction in instructions:
         if instruction.kind is FromKind.IMAGE and instruction.reference not in resolved:

@@ -15,7 +15,6 @@ import yaml
 
 from lockd.errors import UsageError
 
-_STR = "tag:yaml.org,2002:str"
 _NULL = "tag:yaml.org,2002:null"
 
 

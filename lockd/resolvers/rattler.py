@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lockd.errors import IndexError_, LockdError, MatrixError, ResolutionError, UsageError
+from lockd.errors import IndexError_, MatrixError, ResolutionError, UsageError
 from lockd.inputs.environment import CondaEnvironment
 from lockd.targets import Accelerator, Platform, parse_accelerator, parse_platform
 
@@ -419,7 +419,7 @@ def _channel_errors() -> tuple[type[Exception], ...]:
     return (CacheDirError, FetchRepoDataError, GatewayError, IoError)
 
 
-def _channel_error(exc: Exception, channels: Sequence[str]) -> LockdError:
+def _channel_error(exc: Exception, channels: Sequence[str]) -> IndexError_:
     """A gateway failure as :class:`IndexError_`, naming the channel and the root cause."""
     text = str(exc).strip()
     url = next(iter(re.findall(r"\(((?:https?|file)://[^)\s]+)\)", text)), None)

@@ -16,7 +16,15 @@ from ..drift import CheckError, DriftReport, Finding
 from ..errors import NotFoundError, StoreError, UsageError
 from ..lockset import Lockset, canonical_json
 from ..urls import strip_credentials
-from .tables import ArtifactRow, DriftReportRow, LockRow, LocksetRow, ProjectRow, SnapshotRow
+from .tables import (
+    ArtifactRow,
+    DriftReportRow,
+    ImageRow,
+    LockRow,
+    LocksetRow,
+    ProjectRow,
+    SnapshotRow,
+)
 from .verify import ChainReport, Records, check_chains, load_records
 
 
@@ -106,7 +114,7 @@ class Store:
     # -- writing ---------------------------------------------------------------
 
     def record_lockset(self, lockset: Lockset) -> None:
-        """Store a lockset with its locks and artifacts in one transaction."""
+        """Store a lockset with its locks, artifacts and base images in one transaction."""
         body = lockset.body()
         try:
             with Session(self.engine) as session, session.begin():
@@ -134,6 +142,20 @@ class Store:
                 )
                 session.add(row)
                 session.flush()
+                session.add_all(
+                    ImageRow(
+                        lockset_id=row.id,  # type: ignore[arg-type]
+                        reference=image["reference"],
+                        registry_host=image["registry"],
+                        repository=image["repository"],
+                        tag=image.get("tag"),
+                        index_digest=image["index_digest"],
+                        media_type=image["media_type"],
+                        platforms=list(image["platforms"]),
+                        resolved_at=_parse_time(image["resolved_at"]),
+                    )
+                    for image in body["images"]
+                )
                 for lock in lockset.locks:
                     lock_row = LockRow(
                         lockset_id=row.id,  # type: ignore[arg-type]

@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -87,3 +87,22 @@ class SnapshotRow(SQLModel, table=True):
     target: str
     taken_at: datetime
     document: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class ImageRow(SQLModel, table=True):
+    """A base image as one compile resolved it; the lockset document is the record of truth."""
+
+    __tablename__ = "images"
+
+    id: int | None = Field(default=None, primary_key=True)
+    lockset_id: int = Field(foreign_key="locksets.id", index=True)
+    reference: str  # as the user wrote it
+    # SQLAlchemy reserves the attribute name "registry"; the column keeps it.
+    registry_host: str = Field(sa_column=Column("registry", String, nullable=False))
+    repository: str
+    tag: str | None = None
+    index_digest: str
+    media_type: str
+    # [{os, architecture, variant, digest, media_type}]: a target finds its own manifest here.
+    platforms: list[dict[str, Any]] = Field(sa_column=Column(JSON, nullable=False))
+    resolved_at: datetime

@@ -1,0 +1,330 @@
+"""CycloneDX 1.6 JSON SBOMs of a lockset, built with ``cyclonedx-python-lib``.
+
+Shape (NTIA minimum elements: supplier, name, version, unique id (purl),
+relationships, author, timestamp):
+
+* One BOM per call. Without a target it describes the whole lockset: the root
+  (``metadata.component``) is the project at this lockset, each target is an
+  ``application`` component, and each distinct file (sha256 + index) is one
+  ``library`` component shared by the targets that install it. With a target
+  the root is that target and its artifacts are the components.
+* Every artifact: name, version, purl (``pkg:pypi/torch@2.4.0%2Bcu124``, with
+  ``repository_url`` when it came from another index than the lockset's
+  default one; ``pkg:conda/…`` for conda artifacts), its SHA-256, the file URL
+  as a ``distribution`` reference, and the index host as supplier (the
+  distributor: lockd does not read package authors).
+* Base images are ``container`` components (``pkg:oci/…@sha256:…``) with
+  their index digest as hash and each platform's manifest digest as property.
+* Dependencies: lockd records no edges between packages, so the graph is root
+  → targets → artifacts (and root → images) only; a ``compositions`` entry
+  says the artifacts' own dependencies are ``unknown``, not absent.
+* Metadata: the lockset's creation time as timestamp, its user as author, lockd
+  and the resolver as tools. The serial number is derived from the lockset hash
+  and target, so the same lockset always gives the same BOM.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from ..errors import UsageError
+from ..lockset import Artifact, Lockset
+
+if TYPE_CHECKING:
+    from cyclonedx.model.bom import Bom
+    from cyclonedx.model.component import Component
+    from packageurl import PackageURL
+
+PYPI_HOSTS = frozenset({"pypi.org", "files.pythonhosted.org"})
+CONDA_SUFFIXES = (".conda", ".tar.bz2")
+_SERIAL_NAMESPACE = uuid.UUID("5f0c6a52-8f3e-4c57-9d0b-6b1f2b7f4c11")  # lockd's own uuid5 namespace
+
+
+@dataclass(frozen=True, slots=True)
+class SbomRequest:
+    lockset: Lockset
+    lockset_hash: str  # the hash it is filed under (not recomputed)
+    target: str | None = None  # None: all targets in one BOM
+    lockd_version: str = ""
+
+
+def purl_for(artifact: Artifact, default_index: str | None) -> PackageURL:
+    """The package URL of one locked artifact.
+
+    ``repository_url`` is added for any index other than the lockset's default
+    one (a PyTorch variant index, a private index): the same name and version
+    there is a different build (``+cu124``) than on the default index.
+    """
+    from packageurl import PackageURL
+    from packaging.utils import canonicalize_name
+
+    if artifact.kind == "conda" or artifact.filename.endswith(CONDA_SUFFIXES):
+        return _conda_purl(artifact)
+    qualifiers: dict[str, str] = {}
+    if _norm(artifact.index) != _norm(default_index) and urlsplit(artifact.index).hostname not in (
+        PYPI_HOSTS
+    ):
+        qualifiers["repository_url"] = artifact.index
+    return PackageURL(
+        type="pypi",
+        name=canonicalize_name(artifact.name),
+        version=artifact.version,
+        qualifiers=qualifiers or None,
+    )
+
+
+def _conda_purl(artifact: Artifact) -> PackageURL:
+    from packageurl import PackageURL
+
+    stem = artifact.filename
+    suffix = next(s for s in (*CONDA_SUFFIXES, "") if stem.endswith(s))
+    stem = stem.removesuffix(suffix)
+    qualifiers = {"channel": artifact.index}
+    prefix = f"{artifact.name}-{artifact.version}-"
+    if stem.startswith(prefix):
+        qualifiers["build"] = stem.removeprefix(prefix)
+    if suffix:
+        qualifiers["type"] = suffix.lstrip(".")
+    return PackageURL(
+        type="conda", name=artifact.name, version=artifact.version, qualifiers=qualifiers
+    )
+
+
+def _norm(url: str | None) -> str:
+    return (url or "").rstrip("/")
+
+
+def build_bom(request: SbomRequest) -> Bom:
+    """The BOM of a lockset (all targets) or of one of its targets."""
+    from cyclonedx.model import Property
+    from cyclonedx.model.bom import Bom, BomMetaData
+    from cyclonedx.model.component import Component, ComponentType
+    from cyclonedx.model.contact import OrganizationalContact
+    from cyclonedx.model.lifecycle import LifecyclePhase, PredefinedLifecycle
+
+    lockset, digest = request.lockset, request.lockset_hash
+    locks = lockset.locks
+    if request.target is not None:
+        lock = lockset.lock(request.target)
+        if lock is None:
+            raise UsageError(
+                f"Lockset {digest[:12]} has no lock for target {request.target!r}.",
+                hint="It has: " + (", ".join(lockset.targets) or "no targets") + ".",
+            )
+        locks = (lock,)
+    prov = lockset.provenance
+    scope = f"{digest}:{request.target or '*'}"
+    root = Component(
+        type=ComponentType.APPLICATION,
+        name=lockset.project,
+        version=digest[:12],
+        bom_ref=f"lockset:{scope}",
+        description=(
+            f"{lockset.project} locked by lockd"
+            + (f" for target {request.target}" if request.target else "")
+        ),
+        properties=_properties(
+            {
+                "lockd:lockset": digest,
+                "lockd:parent": lockset.parent,
+                "lockd:target": request.target,
+                "lockd:cutoff": lockset.cutoff,
+                "lockd:host": prov.host,
+                "lockd:git-commit": prov.git_commit,
+                "lockd:dependency-graph": "root-to-components-only",
+                **{f"lockd:index:{k}": v for k, v in sorted(lockset.indexes.items())},
+                **{f"lockd:input:{i.path}": i.sha256 for i in lockset.inputs},
+            }
+        ),
+    )
+    bom = Bom(
+        serial_number=uuid.uuid5(_SERIAL_NAMESPACE, scope),
+        metadata=BomMetaData(
+            timestamp=datetime.fromisoformat(prov.created_at),
+            authors=[OrganizationalContact(name=prov.user)],
+            component=root,
+            tools=_tools(lockset, request.lockd_version),
+            lifecycles=[PredefinedLifecycle(LifecyclePhase.PRE_BUILD)],
+        ),
+    )
+    default_index = lockset.indexes.get("default")
+    files: dict[tuple[str, str], Component] = {}  # (sha256, index) -> component
+    users: dict[tuple[str, str], list[str]] = {}
+    for lock in locks:
+        parent = root
+        if request.target is None:
+            parent = Component(
+                type=ComponentType.APPLICATION,
+                group=lockset.project,
+                name=lock.target,
+                version=digest[:12],
+                bom_ref=f"target:{digest}:{lock.target}",
+                properties=_properties(
+                    {
+                        "lockd:flavour": lock.flavour,
+                        **{f"lockd:lockfile:{n}": h for n, h in sorted(lock.files.items())},
+                    }
+                ),
+            )
+            bom.components.add(parent)
+            bom.register_dependency(root, [parent])
+        needed = []
+        for artifact in lock.artifacts:
+            key = (artifact.sha256, artifact.index)
+            if key not in files:
+                files[key] = _artifact_component(artifact, default_index, len(files))
+                bom.components.add(files[key])
+            users.setdefault(key, []).append(lock.target)
+            needed.append(files[key])
+        bom.register_dependency(parent, needed)
+    for key, component in files.items():
+        component.properties.update(Property(name="lockd:target", value=t) for t in users[key])
+    images = [_image_component(image, n) for n, image in enumerate(lockset.images)]
+    for image in images:
+        bom.components.add(image)
+    if images:
+        bom.register_dependency(root, images)
+    return bom
+
+
+def _artifact_component(artifact: Artifact, default_index: str | None, n: int) -> Component:
+    from cyclonedx.model import (
+        ExternalReference,
+        ExternalReferenceType,
+        HashAlgorithm,
+        HashType,
+        XsUri,
+    )
+    from cyclonedx.model.component import Component, ComponentType
+
+    digest = HashType(alg=HashAlgorithm.SHA_256, content=artifact.sha256)
+    return Component(
+        type=ComponentType.LIBRARY,
+        name=artifact.name,
+        version=artifact.version,
+        # sha256 alone is not unique: one file can be served by two indexes.
+        bom_ref=f"artifact:{artifact.name}@{artifact.version}:{artifact.sha256[:16]}:{n}",
+        purl=purl_for(artifact, default_index),
+        hashes=[digest],
+        supplier=_supplier(artifact.index),
+        external_references=[
+            ExternalReference(
+                type=ExternalReferenceType.DISTRIBUTION, url=XsUri(artifact.url), hashes=[digest]
+            )
+        ],
+        properties=_properties(
+            {
+                "lockd:filename": artifact.filename,
+                "lockd:kind": artifact.kind,
+                "lockd:index": artifact.index,
+                "lockd:upload-time": artifact.upload_time,
+            }
+        ),
+    )
+
+
+def _image_component(image: Mapping[str, Any], n: int) -> Component:
+    from cyclonedx.model import HashAlgorithm, HashType
+    from cyclonedx.model.component import Component, ComponentType
+    from packageurl import PackageURL
+
+    reference = str(image.get("reference") or image.get("image") or "image")
+    registry = str(image.get("registry") or "")
+    repository = str(image.get("repository") or reference.split("@")[0].rsplit(":", 1)[0])
+    digest = image.get("index_digest") or image.get("digest")
+    qualifiers = {"repository_url": f"{registry}/{repository}" if registry else repository}
+    if image.get("tag"):
+        qualifiers["tag"] = str(image["tag"])
+    hashes = []
+    if isinstance(digest, str) and digest.startswith("sha256:"):
+        hashes.append(HashType(alg=HashAlgorithm.SHA_256, content=digest.removeprefix("sha256:")))
+    platforms = {
+        "lockd:platform:"
+        + "/".join(str(p[k]) for k in ("os", "architecture", "variant") if p.get(k)): str(
+            p.get("digest")
+        )
+        for p in image.get("platforms") or ()
+        if isinstance(p, Mapping)
+    }
+    return Component(
+        type=ComponentType.CONTAINER,
+        name=repository.rsplit("/", 1)[-1],
+        version=str(digest) if digest else None,
+        bom_ref=f"image:{reference}:{n}",
+        purl=PackageURL(
+            type="oci",
+            name=repository.rsplit("/", 1)[-1].lower(),
+            version=str(digest) if digest else None,
+            qualifiers=qualifiers,
+        ),
+        hashes=hashes,
+        supplier=_supplier(f"https://{registry}" if registry else None),
+        properties=_properties({"lockd:reference": reference, **platforms}),
+    )
+
+
+def _supplier(url: str | None) -> Any:
+    from cyclonedx.model import XsUri
+    from cyclonedx.model.contact import OrganizationalEntity
+
+    host = urlsplit(url).hostname if url else None
+    if not host or url is None:
+        return OrganizationalEntity(name="unknown")
+    base = f"{urlsplit(url).scheme}://{urlsplit(url).netloc}"
+    return OrganizationalEntity(name=host, urls=[XsUri(base)])
+
+
+def _tools(lockset: Lockset, lockd_version: str) -> Any:
+    from cyclonedx.contrib.this.builders import this_component
+    from cyclonedx.model.component import Component, ComponentType
+    from cyclonedx.model.tool import ToolRepository
+
+    return ToolRepository(
+        components=[
+            Component(
+                type=ComponentType.APPLICATION,
+                name="lockd",
+                version=lockd_version or lockset.provenance.lockd_version or None,
+                description="dependency locks for ML containers; wrote this SBOM",
+            ),
+            Component(
+                type=ComponentType.APPLICATION,
+                name=lockset.resolver,
+                version=lockset.resolver_version,
+                description="the resolver that produced the locks",
+            ),
+            this_component(),
+        ]
+    )
+
+
+def _properties(values: Mapping[str, str | None]) -> list[Any]:
+    """Name/value properties, leaving out empty values."""
+    from cyclonedx.model import Property
+
+    return [Property(name=name, value=value) for name, value in values.items() if value]
+
+
+def render_cyclonedx(request: SbomRequest) -> str:
+    """The CycloneDX 1.6 JSON text of :func:`build_bom`'s BOM."""
+    from cyclonedx.output.json import JsonV1Dot6
+
+    bom = build_bom(request)
+    data = json.loads(JsonV1Dot6(bom).output_as_string())
+    # cyclonedx-python-lib has no compositions: state that each artifact's own
+    # dependencies are unknown (lockd records none), not that it has none.
+    refs = [
+        c["bom-ref"] for c in data.get("components", []) if c["bom-ref"].startswith("artifact:")
+    ]
+    if refs:
+        data["compositions"] = [{"aggregate": "unknown", "dependencies": sorted(refs)}]
+    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+__all__ = ["SbomRequest", "build_bom", "purl_for", "render_cyclonedx"]
