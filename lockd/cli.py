@@ -28,6 +28,10 @@ images_app = typer.Typer(help="Resolve base image tags to digests; pin Dockerfil
 db_app = typer.Typer(help="Database maintenance.")
 app.add_typer(images_app, name="images")
 app.add_typer(db_app, name="db")
+audit_app = typer.Typer(
+    help="Audit reports (Markdown, HTML, JSON, CycloneDX SBOM); `verify` rechecks the hash chains."
+)
+app.add_typer(audit_app, name="audit")
 
 
 class TableFormat(StrEnum):
@@ -177,6 +181,13 @@ def compile_(
     refresh: Annotated[
         bool, typer.Option("--refresh", help="Resolve again even if nothing changed.")
     ] = False,
+    conda_channel: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--conda-channel",
+            help="Conda channel (name, URL or file://) put before environment.yml's channels.",
+        ),
+    ] = None,
     image: Annotated[
         list[str] | None,
         typer.Option("--image", help="Base image to resolve to a digest and record (repeatable)."),
@@ -211,6 +222,7 @@ def compile_(
         glibc=glibc,
         images=tuple(image or ()),
         dockerfile=dockerfile,
+        conda_channels=tuple(conda_channel or ()),
     )
     request = build_lock_request(flags, Path.cwd())
     with console.target_progress([t.id for t in request.targets]) as progress:
@@ -442,3 +454,96 @@ def schedule(
     from .report.schedule import recipe
 
     sys.stdout.write(recipe(print_.value))
+
+
+class AuditFormat(StrEnum):
+    markdown = "markdown"
+    html = "html"
+    json = "json"
+    cyclonedx = "cyclonedx"
+
+
+@audit_app.callback(invoke_without_command=True)
+def audit(
+    ctx: typer.Context,
+    project: Annotated[
+        str | None, typer.Option("--project", help="Only this project (default: all).")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="From this ISO date or time on.")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="Up to this ISO date (inclusive) or time.")
+    ] = None,
+    lockset: Annotated[
+        str | None,
+        typer.Option("--lockset", help="cyclonedx: the lockset (default: the project's latest)."),
+    ] = None,
+    target: Annotated[
+        str | None,
+        typer.Option("--target", help="cyclonedx: one target (default: all in one BOM)."),
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Write here (atomically), not stdout.")
+    ] = None,
+    db: DbOption = None,
+    output_format: Annotated[
+        AuditFormat, typer.Option("--format", help="Report format.")
+    ] = AuditFormat.markdown,
+) -> None:
+    """Report every lockset, artifact, image and drift finding; exit 1 if a hash chain is broken."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from . import app as use_cases
+    from .errors import EXIT_DRIFT, UsageError
+    from .settings import Settings
+
+    url = db or Settings.from_env().database_url
+    verified = True
+    if output_format is AuditFormat.cyclonedx:
+        text = use_cases.sbom(use_cases.SbomRequest(url, project, lockset, target))
+    elif lockset or target:
+        raise UsageError(
+            "--lockset and --target choose what a CycloneDX SBOM describes.",
+            hint="Add --format cyclonedx, or use --project/--since/--until to narrow a report.",
+        )
+    else:
+        report = use_cases.audit_report(use_cases.AuditRequest(url, project, since, until))
+        text = use_cases.render_report(report, output_format.value)
+        verified = report.chain.ok
+        if not verified and report.chain.first is not None:
+            typer.echo(f"hash chain broken: {report.chain.first.describe()}", err=True)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        from .lockfiles.files import write_atomic
+
+        write_atomic(output, text.encode())
+        typer.echo(f"{output_format.value} written to {output}", err=True)
+    if not verified:
+        raise typer.Exit(EXIT_DRIFT)
+
+
+@audit_app.command("verify")
+def audit_verify(
+    project: Annotated[
+        str | None, typer.Option("--project", help="Only this project (default: all).")
+    ] = None,
+    db: DbOption = None,
+    output_format: FormatOption = TableFormat.table,
+) -> None:
+    """Recompute every hash chain and cross-check the rows; exit 1 at an altered or removed record."""
+    from . import app as use_cases
+    from .errors import EXIT_DRIFT
+    from .report.audit_model import chain_lines
+    from .report.console import print_json
+    from .settings import Settings
+
+    report = use_cases.verify_chains(db or Settings.from_env().database_url, project)
+    if output_format is TableFormat.json:
+        print_json(report.to_dict())
+    else:
+        for line in chain_lines(report):
+            typer.echo(line)
+    if not report.ok:
+        raise typer.Exit(EXIT_DRIFT)

@@ -10,7 +10,7 @@
     ├── VerificationError           exit 3: a lock resolved, but is wrong (CPU torch on cu124, …)
     ├── PackageIndexError           exit 3: an index could not be reached or answered badly
     ├── RegistryError               exit 3: an OCI registry failed (unknown tag, auth, rate limit)
-    │   └── ImageNotFoundError      exit 3: the registry says the tag, digest or repository is not there
+    │   └── ImageNotFoundError      exit 3: the tag, digest or repository is not there
     ├── StoreError                  exit 3: the database could not be read or written
     └── FormatError                 exit 2: a persisted file has an unknown version or shape
 

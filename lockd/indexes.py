@@ -118,6 +118,13 @@ class IndexClient:
             ]
         return parse_html_page(response.text, page)
 
+    def json(self, url: str) -> object:
+        """A JSON document (conda ``repodata.json``)."""
+        try:
+            return self._get(url).json()
+        except ValueError:
+            raise PackageIndexError(f"{strip_credentials(url)} is not valid JSON.") from None
+
     def core_metadata(self, url: str) -> str:
         """The METADATA of a wheel: PEP 658 ``.metadata`` first, else from the wheel itself."""
         try:

@@ -38,12 +38,13 @@ class Artifact:
     url: str
     filename: str
     sha256: str
-    kind: str = "wheel"  # wheel | sdist
+    kind: str = "wheel"  # wheel | sdist | conda
     upload_time: str | None = None
     size: int | None = None
+    md5: str | None = None  # conda packages carry both hashes
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "name": self.name,
             "version": self.version,
             "index": self.index,
@@ -54,6 +55,9 @@ class Artifact:
             "upload_time": self.upload_time,
             "size": self.size,
         }
+        if self.md5 is not None:  # absent, not null: older lockset hashes stay valid
+            out["md5"] = self.md5
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Artifact:
@@ -67,6 +71,7 @@ class Artifact:
             kind=data.get("kind", "wheel"),
             upload_time=data.get("upload_time"),
             size=data.get("size"),
+            md5=data.get("md5"),
         )
 
 
@@ -267,7 +272,8 @@ def input_key(parts: Iterable[Any]) -> str:
 
 
 def diff_locksets(a: Lockset, b: Lockset) -> dict[str, Any]:
-    """Per target: added, removed, upgraded, downgraded, and hash or source changes."""
+    """Per target: added, removed, upgraded, downgraded, and hash or source changes;
+    per base image reference: added, removed, and digest changes."""
     from packaging.version import InvalidVersion, Version
 
     targets: dict[str, Any] = {}
@@ -304,7 +310,38 @@ def diff_locksets(a: Lockset, b: Lockset) -> dict[str, Any]:
                     if change:
                         entry["changed"].append({"name": name, "version": va, **change})
         targets[target] = entry
-    return {"a": a.hash, "b": b.hash, "targets": targets}
+    return {"a": a.hash, "b": b.hash, "targets": targets, "images": _image_changes(a, b)}
+
+
+def _image_changes(a: Lockset, b: Lockset) -> dict[str, list[dict[str, Any]]]:
+    old = {str(i["reference"]): i for i in a.images}
+    new = {str(i["reference"]): i for i in b.images}
+    out: dict[str, list[dict[str, Any]]] = {"added": [], "removed": [], "changed": []}
+    for ref in sorted(set(old) | set(new)):
+        if ref not in old:
+            out["added"].append({"reference": ref, "digest": new[ref]["index_digest"]})
+        elif ref not in new:
+            out["removed"].append({"reference": ref, "digest": old[ref]["index_digest"]})
+        elif old[ref]["index_digest"] != new[ref]["index_digest"]:
+            was, now = old[ref], new[ref]
+            before, after = _platform_digests(was), _platform_digests(now)
+            platforms = {
+                platform: {"from": before.get(platform), "to": after.get(platform)}
+                for platform in sorted(set(before) | set(after))
+                if before.get(platform) != after.get(platform)
+            }
+            change = {"from": was["index_digest"], "to": now["index_digest"]}
+            out["changed"].append({"reference": ref, **change, "platforms": platforms})
+    return out
+
+
+def _platform_digests(image: Mapping[str, Any]) -> dict[str, str]:
+    """``linux/arm64/v8`` -> that platform's manifest digest."""
+    out = {}
+    for p in image.get("platforms", []):
+        variant = f"/{p['variant']}" if p.get("variant") else ""
+        out[f"{p['os']}/{p['architecture']}{variant}"] = str(p["digest"])
+    return out
 
 
 def _by_name(lock: Lock) -> dict[str, list[Artifact]]:

@@ -31,7 +31,7 @@ from ..errors import (
     VerificationError,
 )
 from ..indexes import files_of_version, listed_versions, requires_dist
-from ..inputs import PipInputs, load_pip_inputs
+from ..inputs import PipInputs, is_conda_input, load_pip_inputs
 from ..lockfiles.files import StagedFiles
 from ..lockfiles.manifest import MANIFEST, read_manifest, render_manifest
 from ..lockfiles.pylock import render_pylock
@@ -55,7 +55,9 @@ from ..urls import strip_credentials
 
 if TYPE_CHECKING:
     from ..indexes import IndexClient
+    from ..inputs.environment import CondaEnvironment
     from ..store import Store
+    from .conda import CondaOutcome
 
 ProgressHook = Callable[[str, str], None]  # (target id, event: start|done|failed)
 
@@ -83,6 +85,9 @@ class LockRequest:
     cache_dir: Path | None = None
     images: tuple[str, ...] = ()  # base image references, as written
     dockerfile: Path | None = None  # whose FROM images are base images too
+    conda_channel: str = "https://conda.anaconda.org"  # base URL for named channels
+    conda_channels: tuple[str, ...] = ()  # put in front of environment.yml's channels
+    conda_cache: Path | None = None  # rattler's repodata cache
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +133,9 @@ def compile_lockset(request: LockRequest, progress: ProgressHook | None = None) 
     resolver = make_resolver(request.resolver)
     for target in request.targets:
         resolver.check(target)
-    inputs = load_pip_inputs(request.inputs, request.root, request.extras)
+    pip_paths = tuple(p for p in request.inputs if not is_conda_input(p))
+    environment = _read_environment(request)
+    inputs = _pip_inputs(request, pip_paths, environment)
     base = _base_images(request)
     key = _input_key(request, inputs, resolver, base)
     on_disk = _previous_manifest(request.out_dir)
@@ -148,25 +155,37 @@ def compile_lockset(request: LockRequest, progress: ProgressHook | None = None) 
         # Images first: a wrong tag fails in a second rather than after every target
         # resolved, and a RegistryError here leaves nothing written or recorded.
         images = _resolve_images(base)
-        outcomes = _resolve_all(request, inputs, resolver, progress)
+        outcomes = _resolve_all(request, inputs, resolver, progress) if pip_paths else []
+        conda = _lock_conda(request, environment) if environment else None
+        if conda is not None and conda.pip_targets:
+            # The pip: section, for the Python each conda solution chose.
+            section = replace(request, targets=tuple(conda.pip_targets))
+            outcomes += _resolve_all(section, inputs, resolver, progress)
         store = opening.result()
         previous = store.latest(request.project)
         failures = [o.error for o in outcomes if o.error is not None]
-        if failures and (not request.allow_partial or len(failures) == len(outcomes)):
+        failures += conda.failures if conda else []
+        total = len(outcomes) + (len(conda.locks) + len(conda.failures) if conda else 0)
+        if failures and (not request.allow_partial or len(failures) == total):
             raise failures[0] if len(failures) == 1 else MatrixError(failures)
+        conda_locks = tuple(conda.locks) if conda else ()
         lockset = Lockset(
             project=request.project,
             inputs=inputs.files,
             requirements=inputs.requirements,
-            targets=tuple(t.id for t in request.targets),
+            targets=tuple(o.target.id for o in outcomes)
+            + tuple(lock.target for lock in conda_locks),
             resolver=resolver.name,
             resolver_version=resolver.version(),
             indexes=_public_indexes(request),
             cutoff=request.exclude_newer or _iso(started),
             input_key=key,
             provenance=_provenance(request.root, started),
-            locks=tuple(o.lock for o in outcomes if o.lock is not None),
-            failures=tuple(Failure(o.target.id, o.error.render()) for o in outcomes if o.error),
+            locks=tuple(o.lock for o in outcomes if o.lock is not None) + conda_locks,
+            failures=tuple(Failure(o.target.id, o.error.render()) for o in outcomes if o.error)
+            + tuple(
+                Failure(f.target or "conda", f.render()) for f in (conda.failures if conda else ())
+            ),
             images=images,
             parent=previous.hash if previous else None,
             extra={
@@ -174,9 +193,11 @@ def compile_lockset(request: LockRequest, progress: ProgressHook | None = None) 
                 "glibc": request.glibc,
                 "family": sorted(request.family),
                 **({"dockerfile": base.dockerfile.to_dict()} if base.dockerfile else {}),
+                **({"conda": conda.summary()} if conda else {}),
             },
         )
         files = {name: data for o in outcomes for name, data in o.files.items()}
+        files.update(conda.files if conda else {})
         files[MANIFEST] = render_manifest(lockset)
         stale = [name for lock in (on_disk.locks if on_disk else ()) for name in lock.files]
         with StagedFiles(request.out_dir, files, last=MANIFEST, remove=stale) as staged:
@@ -188,6 +209,64 @@ def compile_lockset(request: LockRequest, progress: ProgressHook | None = None) 
     finally:
         if opening.done() and opening.exception() is None:
             opening.result().close()
+
+
+def _read_environment(request: LockRequest) -> tuple[CondaEnvironment, InputFile] | None:
+    paths = [p for p in request.inputs if is_conda_input(p)]
+    if len(paths) > 1:
+        raise UsageError(
+            "Give one environment.yml per lockset, not " + ", ".join(map(str, paths)) + ".",
+            hint="Lock each conda environment as its own project (--project).",
+        )
+    if not paths:
+        return None
+    from .conda import read_environment
+
+    if not paths[0].exists():
+        raise UsageError(f"Input file {paths[0]} does not exist.")
+    return read_environment(paths[0], request.root)
+
+
+def _pip_inputs(
+    request: LockRequest,
+    pip_paths: tuple[Path, ...],
+    environment: tuple[CondaEnvironment, InputFile] | None,
+) -> PipInputs:
+    """The pip side: requirement files, or the environment's ``pip:`` section."""
+    if environment is None:
+        return load_pip_inputs(pip_paths, request.root, request.extras)
+    env, env_file = environment
+    if pip_paths and env.pip_requirements:
+        raise UsageError(
+            f"{env_file.path} has a pip: section and pip inputs were given too "
+            f"({', '.join(map(str, pip_paths))}); lockd would not know which Python to lock "
+            "them for.",
+            hint="Move the pip requirements into the environment's pip: section, or lock "
+            "them as a separate project.",
+        )
+    if pip_paths:
+        pip = load_pip_inputs(pip_paths, request.root, request.extras)
+        return replace(pip, files=(*pip.files, env_file))
+    return PipInputs(env.pip_requirements, (), (env_file,))
+
+
+def _lock_conda(
+    request: LockRequest, environment: tuple[CondaEnvironment, InputFile]
+) -> CondaOutcome:
+    from .conda import lock_conda
+
+    env, env_file = environment
+    if request.conda_channels:
+        env = replace(env, channels=(*request.conda_channels, *env.channels))
+    return lock_conda(
+        env,
+        env_file,
+        request.targets,
+        channel_base=request.conda_channel,
+        glibc=request.glibc,
+        cache_dir=request.conda_cache,
+        concurrency=request.concurrency,
+    )
 
 
 def _previous_manifest(out_dir: Path) -> Lockset | None:
@@ -435,6 +514,11 @@ def _input_key(
     # are none, so that the keys of locksets without images stay what they were.
     dockerfile = base.dockerfile.sha256 if base.dockerfile else None
     images = [[list(base.references), dockerfile]] if base.references or dockerfile else []
+    conda = (
+        [["conda", strip_credentials(request.conda_channel), list(request.conda_channels)]]
+        if any(is_conda_input(p) for p in request.inputs)
+        else []
+    )
     return input_key(
         [
             "lockd.compile/1",
@@ -450,6 +534,7 @@ def _input_key(
             request.exclude_newer,
             request.allow_partial,
             *images,
+            *conda,
         ]
     )
 
@@ -544,6 +629,7 @@ class CompileFlags:
     glibc: str | None = None
     images: tuple[str, ...] = ()
     dockerfile: Path | None = None
+    conda_channels: tuple[str, ...] = ()
 
 
 def build_lock_request(
@@ -595,16 +681,20 @@ def build_lock_request(
         cache_dir=Path(cache) if cache else None,
         images=flags.images or config.images,
         dockerfile=flags.dockerfile or (root / config.dockerfile if config.dockerfile else None),
+        conda_channel=settings.conda_channel,
+        conda_channels=flags.conda_channels or config.conda_channels,
+        conda_cache=settings.home / "cache" / "rattler",
     )
 
 
 def _default_inputs(root: Path) -> tuple[Path, ...]:
-    for name in ("requirements.in", "pyproject.toml"):
+    for name in ("requirements.in", "pyproject.toml", "environment.yml"):
         if (root / name).is_file():
             return (root / name,)
     raise UsageError(
         f"No inputs given and none found in {root}.",
-        hint="Pass a requirements.in or pyproject.toml, or set inputs in lockd.toml.",
+        hint="Pass a requirements.in, pyproject.toml or environment.yml, or set inputs in "
+        "lockd.toml.",
     )
 
 

@@ -157,9 +157,16 @@ def _check_lockset(
     client = IndexClient()
     try:
         for lock in locks:
-            target = parse_target_id(lock.target)
             if progress:
                 progress(lock.target)
+            if _is_conda(lock):
+                try:
+                    findings += _conda_served_findings(lock, client)
+                    checks.append(f"conda:{lock.target}")
+                except LockdError as err:
+                    errors.append(CheckError(lock.target, "conda", redact(err.render())))
+                continue
+            target = parse_target_id(lock.target)
             try:
                 found, snapshot, check = _check_environment(
                     store, options, lockset, lock, target, client
@@ -330,6 +337,28 @@ def _served_findings(lock: Lock, client: IndexClient) -> list[Finding]:
             continue
         links = client.project_links(artifact.index, artifact.name)
         served[artifact.name] = {link.filename: link.sha256 for link in links}
+    return check_artifacts(lock, served)
+
+
+def _is_conda(lock: Lock) -> bool:
+    return bool(lock.artifacts) and all(a.kind == "conda" for a in lock.artifacts)
+
+
+def _conda_served_findings(lock: Lock, client: IndexClient) -> list[Finding]:
+    """Every locked conda archive still listed in its subdir's repodata with its sha256."""
+    by_subdir: dict[str, dict[str, str | None]] = {}
+    served: dict[str, dict[str, str | None]] = {}
+    for artifact in lock.artifacts:
+        subdir = artifact.url.rsplit("/", 1)[0]
+        if subdir not in by_subdir:
+            data = client.json(f"{subdir}/repodata.json")
+            listing: dict[str, str | None] = {}
+            if isinstance(data, dict):
+                for key in ("packages", "packages.conda"):
+                    for filename, record in (data.get(key) or {}).items():
+                        listing[filename] = record.get("sha256")
+            by_subdir[subdir] = listing
+        served.setdefault(artifact.name, {}).update(by_subdir[subdir])
     return check_artifacts(lock, served)
 
 

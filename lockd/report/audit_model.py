@@ -305,7 +305,7 @@ def build_audit(
     generated_at: str,
     lockd_version: str,
     project: str | None = None,
-    period: Period = Period(),  # noqa: B008 - frozen, so a shared default is safe
+    period: Period = Period(),
     unreadable: Mapping[str, Sequence[str]] | None = None,
 ) -> AuditReport:
     """Group recorded locksets and drift reports (oldest first) per project, within ``period``."""
@@ -357,6 +357,28 @@ def build_audit(
     )
 
 
+def chain_lines(chain: ChainReport) -> list[str]:
+    """What ``lockd audit verify`` prints: one line per project, then the verdict."""
+    data = chain.to_dict()
+    lines = [
+        f"{p.project}: {p.locksets} locksets, {p.drift_reports} drift reports, "
+        f"head lockset {(p.head_lockset or '-')[:12]}, head drift report "
+        f"{(p.head_drift_report or '-')[:12]}: {'verified' if p.ok else 'BROKEN'}"
+        for p in chain.projects
+    ]
+    first = chain.first
+    if first is None:
+        lines.append(
+            f"verified {len(chain.projects)} project(s): {data['locksets']} locksets and "
+            f"{data['drift_reports']} drift reports; every hash matches its document, every "
+            "parent link resolves and every row matches its document."
+        )
+        return lines
+    lines.append(f"first altered or removed record: {first.describe()}")
+    lines += [f"  also: {p.describe()}" for p in chain.problems[1:]]
+    return lines
+
+
 __all__ = [
     "AUDIT_FORMAT",
     "AuditReport",
@@ -368,6 +390,7 @@ __all__ = [
     "ProjectAudit",
     "Recorded",
     "build_audit",
+    "chain_lines",
     "drift_from_dict",
     "read_records",
 ]

@@ -82,6 +82,9 @@ def compile_json(result: CompileResult) -> dict[str, Any]:
             for lock in lockset.locks
         ],
         "failures": [f.to_dict() for f in lockset.failures],
+        "images": [
+            {"reference": i["reference"], "digest": i["index_digest"]} for i in lockset.images
+        ],
         "written": [str(p) for p in result.written],
     }
 
@@ -113,6 +116,8 @@ def print_compile(result: CompileResult) -> None:
     console.print(table)
     for failure in lockset.failures:
         console.print(f"[red]{escape(failure.target)}[/]: {escape(failure.message)}")
+    for image in lockset.images:
+        console.print(f"image {escape(image['reference'])} @ {image['index_digest']}")
     console.print(f"Recorded lockset {lockset.hash} ({len(result.written)} files written).")
 
 
@@ -135,8 +140,41 @@ def print_history(rows: list[dict[str, Any]]) -> None:
     _console().print(table)
 
 
+def _image_rows(lockset: Lockset) -> list[tuple[str, str, str, str]]:
+    """Per base image: its index (or single manifest) digest, then each platform's
+    digest with the targets that run it."""
+    from ..errors import UsageError
+    from ..images import ResolvedImage
+    from ..targets import Platform, parse_target_id
+
+    platforms: dict[str, Platform] = {}
+    for target in lockset.targets:
+        try:
+            platforms[target] = parse_target_id(target).platform
+        except UsageError:
+            continue
+    rows = []
+    for record in lockset.images:
+        image = ResolvedImage.from_dict(record)
+        rows.append(
+            (image.reference, "index" if image.is_index else "manifest", image.index_digest, "")
+        )
+        users: dict[str, list[str]] = {}
+        for target, platform in platforms.items():
+            try:
+                users.setdefault(image.for_platform(platform).digest, []).append(target)
+            except LockdError:  # no image for that platform (macOS, Windows, or not built)
+                continue
+        rows += [
+            ("", p.oci_platform, p.digest, " ".join(users.pop(p.digest, [])))
+            for p in image.platforms
+        ]
+    return rows
+
+
 def print_lockset(lockset: Lockset) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     console = _console()
     prov = lockset.provenance
@@ -158,13 +196,19 @@ def print_lockset(lockset: Lockset) -> None:
         for a in lock.artifacts:
             table.add_row(a.name, a.version, a.index, a.filename, a.sha256[:16])
         console.print(table)
-    for image in lockset.images:
-        console.print(f"image {image.get('reference')} -> {image.get('index_digest')}")
+    if lockset.images:
+        images = Table(title="base images")
+        for column in ("image", "platform", "digest", "targets"):
+            images.add_column(column)
+        for row in _image_rows(lockset):
+            images.add_row(*(Text(cell) for cell in row))  # Text: references are not markup
+        console.print(images)
     for failure in lockset.failures:
         console.print(f"[red]failed[/] {failure.target}: {failure.message}")
 
 
 def print_diff(result: dict[str, Any]) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=f"{result['a'][:12]} -> {result['b'][:12]}")
@@ -183,4 +227,21 @@ def print_diff(result: dict[str, Any]) -> None:
                 else:
                     detail = item["version"]
                 table.add_row(target, kind, item["name"], str(detail))
+    for kind, items in result.get("images", {}).items():
+        for item in items:
+            reference = escape(item["reference"])  # "[::1]:5000/app" is not markup
+            if kind != "changed":
+                table.add_row("image", kind, reference, _short(item["digest"]))
+                continue
+            table.add_row("image", kind, reference, _moved(item))
+            for platform, change in item["platforms"].items():
+                table.add_row("image", kind, f"{reference} {platform}", _moved(change))
     _console().print(table)
+
+
+def _short(digest: str | None) -> str:
+    return digest[:19] if digest else "-"  # "sha256:" and 12 hex digits, as docker shows
+
+
+def _moved(change: dict[str, Any]) -> str:
+    return f"{_short(change['from'])} -> {_short(change['to'])}"

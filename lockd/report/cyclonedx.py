@@ -47,7 +47,7 @@ _SERIAL_NAMESPACE = uuid.UUID("5f0c6a52-8f3e-4c57-9d0b-6b1f2b7f4c11")  # lockd's
 
 
 @dataclass(frozen=True, slots=True)
-class SbomRequest:
+class BomRequest:
     lockset: Lockset
     lockset_hash: str  # the hash it is filed under (not recomputed)
     target: str | None = None  # None: all targets in one BOM
@@ -100,7 +100,7 @@ def _norm(url: str | None) -> str:
     return (url or "").rstrip("/")
 
 
-def build_bom(request: SbomRequest) -> Bom:
+def build_bom(request: BomRequest) -> Bom:
     """The BOM of a lockset (all targets) or of one of its targets."""
     from cyclonedx.model import Property
     from cyclonedx.model.bom import Bom, BomMetaData
@@ -236,7 +236,7 @@ def _image_component(image: Mapping[str, Any], n: int) -> Component:
 
     reference = str(image.get("reference") or image.get("image") or "image")
     registry = str(image.get("registry") or "")
-    repository = str(image.get("repository") or reference.split("@")[0].rsplit(":", 1)[0])
+    repository = str(image.get("repository") or _repository_of(reference))
     digest = image.get("index_digest") or image.get("digest")
     qualifiers = {"repository_url": f"{registry}/{repository}" if registry else repository}
     if image.get("tag"):
@@ -267,6 +267,13 @@ def _image_component(image: Mapping[str, Any], n: int) -> Component:
         supplier=_supplier(f"https://{registry}" if registry else None),
         properties=_properties({"lockd:reference": reference, **platforms}),
     )
+
+
+def _repository_of(reference: str) -> str:
+    """``host:5000/team/app:tag@sha256:…`` -> ``host:5000/team/app`` (no registry lookup)."""
+    name = reference.split("@", maxsplit=1)[0]
+    head, _, tail = name.rpartition(":")
+    return head if head and "/" not in tail else name
 
 
 def _supplier(url: str | None) -> Any:
@@ -311,7 +318,7 @@ def _properties(values: Mapping[str, str | None]) -> list[Any]:
     return [Property(name=name, value=value) for name, value in values.items() if value]
 
 
-def render_cyclonedx(request: SbomRequest) -> str:
+def render_cyclonedx(request: BomRequest) -> str:
     """The CycloneDX 1.6 JSON text of :func:`build_bom`'s BOM."""
     from cyclonedx.output.json import JsonV1Dot6
 
@@ -327,4 +334,4 @@ def render_cyclonedx(request: SbomRequest) -> str:
     return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-__all__ = ["SbomRequest", "build_bom", "purl_for", "render_cyclonedx"]
+__all__ = ["BomRequest", "build_bom", "purl_for", "render_cyclonedx"]

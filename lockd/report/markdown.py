@@ -55,7 +55,7 @@ def _environment() -> jinja2.Environment:
 
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("lockd.report", "templates"),
-        autoescape=False,  # Markdown: cells are escaped by the md/code filters instead
+        autoescape=False,  # noqa: S701 - Markdown, not HTML: the md/code filters escape cells
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,

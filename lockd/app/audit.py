@@ -1,0 +1,154 @@
+"""Audit use cases: reports over the record, SBOMs of a lockset, chain verification.
+
+The database is read once per call (one query per table); the documents are
+parsed into domain values, the hash chains are checked, and the pure report
+model is built. Rendering is the report package's job.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from .. import __version__
+from ..errors import NotFoundError, UsageError
+from ..store import Store
+
+if TYPE_CHECKING:
+    from ..report.audit_model import AuditReport
+    from ..store.verify import ChainReport
+
+REPORT_FORMATS = ("markdown", "html", "json")
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRequest:
+    """What an audit report covers."""
+
+    database_url: str
+    project: str | None = None  # None: every project
+    since: str | None = None  # ISO date or time
+    until: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SbomRequest:
+    """Which lockset (and target) an SBOM describes."""
+
+    database_url: str
+    project: str | None = None
+    lockset: str | None = None  # hash or unique prefix; default: the project's latest
+    target: str | None = None  # default: every target in one BOM
+
+
+def audit_report(request: AuditRequest) -> AuditReport:
+    """The audit report model over the database, with the chain verification result."""
+    from ..report.audit_model import Period, build_audit, read_records
+    from ..store.verify import check_chains
+
+    period = Period.parse(request.since, request.until)  # bad dates fail before any I/O
+    store = Store(request.database_url)
+    try:
+        _require_project(store, request.project)
+        records = store.chain_records(request.project)
+    finally:
+        store.close()
+    recorded = read_records(records)
+    return build_audit(
+        recorded.locksets,
+        recorded.drift_reports,
+        check_chains(records),
+        generated_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        lockd_version=__version__,
+        project=request.project,
+        period=period,
+        unreadable=recorded.unreadable,
+    )
+
+
+def render_report(report: AuditReport, output_format: str) -> str:
+    """The report as ``markdown``, ``html`` or ``json`` (``lockd.audit/1``) text."""
+    if output_format == "markdown":
+        from ..report.markdown import render_markdown
+
+        return render_markdown(report)
+    if output_format == "html":
+        from ..report.html import render_html
+
+        return render_html(report)
+    if output_format == "json":
+        return json.dumps(report.to_dict(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    raise UsageError(
+        f"Unknown audit format {output_format!r}.",
+        hint="Use markdown, html, json or cyclonedx.",
+    )
+
+
+def sbom(request: SbomRequest) -> str:
+    """A CycloneDX 1.6 JSON SBOM of one lockset (all targets, or one)."""
+    from ..report import cyclonedx
+
+    store = Store(request.database_url)
+    try:
+        _require_project(store, request.project)
+        if request.lockset:
+            lockset = store.get(request.lockset, request.project)
+        else:
+            project = request.project or _only_project(store)
+            latest = store.latest(project)
+            if latest is None:
+                raise NotFoundError(
+                    f"Project {project!r} has no lockset yet.",
+                    hint="Run `lockd compile` first.",
+                )
+            lockset = latest
+    finally:
+        store.close()
+    # Store.get/latest rebuild the lockset from its document and reject one whose
+    # content no longer matches its hash, so lockset.hash is the filed hash.
+    return cyclonedx.render_cyclonedx(
+        cyclonedx.BomRequest(lockset, lockset.hash, request.target, __version__)
+    )
+
+
+def verify_chains(database_url: str, project: str | None = None) -> ChainReport:
+    """Recompute every hash chain (per project) and cross-check the rows."""
+    store = Store(database_url)
+    try:
+        _require_project(store, project)
+        return store.verify_chains(project)
+    finally:
+        store.close()
+
+
+def _require_project(store: Store, project: str | None) -> None:
+    if project is not None and project not in store.projects():
+        raise NotFoundError(
+            f"No project {project!r} in the database.",
+            hint="`lockd history` lists the recorded locksets and their projects.",
+        )
+
+
+def _only_project(store: Store) -> str:
+    projects = store.projects()
+    if len(projects) == 1:
+        return projects[0]
+    if not projects:
+        raise NotFoundError("The database holds no lockset yet.", hint="Run `lockd compile` first.")
+    raise UsageError(
+        f"The database holds {len(projects)} projects ({', '.join(projects)}).",
+        hint="Choose one with --project, or a lockset with --lockset.",
+    )
+
+
+__all__ = [
+    "REPORT_FORMATS",
+    "AuditRequest",
+    "SbomRequest",
+    "audit_report",
+    "render_report",
+    "sbom",
+    "verify_chains",
+]

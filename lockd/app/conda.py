@@ -1,0 +1,123 @@
+"""The conda side of ``lockd compile``: environment.yml -> one conda lock per target.
+
+Each target (platform × accelerator) is solved in-process with rattler; the
+``pip:`` section of the environment is then locked by the pip machinery for
+the Python version the solution chose, and recorded next to the conda lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import ResolutionError
+from ..inputs.environment import CondaEnvironment, parse_environment
+from ..lockset import Artifact, InputFile, Lock, sha256_text
+from ..targets import Target
+from ..urls import strip_credentials
+
+
+@dataclass(slots=True)
+class CondaOutcome:
+    """What the conda side produced; failures are per target (for ``--allow-partial``)."""
+
+    environment: CondaEnvironment
+    input_file: InputFile
+    locks: list[Lock] = field(default_factory=list)
+    files: dict[str, bytes] = field(default_factory=dict)
+    failures: list[ResolutionError] = field(default_factory=list)
+    pip_targets: list[Target] = field(default_factory=list)  # for the pip: section
+
+    def summary(self) -> dict[str, object]:
+        """What the lockset records about the environment."""
+        return {
+            "environment": self.input_file.path,
+            "name": self.environment.name,
+            "channels": [strip_credentials(c) for c in self.environment.channels],
+            "specs": list(self.environment.specs),
+            "pip": list(self.environment.pip_requirements),
+            "targets": [lock.target for lock in self.locks],
+        }
+
+
+def read_environment(path: Path, root: Path) -> tuple[CondaEnvironment, InputFile]:
+    from ..errors import UsageError
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"Cannot read {path}: {exc.strerror}.") from None
+    relative = Path(os.path.relpath(path.resolve(), root.resolve())).as_posix()
+    environment = parse_environment(data.decode("utf-8"), relative)
+    return environment, InputFile(relative, hashlib.sha256(data).hexdigest())
+
+
+def lock_conda(
+    environment: CondaEnvironment,
+    input_file: InputFile,
+    targets: tuple[Target, ...],
+    *,
+    channel_base: str,
+    glibc: str,
+    cache_dir: Path | None,
+    concurrency: int,
+) -> CondaOutcome:
+    """Solve every conda target of the matrix; render its lock file."""
+    from ..lockfiles.condalock import conda_lock_filename, lock_from_solution, render_conda_lock
+    from ..resolvers.rattler import (
+        CondaRequest,
+        CondaSolution,
+        VirtualPackageVersions,
+        conda_targets,
+        solve_conda_matrix,
+    )
+
+    outcome = CondaOutcome(environment, input_file)
+    matrix = conda_targets(
+        dict.fromkeys(t.platform.name for t in targets),
+        dict.fromkeys(t.accelerator.name for t in targets),
+    )
+    request = CondaRequest(
+        environment=environment,
+        targets=matrix,
+        channel_base=channel_base,
+        cache_dir=cache_dir,
+        virtual_versions=VirtualPackageVersions(glibc=glibc),
+        concurrency=concurrency,
+    )
+    for conda_target, result in zip(matrix, asyncio.run(solve_conda_matrix(request)), strict=True):
+        if isinstance(result, ResolutionError):
+            outcome.failures.append(result)
+            continue
+        assert isinstance(result, CondaSolution)  # noqa: S101 - narrowed by the matrix contract
+        name = conda_lock_filename(result.target_id)
+        text = render_conda_lock(lock_from_solution(result, (input_file.path,)), name)
+        outcome.files[name] = text.encode()
+        acc = conda_target.accelerator
+        outcome.locks.append(
+            Lock(
+                target=result.target_id,
+                artifacts=tuple(
+                    Artifact(
+                        name=p.name,
+                        version=p.version,
+                        index=strip_credentials(p.channel),
+                        url=strip_credentials(p.url),
+                        filename=p.filename,
+                        sha256=p.sha256,
+                        kind="conda",
+                        md5=p.md5,
+                    )
+                    for p in sorted(result.packages, key=lambda p: p.name)
+                ),
+                files={name: sha256_text(text)},
+                flavour=f"cuda {acc.cuda_version}" if acc.kind == "cuda" else "cpu",
+                notes=(f"conda {result.subdir}; python {result.python_version or 'none'}",),
+            )
+        )
+        if environment.pip_requirements and result.python is not None:
+            outcome.pip_targets.append(Target(conda_target.platform, result.python, acc))
+    return outcome

@@ -1,0 +1,131 @@
+"""`lockd compile environment.yml`: conda locks per platform × CUDA, recorded with the pip side."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.channel import ChannelServer, pytorch_channel, serve_channels
+from tests.support.pyindex import IndexServer
+
+
+@pytest.fixture(scope="module")
+def channel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChannelServer]:
+    root = tmp_path_factory.mktemp("channels")
+    pytorch_channel().write(root / "conda-forge")
+    with serve_channels(root) as server:
+        yield server
+
+
+def environment(tmp_path: Path, pip: str = "") -> Path:
+    text = (
+        "name: model\nchannels: [conda-forge]\n"
+        "dependencies:\n  - python=3.11\n  - pytorch\n  - numpy\n"
+    )
+    if pip:
+        text += f"  - pip:\n    - {pip}\n"
+    path = tmp_path / "environment.yml"
+    path.write_text(text)
+    return path
+
+
+def test_conda_targets_are_locked_verified_and_recorded(
+    lockd, tmp_path: Path, channel: ChannelServer, world: IndexServer
+) -> None:
+    environment(tmp_path, pip="requests")
+    run = lockd(
+        "compile",
+        "environment.yml",
+        "--cuda",
+        "12.4",
+        "--cuda",
+        "cpu",
+        "--platform",
+        "linux-x86_64",
+        "--format",
+        "json",
+        env={"LOCKD_CONDA_CHANNEL": channel.url},
+    )
+    assert run.returncode == 0, run.output
+    result = json.loads(run.stdout)
+    flavours = {t["target"]: t["flavour"] for t in result["targets"]}
+    assert flavours == {
+        "linux-x86_64-cu124": "cuda 12.4",
+        "linux-x86_64-cpu": "cpu",
+        # the pip: section, locked for the Python the conda solution chose
+        "linux-x86_64-py311-cu124": None,
+        "linux-x86_64-py311-cpu": None,
+    }
+    locks = tmp_path / "locks"
+    cuda_lock = (locks / "conda-lock.linux-x86_64-cu124.yml").read_text()
+    assert "cuda124_generic" in cuda_lock and "md5:" in cuda_lock and "sha256:" in cuda_lock
+    assert "cpu_generic" in (locks / "conda-lock.linux-x86_64-cpu.yml").read_text()
+    assert (locks / "pylock.linux-x86_64-py311-cu124.toml").exists()
+    doc = json.loads((locks / "lockd.json").read_text())
+    assert doc["extra"]["conda"]["specs"] == ["python=3.11", "pytorch", "numpy"]
+    conda_lock = next(lock for lock in doc["locks"] if lock["target"] == "linux-x86_64-cu124")
+    assert all(
+        a["kind"] == "conda" and len(a["sha256"]) == 64 and a["md5"]
+        for a in conda_lock["artifacts"]
+    )
+    shown = json.loads(lockd("show", result["lockset"], "--format", "json").stdout)
+    assert set(shown["targets"]) == set(flavours)
+    # unchanged inputs: a no-op
+    again = lockd(
+        "compile",
+        "environment.yml",
+        "--cuda",
+        "12.4",
+        "--cuda",
+        "cpu",
+        "--platform",
+        "linux-x86_64",
+        env={"LOCKD_CONDA_CHANNEL": channel.url},
+    )
+    assert "Nothing changed" in again.stdout
+    # drift: conda locks are checked against the channel's repodata, the pip side rebuilt
+    drift = lockd(
+        "drift",
+        "--no-creep",
+        "--target",
+        "linux-x86_64-cu124",
+        "--format",
+        "json",
+        env={"LOCKD_CONDA_CHANNEL": channel.url},
+    )
+    assert drift.returncode == 0, drift.output
+    assert json.loads(drift.stdout)["checks"] == ["conda:linux-x86_64-cu124"]
+
+
+def test_cuda_version_without_builds_fails_with_what_exists(
+    lockd, tmp_path: Path, channel: ChannelServer
+) -> None:
+    environment(tmp_path)
+    run = lockd(
+        "compile",
+        "environment.yml",
+        "--cuda",
+        "cu126",
+        "--platform",
+        "linux-x86_64",
+        env={"LOCKD_CONDA_CHANNEL": channel.url},
+    )
+    assert run.returncode == 3, run.output
+    assert "Traceback" not in run.output
+    assert "11.8" in run.stderr and "12.4" in run.stderr
+    assert not (tmp_path / "locks").exists()
+
+
+def test_pip_section_and_pip_inputs_together_are_refused(
+    lockd, tmp_path: Path, channel: ChannelServer
+) -> None:
+    environment(tmp_path, pip="requests")
+    (tmp_path / "requirements.in").write_text("idna\n")
+    run = lockd(
+        "compile", "environment.yml", "requirements.in", env={"LOCKD_CONDA_CHANNEL": channel.url}
+    )
+    assert run.returncode == 2, run.output
+    assert "pip: section" in run.stderr
