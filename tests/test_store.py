@@ -132,3 +132,40 @@ def test_upgrade_from_0002_keeps_the_locksets_and_adds_images(tmp_path: Path) ->
         (newer.hash, "python:3.11-slim", "docker.io", "sha256:" + "1" * 64)
     ]
     assert json.loads(rows[0][4])[0]["digest"] == "sha256:" + "2" * 64
+
+
+def test_a_lockset_whose_parent_is_no_longer_the_head_is_refused(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    first = _lockset("p", "k1")
+    store.record_lockset(first)
+    stale = _lockset("p", "k2", parent=None)  # computed before `first` was recorded
+    with pytest.raises(StoreError, match="Another run recorded lockset"):
+        store.record_lockset(stale)
+    assert [s.hash for s in store.history("p")] == [first.hash]
+
+
+def test_concurrent_writers_keep_one_chain(tmp_path: Path) -> None:
+    """Drift runs from cron and compiles from users append to one chain, never fork it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lockd.drift import DriftReport, Finding
+
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    Store(url).record_lockset(_lockset("p", "k1"))
+
+    def record(i: int) -> None:
+        store = Store(url)
+        try:
+            finding = Finding("missing", "t", f"pkg{i}", "1", None)
+            store.record_drift(DriftReport("p", "lockset", f"2026-01-01T00:00:{i:02d}Z", (finding,)))
+        finally:
+            store.close()
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        list(pool.map(record, range(24)))
+    reports = Store(url).drift_reports("p")
+    assert len(reports) == 24
+    parents = [r.parent for r in reports]
+    hashes = [r.hash for r in reports]
+    assert parents[-1] is None
+    assert parents[:-1] == hashes[1:]  # newest first: each one's parent is the next older

@@ -84,6 +84,15 @@ def make_engine(url: str) -> Engine:
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
+            # pysqlite would BEGIN lazily, at the first write, after our reads of the
+            # chain head: two writers could then both chain to the same parent.
+            dbapi_connection.isolation_level = None
+
+        @event.listens_for(engine, "begin")
+        def _begin_immediate(connection: Any) -> None:
+            # Take the write lock up front: a transaction that reads the chain head
+            # and appends to it is atomic against a concurrent compile or drift run.
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 
@@ -121,6 +130,18 @@ class Store:
                 project = self._project(session, lockset.project)
                 if session.exec(select(LocksetRow).where(LocksetRow.hash == lockset.hash)).first():
                     return
+                head = session.exec(
+                    select(LocksetRow.hash)
+                    .where(LocksetRow.project_id == project.id)
+                    .order_by(col(LocksetRow.id).desc())
+                ).first()
+                if head != lockset.parent:
+                    raise StoreError(
+                        f"Another run recorded lockset {str(head)[:12]} for {lockset.project} "
+                        f"while this one resolved; lockset {lockset.hash[:12]} was not recorded "
+                        "and no lock file was changed.",
+                        hint="Run `lockd compile` again.",
+                    )
                 row = LocksetRow(
                     hash=lockset.hash,
                     project_id=project.id,  # type: ignore[arg-type]

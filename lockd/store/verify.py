@@ -34,6 +34,17 @@ from ..lockset import LOCKSET_FORMAT, canonical_json
 from . import tables as _tables  # noqa: F401 - registers the tables in SQLModel.metadata
 
 ARTIFACT_FIELDS = ("name", "version", "index", "url", "filename", "sha256", "kind")
+# images columns in document order; the document spells "registry" the same way
+IMAGE_FIELDS = (
+    "reference",
+    "registry",
+    "repository",
+    "tag",
+    "index_digest",
+    "media_type",
+    "platforms",
+    "resolved_at",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +73,14 @@ class LockRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class ImageRecord:
+    """One ``images`` row (a base image recorded with a lockset)."""
+
+    id: int
+    columns: Mapping[str, Any]  # IMAGE_FIELDS, resolved_at as UTC ISO
+
+
+@dataclass(frozen=True, slots=True)
 class LocksetRecord:
     """One ``locksets`` row: the document, the hash and the columns derived from it."""
 
@@ -72,6 +91,7 @@ class LocksetRecord:
     document: str
     columns: Mapping[str, Any]  # the normalized columns, JSON-ready (times as UTC ISO)
     locks: tuple[LockRecord, ...]
+    images: tuple[ImageRecord, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +114,7 @@ class Records:
     drift_reports: tuple[DriftRecord, ...]
     orphan_locks: tuple[tuple[int, int], ...] = ()  # (lock id, missing lockset id)
     orphan_artifacts: tuple[tuple[int, int], ...] = ()  # (artifact id, missing lock id)
+    orphan_images: tuple[tuple[int, int], ...] = ()  # (image id, missing lockset id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +237,7 @@ def check_chains(records: Records) -> ChainReport:
     for table, kind, pairs in (
         ("locks", "lockset", records.orphan_locks),
         ("artifacts", "lock", records.orphan_artifacts),
+        ("images", "lockset", records.orphan_images),
     ):
         for row_id, parent_id in pairs:
             orphans.setdefault(
@@ -346,7 +368,9 @@ def _lockset_difference(record: LocksetRecord) -> str:
                 f"column {name} is {_show(record.columns.get(name))} in the locksets table, "
                 f"{_show(value)} in the document"
             )
-    return _locks_difference(record.locks, data["locks"])
+    return _locks_difference(record.locks, data["locks"]) or _images_difference(
+        record.images, data.get("images", [])
+    )
 
 
 def _lockset_columns(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -409,6 +433,23 @@ def _artifacts_difference(row: LockRecord, artifacts: Sequence[Mapping[str, Any]
                 )
     for extra in stored.values():
         return f"artifact row {extra.id} ({extra.name} {extra.filename}) is not in the document"
+    return ""
+
+
+def _images_difference(rows: Sequence[ImageRecord], images: Sequence[Mapping[str, Any]]) -> str:
+    if len(rows) != len(images):
+        return f"{len(rows)} image rows for the {len(images)} base images of the document"
+    for row, image in zip(rows, images, strict=True):  # both in recording order
+        for name in IMAGE_FIELDS:
+            value = image.get(name)
+            if name == "resolved_at" and value is not None:
+                value = _utc(value)
+            if row.columns.get(name) != value:
+                return (
+                    f"image {image.get('reference')} (row {row.id}): {name} is "
+                    f"{_show(row.columns.get(name))} in the images table, {_show(value)} in the "
+                    "document"
+                )
     return ""
 
 
@@ -487,7 +528,7 @@ def load_records(engine: Engine, project: str | None = None) -> Records:
         tables["drift_reports"],
     )
     locksets, projects, drifts = locksets_t.c, projects_t.c, drifts_t.c
-    locks, artifacts = tables["locks"].c, tables["artifacts"].c
+    locks, artifacts, images = tables["locks"].c, tables["artifacts"].c, tables["images"].c
     lockset_query = (
         sa.select(
             locksets.id,
@@ -506,6 +547,9 @@ def load_records(engine: Engine, project: str | None = None) -> Records:
     artifact_query = sa.select(
         artifacts.id, artifacts.lock_id, *(artifacts[name] for name in ARTIFACT_FIELDS)
     ).order_by(artifacts.id)
+    image_query = sa.select(
+        images.id, images.lockset_id, *(images[name] for name in IMAGE_FIELDS)
+    ).order_by(images.id)
     drift_query = (
         sa.select(
             drifts.id,
@@ -526,13 +570,20 @@ def load_records(engine: Engine, project: str | None = None) -> Records:
         drift_query = drift_query.where(projects.name == project)
         lock_query = lock_query.where(locks.lockset_id.in_(own))
         artifact_query = artifact_query.where(artifacts.lock_id.in_(own_locks))
+        image_query = image_query.where(images.lockset_id.in_(own))
     with engine.connect() as conn:
         lockset_rows = conn.execute(lockset_query).all()
         lock_rows = conn.execute(lock_query).all()
         artifact_rows = conn.execute(artifact_query).all()
         drift_rows = conn.execute(drift_query).all()
+        image_rows = conn.execute(image_query).all()
     return assemble(
-        lockset_rows, lock_rows, artifact_rows, drift_rows, all_projects=project is None
+        lockset_rows,
+        lock_rows,
+        artifact_rows,
+        drift_rows,
+        image_rows,
+        all_projects=project is None,
     )
 
 
@@ -541,6 +592,7 @@ def assemble(
     lock_rows: Iterable[Sequence[Any]],
     artifact_rows: Iterable[Sequence[Any]],
     drift_rows: Iterable[Sequence[Any]],
+    image_rows: Iterable[Sequence[Any]] = (),
     *,
     all_projects: bool = True,
 ) -> Records:
@@ -548,6 +600,11 @@ def assemble(
     artifacts: dict[int, list[ArtifactRecord]] = defaultdict(list)
     for artifact_id, lock_id, *values in artifact_rows:
         artifacts[lock_id].append(ArtifactRecord(artifact_id, *values))
+    images: dict[int, list[ImageRecord]] = defaultdict(list)
+    for image_id, owner, *values in image_rows:
+        columns = dict(zip(IMAGE_FIELDS, values, strict=True))
+        columns["resolved_at"] = _utc(columns["resolved_at"])
+        images[owner].append(ImageRecord(image_id, columns))
     locks: dict[int, list[LockRecord]] = defaultdict(list)
     for lock_id, lockset_id, target, flavour, files in lock_rows:
         locks[lockset_id].append(
@@ -558,7 +615,18 @@ def assemble(
         columns = dict(zip(_LOCKSET_COLUMNS, values, strict=True))
         columns["created_at"] = _utc(columns["created_at"])
         own = tuple(locks.pop(lockset_id, ()))
-        locksets.append(LocksetRecord(lockset_id, project, digest, parent, document, columns, own))
+        locksets.append(
+            LocksetRecord(
+                lockset_id,
+                project,
+                digest,
+                parent,
+                document,
+                columns,
+                own,
+                tuple(images.pop(lockset_id, ())),
+            )
+        )
     drifts = []
     for drift_id, project, digest, parent, document, *values in drift_rows:
         columns = dict(zip(_DRIFT_COLUMNS, values, strict=True))
@@ -566,6 +634,7 @@ def assemble(
         drifts.append(DriftRecord(drift_id, project, digest, parent, document, columns))
     orphan_locks: list[tuple[int, int]] = []
     orphan_artifacts: list[tuple[int, int]] = []
+    orphan_images: list[tuple[int, int]] = []
     if all_projects:
         orphan_locks = sorted(
             (lock.id, parent_id) for parent_id, rows in locks.items() for lock in rows
@@ -573,13 +642,21 @@ def assemble(
         orphan_artifacts = sorted(
             (a.id, parent_id) for parent_id, rows in artifacts.items() for a in rows
         )
-    return Records(tuple(locksets), tuple(drifts), tuple(orphan_locks), tuple(orphan_artifacts))
+        orphan_images = sorted((i.id, owner) for owner, rows in images.items() for i in rows)
+    return Records(
+        tuple(locksets),
+        tuple(drifts),
+        tuple(orphan_locks),
+        tuple(orphan_artifacts),
+        tuple(orphan_images),
+    )
 
 
 __all__ = [
     "ArtifactRecord",
     "ChainReport",
     "DriftRecord",
+    "ImageRecord",
     "LockRecord",
     "LocksetRecord",
     "Problem",

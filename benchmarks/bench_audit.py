@@ -1,0 +1,226 @@
+"""Benchmark ``lockd audit`` over a large record: 1,000 locksets.
+
+Usage (from the repository root, after ``./scripts/setup``; no network)::
+
+    .venv/bin/python benchmarks/bench_audit.py [--locksets 1000] [--targets 3]
+        [--artifacts 30] [--rounds 5] [--db PATH]
+
+Builds a SQLite database with one project whose chain holds ``--locksets``
+locksets (``--targets`` targets of ``--artifacts`` artifacts each, torch from
+a PyTorch variant index, one base image) and one drift report per ten
+locksets, recorded through ``Store.record_lockset``/``record_drift`` exactly
+as ``lockd compile``/``lockd drift`` record them. An existing ``--db`` of the
+right size is reused.
+
+Then times, in-process, medians of ``--rounds``:
+
+* ``load``: the audit use case up to the report model (one query per table,
+  parse every document, check the hash chains, build the model);
+* ``markdown`` / ``html`` / ``json``: load plus rendering, what
+  ``lockd audit --format F`` spends;
+* ``verify``: ``lockd audit verify`` (load the rows, recompute the chains,
+  cross-check every lock and artifact row);
+* ``cyclonedx``: the SBOM of the latest lockset (all targets).
+
+Prints a Markdown report; paste it into benchmarks/RESULTS_audit.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from lockd.app import AuditRequest, SbomRequest, audit_report, render_report, sbom  # noqa: E402
+from lockd.app.audit import verify_chains  # noqa: E402
+from lockd.drift import DriftReport, Finding  # noqa: E402
+from lockd.lockset import Artifact, InputFile, Lock, Lockset, Provenance  # noqa: E402
+from lockd.store import Store  # noqa: E402
+
+PYPI = "https://pypi.org/simple"
+TORCH = "https://download.pytorch.org/whl"
+ACCELERATORS = ("cu124", "cu121", "cpu", "cu118", "rocm6.2")
+IMAGE = {
+    "reference": "nvidia/cuda:12.4.1-runtime-ubuntu22.04",
+    "registry": "registry-1.docker.io",
+    "repository": "nvidia/cuda",
+    "tag": "12.4.1-runtime-ubuntu22.04",
+    "index_digest": "sha256:" + "a" * 64,
+    "platforms": [
+        {"os": "linux", "architecture": "amd64", "digest": "sha256:" + "b" * 64},
+        {"os": "linux", "architecture": "arm64", "digest": "sha256:" + "c" * 64},
+    ],
+}
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def make_lockset(n: int, parent: str | None, targets: int, artifacts: int) -> Lockset:
+    """Lockset ``n`` of the chain: realistic names, versions and URLs, distinct hashes."""
+    locks = []
+    for t in range(targets):
+        acc = ACCELERATORS[t % len(ACCELERATORS)]
+        target = f"linux-x86_64-py311-{acc}"
+        torch_file = f"torch-2.{n % 7}.0+{acc}-cp311-cp311-manylinux_2_28_x86_64.whl"
+        arts = [
+            Artifact(
+                "torch",
+                f"2.{n % 7}.0+{acc}",
+                f"{TORCH}/{acc}",
+                f"{TORCH}/{acc}/{torch_file.replace('+', '%2B')}",
+                torch_file,
+                _sha(f"{n}{torch_file}"),
+            )
+        ]
+        for a in range(artifacts - 1):
+            name = f"package-{a:02d}"
+            version = f"{1 + a % 5}.{n % 13}.{a % 3}"
+            filename = f"package_{a:02d}-{version}-py3-none-any.whl"
+            arts.append(
+                Artifact(
+                    name,
+                    version,
+                    PYPI,
+                    f"https://files.pythonhosted.org/packages/{a:02x}/{filename}",
+                    filename,
+                    _sha(f"{n}{filename}"),
+                )
+            )
+        locks.append(Lock(target, tuple(arts), {f"pylock.{target}.toml": _sha(f"{n}{target}")}))
+    day = 1 + n % 28
+    created = f"2026-{1 + (n // 28) % 12:02d}-{day:02d}T{n % 24:02d}:00:00Z"
+    return Lockset(
+        project="ml-model",
+        inputs=(InputFile("requirements.in", _sha(f"in{n}")),),
+        requirements=("torch", "transformers", "numpy"),
+        targets=tuple(lock.target for lock in locks),
+        resolver="uv",
+        resolver_version="0.13.9",
+        indexes={"default": PYPI, "pytorch": TORCH},
+        cutoff=created,
+        input_key=_sha(f"key{n}"),
+        provenance=Provenance("ci", "runner-1", created, _sha(f"git{n}")[:40], "0.1.0"),
+        locks=tuple(locks),
+        images=(IMAGE,),
+        parent=parent,
+    )
+
+
+def build_database(url: str, count: int, targets: int, artifacts: int) -> float:
+    """Record the chain; returns the seconds it took."""
+    store = Store(url)
+    started = time.perf_counter()
+    try:
+        parent = None
+        for n in range(count):
+            lockset = make_lockset(n, parent, targets, artifacts)
+            store.record_lockset(lockset)
+            parent = lockset.hash
+            if n % 10 == 9:
+                findings = (
+                    (Finding("version-creep", lockset.targets[0], "package-01", "1.0", "1.1"),)
+                    if n % 20 == 19
+                    else ()
+                )
+                store.record_drift(
+                    DriftReport("ml-model", parent, lockset.provenance.created_at, findings)
+                )
+    finally:
+        store.close()
+    return time.perf_counter() - started
+
+
+def median_time(action: Callable[[], object], rounds: int) -> tuple[float, object]:
+    times, result = [], None
+    for _ in range(rounds):
+        started = time.perf_counter()
+        result = action()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times), result
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--locksets", type=int, default=1000)
+    parser.add_argument("--targets", type=int, default=3)
+    parser.add_argument("--artifacts", type=int, default=30)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--db", type=Path, default=None)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = args.db or Path(tmp) / "audit-bench.db"
+        url = f"sqlite:///{path}"
+        built = None
+        store = Store(url)
+        try:
+            have = len(store.history("ml-model"))
+        finally:
+            store.close()
+        if have != args.locksets:
+            if have:
+                sys.exit(f"{path} holds {have} locksets, not {args.locksets}: use another --db")
+            built = build_database(url, args.locksets, args.targets, args.artifacts)
+
+        request = AuditRequest(url)
+        load, report = median_time(lambda: audit_report(request), args.rounds)
+        rows = [("load + model", load, "")]
+        for fmt in ("markdown", "html", "json"):
+            seconds, text = median_time(
+                lambda fmt=fmt: render_report(audit_report(request), fmt), args.rounds
+            )
+            rows.append((fmt, seconds, f"{len(str(text)) / 1e6:.1f} MB"))
+        seconds, chain = median_time(lambda: verify_chains(url), args.rounds)
+        rows.append(("verify", seconds, "intact" if chain.ok else "BROKEN"))  # type: ignore[attr-defined]
+        seconds, text = median_time(lambda: sbom(SbomRequest(url)), args.rounds)
+        rows.append(("cyclonedx (latest lockset)", seconds, f"{len(str(text)) / 1e3:.0f} kB"))
+
+    artifacts_total = args.locksets * args.targets * args.artifacts
+    print(f"## lockd audit over {args.locksets} locksets\n")
+    print(
+        f"{args.locksets} locksets × {args.targets} targets × {args.artifacts} artifacts "
+        f"({artifacts_total:,} artifact rows), {args.locksets // 10} drift reports; "
+        f"median of {args.rounds} rounds, in-process."
+    )
+    if built is not None:
+        print(f"Recording them through `Store.record_lockset` took {built:.1f} s.")
+    print(
+        f"\nMachine: {os.cpu_count()} CPUs (`nproc` {len(os.sched_getaffinity(0))}), "
+        f"{cpu_model()}; Python {platform.python_version()}; {platform.system()}.\n"
+    )
+    print("| step | seconds | output |")
+    print("| --- | ---: | --- |")
+    for name, seconds, note in rows:
+        print(f"| {name} | {seconds:.2f} | {note} |")
+    print(
+        "\nCommand: `.venv/bin/python benchmarks/bench_audit.py "
+        f"--locksets {args.locksets} --targets {args.targets} --artifacts {args.artifacts} "
+        f"--rounds {args.rounds}`"
+    )
+    del report
+
+
+if __name__ == "__main__":
+    main()
