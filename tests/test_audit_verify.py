@@ -135,6 +135,14 @@ def test_a_deleted_row_leaves_orphans_that_are_reported(seed: Seed, tmp_path: Pa
     ]
 
 
+def test_an_edited_image_digest_is_caught(seed: Seed, tmp_path: Path) -> None:
+    with sql(seed) as conn:
+        conn.execute("UPDATE images SET index_digest = ?", ("sha256:" + "0" * 64,))
+    first = verify(seed, tmp_path)["first_problem"]
+    assert (first["ref"], first["change"]) == (seed.ml[2], "altered")
+    assert "image python:3.11-slim" in first["detail"] and "index_digest" in first["detail"]
+
+
 def test_an_edited_drift_report_is_caught(seed: Seed, tmp_path: Path) -> None:
     with sql(seed) as conn:
         (document,) = conn.execute(

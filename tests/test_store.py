@@ -157,7 +157,9 @@ def test_concurrent_writers_keep_one_chain(tmp_path: Path) -> None:
         store = Store(url)
         try:
             finding = Finding("missing", "t", f"pkg{i}", "1", None)
-            store.record_drift(DriftReport("p", "lockset", f"2026-01-01T00:00:{i:02d}Z", (finding,)))
+            store.record_drift(
+                DriftReport("p", "lockset", f"2026-01-01T00:00:{i:02d}Z", (finding,))
+            )
         finally:
             store.close()
 
