@@ -56,10 +56,12 @@ IMAGE = {
     "repository": "nvidia/cuda",
     "tag": "12.4.1-runtime-ubuntu22.04",
     "index_digest": "sha256:" + "a" * 64,
+    "media_type": "application/vnd.oci.image.index.v1+json",
     "platforms": [
-        {"os": "linux", "architecture": "amd64", "digest": "sha256:" + "b" * 64},
-        {"os": "linux", "architecture": "arm64", "digest": "sha256:" + "c" * 64},
+        {"os": "linux", "architecture": "amd64", "variant": None, "digest": "sha256:" + "b" * 64},
+        {"os": "linux", "architecture": "arm64", "variant": None, "digest": "sha256:" + "c" * 64},
     ],
+    "resolved_at": "2026-01-01T00:00:00Z",
 }
 
 

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from .errors import EXIT_USAGE, LockdError
+from .errors import LockdError
 
 app = typer.Typer(
     name="lockd",
@@ -49,8 +49,8 @@ FormatOption = Annotated[TableFormat, typer.Option("--format", help="Output form
 def main() -> None:
     """Console entry point."""
     try:
-        # Without standalone mode click returns the code of a typer.Exit instead of exiting.
-        rc = app(standalone_mode=False)
+        # Standalone mode: click reports its own usage errors (exit 2) and exits.
+        app()
     except LockdError as err:
         from .report.console import print_error
 
@@ -59,18 +59,6 @@ def main() -> None:
     except KeyboardInterrupt:
         print("Interrupted; nothing was recorded.", file=sys.stderr)
         sys.exit(130)
-    except Exception as exc:  # click's own usage errors
-        import click
-
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(EXIT_USAGE)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(130)
-        raise
-    sys.exit(rc if isinstance(rc, int) else 0)
 
 
 @app.command()
@@ -420,7 +408,10 @@ def drift(
         images=images,
         concurrency=settings.concurrency,
     )
-    reports = run_drift(options)
+    from .report.console import status_progress
+
+    with status_progress("checking drift") as progress:
+        reports = run_drift(options, progress)
     if output_format is DriftFormat.table and output is None:
         render.print_drift_table(reports)
     else:

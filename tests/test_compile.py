@@ -508,3 +508,14 @@ def test_exclude_newer_applies_only_where_upload_times_exist(lockd, tmp_path: Pa
     )
     assert_clean_failure(earlier, 3)
     assert "numpy" in earlier.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["compile", "--bogus"], ["drift", "--format", "xml"], ["history", "--format", "yaml"], ["nosuch"]],
+)
+def test_usage_errors_exit_2_without_traceback(lockd, args: list[str]) -> None:
+    run = lockd(*args)
+    assert run.returncode == 2, run.output
+    assert "Traceback" not in run.output
+    assert "Error" in run.stderr

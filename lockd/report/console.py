@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -60,6 +60,16 @@ def target_progress(targets: Sequence[str]) -> Iterator[ProgressHook | None]:
                 progress.advance(task)
 
         yield hook
+
+
+@contextmanager
+def status_progress(label: str) -> Iterator[Callable[[str], None] | None]:
+    """A spinner naming the current step on a TTY (stderr); nothing otherwise."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    with _console(stderr=True).status(label) as status:
+        yield lambda step: status.update(f"{label}: {step}")
 
 
 def compile_json(result: CompileResult) -> dict[str, Any]:

@@ -5,8 +5,9 @@ computed over (``document``) and its predecessor's hash (``parent_hash``),
 chained per project. :func:`check_chains` is pure: it takes the rows as plain
 records (loaded by :func:`load_records`, one query per table) and reports, per
 project, every record that was altered (a hash that does not match its
-document, a column or lock/artifact row that contradicts it) or removed (a
-parent link or drift report pointing at a lockset that is not there).
+document, a column or a lock, artifact or image row that contradicts it) or
+removed (a parent link or drift report pointing at a lockset that is not
+there).
 
 What a chain cannot show: the newest record of a project can be replaced
 consistently (document and hash rewritten together) because nothing points
