@@ -129,3 +129,25 @@ def test_pip_section_and_pip_inputs_together_are_refused(
     )
     assert run.returncode == 2, run.output
     assert "pip: section" in run.stderr
+
+
+def test_channel_credentials_never_reach_the_record(
+    lockd, tmp_path: Path, channel: ChannelServer
+) -> None:
+    environment(tmp_path)
+    host = channel.url.removeprefix("http://")
+    run = lockd(
+        "compile",
+        "environment.yml",
+        "--cuda",
+        "cpu",
+        "--platform",
+        "linux-x86_64",
+        "--format",
+        "json",
+        env={"LOCKD_CONDA_CHANNEL": f"http://conda-user:s3cret-tok@{host}"},
+    )
+    assert run.returncode == 0, run.output
+    blobs = [run.output] + [p.read_text() for p in (tmp_path / "locks").iterdir()]
+    blobs.append((tmp_path / "lockd-home" / "lockd.db").read_bytes().decode("latin-1"))
+    assert not [b for b in blobs if "s3cret-tok" in b or "conda-user" in b]

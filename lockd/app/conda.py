@@ -10,14 +10,18 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import ResolutionError
 from ..inputs.environment import CondaEnvironment, parse_environment
 from ..lockset import Artifact, InputFile, Lock, sha256_text
 from ..targets import Target
 from ..urls import strip_credentials
+
+if TYPE_CHECKING:
+    from ..resolvers.rattler import CondaSolution
 
 
 @dataclass(slots=True)
@@ -41,6 +45,18 @@ class CondaOutcome:
             "pip": list(self.environment.pip_requirements),
             "targets": [lock.target for lock in self.locks],
         }
+
+
+def _without_credentials(solution: CondaSolution) -> CondaSolution:
+    """Channel URLs may carry tokens (``https://user:token@host/…``): never in a lock file."""
+    return replace(
+        solution,
+        channels=tuple(strip_credentials(c) for c in solution.channels),
+        packages=tuple(
+            replace(p, url=strip_credentials(p.url), channel=strip_credentials(p.channel))
+            for p in solution.packages
+        ),
+    )
 
 
 def read_environment(path: Path, root: Path) -> tuple[CondaEnvironment, InputFile]:
@@ -88,11 +104,12 @@ def lock_conda(
         virtual_versions=VirtualPackageVersions(glibc=glibc),
         concurrency=concurrency,
     )
-    for conda_target, result in zip(matrix, asyncio.run(solve_conda_matrix(request)), strict=True):
-        if isinstance(result, ResolutionError):
-            outcome.failures.append(result)
+    for conda_target, answer in zip(matrix, asyncio.run(solve_conda_matrix(request)), strict=True):
+        if isinstance(answer, ResolutionError):
+            outcome.failures.append(answer)
             continue
-        assert isinstance(result, CondaSolution)  # noqa: S101 - narrowed by the matrix contract
+        assert isinstance(answer, CondaSolution)  # noqa: S101 - narrowed by the matrix contract
+        result = _without_credentials(answer)
         name = conda_lock_filename(result.target_id)
         text = render_conda_lock(lock_from_solution(result, (input_file.path,)), name)
         outcome.files[name] = text.encode()
