@@ -512,7 +512,12 @@ def test_exclude_newer_applies_only_where_upload_times_exist(lockd, tmp_path: Pa
 
 @pytest.mark.parametrize(
     "args",
-    [["compile", "--bogus"], ["drift", "--format", "xml"], ["history", "--format", "yaml"], ["nosuch"]],
+    [
+        ["compile", "--bogus"],
+        ["drift", "--format", "xml"],
+        ["history", "--format", "yaml"],
+        ["nosuch"],
+    ],
 )
 def test_usage_errors_exit_2_without_traceback(lockd, args: list[str]) -> None:
     run = lockd(*args)
