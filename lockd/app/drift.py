@@ -100,10 +100,9 @@ def _check_project_safely(
                 DriftReport(project, "", now, (), (CheckError(None, "lockset", "no lockset"),)),
             )
         return _record(store, _check_lockset(store, options, lockset, progress))
-    except LockdError as err:
-        report = DriftReport(
-            project, "", now, (), (CheckError(None, "drift", redact(err.render())),)
-        )
+    except Exception as err:  # one project never stops the nightly run
+        message = err.render() if isinstance(err, LockdError) else f"{type(err).__name__}: {err}"
+        report = DriftReport(project, "", now, (), (CheckError(None, "drift", redact(message)),))
         try:
             return _record(store, report)
         except LockdError:
@@ -281,13 +280,19 @@ def _rebuild(  # noqa: PLR0917 - private step of _check_environment
     """A fresh venv from the recorded lock, hashes enforced."""
     env = hermetic_env(options.environ)
     venv = tmp / "venv"
-    subprocess.run(
+    made = subprocess.run(
         [uv_binary(), "venv", "--quiet", "--python", interpreter, str(venv)],
         env=env,
         capture_output=True,
         text=True,
-        check=True,
+        check=False,
     )
+    if made.returncode != 0:
+        raise ResolutionError(
+            f"Could not create a venv with {interpreter} to rebuild {lock.target}: "
+            f"{' '.join(made.stderr.split())[-400:]}",
+            target=lock.target,
+        )
     plan = _plan(lockset, target, options)
     requirements = tmp / "requirements.txt"
     requirements.write_text(
