@@ -317,15 +317,27 @@ def _resolve_all(
             return outcome
 
         targets = list(request.targets)
-        # The first target warms the shared uv cache alone; the others then run
-        # concurrently, mostly from cache, without fighting over the same downloads.
-        first = [run(targets[0])]
+        # On a cold cache the first target runs alone and fills it; the others then
+        # run concurrently, mostly from cache, instead of all fetching the same
+        # pages and wheels at once. On a warm cache all targets start together.
+        first = [run(targets[0])] if len(targets) > 1 and _cache_is_cold(request) else []
         with ThreadPoolExecutor(max_workers=max(1, request.concurrency)) as pool:
-            rest = list(pool.map(run, targets[1:]))
+            rest = list(pool.map(run, targets[len(first) :]))
         return first + rest
     finally:
         client.close()
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _cache_is_cold(request: LockRequest) -> bool:
+    """Whether uv's cache holds no index pages yet (a fresh CI runner)."""
+    from ..resolvers.uv import uv_cache_dir
+
+    cache = request.cache_dir or uv_cache_dir()
+    if cache is None:
+        return True
+    simple = cache.glob("simple-v*/*")
+    return next(simple, None) is None
 
 
 def _lock_target(

@@ -16,6 +16,7 @@ import subprocess
 import sys
 from collections.abc import Mapping
 from functools import cache
+from pathlib import Path
 
 import tomli_w
 from packaging.requirements import Requirement
@@ -61,6 +62,18 @@ def hermetic_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     env["UV_NO_PROGRESS"] = "1"
     env["UV_PYTHON_DOWNLOADS"] = "never"
     return env
+
+
+def uv_cache_dir() -> Path | None:
+    """The cache uv would use here (``UV_CACHE_DIR`` or its platform default)."""
+    proc = subprocess.run(
+        [uv_binary(), "cache", "dir"],
+        env=hermetic_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return Path(proc.stdout.strip()) if proc.returncode == 0 and proc.stdout.strip() else None
 
 
 class UvResolver(Resolver):
