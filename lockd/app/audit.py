@@ -7,7 +7,10 @@ model is built. Rendering is the report package's job.
 
 from __future__ import annotations
 
+import gc
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -52,24 +55,32 @@ def audit_report(request: AuditRequest) -> AuditReport:
     store = Store(request.database_url)
     try:
         _require_project(store, request.project)
-        records = store.chain_records(request.project)
+        with _gc_paused():
+            records = store.chain_records(request.project)
     finally:
         store.close()
-    recorded = read_records(records)
-    return build_audit(
-        recorded.locksets,
-        recorded.drift_reports,
-        check_chains(records),
-        generated_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        lockd_version=__version__,
-        project=request.project,
-        period=period,
-        unreadable=recorded.unreadable,
-    )
+    with _gc_paused():
+        recorded = read_records(records)
+        return build_audit(
+            recorded.locksets,
+            recorded.drift_reports,
+            check_chains(records),
+            generated_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            lockd_version=__version__,
+            project=request.project,
+            period=period,
+            unreadable=recorded.unreadable,
+            documents=recorded.documents,
+        )
 
 
 def render_report(report: AuditReport, output_format: str) -> str:
     """The report as ``markdown``, ``html`` or ``json`` (``lockd.audit/1``) text."""
+    with _gc_paused():
+        return _render(report, output_format)
+
+
+def _render(report: AuditReport, output_format: str) -> str:
     if output_format == "markdown":
         from ..report.markdown import render_markdown
 
@@ -79,7 +90,9 @@ def render_report(report: AuditReport, output_format: str) -> str:
 
         return render_html(report)
     if output_format == "json":
-        return json.dumps(report.to_dict(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        # Compact: indenting switches json to its pure-Python encoder, 5x slower on
+        # a large record (pipe through `jq` to read it).
+        return json.dumps(report.to_dict(), sort_keys=True, ensure_ascii=False) + "\n"
     raise UsageError(
         f"Unknown audit format {output_format!r}.",
         hint="Use markdown, html, json or cyclonedx.",
@@ -118,9 +131,28 @@ def verify_chains(database_url: str, project: str | None = None) -> ChainReport:
     store = Store(database_url)
     try:
         _require_project(store, project)
-        return store.verify_chains(project)
+        with _gc_paused():
+            return store.verify_chains(project)
     finally:
         store.close()
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while ~10^5 acyclic objects are built.
+
+    CPython would otherwise rescan the growing object graph (parsed documents,
+    artifacts, rendered rows) every few hundred allocations for cycles it does
+    not contain: a fifth of the time on a 1,000-lockset record. Reference
+    counting still frees everything.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _require_project(store: Store, project: str | None) -> None:

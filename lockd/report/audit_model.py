@@ -126,22 +126,26 @@ class LocksetEntry:
     lockset: Lockset
     images: tuple[ImageEntry, ...]
     drift_status: str | None  # of the last drift check of this lockset in the period
+    document: Mapping[str, Any] | None = None  # as recorded, when read from the database
 
     @property
     def artifact_count(self) -> int:
         return sum(len(lock.artifacts) for lock in self.lockset.locks)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.lockset.body(), "hash": self.hash, "drift_status": self.drift_status}
+        body = self.document if self.document is not None else self.lockset.body()
+        return {**body, "hash": self.hash, "drift_status": self.drift_status}
 
 
 @dataclass(frozen=True, slots=True)
 class DriftEntry:
     hash: str
     report: DriftReport
+    document: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.report.body(), "hash": self.hash}
+        body = self.document if self.document is not None else self.report.body()
+        return {**body, "hash": self.hash}
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,6 +265,7 @@ class Recorded:
     locksets: tuple[tuple[str, Lockset], ...]  # (filed hash, lockset), oldest first
     drift_reports: tuple[tuple[str, DriftReport], ...]
     unreadable: Mapping[str, tuple[str, ...]]  # project -> hashes of unreadable documents
+    documents: Mapping[str, Mapping[str, Any]]  # filed hash -> the parsed document
 
 
 def read_records(records: Records) -> Recorded:
@@ -268,18 +273,25 @@ def read_records(records: Records) -> Recorded:
     locksets: list[tuple[str, Lockset]] = []
     drifts: list[tuple[str, DriftReport]] = []
     unreadable: dict[str, list[str]] = {}
+    documents: dict[str, Mapping[str, Any]] = {}
+    # The hash check is the chain checker's job: here a document only has to be readable.
     for record in records.locksets:
         try:
-            data = json.loads(record.document)
+            data = record.data if record.data is not None else json.loads(record.document)
             locksets.append((record.hash, Lockset.from_dict(data, verify=False)))
+            documents[record.hash] = data
         except (ValueError, KeyError, TypeError, AttributeError, FormatError):
             unreadable.setdefault(record.project, []).append(record.hash)
     for drift in records.drift_reports:
         try:
-            drifts.append((drift.hash, drift_from_dict(json.loads(drift.document))))
+            data = drift.data if drift.data is not None else json.loads(drift.document)
+            drifts.append((drift.hash, drift_from_dict(data)))
+            documents[drift.hash] = data
         except (ValueError, KeyError, TypeError, AttributeError):
             unreadable.setdefault(drift.project, []).append(drift.hash)
-    return Recorded(tuple(locksets), tuple(drifts), {k: tuple(v) for k, v in unreadable.items()})
+    return Recorded(
+        tuple(locksets), tuple(drifts), {k: tuple(v) for k, v in unreadable.items()}, documents
+    )
 
 
 def drift_from_dict(data: Mapping[str, Any]) -> DriftReport:
@@ -307,8 +319,14 @@ def build_audit(
     project: str | None = None,
     period: Period = Period(),
     unreadable: Mapping[str, Sequence[str]] | None = None,
+    documents: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> AuditReport:
-    """Group recorded locksets and drift reports (oldest first) per project, within ``period``."""
+    """Group recorded locksets and drift reports (oldest first) per project, within ``period``.
+
+    ``documents`` (filed hash -> recorded document) lets the JSON output repeat
+    the records verbatim instead of serializing the domain values again.
+    """
+    documents = documents or {}
     by_project: dict[str, list[tuple[str, Lockset]]] = {}
     for digest, lockset in locksets:
         if project and lockset.project != project:
@@ -339,10 +357,13 @@ def build_audit(
                         lockset,
                         tuple(ImageEntry.from_mapping(i) for i in lockset.images),
                         last_status.get(digest),
+                        documents.get(digest),
                     )
                     for digest, lockset in reversed(by_project.get(name, []))
                 ),
-                drift_reports=tuple(DriftEntry(d, r) for d, r in reversed(reports)),
+                drift_reports=tuple(
+                    DriftEntry(d, r, documents.get(d)) for d, r in reversed(reports)
+                ),
                 chain=chain.project(name),
                 unreadable=tuple((unreadable or {}).get(name, ())),
             )

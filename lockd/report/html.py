@@ -2,26 +2,56 @@
 
 from __future__ import annotations
 
+import html
+from collections.abc import Iterable
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import jinja2
+    from markupsafe import Markup
 
+    from ..lockset import Artifact
     from .audit_model import AuditReport
+
+_ARTIFACT_ROW = (
+    '<tr><td>{}</td><td>{}</td><td>{}</td><td class="mono">{}</td><td class="mono">{}</td></tr>\n'
+)
+
+
+def artifact_rows(artifacts: Iterable[Artifact]) -> Markup:
+    """The body rows of one lock's artifact table, escaped.
+
+    The one hot loop of the report (100,000 rows for 1,000 locksets): through
+    the template's autoescape each cell becomes a ``Markup`` object, which
+    alone costs about a second; ``html.escape`` on plain strings does not.
+    """
+    from markupsafe import Markup
+
+    esc = html.escape
+    return Markup(  # noqa: S704 - every value goes through html.escape just above
+        "".join(
+            _ARTIFACT_ROW.format(
+                esc(a.name), esc(a.version), esc(a.index), esc(a.filename), esc(a.sha256)
+            )
+            for a in artifacts
+        )
+    )
 
 
 @lru_cache(maxsize=1)
 def _environment() -> jinja2.Environment:
     import jinja2
 
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.PackageLoader("lockd.report", "templates"),
         autoescape=True,  # every recorded value (paths, messages, URLs) is untrusted text
         trim_blocks=True,
         lstrip_blocks=True,
         undefined=jinja2.StrictUndefined,
     )
+    env.globals["artifact_rows"] = artifact_rows
+    return env
 
 
 def render_html(report: AuditReport) -> str:
@@ -32,4 +62,4 @@ def render_html(report: AuditReport) -> str:
     return template.render(report=report, audit_format=AUDIT_FORMAT)
 
 
-__all__ = ["render_html"]
+__all__ = ["artifact_rows", "render_html"]

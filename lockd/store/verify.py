@@ -24,6 +24,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
 import sqlalchemy as sa
@@ -31,10 +32,14 @@ from sqlalchemy import Engine
 from sqlmodel import SQLModel
 
 from ..drift import DRIFT_FORMAT
-from ..lockset import LOCKSET_FORMAT, canonical_json
+from ..lockset import LOCKSET_FORMAT
 from . import tables as _tables  # noqa: F401 - registers the tables in SQLModel.metadata
 
 ARTIFACT_FIELDS = ("name", "version", "index", "url", "filename", "sha256", "kind")
+# Separators of the artifact lines: ASCII unit/record separators never occur in
+# names, versions, URLs, file names or hashes (a row that has one shows as altered).
+FIELD_SEP, ROW_SEP = "\x1f", "\x1e"
+_artifact_fields = itemgetter(*ARTIFACT_FIELDS)
 # images columns in document order; the document spells "registry" the same way
 IMAGE_FIELDS = (
     "reference",
@@ -64,13 +69,27 @@ class ArtifactRecord:
 
 @dataclass(frozen=True, slots=True)
 class LockRecord:
-    """One ``locks`` row with its artifact rows."""
+    """One ``locks`` row with its artifact rows.
+
+    The artifact rows travel as text, one line per row: the row id and
+    ``ARTIFACT_FIELDS`` joined by ``FIELD_SEP`` (aggregated in SQL, so that a
+    database of 100,000 artifacts is read as a few thousand rows).
+    """
 
     id: int
     target: str
     flavour: str | None
     files: Mapping[str, str]
-    artifacts: tuple[ArtifactRecord, ...]
+    artifact_lines: tuple[str, ...]
+
+    def artifacts(self) -> tuple[ArtifactRecord, ...]:
+        """The artifact rows as records (only needed to explain a difference)."""
+        out = []
+        for line in self.artifact_lines:
+            row_id, *values = line.split(FIELD_SEP)
+            if len(values) == len(ARTIFACT_FIELDS):
+                out.append(ArtifactRecord(int(row_id), *values))
+        return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +112,7 @@ class LocksetRecord:
     columns: Mapping[str, Any]  # the normalized columns, JSON-ready (times as UTC ISO)
     locks: tuple[LockRecord, ...]
     images: tuple[ImageRecord, ...] = ()
+    data: Mapping[str, Any] | None = None  # the document parsed once (None: not JSON)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +125,7 @@ class DriftRecord:
     parent_hash: str | None
     document: str
     columns: Mapping[str, Any]
+    data: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,18 +345,29 @@ def _link(
     )
 
 
-def _parse(record: LocksetRecord | DriftRecord, fmt: str) -> tuple[dict[str, Any] | None, str]:
-    """The document as a dict, or why it cannot be trusted."""
+def parse_document(document: str) -> Mapping[str, Any] | None:
+    """A record's document as a mapping, or None when it is not a JSON object."""
+    try:
+        data = json.loads(document)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _parse(record: LocksetRecord | DriftRecord, fmt: str) -> tuple[Mapping[str, Any] | None, str]:
+    """The document as a mapping, or why it cannot be trusted.
+
+    The sha256 of the stored text is the proof: a document rewritten together
+    with its hash breaks its child's parent link instead (the head excepted,
+    see the module docstring), so the text is not re-serialized here.
+    """
     if hashlib.sha256(record.document.encode()).hexdigest() != record.hash:
         return None, "its document no longer matches its hash"
-    try:
-        data = json.loads(record.document)
-    except ValueError:
-        return None, "its document is not JSON"
-    if not isinstance(data, dict) or data.get("format") != fmt:
+    data = record.data if record.data is not None else parse_document(record.document)
+    if data is None:
+        return None, "its document is not a JSON object"
+    if data.get("format") != fmt:
         return None, f"its document is not a {fmt} document"
-    if canonical_json(data) != record.document:
-        return None, "its document is not in canonical form (it was rewritten and re-hashed)"
     return data, _filing_difference(record, data)
 
 
@@ -416,7 +448,14 @@ def _locks_difference(rows: Sequence[LockRecord], locks: Sequence[Mapping[str, A
 
 
 def _artifacts_difference(row: LockRecord, artifacts: Sequence[Mapping[str, Any]]) -> str:
-    stored = {(a.name, a.filename): a for a in row.artifacts}
+    # Fast path: the same multiset of rows, compared as text without the row ids.
+    try:
+        documented = sorted(FIELD_SEP.join(_artifact_fields(a)) for a in artifacts)
+    except (KeyError, TypeError):  # a field missing or not text: compare field by field
+        documented = []
+    if documented == sorted(line.partition(FIELD_SEP)[2] for line in row.artifact_lines):
+        return ""
+    stored = {(a.name, a.filename): a for a in row.artifacts()}
     for artifact in artifacts:
         key = (artifact["name"], artifact["filename"])
         found = stored.pop(key, None)
@@ -434,7 +473,7 @@ def _artifacts_difference(row: LockRecord, artifacts: Sequence[Mapping[str, Any]
                 )
     for extra in stored.values():
         return f"artifact row {extra.id} ({extra.name} {extra.filename}) is not in the document"
-    return ""
+    return "its artifact rows differ from the document (duplicated or unreadable rows)"
 
 
 def _images_difference(rows: Sequence[ImageRecord], images: Sequence[Mapping[str, Any]]) -> str:
@@ -545,9 +584,14 @@ def load_records(engine: Engine, project: str | None = None) -> Records:
     lock_query = sa.select(
         locks.id, locks.lockset_id, locks.target, locks.flavour, locks.files
     ).order_by(locks.id)
+    # One text per lock instead of one row per artifact: the row count, not the
+    # bytes, is what makes reading 100,000 artifacts slow.
+    line: sa.ColumnElement[str] = sa.cast(artifacts.id, sa.String)
+    for name in ARTIFACT_FIELDS:
+        line = line.concat(FIELD_SEP).concat(artifacts[name])
     artifact_query = sa.select(
-        artifacts.id, artifacts.lock_id, *(artifacts[name] for name in ARTIFACT_FIELDS)
-    ).order_by(artifacts.id)
+        artifacts.lock_id, sa.func.aggregate_strings(line, ROW_SEP)
+    ).group_by(artifacts.lock_id)
     image_query = sa.select(
         images.id, images.lockset_id, *(images[name] for name in IMAGE_FIELDS)
     ).order_by(images.id)
@@ -597,10 +641,13 @@ def assemble(
     *,
     all_projects: bool = True,
 ) -> Records:
-    """Group plain row tuples (in the column order :func:`load_records` selects) into records."""
-    artifacts: dict[int, list[ArtifactRecord]] = defaultdict(list)
-    for artifact_id, lock_id, *values in artifact_rows:
-        artifacts[lock_id].append(ArtifactRecord(artifact_id, *values))
+    """Group plain row tuples (in the column order :func:`load_records` selects) into records.
+
+    ``artifact_rows`` are ``(lock id, artifact lines joined by ROW_SEP)``.
+    """
+    artifacts: dict[int, tuple[str, ...]] = {
+        lock_id: tuple(text.split(ROW_SEP)) if text else () for lock_id, text in artifact_rows
+    }
     images: dict[int, list[ImageRecord]] = defaultdict(list)
     for image_id, owner, *values in image_rows:
         columns = dict(zip(IMAGE_FIELDS, values, strict=True))
@@ -609,7 +656,7 @@ def assemble(
     locks: dict[int, list[LockRecord]] = defaultdict(list)
     for lock_id, lockset_id, target, flavour, files in lock_rows:
         locks[lockset_id].append(
-            LockRecord(lock_id, target, flavour, files or {}, tuple(artifacts.pop(lock_id, ())))
+            LockRecord(lock_id, target, flavour, files or {}, artifacts.pop(lock_id, ()))
         )
     locksets = []
     for lockset_id, project, digest, parent, document, *values in lockset_rows:
@@ -626,13 +673,18 @@ def assemble(
                 columns,
                 own,
                 tuple(images.pop(lockset_id, ())),
+                parse_document(document),
             )
         )
     drifts = []
     for drift_id, project, digest, parent, document, *values in drift_rows:
         columns = dict(zip(_DRIFT_COLUMNS, values, strict=True))
         columns["checked_at"] = _utc(columns["checked_at"])
-        drifts.append(DriftRecord(drift_id, project, digest, parent, document, columns))
+        drifts.append(
+            DriftRecord(
+                drift_id, project, digest, parent, document, columns, parse_document(document)
+            )
+        )
     orphan_locks: list[tuple[int, int]] = []
     orphan_artifacts: list[tuple[int, int]] = []
     orphan_images: list[tuple[int, int]] = []
@@ -641,7 +693,9 @@ def assemble(
             (lock.id, parent_id) for parent_id, rows in locks.items() for lock in rows
         )
         orphan_artifacts = sorted(
-            (a.id, parent_id) for parent_id, rows in artifacts.items() for a in rows
+            (int(lines[0].partition(FIELD_SEP)[0]), lock_id)
+            for lock_id, lines in artifacts.items()
+            if lines
         )
         orphan_images = sorted((i.id, owner) for owner, rows in images.items() for i in rows)
     return Records(
@@ -666,4 +720,5 @@ __all__ = [
     "assemble",
     "check_chains",
     "load_records",
+    "parse_document",
 ]
