@@ -7,12 +7,14 @@ index without upload times offered at lock time.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urljoin, urlsplit
 
@@ -95,10 +97,13 @@ def parse_json_page(data: dict[str, object]) -> list[IndexLink]:
 class IndexClient:
     """Blocking client; one per compile, shared by the targets' threads."""
 
-    def __init__(self, client: httpx.Client | None = None) -> None:
+    def __init__(
+        self, client: httpx.Client | None = None, *, metadata_cache: Path | None = None
+    ) -> None:
         import httpx  # lazily: importing httpx costs a few hundred milliseconds
 
         self._httpx = httpx
+        self._metadata_cache = metadata_cache
         self._client = client or httpx.Client(
             timeout=httpx.Timeout(TIMEOUT_S, connect=CONNECT_TIMEOUT_S), follow_redirects=True
         )
@@ -125,8 +130,26 @@ class IndexClient:
         except ValueError:
             raise PackageIndexError(f"{strip_credentials(url)} is not valid JSON.") from None
 
-    def core_metadata(self, url: str) -> str:
-        """The METADATA of a wheel: PEP 658 ``.metadata`` first, else from the wheel itself."""
+    def core_metadata(self, url: str, sha256: str | None = None) -> str:
+        """The METADATA of a wheel: PEP 658 ``.metadata`` first, else from the wheel itself.
+
+        With the wheel's ``sha256`` the answer is cached on disk: a file with that
+        hash can never have other metadata.
+        """
+        cached = (
+            self._metadata_cache / f"{sha256}.METADATA" if self._metadata_cache and sha256 else None
+        )
+        if cached is not None and cached.is_file():
+            return cached.read_text(encoding="utf-8")
+        text = self._fetch_metadata(url)
+        if cached is not None:
+            from .lockfiles.files import write_atomic
+
+            with contextlib.suppress(OSError):  # read-only home: the next run asks again
+                write_atomic(cached, text.encode())
+        return text
+
+    def _fetch_metadata(self, url: str) -> str:
         try:
             response = self._client.get(url + ".metadata")
             if response.status_code == 200:

@@ -190,7 +190,7 @@ def test_json_report_covers_every_record(seed: Seed, tmp_path: Path) -> None:
     per_project = {p["project"]: p for p in summary["per_project"]}
     assert per_project["ml-model"]["last_drift_status"] == "drift"
     assert per_project["ml-model"]["latest_lockset"] == seed.ml[2]
-    assert per_project["web"]["last_drift_status"] == "never checked"
+    assert per_project["web"]["last_drift_status"] == "not checked"
 
     ml = next(p for p in doc["projects"] if p["name"] == "ml-model")
     assert [entry["hash"] for entry in ml["locksets"]] == list(reversed(seed.ml))
@@ -271,7 +271,7 @@ def test_build_audit_is_pure(seed: Seed) -> None:
     )
     (project,) = report.projects
     assert project.latest is not None and project.latest.hash == seed.ml[0]
-    assert project.drift_status == "never checked"
+    assert project.drift_status == "not checked"
     assert project.chain is None
     assert report.summary()["chain_verified"] is True
 
@@ -323,8 +323,8 @@ def test_audit_group_takes_options_and_the_verify_command(seed: Seed, tmp_path: 
     assert "## Project web" in report.stdout
     verify = run_lockd(tmp_path, "audit", "verify", "--db", seed.url, "--project", "web")
     assert verify.returncode == 0, verify.output
-    assert "web: 1 locksets" in verify.stdout
-    assert "verified 1 project(s)" in verify.stdout
+    assert "web: 1 lockset, 0 drift reports" in verify.stdout
+    assert "verified 1 project:" in verify.stdout
     assert "# lockd audit report" not in verify.stdout  # the group callback did not render
 
 
@@ -365,7 +365,7 @@ def test_chain_lines_name_the_heads(seed: Seed) -> None:
     assert lines[0].startswith(
         f"ml-model: 3 locksets, 2 drift reports, head lockset {seed.ml[2][:12]}"
     )
-    assert lines[-1].startswith("verified 2 project(s): 4 locksets and 2 drift reports")
+    assert lines[-1].startswith("verified 2 projects: 4 locksets and 2 drift reports")
 
 
 def test_end_to_end_compile_then_audit(lockd, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -174,3 +176,21 @@ def test_bom_without_images_or_targets_still_validates() -> None:
     text = render_cyclonedx(BomRequest(item, item.hash, None, "0.1.0"))
     bom = validate(text)
     assert any(c["type"] == "container" for c in bom["components"])
+
+
+def test_no_sbom_from_an_edited_lockset(seed: Seed, tmp_path: Path) -> None:
+    with closing(sqlite3.connect(seed.path)) as conn:
+        (document,) = conn.execute(
+            "SELECT document FROM locksets WHERE hash = ?", (seed.web,)
+        ).fetchone()
+        conn.execute(
+            "UPDATE locksets SET document = ? WHERE hash = ?",
+            (document.replace("2.4.0+cpu", "2.4.1+cpu"), seed.web),
+        )
+        conn.commit()
+    run = run_lockd(
+        tmp_path, "audit", "--db", seed.url, "--format", "cyclonedx", "--project", "web"
+    )
+    assert run.returncode == 2, run.output
+    assert "does not match its content hash" in run.stderr
+    assert "Traceback" not in run.output

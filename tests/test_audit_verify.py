@@ -42,7 +42,7 @@ def verify(seed: Seed, tmp_path: Path) -> dict:  # type: ignore[type-arg]
 def test_an_intact_database_verifies(seed: Seed, tmp_path: Path) -> None:
     run = run_lockd(tmp_path, "audit", "verify", "--db", seed.url)
     assert run.returncode == 0, run.output
-    assert "verified 2 project(s): 4 locksets and 2 drift reports" in run.stdout
+    assert "verified 2 projects: 4 locksets and 2 drift reports" in run.stdout
     as_json = run_lockd(tmp_path, "audit", "verify", "--db", seed.url, "--format", "json")
     doc = json.loads(as_json.stdout)
     assert doc["verified"] is True and doc["first_problem"] is None

@@ -88,6 +88,7 @@ class LockRequest:
     conda_channel: str = "https://conda.anaconda.org"  # base URL for named channels
     conda_channels: tuple[str, ...] = ()  # put in front of environment.yml's channels
     conda_cache: Path | None = None  # rattler's repodata cache
+    metadata_cache: Path | None = None  # core metadata of wheels, by sha256
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,7 +298,7 @@ def _resolve_all(
 ) -> list[_TargetOutcome]:
     from ..indexes import IndexClient
 
-    client = IndexClient()
+    client = IndexClient(metadata_cache=request.metadata_cache)
     scratch = Path(tempfile.mkdtemp(prefix="lockd-"))
     try:
 
@@ -433,7 +434,7 @@ def _torch_requires(
     if torch is None or not torch.files or local_flavour(torch.version) is not None:
         return {}
     wheel = next((f for f in torch.files if f.kind == "wheel"), torch.files[0])
-    return {TORCH: requires_dist(client.core_metadata(wheel.url))}
+    return {TORCH: requires_dist(client.core_metadata(wheel.url, wheel.sha256))}
 
 
 def _artifacts(resolution: Resolution, plan: IndexPlan) -> tuple[Artifact, ...]:
@@ -696,6 +697,7 @@ def build_lock_request(
         conda_channel=settings.conda_channel,
         conda_channels=flags.conda_channels or config.conda_channels,
         conda_cache=settings.home / "cache" / "rattler",
+        metadata_cache=settings.home / "cache" / "metadata",
     )
 
 

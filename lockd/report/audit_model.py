@@ -169,7 +169,7 @@ class ProjectAudit:
     @property
     def drift_status(self) -> str:
         last = self.last_drift
-        return last.report.status if last else "never checked"
+        return last.report.status if last else "not checked"
 
     @property
     def open_findings(self) -> tuple[Finding, ...]:
@@ -378,11 +378,16 @@ def build_audit(
     )
 
 
+def count(n: int, noun: str) -> str:
+    """``1 lockset``, ``2 locksets`` (a template filter)."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def chain_lines(chain: ChainReport) -> list[str]:
     """What ``lockd audit verify`` prints: one line per project, then the verdict."""
     data = chain.to_dict()
     lines = [
-        f"{p.project}: {p.locksets} locksets, {p.drift_reports} drift reports, "
+        f"{p.project}: {count(p.locksets, 'lockset')}, {count(p.drift_reports, 'drift report')}, "
         f"head lockset {(p.head_lockset or '-')[:12]}, head drift report "
         f"{(p.head_drift_report or '-')[:12]}: {'verified' if p.ok else 'BROKEN'}"
         for p in chain.projects
@@ -390,9 +395,10 @@ def chain_lines(chain: ChainReport) -> list[str]:
     first = chain.first
     if first is None:
         lines.append(
-            f"verified {len(chain.projects)} project(s): {data['locksets']} locksets and "
-            f"{data['drift_reports']} drift reports; every hash matches its document, every "
-            "parent link resolves and every row matches its document."
+            f"verified {count(len(chain.projects), 'project')}: "
+            f"{count(data['locksets'], 'lockset')} and "
+            f"{count(data['drift_reports'], 'drift report')}; every hash matches its document, "
+            "every parent link resolves and every row matches its document."
         )
         return lines
     lines.append(f"first altered or removed record: {first.describe()}")
@@ -412,6 +418,7 @@ __all__ = [
     "Recorded",
     "build_audit",
     "chain_lines",
+    "count",
     "drift_from_dict",
     "read_records",
 ]

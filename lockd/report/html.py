@@ -50,7 +50,10 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
         undefined=jinja2.StrictUndefined,
     )
+    from .audit_model import count
+
     env.globals["artifact_rows"] = artifact_rows
+    env.filters["count"] = count
     return env
 
 
