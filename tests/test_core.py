@@ -232,3 +232,20 @@ def test_diff_classifies_changes() -> None:
         "jinja2": "hash",
         "torch": "source",
     }
+
+
+def test_lock_files_are_written_with_ordinary_permissions(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    from lockd.lockfiles.files import write_atomic
+
+    target = tmp_path / "lockd.json"
+    write_atomic(target, b"{}")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask
+    target.chmod(0o640)
+    write_atomic(target, b"{ }")
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640  # an existing file keeps its mode
+    assert target.read_bytes() == b"{ }"

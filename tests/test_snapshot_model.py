@@ -203,8 +203,10 @@ def test_write_is_atomic_and_read_validates(tmp_path: Path) -> None:
         read_snapshot(tmp_path / "bad.json")
     with pytest.raises(UsageError, match="Cannot read the snapshot"):
         read_snapshot(tmp_path / "absent.json")
+    write_snapshot(FULL, tmp_path / "new-dir" / "snap.json")  # the directory is created
+    assert read_snapshot(tmp_path / "new-dir" / "snap.json") == FULL
     with pytest.raises(UsageError, match="Cannot write the snapshot"):
-        write_snapshot(FULL, tmp_path / "no-such-dir" / "snap.json")
+        write_snapshot(FULL, target / "under-a-file.json")
 
 
 def test_summary_rows() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -47,6 +48,8 @@ class StagedFiles:
         for name, data in self.files.items():
             fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=self.directory)
             self._staged.append((Path(tmp), self.directory / name))
+            # mkstemp creates 0600 files; a lock file must stay readable like any other.
+            os.fchmod(fd, _mode_for(self.directory / name))
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
                 handle.flush()
@@ -69,6 +72,16 @@ class StagedFiles:
     def __exit__(self, *exc: object) -> None:
         for tmp, _ in self._staged:
             tmp.unlink(missing_ok=True)
+
+
+def _mode_for(path: Path) -> int:
+    """The mode the file has now, or what a plain ``open`` would give it (umask applied)."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -177,18 +177,11 @@ def snapshot_to_json(snapshot: Snapshot) -> str:
 
 def write_snapshot(snapshot: Snapshot, path: Path) -> None:
     """Write atomically: readers see the old file or the whole new one, never a part."""
-    text = snapshot_to_json(snapshot)
-    temporary = path.with_name(f".{path.name}.{os.urandom(4).hex()}.tmp")
+    from lockd.lockfiles.files import write_atomic
+
     try:
-        # os.open with 0o666 honours the umask, unlike tempfile's 0o600.
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        temporary.replace(path)
+        write_atomic(path, snapshot_to_json(snapshot).encode())
     except OSError as exc:
-        temporary.unlink(missing_ok=True)
         raise UsageError(f"Cannot write the snapshot to {path}: {exc.strerror or exc}.") from None
 
 
