@@ -371,18 +371,38 @@ class DriftFormat(StrEnum):
 
 @app.command()
 def drift(
-    project: Annotated[str | None, typer.Option("--project", help="Project to check (default: this directory's).")] = None,
-    lockset: Annotated[str | None, typer.Option("--lockset", help="Lockset hash or prefix (default: the latest).")] = None,
+    project: Annotated[
+        str | None, typer.Option("--project", help="Project to check (default: this directory's).")
+    ] = None,
+    lockset: Annotated[
+        str | None, typer.Option("--lockset", help="Lockset hash or prefix (default: the latest).")
+    ] = None,
     target: Annotated[str | None, typer.Option("--target", help="Only this target.")] = None,
-    all_projects: Annotated[bool, typer.Option("--all", help="Every project's latest lockset (the nightly job).")] = False,
-    python: Annotated[Path | None, typer.Option("--python", help="Compare this live interpreter's environment.")] = None,
-    snapshot: Annotated[Path | None, typer.Option("--snapshot", help="Compare a snapshot file (lockd snapshot -o).")] = None,
-    rebuild: Annotated[bool, typer.Option("--rebuild", help="Insist on rebuilding each target in a fresh venv.")] = False,
-    creep: Annotated[bool, typer.Option("--creep/--no-creep", help="Re-resolve the loose inputs today.")] = True,
-    images: Annotated[bool, typer.Option("--images/--no-images", help="Re-resolve recorded base-image tags.")] = True,
+    all_projects: Annotated[
+        bool, typer.Option("--all", help="Every project's latest lockset (the nightly job).")
+    ] = False,
+    python: Annotated[
+        Path | None, typer.Option("--python", help="Compare this live interpreter's environment.")
+    ] = None,
+    snapshot: Annotated[
+        Path | None, typer.Option("--snapshot", help="Compare a snapshot file (lockd snapshot -o).")
+    ] = None,
+    rebuild: Annotated[
+        bool, typer.Option("--rebuild", help="Insist on rebuilding each target in a fresh venv.")
+    ] = False,
+    creep: Annotated[
+        bool, typer.Option("--creep/--no-creep", help="Re-resolve the loose inputs today.")
+    ] = True,
+    images: Annotated[
+        bool, typer.Option("--images/--no-images", help="Re-resolve recorded base-image tags.")
+    ] = True,
     db: DbOption = None,
-    output_format: Annotated[DriftFormat, typer.Option("--format", help="Output format.")] = DriftFormat.table,
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write the report to this file.")] = None,
+    output_format: Annotated[
+        DriftFormat, typer.Option("--format", help="Output format.")
+    ] = DriftFormat.table,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Write the report to this file.")
+    ] = None,
 ) -> None:
     """Compare the record with reality: rebuild or inspect, re-resolve, re-check images."""
     from .app.drift import DriftOptions, exit_code, run_drift
