@@ -46,8 +46,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lockd.app import AuditRequest, SbomRequest, audit_report, render_report, sbom  # noqa: E402
-from lockd.app.audit import verify_chains  # noqa: E402
+from lockd.app.audit import (  # noqa: E402
+    AuditRequest,
+    SbomRequest,
+    audit_report,
+    render_report,
+    sbom,
+    verify_chains,
+)
 from lockd.drift import DriftReport, Finding  # noqa: E402
 from lockd.lockset import Artifact, InputFile, Lock, Lockset, Provenance  # noqa: E402
 from lockd.store import Store  # noqa: E402

@@ -188,7 +188,7 @@ def compile_(
     output_format: FormatOption = TableFormat.table,
 ) -> None:
     """Resolve, verify and record per-target locks (platform x Python x accelerator)."""
-    from .app import CompileFlags, build_lock_request, compile_lockset
+    from .app.compile import CompileFlags, build_lock_request, compile_lockset
     from .report import console
 
     flags = CompileFlags(
@@ -230,7 +230,7 @@ def history(
     output_format: FormatOption = TableFormat.table,
 ) -> None:
     """List recorded locksets, newest first."""
-    from . import app as use_cases
+    from .app import record as use_cases
     from .report import console
     from .settings import Settings
 
@@ -248,7 +248,7 @@ def show(
     output_format: FormatOption = TableFormat.table,
 ) -> None:
     """Show one lockset: targets, artifacts, inputs, provenance."""
-    from . import app as use_cases
+    from .app import record as use_cases
     from .report import console
     from .settings import Settings
 
@@ -267,7 +267,7 @@ def diff(
     output_format: FormatOption = TableFormat.table,
 ) -> None:
     """Compare two locksets per target: added, removed, upgraded, downgraded, changed."""
-    from . import app as use_cases
+    from .app import record as use_cases
     from .report import console
     from .settings import Settings
 
@@ -505,7 +505,7 @@ def audit(
     """Report every lockset, artifact, image and drift finding; exit 1 if a hash chain is broken."""
     if ctx.invoked_subcommand is not None:
         return
-    from . import app as use_cases
+    from .app import audit as use_cases
     from .errors import EXIT_DRIFT, UsageError
     from .settings import Settings
 
@@ -544,7 +544,7 @@ def audit_verify(
     output_format: FormatOption = TableFormat.table,
 ) -> None:
     """Recompute every hash chain and cross-check the rows; exit 1 at an altered or removed record."""
-    from . import app as use_cases
+    from .app import audit as use_cases
     from .errors import EXIT_DRIFT
     from .report.audit_model import chain_lines
     from .report.console import print_json

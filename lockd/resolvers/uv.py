@@ -14,9 +14,9 @@ import os
 import re
 import subprocess
 import sys
+import threading
 from collections.abc import Mapping
 from functools import cache
-from pathlib import Path
 
 import tomli_w
 from packaging.requirements import Requirement
@@ -44,11 +44,21 @@ _PASS_THROUGH_UV = {
 }
 
 
+@cache
 def uv_binary() -> str:
-    """The uv executable shipped with the pinned ``uv`` wheel."""
-    from uv import find_uv_bin
+    """The uv executable shipped with the pinned ``uv`` wheel (looked up once).
 
-    return find_uv_bin()
+    ``find_uv_bin`` reads ``sysconfig``, whose first use is not thread-safe:
+    targets resolve in threads, so the answer is computed once, under the lock
+    that ``functools.cache`` does not provide.
+    """
+    with _UV_LOOKUP:
+        from uv import find_uv_bin
+
+        return find_uv_bin()
+
+
+_UV_LOOKUP = threading.Lock()
 
 
 def hermetic_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -62,18 +72,6 @@ def hermetic_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     env["UV_NO_PROGRESS"] = "1"
     env["UV_PYTHON_DOWNLOADS"] = "never"
     return env
-
-
-def uv_cache_dir() -> Path | None:
-    """The cache uv would use here (``UV_CACHE_DIR`` or its platform default)."""
-    proc = subprocess.run(
-        [uv_binary(), "cache", "dir"],
-        env=hermetic_env(),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return Path(proc.stdout.strip()) if proc.returncode == 0 and proc.stdout.strip() else None
 
 
 class UvResolver(Resolver):
