@@ -26,7 +26,7 @@ and, end to end, the real CLI in a subprocess (interpreter start, imports,
 writing the file atomically): ``lockd audit --format F -o FILE`` and
 ``lockd audit verify``.
 
-Prints a Markdown report; paste it into benchmarks/RESULTS_audit.md.
+Prints a Markdown report; paste it into benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
