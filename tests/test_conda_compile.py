@@ -151,3 +151,37 @@ def test_channel_credentials_never_reach_the_record(
     blobs = [run.output] + [p.read_text() for p in (tmp_path / "locks").iterdir()]
     blobs.append((tmp_path / "lockd-home" / "lockd.db").read_bytes().decode("latin-1"))
     assert not [b for b in blobs if "s3cret-tok" in b or "conda-user" in b]
+
+
+# conda-lock's vendored code warns about itself at import (its frozendict, and an
+# importlib.resources call); neither is lockd's.
+@pytest.mark.filterwarnings(
+    "ignore:conda_lock._vendor.conda._vendor.frozendict:PendingDeprecationWarning"
+)
+@pytest.mark.filterwarnings("ignore:path is deprecated. Use files\\(\\) instead:DeprecationWarning")
+def test_conda_lock_itself_reads_the_lock_files(
+    lockd, tmp_path: Path, channel: ChannelServer
+) -> None:
+    from conda_lock.lockfile import parse_conda_lock_file
+
+    environment(tmp_path)
+    run = lockd(
+        "compile",
+        "environment.yml",
+        "--cuda",
+        "12.4",
+        "--platform",
+        "linux-x86_64",
+        env={"LOCKD_CONDA_CHANNEL": channel.url},
+    )
+    assert run.returncode == 0, run.output
+    path = tmp_path / "locks" / "conda-lock.linux-x86_64-cu124.yml"
+    parsed = parse_conda_lock_file(path)
+    by_name = {p.name: p for p in parsed.package}
+    assert {"python", "pytorch", "numpy", "cuda-version"} <= set(by_name)
+    assert "cuda124" in by_name["pytorch"].url
+    recorded = json.loads((tmp_path / "locks" / "lockd.json").read_text())
+    lock = next(lock for lock in recorded["locks"] if lock["target"] == "linux-x86_64-cu124")
+    for artifact in lock["artifacts"]:
+        assert by_name[artifact["name"]].hash.sha256 == artifact["sha256"]
+        assert by_name[artifact["name"]].hash.md5 == artifact["md5"]
