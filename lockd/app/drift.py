@@ -128,12 +128,12 @@ def _pick_lockset(store: Store, options: DriftOptions) -> Lockset:
 
 def _default_project(store: Store) -> str:
     from ..settings import load_project_config
-    from .compile import _project_name
+    from .request import project_name
 
     config = load_project_config(Path.cwd())
     if config.project:
         return config.project
-    name = _project_name(config.root)
+    name = project_name(config.root)
     if name in store.projects():
         return name
     projects = store.projects()

@@ -13,7 +13,8 @@ from ..errors import LockdError
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from ..app.compile import CompileResult, ProgressHook
+    from ..app.compile import CompileResult
+    from ..app.pip import ProgressHook
     from ..lockset import Lockset
 
 

@@ -1,0 +1,146 @@
+"""``lockd compile`` flags + configuration (lockd.toml / [tool.lockd]) -> a LockRequest."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import (
+    UsageError,
+)
+from ..targets import Target
+
+
+@dataclass(frozen=True, slots=True)
+class LockRequest:
+    """Everything ``lockd compile`` was asked to do, after flags and config are merged."""
+
+    project: str
+    inputs: tuple[Path, ...]
+    targets: tuple[Target, ...]
+    root: Path
+    out_dir: Path
+    index_url: str
+    pytorch_index: str
+    family: frozenset[str]
+    database_url: str
+    resolver: str = "uv"
+    extras: tuple[str, ...] = ()
+    glibc: str = "2.28"
+    allow_partial: bool = False
+    refresh: bool = False
+    exclude_newer: str | None = None
+    concurrency: int = 4
+    cache_dir: Path | None = None
+    images: tuple[str, ...] = ()  # base image references, as written
+    dockerfile: Path | None = None  # whose FROM images are base images too
+    conda_channel: str = "https://conda.anaconda.org"  # base URL for named channels
+    conda_channels: tuple[str, ...] = ()  # put in front of environment.yml's channels
+    conda_cache: Path | None = None  # rattler's repodata cache
+    metadata_cache: Path | None = None  # core metadata of wheels, by sha256
+
+
+@dataclass(frozen=True, slots=True)
+class CompileFlags:
+    """``lockd compile`` flags as typed; ``None``/empty means "not given"."""
+
+    inputs: tuple[Path, ...] = ()
+    cuda: tuple[str, ...] = ()
+    platforms: tuple[str, ...] = ()
+    pythons: tuple[str, ...] = ()
+    project: str | None = None
+    out: Path | None = None
+    resolver: str | None = None
+    index_url: str | None = None
+    pytorch_index: str | None = None
+    pytorch_family: tuple[str, ...] = ()
+    extras: tuple[str, ...] = ()
+    db: str | None = None
+    allow_partial: bool = False
+    refresh: bool = False
+    exclude_newer: str | None = None
+    glibc: str | None = None
+    images: tuple[str, ...] = ()
+    dockerfile: Path | None = None
+    conda_channels: tuple[str, ...] = ()
+
+
+def build_lock_request(
+    flags: CompileFlags, cwd: Path, environ: dict[str, str] | None = None
+) -> LockRequest:
+    """Merge flags > environment > lockd.toml/[tool.lockd] > defaults."""
+    import os
+
+    from ..routing import family_names
+    from ..settings import Settings, load_project_config
+    from ..targets import expand_matrix, host_platform, host_python
+
+    env = dict(os.environ if environ is None else environ)
+    settings = Settings.from_env(env)
+    config = load_project_config(cwd)
+    root = config.root
+    inputs = flags.inputs or tuple(root / p for p in config.inputs) or _default_inputs(root)
+    host = host_platform()
+    platforms = flags.platforms or config.platforms or ((host.name,) if host else ())
+    pythons = flags.pythons or config.pythons or ("{}.{}".format(*host_python()),)
+    accelerators = flags.cuda or config.accelerators or ("cpu",)
+    index_url = (
+        flags.index_url or env.get("LOCKD_INDEX_URL") or config.index_url or settings.index_url
+    )
+    pytorch_index = (
+        flags.pytorch_index
+        or env.get("LOCKD_PYTORCH_INDEX")
+        or config.pytorch_index
+        or settings.pytorch_index
+    )
+    cache = env.get("UV_CACHE_DIR")
+    return LockRequest(
+        project=flags.project or config.project or project_name(root),
+        inputs=tuple(inputs),
+        targets=tuple(expand_matrix(platforms, pythons, accelerators)),
+        root=root,
+        out_dir=flags.out or (root / (config.out or "locks")),
+        index_url=index_url.rstrip("/"),
+        pytorch_index=pytorch_index.rstrip("/"),
+        family=family_names((*config.pytorch_family, *flags.pytorch_family)),
+        database_url=flags.db or settings.database_url,
+        resolver=flags.resolver or config.resolver or "uv",
+        extras=flags.extras or config.extras,
+        glibc=flags.glibc or config.glibc or "2.28",
+        allow_partial=flags.allow_partial,
+        refresh=flags.refresh,
+        exclude_newer=flags.exclude_newer,
+        concurrency=settings.concurrency,
+        cache_dir=Path(cache) if cache else None,
+        images=flags.images or config.images,
+        dockerfile=flags.dockerfile or (root / config.dockerfile if config.dockerfile else None),
+        conda_channel=settings.conda_channel,
+        conda_channels=flags.conda_channels or config.conda_channels,
+        conda_cache=settings.home / "cache" / "rattler",
+        metadata_cache=settings.home / "cache" / "metadata",
+    )
+
+
+def _default_inputs(root: Path) -> tuple[Path, ...]:
+    for name in ("requirements.in", "pyproject.toml", "environment.yml"):
+        if (root / name).is_file():
+            return (root / name,)
+    raise UsageError(
+        f"No inputs given and none found in {root}.",
+        hint="Pass a requirements.in, pyproject.toml or environment.yml, or set inputs in "
+        "lockd.toml.",
+    )
+
+
+def project_name(root: Path) -> str:
+    import tomllib
+
+    pyproject = root / "pyproject.toml"
+    if pyproject.is_file():
+        try:
+            name = tomllib.loads(pyproject.read_text()).get("project", {}).get("name")
+        except (tomllib.TOMLDecodeError, OSError):
+            name = None
+        if isinstance(name, str) and name:
+            return name
+    return root.resolve().name
