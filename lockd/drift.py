@@ -409,14 +409,20 @@ def _version_tuple(text: str) -> tuple[int, ...]:
 
 
 def compare_resolution(
-    lock: Lock, target: Target, today: Mapping[str, str], as_of_cutoff: Mapping[str, str] | None
+    lock: Lock,
+    today: Mapping[str, str],
+    as_of_cutoff: Mapping[str, str] | None,
+    *,
+    cutoff_known: bool = True,
 ) -> list[Finding]:
     """Version creep: what a resolution today would change.
 
     ``as_of_cutoff`` is the same resolution limited to files uploaded before the
     lockset's cut-off (indexes with upload times). Where it still reproduces the
     lock, a difference today is upstream releasing something newer; where it
-    does not, upstream changed or removed what was there at lock time.
+    does not, upstream changed or removed what was there at lock time. Without
+    a cut-off (``cutoff_known=False``: conda channels) the finding says only
+    that today's resolution differs.
     """
     locked = lock.packages()
     findings: list[Finding] = []
@@ -429,15 +435,16 @@ def compare_resolution(
             and name in locked
             and as_of_cutoff.get(name) not in (None, old)
         )
-        detail = (
-            "upstream changed what was published before the cut-off"
-            if history_changed
-            else "upstream released a newer version"
-            if old and new
-            else "the dependency set changed upstream"
-        )
+        if not cutoff_known:
+            detail = "a resolution today picks another version"
+        elif history_changed:
+            detail = "upstream changed what was published before the cut-off"
+        elif old and new:
+            detail = "upstream released a newer version"
+        else:
+            detail = "the dependency set changed upstream"
         findings.append(
-            Finding("version-creep", target.id, name, old, new, severity="warning", detail=detail)
+            Finding("version-creep", lock.target, name, old, new, severity="warning", detail=detail)
         )
     return findings
 

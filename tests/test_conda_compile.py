@@ -185,3 +185,41 @@ def test_conda_lock_itself_reads_the_lock_files(
     for artifact in lock["artifacts"]:
         assert by_name[artifact["name"]].hash.sha256 == artifact["sha256"]
         assert by_name[artifact["name"]].hash.md5 == artifact["md5"]
+
+
+def test_conda_drift_finds_creep_and_replaced_archives(lockd, tmp_path: Path) -> None:
+    from tests.support.channel import CondaPkg
+
+    root = tmp_path / "channels"
+    channel_data = pytorch_channel()
+    channel_data.write(root / "conda-forge")
+    environment(tmp_path)
+    with serve_channels(root) as server:
+        env = {"LOCKD_CONDA_CHANNEL": server.url}
+        args = ["compile", "environment.yml", "--cuda", "12.4", "--platform", "linux-x86_64"]
+        assert lockd(*args, env=env).returncode == 0
+        clean = lockd("drift", "--format", "json", env=env)
+        assert clean.returncode == 0, clean.output
+        assert json.loads(clean.stdout)["checks"] == [
+            "conda:linux-x86_64-cu124",
+            "creep:linux-x86_64-cu124",
+        ]
+        # upstream publishes a newer numpy: a solve today would take it
+        pin = "python >=3.11,<3.12.0a0"
+        channel_data.add(CondaPkg("numpy", "2.1.0", "py311h0000000_0", "linux-64", depends=(pin,)))
+        channel_data.write(root / "conda-forge")
+        crept = json.loads(lockd("drift", "--format", "json", env=env).stdout)
+        assert [
+            (f["kind"], f["package"], f["expected"], f["actual"]) for f in crept["findings"]
+        ] == [("version-creep", "numpy", "2.0.1", "2.1.0")]
+        # a locked archive replaced under the same name: its sha256 changed in repodata
+        repodata = root / "conda-forge" / "noarch" / "repodata.json"
+        data = json.loads(repodata.read_text())
+        data["packages"]["tzdata-2024a-h0c530f3_0.tar.bz2"]["sha256"] = "0" * 64
+        entry = next(k for k in data["packages"] if k.startswith("cuda-version-12.4"))
+        data["packages"][entry]["sha256"] = "f" * 64
+        repodata.write_text(json.dumps(data))
+        changed = lockd("drift", "--no-creep", "--format", "json", env=env)
+        assert changed.returncode == 1, changed.output
+        kinds = {(f["kind"], f["package"]) for f in json.loads(changed.stdout)["findings"]}
+        assert ("artifact-changed", "cuda-version") in kinds

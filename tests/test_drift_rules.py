@@ -201,14 +201,16 @@ def test_driver_too_old() -> None:
 
 
 def test_version_creep_separates_new_releases_from_rewritten_history() -> None:
-    assert compare_resolution(LOCK, TARGET, LOCK.packages(), None) == []
+    assert compare_resolution(LOCK, LOCK.packages(), None) == []
     newer = {**LOCK.packages(), "numpy": "2.2.0"}
-    [finding] = compare_resolution(LOCK, TARGET, newer, LOCK.packages())
+    [finding] = compare_resolution(LOCK, newer, LOCK.packages())
     assert (finding.kind, finding.expected, finding.actual) == ("version-creep", "2.1.0", "2.2.0")
     assert "newer" in finding.detail
     rewritten = {**LOCK.packages(), "numpy": "2.0.0"}
-    [changed] = compare_resolution(LOCK, TARGET, rewritten, rewritten)
+    [changed] = compare_resolution(LOCK, rewritten, rewritten)
     assert "before the cut-off" in changed.detail
+    [conda] = compare_resolution(LOCK, newer, None, cutoff_known=False)
+    assert conda.detail == "a resolution today picks another version"
 
 
 def test_offered_files_gone_changed_and_new_versions() -> None:

@@ -164,6 +164,12 @@ def _check_lockset(
                     checks.append(f"conda:{lock.target}")
                 except LockdError as err:
                     errors.append(CheckError(lock.target, "conda", redact(err.render())))
+                if options.creep:
+                    try:
+                        findings += _conda_creep(options, lockset, lock)
+                        checks.append(f"creep:{lock.target}")
+                    except LockdError as err:
+                        errors.append(CheckError(lock.target, "creep", redact(err.render())))
                 continue
             target = parse_target_id(lock.target)
             try:
@@ -367,6 +373,38 @@ def _conda_served_findings(lock: Lock, client: IndexClient) -> list[Finding]:
     return check_artifacts(lock, served)
 
 
+def _conda_creep(options: DriftOptions, lockset: Lockset, lock: Lock) -> list[Finding]:
+    """Solve the recorded environment again for this conda target, today."""
+    from ..inputs.environment import CondaEnvironment
+    from ..lockset import InputFile
+    from ..targets import parse_accelerator, parse_platform
+    from .conda import lock_conda
+
+    recorded = lockset.extra.get("conda")
+    if not isinstance(recorded, dict):
+        return []
+    platform, accelerator = lock.target.rsplit("-", 1)
+    environment = CondaEnvironment(
+        name=recorded.get("name"),
+        channels=tuple(recorded.get("channels", ())),
+        specs=tuple(recorded.get("specs", ())),
+        source=str(recorded.get("environment", "environment.yml")),
+    )
+    settings = Settings.from_env(options.environ)
+    outcome = lock_conda(
+        environment,
+        InputFile(environment.source, ""),
+        (Target(parse_platform(platform), (3, 0), parse_accelerator(accelerator)),),
+        channel_base=settings.conda_channel,
+        glibc=str(lockset.extra.get("glibc", "2.28")),
+        cache_dir=settings.home / "cache" / "rattler",
+        concurrency=1,
+    )
+    if outcome.failures:
+        raise outcome.failures[0]
+    return compare_resolution(lock, outcome.locks[0].packages(), None, cutoff_known=False)
+
+
 # -- creep -----------------------------------------------------------------------------
 
 
@@ -426,7 +464,7 @@ def _creep(
             if findings:  # what the index no longer offers explains the failure
                 return _dedupe(findings)
             raise
-    findings += compare_resolution(lock, target, today, as_of)
+    findings += compare_resolution(lock, today, as_of)
     return _dedupe(findings)
 
 
