@@ -163,15 +163,19 @@ class Provenance:
     created_at: str
     git_commit: str | None = None
     lockd_version: str = ""
+    git_dirty: bool | None = None  # uncommitted changes in the work tree at compile time
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "user": self.user,
             "host": self.host,
             "created_at": self.created_at,
             "git_commit": self.git_commit,
             "lockd_version": self.lockd_version,
         }
+        if self.git_dirty is not None:  # absent, not null: older lockset hashes stay valid
+            out["git_dirty"] = self.git_dirty
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +254,7 @@ class Lockset:
                 prov["created_at"],
                 prov.get("git_commit"),
                 prov.get("lockd_version", ""),
+                prov.get("git_dirty"),
             ),
             locks=tuple(Lock.from_dict(lock) for lock in data["locks"]),
             failures=tuple(Failure(f["target"], f["message"]) for f in data.get("failures", [])),

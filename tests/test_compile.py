@@ -458,6 +458,7 @@ def test_history_show_and_diff(lockd, tmp_path: Path) -> None:
     shown = json.loads(lockd("show", a[:10], "--format", "json").stdout)
     assert shown["hash"] == a and shown["resolver"]["name"] == "uv"
     assert shown["provenance"]["user"] and shown["cutoff"].endswith("Z")
+    assert "git_commit" in shown["provenance"]
     diff = json.loads(lockd("diff", a, b, "--format", "json").stdout)
     added = diff["targets"]["linux-x86_64-py311-cu124"]["added"]
     assert [x["name"] for x in added] == ["requests"]
@@ -524,3 +525,20 @@ def test_usage_errors_exit_2_without_traceback(lockd, args: list[str]) -> None:
     assert run.returncode == 2, run.output
     assert "Traceback" not in run.output
     assert "Error" in run.stderr
+
+
+def test_git_commit_and_uncommitted_changes_are_recorded(lockd, tmp_path: Path) -> None:
+    write(tmp_path / "requirements.in", "idna\n")
+    git = ["git", "-c", "user.email=t@example.com", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "add", "requirements.in"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "commit", "-qm", "x"], cwd=tmp_path, check=True)
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert lockd("compile", *MATRIX).returncode == 0
+    provenance = manifest(tmp_path)["provenance"]
+    assert (provenance["git_commit"], provenance["git_dirty"]) == (head, False)
+    write(tmp_path / "requirements.in", "idna\nrequests\n")  # tracked and modified
+    assert lockd("compile", *MATRIX).returncode == 0
+    assert manifest(tmp_path)["provenance"]["git_dirty"] is True

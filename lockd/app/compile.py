@@ -325,28 +325,27 @@ def _provenance(root: Path, when: datetime) -> Provenance:
         user = getpass.getuser()
     except (KeyError, OSError):
         user = "unknown"
+    commit = _git(root, "rev-parse", "HEAD")
+    status = _git(root, "status", "--porcelain", "--untracked-files=no") if commit else None
     return Provenance(
         user=user,
         host=socket.gethostname(),
         created_at=_iso(when),
-        git_commit=_git_commit(root),
+        git_commit=commit or None,
         lockd_version=__version__,
+        git_dirty=bool(status) if status is not None else None,
     )
 
 
-def _git_commit(root: Path) -> str | None:
+def _git(root: Path, *args: str) -> str | None:
+    """A git command's output in ``root``; ``None`` outside a repository or without git."""
     try:
         proc = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
+            ["git", *args], cwd=root, capture_output=True, text=True, timeout=5, check=False
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return proc.stdout.strip() or None if proc.returncode == 0 else None
+    return proc.stdout.strip() if proc.returncode == 0 else None
 
 
 def _iso(when: datetime) -> str:

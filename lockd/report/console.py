@@ -194,6 +194,7 @@ def print_lockset(lockset: Lockset) -> None:
     console.print(
         f"created {prov.created_at} by {prov.user}@{prov.host}"
         + (f" at git {prov.git_commit[:12]}" if prov.git_commit else "")
+        + (" (with uncommitted changes)" if prov.git_dirty else "")
     )
     console.print(
         f"resolver {lockset.resolver} {lockset.resolver_version} · cut-off {lockset.cutoff}"
