@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.pyindex import IndexServer
+from tests.support.registry import Pusher, Registry
 from tests.support.world import build_world
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,6 +44,39 @@ class Run:
         return self.stdout + self.stderr
 
 
+def run_lockd(*args: str, cwd: Path, env: dict[str, str], timeout: float = 300) -> Run:
+    """The real ``lockd`` CLI in a subprocess."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "lockd", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    return Run(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """Debian's docker-registry (distribution 2.8) on a free 127.0.0.1 port, for the session."""
+    from tests.support.registry import run_registry
+
+    with run_registry(tmp_path_factory.mktemp("registry")) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def pusher(registry: Registry) -> Iterator[Pusher]:
+    """Pushes images built in code through the OCI push API."""
+    from tests.support.registry import Pusher
+
+    push = Pusher(registry.url)
+    yield push
+    push.close()
+
+
 @pytest.fixture(scope="session")
 def world() -> Iterator[IndexServer]:
     server = build_world(IndexServer()).start()
@@ -69,15 +103,6 @@ def lockd(tmp_path: Path, world: IndexServer, uv_cache: Path):  # type: ignore[n
     )
 
     def run(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> Run:
-        proc = subprocess.run(
-            [sys.executable, "-m", "lockd", *args],
-            cwd=cwd or tmp_path,
-            env={**base_env, **(env or {})},
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        return Run(proc.returncode, proc.stdout, proc.stderr)
+        return run_lockd(*args, cwd=cwd or tmp_path, env={**base_env, **(env or {})})
 
     return run

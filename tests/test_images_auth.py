@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +16,7 @@ import pytest
 
 from lockd.errors import RegistryError
 from lockd.images import CredentialStore, RegistryClient, RegistryOptions
-from tests.conftest import Run, hermetic_env
+from tests.conftest import Run, hermetic_env, run_lockd
 from tests.support.registry import PushedImage, Pusher, Registry, TokenServer, run_registry
 
 USER, PASSWORD = "alice", "correct-horse-battery-staple"
@@ -66,16 +64,7 @@ def env_credentials(registry: Registry, password: str = PASSWORD) -> dict[str, s
 
 def lockd(tmp_path: Path, registry: Registry, password: str, *args: str) -> Run:
     env = hermetic_env(tmp_path, DOCKER_CONFIG=str(tmp_path), **env_credentials(registry, password))
-    proc = subprocess.run(
-        [sys.executable, "-m", "lockd", *args],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    return Run(proc.returncode, proc.stdout, proc.stderr)
+    return run_lockd(*args, cwd=tmp_path, env=env, timeout=120)
 
 
 def test_anonymous_bearer_token_for_a_public_image(

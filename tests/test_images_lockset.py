@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,24 +21,11 @@ import pytest
 from lockd.images import ResolvedImage
 from lockd.targets import PLATFORMS
 from tests.conftest import Run
-from tests.support.registry import Pusher, Registry, run_registry
+from tests.support.registry import Pusher, Registry
 
 LockdRunner = Callable[..., Run]
 AARCH64 = ["--cuda", "cpu", "--platform", "linux-aarch64", "--python", "3.12"]
 TARGET = "linux-aarch64-py312-cpu"
-
-
-@pytest.fixture(scope="session")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    with run_registry(tmp_path_factory.mktemp("registry")) as running:
-        yield running
-
-
-@pytest.fixture(scope="session")
-def pusher(registry: Registry) -> Iterator[Pusher]:
-    push = Pusher(registry.url)
-    yield push
-    push.close()
 
 
 @pytest.fixture

@@ -7,8 +7,6 @@ through the library and through the ``lockd images`` commands.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,21 +25,8 @@ from lockd.images import (
     ResolvedImage,
 )
 from lockd.targets import PLATFORMS
-from tests.conftest import Run, hermetic_env
-from tests.support.registry import Pusher, Registry, free_port, run_registry
-
-
-@pytest.fixture(scope="session")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    with run_registry(tmp_path_factory.mktemp("registry")) as running:
-        yield running
-
-
-@pytest.fixture(scope="session")
-def pusher(registry: Registry) -> Iterator[Pusher]:
-    push = Pusher(registry.url)
-    yield push
-    push.close()
+from tests.conftest import Run, hermetic_env, run_lockd
+from tests.support.registry import Pusher, Registry, free_port
 
 
 @pytest.fixture
@@ -56,16 +41,7 @@ def client(tmp_path: Path) -> Iterator[RegistryClient]:
 
 def lockd(tmp_path: Path, *args: str) -> Run:
     env = hermetic_env(tmp_path, DOCKER_CONFIG=str(tmp_path / "docker"))
-    proc = subprocess.run(
-        [sys.executable, "-m", "lockd", *args],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    return Run(proc.returncode, proc.stdout, proc.stderr)
+    return run_lockd(*args, cwd=tmp_path, env=env, timeout=120)
 
 
 def test_a_single_platform_image(
