@@ -128,7 +128,8 @@ def test_clean_rebuild_reports_nothing_twice(drift_lockd: LockdRunner, tmp_path:
     assert f"rebuild:{CU_TARGET}" in first["checks"] and f"creep:{CU_TARGET}" in first["checks"]
     # the second run compares RECORD digests with the first (clean) snapshot: still silent
     second = drift_json(drift_lockd, code=0)
-    assert second["findings"] == [] and second["parent"] == json.loads(json.dumps(second))["parent"]
+    assert second["findings"] == []
+    assert second["parent"] == first["hash"]  # drift reports chain like locksets
     history = json.loads(drift_lockd("history", "--format", "json").stdout)
     assert history[0]["drift"] == "clean"
     table = drift_lockd("drift", "--no-creep")
@@ -329,8 +330,17 @@ def test_all_projects_junit_and_one_failure_never_stops_the_others(
     assert "## alpha — clean" in markdown.stdout
 
 
-@pytest.mark.parametrize("kind", ["cron", "systemd", "k8s", "github"])
-def test_schedule_recipes(lockd: LockdRunner, kind: str) -> None:
+@pytest.mark.parametrize(
+    ("kind", "marker"),
+    [
+        ("cron", "30 2 * * *"),
+        ("systemd", "OnCalendar=*-*-* 02:30:00"),
+        ("k8s", "kind: CronJob"),
+        ("github", "schedule: [{cron:"),
+    ],
+)
+def test_schedule_recipes(lockd: LockdRunner, kind: str, marker: str) -> None:
     run = lockd("schedule", "--print", kind)
     assert run.returncode == 0
-    assert "drift --all" in run.stdout or '"drift", "--all"' in run.stdout
+    assert marker in run.stdout
+    assert "drift --all" in run.stdout or '"drift", "--all"' in run.stdout  # k8s writes args
