@@ -388,8 +388,14 @@ def drift(
         Path | None, typer.Option("--snapshot", help="Compare a snapshot file (lockd snapshot -o).")
     ] = None,
     rebuild: Annotated[
-        bool, typer.Option("--rebuild", help="Insist on rebuilding each target in a fresh venv.")
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--rebuild/--no-rebuild",
+            help="Insist on rebuilding each target in a fresh venv, or never rebuild and only "
+            "check that every locked file is still served (default: rebuild what this "
+            "machine can build).",
+        ),
+    ] = None,
     creep: Annotated[
         bool, typer.Option("--creep/--no-creep", help="Re-resolve the loose inputs today.")
     ] = True,
@@ -423,7 +429,7 @@ def drift(
         all_projects=all_projects,
         python=python,
         snapshot=snapshot,
-        rebuild=True if rebuild else None,
+        rebuild=rebuild,
         creep=creep,
         images=images,
         concurrency=settings.concurrency,

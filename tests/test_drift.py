@@ -132,8 +132,12 @@ def test_clean_rebuild_reports_nothing_twice(drift_lockd: LockdRunner, tmp_path:
     assert second["parent"] == first["hash"]  # drift reports chain like locksets
     history = json.loads(drift_lockd("history", "--format", "json").stdout)
     assert history[0]["drift"] == "clean"
+    # --no-rebuild: only check that every locked file is still served, as for foreign targets
+    served = drift_json(drift_lockd, "--no-rebuild", "--no-creep", code=0)
+    assert served["checks"] == [f"artifacts:{CU_TARGET}"] and served["findings"] == []
     table = drift_lockd("drift", "--no-creep")
     assert table.returncode == 0 and "clean" in table.stdout
+    assert "clean" in drift_lockd("history").stdout  # the table shows the last drift status
 
 
 def test_upstream_replaced_a_locked_file(

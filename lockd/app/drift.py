@@ -137,6 +137,12 @@ def _default_project(store: Store) -> str:
     if name in store.projects():
         return name
     projects = store.projects()
+    if not projects:
+        raise NotFoundError(
+            "Nothing to check: the database holds no lockset yet.",
+            hint="Run `lockd compile` first (or point --db / LOCKD_DATABASE_URL at the "
+            "database that holds your locksets).",
+        )
     if len(projects) == 1:
         return projects[0]
     raise UsageError(

@@ -136,7 +136,16 @@ def print_history(rows: list[dict[str, Any]]) -> None:
     from rich.table import Table
 
     table = Table(title="locksets")
-    for column in ("lockset", "project", "created", "targets", "resolver", "status", "parent"):
+    for column in (
+        "lockset",
+        "project",
+        "created",
+        "targets",
+        "resolver",
+        "status",
+        "drift",
+        "parent",
+    ):
         table.add_column(column)
     for row in rows:
         table.add_row(
@@ -146,6 +155,7 @@ def print_history(rows: list[dict[str, Any]]) -> None:
             str(len(row["targets"])),
             row["resolver"],
             row["status"],
+            row.get("drift") or "not checked",
             (row["parent"] or "-")[:12],
         )
     _console().print(table)
