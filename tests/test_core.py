@@ -249,3 +249,10 @@ def test_lock_files_are_written_with_ordinary_permissions(tmp_path: Path) -> Non
     write_atomic(target, b"{ }")
     assert stat.S_IMODE(target.stat().st_mode) == 0o640  # an existing file keeps its mode
     assert target.read_bytes() == b"{ }"
+
+
+def test_every_environment_variable_is_documented() -> None:
+    from lockd.settings import ENV_VARS
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert [v.name for v in ENV_VARS if f"`{v.name}" not in readme] == []
