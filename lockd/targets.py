@@ -136,6 +136,27 @@ class Target:
     def python_version(self) -> str:
         return "{}.{}".format(*self.python)
 
+    def marker_environment(self) -> dict[str, str]:
+        """PEP 508 marker values of this target, to evaluate dependency markers for it."""
+        os_name = self.platform.os
+        version = self.python_version
+        return {
+            "implementation_name": "cpython",
+            "implementation_version": f"{version}.0",
+            "os_name": "nt" if os_name == "windows" else "posix",
+            "platform_machine": {"windows": "AMD64", "macos": "arm64"}.get(
+                os_name, self.platform.arch
+            ),
+            "platform_python_implementation": "CPython",
+            "platform_release": "",
+            "platform_system": {"linux": "Linux", "macos": "Darwin", "windows": "Windows"}[os_name],
+            "platform_version": "",
+            "python_full_version": f"{version}.0",
+            "python_version": version,
+            "sys_platform": {"linux": "linux", "macos": "darwin", "windows": "win32"}[os_name],
+            "extra": "",
+        }
+
     def __str__(self) -> str:
         return self.id
 

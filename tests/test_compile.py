@@ -542,3 +542,14 @@ def test_git_commit_and_uncommitted_changes_are_recorded(lockd, tmp_path: Path) 
     write(tmp_path / "requirements.in", "idna\nrequests\n")  # tracked and modified
     assert lockd("compile", *MATRIX).returncode == 0
     assert manifest(tmp_path)["provenance"]["git_dirty"] is True
+
+
+def test_pypi_torch_on_aarch64_is_a_cpu_build(lockd, tmp_path: Path) -> None:
+    write(tmp_path / "requirements.in", "torch==2.6.0\n")
+    arm = ["--platform", "linux-aarch64", "--python", "3.11", "--pytorch-index", "pypi"]
+    cpu = lockd("compile", "--cuda", "cpu", *arm, "--format", "json")
+    assert cpu.returncode == 0, cpu.output
+    assert json.loads(cpu.stdout)["targets"][0]["flavour"] == "cpu"
+    cuda = lockd("compile", "--cuda", "cu124", *arm, "--out", "l2")
+    assert_clean_failure(cuda, 3)
+    assert "CPU-only build" in cuda.stderr

@@ -256,3 +256,32 @@ def test_every_environment_variable_is_documented() -> None:
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     assert [v.name for v in ENV_VARS if f"`{v.name}" not in readme] == []
+
+
+def test_cuda_runtime_requirements_count_only_where_their_marker_applies() -> None:
+    lines = [
+        "filelock",
+        "nvidia-cuda-runtime-cu12==12.4.127; "
+        'platform_system == "Linux" and platform_machine == "x86_64"',
+    ]
+    x86 = parse_target_id("linux-x86_64-py311-cu124")
+    arm = parse_target_id("linux-aarch64-py311-cu124")
+    assert cuda_from_requires(lines, x86.marker_environment()) == "12.4"
+    assert cuda_from_requires(lines, arm.marker_environment()) is None
+    url = "https://files.example/torch-2.6.0-cp311-cp311-manylinux_2_28_aarch64.whl"
+    arm_plan = plan_for(arm, PYPI, "pypi", family_names())
+    with pytest.raises(VerificationError, match="CPU-only build"):
+        verify(_resolution(arm.id, "2.6.0", url), arm_plan, {"torch": lines})
+    cpu = parse_target_id("linux-aarch64-py311-cpu")
+    cpu_plan = plan_for(cpu, PYPI, "pypi", family_names())
+    assert verify(_resolution(cpu.id, "2.6.0", url), cpu_plan, {"torch": lines}).flavour == "cpu"
+
+
+def test_rocm_version_must_match() -> None:
+    target = parse_target_id("linux-x86_64-py311-rocm62")
+    plan = plan_for(target, PYPI, BASE, family_names())
+    url = f"{BASE}/rocm6.2/torch-2.6.0%2Brocm6.1-x.whl"
+    with pytest.raises(VerificationError, match=r"ROCm 6\.1"):
+        verify(_resolution(target.id, "2.6.0+rocm6.1", url), plan, {})
+    ok = _resolution(target.id, "2.6.0+rocm6.2", f"{BASE}/rocm6.2/torch-2.6.0%2Brocm6.2-x.whl")
+    assert verify(ok, plan, {}).flavour == "rocm 6.2"

@@ -69,6 +69,11 @@ def compile_lockset(request: LockRequest, progress: ProgressHook | None = None) 
     resolver = make_resolver(request.resolver)
     for target in request.targets:
         resolver.check(target)
+    if request.exclude_newer and not resolver.honours_exclude_newer:
+        raise UsageError(
+            f"The {resolver.name} resolver cannot resolve as of --exclude-newer.",
+            hint="Use --resolver uv, or drop --exclude-newer.",
+        )
     pip_paths = tuple(p for p in request.inputs if not is_conda_input(p))
     environment = _read_environment(request)
     inputs = _pip_inputs(request, pip_paths, environment)

@@ -106,7 +106,7 @@ def build_lock_request(
         database_url=flags.db or settings.database_url,
         resolver=flags.resolver or config.resolver or "uv",
         extras=flags.extras or config.extras,
-        glibc=flags.glibc or config.glibc or "2.28",
+        glibc=_glibc(flags.glibc or config.glibc or "2.28"),
         allow_partial=flags.allow_partial,
         refresh=flags.refresh,
         exclude_newer=flags.exclude_newer,
@@ -144,3 +144,15 @@ def project_name(root: Path) -> str:
         if isinstance(name, str) and name:
             return name
     return root.resolve().name
+
+
+def _glibc(value: str) -> str:
+    """``2.28``: the manylinux level of Linux targets."""
+    import re
+
+    if not re.fullmatch(r"2\.\d{1,2}", value.strip()):
+        raise UsageError(
+            f"glibc {value!r} is not a glibc version such as 2.28.",
+            hint="Give major.minor, as manylinux tags spell it (2.17, 2.28, 2.34).",
+        )
+    return value.strip()

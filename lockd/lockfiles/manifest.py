@@ -25,4 +25,7 @@ def read_manifest(path: Path) -> Lockset | None:
         return None
     except (OSError, ValueError) as exc:
         raise FormatError(f"{path} is not a readable lockd manifest: {exc}.") from None
-    return Lockset.from_dict(data)
+    try:
+        return Lockset.from_dict(data)
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise FormatError(f"{path} is not a complete lockd manifest ({exc!r} is wrong).") from None

@@ -53,6 +53,7 @@ class Resolver(abc.ABC):
     """A resolution backend (uv, pip-tools)."""
 
     name: str
+    honours_exclude_newer = True  # a cut-off the backend cannot apply must not be recorded
 
     @abc.abstractmethod
     def version(self) -> str:

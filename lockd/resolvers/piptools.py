@@ -36,6 +36,7 @@ _HASH = re.compile(r"--hash=sha256:(?P<digest>[0-9a-f]{64})")
 
 class PipToolsResolver(Resolver):
     name = "pip-tools"
+    honours_exclude_newer = False
 
     def version(self) -> str:
         return dist_version("pip-tools")

@@ -70,6 +70,9 @@ def hermetic_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
         if not key.startswith("PIP_") and (not key.startswith("UV_") or key in _PASS_THROUGH_UV)
     }
     env["UV_NO_PROGRESS"] = "1"
+    # No uv.toml of the user or the machine (resolution = "lowest", extra indexes…)
+    # may change what a lock contains.
+    env["UV_NO_CONFIG"] = "1"
     env["UV_PYTHON_DOWNLOADS"] = "never"
     return env
 

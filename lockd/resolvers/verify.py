@@ -33,12 +33,26 @@ class Verdict:
     notes: tuple[str, ...] = ()
 
 
-def cuda_from_requires(requires: Sequence[str]) -> str | None:
-    """The CUDA major.minor a torch build bundles, from its ``Requires-Dist`` lines."""
+def cuda_from_requires(
+    requires: Sequence[str], environment: Mapping[str, str] | None = None
+) -> str | None:
+    """The CUDA major.minor a torch build bundles, from its ``Requires-Dist`` lines.
+
+    With ``environment`` (a target's marker values) only the lines that apply to
+    that target count: PyPI's aarch64 torch 2.6.0 lists the CUDA runtime with a
+    ``platform_machine == "x86_64"`` marker and is a CPU build.
+    """
     for line in requires:
         try:
             req = Requirement(line)
         except InvalidRequirement:
+            continue
+        marker = req.marker
+        if (
+            environment is not None
+            and marker is not None
+            and not marker.evaluate(dict(environment))
+        ):
             continue
         name = canonicalize_name(req.name)
         if not name.startswith(_RUNTIMES):
@@ -91,7 +105,7 @@ def verify(
         return Verdict(None, ("no torch in this lock: the accelerator was not checked",))
     file = torch.files[0].filename if torch.files else "?"
     tagged = local_flavour(torch.version)
-    bundled = cuda_from_requires(requires.get(TORCH, ()))
+    bundled = cuda_from_requires(requires.get(TORCH, ()), target.marker_environment())
     acc = target.accelerator
     where = f"Target {target.id}: torch {torch.version} ({file})"
 
@@ -148,6 +162,8 @@ def verify(
 
     if tagged is None or tagged[0] != acc.kind:
         raise _fail(target, f"{where} does not carry the {acc.name} local tag.", plan)
+    if acc.kind == "rocm" and tagged[1] != ".".join(map(str, acc.version)):
+        raise _fail(target, f"{where} is built for ROCm {tagged[1]}, not {acc.name}.", plan)
     return Verdict(f"{acc.kind} {tagged[1] or ''}".strip())
 
 

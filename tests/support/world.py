@@ -43,14 +43,9 @@ def build_world(server: IndexServer) -> IndexServer:
     )
     for py in PYS:
         pypi.add(W("torch", "2.6.0", _abi(py, LINUX_X86), requires=pypi_torch_requires))
-        pypi.add(
-            W(
-                "torch",
-                "2.6.0",
-                _abi(py, LINUX_ARM),
-                requires=("filelock", "typing-extensions>=4.10.0"),
-            )
-        )
+        # PyPI's aarch64 torch 2.6.0 is a CPU build with the *same* Requires-Dist:
+        # the CUDA runtime only under an x86_64 marker.
+        pypi.add(W("torch", "2.6.0", _abi(py, LINUX_ARM), requires=pypi_torch_requires))
         pypi.add(W("torch", "2.6.0", f"{py}-none-macosx_11_0_arm64", requires=("filelock",)))
 
     # Old copies of ordinary packages on every variant index: the trap.
