@@ -553,3 +553,15 @@ def test_pypi_torch_on_aarch64_is_a_cpu_build(lockd, tmp_path: Path) -> None:
     cuda = lockd("compile", "--cuda", "cu124", *arm, "--out", "l2")
     assert_clean_failure(cuda, 3)
     assert "CPU-only build" in cuda.stderr
+
+
+def test_direct_references_are_refused_without_leaking_credentials(lockd, tmp_path: Path) -> None:
+    write(
+        tmp_path / "requirements.in",
+        "idna\nsix @ https://user:s3cret@files.example/six-1.16.0-py3-none-any.whl\n",
+    )
+    run = lockd("compile", *MATRIX)
+    assert_clean_failure(run, 2)
+    assert "six is given as a direct reference" in run.stderr
+    assert "s3cret" not in run.output
+    assert not (tmp_path / "locks").exists()

@@ -188,6 +188,17 @@ def _pip_inputs(
     if pip_paths:
         pip = load_pip_inputs(pip_paths, request.root, request.extras)
         return replace(pip, files=(*pip.files, env_file))
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    from ..inputs.requirements import refuse_direct_reference
+
+    for line in env.pip_requirements:
+        try:
+            refuse_direct_reference(Requirement(line), f"{env_file.path} (pip:)")
+        except InvalidRequirement as exc:
+            raise UsageError(
+                f"{env_file.path} (pip:): {line!r} is not a requirement ({exc})."
+            ) from None
     return PipInputs(env.pip_requirements, (), (env_file,))
 
 

@@ -18,7 +18,7 @@ from ..errors import ResolutionError
 from ..inputs.environment import CondaEnvironment, parse_environment
 from ..lockset import Artifact, InputFile, Lock, sha256_text
 from ..targets import Target
-from ..urls import strip_credentials
+from ..urls import redact, strip_credentials
 
 if TYPE_CHECKING:
     from ..resolvers.rattler import CondaSolution
@@ -41,8 +41,8 @@ class CondaOutcome:
             "environment": self.input_file.path,
             "name": self.environment.name,
             "channels": [strip_credentials(c) for c in self.environment.channels],
-            "specs": list(self.environment.specs),
-            "pip": list(self.environment.pip_requirements),
+            "specs": [redact(s) for s in self.environment.specs],
+            "pip": [redact(r) for r in self.environment.pip_requirements],
             "targets": [lock.target for lock in self.locks],
         }
 

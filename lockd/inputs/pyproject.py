@@ -9,6 +9,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from ..errors import UsageError
+from .requirements import refuse_direct_reference
 
 
 def parse_pyproject(text: str, source: str, extras: Iterable[str] = ()) -> tuple[str, ...]:
@@ -50,5 +51,6 @@ def parse_pyproject(text: str, source: str, extras: Iterable[str] = ()) -> tuple
             raise UsageError(f"{source}: {line!r} is not a valid requirement ({exc}).") from None
         if canonicalize_name(req.name) == own:
             continue  # self-references such as "pkg[gpu]" inside extras
+        refuse_direct_reference(req, source)
         out.append(str(req))
     return tuple(out)

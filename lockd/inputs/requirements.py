@@ -10,6 +10,7 @@ from pathlib import Path
 from packaging.requirements import InvalidRequirement, Requirement
 
 from ..errors import UsageError
+from ..urls import redact
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +68,7 @@ def parse_requirements_file(
                     f"{where}: {line!r} is not a valid requirement ({exc}).",
                     hint="Write a PEP 508 requirement such as torch==2.6.0 or numpy>=1.26.",
                 ) from None
+            refuse_direct_reference(req, where)
             into.append(str(req))
 
     visit(path, requirements, ())
@@ -102,3 +104,14 @@ def _read_text(path: Path) -> str:
         raise UsageError(f"Input file {path} does not exist.") from None
     except OSError as exc:
         raise UsageError(f"Cannot read input file {path}: {exc.strerror}.") from None
+
+
+def refuse_direct_reference(req: Requirement, where: str) -> None:
+    """``name @ URL`` bypasses the indexes that lockd routes, records and re-checks."""
+    if req.url:
+        raise UsageError(
+            f"{where}: {req.name} is given as a direct reference ({redact(req.url)}); lockd "
+            "locks packages from indexes, where it can route, hash and re-check them.",
+            hint="Publish the file to an index (a private one is fine: pass --index) and "
+            "require it by name and version.",
+        )

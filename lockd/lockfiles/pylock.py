@@ -39,6 +39,13 @@ def parse_pylock(text: str, source: str = "pylock.toml") -> tuple[ResolvedPackag
         files = [_file(wheel, "wheel") for wheel in entry.get("wheels", [])]
         if "sdist" in entry:
             files.append(_file(entry["sdist"], "sdist"))
+        if not files:  # archive, vcs or directory sources: nothing lockd can record
+            kinds = sorted(k for k in ("archive", "vcs", "directory") if k in entry) or ["no file"]
+            raise FormatError(
+                f"{source}: {entry.get('name')} {entry.get('version', '')} comes from "
+                f"{', '.join(kinds)}, not from an index file; lockd cannot lock it.",
+                hint="Require it by name and version from an index.",
+            )
         packages.append(
             ResolvedPackage(canonicalize_name(entry["name"]), str(entry["version"]), tuple(files))
         )
