@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urljoin, urlsplit
 
 from packaging.utils import (
@@ -156,10 +156,35 @@ class IndexClient:
                 return response.text
         except self._httpx.HTTPError:
             pass
-        data = self._get(url).content
-        with zipfile.ZipFile(io.BytesIO(data)) as wheel:
-            name = next(n for n in wheel.namelist() if n.endswith(".dist-info/METADATA"))
-            return wheel.read(name).decode()
+        # No PEP 658 file (PyPI has none for torch 2.6.0): read METADATA out of the
+        # wheel with range requests (zip's directory is at the end) rather than
+        # downloading hundreds of megabytes; servers without ranges get a download.
+        try:
+            size = self._range_size(url)
+            source: io.RawIOBase | io.BytesIO = (
+                _HttpRangeFile(self._client, url, size)
+                if size is not None
+                else io.BytesIO(self._get(url).content)
+            )
+            with zipfile.ZipFile(source) as wheel:
+                name = next(
+                    (n for n in wheel.namelist() if n.endswith(".dist-info/METADATA")), None
+                )
+                if name is None:
+                    raise PackageIndexError(f"{strip_credentials(url)} has no .dist-info/METADATA.")
+                return wheel.read(name).decode("utf-8")
+        except (zipfile.BadZipFile, UnicodeDecodeError, self._httpx.HTTPError) as exc:
+            raise PackageIndexError(
+                f"Cannot read the metadata of {strip_credentials(url)}: {redact(str(exc))}."
+            ) from None
+
+    def _range_size(self, url: str) -> int | None:
+        """The file's size when the server answers byte ranges, else ``None``."""
+        response = self._client.head(url)
+        if response.status_code != 200 or response.headers.get("accept-ranges") != "bytes":
+            return None
+        length = response.headers.get("content-length")
+        return int(length) if length and length.isdigit() else None
 
     def sha256(self, url: str) -> str:
         """Hash a file by streaming it (for index entries without ``#sha256=``)."""
@@ -185,6 +210,59 @@ class IndexClient:
             ) from None
         _raise_for_status(response, url)
         return response
+
+
+class _HttpRangeFile(io.RawIOBase):
+    """A read-only, seekable view of a remote file, fetched in blocks by HTTP range."""
+
+    BLOCK = 256 * 1024
+
+    def __init__(self, client: httpx.Client, url: str, size: int) -> None:
+        super().__init__()
+        self._client = client
+        self._url = url
+        self._size = size
+        self._pos = 0
+        self._blocks: dict[int, bytes] = {}
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        end = min(self._pos + len(view), self._size)
+        done = 0
+        while self._pos < end:
+            index, offset = divmod(self._pos, self.BLOCK)
+            block = self._block(index)[offset : offset + end - self._pos]
+            view[done : done + len(block)] = block
+            done += len(block)
+            self._pos += len(block)
+        return done
+
+    def _block(self, index: int) -> bytes:
+        if index not in self._blocks:
+            start = index * self.BLOCK
+            stop = min(start + self.BLOCK, self._size) - 1
+            response = self._client.get(self._url, headers={"Range": f"bytes={start}-{stop}"})
+            if response.status_code != 206:
+                raise PackageIndexError(
+                    f"{strip_credentials(self._url)} ignored a byte-range request "
+                    f"(HTTP {response.status_code})."
+                )
+            self._blocks[index] = response.content
+        return self._blocks[index]
 
 
 def _raise_for_status(response: httpx.Response, url: str) -> None:

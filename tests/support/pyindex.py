@@ -35,6 +35,7 @@ class IndexFile:
     data: bytes
     upload_time: str | None = None
     publish_hash: bool = True
+    serve_metadata: bool = True  # PEP 658 file next to the wheel
 
     @property
     def sha256(self) -> str:
@@ -56,8 +57,9 @@ class Index:
         *,
         upload_time: str | None = "2024-06-01T00:00:00Z",
         publish_hash: bool = True,
+        serve_metadata: bool = True,
     ) -> IndexFile:
-        entry = IndexFile(spec, build_wheel(spec), upload_time, publish_hash)
+        entry = IndexFile(spec, build_wheel(spec), upload_time, publish_hash, serve_metadata)
         self.projects.setdefault(canonicalize_name(spec.name), []).append(entry)
         return entry
 
@@ -112,6 +114,7 @@ class IndexServer:
     def __init__(self) -> None:
         self.indexes: list[Index] = []
         self.requests: list[str] = []
+        self.ranges: list[str] = []  # Range headers received
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
@@ -154,7 +157,7 @@ class IndexServer:
                     file_path = unquote(index.file_path(entry))
                     if path == file_path:
                         return 200, "application/octet-stream", entry.data
-                    if path == file_path + ".metadata":
+                    if path == file_path + ".metadata" and entry.serve_metadata:
                         return 200, "text/plain", entry.spec.metadata().encode()
         return 404, "text/plain", b"not found"
 
@@ -166,9 +169,16 @@ class IndexServer:
                 path = unquote(self.path.split("?", 1)[0])
                 server.requests.append(path)
                 status, ctype, body = server._lookup(path, self.headers.get("Accept", ""))
+                wanted = self.headers.get("Range", "")
+                if status == 200 and wanted.startswith("bytes="):
+                    server.ranges.append(wanted)
+                    first, _, last = wanted.removeprefix("bytes=").partition("-")
+                    body = body[int(first) : int(last) + 1]
+                    status = 206
                 self.send_response(status)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
+                self.send_header("Accept-Ranges", "bytes")
                 self.end_headers()
                 self.wfile.write(body)
 
@@ -178,6 +188,7 @@ class IndexServer:
                 self.send_response(status)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
+                self.send_header("Accept-Ranges", "bytes")
                 self.end_headers()
 
             def log_message(self, format: str, *args: object) -> None:  # noqa: A002
