@@ -348,3 +348,30 @@ def test_schedule_recipes(lockd: LockdRunner, kind: str, marker: str) -> None:
     assert run.returncode == 0
     assert marker in run.stdout
     assert "drift --all" in run.stdout or '"drift", "--all"' in run.stdout  # k8s writes args
+
+
+def test_drift_reaches_a_private_index_with_the_configured_credentials(
+    lockd: LockdRunner, tmp_path: Path
+) -> None:
+    private = build_world(IndexServer())
+    private.basic_auth = "ci:t0ken"
+    private.start()
+    try:
+        host = private.url.removeprefix("http://")
+        env = {
+            "LOCKD_INDEX_URL": f"http://ci:t0ken@{host}/simple",
+            "LOCKD_PYTORCH_INDEX": f"http://ci:t0ken@{host}/whl",
+        }
+        (tmp_path / "requirements.in").write_text("torch==2.6.0\nnumpy\n")
+        compiled = lockd(
+            "compile", "--cuda", "cpu", "--platform", "linux-aarch64", "--python", "3.12", env=env
+        )
+        assert compiled.returncode == 0, compiled.output
+        # a foreign target: every locked file is looked up on the private indexes
+        run = lockd("drift", "--format", "json", env=env)
+        assert run.returncode == 0, run.output
+        report = json.loads(run.stdout)
+        assert report["errors"] == [] and report["findings"] == []
+        assert "t0ken" not in run.output
+    finally:
+        private.stop()

@@ -256,7 +256,8 @@ def _check_environment(  # noqa: PLR0917 - private step of _check_lockset
                 f"with Python {target.python_version}.",
                 hint="Drop --rebuild to check the locked artifacts on their indexes instead.",
             )
-        return _served_findings(lock, client), None, f"artifacts:{lock.target}"
+        plan = _plan(lockset, target, options)
+        return _served_findings(lock, client, plan), None, f"artifacts:{lock.target}"
     with tempfile.TemporaryDirectory(prefix="lockd-rebuild-") as tmp:
         findings, venv_python = _rebuild(lockset, lock, target, interpreter, Path(tmp), options)
         if venv_python is None:
@@ -347,12 +348,12 @@ def _rebuild_failure(lock: Lock, stderr: str) -> Finding:
     return Finding(kind, lock.target, package, "rebuildable", "rebuild failed", detail=text[-600:])
 
 
-def _served_findings(lock: Lock, client: IndexClient) -> list[Finding]:
+def _served_findings(lock: Lock, client: IndexClient, plan: IndexPlan) -> list[Finding]:
     served: dict[str, dict[str, str | None]] = {}
     for artifact in lock.artifacts:
         if artifact.name in served:
             continue
-        links = client.project_links(artifact.index, artifact.name)
+        links = client.project_links(_credentialed(artifact.index, plan), artifact.name)
         served[artifact.name] = {link.filename: link.sha256 for link in links}
     return check_artifacts(lock, served)
 
@@ -427,6 +428,14 @@ def _plan(lockset: Lockset, target: Target, options: DriftOptions) -> IndexPlan:
     return plan_for(target, default, pytorch, family)
 
 
+def _credentialed(recorded: str, plan: IndexPlan) -> str:
+    """A recorded (credential-free) index URL as the plan's URL, credentials included."""
+    for url in (plan.default, plan.variant):
+        if url is not None and strip_credentials(url) == recorded:
+            return url
+    return recorded
+
+
 def _with_credentials(recorded: str, configured: str) -> str:
     return configured if strip_credentials(configured) == recorded else recorded
 
@@ -442,7 +451,7 @@ def _creep(
     findings: list[Finding] = []
     for offered in lock.offered:
         links = client.project_links(
-            _with_credentials(offered.index, plan.variant or ""), offered.name
+            _credentialed(offered.index, plan), offered.name
         )
         locked_version = lock.packages().get(offered.name)
         files = files_of_version(links, locked_version) if locked_version else {}

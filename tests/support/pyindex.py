@@ -12,6 +12,7 @@ Two shapes are recreated from the field notes:
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import html
 import json
@@ -115,6 +116,7 @@ class IndexServer:
         self.indexes: list[Index] = []
         self.requests: list[str] = []
         self.ranges: list[str] = []  # Range headers received
+        self.basic_auth: str | None = None  # "user:password" every request must carry
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
@@ -168,6 +170,8 @@ class IndexServer:
             def do_GET(self) -> None:
                 path = unquote(self.path.split("?", 1)[0])
                 server.requests.append(path)
+                if not self._authorised():
+                    return
                 status, ctype, body = server._lookup(path, self.headers.get("Accept", ""))
                 wanted = self.headers.get("Range", "")
                 if status == 200 and wanted.startswith("bytes="):
@@ -184,12 +188,26 @@ class IndexServer:
 
             def do_HEAD(self) -> None:
                 path = unquote(self.path.split("?", 1)[0])
+                if not self._authorised():
+                    return
                 status, ctype, body = server._lookup(path, self.headers.get("Accept", ""))
                 self.send_response(status)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
                 self.send_header("Accept-Ranges", "bytes")
                 self.end_headers()
+
+            def _authorised(self) -> bool:
+                if server.basic_auth is None:
+                    return True
+                expected = "Basic " + base64.b64encode(server.basic_auth.encode()).decode()
+                if self.headers.get("Authorization") == expected:
+                    return True
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Basic realm="index"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return False
 
             def log_message(self, format: str, *args: object) -> None:  # noqa: A002
                 pass
