@@ -565,3 +565,39 @@ def test_direct_references_are_refused_without_leaking_credentials(lockd, tmp_pa
     assert "six is given as a direct reference" in run.stderr
     assert "s3cret" not in run.output
     assert not (tmp_path / "locks").exists()
+
+
+def test_pip_tools_hashes_files_listed_without_sha256(lockd, tmp_path: Path) -> None:
+    from tests.support.world import build_world, index_at
+
+    own = build_world(IndexServer())
+    for entry in index_at(own, "/whl/cu124").projects["torch"]:
+        entry.publish_hash = False  # the whole page without #sha256=, as nightly pages are
+    own.start()
+    try:
+        write(tmp_path / "requirements.in", "torch==2.6.0\n")
+        host = f"{sys.version_info.major}.{sys.version_info.minor}"
+        env = {"LOCKD_INDEX_URL": f"{own.url}/simple", "LOCKD_PYTORCH_INDEX": f"{own.url}/whl"}
+        run = lockd(
+            "compile",
+            "--resolver",
+            "pip-tools",
+            "--cuda",
+            "cu124",
+            "--platform",
+            "linux-x86_64",
+            "--python",
+            host,
+            env=env,
+        )
+        assert run.returncode == 0, run.output
+        tag = host.replace(".", "")
+        torch = lock_of(manifest(tmp_path), f"linux-x86_64-py{tag}-cu124")["torch"]
+        served = next(
+            e
+            for e in index_at(own, "/whl/cu124").projects["torch"]
+            if e.spec.filename == torch["filename"]
+        )
+        assert torch["sha256"] == served.sha256
+    finally:
+        own.stop()

@@ -450,9 +450,7 @@ def _creep(
     cache = options.environ.get("UV_CACHE_DIR")
     findings: list[Finding] = []
     for offered in lock.offered:
-        links = client.project_links(
-            _credentialed(offered.index, plan), offered.name
-        )
+        links = client.project_links(_credentialed(offered.index, plan), offered.name)
         locked_version = lock.packages().get(offered.name)
         files = files_of_version(links, locked_version) if locked_version else {}
         versions = list(listed_versions(links))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from functools import cache
 from importlib.metadata import version as dist_version
 
@@ -22,9 +23,10 @@ from packaging.utils import (
     parse_sdist_filename,
     parse_wheel_filename,
 )
+from packaging.version import Version
 
 from ..errors import ResolutionError, UsageError
-from ..indexes import IndexClient, IndexLink
+from ..indexes import IndexClient, IndexLink, link_version
 from ..targets import Target, host_platform, host_python
 from ..urls import redact
 from .interface import Resolution, ResolvedFile, ResolvedPackage, Resolver, ResolveRequest
@@ -119,12 +121,23 @@ def _locate(
     name: str, version: str, hashes: set[str], request: ResolveRequest, client: IndexClient
 ) -> ResolvedPackage:
     """The files behind pip-compile's hashes that the host can install."""
-    indexes = [request.plan.expected_index(name)]
-    if request.plan.variant is not None:
-        indexes += [i for i in (request.plan.default, request.plan.variant) if i not in indexes]
+    plan = request.plan
+    # The index the package must come from first (with its credentials), then the other.
+    routed = plan.variant is not None and plan.is_routed(name)
+    indexes = [
+        i for i in ((plan.variant, plan.default) if routed else (plan.default, plan.variant)) if i
+    ]
     tags = _host_tags()
+    wanted = Version(version)
     for index in indexes:
-        links = [link for link in client.project_links(index, name) if link.sha256 in hashes]
+        links = [
+            # A file listed without #sha256= is hashed here, as pip-compile did.
+            replace(link, sha256=client.sha256(link.url))
+            if link.sha256 is None and link_version(link) == wanted
+            else link
+            for link in client.project_links(index, name)
+        ]
+        links = [link for link in links if link.sha256 in hashes]
         wheels = [link for link in links if _installable(link, tags)]
         chosen = wheels or [link for link in links if _is_sdist(link)]
         if chosen:
