@@ -24,5 +24,16 @@ def redact(text: str) -> str:
     return _USERINFO.sub(r"\g<scheme>", text)
 
 
+def with_userinfo(url: str, credentialed: str) -> str:
+    """``url`` with the user-info of ``credentialed`` when both name the same host."""
+    source, target = urlsplit(credentialed), urlsplit(url)
+    if source.username is None or (source.hostname, source.port) != (target.hostname, target.port):
+        return url
+    userinfo = source.username + (f":{source.password}" if source.password is not None else "")
+    return urlunsplit(
+        (target.scheme, f"{userinfo}@{target.netloc}", target.path, target.query, target.fragment)
+    )
+
+
 def join(base: str, *parts: str) -> str:
     return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])

@@ -285,3 +285,16 @@ def test_rocm_version_must_match() -> None:
         verify(_resolution(target.id, "2.6.0+rocm6.1", url), plan, {})
     ok = _resolution(target.id, "2.6.0+rocm6.2", f"{BASE}/rocm6.2/torch-2.6.0%2Brocm6.2-x.whl")
     assert verify(ok, plan, {}).flavour == "rocm 6.2"
+
+
+def test_userinfo_is_put_back_only_on_the_same_host() -> None:
+    from lockd.urls import with_userinfo
+
+    base = "https://ci:tok@mirror.example/whl/cu124"
+    assert with_userinfo("https://mirror.example/whl/cu124/torch.whl", base) == (
+        "https://ci:tok@mirror.example/whl/cu124/torch.whl"
+    )
+    assert with_userinfo("https://files.example/numpy.whl", base) == "https://files.example/numpy.whl"
+    assert with_userinfo("https://mirror.example/x.whl", "https://mirror.example/whl") == (
+        "https://mirror.example/x.whl"
+    )

@@ -363,15 +363,47 @@ def test_drift_reaches_a_private_index_with_the_configured_credentials(
             "LOCKD_PYTORCH_INDEX": f"http://ci:t0ken@{host}/whl",
         }
         (tmp_path / "requirements.in").write_text("torch==2.6.0\nnumpy\n")
-        compiled = lockd(
-            "compile", "--cuda", "cpu", "--platform", "linux-aarch64", "--python", "3.12", env=env
+        # alpha is rebuilt here (torch by direct URL from the private variant index),
+        # beta (another platform) is checked file by file on the private indexes
+        alpha = lockd(
+            "compile",
+            "--cuda",
+            "cu124",
+            "--platform",
+            "linux-x86_64",
+            "--python",
+            HOST_PY,
+            "--project",
+            "alpha",
+            "--out",
+            "a",
+            env=env,
         )
-        assert compiled.returncode == 0, compiled.output
-        # a foreign target: every locked file is looked up on the private indexes
-        run = lockd("drift", "--format", "json", env=env)
+        beta = lockd(
+            "compile",
+            "--cuda",
+            "cpu",
+            "--platform",
+            "linux-aarch64",
+            "--python",
+            "3.12",
+            "--project",
+            "beta",
+            "--out",
+            "b",
+            env=env,
+        )
+        assert alpha.returncode == 0 and beta.returncode == 0, alpha.output + beta.output
+        run = lockd("drift", "--all", "--format", "json", env=env)
         assert run.returncode == 0, run.output
-        report = json.loads(run.stdout)
-        assert report["errors"] == [] and report["findings"] == []
+        reports = {r["project"]: r for r in json.loads(run.stdout)["reports"]}
+        assert reports["alpha"]["checks"] == [f"rebuild:{CU_TARGET}", f"creep:{CU_TARGET}"]
+        assert reports["beta"]["checks"] == [
+            "artifacts:linux-aarch64-py312-cpu",
+            "creep:linux-aarch64-py312-cpu",
+        ]
+        for report in reports.values():
+            assert report["errors"] == [] and report["findings"] == []
         assert "t0ken" not in run.output
     finally:
         private.stop()

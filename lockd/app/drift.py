@@ -309,7 +309,9 @@ def _rebuild(  # noqa: PLR0917 - private step of _check_environment
     plan = _plan(lockset, target, options)
     requirements = tmp / "requirements.txt"
     requirements.write_text(
-        render_requirements(lock, plan, header=f"lockd drift rebuild of {lock.target}")
+        render_requirements(
+            lock, plan, header=f"lockd drift rebuild of {lock.target}", credentials=True
+        )
     )
     python = venv / "bin" / "python"
     proc = subprocess.run(
@@ -320,8 +322,6 @@ def _rebuild(  # noqa: PLR0917 - private step of _check_environment
             "--require-hashes",
             "--python",
             str(python),
-            "--index-url",
-            plan.default,
             str(requirements),
         ],
         env=env,

@@ -9,11 +9,20 @@ from __future__ import annotations
 
 from ..lockset import Artifact, Lock
 from ..routing import IndexPlan
+from ..urls import with_userinfo
 
 
-def render_requirements(lock: Lock, plan: IndexPlan, *, header: str) -> str:
+def render_requirements(
+    lock: Lock, plan: IndexPlan, *, header: str, credentials: bool = False
+) -> str:
+    """The requirements file of a lock; ``credentials`` only for private temporary files.
+
+    Lock files never carry credentials. A drift rebuild renders the file into its
+    own temporary directory with the configured credentials put back, so a private
+    index stays reachable.
+    """
     lines = [f"# {line}" if line else "#" for line in header.splitlines()]
-    lines.append(f"--index-url {plan.public()['default']}")
+    lines.append(f"--index-url {plan.default if credentials else plan.public()['default']}")
     by_name: dict[str, list[Artifact]] = {}
     for artifact in lock.artifacts:
         by_name.setdefault(artifact.name, []).append(artifact)
@@ -23,7 +32,8 @@ def render_requirements(lock: Lock, plan: IndexPlan, *, header: str) -> str:
         if plan.variant is not None and plan.is_routed(name):
             # One direct URL per requirement: the file this target installs.
             wheel = next((a for a in artifacts if a.kind == "wheel"), first)
-            lines.append(f"{name} @ {wheel.url} \\")
+            url = with_userinfo(wheel.url, plan.variant) if credentials else wheel.url
+            lines.append(f"{name} @ {url} \\")
             lines.append(f"    --hash=sha256:{wheel.sha256}")
             continue
         hashes = sorted({a.sha256 for a in artifacts})

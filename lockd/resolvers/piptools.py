@@ -69,13 +69,10 @@ class PipToolsResolver(Resolver):
             "--no-header",
             "--no-annotate",
             "--no-emit-index-url",
-            "--index-url",
-            request.plan.default,
             "--output-file",
             "requirements.txt",
         ]
-        if request.plan.variant is not None:
-            command += ["--extra-index-url", request.plan.variant]
+
         if request.constraints:
             (workdir / "constraints.txt").write_text("\n".join(request.constraints) + "\n")
             command += ["--constraint", "constraints.txt"]
@@ -84,6 +81,10 @@ class PipToolsResolver(Resolver):
         command.append("requirements.in")
         env = hermetic_env()
         env["PIP_CONFIG_FILE"] = "/dev/null"
+        # In the environment, not on the command line (ps): they may carry credentials.
+        env["PIP_INDEX_URL"] = request.plan.default
+        if request.plan.variant is not None:
+            env["PIP_EXTRA_INDEX_URL"] = request.plan.variant
         proc = subprocess.run(
             command, cwd=workdir, env=env, capture_output=True, text=True, check=False
         )

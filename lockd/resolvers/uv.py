@@ -127,8 +127,6 @@ class UvResolver(Resolver):
             # call when the target's Python is not installed here.
             "--python",
             sys.executable,
-            "--index-url",
-            request.plan.default,
             "--no-header",
             "--quiet",
         ]
@@ -142,6 +140,9 @@ class UvResolver(Resolver):
                 for name in sorted(request.plan.family):
                     command += ["--exclude-newer-package", f"{name}=false"]
         env = hermetic_env()
+        # Index URLs may carry credentials: the environment, unlike the command
+        # line, is not visible to other users of the machine (ps).
+        env["UV_DEFAULT_INDEX"] = request.plan.default
         if request.cache_dir is not None:
             env["UV_CACHE_DIR"] = str(request.cache_dir)
         proc = subprocess.run(
