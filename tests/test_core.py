@@ -294,7 +294,9 @@ def test_userinfo_is_put_back_only_on_the_same_host() -> None:
     assert with_userinfo("https://mirror.example/whl/cu124/torch.whl", base) == (
         "https://ci:tok@mirror.example/whl/cu124/torch.whl"
     )
-    assert with_userinfo("https://files.example/numpy.whl", base) == "https://files.example/numpy.whl"
+    assert (
+        with_userinfo("https://files.example/numpy.whl", base) == "https://files.example/numpy.whl"
+    )
     assert with_userinfo("https://mirror.example/x.whl", "https://mirror.example/whl") == (
         "https://mirror.example/x.whl"
     )

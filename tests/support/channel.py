@@ -28,9 +28,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 from typing import Any
+
+from tests.support.pyindex import QuietHTTPServer
 
 SUBDIRS = ("linux-64", "linux-aarch64", "noarch")
 
@@ -210,7 +212,7 @@ class ChannelServer:
     def __init__(self, root: Path) -> None:
         self.requests: list[str] = []
         handler = type("Handler", (_QuietHandler,), {"requests": self.requests})
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(handler, directory=str(root)))
+        self._httpd = QuietHTTPServer(("127.0.0.1", 0), partial(handler, directory=str(root)))
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
     @property

@@ -109,6 +109,19 @@ class Index:
         return json.dumps(doc).encode()
 
 
+class QuietHTTPServer(ThreadingHTTPServer):
+    """A client that hangs up mid-answer (uv cancelling a request) is not an error."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        import sys
+
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)  # type: ignore[arg-type]
+
+
 class IndexServer:
     """A threaded HTTP server on 127.0.0.1 serving any number of indexes."""
 
@@ -117,7 +130,7 @@ class IndexServer:
         self.requests: list[str] = []
         self.ranges: list[str] = []  # Range headers received
         self.basic_auth: str | None = None  # "user:password" every request must carry
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._httpd = QuietHTTPServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
     @property
