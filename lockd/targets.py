@@ -70,10 +70,6 @@ class Accelerator:
         """``"12.4"`` for ``cu124``; ``None`` for anything that is not CUDA."""
         return ".".join(map(str, self.version)) if self.kind == "cuda" else None
 
-    @property
-    def is_gpu(self) -> bool:
-        return self.kind != "cpu"
-
     def __str__(self) -> str:
         return self.name
 

@@ -62,11 +62,6 @@ def probe_from_dict(data: Mapping[str, Any], decode: Callable[[Any], T]) -> Prob
     raise ValueError(f"probe status {status!r} is neither 'available' nor 'unavailable'")
 
 
-def map_probe(probe: Probe[T], function: Callable[[T], U]) -> Probe[U]:
-    """Apply ``function`` to an available value; pass an unavailable one through."""
-    return Available(function(probe.value)) if isinstance(probe, Available) else probe
-
-
 @dataclass(frozen=True, slots=True)
 class Interpreter:
     """The Python interpreter of the environment, as it describes itself."""
