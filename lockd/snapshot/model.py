@@ -19,7 +19,6 @@ from lockd.errors import FormatError
 SNAPSHOT_VERSION = "lockd.snapshot/1"
 
 T = TypeVar("T")
-U = TypeVar("U")
 
 
 @dataclass(frozen=True, slots=True)
