@@ -68,8 +68,16 @@ def timed(command: list[str], cwd: Path, env: dict[str, str]) -> float:
 
 
 def uv_calls(
-    work: Path, env: dict[str, str], index: str, parallel: bool, extra: list[str]
+    work: Path,
+    env: dict[str, str],
+    index: str,
+    parallel: bool,
+    extra: list[str],
+    *,
+    pythons: tuple[str, ...] = PYTHONS,
 ) -> float:
+    """One plain ``uv pip compile`` per Python version, in a row or all at once."""
+
     def one(py: str) -> None:
         out = work / f"uv-{py}.txt"
         timed(
@@ -96,10 +104,10 @@ def uv_calls(
 
     start = time.perf_counter()
     if parallel:
-        with ThreadPoolExecutor(len(PYTHONS)) as pool:
-            list(pool.map(one, PYTHONS))
+        with ThreadPoolExecutor(len(pythons)) as pool:
+            list(pool.map(one, pythons))
     else:
-        for py in PYTHONS:
+        for py in pythons:
             one(py)
     return time.perf_counter() - start
 
@@ -329,28 +337,14 @@ def main() -> None:  # noqa: PLR0915 - one linear script, scenario after scenari
             )
 
         def uv_local(i: int) -> float:
-            start = time.perf_counter()
-            for py in ("3.11", "3.12"):
-                timed(
-                    [
-                        uv_binary(),
-                        "pip",
-                        "compile",
-                        "requirements.in",
-                        "--python-version",
-                        py,
-                        "--python-platform",
-                        "x86_64-manylinux_2_28",
-                        "--generate-hashes",
-                        "-q",
-                        "--index-url",
-                        f"{server.url}/simple",
-                        *extra_uv,
-                    ],
-                    work / "local",
-                    local_env,
-                )
-            return time.perf_counter() - start
+            return uv_calls(
+                work / "local",
+                local_env,
+                f"{server.url}/simple",
+                False,
+                extra_uv,
+                pythons=("3.11", "3.12"),
+            )
 
         lockd_local(0)
         uv_local(0)
