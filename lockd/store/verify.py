@@ -21,11 +21,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from operator import itemgetter
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
@@ -275,40 +275,51 @@ def check_chains(records: Records) -> ChainReport:
     return ChainReport(tuple(chains), tuple(orphans.values()))
 
 
-def _lockset_chain(project: str, records: Sequence[LocksetRecord]) -> list[Problem]:
+class _Chained(Protocol):
+    @property
+    def hash(self) -> str: ...
+
+    @property
+    def parent_hash(self) -> str | None: ...
+
+
+_R = TypeVar("_R", bound=_Chained)
+
+
+def _chain(
+    project: str, kind: str, records: Sequence[_R], check: Callable[[_R], list[Problem]]
+) -> list[Problem]:
+    """Walk one chain in order: each record's parent link, then ``check`` of the record."""
     problems: list[Problem] = []
     seen: set[str] = set()
     for index, record in enumerate(records):
         # The parent link first: a gap means the parent was removed (or rewritten).
-        problem = _link(
-            project, "lockset", record.hash, record.parent_hash, seen=seen, first=index == 0
-        )
+        problem = _link(project, kind, record.hash, record.parent_hash, seen=seen, first=index == 0)
         if problem:
             problems.append(problem)
         seen.add(record.hash)
-        detail = _lockset_difference(record)
-        if detail:
-            problems.append(Problem(project, "lockset", record.hash, "altered", detail))
+        problems += check(record)
     return problems
 
 
+def _lockset_chain(project: str, records: Sequence[LocksetRecord]) -> list[Problem]:
+    def check(record: LocksetRecord) -> list[Problem]:
+        detail = _lockset_difference(record)
+        return [Problem(project, "lockset", record.hash, "altered", detail)] if detail else []
+
+    return _chain(project, "lockset", records, check)
+
+
 def _drift_chain(project: str, records: Sequence[DriftRecord], locksets: set[str]) -> list[Problem]:
-    problems: list[Problem] = []
-    seen: set[str] = set()
-    for index, record in enumerate(records):
-        problem = _link(
-            project, "drift-report", record.hash, record.parent_hash, seen=seen, first=index == 0
-        )
-        if problem:
-            problems.append(problem)
-        seen.add(record.hash)
+    def check(record: DriftRecord) -> list[Problem]:
+        found: list[Problem] = []
         detail = _drift_difference(record)
         if detail:
-            problems.append(Problem(project, "drift-report", record.hash, "altered", detail))
+            found.append(Problem(project, "drift-report", record.hash, "altered", detail))
         checked = record.columns.get("lockset_hash")
         if isinstance(checked, str) and checked not in locksets:
             # A drift check names its lockset: this also catches a removed newest lockset.
-            problems.append(
+            found.append(
                 Problem(
                     project,
                     "lockset",
@@ -317,7 +328,9 @@ def _drift_chain(project: str, records: Sequence[DriftRecord], locksets: set[str
                     f"drift report {record.hash} checked it, but it is not in the database",
                 )
             )
-    return problems
+        return found
+
+    return _chain(project, "drift-report", records, check)
 
 
 def _link(
