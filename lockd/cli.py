@@ -150,6 +150,12 @@ def compile_(
         list[str] | None,
         typer.Option("--extra", help="pyproject optional-dependency group to include."),
     ] = None,
+    group: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--group", help="pyproject [dependency-groups] group to include (PEP 735, repeatable)."
+        ),
+    ] = None,
     glibc: Annotated[
         str | None,
         typer.Option("--glibc", help="glibc of Linux targets (manylinux tag), default 2.28."),
@@ -203,6 +209,7 @@ def compile_(
         pytorch_index=pytorch_index,
         pytorch_family=tuple(pytorch_family or ()),
         extras=tuple(extra or ()),
+        groups=tuple(group or ()),
         db=db,
         allow_partial=allow_partial,
         refresh=refresh,

@@ -7,13 +7,17 @@ configuration (``lockd.toml`` or ``[tool.lockd]`` in ``pyproject.toml``), defaul
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .routing import RoutedIndex
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +129,7 @@ class ProjectConfig:
     project: str | None = None
     inputs: tuple[str, ...] = ()
     extras: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
     platforms: tuple[str, ...] = ()
     pythons: tuple[str, ...] = ()
     accelerators: tuple[str, ...] = ()
@@ -137,6 +142,7 @@ class ProjectConfig:
     conda_channels: tuple[str, ...] = ()
     images: tuple[str, ...] = ()
     dockerfile: str | None = None
+    indexes: tuple[RoutedIndex, ...] = ()  # [[index]] tables: per-package routing
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -148,6 +154,7 @@ _KEYS: dict[str, str] = {
     "project": "project",
     "inputs": "inputs",
     "extras": "extras",
+    "groups": "groups",
     "platforms": "platforms",
     "platform": "platforms",
     "python": "pythons",
@@ -163,10 +170,12 @@ _KEYS: dict[str, str] = {
     "conda-channels": "conda_channels",
     "images": "images",
     "dockerfile": "dockerfile",
+    "index": "indexes",
 }
 _LISTS = {
     "inputs",
     "extras",
+    "groups",
     "platforms",
     "pythons",
     "accelerators",
@@ -206,7 +215,9 @@ def parse_project_config(table: Mapping[str, Any], path: Path | None) -> Project
                 f"Unknown key {key!r} in {where}.",
                 hint=f"Known keys: {', '.join(sorted(_KEYS))}.",
             )
-        if attr in _LISTS:
+        if attr == "indexes":
+            values[attr] = parse_index_tables(value, where)
+        elif attr in _LISTS:
             items = [value] if isinstance(value, str) else value
             if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
                 raise ConfigError(
@@ -225,6 +236,79 @@ def parse_project_config(table: Mapping[str, Any], path: Path | None) -> Project
     return ProjectConfig(**values)
 
 
+_INDEX_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_PACKAGE_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
+_INDEX_KEYS = ("name", "url", "packages")
+
+
+def parse_index_tables(value: object, where: str) -> tuple[RoutedIndex, ...]:
+    """``[[index]]`` tables (name, url, packages) -> routed indexes, validated (pure)."""
+    from packaging.utils import canonicalize_name
+
+    from .routing import RESERVED_INDEX_NAMES, RoutedIndex, credential_variables
+
+    example = (
+        'Write [[index]] tables: name = "internal", url = "https://pkgs.example/simple", '
+        'packages = ["acme-models"].'
+    )
+    if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
+        raise ConfigError(f"'index' in {where} must be [[index]] tables.", hint=example)
+    out: list[RoutedIndex] = []
+    owners: dict[str, str] = {}
+    variables: dict[tuple[str, str], str] = {}
+    for table in value:
+        unknown = sorted(set(table) - set(_INDEX_KEYS))
+        missing = [key for key in _INDEX_KEYS if key not in table]
+        label = f"[[index]] {table.get('name')!r}" if "name" in table else "an [[index]] table"
+        if unknown or missing:
+            problem = f"unknown key {unknown[0]!r}" if unknown else f"no {missing[0]!r}"
+            raise ConfigError(f"{label} in {where} has {problem}.", hint=example)
+        name, url, packages = table["name"], table["url"], table["packages"]
+        if not isinstance(name, str) or not _INDEX_NAME.match(name):
+            raise ConfigError(
+                f"{label} in {where}: the name must be letters, digits, '.', '_' or '-'.",
+                hint=example,
+            )
+        if name.lower() in RESERVED_INDEX_NAMES:
+            raise ConfigError(
+                f"{label} in {where}: {name!r} is the name of an index lockd itself routes.",
+                hint="Choose another name (the default index is index-url; the PyTorch index "
+                "is pytorch-index).",
+            )
+        if credential_variables(name) in variables:
+            raise ConfigError(
+                f"{label} in {where} has the same name as [[index]] "
+                f"{variables[credential_variables(name)]!r} (uv's credential variables "
+                f"{credential_variables(name)[0]} would be shared).",
+                hint="Give every [[index]] its own name.",
+            )
+        variables[credential_variables(name)] = name
+        if not isinstance(url, str) or not re.match(r"^(https?|file)://", url):
+            raise ConfigError(
+                f"{label} in {where}: url must be an http(s):// or file:// index URL.",
+                hint=example,
+            )
+        if (
+            not isinstance(packages, list)
+            or not packages
+            or not all(isinstance(p, str) and _PACKAGE_NAME.match(p) for p in packages)
+        ):
+            raise ConfigError(
+                f"{label} in {where}: packages must be a non-empty list of package names.",
+                hint=example,
+            )
+        for package in map(canonicalize_name, packages):
+            if package in owners and owners[package] != name:
+                raise ConfigError(
+                    f"{package} is routed to two indexes in {where} "
+                    f"({owners[package]!r} and {name!r}).",
+                    hint="A routed package comes from exactly one index: list it once.",
+                )
+            owners[package] = name
+        out.append(RoutedIndex(name, url.rstrip("/"), frozenset(map(canonicalize_name, packages))))
+    return tuple(out)
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as handle:
@@ -232,6 +316,10 @@ def _read_toml(path: Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(
             f"{path} is not valid TOML: {exc}.", hint="Fix the syntax at the position shown."
+        ) from None
+    except UnicodeDecodeError:
+        raise ConfigError(
+            f"{path} is not UTF-8 text; TOML files are UTF-8.", hint="Save it as UTF-8."
         ) from None
     except OSError as exc:
         raise ConfigError(f"Cannot read {path}: {exc.strerror}.") from None

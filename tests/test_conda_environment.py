@@ -34,6 +34,7 @@ def test_parses_name_channels_specs_and_pip_section() -> None:
         specs=("python=3.11", "pytorch>=2.4", "numpy 2.0.*", "pip"),
         pip_requirements=("requests==2.32.3", "-r requirements.txt"),
         source="env/environment.yml",
+        pip_lines=(11, 12),
     )
 
 

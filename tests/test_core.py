@@ -143,26 +143,33 @@ def test_requirements_files_with_includes(tmp_path: Path) -> None:
     (tmp_path / "base.in").write_text("numpy>=1.26  # comment\nrequests[socks] \\\n  >=2.31\n")
     (tmp_path / "pins.txt").write_text("idna==3.10\n")
     (tmp_path / "main.in").write_text("# top\n-r base.in\n--constraint pins.txt\ntorch==2.6.0\n")
-    parsed = parse_requirements_file(tmp_path / "main.in")
+    parsed = parse_requirements_file(tmp_path / "main.in", tmp_path)
     assert parsed.requirements == ("numpy>=1.26", "requests[socks]>=2.31", "torch==2.6.0")
     assert parsed.constraints == ("idna==3.10",)
-    (tmp_path / "bad.in").write_text("numpy\n--index-url https://x\n")
-    with pytest.raises(UsageError, match=r"bad.in:2"):
-        parse_requirements_file(tmp_path / "bad.in")
+    assert [f.path for f in parsed.files] == ["main.in", "base.in", "pins.txt"]
+    assert parsed.problems == ()
+    (tmp_path / "bad.in").write_text("numpy\n--find-links https://x\n")
+    assert [p.where for p in parse_requirements_file(tmp_path / "bad.in", tmp_path).problems] == [
+        "bad.in:2"
+    ]
     (tmp_path / "loop.in").write_text("-r loop.in\n")
-    with pytest.raises(UsageError, match="includes itself"):
-        parse_requirements_file(tmp_path / "loop.in")
+    (looped,) = parse_requirements_file(tmp_path / "loop.in", tmp_path).problems
+    assert "circular" in looped.reason
     (tmp_path / "typo.in").write_text("numpy==>1\n")
-    with pytest.raises(UsageError, match=r"typo.in:1: 'numpy==>1' is not a valid requirement"):
-        parse_requirements_file(tmp_path / "typo.in")
+    (typo,) = parse_requirements_file(tmp_path / "typo.in", tmp_path).problems
+    assert typo.render().startswith("typo.in:1: `numpy==>1` is not a valid requirement")
 
 
 def test_pyproject_inputs() -> None:
     text = (
         '[project]\nname = "svc"\ndependencies = ["requests"]\n'
-        '[project.optional-dependencies]\nGPU = ["torch==2.6.0", "svc[cli]"]\n'
+        '[project.optional-dependencies]\nGPU = ["torch==2.6.0", "svc[cli]"]\ncli = ["click"]\n'
     )
-    assert parse_pyproject(text, "pyproject.toml", ["gpu"]) == ("requests", "torch==2.6.0")
+    assert parse_pyproject(text, "pyproject.toml", ["gpu"]).requirements == (
+        "requests",
+        "torch==2.6.0",
+        "click",
+    )
     with pytest.raises(UsageError, match="no \\[project\\] table"):
         parse_pyproject("[tool.x]\n", "pyproject.toml")
 

@@ -77,6 +77,8 @@ def compile_lockset(request: LockRequest, progress: ProgressHook | None = None) 
     pip_paths = tuple(p for p in request.inputs if not is_conda_input(p))
     environment = _read_environment(request)
     inputs = _pip_inputs(request, pip_paths, environment)
+    if inputs.index_url is not None and not request.index_given:
+        request = replace(request, index_url=inputs.index_url)  # a requirements file's -i
     base = _base_images(request)
     key = _input_key(request, inputs, resolver, base)
     on_disk = _previous_manifest(request.out_dir)
@@ -133,6 +135,7 @@ def compile_lockset(request: LockRequest, progress: ProgressHook | None = None) 
                 "constraints": list(inputs.constraints),
                 "glibc": request.glibc,
                 "family": sorted(request.family),
+                **_selection(request),
                 **({"dockerfile": base.dockerfile.to_dict()} if base.dockerfile else {}),
                 **({"conda": conda.summary()} if conda else {}),
             },
@@ -175,7 +178,7 @@ def _pip_inputs(
 ) -> PipInputs:
     """The pip side: requirement files, or the environment's ``pip:`` section."""
     if environment is None:
-        return load_pip_inputs(pip_paths, request.root, request.extras)
+        return load_pip_inputs(pip_paths, request.root, request.extras, request.groups)
     env, env_file = environment
     if pip_paths and env.pip_requirements:
         raise UsageError(
@@ -186,20 +189,17 @@ def _pip_inputs(
             "them as a separate project.",
         )
     if pip_paths:
-        pip = load_pip_inputs(pip_paths, request.root, request.extras)
+        pip = load_pip_inputs(pip_paths, request.root, request.extras, request.groups)
         return replace(pip, files=(*pip.files, env_file))
-    from packaging.requirements import InvalidRequirement, Requirement
+    from ..inputs.requirements import parse_requirement_lines, problems_error
 
-    from ..inputs.requirements import refuse_direct_reference
-
-    for line in env.pip_requirements:
-        try:
-            refuse_direct_reference(Requirement(line), f"{env_file.path} (pip:)")
-        except InvalidRequirement as exc:
-            raise UsageError(
-                f"{env_file.path} (pip:): {line!r} is not a requirement ({exc})."
-            ) from None
-    return PipInputs(env.pip_requirements, (), (env_file,))
+    section = parse_requirement_lines(
+        (f"{env_file.path}:{line}", text)
+        for line, text in zip(env.pip_lines, env.pip_requirements, strict=True)
+    )
+    if section.problems:
+        raise problems_error(section.problems)
+    return PipInputs(section.requirements, (), (env_file,), section.index_url)
 
 
 def _lock_conda(
@@ -294,6 +294,9 @@ def _input_key(
         if any(is_conda_input(p) for p in request.inputs)
         else []
     )
+    # Extras, groups and routes are left out when there are none, so that the keys of
+    # locksets that have none stay what they were.
+    selection = [_selection(request)] if _selection(request) else []
     return input_key(
         [
             "lockd.compile/1",
@@ -310,6 +313,7 @@ def _input_key(
             request.allow_partial,
             *images,
             *conda,
+            *selection,
         ]
     )
 
@@ -333,6 +337,23 @@ def _public_indexes(request: LockRequest) -> dict[str, str]:
         if request.pytorch_index == "pypi"
         else strip_credentials(request.pytorch_index)
     )
+    out.update({index.name: index.public_url for index in request.private_indexes})
+    return out
+
+
+def _selection(request: LockRequest) -> dict[str, Any]:
+    """What the lockset records beyond the files: extras, groups, per-package routes.
+
+    Drift reads ``routes`` (index name -> packages; the URLs are in ``indexes``)
+    to resolve and re-check with the same routing as compile.
+    """
+    out: dict[str, Any] = {}
+    if request.extras:
+        out["extras"] = sorted(request.extras)
+    if request.groups:
+        out["groups"] = sorted(request.groups)
+    if request.private_indexes:
+        out["routes"] = {i.name: sorted(i.packages) for i in request.private_indexes}
     return out
 
 

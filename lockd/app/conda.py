@@ -8,8 +8,6 @@ the Python version the solution chose, and recorded next to the conda lock.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -60,15 +58,11 @@ def _without_credentials(solution: CondaSolution) -> CondaSolution:
 
 
 def read_environment(path: Path, root: Path) -> tuple[CondaEnvironment, InputFile]:
-    from ..errors import UsageError
+    from ..inputs.files import read_input
 
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise UsageError(f"Cannot read {path}: {exc.strerror}.") from None
-    relative = Path(os.path.relpath(path.resolve(), root.resolve())).as_posix()
-    environment = parse_environment(data.decode("utf-8"), relative)
-    return environment, InputFile(relative, hashlib.sha256(data).hexdigest())
+    source = read_input(path, root)
+    environment = parse_environment(source.text, source.relative)
+    return environment, InputFile(source.relative, source.sha256)
 
 
 def lock_conda(

@@ -416,8 +416,10 @@ def _conda_creep(options: DriftOptions, lockset: Lockset, lock: Lock) -> list[Fi
 
 
 def _plan(lockset: Lockset, target: Target, options: DriftOptions) -> IndexPlan:
-    """The lockset's indexes, with credentials from the environment where they match."""
-    from ..routing import family_names
+    """The lockset's indexes and routes, as compile built them, with credentials from the
+    environment where they match (``UV_INDEX_<NAME>_USERNAME``/``_PASSWORD`` for the
+    ``[[index]]`` ones)."""
+    from ..routing import RoutedIndex, family_names, with_environment_credentials
 
     settings = Settings.from_env(options.environ)
     default = _with_credentials(lockset.indexes["default"], settings.index_url)
@@ -425,15 +427,19 @@ def _plan(lockset: Lockset, target: Target, options: DriftOptions) -> IndexPlan:
     if pytorch != PYPI_SENTINEL:
         pytorch = _with_credentials(pytorch, settings.pytorch_index)
     family = family_names(lockset.extra.get("family", ()))
-    return plan_for(target, default, pytorch, family)
+    routes = lockset.extra.get("routes", {})
+    private = tuple(
+        with_environment_credentials(
+            RoutedIndex(name, lockset.indexes[name], frozenset(packages)), options.environ
+        )
+        for name, packages in sorted(routes.items())
+    )
+    return plan_for(target, default, pytorch, family, private)
 
 
 def _credentialed(recorded: str, plan: IndexPlan) -> str:
     """A recorded (credential-free) index URL as the plan's URL, credentials included."""
-    for url in (plan.default, plan.variant):
-        if url is not None and strip_credentials(url) == recorded:
-            return url
-    return recorded
+    return next((url for url in plan.urls() if strip_credentials(url) == recorded), recorded)
 
 
 def _with_credentials(recorded: str, configured: str) -> str:

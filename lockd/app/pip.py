@@ -106,7 +106,9 @@ def _lock_target(
     client: IndexClient,
     workdir: Path,
 ) -> TargetOutcome:
-    plan = plan_for(target, request.index_url, request.pytorch_index, request.family)
+    plan = plan_for(
+        target, request.index_url, request.pytorch_index, request.family, request.private_indexes
+    )
     outcome = TargetOutcome(target)
     try:
         if target.accelerator.kind == "cuda" and target.platform.os == "macos":
@@ -217,7 +219,7 @@ def _offered(resolution: Resolution, plan: IndexPlan, client: IndexClient) -> tu
     for package in resolution.packages:
         if all(f.upload_time for f in package.files):
             continue
-        index_url = plan.variant if plan.variant and plan.is_routed(package.name) else plan.default
+        index_url = plan.index_url(package.name)
         links = client.project_links(index_url, package.name)
         files = {f: h for f, h in files_of_version(links, package.version).items() if h}
         out.append(

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import (
+    ConfigError,
     UsageError,
 )
 from ..targets import Target
+
+if TYPE_CHECKING:
+    from ..routing import RoutedIndex
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +31,9 @@ class LockRequest:
     database_url: str
     resolver: str = "uv"
     extras: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()  # PEP 735 dependency groups of a pyproject input
+    private_indexes: tuple[RoutedIndex, ...] = ()  # [[index]] routing, credentials included
+    index_given: bool = True  # False: a requirements file's -i/--index-url may set index_url
     glibc: str = "2.28"
     allow_partial: bool = False
     refresh: bool = False
@@ -55,6 +63,7 @@ class CompileFlags:
     pytorch_index: str | None = None
     pytorch_family: tuple[str, ...] = ()
     extras: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
     db: str | None = None
     allow_partial: bool = False
     refresh: bool = False
@@ -71,7 +80,7 @@ def build_lock_request(
     """Merge flags > environment > lockd.toml/[tool.lockd] > defaults."""
     import os
 
-    from ..routing import family_names
+    from ..routing import family_names, with_environment_credentials
     from ..settings import Settings, load_project_config
     from ..targets import expand_matrix, host_platform, host_python
 
@@ -84,9 +93,7 @@ def build_lock_request(
     platforms = flags.platforms or config.platforms or ((host.name,) if host else ())
     pythons = flags.pythons or config.pythons or ("{}.{}".format(*host_python()),)
     accelerators = flags.cuda or config.accelerators or ("cpu",)
-    index_url = (
-        flags.index_url or env.get("LOCKD_INDEX_URL") or config.index_url or settings.index_url
-    )
+    given_index = flags.index_url or env.get("LOCKD_INDEX_URL") or config.index_url
     pytorch_index = (
         flags.pytorch_index
         or env.get("LOCKD_PYTORCH_INDEX")
@@ -94,18 +101,31 @@ def build_lock_request(
         or settings.pytorch_index
     )
     cache = env.get("UV_CACHE_DIR")
+    family = family_names((*config.pytorch_family, *flags.pytorch_family))
+    for index in config.indexes:
+        both = sorted(index.packages & family)
+        if both:
+            raise ConfigError(
+                f"[[index]] {index.name!r} in {config.path} routes {', '.join(both)}, which "
+                "belong to the PyTorch family routed to the PyTorch index.",
+                hint="Point pytorch-index at your mirror of the PyTorch indexes instead, or "
+                "drop the names from the [[index]] table.",
+            )
     return LockRequest(
         project=flags.project or config.project or project_name(root),
         inputs=tuple(inputs),
         targets=tuple(expand_matrix(platforms, pythons, accelerators)),
         root=root,
         out_dir=flags.out or (root / (config.out or "locks")),
-        index_url=index_url.rstrip("/"),
+        index_url=(given_index or settings.index_url).rstrip("/"),
+        index_given=bool(given_index),
         pytorch_index=pytorch_index.rstrip("/"),
-        family=family_names((*config.pytorch_family, *flags.pytorch_family)),
+        family=family,
+        private_indexes=tuple(with_environment_credentials(i, env) for i in config.indexes),
         database_url=flags.db or settings.database_url,
         resolver=flags.resolver or config.resolver or "uv",
         extras=flags.extras or config.extras,
+        groups=flags.groups or config.groups,
         glibc=_glibc(flags.glibc or config.glibc or "2.28"),
         allow_partial=flags.allow_partial,
         refresh=flags.refresh,
@@ -138,8 +158,9 @@ def project_name(root: Path) -> str:
     pyproject = root / "pyproject.toml"
     if pyproject.is_file():
         try:
-            name = tomllib.loads(pyproject.read_text()).get("project", {}).get("name")
-        except (tomllib.TOMLDecodeError, OSError):
+            project = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("project")
+            name = project.get("name") if isinstance(project, dict) else None
+        except (ValueError, OSError):  # not TOML, not UTF-8: the input reader says so
             name = None
         if isinstance(name, str) and name:
             return name

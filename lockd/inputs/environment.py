@@ -32,6 +32,7 @@ class CondaEnvironment:
     specs: tuple[str, ...]
     pip_requirements: tuple[str, ...] = ()
     source: str = "environment.yml"
+    pip_lines: tuple[int, ...] = ()  # the line of each pip requirement, for messages
 
 
 def parse_environment(text: str, source: str = "environment.yml") -> CondaEnvironment:
@@ -69,7 +70,7 @@ def parse_environment(text: str, source: str = "environment.yml") -> CondaEnviro
             "List the conda packages under 'dependencies:' (check the spelling of the key).",
         )
     specs: list[str] = []
-    pip: list[str] = []
+    pip: list[yaml.Node] = []
     for item in _sequence(deps_node, source, "'dependencies'"):
         if isinstance(item, yaml.MappingNode):
             section = _mapping(item, source, "a dependencies entry")
@@ -81,15 +82,19 @@ def parse_environment(text: str, source: str = "environment.yml") -> CondaEnviro
                     f"unknown section {unknown[0]!r} among the dependencies",
                     "Only a 'pip:' section may appear among the dependencies.",
                 )
-            pip += [
-                _string(req, source, "a pip requirement")
-                for req in _sequence(section["pip"], source, "'pip'")
-            ]
+            pip += _sequence(section["pip"], source, "'pip'")
         else:
             specs.append(_match_spec(item, source))
     if not specs and not pip:
         raise _shape(source, deps_node, "'dependencies' is empty", "Add at least one package.")
-    return CondaEnvironment(name, channels, tuple(specs), tuple(pip), source)
+    return CondaEnvironment(
+        name,
+        channels,
+        tuple(specs),
+        tuple(_string(req, source, "a pip requirement") for req in pip),
+        source,
+        tuple(req.start_mark.line + 1 for req in pip),
+    )
 
 
 def _match_spec(node: yaml.Node, source: str) -> str:

@@ -1,8 +1,9 @@
 """``<target>.requirements.txt`` for ``pip install --require-hashes --no-deps -r`` (pure).
 
-PyTorch-family artifacts are written as direct URLs to the exact file, so pip
-has no way to fetch them from another index; everything else is pinned with
-``==`` and every hash the lock recorded for it.
+Routed artifacts (the PyTorch family, packages of an ``[[index]]``) are written
+as direct URLs to the exact file, so pip has no way to fetch them from another
+index (a same-named package on the default index never gets a chance);
+everything else is pinned with ``==`` and every hash the lock recorded for it.
 """
 
 from __future__ import annotations
@@ -29,10 +30,11 @@ def render_requirements(
     for name in sorted(by_name):
         artifacts = by_name[name]
         first = artifacts[0]
-        if plan.variant is not None and plan.is_routed(name):
+        route = plan.route_of(name)
+        if route is not None:
             # One direct URL per requirement: the file this target installs.
             wheel = next((a for a in artifacts if a.kind == "wheel"), first)
-            url = with_userinfo(wheel.url, plan.variant) if credentials else wheel.url
+            url = with_userinfo(wheel.url, route.url) if credentials else wheel.url
             lines.append(f"{name} @ {url} \\")
             lines.append(f"    --hash=sha256:{wheel.sha256}")
             continue

@@ -1,8 +1,9 @@
 """Compatibility backend: ``pip-compile`` (pip-tools), for the host target only.
 
 pip cannot resolve for another platform or Python, and it has no explicit
-indexes: the PyTorch variant index is given as an extra index, and lockd's
-verification then rejects any ordinary package pip took from it. pip-compile
+indexes: every routed index (the PyTorch variant index, each ``[[index]]``) is
+given as an extra index, and lockd's verification then rejects any package pip
+took from the wrong one. pip-compile
 reports hashes, not files, so each hash is matched to a file on the indexes.
 """
 
@@ -83,8 +84,9 @@ class PipToolsResolver(Resolver):
         env["PIP_CONFIG_FILE"] = "/dev/null"
         # In the environment, not on the command line (ps): they may carry credentials.
         env["PIP_INDEX_URL"] = request.plan.default
-        if request.plan.variant is not None:
-            env["PIP_EXTRA_INDEX_URL"] = request.plan.variant
+        routes = request.plan.routes()
+        if routes:
+            env["PIP_EXTRA_INDEX_URL"] = " ".join(route.url for route in routes)
         proc = subprocess.run(
             command, cwd=workdir, env=env, capture_output=True, text=True, check=False
         )
@@ -123,11 +125,9 @@ def _locate(
 ) -> ResolvedPackage:
     """The files behind pip-compile's hashes that the host can install."""
     plan = request.plan
-    # The index the package must come from first (with its credentials), then the other.
-    routed = plan.variant is not None and plan.is_routed(name)
-    indexes = [
-        i for i in ((plan.variant, plan.default) if routed else (plan.default, plan.variant)) if i
-    ]
+    # The index the package must come from first (with its credentials), then the others.
+    first = plan.index_url(name)
+    indexes = [first, *(url for url in plan.urls() if url != first)]
     tags = _host_tags()
     wanted = Version(version)
     for index in indexes:

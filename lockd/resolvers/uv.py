@@ -1,11 +1,13 @@
 """The default backend: ``uv pip compile``, one subprocess per target.
 
 Routing relies on uv's explicit indexes: a throw-away ``pyproject.toml`` per
-target lists the requirements as dependencies and maps every PyTorch-family
-name to the variant index through ``[tool.uv.sources]``. uv honours sources
-for direct dependencies only, so a family package that shows up transitively
-(``triton`` under ``torch``) is promoted to a direct dependency and the target
-is resolved again.
+target lists the requirements as dependencies, declares every routed index
+(the PyTorch variant index and each ``[[index]]``) as an explicit index and
+maps each routed name to its index through ``[tool.uv.sources]``. uv honours
+sources for direct dependencies only, so a routed package that shows up
+transitively (``triton`` under ``torch``) is promoted to a direct dependency
+and the target is resolved again. That file never holds a credential: uv
+reads them from ``UV_INDEX_<NAME>_USERNAME``/``_PASSWORD`` in its environment.
 """
 
 from __future__ import annotations
@@ -24,11 +26,10 @@ from packaging.utils import canonicalize_name
 
 from ..errors import PackageIndexError, ResolutionError
 from ..lockfiles.pylock import parse_pylock
-from ..routing import index_of
-from ..urls import redact, strip_credentials
+from ..routing import IndexPlan, credential_variables, index_of, userinfo
+from ..urls import redact
 from .interface import Resolution, ResolvedPackage, Resolver, ResolveRequest
 
-VARIANT_INDEX_NAME = "pytorch"
 MAX_ROUNDS = 4
 
 # uv variables that change what gets resolved: lockd decides those itself.
@@ -86,19 +87,15 @@ class UvResolver(Resolver):
     def resolve(self, request: ResolveRequest) -> Resolution:
         direct = {canonicalize_name(Requirement(r).name) for r in request.requirements}
         promoted: set[str] = set()
+        plan = request.plan
         for _ in range(MAX_ROUNDS):
             packages = self._compile(request, sorted(promoted))
-            if request.plan.variant is None:
-                return Resolution(request.target, packages)
             stray = {
                 p.name
                 for p in packages
-                if request.plan.is_routed(p.name)
+                if plan.is_routed(p.name)
                 and p.name not in direct | promoted
-                and any(
-                    index_of(f.url, request.plan) != strip_credentials(request.plan.variant)
-                    for f in p.files
-                )
+                and any(index_of(f.url, plan) != plan.expected_index(p.name) for f in p.files)
             }
             if not stray:
                 return Resolution(request.target, packages)
@@ -108,7 +105,7 @@ class UvResolver(Resolver):
     def _compile(self, request: ResolveRequest, promoted: list[str]) -> tuple[ResolvedPackage, ...]:
         workdir = request.workdir
         workdir.mkdir(parents=True, exist_ok=True)
-        (workdir / "pyproject.toml").write_text(_project_toml(request, promoted))
+        (workdir / "pyproject.toml").write_text(project_toml(request, promoted))
         output = workdir / f"pylock.{request.target.id}.toml"
         command = [
             uv_binary(),
@@ -135,14 +132,15 @@ class UvResolver(Resolver):
             command += ["--constraint", "constraints.txt"]
         if request.exclude_newer:
             command += ["--exclude-newer", request.exclude_newer]
-            # The PyTorch indexes publish no upload times: exempt the routed family.
-            if request.plan.variant is not None:
-                for name in sorted(request.plan.family):
+            # The PyTorch indexes publish no upload times, nor do many private ones:
+            # routed packages are exempt (their offer at lock time is recorded instead).
+            for route in request.plan.routes():
+                for name in sorted(route.packages):
                     command += ["--exclude-newer-package", f"{name}=false"]
         env = hermetic_env()
         # Index URLs may carry credentials: the environment, unlike the command
-        # line, is not visible to other users of the machine (ps).
-        env["UV_DEFAULT_INDEX"] = request.plan.default
+        # line or a file, is not visible to other users of the machine.
+        env.update(index_environment(request.plan))
         if request.cache_dir is not None:
             env["UV_CACHE_DIR"] = str(request.cache_dir)
         proc = subprocess.run(
@@ -153,7 +151,8 @@ class UvResolver(Resolver):
         return parse_pylock(output.read_text(), str(output))
 
 
-def _project_toml(request: ResolveRequest, promoted: list[str]) -> str:
+def project_toml(request: ResolveRequest, promoted: list[str]) -> str:
+    """The throw-away project: requirements, routed indexes (no credentials), sources."""
     doc: dict[str, object] = {
         "project": {
             "name": "lockd-target",
@@ -161,18 +160,35 @@ def _project_toml(request: ResolveRequest, promoted: list[str]) -> str:
             "dependencies": [*request.requirements, *promoted],
         }
     }
-    if request.plan.variant is not None:
+    routes = request.plan.routes()
+    if routes:
         doc["tool"] = {
             "uv": {
                 "index": [
-                    {"name": VARIANT_INDEX_NAME, "url": request.plan.variant, "explicit": True}
+                    {"name": route.name, "url": route.public_url, "explicit": True}
+                    for route in routes
                 ],
                 "sources": {
-                    name: {"index": VARIANT_INDEX_NAME} for name in sorted(request.plan.family)
+                    name: {"index": route.name}
+                    for route in routes
+                    for name in sorted(route.packages)
                 },
             }
         }
     return tomli_w.dumps(doc)
+
+
+def index_environment(plan: IndexPlan) -> dict[str, str]:
+    """The default index and every routed index's credentials, for uv's environment."""
+    env = {"UV_DEFAULT_INDEX": plan.default}
+    for route in plan.routes():
+        found = userinfo(route.url)
+        if found is not None:
+            user_var, password_var = credential_variables(route.name)
+            env[user_var] = found[0]
+            if found[1] is not None:
+                env[password_var] = found[1]
+    return env
 
 
 @cache

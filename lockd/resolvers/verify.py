@@ -16,7 +16,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from ..errors import VerificationError
-from ..routing import IndexPlan, index_of
+from ..routing import VARIANT_INDEX_NAME, IndexPlan, RoutedIndex, index_of
 from ..targets import Target
 from .interface import Resolution
 
@@ -168,26 +168,52 @@ def verify(
 
 
 def _check_indexes(resolution: Resolution, plan: IndexPlan) -> None:
-    if plan.variant is None:
+    """Both routing rules: a routed package only from its index, nothing else from one."""
+    routes = {route.public_url: route for route in plan.routes()}
+    if not routes:
         return
     for package in resolution.packages:
         expected = plan.expected_index(package.name)
+        own = plan.route_of(package.name)
         for file in package.files:
             actual = index_of(file.url, plan)
-            if actual != expected:
-                kind = (
-                    "a PyTorch-family package"
-                    if plan.is_routed(package.name)
-                    else "not PyTorch-family"
+            if actual == expected:
+                continue
+            what = (
+                f"Target {resolution.target.id}: {package.name} {package.version} ({file.filename})"
+            )
+            if own is not None:
+                why = (
+                    ""
+                    if own.name == VARIANT_INDEX_NAME
+                    else " (a same-named package on another index is how dependency confusion "
+                    "happens)"
                 )
                 raise VerificationError(
-                    f"Target {resolution.target.id}: {package.name} {package.version} "
-                    f"({file.filename}) came from {actual}, but it is {kind} and must come "
-                    f"from {expected}.",
+                    f"{what} came from {actual}, but it is routed to the {_label(own)} index "
+                    f"and must come from {expected} only{why}.",
                     target=resolution.target.id,
-                    hint="Do not list the PyTorch index as an extra index; lockd routes the "
-                    "family itself (add names to pytorch-family to route more).",
+                    hint=_ROUTED_HINT[own.name == VARIANT_INDEX_NAME],
                 )
+            raise VerificationError(
+                f"{what} came from the {_label(routes[actual])} index {actual}, which serves "
+                f"only {', '.join(sorted(routes[actual].packages))}; {package.name} must come "
+                f"from the default index {expected}.",
+                target=resolution.target.id,
+                hint=_ROUTED_HINT[routes[actual].name == VARIANT_INDEX_NAME],
+            )
+
+
+_ROUTED_HINT = {
+    True: "Do not list the PyTorch index as an extra index; lockd routes the family itself "
+    "(add names to pytorch-family to route more).",
+    False: "Route packages only with [[index]] tables in lockd.toml (never an extra index); "
+    "list every package the private index must serve in its packages.",
+}
+
+
+def _label(route: RoutedIndex) -> str:
+    return "PyTorch" if route.name == VARIANT_INDEX_NAME else f"private {route.name!r}"
 
 
 def _check_companions(resolution: Resolution, variant: str) -> None:
