@@ -190,14 +190,26 @@ def load_project_config(directory: Path) -> ProjectConfig:
     lockd_toml = directory / "lockd.toml"
     pyproject = directory / "pyproject.toml"
     if lockd_toml.is_file():
-        table = _read_toml(lockd_toml)
-        table = table.get("tool", {}).get("lockd", table) if "tool" in table else table
+        document = _read_toml(lockd_toml)
+        table = (_tool_lockd(document, lockd_toml) if "tool" in document else None) or document
         return parse_project_config(table, lockd_toml)
     if pyproject.is_file():
-        table = _read_toml(pyproject).get("tool", {}).get("lockd")
-        if isinstance(table, dict):
-            return parse_project_config(table, pyproject)
+        found = _tool_lockd(_read_toml(pyproject), pyproject)
+        if found is not None:
+            return parse_project_config(found, pyproject)
     return ProjectConfig()
+
+
+def _tool_lockd(document: Mapping[str, Any], path: Path) -> Mapping[str, Any] | None:
+    """``[tool.lockd]``, if the document has one; a wrong shape is a configuration error."""
+    tool = document.get("tool", {})
+    table = tool.get("lockd") if isinstance(tool, dict) else None
+    if not isinstance(tool, dict) or (table is not None and not isinstance(table, dict)):
+        raise ConfigError(
+            f"{path}: [tool] and [tool.lockd] must be tables.",
+            hint="Write the configuration as a [tool.lockd] table of keys.",
+        )
+    return table
 
 
 def parse_project_config(table: Mapping[str, Any], path: Path | None) -> ProjectConfig:
@@ -236,6 +248,7 @@ def parse_project_config(table: Mapping[str, Any], path: Path | None) -> Project
     return ProjectConfig(**values)
 
 
+MAX_CONFIG_BYTES = 10 * 1024 * 1024
 _INDEX_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _PACKAGE_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
 _INDEX_KEYS = ("name", "url", "packages")
@@ -312,7 +325,10 @@ def parse_index_tables(value: object, where: str) -> tuple[RoutedIndex, ...]:
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as handle:
-            return tomllib.load(handle)
+            data = handle.read(MAX_CONFIG_BYTES + 1)
+        if len(data) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path} is larger than {MAX_CONFIG_BYTES // 2**20} MiB.")
+        return tomllib.loads(data.decode("utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(
             f"{path} is not valid TOML: {exc}.", hint="Fix the syntax at the position shown."

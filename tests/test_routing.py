@@ -203,3 +203,20 @@ def test_routed_packages_are_direct_urls_in_requirements_files() -> None:
     assert "numpy==2.1.0 \\" in public
     private = render_requirements(lock, plan, header="h", credentials=True)
     assert "acme-models @ https://ci:t0k%40en@pkgs.acme.example/" in private
+
+
+def test_index_tables_in_pyproject_and_bad_config_files(tmp_path: Path) -> None:
+    from lockd.settings import load_project_config
+
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "x"\n[[tool.lockd.index]]\nname = "internal"\n'
+        'url = "https://pkgs.example/simple"\npackages = ["acme-models"]\n'
+    )
+    (index,) = load_project_config(tmp_path).indexes
+    assert (index.name, index.packages) == ("internal", frozenset({"acme-models"}))
+    (tmp_path / "pyproject.toml").write_text('tool = "lockd"\n')
+    with pytest.raises(ConfigError, match=r"\[tool\] and \[tool.lockd\] must be tables"):
+        load_project_config(tmp_path)
+    (tmp_path / "lockd.toml").write_bytes('project = "x"\n'.encode("utf-16"))
+    with pytest.raises(ConfigError, match="is not UTF-8 text"):
+        load_project_config(tmp_path)

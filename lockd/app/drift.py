@@ -433,6 +433,7 @@ def _plan(lockset: Lockset, target: Target, options: DriftOptions) -> IndexPlan:
             RoutedIndex(name, lockset.indexes[name], frozenset(packages)), options.environ
         )
         for name, packages in sorted(routes.items())
+        if name in lockset.indexes
     )
     return plan_for(target, default, pytorch, family, private)
 

@@ -155,12 +155,14 @@ def _default_inputs(root: Path) -> tuple[Path, ...]:
 def project_name(root: Path) -> str:
     import tomllib
 
+    from ..inputs.files import read_input
+
     pyproject = root / "pyproject.toml"
     if pyproject.is_file():
         try:
-            project = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("project")
+            project = tomllib.loads(read_input(pyproject, root).text).get("project")
             name = project.get("name") if isinstance(project, dict) else None
-        except (ValueError, OSError):  # not TOML, not UTF-8: the input reader says so
+        except (UsageError, ValueError):  # the input reader or the config says what is wrong
             name = None
         if isinstance(name, str) and name:
             return name
