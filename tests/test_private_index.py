@@ -117,7 +117,7 @@ def test_private_packages_come_only_from_their_index_and_nothing_else_does(
     assert drift.returncode == 0, drift.output
     report = json.loads(drift.stdout)
     assert report["findings"] == [] and report["errors"] == []
-    assert f"creep:{TARGET}" in report["checks"]
+    assert report["checks"] == [f"rebuild:{TARGET}", f"creep:{TARGET}"]
     blobs = [compiled.output, drift.output]
     blobs += [p.read_text() for p in (tmp_path / "locks").iterdir()]
     blobs += [p.read_bytes().decode("latin-1") for p in (tmp_path / "lockd-home").rglob("*.db")]

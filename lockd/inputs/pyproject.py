@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 from packaging.markers import Marker
@@ -33,6 +33,7 @@ from ..errors import UsageError
 from .requirements import Problem, classify_line, shorten
 
 # PEP 735: group names are valid (non-normalised) project names.
+_QUOTED = re.compile(r'"([^"\\]*)"|\'([^\']*)\'')  # TOML basic (no escapes) and literal strings
 _GROUP_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
 
 
@@ -60,7 +61,8 @@ def parse_pyproject(
             hint="lockd reads [project].dependencies and [dependency-groups] (--group); add "
             "them, or lock a requirements.in.",
         )
-    reader = _Reader(source, text.splitlines(), _project(project or {}, source, bool(extras)))
+    found = _project({} if project is None else project, source, bool(extras))
+    reader = _Reader(source, text.splitlines(), found)
     if project is not None:
         reader.add(_strings(project, "dependencies", source), "[project] dependencies")
     for extra in extras:
@@ -97,6 +99,7 @@ class _Reader:
         self.optional = project.optional
         self.out: list[str] = []
         self.problems: list[Problem] = []
+        self._quoted: dict[str, int] | None = None  # quoted string -> first line, on demand
 
     def add(
         self,
@@ -106,19 +109,23 @@ class _Reader:
         path: tuple[str, ...] = (),
     ) -> None:
         for entry in entries:
-            at = self._where(entry, where)
-            item = classify_line(entry.strip(), at)
+            item = classify_line(entry.strip(), "")
             if isinstance(item, Problem):
-                self.problems.append(item)
+                self.problems.append(replace(item, where=self._where(entry, where)))
                 continue
             if not isinstance(item, Requirement):
                 self.problems.append(
-                    Problem(at, "is a pip option, not a requirement", "option", shorten(entry))
+                    Problem(
+                        self._where(entry, where),
+                        "is a pip option, not a requirement",
+                        "option",
+                        shorten(entry),
+                    )
                 )
                 continue
             combined = _and(marker, item.marker)
             if self.project.name is not None and canonicalize_name(item.name) == self.project.name:
-                self._self_reference(item, at, combined, path)
+                self._self_reference(item, self._where_lazy(entry, where), combined, path)
                 continue
             item.marker = combined
             self.out.append(str(item))
@@ -128,33 +135,48 @@ class _Reader:
         self.add(entries, f"[project.optional-dependencies] {written}", marker, path)
 
     def _self_reference(
-        self, req: Requirement, at: str, marker: Marker | None, path: tuple[str, ...]
+        self,
+        req: Requirement,
+        at: Callable[[], str],
+        marker: Marker | None,
+        path: tuple[str, ...],
     ) -> None:
         version = self.project.version
         if version is not None and req.specifier and not req.specifier.contains(version, True):
             self.problems.append(
-                Problem(at, f"requires the project itself as {req.specifier}, but it is {version}")
+                Problem(
+                    at(),
+                    f"requires the project itself as {req.specifier}, but it is {version}",
+                    hint="Drop the version from the self-reference.",
+                )
             )
         for extra in sorted(canonicalize_name(e) for e in req.extras):
             if extra not in self.optional:
                 known = ", ".join(sorted(self.optional)) or "none"
                 self.problems.append(
                     Problem(
-                        at,
+                        at(),
                         f"names the extra {extra!r} of the project itself, which does not exist "
                         f"(known extras: {known})",
-                        "syntax",
+                        hint="Fix the name of the extra (names compare normalised: My_Extra is "
+                        "my-extra).",
                     )
                 )
             elif extra not in path:  # on the path already: the cycle closes here
                 self.add_extra(extra, marker, (*path, extra))
 
+    def _where_lazy(self, entry: str, where: str) -> Callable[[], str]:
+        return lambda: self._where(entry, where)
+
     def _where(self, entry: str, where: str) -> str:
-        for quoted in (f'"{entry}"', f"'{entry}'"):
-            for number, line in enumerate(self.lines, start=1):
-                if quoted in line:
-                    return f"{self.source}:{number}"
-        return f"{self.source} ({where})"
+        """``file:line`` of the first line that holds ``entry`` quoted, else the key."""
+        if self._quoted is None:
+            self._quoted = {}
+            for lineno, line in enumerate(self.lines, start=1):
+                for match in _QUOTED.finditer(line):
+                    self._quoted.setdefault(match.group(1) or match.group(2) or "", lineno)
+        found = self._quoted.get(entry)
+        return f"{self.source}:{found}" if found else f"{self.source} ({where})"
 
 
 def _and(outer: Marker | None, inner: Marker | None) -> Marker | None:

@@ -93,6 +93,7 @@ class ParsedRequirements:
 
 def problems_error(problems: Sequence[Problem]) -> UsageError:
     """Every problem in one paragraph, with each kind's fix once."""
+    problems = list(dict.fromkeys(problems))  # a file included twice reports once
     head = f"{len(problems)} problems in the inputs: " if len(problems) > 1 else ""
     hints = dict.fromkeys(p.hint or _HINTS.get(p.kind, "") for p in problems)
     return UsageError(
@@ -162,7 +163,12 @@ def parse_requirement_lines(lines: Iterable[tuple[str, str]]) -> ParsedRequireme
         item = classify_line(line, where)
         if isinstance(item, Include):
             problems.append(
-                Problem(where, "includes are not followed here; list the requirements", "option")
+                Problem(
+                    where,
+                    "includes a file, which is not followed here; list the requirements",
+                    "option",
+                    shorten(line),
+                )
             )
         elif isinstance(item, IndexUrl):
             index.append((item.url, where))

@@ -3,8 +3,8 @@
 pip cannot resolve for another platform or Python, and it has no explicit
 indexes: every routed index (the PyTorch variant index, each ``[[index]]``) is
 given as an extra index, and lockd's verification then rejects any package pip
-took from the wrong one. pip-compile
-reports hashes, not files, so each hash is matched to a file on the indexes.
+took from the wrong one. pip-compile reports hashes, not files, so each hash
+is matched to a file on the indexes.
 """
 
 from __future__ import annotations

@@ -193,23 +193,27 @@ def _check_indexes(resolution: Resolution, plan: IndexPlan) -> None:
                     f"{what} came from {actual}, but it is routed to the {_label(own)} index "
                     f"and must come from {expected} only{why}.",
                     target=resolution.target.id,
-                    hint=_ROUTED_HINT[own.name == VARIANT_INDEX_NAME],
+                    hint=_routing_hint(own),
                 )
             raise VerificationError(
                 f"{what} came from the {_label(routes[actual])} index {actual}, which serves "
                 f"only {', '.join(sorted(routes[actual].packages))}; {package.name} must come "
                 f"from the default index {expected}.",
                 target=resolution.target.id,
-                hint=_ROUTED_HINT[routes[actual].name == VARIANT_INDEX_NAME],
+                hint=_routing_hint(routes[actual]),
             )
 
 
-_ROUTED_HINT = {
-    True: "Do not list the PyTorch index as an extra index; lockd routes the family itself "
-    "(add names to pytorch-family to route more).",
-    False: "Route packages only with [[index]] tables in lockd.toml (never an extra index); "
-    "list every package the private index must serve in its packages.",
-}
+def _routing_hint(route: RoutedIndex) -> str:
+    if route.name == VARIANT_INDEX_NAME:
+        return (
+            "Do not list the PyTorch index as an extra index; lockd routes the family itself "
+            "(add names to pytorch-family to route more)."
+        )
+    return (
+        "Route packages only with [[index]] tables in lockd.toml (never an extra index); "
+        "list every package the private index must serve in its packages."
+    )
 
 
 def _label(route: RoutedIndex) -> str:
