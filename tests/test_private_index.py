@@ -148,8 +148,22 @@ def test_without_credentials_the_private_index_fails_cleanly(
         env_extra={"UV_INDEX_INTERNAL_USERNAME": "", "UV_INDEX_INTERNAL_PASSWORD": ""},
     )
     assert denied.returncode == 3, denied.output
-    assert "Traceback" not in denied.output and "acme-models" in denied.stderr
+    assert "Traceback" not in denied.output
+    assert "acme-models is routed to the private index 'internal'" in denied.stderr
+    assert "answered HTTP 401" in denied.stderr
+    assert "Set UV_INDEX_INTERNAL_USERNAME and UV_INDEX_INTERNAL_PASSWORD" in denied.stderr
     assert not (tmp_path / "locks").exists()
+
+
+def test_a_routed_package_the_private_index_lacks_is_named(
+    run: Callable[..., Run], acme: Acme, tmp_path: Path
+) -> None:
+    (tmp_path / "lockd.toml").write_text(routed_config(acme).replace('"Acme_Core"', '"acme-x"'))
+    (tmp_path / "requirements.in").write_text("acme-x\nidna\n")
+    missing = run("compile", *MATRIX)
+    assert missing.returncode == 3, missing.output
+    assert "acme-x is routed to the private index 'internal', and " in missing.stderr
+    assert "answered HTTP 404" in missing.stderr and TOKEN not in missing.output
 
 
 def test_verification_catches_confusion_a_resolver_cannot_route(

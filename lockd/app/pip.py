@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import tomli_w
+from packaging.utils import canonicalize_name
 
 from ..errors import (
     LockdError,
@@ -145,7 +147,11 @@ def _lock_target(
     except VerificationError as err:
         outcome.error = err
     except ResolutionError as err:
-        outcome.error = _diagnose_variant(target, plan, client) or err
+        outcome.error = (
+            _diagnose_variant(target, plan, client)
+            or _diagnose_private(target, plan, _names(inputs.requirements, err), client)
+            or err
+        )
     except LockdError as err:
         outcome.error = ResolutionError(f"Target {target.id}: {err.render()}", target=target.id)
     return outcome
@@ -171,6 +177,51 @@ def _diagnose_variant(
             "cu124, cu126, cu128, …) and that --pytorch-index points at the right base URL.",
         )
     return None
+
+
+def _diagnose_private(
+    target: Target, plan: IndexPlan, names: frozenset[str], client: IndexClient
+) -> ResolutionError | None:
+    """After a failed resolution: does a private index refuse or lack a routed package?
+
+    ``names`` are the packages worth asking about (the requirements, and the names
+    the resolver's message mentions); each routed one is looked up on its index.
+    """
+    from ..errors import PackageIndexError
+    from ..routing import credential_variables
+
+    for route in plan.private:
+        for name in sorted(route.packages & names):
+            try:
+                client.project_links(route.url, name)
+            except PackageIndexError as exc:
+                where = f"{name} is routed to the private index {route.name!r}"
+                if any(f"HTTP {code}" in exc.message for code in (401, 403)):
+                    user, password = credential_variables(route.name)
+                    return ResolutionError(
+                        f"Target {target.id}: {where}, which refused lockd's credentials "
+                        f"({exc.message.rstrip('.')}).",
+                        target=target.id,
+                        hint=f"Set {user} and {password} (or put them in the url of the "
+                        "[[index]] table).",
+                    )
+                return ResolutionError(
+                    f"Target {target.id}: {where}, and {exc.message.rstrip('.')}.",
+                    target=target.id,
+                    hint="Check the name and the index url of the [[index]] table; a routed "
+                    "package is never looked up on another index.",
+                )
+    return None
+
+
+def _names(requirements: tuple[str, ...], err: ResolutionError) -> frozenset[str]:
+    """The requirement names, and every word of the resolver's message, normalised."""
+    from packaging.requirements import Requirement
+
+    words = re.findall(r"[A-Za-z0-9][A-Za-z0-9._-]*", err.message)
+    return frozenset(
+        canonicalize_name(n) for n in (*(Requirement(r).name for r in requirements), *words)
+    )
 
 
 def _fill_hashes(resolution: Resolution, client: IndexClient) -> Resolution:
