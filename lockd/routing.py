@@ -143,15 +143,20 @@ def userinfo(url: str) -> tuple[str, str | None] | None:
 
 def with_environment_credentials(index: RoutedIndex, environ: Mapping[str, str]) -> RoutedIndex:
     """``index`` with the user name and password of uv's variables, unless its URL has some."""
-    user_var, password_var = credential_variables(index.name)
+    return replace(index, url=url_with_variables(index.url, index.name, environ))
+
+
+def url_with_variables(url: str, name: str, environ: Mapping[str, str]) -> str:
+    """``url`` with the credentials of uv's variables for the index ``name``, unless it has some."""
+    user_var, password_var = credential_variables(name)
     user, password = environ.get(user_var), environ.get(password_var)
-    if userinfo(index.url) is not None or not (user or password):
-        return index
-    parts = urlsplit(index.url)
+    parts = urlsplit(url)
+    if not parts.netloc or userinfo(url) is not None or not (user or password):
+        return url  # "pypi" is no URL; credentials in the URL come first
     info = quote(user or "", safe="") + (f":{quote(password, safe='')}" if password else "")
-    netloc = f"{info}@{parts.netloc}"
-    url = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-    return replace(index, url=url)
+    return urlunsplit(
+        (parts.scheme, f"{info}@{parts.netloc}", parts.path, parts.query, parts.fragment)
+    )
 
 
 def _origin(url: str) -> tuple[str, str]:

@@ -19,6 +19,7 @@ from lockd.routing import (
     family_names,
     index_of,
     plan_for,
+    url_with_variables,
     with_environment_credentials,
 )
 from lockd.settings import parse_project_config
@@ -127,6 +128,9 @@ def test_credentials_come_from_uv_variables_when_the_url_has_none() -> None:
     )
     assert with_environment_credentials(internal(), env).url == PRIVATE  # the URL's own win
     assert with_environment_credentials(bare, {}).url == bare.url
+    pytorch = {"UV_INDEX_PYTORCH_USERNAME": "ci", "UV_INDEX_PYTORCH_PASSWORD": "x"}
+    assert url_with_variables(TORCH, "pytorch", pytorch) == "https://ci:x@download.example/whl"
+    assert url_with_variables("pypi", "pytorch", pytorch) == "pypi"
 
 
 def test_uv_gets_routed_indexes_without_credentials_in_its_files(tmp_path: Path) -> None:

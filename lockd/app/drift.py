@@ -419,13 +419,20 @@ def _plan(lockset: Lockset, target: Target, options: DriftOptions) -> IndexPlan:
     """The lockset's indexes and routes, as compile built them, with credentials from the
     environment where they match (``UV_INDEX_<NAME>_USERNAME``/``_PASSWORD`` for the
     ``[[index]]`` ones)."""
-    from ..routing import RoutedIndex, family_names, with_environment_credentials
+    from ..routing import (
+        VARIANT_INDEX_NAME,
+        RoutedIndex,
+        family_names,
+        url_with_variables,
+        with_environment_credentials,
+    )
 
     settings = Settings.from_env(options.environ)
     default = _with_credentials(lockset.indexes["default"], settings.index_url)
     pytorch = lockset.indexes.get("pytorch", PYPI_SENTINEL)
     if pytorch != PYPI_SENTINEL:
         pytorch = _with_credentials(pytorch, settings.pytorch_index)
+        pytorch = url_with_variables(pytorch, VARIANT_INDEX_NAME, options.environ)
     family = family_names(lockset.extra.get("family", ()))
     routes = lockset.extra.get("routes", {})
     private = tuple(

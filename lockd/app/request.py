@@ -80,7 +80,12 @@ def build_lock_request(
     """Merge flags > environment > lockd.toml/[tool.lockd] > defaults."""
     import os
 
-    from ..routing import family_names, with_environment_credentials
+    from ..routing import (
+        VARIANT_INDEX_NAME,
+        family_names,
+        url_with_variables,
+        with_environment_credentials,
+    )
     from ..settings import Settings, load_project_config
     from ..targets import expand_matrix, host_platform, host_python
 
@@ -119,7 +124,7 @@ def build_lock_request(
         out_dir=flags.out or (root / (config.out or "locks")),
         index_url=(given_index or settings.index_url).rstrip("/"),
         index_given=bool(given_index),
-        pytorch_index=pytorch_index.rstrip("/"),
+        pytorch_index=url_with_variables(pytorch_index.rstrip("/"), VARIANT_INDEX_NAME, env),
         family=family,
         private_indexes=tuple(with_environment_credentials(i, env) for i in config.indexes),
         database_url=flags.db or settings.database_url,
