@@ -73,15 +73,12 @@ def read_input(path: Path, root: Path, *, shown: str | None = None) -> InputText
         fd = os.open(real, flags)
     except OSError as exc:
         raise UsageError(f"Cannot read input file {shown}: {exc.strerror}.") from None
-    try:
+    with os.fdopen(fd, "rb") as handle:
         now = os.fstat(fd)
         if (now.st_dev, now.st_ino) != (before.st_dev, before.st_ino):
             raise UsageError(f"Input file {shown} was replaced while lockd read it.")
         _check_regular(now, shown)
-        with os.fdopen(os.dup(fd), "rb") as handle:
-            data = handle.read(MAX_INPUT_BYTES + 1)
-    finally:
-        os.close(fd)
+        data = handle.read(MAX_INPUT_BYTES + 1)
     if len(data) > MAX_INPUT_BYTES:
         _too_large(shown)
     return InputText(
