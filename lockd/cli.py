@@ -44,6 +44,22 @@ DbOption = Annotated[
     typer.Option("--db", help="SQLAlchemy database URL (default: $LOCKD_DATABASE_URL)."),
 ]
 FormatOption = Annotated[TableFormat, typer.Option("--format", help="Output format.")]
+BuildArgOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--build-arg",
+        metavar="NAME=VALUE",
+        help="A Dockerfile ARG value, as `docker build --build-arg` (repeatable).",
+    ),
+]
+PlatformOption = Annotated[
+    str | None,
+    typer.Option(
+        "--platform",
+        help="Target platform of the build (os/arch, e.g. linux/arm64) for TARGETPLATFORM, "
+        "TARGETARCH, … (default: this machine's).",
+    ),
+]
 
 
 def main() -> None:
@@ -190,6 +206,7 @@ def compile_(
         Path | None,
         typer.Option("--dockerfile", help="Record the digests of this Dockerfile's FROM images."),
     ] = None,
+    build_arg: BuildArgOption = None,
     db: DbOption = None,
     output_format: FormatOption = TableFormat.table,
 ) -> None:
@@ -217,6 +234,7 @@ def compile_(
         glibc=glibc,
         images=tuple(image or ()),
         dockerfile=dockerfile,
+        build_args=tuple(build_arg or ()),
         conda_channels=tuple(conda_channel or ()),
     )
     request = build_lock_request(flags, Path.cwd())
@@ -314,26 +332,52 @@ def images_pin(
     write: Annotated[
         bool, typer.Option("--write", help="Rewrite the FROM lines in place (atomically).")
     ] = False,
+    build_arg: BuildArgOption = None,
+    platform: PlatformOption = None,
     output_format: FormatOption = TableFormat.table,
 ) -> None:
-    """Show a Dockerfile's FROM lines pinned to digests; --write rewrites the file."""
-    from .images import RegistryClient, RegistryOptions, pin_dockerfile
+    """Show a Dockerfile's FROM lines pinned to digests; --write rewrites the file.
+
+    Exits 1 when a FROM cannot be pinned in place (the table says why and how to fix it).
+    """
+    from .errors import EXIT_DRIFT
+    from .images import (
+        BuildOptions,
+        RegistryClient,
+        RegistryOptions,
+        parse_build_args,
+        pin_dockerfile,
+    )
     from .report.console import print_json
 
+    options = BuildOptions(parse_build_args(build_arg or ()), platform)
     with RegistryClient(RegistryOptions.from_env()) as client:
-        result = pin_dockerfile(dockerfile, client.resolve, write=write)
+        result = pin_dockerfile(dockerfile, client.resolve, write=write, options=options)
     if output_format is TableFormat.json:
         print_json(result.to_dict())
-        return
-    rows: list[tuple[str, ...]] = [
-        (str(e.instruction.line), e.instruction.image, e.pinned_reference or "-", str(e.status))
-        for e in result.entries
-    ]
-    _print_image_rows(("line", "from", "pinned", "status"), rows)
-    if result.written:
-        typer.echo(f"{dockerfile} rewritten with digests.", err=True)
-    elif result.changed:
-        typer.echo(f"Run again with --write to pin {dockerfile}.", err=True)
+    else:
+        rows: list[tuple[str, ...]] = [
+            (
+                str(e.instruction.line),
+                e.instruction.image,
+                e.pinned_reference or "",
+                str(e.status).replace("-", " "),
+            )
+            for e in result.entries
+        ]
+        _print_image_rows(("line", "from", "pinned", "status"), rows)
+        for entry in result.not_pinned:
+            typer.echo(
+                f"{dockerfile} line {entry.instruction.line}: not pinned: {entry.reason}. "
+                f"Fix: {entry.fix}.",
+                err=True,
+            )
+        if result.written:
+            typer.echo(f"{dockerfile} rewritten with digests.", err=True)
+        elif result.changed:
+            typer.echo(f"Run again with --write to pin {dockerfile}.", err=True)
+    if result.not_pinned:
+        raise typer.Exit(EXIT_DRIFT)
 
 
 def _print_image_rows(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:

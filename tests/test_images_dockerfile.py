@@ -18,6 +18,7 @@ from lockd.images import (
     parse_reference,
     pin_dockerfile,
     pin_dockerfile_text,
+    require_resolved,
 )
 
 D1, D2, D3 = (f"sha256:{c * 64}" for c in "abc")
@@ -142,13 +143,20 @@ def test_build_args_override_defaults_but_cannot_be_pinned_in_place() -> None:
         ("FROM\n", "Dockerfile line 1"),
         ("FROM a b c d\n", "Dockerfile line 1"),
         ("RUN x\nFROM Python:3\n", "Dockerfile line 2: 'Python:3' is not a valid image reference"),
-        ("ARG X\nFROM $X\n", "names no image"),
+        ("ARG X\nFROM $X\n", "Dockerfile line 2: FROM $X names no image: ARG X has no value"),
         ("FROM ${X#pattern}\n", "unsupported substitution"),
+        (
+            "ARG V\nFROM axsauze/vulkan-sdk:${V} AS sdk\n",
+            "'axsauze/vulkan-sdk:' is not a valid image reference: '' is not a valid tag. "
+            "(ARG V has no value)",
+        ),
     ],
 )
-def test_malformed_from_lines_name_their_line(dockerfile: str, message: str) -> None:
+def test_unusable_from_lines_are_kept_with_the_reason(dockerfile: str, message: str) -> None:
+    froms = parse_dockerfile(dockerfile)  # never raises: lint and pin report these
+    assert froms[-1].kind is FromKind.UNRESOLVED
     with pytest.raises(UsageError) as caught:
-        parse_dockerfile(dockerfile)
+        require_resolved(froms, "Dockerfile")
     assert message in caught.value.render()
 
 
@@ -182,7 +190,7 @@ def test_pin_reports_without_writing(tmp_path: Path) -> None:
     assert (result.changed, result.written) == (True, False)
     assert dockerfile.read_bytes() == MULTI_STAGE.encode()
     assert [e.status for e in result.entries] == [
-        PinStatus.NOT_IN_PLACE,
+        PinStatus.NOT_PINNED,
         PinStatus.PINNED,
         PinStatus.STAGE,
         PinStatus.STAGE,
@@ -192,7 +200,13 @@ def test_pin_reports_without_writing(tmp_path: Path) -> None:
         PinStatus.ALREADY_PINNED,
     ]
     assert len(asked) == len(set(asked)) == 5  # each image once; pinned ones are checked too
-    assert result.entries[0].pinned_reference == f"python:3.11-slim@{D2}"
+    assert result.entries[0].pinned_reference is None  # the file cannot carry it
+    assert result.entries[0].reason == (
+        "${BASE} is assembled from several pieces (BASE, PY): "
+        "there is no single place to put the digest"
+    )
+    assert "ARG BASE_IMAGE=python:3.11-slim" in (result.entries[0].fix or "")
+    assert result.not_pinned == (result.entries[0],)
     assert result.entries[-1].pinned_reference == PINNED_ALPINE
     data = result.to_dict()
     assert data["from"][1]["resolved"]["index_digest"] == D2

@@ -222,5 +222,104 @@ def test_cli_errors_are_one_paragraph_with_exit_codes(registry: Registry, tmp_pa
 
     (tmp_path / "Dockerfile").write_text("FROM python:3.11 AS a b\n")
     bad_from = lockd(tmp_path, "images", "pin", "Dockerfile")
-    assert bad_from.returncode == 2
-    assert "Dockerfile line 1" in bad_from.stderr
+    assert bad_from.returncode == 1  # nothing to resolve; the row says why
+    assert "Dockerfile line 1: not pinned: 'FROM python:3.11 AS a b' is not a FROM" in (
+        bad_from.stderr
+    )
+    assert "Traceback" not in bad_from.output
+
+    bad_arg = lockd(tmp_path, "images", "pin", "Dockerfile", "--build-arg", "oops")
+    assert bad_arg.returncode == 2
+    assert "--build-arg 'oops' is not NAME=VALUE" in bad_arg.stderr
+
+
+def test_cli_pin_write_refuses_assembled_references_with_exit_1(
+    registry: Registry, pusher: Pusher, tmp_path: Path
+) -> None:
+    slim = pusher.image("cli/python", "3.11-slim", salt="python")
+    runtime = pusher.image("cli/runtime", "1")
+    original = (
+        f"ARG REGISTRY={registry.host}\n"
+        "ARG PY=3.11\n"
+        "FROM ${REGISTRY}/cli/python:${PY}-slim AS build\n"
+        f"FROM {registry.host}/cli/runtime:1\n"
+    )
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text(original)
+
+    result = lockd(tmp_path, "images", "pin", "Dockerfile", "--write")
+
+    assert result.returncode == 1, result.output
+    rows = [line.split("\t") for line in result.stdout.splitlines()]
+    assert rows[1] == ["3", "${REGISTRY}/cli/python:${PY}-slim", "", "not pinned"]
+    assert rows[2] == [
+        "4",
+        f"{registry.host}/cli/runtime:1",
+        f"{registry.host}/cli/runtime:1@{runtime.digest}",
+        "pinned",
+    ]
+    assert (
+        "Dockerfile line 3: not pinned: ${REGISTRY}/cli/python:${PY}-slim is assembled from "
+        "several pieces (REGISTRY, PY): there is no single place to put the digest. Fix: move "
+        f"the whole reference into one ARG default (ARG BASE_IMAGE={registry.host}/cli/python:"
+        "3.11-slim, then FROM ${BASE_IMAGE}), which lockd pins." in result.stderr
+    )
+    # The pinnable line was pinned; the other was left alone.
+    assert dockerfile.read_text() == original.replace(
+        "cli/runtime:1\n", f"cli/runtime:1@{runtime.digest}\n"
+    )
+    assert slim.digest not in dockerfile.read_text()
+
+    # Done as the fix says, the whole file pins and the exit code is 0.
+    dockerfile.write_text(
+        f"ARG BASE_IMAGE={registry.host}/cli/python:3.11-slim\nFROM ${{BASE_IMAGE}} AS build\n"
+    )
+    fixed = lockd(tmp_path, "images", "pin", "Dockerfile", "--write")
+    assert fixed.returncode == 0, fixed.output
+    assert f"cli/python:3.11-slim@{slim.digest}" in dockerfile.read_text()
+
+
+def test_cli_pin_platform_args_and_build_args(
+    registry: Registry, pusher: Pusher, tmp_path: Path
+) -> None:
+    amd = pusher.image("cli/rocm", "6.1")
+    arm = pusher.image("cli/jetpack", "6", "linux/arm64")
+    # The ollama shape: one base stage per architecture, picked with ${TARGETARCH}.
+    original = (
+        "ARG FLAVOR=${TARGETARCH}\n"
+        "ARG ROCM\n"
+        f"FROM --platform=linux/amd64 {registry.host}/cli/rocm:${{ROCM}} AS base-amd64\n"
+        f"FROM --platform=linux/arm64 {registry.host}/cli/jetpack:6 AS base-arm64\n"
+        "FROM base-${TARGETARCH} AS base\n"
+        "FROM base-${FLAVOR}\n"
+    )
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text(original)
+
+    unset = lockd(tmp_path, "images", "pin", "Dockerfile", "--format", "json")
+    assert unset.returncode == 1, unset.output
+    entries = json.loads(unset.stdout)["from"]
+    assert entries[0]["status"] == "not-pinned"
+    assert "ARG ROCM has no value" in entries[0]["reason"]
+    assert [e["status"] for e in entries[1:]] == ["pinned", "stage", "stage"]
+
+    pinned = lockd(
+        tmp_path,
+        "images",
+        "pin",
+        "Dockerfile",
+        "--write",
+        "--format",
+        "json",
+        "--build-arg",
+        "ROCM=6.1",
+        "--platform",
+        "linux/arm64",
+    )
+    assert pinned.returncode == 1, pinned.output  # ROCM comes from --build-arg: not in place
+    entries = json.loads(pinned.stdout)["from"]
+    assert (entries[0]["status"], entries[0]["pinned_reference"]) == ("not-pinned", None)
+    assert entries[0]["resolved"]["index_digest"] == amd.digest  # resolved, shown, not written
+    assert [e["reference"] for e in entries[2:]] == ["base-arm64", "base-arm64"]
+    assert dockerfile.read_text() == original.replace("jetpack:6 ", f"jetpack:6@{arm.digest} ")
+    assert amd.digest not in dockerfile.read_text()

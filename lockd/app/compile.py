@@ -251,12 +251,20 @@ def _base_images(request: LockRequest) -> _BaseImages:
     """
     if not request.images and request.dockerfile is None:
         return _BaseImages()  # nothing to import either
-    from ..images import FromKind, parse_reference, read_dockerfile
+    from ..images import (
+        BuildOptions,
+        FromKind,
+        parse_reference,
+        read_dockerfile,
+        require_resolved,
+    )
 
     references = list(request.images)
     dockerfile = None
     if request.dockerfile is not None:
-        text, instructions = read_dockerfile(request.dockerfile)
+        options = BuildOptions(build_args=request.build_args)
+        text, instructions = read_dockerfile(request.dockerfile, options)
+        require_resolved(instructions, str(request.dockerfile))
         references += [i.reference for i in instructions if i.kind is FromKind.IMAGE]
         digest = hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
         dockerfile = InputFile(_relative(request.dockerfile, request.root), digest)

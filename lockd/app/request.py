@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,6 +43,7 @@ class LockRequest:
     cache_dir: Path | None = None
     images: tuple[str, ...] = ()  # base image references, as written
     dockerfile: Path | None = None  # whose FROM images are base images too
+    build_args: Mapping[str, str] = field(default_factory=dict)  # for the Dockerfile's ARGs
     conda_channel: str = "https://conda.anaconda.org"  # base URL for named channels
     conda_channels: tuple[str, ...] = ()  # put in front of environment.yml's channels
     conda_cache: Path | None = None  # rattler's repodata cache
@@ -71,6 +73,7 @@ class CompileFlags:
     glibc: str | None = None
     images: tuple[str, ...] = ()
     dockerfile: Path | None = None
+    build_args: tuple[str, ...] = ()  # NAME=VALUE, as --build-arg takes them
     conda_channels: tuple[str, ...] = ()
 
 
@@ -139,11 +142,20 @@ def build_lock_request(
         cache_dir=Path(cache) if cache else None,
         images=flags.images or config.images,
         dockerfile=flags.dockerfile or (root / config.dockerfile if config.dockerfile else None),
+        build_args=_build_args(flags.build_args),
         conda_channel=settings.conda_channel,
         conda_channels=flags.conda_channels or config.conda_channels,
         conda_cache=settings.home / "cache" / "rattler",
         metadata_cache=settings.home / "cache" / "metadata",
     )
+
+
+def _build_args(items: tuple[str, ...]) -> dict[str, str]:
+    if not items:
+        return {}
+    from ..images import parse_build_args  # httpx and friends: only when needed
+
+    return parse_build_args(items)
 
 
 def _default_inputs(root: Path) -> tuple[Path, ...]:

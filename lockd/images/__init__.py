@@ -2,15 +2,23 @@
 
 ``RegistryClient`` speaks the OCI distribution API (``_client``);
 ``ResolvedImage`` is what lockd records (``_manifest``); ``parse_reference``
-normalises names (``_reference``); ``parse_dockerfile`` and
-``pin_dockerfile_text`` read and rewrite ``FROM`` lines (``_dockerfile``);
+normalises names (``_reference``); ``split_instructions`` reads a Dockerfile's
+instructions as BuildKit does (``_dockerfile``); ``parse_dockerfile_stages``
+adds ARG substitution, platform ARGs and stages, and ``parse_dockerfile`` /
+``pin_dockerfile_text`` read and rewrite ``FROM`` lines (``_stages``);
 ``read_dockerfile`` reads a file's ``FROM`` lines and ``pin_dockerfile`` is the
 ``lockd images pin`` use case (``_pin``).
 """
 
 from ._auth import Credentials, CredentialStore
 from ._client import RegistryClient, RegistryOptions, resolve_images
-from ._dockerfile import FromInstruction, FromKind, parse_dockerfile, pin_dockerfile_text
+from ._dockerfile import (
+    DockerfileText,
+    Heredoc,
+    Instruction,
+    key_values,
+    split_instructions,
+)
 from ._manifest import (
     ACCEPT,
     DOCKER_MANIFEST,
@@ -22,6 +30,18 @@ from ._manifest import (
 )
 from ._pin import DockerfilePins, PinnedFrom, PinStatus, pin_dockerfile, read_dockerfile
 from ._reference import ImageRef, parse_reference
+from ._stages import (
+    BuildOptions,
+    Dockerfile,
+    FromInstruction,
+    FromKind,
+    Stage,
+    parse_build_args,
+    parse_dockerfile,
+    parse_dockerfile_stages,
+    pin_dockerfile_text,
+    require_resolved,
+)
 
 __all__ = [
     "ACCEPT",
@@ -29,22 +49,33 @@ __all__ = [
     "DOCKER_MANIFEST_LIST",
     "OCI_INDEX",
     "OCI_MANIFEST",
+    "BuildOptions",
     "CredentialStore",
     "Credentials",
+    "Dockerfile",
     "DockerfilePins",
+    "DockerfileText",
     "FromInstruction",
     "FromKind",
+    "Heredoc",
     "ImageRef",
+    "Instruction",
     "PinStatus",
     "PinnedFrom",
     "PlatformDigest",
     "RegistryClient",
     "RegistryOptions",
     "ResolvedImage",
+    "Stage",
+    "key_values",
+    "parse_build_args",
     "parse_dockerfile",
+    "parse_dockerfile_stages",
     "parse_reference",
     "pin_dockerfile",
     "pin_dockerfile_text",
     "read_dockerfile",
+    "require_resolved",
     "resolve_images",
+    "split_instructions",
 ]

@@ -6,7 +6,7 @@ import contextlib
 import os
 import stat
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -14,8 +14,14 @@ from typing import Any
 
 from lockd.errors import UsageError
 
-from ._dockerfile import FromInstruction, FromKind, parse_dockerfile, pin_dockerfile_text
 from ._manifest import ResolvedImage
+from ._stages import (
+    BuildOptions,
+    FromInstruction,
+    FromKind,
+    parse_dockerfile,
+    pin_dockerfile_text,
+)
 
 
 class PinStatus(StrEnum):
@@ -23,7 +29,7 @@ class PinStatus(StrEnum):
 
     PINNED = "pinned"  # a digest is added (or would be, without --write)
     ALREADY_PINNED = "already-pinned"  # names a digest already; checked to exist
-    NOT_IN_PLACE = "not-in-place"  # built from several ARG values: a person must pin it
+    NOT_PINNED = "not-pinned"  # assembled from several ARGs, or unresolvable: a person must act
     STAGE = "stage"
     SCRATCH = "scratch"
 
@@ -34,16 +40,46 @@ class PinnedFrom:
 
     instruction: FromInstruction
     status: PinStatus
-    image: ResolvedImage | None  # None for stages and scratch
+    image: ResolvedImage | None  # None for stages, scratch and unresolvable references
 
     @property
     def pinned_reference(self) -> str | None:
-        """``python:3.11-slim@sha256:…`` (the reference as written, with the digest)."""
-        if self.image is None:
+        """``python:3.11-slim@sha256:…`` (the reference as written, with the digest).
+
+        ``None`` when the file does not, or cannot, carry that digest.
+        """
+        if self.image is None or self.status is PinStatus.NOT_PINNED:
             return None
         if self.instruction.is_pinned:
             return self.instruction.reference
         return f"{self.instruction.reference}@{self.image.index_digest}"
+
+    @property
+    def reason(self) -> str | None:
+        """Why a ``FROM`` is not pinned; ``None`` when it is (or needs no digest)."""
+        entry = self.instruction
+        if self.status is not PinStatus.NOT_PINNED:
+            return None
+        if entry.kind is FromKind.UNRESOLVED:
+            return entry.problem
+        names = ", ".join(entry.variables)
+        return (
+            f"{entry.image} is assembled from several pieces ({names}): "
+            "there is no single place to put the digest"
+        )
+
+    @property
+    def fix(self) -> str | None:
+        """What a person does about it."""
+        if self.status is not PinStatus.NOT_PINNED:
+            return None
+        if self.instruction.kind is FromKind.UNRESOLVED:
+            return "give the ARG a default or pass --build-arg NAME=VALUE"
+        return (
+            "move the whole reference into one ARG default "
+            f"(ARG BASE_IMAGE={self.instruction.reference}, then FROM ${{BASE_IMAGE}}), "
+            "which lockd pins"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (``lockd images pin --format json``)."""
@@ -56,6 +92,8 @@ class PinnedFrom:
             "stage": entry.stage,
             "platform": entry.platform,
             "status": str(self.status),
+            "reason": self.reason,
+            "fix": self.fix,
             "pinned_reference": self.pinned_reference,
             "resolved": self.image.to_dict() if self.image else None,
         }
@@ -70,6 +108,11 @@ class DockerfilePins:
     text: str  # the pinned text; equal to the file's when nothing changes
     changed: bool
     written: bool
+
+    @property
+    def not_pinned(self) -> tuple[PinnedFrom, ...]:
+        """The ``FROM``s a person has to pin (``lockd images pin`` exits 1 for them)."""
+        return tuple(e for e in self.entries if e.status is PinStatus.NOT_PINNED)
 
     @property
     def images(self) -> tuple[ResolvedImage, ...]:
@@ -88,9 +131,12 @@ class DockerfilePins:
 
 
 def read_dockerfile(
-    path: Path, *, build_args: Mapping[str, str] | None = None
+    path: Path, options: BuildOptions | None = None
 ) -> tuple[str, tuple[FromInstruction, ...]]:
-    """The text of a Dockerfile and its ``FROM`` instructions; ``UsageError`` if unusable.
+    """The text of a Dockerfile and its ``FROM`` instructions; ``UsageError`` if unreadable.
+
+    ``FROM``s whose reference cannot be formed come back ``UNRESOLVED``
+    (``require_resolved`` turns them into an error where every image is needed).
 
     The text is decoded with ``surrogateescape``: bytes that are not UTF-8
     survive the round trip (``text.encode("utf-8", "surrogateescape")``) unchanged.
@@ -103,7 +149,7 @@ def read_dockerfile(
             hint="Give the path of an existing Dockerfile.",
         ) from None
     text = raw.decode("utf-8", "surrogateescape")
-    instructions = parse_dockerfile(text, build_args=build_args, source=str(path))
+    instructions = parse_dockerfile(text, options=options, source=str(path))
     if not instructions:
         raise UsageError(f"{path} has no FROM instruction.", hint="Is it a Dockerfile?")
     return text, instructions
@@ -114,7 +160,7 @@ def pin_dockerfile(
     resolve: Callable[[str], ResolvedImage],
     *,
     write: bool = False,
-    build_args: Mapping[str, str] | None = None,
+    options: BuildOptions | None = None,
 ) -> DockerfilePins:
     """Resolve every base image of ``path`` with ``resolve``; with ``write``, pin the file.
 
@@ -122,7 +168,7 @@ def pin_dockerfile(
     replaced atomically (a temporary file in the same directory, then
     ``os.replace``), so a reader never sees half a Dockerfile.
     """
-    text, instructions = read_dockerfile(path, build_args=build_args)
+    text, instructions = read_dockerfile(path, options)
     resolved: dict[str, ResolvedImage] = {}
     for instruction in instructions:
         if instruction.kind is FromKind.IMAGE and instruction.reference not in resolved:
@@ -130,7 +176,7 @@ def pin_dockerfile(
     pinned = pin_dockerfile_text(
         text,
         {ref: image.index_digest for ref, image in resolved.items()},
-        build_args=build_args,
+        options=options,
     )
     entries = tuple(
         PinnedFrom(i, _status(i), resolved.get(i.reference) if i.kind is FromKind.IMAGE else None)
@@ -149,7 +195,7 @@ def _status(instruction: FromInstruction) -> PinStatus:
         return PinStatus.SCRATCH
     if instruction.is_pinned:
         return PinStatus.ALREADY_PINNED
-    return PinStatus.PINNED if instruction.insert_at is not None else PinStatus.NOT_IN_PLACE
+    return PinStatus.PINNED if instruction.insert_at is not None else PinStatus.NOT_PINNED
 
 
 def _replace(path: Path, data: bytes) -> None:
