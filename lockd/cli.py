@@ -615,3 +615,71 @@ def audit_verify(
             typer.echo(line)
     if not report.ok:
         raise typer.Exit(EXIT_DRIFT)
+
+
+class LintFormat(StrEnum):
+    text = "text"
+    json = "json"
+    sarif = "sarif"
+
+
+class FailOn(StrEnum):
+    error = "error"
+    warning = "warning"
+    info = "info"
+
+
+@app.command()
+def lint(
+    dockerfiles: Annotated[
+        list[Path], typer.Argument(metavar="DOCKERFILE...", help="Dockerfiles to check.")
+    ],
+    project: Annotated[
+        str | None,
+        typer.Option(
+            "--project",
+            help="Check against this project's latest lockset (default: ./locks/lockd.json "
+            "if there is one).",
+        ),
+    ] = None,
+    target: Annotated[
+        str | None,
+        typer.Option("--target", help="The lockset target the Dockerfiles build."),
+    ] = None,
+    build_arg: BuildArgOption = None,
+    platform: PlatformOption = None,
+    fail_on: Annotated[
+        FailOn, typer.Option("--fail-on", help="Exit 1 for findings of this level or worse.")
+    ] = FailOn.warning,
+    db: DbOption = None,
+    output_format: Annotated[
+        LintFormat, typer.Option("--format", help="text, json, or SARIF 2.1.0.")
+    ] = LintFormat.text,
+) -> None:
+    """Check Dockerfiles: digests, locks and hashes, CUDA and Python against the lock, root,
+    health checks, secrets. Exits 1 when a finding reaches --fail-on."""
+    from .app.lint import LintRequest, lint_files
+    from .errors import EXIT_DRIFT
+    from .images import BuildOptions, parse_build_args
+    from .lint import Severity
+    from .report.lint import lint_json, lint_sarif, lint_text_report
+    from .settings import Settings
+
+    request = LintRequest(
+        paths=tuple(dockerfiles),
+        database_url=db or Settings.from_env().database_url,
+        cwd=Path.cwd(),
+        project=project,
+        target=target,
+        options=BuildOptions(parse_build_args(build_arg or ()), platform),
+    )
+    reports = lint_files(request)
+    threshold = Severity(fail_on.value)
+    if output_format is LintFormat.sarif:
+        sys.stdout.write(lint_sarif(reports))
+    elif output_format is LintFormat.json:
+        sys.stdout.write(lint_json(reports, threshold))
+    else:
+        sys.stdout.write(lint_text_report(reports, threshold))
+    if any(report.failing(threshold) for report in reports):
+        raise typer.Exit(EXIT_DRIFT)

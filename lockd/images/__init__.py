@@ -18,6 +18,7 @@ from ._dockerfile import (
     Instruction,
     key_values,
     split_instructions,
+    words,
 )
 from ._manifest import (
     ACCEPT,
@@ -78,4 +79,5 @@ __all__ = [
     "require_resolved",
     "resolve_images",
     "split_instructions",
+    "words",
 ]

@@ -57,16 +57,7 @@ class PinnedFrom:
     @property
     def reason(self) -> str | None:
         """Why a ``FROM`` is not pinned; ``None`` when it is (or needs no digest)."""
-        entry = self.instruction
-        if self.status is not PinStatus.NOT_PINNED:
-            return None
-        if entry.kind is FromKind.UNRESOLVED:
-            return entry.problem
-        names = ", ".join(entry.variables)
-        return (
-            f"{entry.image} is assembled from several pieces ({names}): "
-            "there is no single place to put the digest"
-        )
+        return self.instruction.unpinnable if self.status is PinStatus.NOT_PINNED else None
 
     @property
     def fix(self) -> str | None:

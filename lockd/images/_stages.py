@@ -118,6 +118,18 @@ class FromInstruction:
         """Built from ARGs, not written out."""
         return bool(self.variables)
 
+    @property
+    def unpinnable(self) -> str | None:
+        """Why lockd cannot put a digest into the file for this ``FROM``; ``None`` if it can."""
+        if self.kind is FromKind.UNRESOLVED:
+            return self.problem
+        if self.kind is not FromKind.IMAGE or self.is_pinned or self.insert_at is not None:
+            return None
+        return (
+            f"{self.image} is assembled from several pieces ({', '.join(self.variables)}): "
+            "there is no single place to put the digest"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Stage:
@@ -393,7 +405,7 @@ def _expand(
             literal.clear()
 
     def variable(name: str, value: _Value | None) -> _Value:
-        used.append(name)
+        used.extend((name, *(value.used if value else ())))
         if value is None or not value.text:
             return _Value("", None, (name,))
         return value
