@@ -172,15 +172,32 @@ class RegistryClient:
         self._documents[(ref.api_host, ref.repository, digest)] = (media_type, document)
         return digest, media_type, document
 
+    def image_config(self, reference: str, platform: str) -> dict[str, Any]:
+        """The image config (``Env``, ``User``, labels…) of ``reference`` for ``platform``.
+
+        ``platform`` is ``os/arch``; an index is narrowed to that platform's manifest.
+        ``{}`` for an artifact that is not a runnable image.
+        """
+        image = self.resolve(reference)
+        ref = parse_reference(reference)
+        digest = image.for_platform(platform).digest if image.is_index else image.index_digest
+        _, _, document = self._manifest(ref, digest)
+        return self._config_blob(ref, document) or {}
+
     def _config_platform(
         self, ref: ImageRef, digest: str, media_type: str, document: Mapping[str, Any]
     ) -> tuple[PlatformDigest, ...]:
+        data = self._config_blob(ref, document)
+        return config_platform(data, digest, media_type) if data is not None else ()
+
+    def _config_blob(self, ref: ImageRef, document: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The config blob a manifest names, verified; ``None`` when it names none."""
         config = document.get("config")
         if not isinstance(config, dict) or config.get("mediaType") not in IMAGE_CONFIG_TYPES:
-            return ()  # an artifact, not a runnable image: no platform to record
+            return None  # an artifact, not a runnable image
         blob = str(config.get("digest", ""))
         if not DIGEST_RE.fullmatch(blob):
-            return ()
+            return None
         response = self._call(ref, "GET", f"/blobs/{blob}")
         if response.status_code != 200:
             self._fail(ref, response, blob)
@@ -192,8 +209,8 @@ class RegistryClient:
         try:
             data = json.loads(response.content)
         except ValueError:
-            return ()
-        return config_platform(data, digest, media_type) if isinstance(data, dict) else ()
+            return None
+        return data if isinstance(data, dict) else None
 
     # -- HTTP, auth and retries ----------------------------------------------
 
