@@ -248,3 +248,111 @@ def test_pin_errors_are_usage_errors(tmp_path: Path) -> None:
     empty.write_text("# nothing\nRUN true\n")
     with pytest.raises(UsageError, match="no FROM"):
         pin_dockerfile(empty, _resolved)
+
+
+# -- the full instruction parser ------------------------------------------------------
+
+
+FULL = """\
+# syntax=docker/dockerfile:1.7
+# check=skip=all
+ARG BASE=python:3.11-slim
+FROM --platform=$BUILDPLATFORM ${BASE} AS build
+RUN --mount=type=cache,target=/root/.cache/pip --mount=type=secret,id=hf \\
+    # a comment inside the continuation
+    pip install -r req.txt
+RUN <<EOF bash && cat <<-'TXT' > /x
+set -e
+# a script comment, not a Dockerfile comment
+echo ok
+EOF
+\tliteral $HOME
+\tTXT
+COPY --chmod=755 --from=build ["/a b", "/c"]
+ENV A=1 B="two words" \\
+    C='three'
+ENV LEGACY a value with spaces
+ARG ONE TWO=2
+FROM base-${TARGETARCH}
+HEALTHCHECK --interval=30s CMD ["curl", "-f", "http://localhost/"]
+"""
+
+
+def test_instructions_flags_heredocs_and_exec_form() -> None:
+    from lockd.images import key_values, split_instructions
+
+    split = split_instructions(FULL)
+    assert split.directives == {"syntax": "docker/dockerfile:1.7", "check": "skip=all"}
+    assert [(i.line, i.keyword) for i in split.instructions] == [
+        (3, "ARG"),
+        (4, "FROM"),
+        (5, "RUN"),
+        (8, "RUN"),
+        (15, "COPY"),
+        (16, "ENV"),
+        (18, "ENV"),
+        (19, "ARG"),
+        (20, "FROM"),
+        (21, "HEALTHCHECK"),
+    ]
+    run = split.instructions[2]
+    assert run.flag_values("mount") == ("type=cache,target=/root/.cache/pip", "type=secret,id=hf")
+    assert run.arguments == "pip install -r req.txt"
+    heredoc = split.instructions[3]
+    assert [(h.name, h.strip_tabs, h.quoted, h.line) for h in heredoc.heredocs] == [
+        ("EOF", False, False, 9),
+        ("TXT", True, True, 13),
+    ]
+    assert heredoc.heredocs[0].body == (
+        "set -e\n# a script comment, not a Dockerfile comment\necho ok"
+    )
+    assert heredoc.heredocs[1].body == "literal $HOME"
+    assert heredoc.end_line == 14
+    copy = split.instructions[4]
+    assert (copy.flag("chmod"), copy.flag("from")) == ("755", "build")
+    assert copy.exec_form == ("/a b", "/c")
+    assert key_values(split.instructions[5].arguments) == (
+        ("A", "1"),
+        ("B", "two words"),
+        ("C", "three"),
+    )
+    assert key_values(split.instructions[6].arguments, legacy=True) == (
+        ("LEGACY", "a value with spaces"),
+    )
+    assert key_values(split.instructions[7].arguments) == (("ONE", None), ("TWO", "2"))
+    assert split.instructions[9].exec_form == ("curl", "-f", "http://localhost/")
+    assert 10 not in split.comments  # inside a heredoc body
+    assert split.comments[6] == "a comment inside the continuation"
+
+
+def test_platform_args_pick_the_stage_and_chain() -> None:
+    from lockd.images import BuildOptions, parse_dockerfile_stages
+
+    text = (
+        "FROM --platform=linux/amd64 rocm/dev:6 AS base-amd64\n"
+        "FROM --platform=linux/arm64 nvidia/l4t:36 AS base-arm64\n"
+        "FROM base-${TARGETARCH} AS runtime\nUSER 1000\n"
+        "FROM runtime\n"
+    )
+    amd = parse_dockerfile_stages(text, BuildOptions(build_platform="linux/amd64"))
+    assert [s.source.reference for s in amd.stages] == [
+        "rocm/dev:6",
+        "nvidia/l4t:36",
+        "base-amd64",
+        "runtime",
+    ]
+    assert amd.final is not None
+    assert [s.index for s in amd.chain(amd.final)] == [3, 2, 0]
+    arm = parse_dockerfile_stages(text, BuildOptions(platform="linux/arm64/v8"))
+    assert arm.stages[2].source.reference == "base-arm64"
+    args = BuildOptions(platform="linux/arm64/v8", build_platform="linux/amd64").platform_args()
+    assert args == {
+        "TARGETPLATFORM": "linux/arm64/v8",
+        "TARGETOS": "linux",
+        "TARGETARCH": "arm64",
+        "TARGETVARIANT": "v8",
+        "BUILDPLATFORM": "linux/amd64",
+        "BUILDOS": "linux",
+        "BUILDARCH": "amd64",
+        "BUILDVARIANT": "",
+    }

@@ -65,8 +65,11 @@ class Instruction:
 
     @property
     def exec_form(self) -> tuple[str, ...] | None:
-        """The JSON array of ``CMD ["a", "b"]``; ``None`` in shell form."""
+        """The JSON array of ``CMD ["a", "b"]`` (``HEALTHCHECK CMD [...]`` too); ``None`` in
+        shell form."""
         text = self.arguments.strip()
+        if self.keyword == "HEALTHCHECK" and text[:3].upper() == "CMD":
+            text = text[3:].strip()
         if not text.startswith("["):
             return None
         try:
