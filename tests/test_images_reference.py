@@ -25,10 +25,12 @@ def test_public_api_is_pinned() -> None:
     assert lockd.images.__all__ == sorted(lockd.images.__all__, key=lambda n: (not n.isupper(), n))
     assert set(lockd.images.__all__) == {
         "ACCEPT", "DOCKER_MANIFEST", "DOCKER_MANIFEST_LIST", "OCI_INDEX", "OCI_MANIFEST",
-        "CredentialStore", "Credentials", "DockerfilePins", "FromInstruction", "FromKind",
-        "ImageRef", "PinStatus", "PinnedFrom", "PlatformDigest", "RegistryClient",
-        "RegistryOptions", "ResolvedImage", "parse_dockerfile", "parse_reference",
-        "pin_dockerfile", "pin_dockerfile_text", "read_dockerfile", "resolve_images",
+        "BuildOptions", "CredentialStore", "Credentials", "Dockerfile", "DockerfilePins",
+        "DockerfileText", "FromInstruction", "FromKind", "Heredoc", "ImageRef", "Instruction",
+        "PinStatus", "PinnedFrom", "PlatformDigest", "RegistryClient", "RegistryOptions",
+        "ResolvedImage", "Stage", "key_values", "parse_build_args", "parse_dockerfile",
+        "parse_dockerfile_stages", "parse_reference", "pin_dockerfile", "pin_dockerfile_text",
+        "read_dockerfile", "require_resolved", "resolve_images", "split_instructions", "words",
     }  # fmt: skip
 
 

@@ -18,7 +18,7 @@ from .base import check_base_images
 from .context import TARGET_ID, Context
 from .final import check_final_image
 from .installs import check_installs
-from .model import FileReport, Finding, LockFacts
+from .model import FileReport, LockFacts
 from .secrets import check_secrets
 
 _IGNORE = re.compile(r"lockd-lint\s+ignore\s*=\s*([A-Za-z0-9_,\s]+)")
@@ -105,6 +105,3 @@ def lock_facts(lockset: Lockset, text: str, target: str | None = None) -> LockFa
 
 def _pair(version: tuple[int, ...] | None) -> tuple[int, int] | None:
     return (version[0], version[1]) if version and len(version) >= 2 else None
-
-
-__all__ = ["Finding", "lint_text", "lock_facts"]

@@ -33,7 +33,7 @@ def check_final_image(ctx: Context) -> None:
         if instruction.keyword == "RUN":
             _check_packages(ctx, instruction, ctx.run_commands(instruction), recommends_off)
     _check_user(ctx, shipped, final.source.line)
-    _check_healthcheck(ctx, shipped, final.source.line)
+    _check_healthcheck(ctx, shipped)
 
 
 def _check_packages(
@@ -100,7 +100,7 @@ def _check_user(ctx: Context, shipped: list[Instruction], line: int) -> None:
         ctx.report(rules.ROOT_USER, last.line, f"USER {last.arguments} runs the container as root.")
 
 
-def _check_healthcheck(ctx: Context, shipped: list[Instruction], line: int) -> None:
+def _check_healthcheck(ctx: Context, shipped: list[Instruction]) -> None:
     if any(i.keyword == "HEALTHCHECK" for i in shipped):
         return
     exposes = [i for i in shipped if i.keyword == "EXPOSE"]
@@ -110,12 +110,11 @@ def _check_healthcheck(ctx: Context, shipped: list[Instruction], line: int) -> N
         if i.keyword in ("CMD", "ENTRYPOINT")
         and _SERVERS.search(" ".join(i.exec_form or (i.arguments,)))
     ]
-    evidence = (exposes or starts)[-1:] if (exposes or starts) else []
+    evidence = exposes or starts
     if evidence:
         what = "exposes a port" if exposes else "starts a server"
         ctx.report(
             rules.NO_HEALTHCHECK,
-            evidence[0].line,
+            evidence[-1].line,
             f"The final image {what} but has no HEALTHCHECK: a hung server looks healthy.",
         )
-    del line
