@@ -221,3 +221,21 @@ def test_drift_finds_a_moved_and_a_gone_tag(
     assert [(f["kind"], f["package"], f["expected"], f["actual"]) for f in report["findings"]] == [
         ("image-gone", ref, first.digest, None)
     ]
+
+
+def test_compile_dockerfile_build_args_and_the_empty_arg(
+    run: LockdRunner, registry: Registry, pusher: Pusher, tmp_path: Path
+) -> None:
+    cuda = pusher.image("rec/cuda", "12.4.1-runtime", salt="build-arg")
+    (tmp_path / "Dockerfile").write_text(
+        f"ARG CUDA\nFROM {registry.host}/rec/cuda:${{CUDA}}-runtime AS base\nFROM base\n"
+    )
+    empty = run("compile", *AARCH64, "--dockerfile", "Dockerfile")
+    assert empty.returncode == 2, empty.output
+    assert "Dockerfile line 2:" in empty.stderr and "ARG CUDA has no value" in empty.stderr
+    assert not (tmp_path / "locks").exists()  # nothing written
+
+    result = compiled(run, *AARCH64, "--dockerfile", "Dockerfile", "--build-arg", "CUDA=12.4.1")
+    assert result["images"] == [
+        {"reference": registry.ref("rec/cuda", "12.4.1-runtime"), "digest": cuda.digest}
+    ]
