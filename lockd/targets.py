@@ -48,6 +48,50 @@ PLATFORMS: dict[str, Platform] = {
 _CUDA_RE = re.compile(r"^(?:cu(?P<compact>\d{3,4})|(?:cuda)?(?P<dotted>\d{2}\.\d))$")
 _ROCM_RE = re.compile(r"^rocm(?P<version>\d+\.\d+(?:\.\d+)?)$")
 
+# The variant indexes PyTorch has published (https://download.pytorch.org/whl/<variant>).
+# A name outside these lists is a typo far more often than a brand-new variant, and a
+# typo would otherwise surface as an index error after resolution started.
+CUDA_VARIANTS: tuple[str, ...] = (
+    "cu92",
+    "cu100",
+    "cu101",
+    "cu102",
+    "cu110",
+    "cu111",
+    "cu113",
+    "cu115",
+    "cu116",
+    "cu117",
+    "cu118",
+    "cu121",
+    "cu124",
+    "cu126",
+    "cu128",
+    "cu129",
+    "cu130",
+)
+ROCM_VARIANTS: tuple[str, ...] = (
+    "rocm4.0.1",
+    "rocm4.1",
+    "rocm4.2",
+    "rocm4.5.2",
+    "rocm5.0",
+    "rocm5.1.1",
+    "rocm5.2",
+    "rocm5.3",
+    "rocm5.4.2",
+    "rocm5.5",
+    "rocm5.6",
+    "rocm5.7",
+    "rocm6.0",
+    "rocm6.1",
+    "rocm6.2",
+    "rocm6.2.4",
+    "rocm6.3",
+    "rocm6.4",
+    "rocm7.0",
+)
+
 
 @dataclass(frozen=True, slots=True, order=True)
 class Accelerator:
@@ -78,21 +122,40 @@ CPU = Accelerator("cpu")
 
 
 def parse_accelerator(text: str) -> Accelerator:
-    """Parse ``cpu``, ``cu124``, ``12.4``, ``cuda12.4``, ``rocm6.2`` or ``xpu``."""
+    """Parse ``cpu``, ``cu124``, ``12.4``, ``cuda12.4``, ``rocm6.2`` or ``xpu``.
+
+    CUDA and ROCm versions must be variants PyTorch publishes (``CUDA_VARIANTS``,
+    ``ROCM_VARIANTS``).
+    """
     value = text.strip().lower()
     if value in {"cpu", "xpu"}:
         return Accelerator(value)
     if match := _CUDA_RE.match(value):
         if compact := match["compact"]:
-            return Accelerator("cuda", (int(compact[:-1]), int(compact[-1])))
-        major, minor = match["dotted"].split(".")
-        return Accelerator("cuda", (int(major), int(minor)))
+            accelerator = Accelerator("cuda", (int(compact[:-1]), int(compact[-1])))
+        else:
+            major, minor = match["dotted"].split(".")
+            accelerator = Accelerator("cuda", (int(major), int(minor)))
+        if accelerator.name not in CUDA_VARIANTS:
+            raise UsageError(
+                f"{text.strip()!r} is not a CUDA variant PyTorch publishes.",
+                hint="Known CUDA variants: " + ", ".join(CUDA_VARIANTS) + " (or as versions: "
+                "12.4 means cu124). Other accelerators: cpu, rocmX.Y, xpu.",
+            )
+        return accelerator
     if match := _ROCM_RE.match(value):
-        return Accelerator("rocm", tuple(int(p) for p in match["version"].split(".")))
+        accelerator = Accelerator("rocm", tuple(int(p) for p in match["version"].split(".")))
+        if accelerator.name not in ROCM_VARIANTS:
+            raise UsageError(
+                f"{text.strip()!r} is not a ROCm variant PyTorch publishes.",
+                hint="Known ROCm variants: " + ", ".join(ROCM_VARIANTS) + ".",
+            )
+        return accelerator
     raise UsageError(
         f"Unknown accelerator {text!r}.",
-        hint="Use cpu, a CUDA variant as PyTorch names its indexes (cu118, cu121, cu124, "
-        "cu126, cu128, …, or 12.4), rocmX.Y or xpu.",
+        hint="Use cpu, a CUDA variant as PyTorch names its indexes ("
+        + ", ".join(CUDA_VARIANTS[-6:])
+        + ", or a version such as 12.4), a ROCm variant (rocm6.2) or xpu.",
     )
 
 
@@ -180,8 +243,8 @@ def parse_target_id(text: str) -> Target:
             f"Unknown target {text!r}.", hint="Targets look like linux-x86_64-py311-cu124."
         )
     acc = match["acc"]
-    if acc.startswith("rocm") and "." not in acc:
-        acc = f"rocm{acc[4]}.{acc[5:]}"
+    if acc.startswith("rocm"):  # ids drop the dots: rocm624 is rocm6.2.4
+        acc = next((v for v in ROCM_VARIANTS if v.replace(".", "") == acc), acc)
     py = match["py"]
     return Target(parse_platform(match["plat"]), (int(py[0]), int(py[1:])), parse_accelerator(acc))
 

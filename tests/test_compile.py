@@ -341,7 +341,7 @@ def test_credentials_never_reach_files_database_or_output(
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["--cuda", "cu999"], "404"),
+        (["--cuda", "cu999"], "not a CUDA variant PyTorch publishes"),
         (["--cuda", "cuda-twelve"], "Unknown accelerator"),
         (["--platform", "solaris-sparc"], "Unknown platform"),
     ],

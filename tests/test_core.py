@@ -36,6 +36,30 @@ def test_accelerators(text: str, name: str, cuda: str | None) -> None:
     assert acc.name == name and acc.cuda_version == cuda
 
 
+@pytest.mark.parametrize(
+    ("text", "wording", "known"),
+    [
+        ("cu999", "not a CUDA variant PyTorch publishes", "cu118, cu121, cu124"),
+        ("12.5", "not a CUDA variant PyTorch publishes", "cu126"),
+        ("rocm9.9", "not a ROCm variant PyTorch publishes", "rocm6.1, rocm6.2, rocm6.2.4"),
+        ("cuda-twelve", "Unknown accelerator", "cu124"),
+    ],
+)
+def test_only_known_variants_are_accepted(text: str, wording: str, known: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        parse_accelerator(text)
+    assert wording in caught.value.message
+    assert known in caught.value.render()
+    if text.startswith("rocm"):
+        assert "CUDA" not in caught.value.render()
+
+
+def test_rocm_ids_with_three_parts_round_trip() -> None:
+    (target,) = expand_matrix(["linux-x86_64"], ["3.12"], ["rocm6.2.4"])
+    assert target.id == "linux-x86_64-py312-rocm624"
+    assert parse_target_id(target.id) == target
+
+
 def test_matrix_ids_have_no_dots_and_round_trip() -> None:
     targets = expand_matrix(
         ["linux-x86_64", "linux-aarch64"], ["3.11", "3.12"], ["cu124", "cpu", "cu124"]
