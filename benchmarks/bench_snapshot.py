@@ -154,6 +154,11 @@ def main() -> None:
 
     print(f"{args.dists} dists, {args.rounds} rounds, alternating order; wall time per run\n")
     print(f"Machine: {machine()}; {versions(env, uv)}\n")
+    print_samples(samples)
+
+
+def print_samples(samples: dict[str, list[float]]) -> None:
+    """A Markdown table of each command's median, min and max wall time."""
     print("| command | median | min | max |")
     print("| --- | ---: | ---: | ---: |")
     for label, values in samples.items():

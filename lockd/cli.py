@@ -10,11 +10,49 @@ from __future__ import annotations
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 from .errors import LockdError
+
+
+class _Command(TyperCommand):
+    """Help that names an argument with a word (``LOCKSET``), not its type (``<str>``).
+
+    Options get their words from ``metavar``; typer prints an argument's type after
+    its name whatever the metavar says.
+    """
+
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        _format_params(self, ctx, formatter)
+
+
+class _Group(TyperGroup):
+    """The same help for a command group that takes options itself (`lockd audit`)."""
+
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        _format_params(self, ctx, formatter)
+        self.format_commands(ctx, formatter)
+
+
+def _format_params(command: TyperCommand | TyperGroup, ctx: Any, formatter: Any) -> None:
+    arguments, options = [], []
+    for param in command.get_params(ctx):
+        record = param.get_help_record(ctx)
+        if record is None:
+            continue
+        if param.param_type_name == "argument":
+            name = param.metavar or (param.name or "").upper()
+            arguments.append((name + ("..." if param.nargs != 1 else ""), record[1]))
+        else:
+            options.append(record)
+    for title, rows in (("Arguments", arguments), ("Options", options)):
+        if rows:
+            with formatter.section(title):
+                formatter.write_dl(rows)
+
 
 app = typer.Typer(
     name="lockd",
@@ -29,7 +67,8 @@ db_app = typer.Typer(help="Database maintenance.")
 app.add_typer(images_app, name="images")
 app.add_typer(db_app, name="db")
 audit_app = typer.Typer(
-    help="Audit reports (Markdown, HTML, JSON, CycloneDX SBOM); `verify` rechecks the hash chains."
+    cls=_Group,
+    help="Audit reports (Markdown, HTML, JSON, CycloneDX SBOM); `verify` rechecks the hash chains.",
 )
 app.add_typer(audit_app, name="audit")
 
@@ -41,7 +80,9 @@ class TableFormat(StrEnum):
 
 DbOption = Annotated[
     str | None,
-    typer.Option("--db", help="SQLAlchemy database URL (default: $LOCKD_DATABASE_URL)."),
+    typer.Option(
+        "--db", metavar="URL", help="SQLAlchemy database URL (default: $LOCKD_DATABASE_URL)."
+    ),
 ]
 FormatOption = Annotated[TableFormat, typer.Option("--format", help="Output format.")]
 BuildArgOption = Annotated[
@@ -77,7 +118,7 @@ def main() -> None:
         sys.exit(130)
 
 
-@app.command()
+@app.command(cls=_Command)
 def version() -> None:
     """Print lockd's version."""
     from . import __version__
@@ -85,19 +126,22 @@ def version() -> None:
     typer.echo(__version__)
 
 
-@app.command("snapshot")
+@app.command("snapshot", cls=_Command)
 def snapshot_(
     python: Annotated[
         Path | None,
         typer.Option(
-            "--python", help="Interpreter to inspect (default: $VIRTUAL_ENV, else lockd's)."
+            "--python",
+            metavar="PATH",
+            help="Interpreter to inspect (default: $VIRTUAL_ENV, else lockd's).",
         ),
     ] = None,
     no_system: Annotated[
         bool, typer.Option("--no-system", help="Skip OS packages, libraries, driver and CUDA.")
     ] = False,
     output: Annotated[
-        Path | None, typer.Option("-o", "--output", help="Write the JSON here (atomically).")
+        Path | None,
+        typer.Option("-o", "--output", metavar="FILE", help="Write the JSON here (atomically)."),
     ] = None,
     output_format: FormatOption = TableFormat.json,
 ) -> None:
@@ -122,49 +166,85 @@ def snapshot_(
         typer.echo(f"snapshot written to {output}", err=True)
 
 
-@app.command("compile")
+class ResolverName(StrEnum):
+    uv = "uv"
+    pip_tools = "pip-tools"
+
+
+@app.command("compile", cls=_Command)
 def compile_(
     inputs: Annotated[
-        list[Path] | None, typer.Argument(help="requirements.in / pyproject.toml files.")
+        list[Path] | None,
+        typer.Argument(
+            metavar="INPUT",
+            help="requirements.in, pyproject.toml or environment.yml files.",
+            show_default=False,
+        ),
     ] = None,
     cuda: Annotated[
-        list[str] | None, typer.Option("--cuda", help="cpu, cu121, cu124, 12.4, … (repeatable).")
+        list[str] | None,
+        typer.Option(
+            "--cuda",
+            metavar="VARIANT",
+            help="cpu, cu118, cu124, 12.4, rocm6.2, xpu, … (repeatable; default: cpu).",
+        ),
     ] = None,
     platform: Annotated[
         list[str] | None,
         typer.Option(
-            "--platform", help="linux-x86_64, linux-aarch64, macos-arm64, windows-x86_64."
+            "--platform",
+            metavar="PLATFORM",
+            help="linux-x86_64, linux-aarch64, macos-arm64 or windows-x86_64 "
+            "(repeatable; default: this machine's).",
         ),
     ] = None,
     python: Annotated[
         list[str] | None,
-        typer.Option("--python", help="Python minor version, e.g. 3.11 (repeatable)."),
+        typer.Option(
+            "--python",
+            metavar="X.Y",
+            help="Python minor version, e.g. 3.11 (repeatable; default: this Python's).",
+        ),
     ] = None,
     project: Annotated[
-        str | None, typer.Option("--project", help="Project name in the database.")
+        str | None,
+        typer.Option("--project", metavar="NAME", help="Project name in the database."),
     ] = None,
     out: Annotated[
-        Path | None, typer.Option("--out", help="Directory for lock files (default: locks/).")
+        Path | None,
+        typer.Option("--out", metavar="DIR", help="Directory for lock files (default: locks/)."),
     ] = None,
     resolver: Annotated[
-        str | None, typer.Option("--resolver", help="uv (default) or pip-tools.")
+        ResolverName | None,
+        typer.Option("--resolver", help="The resolution backend (default: uv)."),
     ] = None,
     index: Annotated[
-        str | None, typer.Option("--index", help="Default index URL ($LOCKD_INDEX_URL).")
+        str | None,
+        typer.Option("--index", metavar="URL", help="Default index URL ($LOCKD_INDEX_URL)."),
     ] = None,
     pytorch_index: Annotated[
         str | None,
         typer.Option(
-            "--pytorch-index", help="PyTorch index base URL, or 'pypi' ($LOCKD_PYTORCH_INDEX)."
+            "--pytorch-index",
+            metavar="URL",
+            help="PyTorch index base URL, or 'pypi' ($LOCKD_PYTORCH_INDEX).",
         ),
     ] = None,
     pytorch_family: Annotated[
         list[str] | None,
-        typer.Option("--pytorch-family", help="Extra package routed to the PyTorch index."),
+        typer.Option(
+            "--pytorch-family",
+            metavar="NAME",
+            help="Another package routed to the PyTorch index (repeatable).",
+        ),
     ] = None,
     extra: Annotated[
         list[str] | None,
-        typer.Option("--extra", help="pyproject optional-dependency group to include."),
+        typer.Option(
+            "--extra",
+            metavar="NAME",
+            help="pyproject optional-dependency group to include (repeatable).",
+        ),
     ] = None,
     group: Annotated[
         list[str] | None,
@@ -174,14 +254,48 @@ def compile_(
     ] = None,
     glibc: Annotated[
         str | None,
-        typer.Option("--glibc", help="glibc of Linux targets (manylinux tag), default 2.28."),
+        typer.Option(
+            "--glibc",
+            metavar="X.Y",
+            help="glibc of Linux targets (manylinux tag), default 2.28.",
+        ),
     ] = None,
     exclude_newer: Annotated[
         str | None,
         typer.Option(
-            "--exclude-newer", help="Resolve as of this time (indexes with upload times only)."
+            "--exclude-newer",
+            metavar="TIME",
+            help="Resolve as of this time (indexes with upload times only).",
         ),
     ] = None,
+    upgrade: Annotated[
+        bool,
+        typer.Option("--upgrade", help="Move every pin to the newest version the inputs allow."),
+    ] = False,
+    upgrade_package: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--upgrade-package",
+            metavar="NAME[==VER]",
+            help="Move this package's pin (to VER if given); other pins stay (repeatable).",
+        ),
+    ] = None,
+    allow_build: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-build",
+            metavar="NAME",
+            help="Let this package build from source, which runs its code (repeatable; "
+            "'*' for every package).",
+        ),
+    ] = None,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Only check that the locks on disk are current: exit 0 if so, 1 if stale.",
+        ),
+    ] = False,
     allow_partial: Annotated[
         bool,
         typer.Option(
@@ -195,25 +309,41 @@ def compile_(
         list[str] | None,
         typer.Option(
             "--conda-channel",
-            help="Conda channel (name, URL or file://) put before environment.yml's channels.",
+            metavar="CHANNEL",
+            help="Conda channel (name, URL or file://) put before environment.yml's channels "
+            "(repeatable).",
         ),
     ] = None,
     image: Annotated[
         list[str] | None,
-        typer.Option("--image", help="Base image to resolve to a digest and record (repeatable)."),
+        typer.Option(
+            "--image",
+            metavar="REF",
+            help="Base image to resolve to a digest and record (repeatable).",
+        ),
     ] = None,
     dockerfile: Annotated[
         Path | None,
-        typer.Option("--dockerfile", help="Record the digests of this Dockerfile's FROM images."),
+        typer.Option(
+            "--dockerfile",
+            metavar="PATH",
+            help="Record the digests of this Dockerfile's FROM images.",
+        ),
     ] = None,
     build_arg: BuildArgOption = None,
     db: DbOption = None,
     output_format: FormatOption = TableFormat.table,
 ) -> None:
     """Resolve, verify and record per-target locks (platform x Python x accelerator)."""
-    from .app.compile import CompileFlags, build_lock_request, compile_lockset
+    from .app.compile import CompileFlags, build_lock_request
+    from .errors import UsageError
     from .report import console
 
+    if check and (upgrade or upgrade_package or refresh):
+        raise UsageError(
+            "--check only looks at the locks on disk; it cannot upgrade or refresh them.",
+            hint="Drop --upgrade/--upgrade-package/--refresh, or drop --check.",
+        )
     flags = CompileFlags(
         inputs=tuple(inputs or ()),
         cuda=tuple(cuda or ()),
@@ -221,7 +351,7 @@ def compile_(
         pythons=tuple(python or ()),
         project=project,
         out=out,
-        resolver=resolver,
+        resolver=resolver.value if resolver else None,
         index_url=index,
         pytorch_index=pytorch_index,
         pytorch_family=tuple(pytorch_family or ()),
@@ -236,8 +366,22 @@ def compile_(
         dockerfile=dockerfile,
         build_args=tuple(build_arg or ()),
         conda_channels=tuple(conda_channel or ()),
+        upgrade=upgrade,
+        upgrade_packages=tuple(upgrade_package or ()),
+        allow_build=tuple(allow_build or ()),
     )
     request = build_lock_request(flags, Path.cwd())
+    if check:
+        from .app.compile import check_locks
+
+        verdict = check_locks(request)
+        if output_format is TableFormat.json:
+            console.print_json(verdict.to_dict())
+        else:
+            console.print_check(verdict)
+        raise typer.Exit(0 if verdict.current else 1)
+    from .app.compile import compile_lockset
+
     with console.target_progress([t.id for t in request.targets]) as progress:
         result = compile_lockset(request, progress)
     if output_format is TableFormat.json:
@@ -248,9 +392,11 @@ def compile_(
         raise typer.Exit(3)
 
 
-@app.command()
+@app.command(cls=_Command)
 def history(
-    project: Annotated[str | None, typer.Option("--project", help="Only this project.")] = None,
+    project: Annotated[
+        str | None, typer.Option("--project", metavar="NAME", help="Only this project.")
+    ] = None,
     db: DbOption = None,
     output_format: FormatOption = TableFormat.table,
 ) -> None:
@@ -266,9 +412,11 @@ def history(
         console.print_history(rows)
 
 
-@app.command()
+@app.command(cls=_Command)
 def show(
-    lockset: Annotated[str, typer.Argument(help="Lockset hash or unique prefix.")],
+    lockset: Annotated[
+        str, typer.Argument(metavar="LOCKSET", help="Lockset hash or unique prefix.")
+    ],
     db: DbOption = None,
     output_format: FormatOption = TableFormat.table,
 ) -> None:
@@ -284,10 +432,10 @@ def show(
         console.print_lockset(found)
 
 
-@app.command()
+@app.command(cls=_Command)
 def diff(
-    lockset_a: Annotated[str, typer.Argument(help="Older lockset.")],
-    lockset_b: Annotated[str, typer.Argument(help="Newer lockset.")],
+    lockset_a: Annotated[str, typer.Argument(metavar="LOCKSET_A", help="Older lockset.")],
+    lockset_b: Annotated[str, typer.Argument(metavar="LOCKSET_B", help="Newer lockset.")],
     db: DbOption = None,
     output_format: FormatOption = TableFormat.table,
 ) -> None:
@@ -303,10 +451,10 @@ def diff(
         console.print_diff(result)
 
 
-@images_app.command("resolve")
+@images_app.command("resolve", cls=_Command)
 def images_resolve(
     references: Annotated[
-        list[str], typer.Argument(metavar="REF...", help="Image references, e.g. python:3.11-slim.")
+        list[str], typer.Argument(metavar="REF", help="Image references, e.g. python:3.11-slim.")
     ],
     output_format: FormatOption = TableFormat.table,
 ) -> None:
@@ -326,9 +474,11 @@ def images_resolve(
     _print_image_rows(("image", "platform", "digest"), rows)
 
 
-@images_app.command("pin")
+@images_app.command("pin", cls=_Command)
 def images_pin(
-    dockerfile: Annotated[Path, typer.Argument(help="The Dockerfile whose FROM lines to pin.")],
+    dockerfile: Annotated[
+        Path, typer.Argument(metavar="DOCKERFILE", help="The Dockerfile whose FROM lines to pin.")
+    ],
     write: Annotated[
         bool, typer.Option("--write", help="Rewrite the FROM lines in place (atomically).")
     ] = False,
@@ -396,7 +546,7 @@ def _print_image_rows(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> 
     Console().print(table)
 
 
-@db_app.command("upgrade")
+@db_app.command("upgrade", cls=_Command)
 def db_upgrade(db: DbOption = None) -> None:
     """Create or upgrade the database schema to the latest revision."""
     from .settings import Settings
@@ -420,23 +570,37 @@ class DriftFormat(StrEnum):
     junit = "junit"
 
 
-@app.command()
+@app.command(cls=_Command)
 def drift(
     project: Annotated[
-        str | None, typer.Option("--project", help="Project to check (default: this directory's).")
+        str | None,
+        typer.Option(
+            "--project", metavar="NAME", help="Project to check (default: this directory's)."
+        ),
     ] = None,
     lockset: Annotated[
-        str | None, typer.Option("--lockset", help="Lockset hash or prefix (default: the latest).")
+        str | None,
+        typer.Option(
+            "--lockset", metavar="LOCKSET", help="Lockset hash or prefix (default: the latest)."
+        ),
     ] = None,
-    target: Annotated[str | None, typer.Option("--target", help="Only this target.")] = None,
+    target: Annotated[
+        str | None, typer.Option("--target", metavar="TARGET", help="Only this target.")
+    ] = None,
     all_projects: Annotated[
         bool, typer.Option("--all", help="Every project's latest lockset (the nightly job).")
     ] = False,
     python: Annotated[
-        Path | None, typer.Option("--python", help="Compare this live interpreter's environment.")
+        Path | None,
+        typer.Option(
+            "--python", metavar="PATH", help="Compare this live interpreter's environment."
+        ),
     ] = None,
     snapshot: Annotated[
-        Path | None, typer.Option("--snapshot", help="Compare a snapshot file (lockd snapshot -o).")
+        Path | None,
+        typer.Option(
+            "--snapshot", metavar="FILE", help="Compare a snapshot file (lockd snapshot -o)."
+        ),
     ] = None,
     rebuild: Annotated[
         bool | None,
@@ -458,7 +622,8 @@ def drift(
         DriftFormat, typer.Option("--format", help="Output format.")
     ] = DriftFormat.table,
     output: Annotated[
-        Path | None, typer.Option("-o", "--output", help="Write the report to this file.")
+        Path | None,
+        typer.Option("-o", "--output", metavar="FILE", help="Write the report to this file."),
     ] = None,
 ) -> None:
     """Compare the record with reality: rebuild or inspect, re-resolve, re-check images."""
@@ -514,7 +679,7 @@ class Scheduler(StrEnum):
     github = "github"
 
 
-@app.command()
+@app.command(cls=_Command)
 def schedule(
     print_: Annotated[Scheduler, typer.Option("--print", help="Which recipe to print.")],
 ) -> None:
@@ -535,24 +700,33 @@ class AuditFormat(StrEnum):
 def audit(
     ctx: typer.Context,
     project: Annotated[
-        str | None, typer.Option("--project", help="Only this project (default: all).")
+        str | None,
+        typer.Option("--project", metavar="NAME", help="Only this project (default: all)."),
     ] = None,
     since: Annotated[
-        str | None, typer.Option("--since", help="From this ISO date or time on.")
+        str | None, typer.Option("--since", metavar="TIME", help="From this ISO date or time on.")
     ] = None,
     until: Annotated[
-        str | None, typer.Option("--until", help="Up to this ISO date (inclusive) or time.")
+        str | None,
+        typer.Option("--until", metavar="TIME", help="Up to this ISO date (inclusive) or time."),
     ] = None,
     lockset: Annotated[
         str | None,
-        typer.Option("--lockset", help="cyclonedx: the lockset (default: the project's latest)."),
+        typer.Option(
+            "--lockset",
+            metavar="LOCKSET",
+            help="cyclonedx: the lockset (default: the project's latest).",
+        ),
     ] = None,
     target: Annotated[
         str | None,
-        typer.Option("--target", help="cyclonedx: one target (default: all in one BOM)."),
+        typer.Option(
+            "--target", metavar="TARGET", help="cyclonedx: one target (default: all in one BOM)."
+        ),
     ] = None,
     output: Annotated[
-        Path | None, typer.Option("-o", "--output", help="Write here (atomically), not stdout.")
+        Path | None,
+        typer.Option("-o", "--output", metavar="FILE", help="Write here (atomically), not stdout."),
     ] = None,
     db: DbOption = None,
     output_format: Annotated[
@@ -592,10 +766,11 @@ def audit(
         raise typer.Exit(EXIT_DRIFT)
 
 
-@audit_app.command("verify")
+@audit_app.command("verify", cls=_Command)
 def audit_verify(
     project: Annotated[
-        str | None, typer.Option("--project", help="Only this project (default: all).")
+        str | None,
+        typer.Option("--project", metavar="NAME", help="Only this project (default: all)."),
     ] = None,
     db: DbOption = None,
     output_format: FormatOption = TableFormat.table,

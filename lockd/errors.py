@@ -71,21 +71,31 @@ class VerificationError(ResolutionError):
 class MatrixError(ResolutionError):
     """Several targets of a matrix failed; every failure is kept."""
 
-    def __init__(self, failures: list[ResolutionError]) -> None:
-        lines = [f"{len(failures)} target(s) failed:"]
-        lines += [f"  [{f.target}] {f.render()}" for f in failures]
-        super().__init__(
-            "\n".join(lines),
-            hint=None,
-        )
+    def __init__(
+        self,
+        failures: list[ResolutionError],
+        *,
+        total: int | None = None,
+        suggest_partial: bool = True,
+    ) -> None:
+        count = f"{len(failures)} of {total}" if total else str(len(failures))
+        lines = [f"{count} targets failed:"]
+        lines += [f"  {named(f.render(), f.target)}" for f in failures]
+        super().__init__("\n".join(lines), hint=None)
         self.failures = failures
+        # --allow-partial is advice only where it would record something and was not given.
+        self.suggest_partial = suggest_partial
 
     def render(self) -> str:
-        return (
-            self.message
-            + "\nNothing was written or recorded. Fix the targets above, drop them from the "
-            "matrix, or pass --allow-partial to record the targets that did resolve."
-        )
+        advice = "Fix the targets above or drop them from the matrix"
+        if self.suggest_partial:
+            advice += ", or pass --allow-partial to record the targets that did resolve"
+        return f"{self.message}\nNothing was written or recorded. {advice}."
+
+
+def named(message: str, target: str | None) -> str:
+    """``message`` prefixed with ``[target]`` unless it already names the target."""
+    return message if target is None or target in message else f"[{target}] {message}"
 
 
 class PackageIndexError(LockdError):

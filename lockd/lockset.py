@@ -112,6 +112,15 @@ class Lock:
         """Name -> version, one entry per package."""
         return {a.name: a.version for a in self.artifacts}
 
+    def source_builds(self) -> dict[str, str]:
+        """Name -> version of the packages locked as sdists only: installing them runs
+        their build code."""
+        kinds: dict[str, set[str]] = {}
+        for artifact in self.artifacts:
+            kinds.setdefault(artifact.name, set()).add(artifact.kind)
+        versions = self.packages()
+        return {name: versions[name] for name in sorted(kinds) if kinds[name] == {"sdist"}}
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "target": self.target,
@@ -277,8 +286,8 @@ def input_key(parts: Iterable[Any]) -> str:
 
 
 def diff_locksets(a: Lockset, b: Lockset) -> dict[str, Any]:
-    """Per target: added, removed, upgraded, downgraded, and hash or source changes;
-    per base image reference: added, removed, and digest changes."""
+    """Per target: added, removed, upgraded, downgraded, hash or source changes, and the
+    pins kept; per base image reference: added, removed, and digest changes."""
     from packaging.version import InvalidVersion, Version
 
     targets: dict[str, Any] = {}
@@ -294,6 +303,7 @@ def diff_locksets(a: Lockset, b: Lockset) -> dict[str, Any]:
             "upgraded": [],
             "downgraded": [],
             "changed": [],
+            "kept": [],  # same version, same files
         }
         for name in sorted(set(old) | set(new)):
             if name not in old:
@@ -314,6 +324,8 @@ def diff_locksets(a: Lockset, b: Lockset) -> dict[str, Any]:
                     change = _file_change(old[name], new[name])
                     if change:
                         entry["changed"].append({"name": name, "version": va, **change})
+                    else:
+                        entry["kept"].append({"name": name, "version": va})
         targets[target] = entry
     return {"a": a.hash, "b": b.hash, "targets": targets, "images": _image_changes(a, b)}
 

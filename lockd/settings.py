@@ -143,6 +143,7 @@ class ProjectConfig:
     images: tuple[str, ...] = ()
     dockerfile: str | None = None
     indexes: tuple[RoutedIndex, ...] = ()  # [[index]] tables: per-package routing
+    allow_build: tuple[str, ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -171,6 +172,7 @@ _KEYS: dict[str, str] = {
     "images": "images",
     "dockerfile": "dockerfile",
     "index": "indexes",
+    "allow-build": "allow_build",
 }
 _LISTS = {
     "inputs",
@@ -182,6 +184,7 @@ _LISTS = {
     "pytorch_family",
     "conda_channels",
     "images",
+    "allow_build",
 }
 
 

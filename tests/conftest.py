@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,5 +104,15 @@ def lockd(tmp_path: Path, world: IndexServer, uv_cache: Path):  # type: ignore[n
 
     def run(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> Run:
         return run_lockd(*args, cwd=cwd or tmp_path, env={**base_env, **(env or {})})
+
+    return run
+
+
+def lockd_against(lockd: Callable[..., Run], server: IndexServer) -> Callable[..., Run]:
+    """``lockd`` with ``server``'s ``/simple`` as default index and ``/whl`` as PyTorch base."""
+    base = {"LOCKD_INDEX_URL": f"{server.url}/simple", "LOCKD_PYTORCH_INDEX": f"{server.url}/whl"}
+
+    def run(*args: str, env: dict[str, str] | None = None) -> Run:
+        return lockd(*args, env={**base, **(env or {})})
 
     return run

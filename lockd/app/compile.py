@@ -9,13 +9,10 @@ functions in their own modules.
 
 from __future__ import annotations
 
-import getpass
 import hashlib
-import socket
 import subprocess
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,25 +24,30 @@ from ..errors import (
     UsageError,
 )
 from ..inputs import PipInputs, is_conda_input, load_pip_inputs
-from ..lockfiles.files import StagedFiles
 from ..lockfiles.manifest import MANIFEST, read_manifest, render_manifest
 from ..lockset import (
     Failure,
     InputFile,
     Lockset,
     Provenance,
+    diff_locksets,
     input_key,
-    sha256_text,
 )
-from ..resolvers.interface import Resolver
+from ..resolvers import make_resolver
 from ..urls import strip_credentials
-from .pip import ProgressHook, make_resolver, resolve_all
+from .freshness import Expected, LockCheck, staleness
 from .request import CompileFlags, LockRequest, build_lock_request
 
+# What only resolving needs (the pip machinery, staged writes, threads) is imported
+# where it is used: `lockd compile --check` runs on every commit of a pre-commit hook.
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from ..inputs.environment import CondaEnvironment
+    from ..resolvers.interface import Resolver
     from ..store import Store
     from .conda import CondaOutcome
+    from .pip import ProgressHook
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,10 +64,126 @@ class CompileResult:
     unchanged: bool
     written: tuple[Path, ...] = ()
     failures: tuple[Failure, ...] = ()
+    # Per target, how the pins moved from the lockset on disk (``diff_locksets`` entries).
+    changes: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """The inputs read and the input key computed: everything before resolving."""
+
+    request: LockRequest  # with a requirements file's -i applied
+    resolver: Resolver
+    pip_paths: tuple[Path, ...]
+    environment: tuple[CondaEnvironment, InputFile] | None
+    inputs: PipInputs
+    base: _BaseImages
+    expected: Expected
+    on_disk: Lockset | None  # the lockset in the output directory, if readable
+
+
+def check_locks(request: LockRequest) -> LockCheck:
+    """``lockd compile --check``: are the locks on disk current? Nothing is resolved,
+    written or recorded, and the database is not opened."""
+    prepared = _prepare(request)
+    return LockCheck(
+        request.out_dir / MANIFEST,
+        prepared.on_disk.hash if prepared.on_disk else None,
+        staleness(prepared.on_disk, prepared.expected, request.out_dir),
+    )
 
 
 def compile_lockset(request: LockRequest, progress: ProgressHook | None = None) -> CompileResult:
     """Resolve, verify, write and record one lockset (all-or-nothing unless partial)."""
+    from ..lockfiles.files import StagedFiles
+    from .pip import resolve_all
+
+    prepared = _prepare(request)
+    request, resolver = prepared.request, prepared.resolver
+    inputs, on_disk = prepared.inputs, prepared.on_disk
+    # Importing SQLModel and opening (maybe migrating) the database takes about a
+    # second: it happens in the background while uv resolves.
+    opening = _in_background(_open_store, request.database_url)
+    try:
+        if (
+            not request.refresh
+            and not request.moves_pins
+            and on_disk is not None
+            and not staleness(on_disk, prepared.expected, request.out_dir)
+        ):
+            recorded = opening.result().latest(request.project)
+            if recorded is not None and recorded.hash == on_disk.hash:
+                return CompileResult(recorded, unchanged=True)
+        started = datetime.now(UTC).replace(microsecond=0)
+        # Images first: a wrong tag fails in a second rather than after every target
+        # resolved, and a RegistryError here leaves nothing written or recorded.
+        images = _resolve_images(prepared.base)
+        outcomes = (
+            resolve_all(request, inputs, resolver, progress, on_disk) if prepared.pip_paths else []
+        )
+        conda = _lock_conda(request, prepared.environment) if prepared.environment else None
+        if conda is not None and conda.pip_targets:
+            # The pip: section, for the Python each conda solution chose.
+            section = replace(request, targets=tuple(conda.pip_targets))
+            outcomes += resolve_all(section, inputs, resolver, progress, on_disk)
+        store = opening.result()
+        previous = store.latest(request.project)
+        failures = [o.error for o in outcomes if o.error is not None]
+        failures += conda.failures if conda else []
+        total = len(outcomes) + (len(conda.locks) + len(conda.failures) if conda else 0)
+        if failures and (not request.allow_partial or len(failures) == total):
+            if total == 1:
+                raise failures[0]
+            raise MatrixError(
+                failures,
+                total=total,
+                suggest_partial=not request.allow_partial and len(failures) < total,
+            )
+        conda_locks = tuple(conda.locks) if conda else ()
+        lockset = Lockset(
+            project=request.project,
+            inputs=inputs.files,
+            requirements=inputs.requirements,
+            targets=tuple(o.target.id for o in outcomes)
+            + tuple(lock.target for lock in conda_locks),
+            resolver=resolver.name,
+            resolver_version=resolver.version(),
+            indexes=_public_indexes(request),
+            cutoff=request.exclude_newer or _iso(started),
+            input_key=prepared.expected.key,
+            provenance=_provenance(request.root, started),
+            locks=tuple(o.lock for o in outcomes if o.lock is not None) + conda_locks,
+            failures=tuple(Failure(o.target.id, o.error.render()) for o in outcomes if o.error)
+            + tuple(
+                Failure(f.target or "conda", f.render()) for f in (conda.failures if conda else ())
+            ),
+            images=images,
+            parent=previous.hash if previous else None,
+            extra={
+                **prepared.expected.options,
+                **({"conda": conda.summary()} if conda else {}),
+            },
+        )
+        files = {name: data for o in outcomes for name, data in o.files.items()}
+        files.update(conda.files if conda else {})
+        files[MANIFEST] = render_manifest(lockset)
+        stale = [name for lock in (on_disk.locks if on_disk else ()) for name in lock.files]
+        with StagedFiles(request.out_dir, files, last=MANIFEST, remove=stale) as staged:
+            store.record_lockset(lockset)
+            written = staged.commit()
+        return CompileResult(
+            lockset,
+            unchanged=False,
+            written=tuple(written),
+            failures=lockset.failures,
+            changes=diff_locksets(on_disk, lockset)["targets"] if on_disk else {},
+        )
+    finally:
+        if opening.done() and opening.exception() is None:
+            opening.result().close()
+
+
+def _prepare(request: LockRequest) -> _Prepared:
     resolver = make_resolver(request.resolver)
     for target in request.targets:
         resolver.check(target)
@@ -80,79 +198,33 @@ def compile_lockset(request: LockRequest, progress: ProgressHook | None = None) 
     if inputs.index_url is not None and not request.index_given:
         request = replace(request, index_url=inputs.index_url)  # a requirements file's -i
     base = _base_images(request)
-    key = _input_key(request, inputs, resolver, base)
-    on_disk = _previous_manifest(request.out_dir)
-    # Importing SQLModel and opening (maybe migrating) the database takes about a
-    # second: it happens in the background while uv resolves.
-    opening = _in_background(_open_store, request.database_url)
-    try:
-        if (
-            not request.refresh
-            and on_disk is not None
-            and _unchanged(on_disk, key, request.out_dir)
-        ):
-            recorded = opening.result().latest(request.project)
-            if recorded is not None and recorded.hash == on_disk.hash:
-                return CompileResult(recorded, unchanged=True)
-        started = datetime.now(UTC).replace(microsecond=0)
-        # Images first: a wrong tag fails in a second rather than after every target
-        # resolved, and a RegistryError here leaves nothing written or recorded.
-        images = _resolve_images(base)
-        outcomes = resolve_all(request, inputs, resolver, progress) if pip_paths else []
-        conda = _lock_conda(request, environment) if environment else None
-        if conda is not None and conda.pip_targets:
-            # The pip: section, for the Python each conda solution chose.
-            section = replace(request, targets=tuple(conda.pip_targets))
-            outcomes += resolve_all(section, inputs, resolver, progress)
-        store = opening.result()
-        previous = store.latest(request.project)
-        failures = [o.error for o in outcomes if o.error is not None]
-        failures += conda.failures if conda else []
-        total = len(outcomes) + (len(conda.locks) + len(conda.failures) if conda else 0)
-        if failures and (not request.allow_partial or len(failures) == total):
-            raise failures[0] if len(failures) == 1 else MatrixError(failures)
-        conda_locks = tuple(conda.locks) if conda else ()
-        lockset = Lockset(
-            project=request.project,
-            inputs=inputs.files,
-            requirements=inputs.requirements,
-            targets=tuple(o.target.id for o in outcomes)
-            + tuple(lock.target for lock in conda_locks),
-            resolver=resolver.name,
-            resolver_version=resolver.version(),
-            indexes=_public_indexes(request),
-            cutoff=request.exclude_newer or _iso(started),
-            input_key=key,
-            provenance=_provenance(request.root, started),
-            locks=tuple(o.lock for o in outcomes if o.lock is not None) + conda_locks,
-            failures=tuple(Failure(o.target.id, o.error.render()) for o in outcomes if o.error)
-            + tuple(
-                Failure(f.target or "conda", f.render()) for f in (conda.failures if conda else ())
-            ),
-            images=images,
-            parent=previous.hash if previous else None,
-            extra={
-                "constraints": list(inputs.constraints),
-                "glibc": request.glibc,
-                "family": sorted(request.family),
-                **_selection(request),
-                **({"dockerfile": base.dockerfile.to_dict()} if base.dockerfile else {}),
-                **({"conda": conda.summary()} if conda else {}),
-            },
-        )
-        files = {name: data for o in outcomes for name, data in o.files.items()}
-        files.update(conda.files if conda else {})
-        files[MANIFEST] = render_manifest(lockset)
-        stale = [name for lock in (on_disk.locks if on_disk else ()) for name in lock.files]
-        with StagedFiles(request.out_dir, files, last=MANIFEST, remove=stale) as staged:
-            store.record_lockset(lockset)
-            written = staged.commit()
-        return CompileResult(
-            lockset, unchanged=False, written=tuple(written), failures=lockset.failures
-        )
-    finally:
-        if opening.done() and opening.exception() is None:
-            opening.result().close()
+    expected = Expected(
+        key=_input_key(request, inputs, resolver, base),
+        inputs=inputs.files,
+        targets=None if environment else tuple(t.id for t in request.targets),
+        resolver=resolver.name,
+        resolver_version=resolver.version(),
+        indexes=_public_indexes(request),
+        options={
+            "constraints": list(inputs.constraints),
+            "glibc": request.glibc,
+            "family": sorted(request.family),
+            **_selection(request),
+            **({"dockerfile": base.dockerfile.to_dict()} if base.dockerfile else {}),
+            # absent, not empty, when nothing is allowed: older lockset hashes stay valid
+            **({"allow_build": request.builds.to_list()} if request.builds.allowed else {}),
+        },
+    )
+    return _Prepared(
+        request,
+        resolver,
+        pip_paths,
+        environment,
+        inputs,
+        base,
+        expected,
+        _previous_manifest(request.out_dir),
+    )
 
 
 def _read_environment(request: LockRequest) -> tuple[CondaEnvironment, InputFile] | None:
@@ -238,6 +310,8 @@ def _open_store(url: str) -> Store:
 
 
 def _in_background(function: Callable[[str], Store], argument: str) -> Future[Store]:
+    from concurrent.futures import ThreadPoolExecutor
+
     executor = ThreadPoolExecutor(max_workers=1)
     future = executor.submit(function, argument)
     executor.shutdown(wait=False)
@@ -322,20 +396,11 @@ def _input_key(
             *images,
             *conda,
             *selection,
+            # Left out when nothing is allowed, as for images. --upgrade is not part of
+            # the key: it forces a resolution, and the next plain compile is a no-op.
+            *([["allow-build", request.builds.to_list()]] if request.builds.allowed else []),
         ]
     )
-
-
-def _unchanged(on_disk: Lockset, key: str, out_dir: Path) -> bool:
-    """Same inputs, same matrix, and the lock files on disk are the ones the manifest names."""
-    if on_disk.input_key != key or on_disk.failures:
-        return False
-    for lock in on_disk.locks:
-        for name, digest in lock.files.items():
-            path = out_dir / name
-            if not path.is_file() or sha256_text(path.read_text(encoding="utf-8")) != digest:
-                return False
-    return True
 
 
 def _public_indexes(request: LockRequest) -> dict[str, str]:
@@ -366,6 +431,9 @@ def _selection(request: LockRequest) -> dict[str, Any]:
 
 
 def _provenance(root: Path, when: datetime) -> Provenance:
+    import getpass
+    import socket
+
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
@@ -400,8 +468,10 @@ def _iso(when: datetime) -> str:
 __all__ = [
     "CompileFlags",
     "CompileResult",
+    "LockCheck",
     "LockRequest",
     "build_lock_request",
+    "check_locks",
     "compile_lockset",
 ]
 

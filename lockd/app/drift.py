@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ..builds import rebuild_refusal, recorded_builds
 from ..drift import (
     CheckError,
     DriftReport,
@@ -41,7 +42,7 @@ from ..indexes import IndexClient, files_of_version, listed_versions
 from ..lockfiles.requirements import render_requirements
 from ..lockset import Lock, Lockset
 from ..resolvers.interface import ResolveRequest
-from ..resolvers.uv import UvResolver, hermetic_env, uv_binary
+from ..resolvers.uv import UvResolver, hermetic_env, sync_build_flags, uv_binary
 from ..routing import IndexPlan, plan_for
 from ..settings import PYPI_SENTINEL, Settings
 from ..store import Store
@@ -291,6 +292,10 @@ def _rebuild(  # noqa: PLR0917 - private step of _check_environment
     lockset: Lockset, lock: Lock, target: Target, interpreter: str, tmp: Path, options: DriftOptions
 ) -> tuple[list[Finding], Path | None]:
     """A fresh venv from the recorded lock, hashes enforced."""
+    builds = recorded_builds(lockset)
+    refused = sorted(name for name in lock.source_builds() if not builds.allows(name))
+    if refused:
+        raise rebuild_refusal(lock.target, refused)
     env = hermetic_env(options.environ)
     venv = tmp / "venv"
     made = subprocess.run(
@@ -320,6 +325,7 @@ def _rebuild(  # noqa: PLR0917 - private step of _check_environment
             "pip",
             "sync",
             "--require-hashes",
+            *sync_build_flags(lock.packages(), builds),
             "--python",
             str(python),
             str(requirements),
@@ -481,6 +487,7 @@ def _creep(
                 glibc=glibc,
                 exclude_newer=exclude_newer,
                 cache_dir=Path(cache) if cache else None,
+                builds=recorded_builds(lockset),
             )
             return {p.name: p.version for p in resolver.resolve(request).packages}
 

@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import tomli_w
-from packaging.utils import canonicalize_name
+from packaging.utils import InvalidName, canonicalize_name
+from packaging.version import InvalidVersion, Version
 
 from ..errors import (
     LockdError,
     ResolutionError,
-    UsageError,
     VerificationError,
 )
 from ..indexes import files_of_version, listed_versions, requires_dist
@@ -27,10 +27,11 @@ from ..lockfiles.requirements import render_requirements
 from ..lockset import (
     Artifact,
     Lock,
+    Lockset,
     Offered,
     sha256_text,
 )
-from ..resolvers.interface import Resolution, Resolver, ResolveRequest
+from ..resolvers.interface import Pin, Resolution, Resolver, ResolveRequest
 from ..resolvers.verify import TORCH, local_flavour, verify
 from ..routing import IndexPlan, index_of, plan_for
 from ..targets import Target
@@ -51,23 +52,14 @@ class TargetOutcome:
     files: dict[str, bytes] = field(default_factory=dict)
 
 
-def make_resolver(name: str) -> Resolver:
-    if name == "uv":
-        from ..resolvers.uv import UvResolver
-
-        return UvResolver()
-    if name == "pip-tools":
-        from ..resolvers.piptools import PipToolsResolver
-
-        return PipToolsResolver()
-    raise UsageError(
-        f"Unknown resolver {name!r}.", hint="Use --resolver uv or --resolver pip-tools."
-    )
-
-
 def resolve_all(
-    request: LockRequest, inputs: PipInputs, resolver: Resolver, progress: ProgressHook | None
+    request: LockRequest,
+    inputs: PipInputs,
+    resolver: Resolver,
+    progress: ProgressHook | None,
+    previous: Lockset | None = None,
 ) -> list[TargetOutcome]:
+    """Lock every target; ``previous`` (the lockset on disk) supplies the pins to keep."""
     from ..indexes import IndexClient
 
     client = IndexClient(metadata_cache=request.metadata_cache)
@@ -84,6 +76,7 @@ def resolve_all(
                 target=target,
                 client=client,
                 workdir=scratch / target.id,
+                preferences=previous_pins(previous, target.id),
             )
             if progress:
                 progress(target.id, "failed" if outcome.error else "done")
@@ -107,6 +100,7 @@ def _lock_target(
     target: Target,
     client: IndexClient,
     workdir: Path,
+    preferences: tuple[Pin, ...],
 ) -> TargetOutcome:
     plan = plan_for(
         target, request.index_url, request.pytorch_index, request.family, request.private_indexes
@@ -129,6 +123,10 @@ def _lock_target(
                 glibc=request.glibc,
                 exclude_newer=request.exclude_newer,
                 cache_dir=request.cache_dir,
+                preferences=preferences,
+                upgrade=request.upgrade,
+                upgrade_packages=request.upgrade_packages,
+                builds=request.builds,
             )
         )
         resolution = _fill_hashes(resolution, client)
@@ -147,9 +145,10 @@ def _lock_target(
     except VerificationError as err:
         outcome.error = err
     except ResolutionError as err:
+        names = _names(inputs.requirements, err)
         outcome.error = (
-            _diagnose_variant(target, plan, client)
-            or _diagnose_private(target, plan, _names(inputs.requirements, err), client)
+            _diagnose_variant(target, plan, client, names, err)
+            or _diagnose_private(target, plan, names, client)
             or err
         )
     except LockdError as err:
@@ -157,25 +156,70 @@ def _lock_target(
     return outcome
 
 
+def previous_pins(previous: Lockset | None, target: str) -> tuple[Pin, ...]:
+    """The versions the previous lock of ``target`` chose, as resolver preferences.
+
+    The lockset on disk may come from anyone (a pull request): only names and
+    versions that parse as such are passed on, and only as preferences, which a
+    resolver drops when they do not satisfy the inputs.
+    """
+    lock = previous.lock(target) if previous is not None else None
+    if lock is None:
+        return ()
+    pins: dict[str, str] = {}
+    for artifact in lock.artifacts:
+        try:
+            name = canonicalize_name(str(artifact.name), validate=True)
+            pins.setdefault(name, str(Version(str(artifact.version))))
+        except (InvalidName, InvalidVersion):
+            continue
+    return tuple(Pin(name, version) for name, version in sorted(pins.items()))
+
+
 def _diagnose_variant(
-    target: Target, plan: IndexPlan, client: IndexClient
+    target: Target,
+    plan: IndexPlan,
+    client: IndexClient,
+    names: frozenset[str],
+    error: ResolutionError,
 ) -> ResolutionError | None:
-    """After a failed resolution: is the PyTorch variant index itself the problem?"""
+    """After a failed resolution: is the PyTorch variant index itself the problem, or
+    does it lack a family package the resolution needed (a mirror without triton)?
+
+    uv's own words for the latter blame the platform ("wheels are available on
+    linux_aarch64"), since the routed package exists nowhere else it may look.
+    ``names`` are the requirements and the names the resolver's message mentions.
+    """
     if plan.variant is None:
         return None
     from ..errors import PackageIndexError
 
-    try:
-        client.project_links(plan.variant, TORCH)
-    except PackageIndexError as exc:
-        variant = target.accelerator.name
-        return ResolutionError(
-            f"Target {target.id}: the PyTorch index for {variant} does not answer "
-            f"({exc.message.rstrip('.')}).",
-            target=target.id,
-            hint=f"Check that {variant} is a variant PyTorch publishes (cpu, cu118, cu121, "
-            "cu124, cu126, cu128, …) and that --pytorch-index points at the right base URL.",
-        )
+    index = strip_credentials(plan.variant)
+    mentioned = sorted((plan.family - {TORCH}) & names)
+    if not mentioned and TORCH not in names and index not in error.message:
+        return None  # nothing routed to the variant index was involved
+    for name in (TORCH, *mentioned):
+        try:
+            listed = bool(client.project_links(plan.variant, name))
+        except PackageIndexError as exc:
+            if name == TORCH:
+                variant = target.accelerator.name
+                return ResolutionError(
+                    f"Target {target.id}: the PyTorch index for {variant} does not answer "
+                    f"({exc.message.rstrip('.')}).",
+                    target=target.id,
+                    hint=f"Check that {variant} is a variant PyTorch publishes and that "
+                    "--pytorch-index points at the right base URL.",
+                )
+            listed = False
+        if not listed:
+            return ResolutionError(
+                f"Target {target.id}: {name} is a PyTorch-family package, taken only from "
+                f"the PyTorch index {index}, and that index does not list it.",
+                target=target.id,
+                hint=f"PyTorch's own index serves {name} next to torch; if {index} is a "
+                f"mirror, add {name} to it, or point --pytorch-index at an index that has it.",
+            )
     return None
 
 

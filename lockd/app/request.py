@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..builds import BuildPolicy
 from ..errors import (
     ConfigError,
     UsageError,
@@ -48,6 +49,14 @@ class LockRequest:
     conda_channels: tuple[str, ...] = ()  # put in front of environment.yml's channels
     conda_cache: Path | None = None  # rattler's repodata cache
     metadata_cache: Path | None = None  # core metadata of wheels, by sha256
+    upgrade: bool = False  # move every pin (the previous lock's pins are not kept)
+    upgrade_packages: tuple[str, ...] = ()  # NAME or NAME==VERSION: move these pins
+    builds: BuildPolicy = field(default_factory=BuildPolicy)  # sdists allowed to build
+
+    @property
+    def moves_pins(self) -> bool:
+        """An upgrade is asked for: never a no-op, whatever the input key says."""
+        return self.upgrade or bool(self.upgrade_packages)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +84,9 @@ class CompileFlags:
     dockerfile: Path | None = None
     build_args: tuple[str, ...] = ()  # NAME=VALUE, as --build-arg takes them
     conda_channels: tuple[str, ...] = ()
+    upgrade: bool = False
+    upgrade_packages: tuple[str, ...] = ()
+    allow_build: tuple[str, ...] = ()
 
 
 def build_lock_request(
@@ -147,6 +159,12 @@ def build_lock_request(
         conda_channels=flags.conda_channels or config.conda_channels,
         conda_cache=settings.home / "cache" / "rattler",
         metadata_cache=settings.home / "cache" / "metadata",
+        upgrade=flags.upgrade,
+        upgrade_packages=tuple(_upgrade_package(p) for p in flags.upgrade_packages),
+        # An allowance is a list of names: the flag adds to the configuration's.
+        builds=BuildPolicy.parse(config.allow_build, f"allow-build in {config.path}").union(
+            BuildPolicy.parse(flags.allow_build)
+        ),
     )
 
 
@@ -196,3 +214,20 @@ def _glibc(value: str) -> str:
             hint="Give major.minor, as manylinux tags spell it (2.17, 2.28, 2.34).",
         )
     return value.strip()
+
+
+def _upgrade_package(text: str) -> str:
+    """``NAME`` or ``NAME==VERSION`` (any version specifier), normalised."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    try:
+        requirement = Requirement(text)
+    except InvalidRequirement:
+        requirement = None
+    if requirement is None or requirement.url or requirement.marker or requirement.extras:
+        raise UsageError(
+            f"--upgrade-package {text!r} is not a package name with an optional version.",
+            hint="Write --upgrade-package numpy or --upgrade-package numpy==2.2.0.",
+        )
+    return canonicalize_name(requirement.name) + str(requirement.specifier)

@@ -132,9 +132,30 @@ class LocksetEntry:
     def artifact_count(self) -> int:
         return sum(len(lock.artifacts) for lock in self.lockset.locks)
 
+    @property
+    def source_builds(self) -> tuple[SourceBuild, ...]:
+        """The packages a lock of this lockset installs from an sdist (their code runs)."""
+        return tuple(
+            SourceBuild(lock.target, name, version)
+            for lock in self.lockset.locks
+            for name, version in lock.source_builds().items()
+        )
+
     def to_dict(self) -> dict[str, Any]:
         body = self.document if self.document is not None else self.lockset.body()
         return {**body, "hash": self.hash, "drift_status": self.drift_status}
+
+
+@dataclass(frozen=True, slots=True)
+class SourceBuild:
+    """A package a lock installs from a source distribution: installing runs its code."""
+
+    target: str
+    name: str
+    version: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"target": self.target, "name": self.name, "version": self.version}
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +269,12 @@ class AuditReport:
                     "summary": p.summary(),
                     "unreadable": list(p.unreadable),
                     "locksets": [entry.to_dict() for entry in p.locksets],
+                    # what installing the locks runs: packages locked as sdists only
+                    "source_builds": [
+                        {"lockset": entry.hash, **build.to_dict()}
+                        for entry in p.locksets
+                        for build in entry.source_builds
+                    ],
                     "drift_reports": [entry.to_dict() for entry in p.drift_reports],
                 }
                 for p in self.projects
@@ -416,6 +443,7 @@ __all__ = [
     "Period",
     "ProjectAudit",
     "Recorded",
+    "SourceBuild",
     "build_audit",
     "chain_lines",
     "count",

@@ -8,12 +8,12 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from ..errors import LockdError
+from ..errors import LockdError, named
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from ..app.compile import CompileResult
+    from ..app.compile import CompileResult, LockCheck
     from ..app.pip import ProgressHook
     from ..lockset import Lockset
 
@@ -89,6 +89,7 @@ def compile_json(result: CompileResult) -> dict[str, Any]:
                 "packages": len(lock.packages()),
                 "torch": lock.packages().get("torch"),
                 "files": sorted(lock.files),
+                "source_builds": lock.source_builds(),
             }
             for lock in lockset.locks
         ],
@@ -97,6 +98,8 @@ def compile_json(result: CompileResult) -> dict[str, Any]:
             {"reference": i["reference"], "digest": i["index_digest"]} for i in lockset.images
         ],
         "written": [str(p) for p in result.written],
+        # per target, against the lockset that was on disk: which pins moved and which stayed
+        "changes": dict(result.changes),
     }
 
 
@@ -126,10 +129,50 @@ def print_compile(result: CompileResult) -> None:
         table.add_row(failure.target, "[red]failed[/]", "-", "-")
     console.print(table)
     for failure in lockset.failures:
-        console.print(f"[red]{escape(failure.target)}[/]: {escape(failure.message)}")
+        console.print(f"[red]failed[/] {escape(named(failure.message, failure.target))}")
     for image in lockset.images:
         console.print(f"image {escape(image['reference'])} @ {image['index_digest']}")
+    for target, entry in result.changes.items():
+        console.print(f"{escape(target)}: {escape(pin_changes(entry))}")
+    for lock in lockset.locks:
+        if builds := lock.source_builds():
+            console.print(f"{escape(lock.target)}: {escape(_source_build_note(builds))}")
     console.print(f"Recorded lockset {lockset.hash} ({len(result.written)} files written).")
+
+
+def pin_changes(entry: dict[str, Any]) -> str:
+    """One target's ``diff_locksets`` entry as a sentence: what moved, what stayed."""
+    if "status" in entry:
+        return "new target" if entry["status"] == "only-in-b" else "target dropped"
+    parts = [f"{i['name']} {i['from']} -> {i['to']}" for i in entry["upgraded"]]
+    parts += [f"{i['name']} {i['from']} -> {i['to']} (downgraded)" for i in entry["downgraded"]]
+    parts += [f"{i['name']} {i['version']} added" for i in entry["added"]]
+    parts += [f"{i['name']} {i['version']} removed" for i in entry["removed"]]
+    parts += [f"{i['name']} {i['version']} {i['what']} changed" for i in entry["changed"]]
+    kept = len(entry["kept"])
+    if not parts:
+        return f"all {kept} pins kept"
+    return "; ".join(parts) + f"; {kept} other pin{'' if kept == 1 else 's'} kept"
+
+
+def _source_build_note(builds: dict[str, str]) -> str:
+    names = ", ".join(f"{name} {version}" for name, version in builds.items())
+    return f"installs {names} from source (sdist only): installing runs its build code"
+
+
+def print_check(check: LockCheck) -> None:
+    """``lockd compile --check``: current, or what is stale. Plain text: a pre-commit
+    hook runs this on every commit, and rich takes longer to import than the check."""
+    if check.current:
+        lines = [
+            f"Locks are current: lockset {(check.lockset or '')[:12]} in {check.manifest} "
+            "matches the inputs and configuration."
+        ]
+    else:
+        lines = [f"Locks are stale ({check.manifest}):"]
+        lines += [f"  - {reason}" for reason in check.stale]
+        lines.append("Run `lockd compile` to bring them up to date.")
+    sys.stdout.write("\n".join(lines) + "\n")
 
 
 def print_history(rows: list[dict[str, Any]]) -> None:
@@ -194,6 +237,7 @@ def _image_rows(lockset: Lockset) -> list[tuple[str, str, str, str]]:
 
 
 def print_lockset(lockset: Lockset) -> None:
+    from rich.markup import escape
     from rich.table import Table
     from rich.text import Text
 
@@ -211,6 +255,8 @@ def print_lockset(lockset: Lockset) -> None:
     )
     console.print("indexes " + ", ".join(f"{k}={v}" for k, v in sorted(lockset.indexes.items())))
     console.print("inputs " + ", ".join(f"{i.path} ({i.sha256[:12]})" for i in lockset.inputs))
+    if allowed := lockset.extra.get("allow_build"):
+        console.print(f"allow-build {escape(', '.join(map(str, allowed)))}")
     for lock in lockset.locks:
         table = Table(title=f"{lock.target} · {lock.flavour or 'no torch'}")
         for column in ("package", "version", "index", "file", "sha256"):
@@ -218,6 +264,8 @@ def print_lockset(lockset: Lockset) -> None:
         for a in lock.artifacts:
             table.add_row(a.name, a.version, a.index, a.filename, a.sha256[:16])
         console.print(table)
+        if builds := lock.source_builds():
+            console.print(f"[yellow]{escape(_source_build_note(builds))}[/]")
     if lockset.images:
         images = Table(title="base images")
         for column in ("image", "platform", "digest", "targets"):
@@ -226,7 +274,7 @@ def print_lockset(lockset: Lockset) -> None:
             images.add_row(*(Text(cell) for cell in row))  # Text: references are not markup
         console.print(images)
     for failure in lockset.failures:
-        console.print(f"[red]failed[/] {failure.target}: {failure.message}")
+        console.print(f"[red]failed[/] {escape(named(failure.message, failure.target))}")
 
 
 def print_diff(result: dict[str, Any]) -> None:
@@ -240,6 +288,8 @@ def print_diff(result: dict[str, Any]) -> None:
         if "status" in entry:
             table.add_row(target, entry["status"], "-", "-")
             continue
+        kept = len(entry.get("kept", ()))
+        table.add_row(target, "kept", f"{kept} package{'' if kept == 1 else 's'}", "same pin")
         for kind in ("added", "removed", "upgraded", "downgraded", "changed"):
             for item in entry[kind]:
                 if kind in {"upgraded", "downgraded"}:

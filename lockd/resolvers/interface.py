@@ -3,16 +3,30 @@
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..builds import BuildPolicy
 from ..routing import IndexPlan
 from ..targets import Target
 
 
 @dataclass(frozen=True, slots=True)
+class Pin:
+    """A version the previous lock chose for a package."""
+
+    name: str
+    version: str
+
+
+@dataclass(frozen=True, slots=True)
 class ResolveRequest:
-    """Everything a backend needs to lock one target."""
+    """Everything a backend needs to lock one target.
+
+    ``preferences`` are the previous lock's pins: the backend keeps each one that
+    still satisfies the inputs, except with ``upgrade`` (none kept) or for the
+    packages named in ``upgrade_packages`` (``NAME`` or ``NAME==VERSION``).
+    """
 
     target: Target
     requirements: tuple[str, ...]
@@ -22,6 +36,10 @@ class ResolveRequest:
     glibc: str = "2.28"
     exclude_newer: str | None = None  # applied to indexes that publish upload times
     cache_dir: Path | None = None
+    preferences: tuple[Pin, ...] = ()
+    upgrade: bool = False
+    upgrade_packages: tuple[str, ...] = ()
+    builds: BuildPolicy = field(default_factory=BuildPolicy)  # which sdists may be built
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,8 @@ from packaging.utils import (
 )
 from packaging.version import Version
 
-from ..errors import ResolutionError, UsageError
+from ..builds import refusal
+from ..errors import LockdError, ResolutionError, UsageError
 from ..indexes import IndexClient, IndexLink, link_version
 from ..targets import Target, host_platform, host_python
 from ..urls import redact
@@ -60,26 +61,13 @@ class PipToolsResolver(Resolver):
         workdir = request.workdir
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "requirements.in").write_text("\n".join(request.requirements) + "\n")
-        command = [
-            sys.executable,
-            "-m",
-            "piptools",
-            "compile",
-            "--quiet",
-            "--generate-hashes",
-            "--no-header",
-            "--no-annotate",
-            "--no-emit-index-url",
-            "--output-file",
-            "requirements.txt",
-        ]
-
         if request.constraints:
             (workdir / "constraints.txt").write_text("\n".join(request.constraints) + "\n")
-            command += ["--constraint", "constraints.txt"]
-        if request.cache_dir is not None:
-            command += ["--cache-dir", str(request.cache_dir / "pip-tools")]
-        command.append("requirements.in")
+        # pip-compile, like uv, keeps the pins of an existing output file that still fit.
+        if request.preferences and not request.upgrade:
+            (workdir / "requirements.txt").write_text(
+                "".join(f"{pin.name}=={pin.version}\n" for pin in request.preferences)
+            )
         env = hermetic_env()
         env["PIP_CONFIG_FILE"] = "/dev/null"
         # In the environment, not on the command line (ps): they may carry credentials.
@@ -87,24 +75,97 @@ class PipToolsResolver(Resolver):
         routes = request.plan.routes()
         if routes:
             env["PIP_EXTRA_INDEX_URL"] = " ".join(route.url for route in routes)
-        proc = subprocess.run(
-            command, cwd=workdir, env=env, capture_output=True, text=True, check=False
-        )
-        if proc.returncode != 0:
-            reason = " ".join(redact(proc.stderr).split())[-900:]
-            raise ResolutionError(
-                f"Target {request.target.id}: pip-compile failed: {reason}",
-                target=request.target.id,
-            )
-        pins = parse_pinned((workdir / "requirements.txt").read_text())
         client = IndexClient()
         try:
+            builds: set[str] = set()  # allowed packages that pip can only get as sdists
+            while True:
+                proc = subprocess.run(
+                    compile_command(request, sorted(builds)),
+                    cwd=workdir,
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
+                if proc.returncode == 0:
+                    break
+                needed = _sdist_only(proc.stderr, request, client) - builds
+                if not needed:
+                    reason = " ".join(redact(proc.stderr).split())[-900:]
+                    raise ResolutionError(
+                        f"Target {request.target.id}: pip-compile failed: {reason}",
+                        target=request.target.id,
+                    )
+                refused = {name for name in needed if not request.builds.allows(name)}
+                if refused:
+                    raise refusal(request.target.id, refused)
+                builds |= needed
+            pins = parse_pinned((workdir / "requirements.txt").read_text())
             packages = tuple(
                 _locate(name, ver, hashes, request, client) for name, ver, hashes in pins
             )
         finally:
             client.close()
         return Resolution(request.target, packages)
+
+
+def compile_command(request: ResolveRequest, builds: list[str]) -> list[str]:
+    """The ``pip-compile`` command line of one target (run in its work directory)."""
+    command = [
+        sys.executable,
+        "-m",
+        "piptools",
+        "compile",
+        "--quiet",
+        "--generate-hashes",
+        "--no-header",
+        "--no-annotate",
+        "--no-emit-index-url",
+        "--no-emit-options",
+        "--output-file",
+        "requirements.txt",
+    ]
+    if request.constraints:
+        command += ["--constraint", "constraints.txt"]
+    if request.cache_dir is not None:
+        command += ["--cache-dir", str(request.cache_dir / "pip-tools")]
+    if request.upgrade:
+        command.append("--upgrade")
+    for package in request.upgrade_packages:
+        command += ["--upgrade-package", package]
+    if not request.builds.everything:
+        # pip's format control: --no-binary NAME lifts --only-binary :all: for NAME.
+        command += [
+            "--pip-args",
+            " ".join(["--only-binary=:all:", *(f"--no-binary={n}" for n in builds)]),
+        ]
+    command.append("requirements.in")
+    return command
+
+
+_NOT_FOUND = re.compile(
+    r"(?:No matching distribution found for|Could not find a version that matches) "
+    r"([A-Za-z0-9][A-Za-z0-9._-]*)"
+)
+
+
+def _sdist_only(stderr: str, request: ResolveRequest, client: IndexClient) -> set[str]:
+    """Packages pip found nothing for that their index offers as sdists only (for the host)."""
+    if request.builds.everything:
+        return set()
+    tags = _host_tags()
+    out: set[str] = set()
+    for raw in set(_NOT_FOUND.findall(stderr)):
+        name = canonicalize_name(raw)
+        try:
+            links = client.project_links(request.plan.index_url(name), name)
+        except LockdError:
+            continue  # not there at all: pip's own message says so
+        if any(_is_sdist(link) for link in links) and not any(
+            _installable(link, tags) for link in links
+        ):
+            out.add(name)
+    return out
 
 
 def parse_pinned(text: str) -> list[tuple[str, str, set[str]]]:

@@ -17,19 +17,19 @@ import re
 import subprocess
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import cache
 
-import tomli_w
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from ..builds import BuildPolicy, refusal
 from ..errors import PackageIndexError, ResolutionError
-from ..lockfiles.pylock import parse_pylock
 from ..routing import IndexPlan, credential_variables, index_of, userinfo
 from ..urls import redact
-from .interface import Resolution, ResolvedPackage, Resolver, ResolveRequest
+from .interface import Pin, Resolution, Resolver, ResolveRequest
 
+PROJECT_NAME = "lockd-target"  # the throw-away project uv resolves; never shown to users
 MAX_ROUNDS = 4
 
 # uv variables that change what gets resolved: lockd decides those itself.
@@ -85,11 +85,31 @@ class UvResolver(Resolver):
         return _uv_version()
 
     def resolve(self, request: ResolveRequest) -> Resolution:
+        """Resolve, promoting stray family packages and allowed builds as uv reveals them."""
+        from ..lockfiles.pylock import parse_pylock
+
         direct = {canonicalize_name(Requirement(r).name) for r in request.requirements}
+        request.workdir.mkdir(parents=True, exist_ok=True)
+        output = request.workdir / f"pylock.{request.target.id}.toml"
+        # uv reads an existing output file as preferences: the previous lock's pins.
+        if request.preferences and not request.upgrade:
+            output.write_text(render_preferences(request.preferences))
         promoted: set[str] = set()
         plan = request.plan
-        for _ in range(MAX_ROUNDS):
-            packages = self._compile(request, sorted(promoted))
+        builds: set[str] = set()  # allowed packages uv said it must build
+        rounds = 0
+        while True:
+            proc = self._compile(request, sorted(promoted), sorted(builds))
+            if proc.returncode != 0:
+                needed = wheels_required(proc.stderr) - builds
+                if not needed:
+                    raise condense_uv_error(proc.stderr, request)
+                refused = {name for name in needed if not request.builds.allows(name)}
+                if refused:
+                    raise refusal(request.target.id, refused)
+                builds |= needed
+                continue
+            packages = parse_pylock(output.read_text(), str(output))
             stray = {
                 p.name
                 for p in packages
@@ -97,65 +117,121 @@ class UvResolver(Resolver):
                 and p.name not in direct | promoted
                 and any(index_of(f.url, plan) != plan.expected_index(p.name) for f in p.files)
             }
-            if not stray:
+            rounds += 1
+            if not stray or rounds == MAX_ROUNDS:
                 return Resolution(request.target, packages)
             promoted |= stray
-        return Resolution(request.target, packages)
 
-    def _compile(self, request: ResolveRequest, promoted: list[str]) -> tuple[ResolvedPackage, ...]:
+    def _compile(
+        self, request: ResolveRequest, promoted: list[str], builds: list[str]
+    ) -> subprocess.CompletedProcess[str]:
         workdir = request.workdir
-        workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "pyproject.toml").write_text(project_toml(request, promoted))
-        output = workdir / f"pylock.{request.target.id}.toml"
-        command = [
-            uv_binary(),
-            "pip",
-            "compile",
-            "pyproject.toml",
-            "--format",
-            "pylock.toml",
-            "--output-file",
-            output.name,
-            "--python-version",
-            request.target.python_version,
-            "--python-platform",
-            request.target.platform.uv_platform(request.glibc),
-            # An explicit interpreter skips uv's discovery, which costs seconds per
-            # call when the target's Python is not installed here.
-            "--python",
-            sys.executable,
-            "--no-header",
-            "--quiet",
-        ]
         if request.constraints:
             (workdir / "constraints.txt").write_text("\n".join(request.constraints) + "\n")
-            command += ["--constraint", "constraints.txt"]
-        if request.exclude_newer:
-            command += ["--exclude-newer", request.exclude_newer]
-            # The PyTorch indexes publish no upload times, nor do many private ones:
-            # routed packages are exempt (their offer at lock time is recorded instead).
-            for route in request.plan.routes():
-                for name in sorted(route.packages):
-                    command += ["--exclude-newer-package", f"{name}=false"]
         env = hermetic_env()
         # Index URLs may carry credentials: the environment, unlike the command
         # line or a file, is not visible to other users of the machine.
         env.update(index_environment(request.plan))
         if request.cache_dir is not None:
             env["UV_CACHE_DIR"] = str(request.cache_dir)
-        proc = subprocess.run(
-            command, cwd=workdir, env=env, capture_output=True, text=True, check=False
+        return subprocess.run(
+            compile_command(request, builds),
+            cwd=workdir,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
         )
-        if proc.returncode != 0:
-            raise condense_uv_error(proc.stderr, request)
-        return parse_pylock(output.read_text(), str(output))
+
+
+def compile_command(request: ResolveRequest, builds: list[str]) -> list[str]:
+    """The ``uv pip compile`` command line of one target (run in its work directory).
+
+    ``builds``: packages allowed to build that uv said it must build. Everything else
+    may only come as a wheel, unless the policy allows every build.
+    """
+    command = [
+        uv_binary(),
+        "pip",
+        "compile",
+        "pyproject.toml",
+        "--format",
+        "pylock.toml",
+        "--output-file",
+        f"pylock.{request.target.id}.toml",
+        "--python-version",
+        request.target.python_version,
+        "--python-platform",
+        request.target.platform.uv_platform(request.glibc),
+        # An explicit interpreter skips uv's discovery, which costs seconds per
+        # call when the target's Python is not installed here.
+        "--python",
+        sys.executable,
+        "--no-header",
+        "--quiet",
+    ]
+    if request.constraints:
+        command += ["--constraint", "constraints.txt"]
+    if request.exclude_newer:
+        command += ["--exclude-newer", request.exclude_newer]
+        # The PyTorch indexes publish no upload times, nor do many private ones:
+        # routed packages are exempt (their offer at lock time is recorded instead).
+        for route in request.plan.routes():
+            for name in sorted(route.packages):
+                command += ["--exclude-newer-package", f"{name}=false"]
+    if request.upgrade:
+        command.append("--upgrade")
+    for package in request.upgrade_packages:
+        command += ["--upgrade-package", package]
+    if not request.builds.everything:
+        # pip's semantics, which uv follows: --no-binary NAME lifts --only-binary :all:
+        # for NAME alone (and takes its wheels out, which uv only asks for when the
+        # version it needs has none).
+        command += ["--only-binary", ":all:"]
+        for name in builds:
+            command += ["--no-binary", name]
+    return command
+
+
+def sync_build_flags(locked: Iterable[str], builds: BuildPolicy) -> list[str]:
+    """``uv pip sync`` flags that let only the allowed packages of a lock build."""
+    if builds.everything:
+        return []
+    refused = sorted({name for name in locked if not builds.allows(name)})
+    if not builds.allowed:
+        return ["--only-binary", ":all:"]
+    return [flag for name in refused for flag in ("--only-binary", name)]
+
+
+def render_preferences(pins: Iterable[Pin]) -> str:
+    """A pylock document of name and version only, for uv to read as preferences."""
+    import tomli_w
+
+    return tomli_w.dumps(
+        {
+            "lock-version": "1.0",
+            "created-by": "lockd",
+            "packages": [{"name": pin.name, "version": pin.version} for pin in pins],
+        }
+    )
+
+
+_WHEELS_REQUIRED = re.compile(r"Wheels are required for `([A-Za-z0-9._-]+)` because building")
+
+
+def wheels_required(stderr: str) -> set[str]:
+    """The packages uv refused because they would have to be built from source."""
+    return {canonicalize_name(name) for name in _WHEELS_REQUIRED.findall(stderr)}
 
 
 def project_toml(request: ResolveRequest, promoted: list[str]) -> str:
     """The throw-away project: requirements, routed indexes (no credentials), sources."""
+    import tomli_w
+
     doc: dict[str, object] = {
         "project": {
-            "name": "lockd-target",
+            "name": PROJECT_NAME,
             "version": "0",
             "dependencies": [*request.requirements, *promoted],
         }
@@ -216,7 +292,11 @@ def condense_uv_error(stderr: str, request: ResolveRequest) -> ResolutionError:
         for line in lines
         if line and not line.startswith("hint:")
     ]
-    hints = [line.split("hint:", 1)[1].strip() for line in text.splitlines() if "hint:" in line]
+    hints = [
+        _in_user_words(line.split("hint:", 1)[1]).strip()
+        for line in text.splitlines()
+        if "hint:" in line
+    ]
     target = request.target.id
     fetch = re.search(r"Failed to fetch: `?([^`\s]+?)`?\s*$", text, re.MULTILINE) or re.search(
         r"url \(([^)\s]+)\)", text
@@ -232,8 +312,7 @@ def condense_uv_error(stderr: str, request: ResolveRequest) -> ResolutionError:
             target=target,
             hint="Check the index URL (and, for PyTorch indexes, that the variant exists).",
         )
-    message = " ".join(lines)
-    message = re.sub(r"\s+", " ", message)
+    message = _in_user_words(" ".join(lines)).replace(" cause: ", ": ")
     if len(message) > 900:
         message = message[:900].rsplit(" ", 1)[0] + " …"
     return ResolutionError(
@@ -241,6 +320,13 @@ def condense_uv_error(stderr: str, request: ResolveRequest) -> ResolutionError:
         target=target,
         hint=" ".join(hints) if hints else None,
     )
+
+
+def _in_user_words(text: str) -> str:
+    """uv's text about the throw-away project, as about the user's requirements."""
+    text = re.sub(rf"\b{PROJECT_NAME} depends on\b", "you require", text)
+    text = re.sub(rf"\b{PROJECT_NAME}(==0)?\b", "your requirements", text)
+    return re.sub(r"\s+", " ", text)
 
 
 def _index_error(target: str, url: str, reason: str) -> ResolutionError:

@@ -25,6 +25,7 @@ from urllib.parse import quote, unquote
 
 from packaging.utils import canonicalize_name
 
+from .sdists import SdistSpec, build_sdist
 from .wheels import WheelSpec, build_wheel
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
@@ -32,11 +33,16 @@ JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 
 @dataclass
 class IndexFile:
-    spec: WheelSpec
+    spec: WheelSpec | SdistSpec
     data: bytes
     upload_time: str | None = None
     publish_hash: bool = True
     serve_metadata: bool = True  # PEP 658 file next to the wheel
+
+    @property
+    def announces_metadata(self) -> bool:
+        """Indexes publish PEP 658 metadata for wheels only."""
+        return isinstance(self.spec, WheelSpec)
 
     @property
     def sha256(self) -> str:
@@ -64,6 +70,13 @@ class Index:
         self.projects.setdefault(canonicalize_name(spec.name), []).append(entry)
         return entry
 
+    def add_sdist(
+        self, spec: SdistSpec, *, upload_time: str | None = "2024-06-01T00:00:00Z"
+    ) -> IndexFile:
+        entry = IndexFile(spec, build_sdist(spec), upload_time, serve_metadata=False)
+        self.projects.setdefault(canonicalize_name(spec.name), []).append(entry)
+        return entry
+
     def remove(self, name: str, version: str) -> None:
         key = canonicalize_name(name)
         self.projects[key] = [f for f in self.projects.get(key, []) if f.spec.version != version]
@@ -78,9 +91,14 @@ class Index:
             if entry.publish_hash:
                 href += f"#sha256={entry.sha256}"
             meta = hashlib.sha256(entry.spec.metadata().encode()).hexdigest()
+            attributes = (
+                f' data-dist-info-metadata="sha256={meta}" data-core-metadata="sha256={meta}"'
+                if entry.announces_metadata
+                else ""
+            )
             links.append(
-                f'<a href="{html.escape(href)}" data-dist-info-metadata="sha256={meta}"'
-                f' data-core-metadata="sha256={meta}">{html.escape(entry.spec.filename)}</a><br/>'
+                f'<a href="{html.escape(href)}"{attributes}>'
+                f"{html.escape(entry.spec.filename)}</a><br/>"
             )
         body = "<!DOCTYPE html>\n<html><body>\n<h1>Links for {}</h1>\n{}\n</body></html>\n".format(
             project, "\n".join(links)
@@ -96,10 +114,11 @@ class Index:
                 "filename": entry.spec.filename,
                 "url": base + self.file_path(entry),
                 "hashes": {"sha256": entry.sha256} if entry.publish_hash else {},
-                "core-metadata": {
-                    "sha256": hashlib.sha256(entry.spec.metadata().encode()).hexdigest()
-                },
             }
+            if entry.announces_metadata:
+                item["core-metadata"] = {
+                    "sha256": hashlib.sha256(entry.spec.metadata().encode()).hexdigest()
+                }
             if entry.spec.requires_python:
                 item["requires-python"] = entry.spec.requires_python
             if entry.upload_time:
