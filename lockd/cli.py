@@ -249,7 +249,9 @@ def compile_(
     group: Annotated[
         list[str] | None,
         typer.Option(
-            "--group", help="pyproject [dependency-groups] group to include (PEP 735, repeatable)."
+            "--group",
+            metavar="NAME",
+            help="pyproject [dependency-groups] group to include (PEP 735, repeatable).",
         ),
     ] = None,
     glibc: Annotated[
