@@ -97,6 +97,7 @@ PlatformOption = Annotated[
     str | None,
     typer.Option(
         "--platform",
+        metavar="OS/ARCH",
         help="Target platform of the build (os/arch, e.g. linux/arm64) for TARGETPLATFORM, "
         "TARGETARCH, … (default: this machine's).",
     ),
@@ -806,22 +807,25 @@ class FailOn(StrEnum):
     info = "info"
 
 
-@app.command()
+@app.command(cls=_Command)
 def lint(
     dockerfiles: Annotated[
-        list[Path], typer.Argument(metavar="DOCKERFILE...", help="Dockerfiles to check.")
+        list[Path], typer.Argument(metavar="DOCKERFILE", help="Dockerfiles to check.")
     ],
     project: Annotated[
         str | None,
         typer.Option(
             "--project",
+            metavar="NAME",
             help="Check against this project's latest lockset (default: ./locks/lockd.json "
             "if there is one).",
         ),
     ] = None,
     target: Annotated[
         str | None,
-        typer.Option("--target", help="The lockset target the Dockerfiles build."),
+        typer.Option(
+            "--target", metavar="TARGET", help="The lockset target the Dockerfiles build."
+        ),
     ] = None,
     build_arg: BuildArgOption = None,
     platform: PlatformOption = None,
@@ -862,16 +866,20 @@ def lint(
         raise typer.Exit(EXIT_DRIFT)
 
 
-@app.command("dockerfile")
+@app.command("dockerfile", cls=_Command)
 def dockerfile_(
-    target: Annotated[str, typer.Option("--target", help="The lockset target to build.")],
+    target: Annotated[
+        str, typer.Option("--target", metavar="TARGET", help="The lockset target to build.")
+    ],
     project: Annotated[
-        str | None, typer.Option("--project", help="Project (default: this directory's).")
+        str | None,
+        typer.Option("--project", metavar="NAME", help="Project (default: this directory's)."),
     ] = None,
     base: Annotated[
         str | None,
         typer.Option(
             "--base",
+            metavar="REF",
             help="Runtime base image, resolved and pinned now (default: the one recorded "
             "with the lockset).",
         ),
@@ -881,6 +889,7 @@ def dockerfile_(
         typer.Option(
             "-o",
             "--output",
+            metavar="FILE",
             help="Write the Dockerfile here and its .dockerignore beside it (default: stdout).",
         ),
     ] = None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from lockd.cli import app
@@ -74,24 +75,20 @@ def test_a_mirror_without_triton_is_named_as_such(lockd, tmp_path) -> None:  # t
     assert "aarch64" not in run.stderr and "Traceback" not in run.output
 
 
-COMMANDS = [
-    ["compile"],
-    ["history"],
-    ["show"],
-    ["diff"],
-    ["drift"],
-    ["snapshot"],
-    ["images", "resolve"],
-    ["images", "pin"],
-    ["audit"],
-    ["audit", "verify"],
-    ["db", "upgrade"],
-    ["schedule"],
-]
+def _commands(command: object, path: tuple[str, ...] = ()) -> list[list[str]]:
+    """Every command and subcommand of the CLI, as argument lists."""
+    found = [list(path)] if path else []
+    for name, sub in sorted(getattr(command, "commands", {}).items()):
+        found += _commands(sub, (*path, name))
+    return found
+
+
+COMMANDS = _commands(typer.main.get_command(app))
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
 def test_help_names_values_with_words(command: list[str]) -> None:
+    assert len(COMMANDS) > 10
     result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     # Choices may show as <a|b>; a type never: <str>, <path>, <list[str]>, <int>.
