@@ -13,6 +13,7 @@
     │   └── ImageNotFoundError      exit 3: the tag, digest or repository is not there
     ├── StoreError                  exit 3: the database could not be read or written
     └── FormatError                 exit 2: a persisted file has an unknown version or shape
+        └── UnsafeFileError         exit 2: a name or link read from disk leads out of lockd's files
 
 Every message is one paragraph that names what was wrong (target, package,
 index, file) and, in ``hint``, how to fix it. Nothing here prints; ``cli.py``
@@ -54,6 +55,11 @@ class ConfigError(UsageError):
 
 class FormatError(UsageError):
     """A persisted file (lock, manifest, snapshot) has an unknown version or shape."""
+
+
+class UnsafeFileError(FormatError):
+    """A file lockd reads, writes or removes is a link, a directory or a device, or a name
+    read from disk is not one lockd writes: refused, never followed or replaced."""
 
 
 class ResolutionError(LockdError):

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import FormatError
+from .fields import Fields
 
 LOCKSET_FORMAT = "lockd.lockset/1"
 
@@ -61,17 +62,22 @@ class Artifact:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Artifact:
+        return cls.read(Fields(data, "artifact"))
+
+    @classmethod
+    def read(cls, fields: Fields) -> Artifact:
+        """From an untrusted document: every field checked (``FormatError``)."""
         return cls(
-            name=data["name"],
-            version=data["version"],
-            index=data["index"],
-            url=data["url"],
-            filename=data["filename"],
-            sha256=data["sha256"],
-            kind=data.get("kind", "wheel"),
-            upload_time=data.get("upload_time"),
-            size=data.get("size"),
-            md5=data.get("md5"),
+            name=fields.text("name"),
+            version=fields.text("version"),
+            index=fields.text("index"),
+            url=fields.text("url"),
+            filename=fields.text("filename"),
+            sha256=fields.text("sha256"),
+            kind=fields.optional_text("kind") or "wheel",
+            upload_time=fields.optional_text("upload_time"),
+            size=fields.optional_integer("size"),
+            md5=fields.optional_text("md5"),
         )
 
 
@@ -94,7 +100,16 @@ class Offered:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Offered:
-        return cls(data["name"], data["index"], tuple(data["versions"]), dict(data["files"]))
+        return cls.read(Fields(data, "offered"))
+
+    @classmethod
+    def read(cls, fields: Fields) -> Offered:
+        return cls(
+            fields.text("name"),
+            fields.text("index"),
+            fields.texts("versions"),
+            fields.text_map("files"),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,13 +148,17 @@ class Lock:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Lock:
+        return cls.read(Fields(data, "lock"))
+
+    @classmethod
+    def read(cls, fields: Fields) -> Lock:
         return cls(
-            target=data["target"],
-            artifacts=tuple(Artifact.from_dict(a) for a in data["artifacts"]),
-            files=dict(data.get("files", {})),
-            offered=tuple(Offered.from_dict(o) for o in data.get("offered", [])),
-            notes=tuple(data.get("notes", [])),
-            flavour=data.get("flavour"),
+            target=fields.text("target"),
+            artifacts=tuple(Artifact.read(a) for a in fields.objects("artifacts")),
+            files=fields.text_map("files", required=False),
+            offered=tuple(Offered.read(o) for o in fields.objects("offered", required=False)),
+            notes=fields.texts("notes", required=False),
+            flavour=fields.optional_text("flavour"),
         )
 
 
@@ -240,40 +259,47 @@ class Lockset:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, verify: bool = True) -> Lockset:
         """Rebuild a lockset; with ``verify``, reject one whose hash does not match."""
+        fields = Fields(data, "")
         fmt = data.get("format")
         if fmt != LOCKSET_FORMAT:
             raise FormatError(
-                f"Unknown lockset format {fmt!r} (this lockd reads {LOCKSET_FORMAT!r}).",
+                f"Unknown lockset format {str(fmt)[:40]!r} (this lockd reads {LOCKSET_FORMAT!r}).",
                 hint="Upgrade lockd, or recompile the lockset with this version.",
             )
-        prov = data["provenance"]
+        resolver, prov = fields.object("resolver"), fields.object("provenance")
         lockset = cls(
-            project=data["project"],
-            inputs=tuple(InputFile(i["path"], i["sha256"]) for i in data["inputs"]),
-            requirements=tuple(data["requirements"]),
-            targets=tuple(data["targets"]),
-            resolver=data["resolver"]["name"],
-            resolver_version=data["resolver"]["version"],
-            indexes=dict(data["indexes"]),
-            cutoff=data["cutoff"],
-            input_key=data["input_key"],
-            provenance=Provenance(
-                prov["user"],
-                prov["host"],
-                prov["created_at"],
-                prov.get("git_commit"),
-                prov.get("lockd_version", ""),
-                prov.get("git_dirty"),
+            project=fields.text("project"),
+            inputs=tuple(
+                InputFile(i.text("path"), i.text("sha256")) for i in fields.objects("inputs")
             ),
-            locks=tuple(Lock.from_dict(lock) for lock in data["locks"]),
-            failures=tuple(Failure(f["target"], f["message"]) for f in data.get("failures", [])),
-            images=tuple(data.get("images", [])),
-            parent=data.get("parent"),
-            extra=dict(data.get("extra", {})),
+            requirements=fields.texts("requirements"),
+            targets=fields.texts("targets"),
+            resolver=resolver.text("name"),
+            resolver_version=resolver.text("version"),
+            indexes=fields.text_map("indexes"),
+            cutoff=fields.text("cutoff"),
+            input_key=fields.text("input_key"),
+            provenance=Provenance(
+                prov.text("user"),
+                prov.text("host"),
+                prov.text("created_at"),
+                prov.optional_text("git_commit"),
+                prov.optional_text("lockd_version") or "",
+                prov.optional_bool("git_dirty"),
+            ),
+            locks=tuple(Lock.read(lock) for lock in fields.objects("locks")),
+            failures=tuple(
+                Failure(f.text("target"), f.text("message"))
+                for f in fields.objects("failures", required=False)
+            ),
+            images=fields.raw_objects("images"),
+            parent=fields.optional_text("parent"),
+            extra=fields.raw_object("extra"),
         )
-        if verify and "hash" in data and data["hash"] != lockset.hash:
+        claimed = fields.optional_text("hash")
+        if verify and claimed is not None and claimed != lockset.hash:
             raise FormatError(
-                f"Lockset {data['hash'][:12]} does not match its content hash "
+                f"Lockset {claimed[:12]} does not match its content hash "
                 f"({lockset.hash[:12]}): it was edited after lockd wrote it.",
                 hint="Recompile with `lockd compile` instead of editing lock files by hand.",
             )

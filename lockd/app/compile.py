@@ -21,6 +21,7 @@ from .. import __version__
 from ..errors import (
     FormatError,
     MatrixError,
+    UnsafeFileError,
     UsageError,
 )
 from ..inputs import PipInputs, is_conda_input, load_pip_inputs
@@ -95,10 +96,14 @@ def check_locks(request: LockRequest) -> LockCheck:
 
 def compile_lockset(request: LockRequest, progress: ProgressHook | None = None) -> CompileResult:
     """Resolve, verify, write and record one lockset (all-or-nothing unless partial)."""
-    from ..lockfiles.files import StagedFiles
+    from ..lockfiles.files import StagedFiles, prepare_output_directory
+    from ..lockfiles.names import is_lockd_file
     from .pip import resolve_all
 
     prepared = _prepare(request)
+    # Before anything is resolved or recorded: the output directory is a real,
+    # writable directory, and a killed run's temporaries there are gone.
+    prepare_output_directory(request.out_dir, is_lockd_file)
     request, resolver = prepared.request, prepared.resolver
     inputs, on_disk = prepared.inputs, prepared.on_disk
     # Importing SQLModel and opening (maybe migrating) the database takes about a
@@ -294,9 +299,12 @@ def _lock_conda(
 
 
 def _previous_manifest(out_dir: Path) -> Lockset | None:
-    """The manifest on disk; an unreadable or edited one is simply replaced."""
+    """The manifest on disk; an unreadable or edited one is simply replaced, one that
+    leads outside the output directory (hostile input: ``UnsafeFileError``) is refused."""
     try:
         return read_manifest(out_dir / MANIFEST)
+    except UnsafeFileError:
+        raise
     except FormatError:
         return None
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import FormatError
+from ..lockfiles.files import MAX_LOCK_FILE_BYTES, read_regular_file
 from ..lockfiles.manifest import MANIFEST
 from ..lockset import InputFile, Lockset, sha256_text
 
@@ -85,19 +87,16 @@ def staleness(on_disk: Lockset | None, expected: Expected, out_dir: Path) -> tup
         reasons.append(f"lockset {on_disk.hash[:12]} recorded failed targets ({failed})")
     for lock in on_disk.locks:
         for name, digest in lock.files.items():
-            path = out_dir / name
-            if not path.is_file():
+            try:  # never through a link, never more than a lock file can be
+                data = read_regular_file(out_dir / name, MAX_LOCK_FILE_BYTES)
+            except FormatError:
+                reasons.append(f"{name} is not a regular file")
+                continue
+            if data is None:
                 reasons.append(f"{name} is missing")
-            elif _digest(path) != digest:
+            elif sha256_text(data.decode("utf-8", "replace")) != digest:
                 reasons.append(f"{name} differs from what lockd wrote")
     return tuple(reasons)
-
-
-def _digest(path: Path) -> str | None:
-    try:
-        return sha256_text(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError):
-        return None
 
 
 def _changes(on_disk: Lockset, expected: Expected) -> list[str]:

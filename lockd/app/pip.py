@@ -22,6 +22,7 @@ from ..errors import (
 )
 from ..indexes import files_of_version, listed_versions, requires_dist
 from ..inputs import PipInputs
+from ..lockfiles.names import pylock_name, requirements_name
 from ..lockfiles.pylock import render_pylock
 from ..lockfiles.requirements import render_requirements
 from ..lockset import (
@@ -330,6 +331,6 @@ def _render_files(lock: Lock, plan: IndexPlan, target: Target) -> dict[str, byte
         f"Install: pip install --require-hashes --no-deps -r {target.id}.requirements.txt"
     )
     return {
-        f"pylock.{target.id}.toml": tomli_w.dumps(pylock).encode(),
-        f"{target.id}.requirements.txt": render_requirements(lock, plan, header=header).encode(),
+        pylock_name(target.id): tomli_w.dumps(pylock).encode(),
+        requirements_name(target.id): render_requirements(lock, plan, header=header).encode(),
     }

@@ -29,9 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,7 +96,9 @@ class CondaLockFile:
 
 def conda_lock_filename(target_id: str) -> str:
     """``conda-lock.linux-x86_64-cu124.yml``."""
-    return f"conda-lock.{target_id}.yml"
+    from .names import conda_lock_name
+
+    return conda_lock_name(target_id)
 
 
 def content_hash(solution: CondaSolution) -> str:
@@ -224,18 +224,9 @@ def parse_conda_lock(text: str, source: str = "conda-lock.yml") -> CondaLockFile
 
 def write_conda_lock(lock: CondaLockFile, path: Path) -> Path:
     """Write ``lock`` to ``path`` atomically (a reader never sees half a file)."""
-    text = render_conda_lock(lock, path.name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from .files import write_atomic
+
+    write_atomic(path, render_conda_lock(lock, path.name).encode())
     return path
 
 

@@ -1,24 +1,41 @@
 """Writing a set of lock files atomically: all of them, or none.
 
-Every file is first written to a temporary sibling and flushed; only then are
-they moved into place, the manifest (``lockd.json``) last, so an interrupted
-compile leaves either the previous manifest (and it names the previous files'
-hashes) or the new one.
+Every file is first written to a temporary sibling (``.<name>.<8 hex>.tmp``)
+and flushed; only then are they moved into place, the manifest (``lockd.json``)
+last, so an interrupted compile leaves either the previous manifest (and it
+names the previous files' hashes) or the new one.
+
+Names are plain file names, checked here whoever passes them, and every
+operation goes through a descriptor of the directory opened without following
+links: a link in the directory is replaced or removed as a link, never
+followed, and a directory that is itself a link is refused. While it stages,
+a writer holds ``flock`` on the directory; a temporary found while holding it
+belongs to a run that was killed, so ``remove_stale_temporaries`` may delete it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import os
+import re
+import secrets
 import stat
-import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import NoReturn
+
+from ..errors import FormatError, UnsafeFileError, UsageError
+from .names import is_plain_name
+
+MAX_LOCK_FILE_BYTES = 64 << 20  # lockd.json of a large matrix is a few MiB
+_TEMPORARY = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp")
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Replace one file atomically."""
-    with StagedFiles(path.parent, {path.name: data}) as staged:
+    """Replace one file atomically (in a directory the caller chose: it may be a link)."""
+    with StagedFiles(path.parent, {path.name: data}, directory_link=True) as staged:
         staged.commit()
 
 
@@ -26,7 +43,8 @@ class StagedFiles:
     """Files written to temporary siblings, moved into place by ``commit``.
 
     Leaving the ``with`` block without ``commit`` (an error, Ctrl-C) deletes
-    the temporaries and leaves the directory as it was.
+    the temporaries and leaves the directory as it was. ``directory_link``
+    allows ``directory`` itself to be a symbolic link (a path the user gave).
     """
 
     def __init__(
@@ -36,58 +54,218 @@ class StagedFiles:
         *,
         last: str | None = None,
         remove: Iterable[str] = (),
+        directory_link: bool = False,
     ) -> None:
         self.directory = directory
+        self.directory_link = directory_link
         self.files = dict(files)
         self.last = last
         self.remove = [name for name in remove if name not in files]
-        self._staged: list[tuple[Path, Path]] = []
+        for name in [*self.files, *self.remove]:
+            _check_plain(name, directory)
+        self._fd: int | None = None
+        self._staged: list[tuple[str, str]] = []  # (temporary, final) names
 
     def __enter__(self) -> StagedFiles:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        for name, data in self.files.items():
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=self.directory)
-            self._staged.append((Path(tmp), self.directory / name))
-            # mkstemp creates 0600 files; a lock file must stay readable like any other.
-            os.fchmod(fd, _mode_for(self.directory / name))
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
+        self._fd = open_directory(self.directory, create=True, link=self.directory_link)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            for name in self.files:
+                if _is_directory(name, self._fd):
+                    raise UnsafeFileError(
+                        f"{self.directory / name} is a directory; lockd writes a file there.",
+                        hint="Move it away, then run again.",
+                    )
+            for name, data in self.files.items():
+                self._stage(name, data)
+        except BaseException:
+            self.__exit__()
+            raise
         return self
+
+    def _stage(self, name: str, data: bytes) -> None:
+        assert self._fd is not None  # noqa: S101 - only called inside the with block
+        temporary = f".{name}.{secrets.token_hex(4)}.tmp"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(temporary, flags, 0o600, dir_fd=self._fd)
+        self._staged.append((temporary, name))
+        # A lock file must stay readable like any other (and keep the mode it had).
+        os.fchmod(fd, _mode_for(name, self._fd))
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
 
     def commit(self) -> list[Path]:
         """Move every file into place, ``last`` after the others."""
-        self._staged.sort(key=lambda pair: pair[1].name == self.last)
-        for tmp, final in self._staged:
-            tmp.replace(final)
+        assert self._fd is not None  # noqa: S101 - only called inside the with block
+        self._staged.sort(key=lambda pair: pair[1] == self.last)
+        for temporary, final in self._staged:
+            # rename replaces a link at ``final`` itself; it never writes through it.
+            os.replace(temporary, final, src_dir_fd=self._fd, dst_dir_fd=self._fd)
         for name in self.remove:
-            with contextlib.suppress(FileNotFoundError):
-                (self.directory / name).unlink()
-        _fsync_dir(self.directory)
-        done = [final for _, final in self._staged]
+            if not _is_directory(name, self._fd):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(name, dir_fd=self._fd)
+        with contextlib.suppress(OSError):  # not every platform can fsync a directory
+            os.fsync(self._fd)
+        done = [self.directory / final for _, final in self._staged]
         self._staged = []
         return done
 
     def __exit__(self, *exc: object) -> None:
-        for tmp, _ in self._staged:
-            tmp.unlink(missing_ok=True)
+        if self._fd is None:
+            return
+        for temporary, _ in self._staged:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary, dir_fd=self._fd)
+        self._staged = []
+        os.close(self._fd)  # releases the flock
+        self._fd = None
 
 
-def _mode_for(path: Path) -> int:
+def open_directory(directory: Path, *, create: bool = False, link: bool = False) -> int:
+    """A descriptor of ``directory``; unless ``link``, never of what a link there points to."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | (0 if link else os.O_NOFOLLOW)
+    try:
+        if create:
+            directory.mkdir(parents=True, exist_ok=True)
+        return os.open(directory, flags)
+    except FileExistsError:
+        raise UnsafeFileError(
+            f"{directory} is a file, not a directory.",
+            hint="Move it away, or choose another output directory with --out.",
+        ) from None
+    except OSError as exc:
+        # With O_DIRECTORY, Linux answers ENOTDIR rather than ELOOP for a link.
+        if exc.errno == errno.ELOOP or (exc.errno == errno.ENOTDIR and directory.is_symlink()):
+            raise UnsafeFileError(
+                f"{directory} is a symbolic link; lockd writes only into a real directory.",
+                hint="Replace the link with a directory, or pass the real path with --out.",
+            ) from None
+        if exc.errno == errno.ENOTDIR:
+            raise UnsafeFileError(
+                f"{directory} is not a directory.",
+                hint="Move it away, or choose another output directory with --out.",
+            ) from None
+        raise
+
+
+def prepare_output_directory(directory: Path, owned: Callable[[str], bool]) -> None:
+    """Before any work: ``directory`` is a real, writable directory (or can be made
+    one), and the temporaries of killed runs (of files ``owned`` names) are gone."""
+    if not os.path.lexists(directory):  # made when the files are written, not before
+        ancestor = next(p for p in directory.parents if os.path.lexists(p))
+        if not ancestor.is_dir():
+            raise UnsafeFileError(
+                f"{ancestor} is a file, not a directory.",
+                hint="Move it away, or choose another output directory with --out.",
+            )
+        if not os.access(ancestor, os.W_OK | os.X_OK):
+            _unwritable(directory, "permission denied")
+        return
+    fd = open_directory(directory)
+    try:
+        probe = f".{secrets.token_hex(4)}.tmp"
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600, dir_fd=fd))
+        os.unlink(probe, dir_fd=fd)
+    except OSError as exc:
+        _unwritable(directory, exc.strerror or str(exc))
+    finally:
+        os.close(fd)
+    remove_stale_temporaries(directory, owned)
+
+
+def _unwritable(directory: Path, why: str) -> NoReturn:
+    raise UsageError(
+        f"Cannot write into {directory}: {why}.",
+        hint="Make the directory writable, or choose another one with --out.",
+    )
+
+
+def remove_stale_temporaries(directory: Path, owned: Callable[[str], bool]) -> list[str]:
+    """Delete the temporaries that killed runs left for files ``owned`` says are lockd's.
+
+    Only while no writer stages in ``directory`` (the flock is free); returns the
+    names removed.
+    """
+    try:
+        fd = open_directory(directory)
+    except (FileNotFoundError, UnsafeFileError):
+        return []
+    removed = []
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return []  # a live run is staging: its temporaries are not debris
+        for entry in os.scandir(fd):
+            match = _TEMPORARY.fullmatch(entry.name)
+            if match and owned(match["name"]) and entry.is_file(follow_symlinks=False):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.name, dir_fd=fd)
+                    removed.append(entry.name)
+    finally:
+        os.close(fd)
+    return removed
+
+
+def read_regular_file(path: Path, limit: int) -> bytes | None:
+    """A regular file's bytes, never through a link; ``None`` when it does not exist."""
+    try:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UnsafeFileError(
+                f"{path} is a symbolic link; lockd reads and writes only real files here.",
+                hint="Replace the link with the file itself (or delete it), then run again.",
+            ) from None
+        if exc.errno == errno.ENOTDIR:
+            raise UnsafeFileError(
+                f"{path.parent} is a file, not a directory.",
+                hint="Move it away, or choose another output directory with --out.",
+            ) from None
+        raise FormatError(f"Cannot read {path}: {exc.strerror}.") from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+            raise UnsafeFileError(
+                f"{path} is {kind}; lockd keeps a file there.",
+                hint="Move it away, then run again.",
+            )
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise FormatError(f"{path} is larger than {limit >> 20} MiB; it is not lockd's.")
+    return data
+
+
+def _check_plain(name: str, directory: Path) -> None:
+    if not is_plain_name(name):
+        raise UnsafeFileError(
+            f"Refusing to write or remove {name[:200]!r} in {directory}: "
+            "not a plain file name of that directory."
+        )
+
+
+def _is_directory(name: str, dir_fd: int) -> bool:
+    try:
+        return stat.S_ISDIR(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except FileNotFoundError:
+        return False
+
+
+def _mode_for(name: str, dir_fd: int) -> int:
     """The mode the file has now, or what a plain ``open`` would give it (umask applied)."""
     try:
-        return stat.S_IMODE(path.stat().st_mode)
+        info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        if stat.S_ISREG(info.st_mode):
+            return stat.S_IMODE(info.st_mode)
     except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
-
-
-def _fsync_dir(directory: Path) -> None:
-    with contextlib.suppress(OSError):  # not every platform can fsync a directory
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        pass
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask

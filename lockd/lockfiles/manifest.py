@@ -1,14 +1,22 @@
-"""``locks/lockd.json``: the lockset manifest (canonical content, pretty on disk)."""
+"""``locks/lockd.json``: the lockset manifest (canonical content, pretty on disk).
+
+The manifest comes back from disk, where a pull request may have changed it: it
+is read only if it is a regular file of sane size (never through a link), every
+field is type-checked, and every lock file it names must be one lockd writes for
+that lock's target.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from ..errors import FormatError
+from ..errors import FormatError, UnsafeFileError
 from ..lockset import Lockset
+from .files import MAX_LOCK_FILE_BYTES, read_regular_file
+from .names import MANIFEST, is_lock_file_of
 
-MANIFEST = "lockd.json"
+__all__ = ["MANIFEST", "read_manifest", "render_manifest"]
 
 
 def render_manifest(lockset: Lockset) -> bytes:
@@ -18,14 +26,38 @@ def render_manifest(lockset: Lockset) -> bytes:
 
 
 def read_manifest(path: Path) -> Lockset | None:
-    """The lockset in ``path``, or ``None`` if there is none yet."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    """The lockset in ``path``, or ``None`` if there is none yet.
+
+    ``UnsafeFileError`` when the manifest is a link or not a file, or names a lock
+    file outside what lockd writes; ``FormatError`` when it is not a valid lockset.
+    """
+    raw = read_regular_file(path, MAX_LOCK_FILE_BYTES)
+    if raw is None:
         return None
-    except (OSError, ValueError) as exc:
-        raise FormatError(f"{path} is not a readable lockd manifest: {exc}.") from None
     try:
-        return Lockset.from_dict(data)
-    except (KeyError, TypeError, AttributeError, ValueError) as exc:
-        raise FormatError(f"{path} is not a complete lockd manifest ({exc!r} is wrong).") from None
+        data = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:
+        raise FormatError(f"{path} is not a readable lockd manifest: {_first_line(exc)}.") from None
+    try:
+        lockset = Lockset.from_dict(data)
+    except FormatError as exc:
+        raise FormatError(
+            f"{path} is not a valid lockd manifest: {exc.message}", hint=exc.hint
+        ) from None
+    for lock in lockset.locks:
+        for name in lock.files:
+            if not is_lock_file_of(name, lock.target):
+                raise UnsafeFileError(
+                    f"{path} names {name[:200]!r} as a lock file of {lock.target[:100]}, but that "
+                    "is not a lock file lockd writes for it; lockd removes or replaces only "
+                    "its own files in its output directory.",
+                    hint="The manifest was edited (check the change that touched it); restore it "
+                    "from git or delete it, then compile again.",
+                )
+    return lockset
+
+
+def _first_line(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__

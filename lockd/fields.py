@@ -1,0 +1,115 @@
+"""Typed reads of JSON documents that lockd did not necessarily write (pure).
+
+``lockd.json`` comes back from disk, where a pull request may have changed it:
+every field is checked for its type and size as it is read, and a wrong one
+raises ``FormatError`` naming its path (``locks[0].files``), instead of a
+``KeyError`` or ``TypeError`` somewhere later.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import FormatError
+
+MAX_TEXT = 1 << 16  # characters in one string: a failure message, a URL, a requirement
+MAX_INT = 2**63 - 1  # what a database integer column holds
+
+
+class Fields:
+    """One JSON object, read field by field. ``where`` is its path in the document."""
+
+    __slots__ = ("_data", "where")
+
+    def __init__(self, data: object, where: str) -> None:
+        if not isinstance(data, dict):
+            raise _wrong(where, "an object", data)
+        self._data: dict[str, Any] = data
+        self.where = where
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._data
+
+    def text(self, key: str) -> str:
+        return _text(self._required(key), self._path(key))
+
+    def optional_text(self, key: str) -> str | None:
+        value = self._data.get(key)
+        return None if value is None else _text(value, self._path(key))
+
+    def optional_integer(self, key: str) -> int | None:
+        value = self._data.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise _wrong(self._path(key), "a whole number", value)
+        if not 0 <= value <= MAX_INT:
+            raise FormatError(f"{self._path(key)} is out of range ({str(value)[:30]}).")
+        return value
+
+    def optional_bool(self, key: str) -> bool | None:
+        value = self._data.get(key)
+        if value is not None and not isinstance(value, bool):
+            raise _wrong(self._path(key), "true or false", value)
+        return value
+
+    def texts(self, key: str, *, required: bool = True) -> tuple[str, ...]:
+        items = self._list(key, required)
+        return tuple(_text(v, f"{self._path(key)}[{i}]") for i, v in enumerate(items))
+
+    def text_map(self, key: str, *, required: bool = True) -> dict[str, str]:
+        value = self._required(key) if required else self._data.get(key, {})
+        where = self._path(key)
+        if not isinstance(value, dict):
+            raise _wrong(where, "an object", value)
+        return {_text(k, where): _text(v, f"{where}[{k[:60]!r}]") for k, v in value.items()}
+
+    def object(self, key: str) -> Fields:
+        return Fields(self._required(key), self._path(key))
+
+    def objects(self, key: str, *, required: bool = True) -> list[Fields]:
+        items = self._list(key, required)
+        return [Fields(v, f"{self._path(key)}[{i}]") for i, v in enumerate(items)]
+
+    def raw_object(self, key: str) -> dict[str, Any]:
+        """A free-form object (its own reader checks the inside)."""
+        value = self._data.get(key, {})
+        if not isinstance(value, dict):
+            raise _wrong(self._path(key), "an object", value)
+        return value
+
+    def raw_objects(self, key: str) -> tuple[dict[str, Any], ...]:
+        """Free-form objects, optional (their own reader checks the inside)."""
+        items = self._list(key, required=False)
+        for i, value in enumerate(items):
+            if not isinstance(value, dict):
+                raise _wrong(f"{self._path(key)}[{i}]", "an object", value)
+        return tuple(items)
+
+    def _required(self, key: str) -> Any:
+        if key not in self._data:
+            raise FormatError(f"{self._path(key)} is missing.")
+        return self._data[key]
+
+    def _list(self, key: str, required: bool) -> list[Any]:
+        value = self._required(key) if required else self._data.get(key, [])
+        if not isinstance(value, list):
+            raise _wrong(self._path(key), "a list", value)
+        return value
+
+    def _path(self, key: str) -> str:
+        return f"{self.where}.{key}" if self.where else key
+
+
+def _text(value: object, where: str) -> str:
+    if not isinstance(value, str):
+        raise _wrong(where, "a string", value)
+    if len(value) > MAX_TEXT:
+        raise FormatError(f"{where} is longer than {MAX_TEXT} characters.")
+    return value
+
+
+def _wrong(where: str, expected: str, value: object) -> FormatError:
+    kinds = {dict: "an object", list: "a list", str: "a string", bool: "true/false"}
+    kind = "null" if value is None else kinds.get(type(value), "a number")
+    return FormatError(f"{where or 'the document'} must be {expected}, not {kind}.")
