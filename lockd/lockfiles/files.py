@@ -131,24 +131,30 @@ def open_directory(directory: Path, *, create: bool = False, link: bool = False)
         if create:
             directory.mkdir(parents=True, exist_ok=True)
         return os.open(directory, flags)
-    except FileExistsError:
-        raise UnsafeFileError(
-            f"{directory} is a file, not a directory.",
-            hint="Move it away, or choose another output directory with --out.",
-        ) from None
-    except OSError as exc:
+    except (FileExistsError, NotADirectoryError):
         # With O_DIRECTORY, Linux answers ENOTDIR rather than ELOOP for a link.
-        if exc.errno == errno.ELOOP or (exc.errno == errno.ENOTDIR and directory.is_symlink()):
-            raise UnsafeFileError(
-                f"{directory} is a symbolic link; lockd writes only into a real directory.",
-                hint="Replace the link with a directory, or pass the real path with --out.",
-            ) from None
-        if exc.errno == errno.ENOTDIR:
-            raise UnsafeFileError(
-                f"{directory} is not a directory.",
-                hint="Move it away, or choose another output directory with --out.",
-            ) from None
+        if not link and directory.is_symlink():
+            raise _linked(directory) from None
+        existing = next(p for p in (directory, *directory.parents) if p.exists())
+        raise _not_a_directory(existing) from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _linked(directory) from None
         raise
+
+
+def _linked(directory: Path) -> UnsafeFileError:
+    return UnsafeFileError(
+        f"{directory} is a symbolic link; lockd writes only into a real directory.",
+        hint="Replace the link with a directory, or pass the real path with --out.",
+    )
+
+
+def _not_a_directory(path: Path) -> UnsafeFileError:
+    return UnsafeFileError(
+        f"{path} is a file, not a directory.",
+        hint="Move it away, or choose another output directory with --out.",
+    )
 
 
 def prepare_output_directory(directory: Path, owned: Callable[[str], bool]) -> None:
@@ -157,10 +163,7 @@ def prepare_output_directory(directory: Path, owned: Callable[[str], bool]) -> N
     if not os.path.lexists(directory):  # made when the files are written, not before
         ancestor = next(p for p in directory.parents if os.path.lexists(p))
         if not ancestor.is_dir():
-            raise UnsafeFileError(
-                f"{ancestor} is a file, not a directory.",
-                hint="Move it away, or choose another output directory with --out.",
-            )
+            raise _not_a_directory(ancestor)
         if not os.access(ancestor, os.W_OK | os.X_OK):
             _unwritable(directory, "permission denied")
         return
@@ -224,19 +227,16 @@ def read_regular_file(path: Path, limit: int) -> bytes | None:
                 hint="Replace the link with the file itself (or delete it), then run again.",
             ) from None
         if exc.errno == errno.ENOTDIR:
-            raise UnsafeFileError(
-                f"{path.parent} is a file, not a directory.",
-                hint="Move it away, or choose another output directory with --out.",
-            ) from None
+            raise _not_a_directory(path.parent) from None
         raise FormatError(f"Cannot read {path}: {exc.strerror}.") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+        raise UnsafeFileError(
+            f"{path} is {kind}; lockd keeps a file there.", hint="Move it away, then run again."
+        )
     with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
-            raise UnsafeFileError(
-                f"{path} is {kind}; lockd keeps a file there.",
-                hint="Move it away, then run again.",
-            )
         data = handle.read(limit + 1)
     if len(data) > limit:
         raise FormatError(f"{path} is larger than {limit >> 20} MiB; it is not lockd's.")

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, event
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DatabaseError, NoSuchModuleError, SQLAlchemyError
 from sqlmodel import Session, col, create_engine, select
 
 from ..drift import CheckError, DriftReport, Finding
-from ..errors import NotFoundError, StoreError, UsageError
+from ..errors import ConfigError, NotFoundError, StoreError, UsageError
 from ..lockset import Lockset, canonical_json
 from ..urls import strip_credentials
 from .tables import (
@@ -70,10 +72,19 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(
             url, connect_args={"timeout": 30} if url.startswith("sqlite") else {}
         )
+    except ImportError as exc:  # the URL's driver is not installed
+        raise _missing_driver(url, exc.name or str(exc)) from None
+    except NoSuchModuleError:
+        scheme = url.partition(":")[0][:60]
+        raise UsageError(
+            f"Unknown database driver {scheme!r} in {strip_credentials(url)[:200]}.",
+            hint="Use sqlite:////path/lockd.db or postgresql+psycopg://host/db.",
+        ) from None
     except (SQLAlchemyError, ValueError) as exc:
         raise UsageError(
-            f"Invalid database URL {strip_credentials(url)!r}: {exc}.",
-            hint="Use an SQLAlchemy URL such as sqlite:////path/lockd.db or postgresql://host/db.",
+            f"Invalid database URL {strip_credentials(url)[:200]!r}: {_reason(exc)}.",
+            hint="Use an SQLAlchemy URL such as sqlite:////path/lockd.db or "
+            "postgresql+psycopg://host/db.",
         ) from None
     if engine.dialect.name == "sqlite":
 
@@ -111,11 +122,33 @@ class Store:
 
         try:
             return upgrade(self.engine)
-        except OperationalError as exc:
-            raise StoreError(
-                f"Cannot open or migrate the database {strip_credentials(self.url)}: {exc.orig}.",
-                hint="Check --db / LOCKD_DATABASE_URL and that the file is writable.",
-            ) from None
+        except SQLAlchemyError as exc:
+            raise self._failure("open or migrate", exc) from None
+
+    @contextmanager
+    def _reading(self) -> Iterator[Session]:
+        """A session whose database failures (a damaged file) are ``StoreError``."""
+        try:
+            with Session(self.engine) as session:
+                yield session
+        except SQLAlchemyError as exc:
+            raise self._failure("read", exc) from None
+
+    def _failure(self, doing: str, exc: SQLAlchemyError) -> StoreError:
+        reason = _reason(exc)
+        if isinstance(exc, DatabaseError) and any(
+            marker in reason for marker in ("not a database", "malformed", "corrupt")
+        ):
+            return StoreError(
+                f"The database {strip_credentials(self.url)} is damaged or not a lockd "
+                f"database ({reason}).",
+                hint="Restore it from a backup, or point --db / LOCKD_DATABASE_URL at another "
+                "file (lockd creates a new database where there is none).",
+            )
+        return StoreError(
+            f"Cannot {doing} the database {strip_credentials(self.url)}: {reason}.",
+            hint="Check --db / LOCKD_DATABASE_URL, that the server is up and the file writable.",
+        )
 
     def close(self) -> None:
         self.engine.dispose()
@@ -201,7 +234,8 @@ class Store:
                     )
         except SQLAlchemyError as exc:
             raise StoreError(
-                f"Could not record lockset {lockset.hash[:12]}: {exc}. Nothing was recorded."
+                f"Could not record lockset {lockset.hash[:12]}: {_reason(exc)}. "
+                "Nothing was recorded."
             ) from None
 
     @staticmethod
@@ -216,7 +250,7 @@ class Store:
     # -- reading ---------------------------------------------------------------
 
     def latest(self, project: str) -> Lockset | None:
-        with Session(self.engine) as session:
+        with self._reading() as session:
             row = session.exec(
                 select(LocksetRow)
                 .join(ProjectRow)
@@ -231,7 +265,7 @@ class Store:
             raise UsageError(
                 f"Lockset id {ref!r} is too short.", hint="Give at least 4 characters."
             )
-        with Session(self.engine) as session:
+        with self._reading() as session:
             query = select(LocksetRow).where(col(LocksetRow.hash).startswith(ref.lower()))
             if project:
                 query = query.join(ProjectRow).where(ProjectRow.name == project)
@@ -246,7 +280,7 @@ class Store:
         return _to_lockset(rows[0])
 
     def history(self, project: str | None = None, limit: int | None = None) -> list[LocksetSummary]:
-        with Session(self.engine) as session:
+        with self._reading() as session:
             query = (
                 select(LocksetRow, ProjectRow).join(ProjectRow).order_by(col(LocksetRow.id).desc())
             )
@@ -280,7 +314,7 @@ class Store:
         ).first()
 
     def projects(self) -> list[str]:
-        with Session(self.engine) as session:
+        with self._reading() as session:
             return list(session.exec(select(ProjectRow.name).order_by(ProjectRow.name)).all())
 
     # -- drift -----------------------------------------------------------------
@@ -321,14 +355,14 @@ class Store:
                 return stored
         except SQLAlchemyError as exc:
             raise StoreError(
-                f"Could not record the drift report: {exc}. Nothing was recorded."
+                f"Could not record the drift report: {_reason(exc)}. Nothing was recorded."
             ) from None
 
     def drift_reports(
         self, project: str | None = None, limit: int | None = None
     ) -> list[DriftReport]:
         """Drift reports, newest first."""
-        with Session(self.engine) as session:
+        with self._reading() as session:
             query = select(DriftReportRow).join(ProjectRow).order_by(col(DriftReportRow.id).desc())
             if project:
                 query = query.where(ProjectRow.name == project)
@@ -338,7 +372,7 @@ class Store:
 
     def baseline_snapshot(self, project: str, target: str) -> dict[str, Any] | None:
         """The snapshot of ``target`` taken at the project's last clean check."""
-        with Session(self.engine) as session:
+        with self._reading() as session:
             row = session.exec(
                 select(SnapshotRow)
                 .join(DriftReportRow)
@@ -353,11 +387,39 @@ class Store:
 
     def chain_records(self, project: str | None = None) -> Records:
         """Every lockset and drift report row as plain records (one query per table)."""
-        return load_records(self.engine, project)
+        try:
+            return load_records(self.engine, project)
+        except SQLAlchemyError as exc:
+            raise self._failure("read", exc) from None
 
     def verify_chains(self, project: str | None = None) -> ChainReport:
         """Recompute the hash chains and cross-check the rows against their documents."""
         return check_chains(self.chain_records(project))
+
+
+# The extra of lockd that installs a dialect's driver (pyproject's optional dependencies).
+_DRIVER_EXTRAS = {"postgresql": "postgres"}
+
+
+def _missing_driver(url: str, module: str) -> ConfigError:
+    from sqlalchemy.engine import make_url
+
+    backend = make_url(url).get_backend_name()
+    extra = _DRIVER_EXTRAS.get(backend)
+    return ConfigError(
+        f"The database URL {strip_credentials(url)[:200]} needs the Python module {module!r} "
+        f"({backend}'s driver), which is not installed where lockd runs.",
+        hint=f"Install lockd with its {extra} extra: pip install 'lockd[{extra}]'."
+        if extra
+        else f"Install {module} into lockd's environment, or use a sqlite:/// or "
+        "postgresql+psycopg:// URL.",
+    )
+
+
+def _reason(exc: BaseException) -> str:
+    """The database's own words: the driver's message, first line, bounded."""
+    orig = getattr(exc, "orig", None) or exc
+    return (str(orig).strip().splitlines() or [type(orig).__name__])[0][:300]
 
 
 def _to_drift(row: DriftReportRow) -> DriftReport:
