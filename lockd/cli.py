@@ -106,17 +106,24 @@ PlatformOption = Annotated[
 
 def main() -> None:
     """Console entry point."""
+    from .processes import interrupted_by, stop_on_signals
+
+    stop_on_signals()  # Ctrl-C and SIGTERM stop uv and pip-compile at once
     try:
-        # Standalone mode: click reports its own usage errors (exit 2) and exits.
+        # Standalone mode: click reports its own usage errors (exit 2) and exits; it
+        # turns KeyboardInterrupt into exit 130 too.
         app()
     except LockdError as err:
         from .report.console import print_error
 
         print_error(err)
         sys.exit(err.exit_code)
-    except KeyboardInterrupt:
-        print("Interrupted; nothing was recorded.", file=sys.stderr)
-        sys.exit(130)
+    except (KeyboardInterrupt, SystemExit):
+        signum = interrupted_by()
+        if signum is None:
+            raise
+        print("Interrupted; resolvers stopped, nothing was recorded.", file=sys.stderr)
+        sys.exit(128 + signum)
 
 
 @app.command(cls=_Command)

@@ -62,6 +62,11 @@ ENV_VARS: tuple[EnvVar, ...] = (
         None,
         "Comma-separated registry hosts spoken to over plain http (loopback always is).",
     ),
+    EnvVar(
+        "LOCKD_UV_DEADLINE",
+        "1800",
+        "Seconds one uv or pip-compile run (a resolution, a rebuild) may take.",
+    ),
 )
 
 PYPI_SENTINEL = "pypi"
@@ -86,6 +91,21 @@ def env_default(name: str, environ: Mapping[str, str] | None = None) -> str | No
     return value if value not in (None, "") else declared[name].default
 
 
+def deadline(name: str, environ: Mapping[str, str] | None = None) -> float:
+    """A ``LOCKD_*_DEADLINE`` variable in seconds (positive)."""
+    value = env_default(name, environ) or ""
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds < float("inf"):
+        raise ConfigError(
+            f"{name}={value[:40]!r} is not a number of seconds.",
+            hint=f"Set it to a positive number such as {env_default(name, {})}.",
+        )
+    return seconds
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Machine-level settings (where the store is, which indexes to use)."""
@@ -97,6 +117,7 @@ class Settings:
     conda_channel: str
     cuda_driver_version: str | None
     concurrency: int
+    uv_deadline: float = 1800.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -118,6 +139,7 @@ class Settings:
             conda_channel=(env_default("LOCKD_CONDA_CHANNEL", env) or "").rstrip("/"),
             cuda_driver_version=env_default("LOCKD_CUDA_DRIVER_VERSION", env),
             concurrency=max(1, concurrency),
+            uv_deadline=deadline("LOCKD_UV_DEADLINE", env),
         )
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -41,10 +40,12 @@ from ..errors import LockdError, NotFoundError, ResolutionError, UsageError
 from ..indexes import IndexClient, files_of_version, listed_versions
 from ..lockfiles.requirements import render_requirements
 from ..lockset import Lock, Lockset
+from ..processes import run_child
 from ..resolvers.interface import ResolveRequest
 from ..resolvers.uv import UvResolver, hermetic_env, sync_build_flags, uv_binary
 from ..routing import IndexPlan, plan_for
-from ..settings import PYPI_SENTINEL, Settings
+from ..scratch import scratch_dir
+from ..settings import PYPI_SENTINEL, Settings, deadline
 from ..store import Store
 from ..targets import Target, host_platform, parse_target_id
 from ..urls import redact, strip_credentials
@@ -259,8 +260,8 @@ def _check_environment(  # noqa: PLR0917 - private step of _check_lockset
             )
         plan = _plan(lockset, target, options)
         return _served_findings(lock, client, plan), None, f"artifacts:{lock.target}"
-    with tempfile.TemporaryDirectory(prefix="lockd-rebuild-") as tmp:
-        findings, venv_python = _rebuild(lockset, lock, target, interpreter, Path(tmp), options)
+    with scratch_dir("rebuild", Settings.from_env(options.environ).home) as tmp:
+        findings, venv_python = _rebuild(lockset, lock, target, interpreter, tmp, options)
         if venv_python is None:
             return findings, None, f"rebuild:{lock.target}"
         snapshot = take_snapshot(venv_python)
@@ -277,12 +278,9 @@ def _interpreter_for(target: Target, options: DriftOptions) -> str | None:
     """A Python of the target's version on this machine, if the platform matches."""
     if host_platform() != target.platform:
         return None
-    proc = subprocess.run(
+    proc = run_child(
         [uv_binary(), "python", "find", "--no-project", target.python_version],
         env=hermetic_env(options.environ),
-        capture_output=True,
-        text=True,
-        check=False,
     )
     found = proc.stdout.strip()
     return found if proc.returncode == 0 and found else None
@@ -298,13 +296,7 @@ def _rebuild(  # noqa: PLR0917 - private step of _check_environment
         raise rebuild_refusal(lock.target, refused)
     env = hermetic_env(options.environ)
     venv = tmp / "venv"
-    made = subprocess.run(
-        [uv_binary(), "venv", "--quiet", "--python", interpreter, str(venv)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    made = run_child([uv_binary(), "venv", "--quiet", "--python", interpreter, str(venv)], env=env)
     if made.returncode != 0:
         raise ResolutionError(
             f"Could not create a venv with {interpreter} to rebuild {lock.target}: "
@@ -312,29 +304,34 @@ def _rebuild(  # noqa: PLR0917 - private step of _check_environment
             target=lock.target,
         )
     plan = _plan(lockset, target, options)
-    requirements = tmp / "requirements.txt"
-    requirements.write_text(
-        render_requirements(
-            lock, plan, header=f"lockd drift rebuild of {lock.target}", credentials=True
-        )
+    # With the configured credentials put back: read from stdin, never written to a file.
+    requirements = render_requirements(
+        lock, plan, header=f"lockd drift rebuild of {lock.target}", credentials=True
     )
     python = venv / "bin" / "python"
-    proc = subprocess.run(
-        [
-            uv_binary(),
-            "pip",
-            "sync",
-            "--require-hashes",
-            *sync_build_flags(lock.packages(), builds),
-            "--python",
-            str(python),
-            str(requirements),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    limit = deadline("LOCKD_UV_DEADLINE", options.environ)
+    try:
+        proc = run_child(
+            [
+                uv_binary(),
+                "pip",
+                "sync",
+                "--require-hashes",
+                *sync_build_flags(lock.packages(), builds),
+                "--python",
+                str(python),
+                "-",
+            ],
+            env=env,
+            deadline=limit,
+            stdin=requirements,
+        )
+    except subprocess.TimeoutExpired:
+        raise ResolutionError(
+            f"Rebuilding {lock.target} did not finish within {limit:g} s and was stopped.",
+            target=lock.target,
+            hint="Check the indexes, or allow more time with LOCKD_UV_DEADLINE.",
+        ) from None
     if proc.returncode == 0:
         return [], python
     return [_rebuild_failure(lock, redact(proc.stderr))], None
@@ -475,7 +472,7 @@ def _creep(
         files = files_of_version(links, locked_version) if locked_version else {}
         versions = list(listed_versions(links))
         findings += compare_offered(lock.target, offered, files, versions)
-    with tempfile.TemporaryDirectory(prefix="lockd-creep-") as tmp:
+    with scratch_dir("creep", Settings.from_env(options.environ).home) as tmp:
 
         def resolve(name: str, exclude_newer: str | None) -> dict[str, str]:
             request = ResolveRequest(
@@ -483,7 +480,7 @@ def _creep(
                 requirements=lockset.requirements,
                 constraints=constraints,
                 plan=plan,
-                workdir=Path(tmp) / name,
+                workdir=tmp / name,
                 glibc=glibc,
                 exclude_newer=exclude_newer,
                 cache_dir=Path(cache) if cache else None,

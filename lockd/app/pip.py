@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import re
-import shutil
-import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,6 +34,7 @@ from ..lockset import (
 from ..resolvers.interface import Pin, Resolution, Resolver, ResolveRequest
 from ..resolvers.verify import TORCH, local_flavour, verify
 from ..routing import IndexPlan, index_of, plan_for
+from ..scratch import scratch_dir
 from ..targets import Target
 from ..urls import strip_credentials
 
@@ -64,7 +64,8 @@ def resolve_all(
     from ..indexes import IndexClient
 
     client = IndexClient(metadata_cache=request.metadata_cache)
-    scratch = Path(tempfile.mkdtemp(prefix="lockd-"))
+    cleanup = ExitStack()  # the scratch directory goes even if the client fails to close
+    scratch = cleanup.enter_context(scratch_dir("compile"))
     try:
 
         def run(target: Target) -> TargetOutcome:
@@ -89,8 +90,8 @@ def resolve_all(
         with ThreadPoolExecutor(max_workers=max(1, request.concurrency)) as pool:
             return list(pool.map(run, request.targets))
     finally:
-        client.close()
-        shutil.rmtree(scratch, ignore_errors=True)
+        with cleanup:
+            client.close()
 
 
 def _lock_target(

@@ -16,11 +16,11 @@ from ..urls import with_userinfo
 def render_requirements(
     lock: Lock, plan: IndexPlan, *, header: str, credentials: bool = False
 ) -> str:
-    """The requirements file of a lock; ``credentials`` only for private temporary files.
+    """The requirements file of a lock; ``credentials`` only for what no file keeps.
 
-    Lock files never carry credentials. A drift rebuild renders the file into its
-    own temporary directory with the configured credentials put back, so a private
-    index stays reachable.
+    Lock files never carry credentials. A drift rebuild renders the file with the
+    configured credentials put back, so a private index stays reachable, and hands
+    it to ``uv pip sync`` on stdin: it is never written to disk.
     """
     lines = [f"# {line}" if line else "#" for line in header.splitlines()]
     lines.append(f"--index-url {plan.default if credentials else plan.public()['default']}")

@@ -29,6 +29,8 @@ from packaging.version import Version
 from ..builds import refusal
 from ..errors import LockdError, ResolutionError, UsageError
 from ..indexes import IndexClient, IndexLink, link_version
+from ..processes import run_child
+from ..settings import deadline
 from ..targets import Target, host_platform, host_python
 from ..urls import redact
 from .interface import Resolution, ResolvedFile, ResolvedPackage, Resolver, ResolveRequest
@@ -76,17 +78,24 @@ class PipToolsResolver(Resolver):
         if routes:
             env["PIP_EXTRA_INDEX_URL"] = " ".join(route.url for route in routes)
         client = IndexClient()
+        limit = deadline("LOCKD_UV_DEADLINE")
         try:
             builds: set[str] = set()  # allowed packages that pip can only get as sdists
             while True:
-                proc = subprocess.run(
-                    compile_command(request, sorted(builds)),
-                    cwd=workdir,
-                    env=env,
-                    capture_output=True,
-                    text=True,
-                    check=False,
-                )
+                try:
+                    proc = run_child(
+                        compile_command(request, sorted(builds)),
+                        cwd=workdir,
+                        env=env,
+                        deadline=limit,
+                    )
+                except subprocess.TimeoutExpired:
+                    raise ResolutionError(
+                        f"Target {request.target.id}: pip-compile did not finish within "
+                        f"{limit:g} s and was stopped.",
+                        target=request.target.id,
+                        hint="Check the index, or allow more time with LOCKD_UV_DEADLINE.",
+                    ) from None
                 if proc.returncode == 0:
                     break
                 needed = _sdist_only(proc.stderr, request, client) - builds

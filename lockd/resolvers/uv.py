@@ -25,7 +25,9 @@ from packaging.utils import canonicalize_name
 
 from ..builds import BuildPolicy, refusal
 from ..errors import PackageIndexError, ResolutionError
+from ..processes import run_child
 from ..routing import IndexPlan, credential_variables, index_of, userinfo
+from ..settings import deadline
 from ..urls import redact
 from .interface import Pin, Resolution, Resolver, ResolveRequest
 
@@ -135,14 +137,11 @@ class UvResolver(Resolver):
         env.update(index_environment(request.plan))
         if request.cache_dir is not None:
             env["UV_CACHE_DIR"] = str(request.cache_dir)
-        return subprocess.run(
-            compile_command(request, builds),
-            cwd=workdir,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        limit = deadline("LOCKD_UV_DEADLINE")
+        try:
+            return run_child(compile_command(request, builds), cwd=workdir, env=env, deadline=limit)
+        except subprocess.TimeoutExpired:
+            raise _too_slow(request.target.id, limit) from None
 
 
 def compile_command(request: ResolveRequest, builds: list[str]) -> list[str]:
@@ -327,6 +326,15 @@ def _in_user_words(text: str) -> str:
     text = re.sub(rf"\b{PROJECT_NAME} depends on\b", "you require", text)
     text = re.sub(rf"\b{PROJECT_NAME}(==0)?\b", "your requirements", text)
     return re.sub(r"\s+", " ", text)
+
+
+def _too_slow(target: str, seconds: float) -> ResolutionError:
+    return ResolutionError(
+        f"Target {target}: uv did not finish within {seconds:g} s and was stopped "
+        "(an index that answers too slowly, or trickles its answer).",
+        target=target,
+        hint="Check the index, or allow more time with LOCKD_UV_DEADLINE.",
+    )
 
 
 def _index_error(target: str, url: str, reason: str) -> ResolutionError:

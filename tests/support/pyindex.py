@@ -17,10 +17,12 @@ import hashlib
 import html
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import BinaryIO
 from urllib.parse import quote, unquote
 
 from packaging.utils import canonicalize_name
@@ -149,6 +151,9 @@ class IndexServer:
         self.requests: list[str] = []
         self.ranges: list[str] = []  # Range headers received
         self.basic_auth: str | None = None  # "user:password" every request must carry
+        # Paths answered one byte per TRICKLE_S after the headers: a server that is
+        # slow but never silent long enough for a per-read timeout.
+        self.trickle: set[str] = set()
         self._httpd = QuietHTTPServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
@@ -216,7 +221,10 @@ class IndexServer:
                 self.send_header("Content-Length", str(len(body)))
                 self.send_header("Accept-Ranges", "bytes")
                 self.end_headers()
-                self.wfile.write(body)
+                if path in server.trickle:
+                    trickle(self.wfile, body)
+                else:
+                    self.wfile.write(body)
 
             def do_HEAD(self) -> None:
                 path = unquote(self.path.split("?", 1)[0])
@@ -245,6 +253,17 @@ class IndexServer:
                 pass
 
         return Handler
+
+
+TRICKLE_S = 0.1
+
+
+def trickle(out: BinaryIO, data: bytes) -> None:
+    """Send ``data`` one byte per ``TRICKLE_S`` (until the client hangs up)."""
+    for i in range(len(data)):
+        out.write(data[i : i + 1])
+        out.flush()
+        time.sleep(TRICKLE_S)  # the server being slow, not a test waiting
 
 
 @contextmanager

@@ -1,0 +1,131 @@
+"""Child processes (uv, pip-compile) that never outlive lockd.
+
+Each child runs in a process group of its own, so lockd can stop it together
+with whatever it started: at Ctrl-C or SIGTERM (``stop_children``, called by
+the CLI's signal handler, before the message is printed), and when its
+wall-clock deadline passes. On Linux the kernel also sends the child SIGKILL
+when the lockd thread that started it dies (``PR_SET_PDEATHSIG``), so even
+``kill -9`` of lockd leaves no resolver running. That last guarantee covers
+the child itself; what it started in turn (a build backend) lives in its
+process group and is stopped with it in every case but ``kill -9``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from functools import cache
+from pathlib import Path
+from types import FrameType
+
+_PR_SET_PDEATHSIG = 1
+
+_lock = threading.Lock()
+_running: set[subprocess.Popen[str]] = set()
+_stopping = threading.Event()
+_signals: list[int] = []
+
+
+def run_child(
+    command: Sequence[str],
+    *,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    deadline: float | None = None,
+    stdin: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` to completion, capturing its text output.
+
+    After ``deadline`` seconds the child's process group is killed and
+    ``subprocess.TimeoutExpired`` raised; once lockd is stopping, no new child
+    starts (``KeyboardInterrupt``).
+    """
+    with _lock:
+        if _stopping.is_set():
+            raise KeyboardInterrupt
+        child = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            process_group=0,
+            preexec_fn=_die_with_parent(),  # noqa: PLW1509 - async-signal-safe: one prctl call
+        )
+        _running.add(child)
+    try:
+        out, err = child.communicate(stdin, timeout=deadline)
+    except BaseException:  # the deadline, or an interrupt in this thread
+        _kill(child)
+        child.communicate()
+        raise
+    finally:
+        with _lock:
+            _running.discard(child)
+    return subprocess.CompletedProcess(list(command), child.returncode, out, err)
+
+
+def stop_children() -> None:
+    """Kill every running child's process group now; start no new one."""
+    with _lock:
+        _stopping.set()
+        for child in _running:
+            _kill(child)
+
+
+def stop_on_signals() -> None:
+    """SIGINT and SIGTERM stop the children at once, then interrupt the main thread."""
+
+    def interrupted(signum: int, frame: FrameType | None) -> None:
+        _signals.append(signum)
+        stop_children()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupted)
+    signal.signal(signal.SIGTERM, interrupted)
+
+
+def interrupted_by() -> int | None:
+    """The signal that interrupted lockd, if one did."""
+    return _signals[0] if _signals else None
+
+
+def _kill(child: subprocess.Popen[str]) -> None:
+    if child.returncode is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(child.pid, signal.SIGKILL)
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` asking Linux to SIGKILL the child when lockd's thread dies."""
+    prctl = _prctl()
+    if prctl is None:
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # lockd died before the request took effect
+            os._exit(1)
+
+    return preexec
+
+
+@cache
+def _prctl() -> Callable[[int, int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        function: Callable[[int, int], int] = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return function
