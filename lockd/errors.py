@@ -28,6 +28,15 @@ EXIT_USAGE = 2
 EXIT_FAILURE = 3
 
 
+def excerpt(value: str, limit: int = 100) -> str:
+    """``value`` quoted for a message, cut to ``limit`` characters.
+
+    For text from outside (an image reference, a server's header, a line of a
+    file): however long it is, the message stays one short paragraph.
+    """
+    return repr(value if len(value) <= limit else value[:limit] + "…")
+
+
 class LockdError(Exception):
     """Base of every expected failure. ``str(err)`` is the one-paragraph message."""
 

@@ -31,7 +31,7 @@ from .errors import PackageIndexError
 
 if TYPE_CHECKING:
     import httpx
-from .urls import redact, strip_credentials
+from .urls import redact, shown
 
 JSON_ACCEPT = "application/vnd.pypi.simple.v1+json, text/html;q=0.1"
 TIMEOUT_S = 30.0
@@ -102,10 +102,15 @@ class IndexClient:
     ) -> None:
         import httpx  # lazily: importing httpx costs a few hundred milliseconds
 
+        from .settings import deadline
+        from .transport import deadline_client
+
         self._httpx = httpx
         self._metadata_cache = metadata_cache
-        self._client = client or httpx.Client(
-            timeout=httpx.Timeout(TIMEOUT_S, connect=CONNECT_TIMEOUT_S), follow_redirects=True
+        self._client = client or deadline_client(
+            deadline("LOCKD_HTTP_DEADLINE"),
+            timeout=httpx.Timeout(TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
+            follow_redirects=True,
         )
 
     def close(self) -> None:
@@ -128,7 +133,7 @@ class IndexClient:
         try:
             return self._get(url).json()
         except ValueError:
-            raise PackageIndexError(f"{strip_credentials(url)} is not valid JSON.") from None
+            raise PackageIndexError(f"{shown(url)} is not valid JSON.") from None
 
     def core_metadata(self, url: str, sha256: str | None = None) -> str:
         """The METADATA of a wheel: PEP 658 ``.metadata`` first, else from the wheel itself.
@@ -171,11 +176,11 @@ class IndexClient:
                     (n for n in wheel.namelist() if n.endswith(".dist-info/METADATA")), None
                 )
                 if name is None:
-                    raise PackageIndexError(f"{strip_credentials(url)} has no .dist-info/METADATA.")
+                    raise PackageIndexError(f"{shown(url)} has no .dist-info/METADATA.")
                 return wheel.read(name).decode("utf-8")
         except (zipfile.BadZipFile, UnicodeDecodeError, self._httpx.HTTPError) as exc:
             raise PackageIndexError(
-                f"Cannot read the metadata of {strip_credentials(url)}: {redact(str(exc))}."
+                f"Cannot read the metadata of {shown(url)}: {redact(str(exc))}."
             ) from None
 
     def _range_size(self, url: str) -> int | None:
@@ -196,7 +201,7 @@ class IndexClient:
                     digest.update(chunk)
         except self._httpx.HTTPError as exc:
             raise PackageIndexError(
-                f"Cannot download {strip_credentials(url)}: {redact(str(exc))}."
+                f"Cannot download {shown(url)}: {redact(str(exc))}.", hint=_slow_hint(exc)
             ) from None
         return digest.hexdigest()
 
@@ -205,8 +210,8 @@ class IndexClient:
             response = self._client.get(url, headers=headers)
         except self._httpx.HTTPError as exc:
             raise PackageIndexError(
-                f"Cannot reach {strip_credentials(url)}: {redact(str(exc)) or type(exc).__name__}.",
-                hint="Check the index URL and your network.",
+                f"Cannot reach {shown(url)}: {redact(str(exc)) or type(exc).__name__}.",
+                hint=_slow_hint(exc) or "Check the index URL and your network.",
             ) from None
         _raise_for_status(response, url)
         return response
@@ -258,16 +263,24 @@ class _HttpRangeFile(io.RawIOBase):
             response = self._client.get(self._url, headers={"Range": f"bytes={start}-{stop}"})
             if response.status_code != 206:
                 raise PackageIndexError(
-                    f"{strip_credentials(self._url)} ignored a byte-range request "
+                    f"{shown(self._url)} ignored a byte-range request "
                     f"(HTTP {response.status_code})."
                 )
             self._blocks[index] = response.content
         return self._blocks[index]
 
 
+def _slow_hint(exc: Exception) -> str | None:
+    from .transport import exceeded
+
+    if exceeded(exc):
+        return "The server answers too slowly; allow more time with LOCKD_HTTP_DEADLINE."
+    return None
+
+
 def _raise_for_status(response: httpx.Response, url: str) -> None:
     if response.status_code >= 400:
-        raise PackageIndexError(f"{strip_credentials(url)} answered HTTP {response.status_code}.")
+        raise PackageIndexError(f"{shown(url)} answered HTTP {response.status_code}.")
 
 
 def requires_dist(metadata: str) -> list[str]:

@@ -63,6 +63,11 @@ ENV_VARS: tuple[EnvVar, ...] = (
         "Comma-separated registry hosts spoken to over plain http (loopback always is).",
     ),
     EnvVar(
+        "LOCKD_HTTP_DEADLINE",
+        "300",
+        "Seconds one request of lockd's own to an index or registry may take, body included.",
+    ),
+    EnvVar(
         "LOCKD_UV_DEADLINE",
         "1800",
         "Seconds one uv or pip-compile run (a resolution, a rebuild) may take.",
@@ -117,6 +122,7 @@ class Settings:
     conda_channel: str
     cuda_driver_version: str | None
     concurrency: int
+    http_deadline: float = 300.0
     uv_deadline: float = 1800.0
 
     @classmethod
@@ -139,6 +145,7 @@ class Settings:
             conda_channel=(env_default("LOCKD_CONDA_CHANNEL", env) or "").rstrip("/"),
             cuda_driver_version=env_default("LOCKD_CUDA_DRIVER_VERSION", env),
             concurrency=max(1, concurrency),
+            http_deadline=deadline("LOCKD_HTTP_DEADLINE", env),
             uv_deadline=deadline("LOCKD_UV_DEADLINE", env),
         )
 

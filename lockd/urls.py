@@ -19,6 +19,12 @@ def strip_credentials(url: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
 
 
+def shown(url: str, limit: int = 200) -> str:
+    """A URL for a message: without credentials, at most ``limit`` characters."""
+    public = strip_credentials(url)
+    return public if len(public) <= limit else public[:limit] + "…"
+
+
 def redact(text: str) -> str:
     """Remove the user-info part of every URL in free text (error messages, logs)."""
     return _USERINFO.sub(r"\g<scheme>", text)

@@ -28,8 +28,10 @@ from urllib.parse import urlsplit
 import httpx
 
 from lockd import __version__
-from lockd.errors import ImageNotFoundError, RegistryError
-from lockd.settings import env_default
+from lockd.errors import ImageNotFoundError, RegistryError, excerpt
+from lockd.settings import deadline, env_default
+from lockd.transport import DEADLINE_VARIABLE, deadline_client, exceeded
+from lockd.urls import shown
 
 from ._auth import Credentials, CredentialStore, parse_challenge
 from ._manifest import (
@@ -58,7 +60,8 @@ class RegistryOptions:
 
     insecure: frozenset[str] = frozenset()  # hosts spoken to over http besides loopback
     credentials: CredentialStore | None = None  # None: anonymous only
-    timeout: float = 30.0
+    timeout: float = 30.0  # per network operation
+    deadline: float = 300.0  # per request, whatever the server's pace (LOCKD_HTTP_DEADLINE)
     attempts: int = 4  # per request, for 5xx, 429 and connection failures
     backoff: float = 0.5  # first wait; doubles each attempt
     max_wait: float = 60.0  # a longer Retry-After gives up instead of waiting
@@ -74,6 +77,7 @@ class RegistryOptions:
         return cls(
             insecure=frozenset(h.strip().lower() for h in hosts.split(",") if h.strip()),
             credentials=CredentialStore(env),
+            deadline=deadline(DEADLINE_VARIABLE, env),
         )
 
 
@@ -82,7 +86,8 @@ class RegistryClient:
 
     def __init__(self, options: RegistryOptions | None = None) -> None:
         self._options = options or RegistryOptions()
-        self._http = httpx.Client(
+        self._http = deadline_client(
+            self._options.deadline,
             timeout=self._options.timeout,
             transport=self._options.transport,
             follow_redirects=True,  # blobs live behind redirects; httpx drops auth across hosts
@@ -261,7 +266,7 @@ class RegistryClient:
         realm = params.get("realm", "")
         if urlsplit(realm).scheme not in ("http", "https"):
             raise RegistryError(
-                f"{ref.registry} asked for a token without a usable realm ({realm!r})."
+                f"{ref.registry} asked for a token without a usable realm ({excerpt(realm)})."
             )
         query = {"scope": f"repository:{ref.repository}:pull"}
         if params.get("service"):
@@ -275,7 +280,7 @@ class RegistryClient:
         if response.status_code in (401, 403):
             who = f"the credentials from {creds.source}" if creds else "anonymous access"
             raise RegistryError(
-                f"The token service {realm} refused {who} to pull {_full(ref)} "
+                f"The token service {shown(realm)} refused {who} to pull {_full(ref)} "
                 f"({response.status_code}).",
                 hint=_login_hint(ref, creds),
             )
@@ -290,7 +295,7 @@ class RegistryClient:
             answer.get("token") or answer.get("access_token") if isinstance(answer, dict) else None
         )
         if not isinstance(token, str) or not token:
-            raise RegistryError(f"The token service {realm} answered without a token.")
+            raise RegistryError(f"The token service {shown(realm)} answered without a token.")
         return token, creds
 
     def _send(
@@ -309,10 +314,13 @@ class RegistryClient:
             try:
                 response = self._http.request(method, url, headers=headers, params=params)
             except httpx.TransportError as exc:
-                if attempt >= options.attempts:
+                if attempt >= options.attempts or exceeded(exc):  # a trickle trickles again
                     raise RegistryError(
                         f"Cannot reach the registry at {url}: {exc or type(exc).__name__}.",
-                        hint="Check the address, your network and proxy settings; a registry "
+                        hint=f"The registry answers too slowly; allow more time with "
+                        f"{DEADLINE_VARIABLE}."
+                        if exceeded(exc)
+                        else "Check the address, your network and proxy settings; a registry "
                         "served over plain http must be listed in LOCKD_INSECURE_REGISTRIES.",
                     ) from None
                 options.sleep(delay)

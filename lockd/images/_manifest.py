@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from lockd.errors import FormatError, RegistryError
+from lockd.errors import FormatError, RegistryError, excerpt
 from lockd.targets import Platform
 
 from ._reference import DIGEST_RE, ImageRef
@@ -191,7 +191,8 @@ def parse_manifest(body: bytes, content_type: str | None, where: str) -> tuple[s
             media_type = OCI_INDEX if "manifests" in document else OCI_MANIFEST
     if media_type not in INDEX_TYPES | MANIFEST_TYPES:
         raise RegistryError(
-            f"{where} answered with a manifest of type {media_type!r}, which lockd cannot read.",
+            f"{where} answered with a manifest of type {excerpt(media_type)}, which lockd "
+            "cannot read.",
             hint="lockd reads OCI and Docker v2 manifests and indexes.",
         )
     return media_type, document

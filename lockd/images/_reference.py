@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-from lockd.errors import UsageError
+from lockd.errors import UsageError, excerpt
 
 DOCKER_HUB = "docker.io"
 # Every spelling of Docker Hub ends up as DOCKER_HUB; its API lives on another host.
@@ -26,6 +26,7 @@ _DOMAIN = re.compile(
 )
 _TAG = re.compile(r"[\w][\w.-]{0,127}")
 DIGEST_RE = re.compile(r"sha256:[a-f0-9]{64}")
+MAX_REFERENCE = 512  # a registry host (253), a repository (255), a tag or digest
 _HINT = (
     "Write it as [registry/]name[:tag][@sha256:<64 hex digits>], "
     "for example python:3.11-slim or nvcr.io/nvidia/pytorch:24.05-py3."
@@ -77,7 +78,10 @@ def parse_reference(text: str) -> ImageRef:
         raise UsageError("An empty image reference was given.", hint=_HINT)
 
     def bad(why: str) -> UsageError:
-        return UsageError(f"{text!r} is not a valid image reference: {why}.", hint=_HINT)
+        return UsageError(f"{excerpt(value)} is not a valid image reference: {why}.", hint=_HINT)
+
+    if len(value) > MAX_REFERENCE:
+        raise bad(f"it is longer than {MAX_REFERENCE} characters")
 
     rest, at, digest = value.partition("@")
     if at and not DIGEST_RE.fullmatch(digest):
@@ -87,16 +91,16 @@ def parse_reference(text: str) -> ImageRef:
     if colon > slash:
         rest, tag = rest[:colon], rest[colon + 1 :]
         if not _TAG.fullmatch(tag):
-            raise bad(f"{tag!r} is not a valid tag")
+            raise bad(f"{excerpt(tag, 40)} is not a valid tag")
 
     registry, path = _split_registry(rest)
     if registry is None:
-        raise bad(f"{rest.partition('/')[0]!r} is not a valid registry host")
+        raise bad(f"{excerpt(rest.partition('/')[0], 40)} is not a valid registry host")
     for component in path.split("/"):
         if not _COMPONENT.fullmatch(component):
             if component.lower() != component:
                 raise bad("repository names must be lowercase")
-            raise bad(f"{component!r} is not a valid repository name component")
+            raise bad(f"{excerpt(component, 40)} is not a valid repository name component")
     if len(path) > 255:
         raise bad("the repository name is longer than 255 characters")
     if tag is None and not at:
@@ -108,7 +112,12 @@ def _split_registry(name: str) -> tuple[str | None, str]:
     """``(registry, repository)``; registry ``None`` when the host part is malformed."""
     first, sep, remainder = name.partition("/")
     if sep and ("." in first or ":" in first or first == "localhost" or first != first.lower()):
-        if not _DOMAIN.fullmatch(first):
+        host = first.rsplit(":", 1)[0] if not first.endswith("]") else first
+        if (
+            not _DOMAIN.fullmatch(first)
+            or len(host) > 253
+            or any(len(label) > 63 for label in host.split("."))
+        ):  # DNS limits: longer names cannot be looked up
             return None, name
         registry, path = first.lower(), remainder
     else:

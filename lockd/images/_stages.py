@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from lockd.errors import UsageError
+from lockd.errors import UsageError, excerpt
 
 from ._dockerfile import DockerfileText, Instruction, split_instructions, words
 from ._reference import parse_reference
@@ -78,7 +78,7 @@ def parse_build_args(items: tuple[str, ...] | list[str]) -> dict[str, str]:
         name, eq, value = item.partition("=")
         if not eq or not _NAME.fullmatch(name):
             raise UsageError(
-                f"--build-arg {item!r} is not NAME=VALUE.",
+                f"--build-arg {excerpt(item)} is not NAME=VALUE.",
                 hint="Write it as --build-arg BASE_IMAGE=python:3.11-slim.",
             )
         out[name] = value
@@ -332,7 +332,7 @@ def _from(
             None,
             platform,
             None,
-            problem=f"{raw.strip()!r} is not a FROM instruction lockd can read.",
+            problem=f"{excerpt(raw.strip())} is not a FROM instruction lockd can read.",
         )
     stage = rest[2].lower() if len(rest) == 3 else None
     problem: str | None = None
@@ -429,7 +429,7 @@ def _expand(
             if close is None or match is None:
                 raise UsageError(
                     f"{_where(instruction, split)}: unsupported substitution in "
-                    f"{text[start:end]!r}.",
+                    f"{excerpt(text[start:end])}.",
                     hint="lockd reads $VAR, ${VAR}, ${VAR:-word} and ${VAR:+word}.",
                 )
             flush()
