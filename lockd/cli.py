@@ -160,14 +160,15 @@ def snapshot_(
     if output is not None:
         write_snapshot(taken, output)
     if output_format is TableFormat.table:
-        from rich.console import Console
         from rich.table import Table
         from rich.text import Text
+
+        from .report.console import make_console
 
         table = Table(show_header=False, box=None)
         for label, value in summary_rows(taken):
             table.add_row(Text(label, style="bold"), Text(value))  # Text: no markup in paths
-        Console().print(table)
+        make_console().print(table)
     elif output is None:
         typer.echo(snapshot_to_json(taken), nl=False)
     else:

@@ -317,10 +317,11 @@ def diff_locksets(a: Lockset, b: Lockset) -> dict[str, Any]:
     from packaging.version import InvalidVersion, Version
 
     targets: dict[str, Any] = {}
-    for target in sorted(set(a.targets) | set(b.targets)):
+    failed_a, failed_b = {f.target for f in a.failures}, {f.target for f in b.failures}
+    for target in sorted(set(a.targets) | set(b.targets) | failed_a | failed_b):
         lock_a, lock_b = a.lock(target), b.lock(target)
         if lock_a is None or lock_b is None:
-            targets[target] = {"status": "only-in-b" if lock_a is None else "only-in-a"}
+            targets[target] = {"status": _unpaired(target in failed_a, target in failed_b, lock_a)}
             continue
         old, new = _by_name(lock_a), _by_name(lock_b)
         entry: dict[str, list[dict[str, Any]]] = {
@@ -354,6 +355,17 @@ def diff_locksets(a: Lockset, b: Lockset) -> dict[str, Any]:
                         entry["kept"].append({"name": name, "version": va})
         targets[target] = entry
     return {"a": a.hash, "b": b.hash, "targets": targets, "images": _image_changes(a, b)}
+
+
+def _unpaired(failed_a: bool, failed_b: bool, lock_a: Lock | None) -> str:
+    """How a target without a lock on one side (or both) differs."""
+    if failed_a and failed_b:
+        return "failed-in-both"
+    if failed_b:
+        return "failed-in-b"
+    if failed_a:
+        return "failed-in-a"
+    return "only-in-a" if lock_a is not None else "only-in-b"
 
 
 def _image_changes(a: Lockset, b: Lockset) -> dict[str, list[dict[str, Any]]]:

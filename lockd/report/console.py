@@ -18,17 +18,25 @@ if TYPE_CHECKING:
     from ..lockset import Lockset
 
 
-def _console(stderr: bool = False) -> Console:
+# Piped output (a file, a CI log, grep) is not cut to 80 columns: tables take what they need.
+PIPED_WIDTH = 4096
+
+
+def make_console(stderr: bool = False) -> Console:
+    """A rich console on stdout (or stderr): the terminal's width, or unbounded when piped."""
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+    tty = (sys.stderr if stderr else sys.stdout).isatty()
+    return Console(
+        stderr=stderr, highlight=False, soft_wrap=True, width=None if tty else PIPED_WIDTH
+    )
 
 
 def print_error(err: LockdError) -> None:
     """Print one error paragraph to stderr, without a traceback."""
     from rich.markup import escape
 
-    _console(stderr=True).print(f"[bold red]error:[/] {escape(err.render())}")
+    make_console(stderr=True).print(f"[bold red]error:[/] {escape(err.render())}")
 
 
 def print_json(data: Any) -> None:
@@ -49,7 +57,7 @@ def target_progress(targets: Sequence[str]) -> Iterator[ProgressHook | None]:
         BarColumn(),
         TextColumn("{task.completed}/{task.total} targets"),
         TimeElapsedColumn(),
-        console=_console(stderr=True),
+        console=make_console(stderr=True),
         transient=True,
     ) as progress:
         task = progress.add_task("resolving", total=len(targets))
@@ -69,7 +77,7 @@ def status_progress(label: str) -> Iterator[Callable[[str], None] | None]:
     if not sys.stderr.isatty():
         yield None
         return
-    with _console(stderr=True).status(label) as status:
+    with make_console(stderr=True).status(label) as status:
         yield lambda step: status.update(f"{label}: {step}")
 
 
@@ -107,7 +115,7 @@ def print_compile(result: CompileResult) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    console = _console()
+    console = make_console()
     lockset = result.lockset
     if result.unchanged:
         console.print(
@@ -201,7 +209,7 @@ def print_history(rows: list[dict[str, Any]]) -> None:
             row.get("drift") or "not checked",
             (row["parent"] or "-")[:12],
         )
-    _console().print(table)
+    make_console().print(table)
 
 
 def _image_rows(lockset: Lockset) -> list[tuple[str, str, str, str]]:
@@ -241,7 +249,7 @@ def print_lockset(lockset: Lockset) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    console = _console()
+    console = make_console()
     prov = lockset.provenance
     console.print(f"[bold]lockset[/] {lockset.hash}")
     console.print(f"project {lockset.project} · parent {lockset.parent or '-'}")
@@ -308,7 +316,7 @@ def print_diff(result: dict[str, Any]) -> None:
             table.add_row("image", kind, reference, _moved(item))
             for platform, change in item["platforms"].items():
                 table.add_row("image", kind, f"{reference} {platform}", _moved(change))
-    _console().print(table)
+    make_console().print(table)
 
 
 def _short(digest: str | None) -> str:

@@ -123,11 +123,12 @@ def _line(finding: Finding) -> str:
 
 
 def print_drift_table(reports: Sequence[DriftReport]) -> None:
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    console = Console(highlight=False, soft_wrap=True)
+    from .console import make_console
+
+    console = make_console()
     for report in reports:
         colour = {"clean": "green", "drift": "red", "error": "yellow"}[report.status]
         console.print(

@@ -1,0 +1,86 @@
+"""What the CLI prints: piped tables keep every cell whole; ``diff`` names failed targets."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from lockd.lockset import Failure, Lock, Lockset, Provenance, diff_locksets
+
+CUDA_MATRIX = ["--cuda", "cu124", "--platform", "linux-x86_64", "--platform", "linux-aarch64"]
+
+
+def test_piped_tables_are_not_cut_to_80_columns(lockd, tmp_path: Path) -> None:
+    (tmp_path / "requirements.in").write_text("filelock\n")
+    compiled = lockd("compile", "--python", "3.11", "--cuda", "cpu", "--format", "json")
+    assert compiled.returncode == 0, compiled.output
+    lockset = json.loads(compiled.stdout)["lockset"]
+    unset = {"COLUMNS": ""}  # rich reads COLUMNS; a pipe has no width of its own
+
+    history = lockd("history", env=unset)
+    row = next(line for line in history.stdout.splitlines() if lockset[:12] in line)
+    assert re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", row), history.stdout
+    assert "not checked" in row and "…" not in history.stdout
+
+    shown = lockd("show", lockset, env=unset)
+    line = next(line for line in shown.stdout.splitlines() if "filelock-3.16.1" in line)
+    assert "filelock-3.16.1-py3-none-any.whl" in line and "/simple" in line
+    assert "…" not in shown.stdout
+    assert max(map(len, shown.stdout.splitlines())) > 80
+
+
+def test_diff_labels_targets_that_failed_in_both(lockd, tmp_path: Path) -> None:
+    (tmp_path / "requirements.in").write_text("torch==2.6.0\n")
+    first = lockd(*_partial_compile())
+    (tmp_path / "requirements.in").write_text("torch==2.6.0\nrequests\n")
+    second = lockd(*_partial_compile())
+    a, b = (json.loads(run.stdout)["lockset"] for run in (first, second))
+
+    result = json.loads(lockd("diff", a, b, "--format", "json").stdout)
+
+    # cu124 serves linux-aarch64 a CPU-only torch: that target fails both times
+    assert result["targets"]["linux-aarch64-py311-cu124"] == {"status": "failed-in-both"}
+    added = result["targets"]["linux-x86_64-py311-cu124"]["added"]
+    assert "requests" in {item["name"] for item in added}
+    table = lockd("diff", a, b)
+    assert re.search(r"linux-aarch64-py311-cu124\s.*failed-in-both", table.stdout), table.stdout
+
+
+def test_diff_names_each_side_of_a_failure() -> None:
+    ok = Lock("t-ok", ())
+    a = _lockset(locks=(ok,), failures=(Failure("t-fixed", "x"), Failure("t-both", "x")))
+    b = _lockset(
+        locks=(Lock("t-fixed", ()), Lock("t-new", ())),
+        failures=(Failure("t-both", "x"), Failure("t-ok", "x"), Failure("t-gone", "x")),
+    )
+    statuses = {t: e.get("status") for t, e in diff_locksets(a, b)["targets"].items()}
+    assert statuses == {
+        "t-both": "failed-in-both",
+        "t-fixed": "failed-in-a",
+        "t-gone": "failed-in-b",
+        "t-new": "only-in-b",
+        "t-ok": "failed-in-b",
+    }
+    assert diff_locksets(b, a)["targets"]["t-new"] == {"status": "only-in-a"}
+
+
+def _partial_compile() -> list[str]:
+    return ["compile", *CUDA_MATRIX, "--python", "3.11", "--allow-partial", "--format", "json"]
+
+
+def _lockset(locks: tuple[Lock, ...], failures: tuple[Failure, ...]) -> Lockset:
+    return Lockset(
+        project="p",
+        inputs=(),
+        requirements=(),
+        targets=tuple(lock.target for lock in locks) + tuple(f.target for f in failures),
+        resolver="uv",
+        resolver_version="0",
+        indexes={},
+        cutoff="2024-06-01T00:00:00Z",
+        input_key="k",
+        provenance=Provenance("u", "h", "2024-06-01T00:00:00Z"),
+        locks=locks,
+        failures=failures,
+    )
