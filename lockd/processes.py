@@ -19,9 +19,12 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from types import FrameType
+
+from .errors import ResolutionError
 
 _PR_SET_PDEATHSIG = 1
 
@@ -31,19 +34,28 @@ _stopping = threading.Event()
 _signals: list[int] = []
 
 
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    """How long a child may run (``LOCKD_UV_DEADLINE``), and who it works for."""
+
+    seconds: float
+    what: str  # "uv", "pip-compile"
+    target: str | None = None
+
+
 def run_child(
     command: Sequence[str],
     *,
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
-    deadline: float | None = None,
+    deadline: Deadline | None = None,
     stdin: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``command`` to completion, capturing its text output.
 
-    After ``deadline`` seconds the child's process group is killed and
-    ``subprocess.TimeoutExpired`` raised; once lockd is stopping, no new child
-    starts (``KeyboardInterrupt``).
+    Past its ``deadline`` the child's process group is killed and
+    ``ResolutionError`` raised; once lockd is stopping, no new child starts
+    (``KeyboardInterrupt``).
     """
     with _lock:
         if _stopping.is_set():
@@ -61,15 +73,27 @@ def run_child(
         )
         _running.add(child)
     try:
-        out, err = child.communicate(stdin, timeout=deadline)
-    except BaseException:  # the deadline, or an interrupt in this thread
+        out, err = child.communicate(stdin, timeout=deadline.seconds if deadline else None)
+    except BaseException as exc:  # the deadline, or an interrupt in this thread
         _kill(child)
         child.communicate()
+        if isinstance(exc, subprocess.TimeoutExpired) and deadline is not None:
+            raise _overran(deadline) from None
         raise
     finally:
         with _lock:
             _running.discard(child)
     return subprocess.CompletedProcess(list(command), child.returncode, out, err)
+
+
+def _overran(deadline: Deadline) -> ResolutionError:
+    where = f"Target {deadline.target}: " if deadline.target else ""
+    return ResolutionError(
+        f"{where}{deadline.what} did not finish within {deadline.seconds:g} s and was stopped "
+        "(an index that answers too slowly, or trickles its answer).",
+        target=deadline.target,
+        hint="Check the indexes, or allow more time with LOCKD_UV_DEADLINE.",
+    )
 
 
 def stop_children() -> None:

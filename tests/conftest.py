@@ -13,7 +13,7 @@ import pytest
 
 from tests.support.pyindex import IndexServer
 from tests.support.registry import Pusher, Registry
-from tests.support.world import build_world
+from tests.support.world import serve_world
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -79,11 +79,8 @@ def pusher(registry: Registry) -> Iterator[Pusher]:
 
 @pytest.fixture(scope="session")
 def world() -> Iterator[IndexServer]:
-    server = build_world(IndexServer()).start()
-    try:
+    with serve_world() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ import pytest
 
 from tests.conftest import hermetic_env, run_lockd
 from tests.support.pyindex import IndexServer
-from tests.support.world import build_world
+from tests.support.world import serve_world
 
 MATRIX = ["--platform", "linux-x86_64", "--python", "3.11", "--cuda", "cpu"]
 TARGET = "linux-x86_64-py311-cpu"
@@ -32,11 +32,8 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="re
 @pytest.fixture(scope="module")
 def slow_world() -> Iterator[IndexServer]:
     """A world of its own: its trickled page must not slow other tests down."""
-    server = build_world(IndexServer()).start()
-    try:
+    with serve_world() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ Every run is stored (chained per project) with the snapshots it compared.
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -40,7 +39,7 @@ from ..errors import LockdError, NotFoundError, ResolutionError, UsageError
 from ..indexes import IndexClient, files_of_version, listed_versions
 from ..lockfiles.requirements import render_requirements
 from ..lockset import Lock, Lockset
-from ..processes import run_child
+from ..processes import Deadline, run_child
 from ..resolvers.interface import ResolveRequest
 from ..resolvers.uv import UvResolver, hermetic_env, sync_build_flags, uv_binary
 from ..routing import IndexPlan, plan_for
@@ -309,29 +308,23 @@ def _rebuild(  # noqa: PLR0917 - private step of _check_environment
         lock, plan, header=f"lockd drift rebuild of {lock.target}", credentials=True
     )
     python = venv / "bin" / "python"
-    limit = deadline("LOCKD_UV_DEADLINE", options.environ)
-    try:
-        proc = run_child(
-            [
-                uv_binary(),
-                "pip",
-                "sync",
-                "--require-hashes",
-                *sync_build_flags(lock.packages(), builds),
-                "--python",
-                str(python),
-                "-",
-            ],
-            env=env,
-            deadline=limit,
-            stdin=requirements,
-        )
-    except subprocess.TimeoutExpired:
-        raise ResolutionError(
-            f"Rebuilding {lock.target} did not finish within {limit:g} s and was stopped.",
-            target=lock.target,
-            hint="Check the indexes, or allow more time with LOCKD_UV_DEADLINE.",
-        ) from None
+    proc = run_child(
+        [
+            uv_binary(),
+            "pip",
+            "sync",
+            "--require-hashes",
+            *sync_build_flags(lock.packages(), builds),
+            "--python",
+            str(python),
+            "-",
+        ],
+        env=env,
+        deadline=Deadline(
+            deadline("LOCKD_UV_DEADLINE", options.environ), "uv pip sync (rebuild)", lock.target
+        ),
+        stdin=requirements,
+    )
     if proc.returncode == 0:
         return [], python
     return [_rebuild_failure(lock, redact(proc.stderr))], None

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from ..errors import FormatError, UnsafeFileError, UsageError
-from .names import is_plain_name
+from .names import MANIFEST, is_plain_name
 
 MAX_LOCK_FILE_BYTES = 64 << 20  # lockd.json of a large matrix is a few MiB
 _TEMPORARY = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp")
@@ -169,7 +169,7 @@ def prepare_output_directory(directory: Path, owned: Callable[[str], bool]) -> N
         return
     fd = open_directory(directory)
     try:
-        probe = f".{secrets.token_hex(4)}.tmp"
+        probe = f".{MANIFEST}.{secrets.token_hex(4)}.tmp"  # a temporary lockd would clean up
         os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600, dir_fd=fd))
         os.unlink(probe, dir_fd=fd)
     except OSError as exc:

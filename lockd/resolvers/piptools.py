@@ -10,7 +10,6 @@ is matched to a file on the indexes.
 from __future__ import annotations
 
 import re
-import subprocess
 import sys
 from dataclasses import replace
 from functools import cache
@@ -29,7 +28,7 @@ from packaging.version import Version
 from ..builds import refusal
 from ..errors import LockdError, ResolutionError, UsageError
 from ..indexes import IndexClient, IndexLink, link_version
-from ..processes import run_child
+from ..processes import Deadline, run_child
 from ..settings import deadline
 from ..targets import Target, host_platform, host_python
 from ..urls import redact
@@ -78,24 +77,13 @@ class PipToolsResolver(Resolver):
         if routes:
             env["PIP_EXTRA_INDEX_URL"] = " ".join(route.url for route in routes)
         client = IndexClient()
-        limit = deadline("LOCKD_UV_DEADLINE")
+        limit = Deadline(deadline("LOCKD_UV_DEADLINE"), "pip-compile", request.target.id)
         try:
             builds: set[str] = set()  # allowed packages that pip can only get as sdists
             while True:
-                try:
-                    proc = run_child(
-                        compile_command(request, sorted(builds)),
-                        cwd=workdir,
-                        env=env,
-                        deadline=limit,
-                    )
-                except subprocess.TimeoutExpired:
-                    raise ResolutionError(
-                        f"Target {request.target.id}: pip-compile did not finish within "
-                        f"{limit:g} s and was stopped.",
-                        target=request.target.id,
-                        hint="Check the index, or allow more time with LOCKD_UV_DEADLINE.",
-                    ) from None
+                proc = run_child(
+                    compile_command(request, sorted(builds)), cwd=workdir, env=env, deadline=limit
+                )
                 if proc.returncode == 0:
                     break
                 needed = _sdist_only(proc.stderr, request, client) - builds

@@ -25,7 +25,7 @@ from packaging.utils import canonicalize_name
 
 from ..builds import BuildPolicy, refusal
 from ..errors import PackageIndexError, ResolutionError
-from ..processes import run_child
+from ..processes import Deadline, run_child
 from ..routing import IndexPlan, credential_variables, index_of, userinfo
 from ..settings import deadline
 from ..urls import redact
@@ -137,11 +137,8 @@ class UvResolver(Resolver):
         env.update(index_environment(request.plan))
         if request.cache_dir is not None:
             env["UV_CACHE_DIR"] = str(request.cache_dir)
-        limit = deadline("LOCKD_UV_DEADLINE")
-        try:
-            return run_child(compile_command(request, builds), cwd=workdir, env=env, deadline=limit)
-        except subprocess.TimeoutExpired:
-            raise _too_slow(request.target.id, limit) from None
+        limit = Deadline(deadline("LOCKD_UV_DEADLINE"), "uv", request.target.id)
+        return run_child(compile_command(request, builds), cwd=workdir, env=env, deadline=limit)
 
 
 def compile_command(request: ResolveRequest, builds: list[str]) -> list[str]:
@@ -326,15 +323,6 @@ def _in_user_words(text: str) -> str:
     text = re.sub(rf"\b{PROJECT_NAME} depends on\b", "you require", text)
     text = re.sub(rf"\b{PROJECT_NAME}(==0)?\b", "your requirements", text)
     return re.sub(r"\s+", " ", text)
-
-
-def _too_slow(target: str, seconds: float) -> ResolutionError:
-    return ResolutionError(
-        f"Target {target}: uv did not finish within {seconds:g} s and was stopped "
-        "(an index that answers too slowly, or trickles its answer).",
-        target=target,
-        hint="Check the index, or allow more time with LOCKD_UV_DEADLINE.",
-    )
 
 
 def _index_error(target: str, url: str, reason: str) -> ResolutionError:

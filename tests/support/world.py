@@ -9,6 +9,9 @@ shows only in its ``nvidia-cuda-runtime-cu12`` requirement.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from .pyindex import Index, IndexServer
 from .wheels import WheelSpec as W
 
@@ -107,6 +110,16 @@ def build_world(server: IndexServer) -> IndexServer:
             upload_time=None,
         )
     return server
+
+
+@contextmanager
+def serve_world() -> Iterator[IndexServer]:
+    """The world on a port of its own, for as long as the block runs."""
+    server = build_world(IndexServer()).start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def index_at(server: IndexServer, prefix: str) -> Index:
