@@ -132,8 +132,10 @@ def open_directory(directory: Path, *, create: bool = False, link: bool = False)
             directory.mkdir(parents=True, exist_ok=True)
         return os.open(directory, flags)
     except (FileExistsError, NotADirectoryError):
+        if link:
+            raise  # a path the caller chose: its own handling of OSError applies
         # With O_DIRECTORY, Linux answers ENOTDIR rather than ELOOP for a link.
-        if not link and directory.is_symlink():
+        if directory.is_symlink():
             raise _linked(directory) from None
         existing = next(p for p in (directory, *directory.parents) if p.exists())
         raise _not_a_directory(existing) from None
