@@ -7,7 +7,6 @@ request ``LOCKD_HTTP_DEADLINE`` seconds, headers and body together; uv gets
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -137,6 +136,6 @@ def test_references_echoed_in_errors_are_bounded(lockd, reference: str) -> None:
 def test_dockerfile_lines_echoed_in_errors_are_bounded(lockd, tmp_path: Path) -> None:
     (tmp_path / "Dockerfile").write_text("FROM " + "a b " * 50_000 + "\n")
     run = lockd("images", "pin", "Dockerfile")
-    assert run.returncode == 2, run.output
-    assert len(run.stderr) < 600, run.stderr
-    assert json.dumps(run.stderr)  # one printable paragraph
+    assert run.returncode == 1, run.stderr[:300]  # a FROM images pin cannot pin
+    assert "Traceback" not in run.stderr
+    assert len(run.stderr) < 600, run.stderr[:300]
