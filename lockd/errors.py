@@ -11,6 +11,7 @@
     ├── PackageIndexError           exit 3: an index could not be reached or answered badly
     ├── RegistryError               exit 3: an OCI registry failed (unknown tag, auth, rate limit)
     │   └── ImageNotFoundError      exit 3: the tag, digest or repository is not there
+    ├── ImageError                  exit 3: an image cannot be read, or is altered or hostile
     ├── StoreError                  exit 3: the database could not be read or written
     └── FormatError                 exit 2: a persisted file has an unknown version or shape
         └── UnsafeFileError         exit 2: a name or link read from disk leads out of lockd's files
@@ -130,6 +131,10 @@ class ImageNotFoundError(RegistryError):
     Its own class because drift reads it as a finding (``image-gone``), not as a
     check that could not run.
     """
+
+
+class ImageError(LockdError):
+    """An image's blobs cannot be read, do not match their digests, or are unsafe to read."""
 
 
 class StoreError(LockdError):

@@ -17,7 +17,8 @@ import ipaddress
 import json
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -34,6 +35,7 @@ from lockd.transport import DEADLINE_VARIABLE, deadline_client, exceeded
 from lockd.urls import shown
 
 from ._auth import Credentials, CredentialStore, parse_challenge
+from ._blobs import CHUNK
 from ._manifest import (
     ACCEPT,
     IMAGE_CONFIG_TYPES,
@@ -43,6 +45,7 @@ from ._manifest import (
     config_platform,
     index_platforms,
     parse_manifest,
+    select_platform,
     sha256_digest,
 )
 from ._reference import DIGEST_RE, ImageRef, parse_reference
@@ -151,6 +154,98 @@ class RegistryClient:
             resolved_at=self._options.clock(),
         )
 
+    def image_manifest(
+        self, reference: str | ImageRef, platform: str | None
+    ) -> tuple[str | None, str, dict[str, Any]]:
+        """(index digest or ``None``, manifest digest, manifest) of one platform's image.
+
+        An index is narrowed to ``platform`` (``linux/arm64``), or to its only
+        platform, or to this machine's; a single manifest is taken as it is.
+        """
+        ref = parse_reference(reference) if isinstance(reference, str) else reference
+        digest = self.digest(ref)
+        _, media_type, document = self._manifest(ref, digest)
+        if media_type not in INDEX_TYPES:
+            return None, digest, document
+        chosen = select_platform(index_platforms(document), platform, _full(ref))
+        _, child_type, child = self._manifest(ref, chosen.digest)
+        if child_type in INDEX_TYPES:
+            raise RegistryError(
+                f"{_full(ref)}@{chosen.digest} is an index inside an index, which lockd "
+                "does not read.",
+                hint="Name the platform's manifest digest directly (REF@sha256:…).",
+            )
+        return digest, chosen.digest, child
+
+    def blob(self, reference: str | ImageRef, digest: str, *, limit: int) -> bytes:
+        """A small blob (an image config), read whole and checked against its digest."""
+        ref = parse_reference(reference) if isinstance(reference, str) else reference
+        with self.blob_chunks(ref, digest, limit) as chunks:
+            data = b"".join(chunks)
+        if sha256_digest(data) != digest:
+            raise RegistryError(
+                f"The blob {digest} of {_full(ref)} does not match its digest.",
+                hint="A proxy or the registry altered it; try again.",
+            )
+        return data
+
+    @contextmanager
+    def blob_chunks(
+        self, reference: str | ImageRef, digest: str, size: int
+    ) -> Iterator[Iterator[bytes]]:
+        """The raw bytes of a blob as chunks, at most ``size`` of them.
+
+        A connection that breaks mid-blob is resumed with a ``Range`` request
+        (a bounded number of times). The caller checks the digest: the bytes
+        pass through once and are never held whole.
+        """
+        ref = parse_reference(reference) if isinstance(reference, str) else reference
+        if not DIGEST_RE.fullmatch(digest):
+            raise RegistryError(f"{_full(ref)} names a blob with a bad digest {digest!r}.")
+        opened: list[httpx.Response] = []
+
+        def chunks() -> Iterator[bytes]:
+            received = 0
+            failures = 0
+            while True:
+                extra = {"Range": f"bytes={received}-"} if received else {}
+                response = self._call(ref, "GET", f"/blobs/{digest}", extra=extra, stream=True)
+                opened.append(response)
+                if response.status_code not in (200, 206):
+                    self._fail(ref, response, digest)
+                skip = received if response.status_code == 200 else 0  # Range ignored
+                try:
+                    for piece in response.iter_bytes(CHUNK):
+                        cut = min(skip, len(piece))
+                        chunk, skip = piece[cut:], skip - cut
+                        received += len(chunk)
+                        if received > size:
+                            raise RegistryError(
+                                f"The blob {digest} of {_full(ref)} is longer than the "
+                                f"{size} bytes its manifest declares.",
+                                hint="The registry serves something else than the image "
+                                "describes; nothing from it was used.",
+                            )
+                        if chunk:
+                            yield chunk
+                    return
+                except httpx.TransportError as exc:
+                    failures += 1
+                    if failures >= self._options.attempts:
+                        raise RegistryError(
+                            f"The download of blob {digest} of {_full(ref)} broke off after "
+                            f"{received} bytes, {failures} times: {exc or type(exc).__name__}.",
+                            hint="Check the network and try again.",
+                        ) from None
+                finally:
+                    response.close()
+
+        try:
+            yield chunks()
+        finally:
+            for response in opened:
+                response.close()
+
     # -- manifests and blobs -------------------------------------------------
 
     def _manifest(self, ref: ImageRef, reference: str) -> tuple[str, str, dict[str, Any]]:
@@ -220,15 +315,22 @@ class RegistryClient:
     # -- HTTP, auth and retries ----------------------------------------------
 
     def _call(
-        self, ref: ImageRef, method: str, path: str, *, accept: str | None = None
+        self,
+        ref: ImageRef,
+        method: str,
+        path: str,
+        *,
+        accept: str | None = None,
+        extra: Mapping[str, str] | None = None,
+        stream: bool = False,
     ) -> httpx.Response:
         url = f"{self._scheme(ref.api_host)}://{ref.api_host}/v2/{ref.repository}{path}"
         key = (ref.api_host, ref.repository)
-        headers = {"Accept": accept} if accept else {}
-        response = self._send(method, url, {**headers, **self._auth_header(key)})
+        headers = {**({"Accept": accept} if accept else {}), **(extra or {})}
+        response = self._send(method, url, {**headers, **self._auth_header(key)}, stream=stream)
         # Once more after answering a challenge (or replacing a refused cached token).
         if response.status_code == 401 and self._authenticate(ref, response):
-            response = self._send(method, url, {**headers, **self._auth_header(key)})
+            response = self._send(method, url, {**headers, **self._auth_header(key)}, stream=stream)
         return response
 
     def _auth_header(self, key: tuple[str, str]) -> dict[str, str]:
@@ -304,15 +406,25 @@ class RegistryClient:
         url: str,
         headers: Mapping[str, str],
         params: Mapping[str, str] | None = None,
+        *,
+        stream: bool = False,
     ) -> httpx.Response:
-        """One request, retried on connection failures, 5xx and 429 (bounded)."""
+        """One request, retried on connection failures, 5xx and 429 (bounded).
+
+        With ``stream`` a 200/206 answer comes back with its body unread (the caller
+        closes it); any other answer is read whole, as without.
+        """
         options = self._options
         attempt = 0
         while True:
             attempt += 1
             delay = min(options.backoff * 2 ** (attempt - 1), options.max_wait)
             try:
-                response = self._http.request(method, url, headers=headers, params=params)
+                request = self._http.build_request(method, url, headers=headers, params=params)
+                response = self._http.send(request, stream=stream)
+                if stream and response.status_code not in (200, 206):
+                    response.read()  # an error body is small; messages need it
+                    response.close()
             except httpx.TransportError as exc:
                 if attempt >= options.attempts or exceeded(exc):  # a trickle trickles again
                     raise RegistryError(

@@ -118,22 +118,7 @@ class ResolvedImage:
         highest ``arm`` variant) wins, as container runtimes choose.
         """
         wanted = platform.oci_platform if isinstance(platform, Platform) else platform
-        parts = wanted.strip().lower().split("/")
-        if len(parts) not in (2, 3):
-            raise RegistryError(f"{wanted!r} is not a platform.", hint="Write it as os/arch.")
-        os_, arch = parts[0], _ARCH_ALIASES.get(parts[1], parts[1])
-        variant = parts[2] if len(parts) == 3 else None
-        candidates = [p for p in self.platforms if (p.os, p.architecture) == (os_, arch)]
-        if variant is not None:
-            candidates = [p for p in candidates if _variant(p) == _variant_of(arch, variant)]
-        if not candidates:
-            offered = ", ".join(p.oci_platform for p in self.platforms) or "no platform"
-            raise RegistryError(
-                f"{self.pinned} has no {wanted} image; it offers {offered}.",
-                hint="Choose a base image built for that platform, or drop the platform "
-                "from the matrix.",
-            )
-        return max(candidates, key=_preference)
+        return choose_platform(self.platforms, wanted, self.pinned)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; ``from_dict`` reads it back."""
@@ -171,6 +156,48 @@ class ResolvedImage:
             platforms=tuple(PlatformDigest.from_dict(p) for p in platforms),
             resolved_at=resolved_at if resolved_at.tzinfo else resolved_at.replace(tzinfo=UTC),
         )
+
+
+def choose_platform(
+    platforms: tuple[PlatformDigest, ...], wanted: str, where: str
+) -> PlatformDigest:
+    """The entry of ``platforms`` for ``wanted`` (``linux/arm64``), as runtimes choose it."""
+    parts = wanted.strip().lower().split("/")
+    if len(parts) not in (2, 3):
+        raise RegistryError(f"{wanted!r} is not a platform.", hint="Write it as os/arch.")
+    os_, arch = parts[0], _ARCH_ALIASES.get(parts[1], parts[1])
+    variant = parts[2] if len(parts) == 3 else None
+    candidates = [p for p in platforms if (p.os, p.architecture) == (os_, arch)]
+    if variant is not None:
+        candidates = [p for p in candidates if _variant(p) == _variant_of(arch, variant)]
+    if not candidates:
+        offered = ", ".join(p.oci_platform for p in platforms) or "no platform"
+        raise RegistryError(
+            f"{where} has no {wanted} image; it offers {offered}.",
+            hint="Choose a base image built for that platform, or drop the platform "
+            "from the matrix.",
+        )
+    return max(candidates, key=_preference)
+
+
+def select_platform(
+    platforms: tuple[PlatformDigest, ...], wanted: str | None, where: str
+) -> PlatformDigest:
+    """``wanted``'s entry; without one, the only platform, else this machine's."""
+    if wanted:
+        return choose_platform(platforms, wanted, where)
+    if len(platforms) == 1:
+        return platforms[0]
+    from lockd.targets import host_platform
+
+    host = host_platform()
+    if host is None or not platforms:
+        offered = ", ".join(p.oci_platform for p in platforms) or "no platform"
+        raise RegistryError(
+            f"{where} is a multi-platform image ({offered}); which one?",
+            hint="Pass --platform OS/ARCH.",
+        )
+    return choose_platform(platforms, host.oci_platform, where)
 
 
 def parse_manifest(body: bytes, content_type: str | None, where: str) -> tuple[str, dict[str, Any]]:

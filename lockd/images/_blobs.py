@@ -1,0 +1,258 @@
+"""Layer blobs as verified, decompressed streams, read once.
+
+A blob is read as raw chunks from its source (an HTTP body, a file, a tar
+member). Three stages run concurrently, joined by small bounded queues, so
+hashing and decompression overlap on several cores (``hashlib`` and the
+decompressors release the GIL):
+
+1. the raw chunks are hashed against the blob's digest;
+2. they are decompressed (gzip with the standard library, zstd with
+   ``zstandard``; the format is sniffed from the magic bytes, a media type can
+   lie), in bounded pieces so a decompression bomb never sits in memory;
+3. the reader hashes what it reads against the layer's ``diff_id``.
+
+A digest that does not match raises :class:`~lockd.errors.ImageError` at the
+end of the stream, before the caller can take the layer for good: callers
+treat everything read from a layer as provisional until :meth:`LayerStream.close`
+returned. At most a few megabytes are buffered at any time.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from types import TracebackType
+from typing import Protocol
+
+from lockd.errors import ImageError, LockdError
+
+CHUNK = 1 << 20
+_DEPTH = 4  # chunks per queue: memory stays at a few CHUNKs
+_GZIP_MAGIC = b"\x1f\x8b"
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_POLL_S = 0.1  # how often a blocked stage checks that the pipeline was not abandoned
+
+
+class _AbandonedError(Exception):
+    """The consumer stopped reading; the producing stage ends quietly."""
+
+
+class _Channel:
+    """A bounded queue between two stages, with an error slot and an abandon flag."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self._queue: queue.Queue[bytes | BaseException | None] = queue.Queue(_DEPTH)
+        self._stop = stop
+
+    def put(self, item: bytes | BaseException | None) -> None:
+        while True:
+            if self._stop.is_set():
+                raise _AbandonedError
+            try:
+                self._queue.put(item, timeout=_POLL_S)
+                return
+            except queue.Full:
+                continue
+
+    def get(self) -> bytes | None:
+        while True:
+            if self._stop.is_set():
+                raise _AbandonedError
+            try:
+                item = self._queue.get(timeout=_POLL_S)
+            except queue.Empty:
+                continue
+            if isinstance(item, BaseException):
+                raise item
+            return item
+
+
+class _ChannelReader(io.RawIOBase):
+    """A channel as a readable binary file (the decompressors want one)."""
+
+    def __init__(self, channel: _Channel) -> None:
+        self._channel = channel
+        self._pending = memoryview(b"")
+        self._eof = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        while not self._pending and not self._eof:
+            chunk = self._channel.get()
+            if chunk is None:
+                self._eof = True
+            else:
+                self._pending = memoryview(chunk)
+        n = min(len(buffer), len(self._pending))
+        buffer[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+
+def _run_stage(work: Callable[[], None], out: _Channel) -> threading.Thread:
+    def run() -> None:
+        try:
+            work()
+            out.put(None)
+        except _AbandonedError:
+            return
+        except BaseException as exc:  # handed to the consumer, raised there
+            try:
+                out.put(exc)
+            except _AbandonedError:
+                return
+
+    thread = threading.Thread(target=run, name="lockd-layer", daemon=True)
+    thread.start()
+    return thread
+
+
+def compression_of(head: bytes) -> str:
+    """``gzip``, ``zstd`` or ``none`` from a blob's first bytes."""
+    if head.startswith(_GZIP_MAGIC):
+        return "gzip"
+    if head.startswith(_ZSTD_MAGIC):
+        return "zstd"
+    return "none"
+
+
+class _Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+def _decompressor(kind: str, raw: io.BufferedReader[_ChannelReader]) -> _Readable:
+    if kind == "gzip":
+        return gzip.GzipFile(fileobj=raw, mode="rb")
+    if kind == "zstd":
+        import zstandard
+
+        return zstandard.ZstdDecompressor().stream_reader(
+            raw, read_size=CHUNK, read_across_frames=True
+        )
+    return raw
+
+
+class LayerStream(io.RawIOBase):
+    """The uncompressed bytes of one layer blob, both digests checked at the end.
+
+    ``digest`` is the blob's digest (of the bytes as stored), ``diff_id`` the
+    digest of the uncompressed tar (``None`` when the source does not say).
+    ``what`` names the layer in messages. Use as a context manager; reading to
+    the end (or :meth:`drain`) then :meth:`close` performs the checks.
+    """
+
+    def __init__(
+        self, chunks: Iterable[bytes], digest: str | None, diff_id: str | None, what: str
+    ) -> None:
+        super().__init__()
+        self.what = what
+        self.compression = "none"
+        self.compressed_size = 0
+        self.size = 0
+        self._digest = digest
+        self._diff_id = diff_id
+        self._hash = hashlib.sha256()
+        self._stop = threading.Event()
+        raw = _Channel(self._stop)
+        plain = _Channel(self._stop)
+        self._threads = [
+            _run_stage(lambda: self._read_raw(iter(chunks), raw), raw),
+            _run_stage(lambda: self._decompress(raw, plain), plain),
+        ]
+        self._plain = _ChannelReader(plain)
+        self._done = False
+
+    # -- the stages ------------------------------------------------------------------
+
+    def _read_raw(self, chunks: Iterator[bytes], out: _Channel) -> None:
+        hasher = hashlib.sha256()
+        for chunk in chunks:
+            if chunk:
+                hasher.update(chunk)
+                self.compressed_size += len(chunk)
+                out.put(chunk)
+        actual = "sha256:" + hasher.hexdigest()
+        if self._digest is not None and actual != self._digest:
+            raise ImageError(
+                f"The blob of {self.what} does not match its digest: expected "
+                f"{self._digest}, its {self.compressed_size} bytes hash to {actual}.",
+                hint="The image was altered in the registry, on disk or in transit; nothing "
+                "from it was used. Push or save the image again.",
+            )
+
+    def _decompress(self, raw: _Channel, out: _Channel) -> None:
+        source = io.BufferedReader(_ChannelReader(raw), CHUNK)
+        self.compression = compression_of(source.peek(4)[:4])
+        stream = _decompressor(self.compression, source)
+        try:
+            while chunk := stream.read(CHUNK):
+                out.put(chunk)
+            # Bytes after the compressed stream still count for the blob's digest, and a
+            # mismatch is only known once the first stage has hashed them all.
+            while source.read(CHUNK):
+                pass
+        except (_AbandonedError, LockdError):
+            raise
+        except Exception as exc:  # zlib.error, zstandard.ZstdError, EOFError, OSError, …
+            raise ImageError(
+                f"{self.what} is not a readable {self.compression} stream: {exc}.",
+                hint="The blob is corrupt or truncated; push or save the image again.",
+            ) from None
+
+    # -- reading ---------------------------------------------------------------------
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        n = self._plain.readinto(buffer)
+        if n:
+            self._hash.update(buffer[:n])
+            self.size += n
+        return n
+
+    def drain(self) -> None:
+        """Read what is left (a tar's padding after its end marker counts for ``diff_id``)."""
+        buffer = bytearray(CHUNK)
+        view = memoryview(buffer)
+        while self.readinto(view):
+            pass
+
+    def verify(self) -> None:
+        """Read to the end and check both digests; raise ``ImageError`` on a mismatch."""
+        if self._done:
+            return
+        self.drain()
+        self._done = True
+        actual = "sha256:" + self._hash.hexdigest()
+        if self._diff_id is not None and actual != self._diff_id:
+            raise ImageError(
+                f"The uncompressed content of {self.what} does not match its diff_id: the "
+                f"image config says {self._diff_id}, the {self.size} bytes hash to {actual}.",
+                hint="The image config and its layers disagree (an altered image); nothing "
+                "from it was used.",
+            )
+
+    def close(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+        super().close()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if exc_type is None:
+                self.verify()
+        finally:
+            self.close()
