@@ -25,7 +25,10 @@ import sysconfig
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs the target ~10 ms to import; annotations are strings
+    from collections.abc import Callable
     from typing import Any
+
+    Reader = Callable[[str], "bytes | None"]
 
 # Bumped when the shape of the printed object changes; lockd checks it.
 PROBE_VERSION = 1
@@ -41,8 +44,8 @@ def _read_bytes(path: str) -> bytes | None:
         return None
 
 
-def _read_text(path: str) -> str | None:
-    data = _read_bytes(path)
+def _read_text(path: str, read: Reader = _read_bytes) -> str | None:
+    data = read(path)
     return None if data is None else data.decode("utf-8", "replace")
 
 
@@ -64,9 +67,9 @@ def _headers(text: str) -> dict[str, str]:
 _INSTALLER_FILES = ("INSTALLER", "REQUESTED", "direct_url.json", "uv_cache.json", "RECORD")
 
 
-def _record(path: str) -> list[tuple[str, str]] | None:
+def _record(path: str, read: Reader = _read_bytes) -> list[tuple[str, str]] | None:
     """(path, hash) of each RECORD line; ``None`` when there is no RECORD."""
-    data = _read_bytes(os.path.join(path, "RECORD"))
+    data = read(os.path.join(path, "RECORD"))
     if data is None:
         return None
     entries = []
@@ -101,24 +104,30 @@ def _record_digest(record: list[tuple[str, str]]) -> str:
     return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
 
 
-def _dist(location: str, entry: str) -> dict[str, Any] | None:
+def _dist(
+    location: str,
+    entry: str,
+    read: Reader = _read_bytes,
+    isdir: Callable[[str], bool] = os.path.isdir,
+) -> dict[str, Any] | None:
+    """One dist's metadata. ``read`` and ``isdir`` are lockd's seam for image file systems."""
     path = os.path.join(location, entry)
     if entry.endswith(".dist-info"):
         metadata_path = os.path.join(path, "METADATA")
-    elif os.path.isdir(path):  # legacy setuptools .egg-info directory
+    elif isdir(path):  # legacy setuptools .egg-info directory
         metadata_path = os.path.join(path, "PKG-INFO")
     else:  # a bare .egg-info file is the PKG-INFO itself
         metadata_path = path
-    text = _read_text(metadata_path)
+    text = _read_text(metadata_path, read)
     if text is None:
         return None
     headers = _headers(text)
     if "name" not in headers or "version" not in headers:
         return None
-    record = _record(path)
-    installer = (_read_text(os.path.join(path, "INSTALLER")) or "").strip() or None
+    record = _record(path, read)
+    installer = (_read_text(os.path.join(path, "INSTALLER"), read) or "").strip() or None
     direct_url: Any = None
-    direct_text = _read_text(os.path.join(path, "direct_url.json"))
+    direct_text = _read_text(os.path.join(path, "direct_url.json"), read)
     if direct_text is not None:
         try:
             direct_url = json.loads(direct_text)
@@ -136,7 +145,7 @@ def _dist(location: str, entry: str) -> dict[str, Any] | None:
     }
 
 
-def _torch(dist: dict[str, Any]) -> dict[str, Any]:
+def _torch(dist: dict[str, Any], read: Reader = _read_bytes) -> dict[str, Any]:
     """Raw material for the torch flavour: version.py text and the torch/lib files of RECORD."""
     record = dist["_record"]
     libs = None  # None: there is no RECORD to look at
@@ -144,7 +153,7 @@ def _torch(dist: dict[str, Any]) -> dict[str, Any]:
         prefix = "torch/lib/"
         libs = sorted(path[len(prefix) :] for path, _ in record if path.startswith(prefix))
     return {
-        "version_py": _read_text(os.path.join(dist["location"], "torch", "version.py")),
+        "version_py": _read_text(os.path.join(dist["location"], "torch", "version.py"), read),
         "record_libs": libs,
     }
 

@@ -469,3 +469,52 @@ def split_shadowed(dists: Iterable[Dist]) -> tuple[tuple[Dist, ...], tuple[Dist,
 
 def _by_name(dist: Dist) -> str:
     return canonicalize_name(dist.name)
+
+
+# --- files of an image's root file system -----------------------------------------------------
+
+_GONE_STATES = frozenset({"not-installed", "config-files"})
+
+
+def parse_dpkg_status(text: str) -> tuple[DebPackage, ...]:
+    """``/var/lib/dpkg/status`` (or a distroless ``status.d`` file), as ``dpkg-query -W`` lists it.
+
+    Names carry ``:arch`` for ``Multi-Arch: same`` packages, as ``${binary:Package}``
+    prints them; removed packages that keep their configuration are left out.
+    """
+    packages: list[DebPackage] = []
+    for paragraph in re.split(r"\n\s*\n", text):
+        fields: dict[str, str] = {}
+        for line in paragraph.splitlines():
+            if line[:1] in (" ", "\t") or ":" not in line:
+                continue  # a continuation line (descriptions, conffiles)
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip().lower(), value.strip())
+        name, version = fields.get("package"), fields.get("version")
+        status = fields.get("status", "install ok installed").split()
+        if not name or not version or (status and status[-1] in _GONE_STATES):
+            continue
+        arch = fields.get("architecture", "")
+        if fields.get("multi-arch") == "same" and arch:
+            name = f"{name}:{arch}"
+        packages.append(DebPackage(name, version, arch))
+    return tuple(sorted(packages, key=lambda p: p.name))
+
+
+def glibc_from_dpkg(packages: Iterable[DebPackage]) -> str | None:
+    """The glibc release from the ``libc6`` package version (``2.36-9+deb12u4`` -> ``2.36``)."""
+    for package in packages:
+        if package.name.split(":")[0] == "libc6":
+            match = re.match(r"(\d+\.\d+)", package.version.split(":")[-1])
+            if match:
+                return match[1]
+    return None
+
+
+_GLIBC_BANNER = re.compile(rb"GNU C Library [^\n]*?(?:release )?version (\d+\.\d+)")
+
+
+def glibc_from_libc(data: bytes) -> str | None:
+    """The release from ``libc.so.6``'s banner (``GNU C Library … release version 2.36``)."""
+    match = _GLIBC_BANNER.search(data)
+    return match[1].decode() if match else None
