@@ -62,7 +62,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # plain click help: rendering it with rich costs ~0.25 s per call
 )
-images_app = typer.Typer(help="Resolve base image tags to digests; pin Dockerfiles.")
+images_app = typer.Typer(
+    help="Resolve base image tags to digests; pin Dockerfiles; inspect and track images."
+)
 db_app = typer.Typer(help="Database maintenance.")
 app.add_typer(images_app, name="images")
 app.add_typer(db_app, name="db")
@@ -539,6 +541,55 @@ def images_pin(
             typer.echo(f"Run again with --write to pin {dockerfile}.", err=True)
     if result.not_pinned:
         raise typer.Exit(EXIT_DRIFT)
+
+
+class InspectFormat(StrEnum):
+    table = "table"
+    json = "json"
+    cyclonedx = "cyclonedx"
+
+
+@images_app.command("inspect")
+def images_inspect(
+    reference: Annotated[
+        str,
+        typer.Argument(
+            metavar="REF", help="REGISTRY/REPO:TAG[@DIGEST], oci:DIR[:TAG] or docker-archive:FILE."
+        ),
+    ],
+    platform: Annotated[
+        str | None,
+        typer.Option("--platform", help="OS/ARCH of a multi-platform image (default: this one)."),
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Write here (atomically), not stdout.")
+    ] = None,
+    output_format: Annotated[
+        InspectFormat, typer.Option("--format", help="Output format.")
+    ] = InspectFormat.table,
+) -> None:
+    """What an image really contains (read without a runtime): snapshot, sizes, SBOM."""
+    from .images import InspectRequest, RegistryOptions, inspect_image
+    from .report import image as render
+
+    request = InspectRequest(reference, platform, RegistryOptions.from_env())
+    with render.step_progress("reading") as progress:
+        inspection = inspect_image(request, progress)
+    if output_format is InspectFormat.table and output is None:
+        render.print_inspection(inspection)
+        return
+    if output_format is InspectFormat.cyclonedx:
+        text = render.render_image_sbom(inspection)
+    else:
+        import json
+
+        text = json.dumps(inspection.to_dict(), indent=2, sort_keys=True) + "\n"
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        from .lockfiles.files import write_atomic
+
+        write_atomic(output, text.encode())
 
 
 def _print_image_rows(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:

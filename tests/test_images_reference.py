@@ -24,11 +24,13 @@ D1, D2, D3, D4 = (f"sha256:{c * 64}" for c in "1234")
 def test_public_api_is_pinned() -> None:
     assert lockd.images.__all__ == sorted(lockd.images.__all__, key=lambda n: (not n.isupper(), n))
     assert set(lockd.images.__all__) == {
-        "ACCEPT", "DOCKER_MANIFEST", "DOCKER_MANIFEST_LIST", "OCI_INDEX", "OCI_MANIFEST",
-        "BuildOptions", "CredentialStore", "Credentials", "Dockerfile", "DockerfilePins",
-        "DockerfileText", "FromInstruction", "FromKind", "Heredoc", "ImageRef", "Instruction",
-        "PinStatus", "PinnedFrom", "PlatformDigest", "RegistryClient", "RegistryOptions",
-        "ResolvedImage", "Stage", "key_values", "parse_build_args", "parse_dockerfile",
+        "ACCEPT", "DOCKER_MANIFEST", "DOCKER_MANIFEST_LIST", "IMAGE_FORMAT", "OCI_INDEX",
+        "OCI_MANIFEST", "BuildOptions", "CredentialStore", "Credentials", "Dockerfile",
+        "DockerfilePins", "DockerfileText", "FromInstruction", "FromKind", "Heredoc",
+        "ImageInspection", "ImageManifest", "ImageRef", "ImageSource", "InspectRequest",
+        "Instruction", "PinStatus", "PinnedFrom", "PlatformDigest", "RegistryClient",
+        "RegistryOptions", "ResolvedImage", "SizeFinding", "SizeReport", "Stage",
+        "inspect_image", "key_values", "open_source", "parse_build_args", "parse_dockerfile",
         "parse_dockerfile_stages", "parse_reference", "pin_dockerfile", "pin_dockerfile_text",
         "read_dockerfile", "require_resolved", "resolve_images", "split_instructions", "words",
     }  # fmt: skip

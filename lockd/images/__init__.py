@@ -8,6 +8,14 @@ adds ARG substitution, platform ARGs and stages, and ``parse_dockerfile`` /
 ``pin_dockerfile_text`` read and rewrite ``FROM`` lines (``_stages``);
 ``read_dockerfile`` reads a file's ``FROM`` lines and ``pin_dockerfile`` is the
 ``lockd images pin`` use case (``_pin``).
+
+Reading what an image contains, without a runtime: ``open_source`` names a
+registry image, an ``oci:`` layout or a ``docker-archive:`` file
+(``_sources``), whose layer blobs stream through digest checks and
+decompression (``_blobs``) into an in-memory root file system (``_rootfs``,
+ELF dynamic sections read from the stream by ``_elf``); ``_facts`` turns it
+into the ``Snapshot`` a venv probe yields, ``_sizes`` into a size report, and
+``inspect_image`` is the ``lockd images inspect`` use case (``_inspect``).
 """
 
 from ._auth import Credentials, CredentialStore
@@ -20,6 +28,7 @@ from ._dockerfile import (
     split_instructions,
     words,
 )
+from ._inspect import IMAGE_FORMAT, ImageInspection, InspectRequest, inspect_image
 from ._manifest import (
     ACCEPT,
     DOCKER_MANIFEST,
@@ -31,6 +40,8 @@ from ._manifest import (
 )
 from ._pin import DockerfilePins, PinnedFrom, PinStatus, pin_dockerfile, read_dockerfile
 from ._reference import ImageRef, parse_reference
+from ._sizes import SizeFinding, SizeReport
+from ._sources import ImageManifest, ImageSource, open_source
 from ._stages import (
     BuildOptions,
     Dockerfile,
@@ -48,6 +59,7 @@ __all__ = [
     "ACCEPT",
     "DOCKER_MANIFEST",
     "DOCKER_MANIFEST_LIST",
+    "IMAGE_FORMAT",
     "OCI_INDEX",
     "OCI_MANIFEST",
     "BuildOptions",
@@ -59,7 +71,11 @@ __all__ = [
     "FromInstruction",
     "FromKind",
     "Heredoc",
+    "ImageInspection",
+    "ImageManifest",
     "ImageRef",
+    "ImageSource",
+    "InspectRequest",
     "Instruction",
     "PinStatus",
     "PinnedFrom",
@@ -67,8 +83,12 @@ __all__ = [
     "RegistryClient",
     "RegistryOptions",
     "ResolvedImage",
+    "SizeFinding",
+    "SizeReport",
     "Stage",
+    "inspect_image",
     "key_values",
+    "open_source",
     "parse_build_args",
     "parse_dockerfile",
     "parse_dockerfile_stages",
