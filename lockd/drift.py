@@ -39,6 +39,7 @@ KINDS = (
     "system-lib-missing",
     "driver-too-old",
     "python-mismatch",
+    "base-image-mismatch",
 )
 
 # Installer tooling a live environment may carry without the lock naming it.
@@ -118,6 +119,8 @@ class DriftReport:
     checks: tuple[str, ...] = ()  # which checks ran: rebuild:<target>, live:<target>, creep, images
     parent: str | None = None
     snapshots: Mapping[str, Any] = field(default_factory=dict)  # target -> snapshot dict
+    # An image check: {"reference", "digest", "platform", "target"}; None for the others.
+    image: Mapping[str, Any] | None = None
 
     @property
     def status(self) -> str:
@@ -136,6 +139,8 @@ class DriftReport:
             "findings": [f.to_dict() for f in self.findings],
             "errors": [e.to_dict() for e in self.errors],
             "parent": self.parent,
+            # Only image checks carry the key: older reports keep their recorded hashes.
+            **({"image": dict(self.image)} if self.image is not None else {}),
         }
 
     @property
@@ -174,8 +179,10 @@ def compare_snapshot(
                 tid,
                 None,
                 target.python_version,
-                snapshot.python.version,
-                detail=f"the environment runs Python {snapshot.python.version}",
+                snapshot.python.version or None,
+                detail=f"the environment runs Python {snapshot.python.version}"
+                if snapshot.python.version
+                else "no Python environment found",
             )
         )
     for name, artifact in sorted(locked.items()):
@@ -554,6 +561,46 @@ def compare_image(
     return []
 
 
+def compare_base_image(
+    target: str, diff_ids: Sequence[str], bases: Mapping[str, Sequence[str]]
+) -> list[Finding]:
+    """An image not built on any base image recorded with its lockset.
+
+    ``diff_ids`` are the image's layers (its config's ``rootfs.diff_ids``);
+    ``bases`` maps each recorded base (``python:3.11-slim@sha256:…``, the
+    platform's manifest digest) to its own ``diff_ids``. An image built ``FROM``
+    a base starts with the base's layers; one that starts with none of them was
+    built on something else (a moved tag, a local base, another Dockerfile).
+    """
+    if not bases:
+        return []
+    for layers in bases.values():
+        if layers and tuple(diff_ids[: len(layers)]) == tuple(layers):
+            return []
+    best = max(bases, key=lambda ref: _common_prefix(diff_ids, bases[ref]))
+    shared = _common_prefix(diff_ids, bases[best])
+    return [
+        Finding(
+            "base-image-mismatch",
+            target,
+            None,
+            " or ".join(sorted(bases)),
+            f"{shared} of {len(bases[best])} base layers",
+            detail=f"the image's first layers are not those of {best}"
+            + (f" (only the first {shared} match)" if shared else ""),
+        )
+    ]
+
+
+def _common_prefix(a: Sequence[str], b: Sequence[str]) -> int:
+    count = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        count += 1
+    return count
+
+
 __all__ = [
     "DRIFT_FORMAT",
     "KINDS",
@@ -562,6 +609,7 @@ __all__ = [
     "DriftReport",
     "Finding",
     "check_artifacts",
+    "compare_base_image",
     "compare_image",
     "compare_offered",
     "compare_resolution",

@@ -107,7 +107,7 @@ def test_upgrade_from_0002_keeps_the_locksets_and_adds_images(tmp_path: Path) ->
     old.close()
 
     store = Store(url)  # opening upgrades to head
-    assert current_revision(store.engine) == head_revision() == "0003"
+    assert current_revision(store.engine) == head_revision()
     assert "images" in inspect(store.engine).get_table_names()
     assert store.get(recorded.hash[:8]) == recorded
     image = ResolvedImage(
@@ -132,6 +132,29 @@ def test_upgrade_from_0002_keeps_the_locksets_and_adds_images(tmp_path: Path) ->
         (newer.hash, "python:3.11-slim", "docker.io", "sha256:" + "1" * 64)
     ]
     assert json.loads(rows[0][4])[0]["digest"] == "sha256:" + "2" * 64
+
+
+def test_upgrade_from_0003_adds_tracked_images_and_keeps_the_records(tmp_path: Path) -> None:
+    from sqlalchemy import inspect
+
+    from lockd.store.migrate import current_revision, head_revision, upgrade
+
+    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
+    old = Store(url, migrate=False)
+    upgrade(old.engine, "0003")  # the schema as 0003 left it, built by its own revisions
+    old.record_lockset(_lockset("p", "k1"))
+    assert "tracked_images" not in inspect(old.engine).get_table_names()
+    old.close()
+
+    store = Store(url)  # opening upgrades to head
+    assert current_revision(store.engine) == head_revision() == "0004"
+    assert [s.hash for s in store.history("p")] == [_lockset("p", "k1").hash]
+    assert store.track_image("p", "registry.example/app:prod", "linux-x86_64-py311-cpu")
+    assert not store.track_image("p", "registry.example/app:prod", "linux-x86_64-py311-cpu")
+    assert [(t.project, t.reference, t.target) for t in store.tracked_images()] == [
+        ("p", "registry.example/app:prod", "linux-x86_64-py311-cpu")
+    ]
+    assert store.tracked_images("other") == []
 
 
 def test_a_lockset_whose_parent_is_no_longer_the_head_is_refused(tmp_path: Path) -> None:

@@ -333,6 +333,7 @@ def drift_from_dict(data: Mapping[str, Any]) -> DriftReport:
         ),
         checks=tuple(data.get("checks", [])),
         parent=data.get("parent"),
+        image=data.get("image"),
     )
 
 

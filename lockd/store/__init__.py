@@ -1,5 +1,5 @@
 """The lockd database: SQLModel tables behind repository functions."""
 
-from .repository import LocksetSummary, Store
+from .repository import LocksetSummary, Store, TrackedImage
 
-__all__ = ["LocksetSummary", "Store"]
+__all__ = ["LocksetSummary", "Store", "TrackedImage"]

@@ -26,8 +26,27 @@ from .tables import (
     LocksetRow,
     ProjectRow,
     SnapshotRow,
+    TrackedImageRow,
 )
 from .verify import ChainReport, Records, check_chains, load_records
+
+
+@dataclass(frozen=True, slots=True)
+class TrackedImage:
+    """An image checked by ``drift --all``, against ``target`` of its project's latest lockset."""
+
+    project: str
+    reference: str
+    target: str
+    created_at: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "project": self.project,
+            "reference": self.reference,
+            "target": self.target,
+            "created_at": self.created_at,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -383,6 +402,64 @@ class Store:
             ).first()
             return json.loads(row.document) if row else None
 
+    def drift_reports_of(self, lockset_hash: str) -> list[tuple[str, DriftReport]]:
+        """(hash, report) of every drift report on one lockset, newest first."""
+        with Session(self.engine) as session:
+            rows = session.exec(
+                select(DriftReportRow)
+                .where(DriftReportRow.lockset_hash == lockset_hash)
+                .order_by(col(DriftReportRow.id).desc())
+            ).all()
+            return [(row.hash, _to_drift(row)) for row in rows]
+
+    # -- tracked images ----------------------------------------------------------
+
+    def track_image(self, project: str, reference: str, target: str) -> bool:
+        """Track an image for ``project``; ``False`` when it already was."""
+        try:
+            with Session(self.engine) as session, session.begin():
+                row = self._project(session, project)
+                if session.exec(
+                    select(TrackedImageRow).where(
+                        TrackedImageRow.project_id == row.id,
+                        TrackedImageRow.reference == reference,
+                        TrackedImageRow.target == target,
+                    )
+                ).first():
+                    return False
+                session.add(
+                    TrackedImageRow(
+                        project_id=row.id,  # type: ignore[arg-type]
+                        reference=reference,
+                        target=target,
+                        created_at=datetime.now(UTC),
+                    )
+                )
+                return True
+        except SQLAlchemyError as exc:
+            raise StoreError(f"Could not record the tracked image: {exc}.") from None
+
+    def tracked_images(self, project: str | None = None) -> list[TrackedImage]:
+        """Tracked images, by project and order of tracking."""
+        with Session(self.engine) as session:
+            query = (
+                select(TrackedImageRow, ProjectRow)
+                .join(ProjectRow)
+                .order_by(ProjectRow.name, col(TrackedImageRow.id))
+            )
+            if project:
+                query = query.where(ProjectRow.name == project)
+            return [
+                TrackedImage(
+                    project=proj.name,
+                    reference=row.reference,
+                    target=row.target,
+                    created_at=row.created_at.replace(tzinfo=None).isoformat(timespec="seconds")
+                    + "Z",
+                )
+                for row, proj in session.exec(query).all()
+            ]
+
     # -- tamper evidence ---------------------------------------------------------
 
     def chain_records(self, project: str | None = None) -> Records:
@@ -432,6 +509,7 @@ def _to_drift(row: DriftReportRow) -> DriftReport:
         errors=tuple(CheckError(e.get("target"), e["check"], e["message"]) for e in data["errors"]),
         checks=tuple(data.get("checks", [])),
         parent=data.get("parent"),
+        image=data.get("image"),
     )
 
 

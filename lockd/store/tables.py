@@ -106,3 +106,16 @@ class ImageRow(SQLModel, table=True):
     # [{os, architecture, variant, digest, media_type}]: a target finds its own manifest here.
     platforms: list[dict[str, Any]] = Field(sa_column=Column(JSON, nullable=False))
     resolved_at: datetime
+
+
+class TrackedImageRow(SQLModel, table=True):
+    """An image ``drift --all`` checks against one target of its project's latest lockset."""
+
+    __tablename__ = "tracked_images"
+    __table_args__ = (UniqueConstraint("project_id", "reference", "target"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="projects.id", index=True)
+    reference: str
+    target: str
+    created_at: datetime
