@@ -592,6 +592,35 @@ def images_inspect(
         write_atomic(output, text.encode())
 
 
+@images_app.command("track")
+def images_track(
+    reference: Annotated[str, typer.Argument(metavar="REF", help="The image to check nightly.")],
+    target: Annotated[str, typer.Option("--target", help="The lockset target the image ships.")],
+    project: Annotated[
+        str | None, typer.Option("--project", help="Project (default: this directory's).")
+    ] = None,
+    db: DbOption = None,
+    output_format: FormatOption = TableFormat.table,
+) -> None:
+    """Track an image: `lockd drift --all` checks it against its project's latest lockset."""
+    from .app.image_drift import TrackRequest, track_image
+    from .report.console import print_json
+    from .settings import Settings
+
+    request = TrackRequest(db or Settings.from_env().database_url, reference, target, project)
+    added, tracked = track_image(request)
+    if output_format is TableFormat.json:
+        print_json({"added": added, "tracked": [t.to_dict() for t in tracked]})
+        return
+    typer.echo(
+        f"{reference} {'now tracked' if added else 'was already tracked'} for {target}.", err=True
+    )
+    _print_image_rows(
+        ("project", "image", "target", "since"),
+        [(t.project, t.reference, t.target, t.created_at) for t in tracked],
+    )
+
+
 def _print_image_rows(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
     """A rich table on a terminal; tab-separated lines (full digests, no wrapping) otherwise."""
     if not sys.stdout.isatty():
@@ -679,6 +708,14 @@ def drift(
     images: Annotated[
         bool, typer.Option("--images/--no-images", help="Re-resolve recorded base-image tags.")
     ] = True,
+    image: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--image",
+            help="Check what this image contains instead of an environment (repeatable): "
+            "REGISTRY/REPO:TAG, oci:DIR[:TAG] or docker-archive:FILE.",
+        ),
+    ] = None,
     db: DbOption = None,
     output_format: Annotated[
         DriftFormat, typer.Option("--format", help="Output format.")
@@ -696,8 +733,13 @@ def drift(
 
     if python is not None and snapshot is not None:
         raise UsageError("Give either --python or --snapshot, not both.")
-    if all_projects and (project or lockset or target or python or snapshot):
-        raise UsageError("--all checks every project's latest lockset; drop the other selectors.")
+    if all_projects and (project or lockset or target or python or snapshot or image):
+        raise UsageError(
+            "--all checks every project's latest lockset and tracked images; drop the other "
+            "selectors."
+        )
+    if image and (python or snapshot or rebuild):
+        raise UsageError("--image checks an image; drop --python, --snapshot and --rebuild.")
     settings = Settings.from_env()
     options = DriftOptions(
         database_url=db or settings.database_url,
@@ -711,6 +753,7 @@ def drift(
         creep=creep,
         images=images,
         concurrency=settings.concurrency,
+        image_refs=tuple(image or ()),
     )
     from .report.console import status_progress
 

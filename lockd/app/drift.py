@@ -65,6 +65,7 @@ class DriftOptions:
     creep: bool = True
     images: bool = True
     concurrency: int = 4
+    image_refs: tuple[str, ...] = ()  # --image: check these images instead of an environment
     environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
 
 
@@ -79,9 +80,15 @@ def run_drift(options: DriftOptions, progress: ProgressHook | None = None) -> li
                     "The database holds no projects yet.", hint="Run `lockd compile` first."
                 )
             with ThreadPoolExecutor(max_workers=max(1, options.concurrency)) as pool:
-                return list(
+                reports = list(
                     pool.map(lambda p: _check_project_safely(store, options, p, progress), projects)
                 )
+            return reports + _check_tracked_images(store, options, progress)
+        if options.image_refs:
+            return [
+                _record(store, _check_image(store, options, reference, progress))
+                for reference in options.image_refs
+            ]
         lockset = _pick_lockset(store, options)
         return [_record(store, _check_lockset(store, options, lockset, progress))]
     finally:
@@ -108,6 +115,48 @@ def _check_project_safely(
             return _record(store, report)
         except LockdError:
             return report
+
+
+def _check_image(
+    store: Store, options: DriftOptions, reference: str, progress: ProgressHook | None
+) -> DriftReport:
+    from ..images import RegistryOptions
+    from .image_drift import ImageCheck, check_image
+
+    def pick(label: str | None) -> Lockset:
+        if options.lockset is None and label:
+            return store.get(label, options.project)
+        return _pick_lockset(store, options)
+
+    registry = RegistryOptions.from_env(options.environ)
+    return check_image(store, ImageCheck(reference, options.target), pick, registry, progress)
+
+
+def _check_tracked_images(
+    store: Store, options: DriftOptions, progress: ProgressHook | None
+) -> list[DriftReport]:
+    """``--all``: every tracked image against its project's latest lockset."""
+    from ..images import RegistryOptions
+    from .image_drift import ImageCheck, check_image, failed_check
+
+    registry = RegistryOptions.from_env(options.environ)
+    reports = []
+    for tracked in store.tracked_images():
+        lockset = store.latest(tracked.project)
+        if lockset is None:
+            continue  # the project's own report already says it has no lockset
+        check = ImageCheck(tracked.reference, tracked.target)
+        try:
+            report = check_image(store, check, _always(lockset), registry, progress)
+        except LockdError as err:
+            report = failed_check(lockset, check, err)
+        reports.append(_record(store, report))
+    return reports
+
+
+def _always(lockset: Lockset) -> Callable[[str | None], Lockset]:
+    """A tracked image is checked against its project's latest lockset, whatever its label."""
+    return lambda _label: lockset
 
 
 def _record(store: Store, report: DriftReport) -> DriftReport:
