@@ -438,11 +438,12 @@ def show(
     from .report import console
     from .settings import Settings
 
-    found = use_cases.show(db or Settings.from_env().database_url, lockset)
+    found, reports = use_cases.show(db or Settings.from_env().database_url, lockset)
     if output_format is TableFormat.json:
-        console.print_json(found.to_dict())
+        console.print_json({**found.to_dict(), "drift_reports": [r.to_dict() for r in reports]})
     else:
         console.print_lockset(found)
+        console.print_drift_checks(reports)
 
 
 @app.command(cls=_Command)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from ..lockset import diff_locksets
 
 if TYPE_CHECKING:
+    from ..drift import DriftReport
     from ..lockset import Lockset
     from ..store import Store
 
@@ -25,10 +26,12 @@ def history(database_url: str, project: str | None) -> list[dict[str, object]]:
         store.close()
 
 
-def show(database_url: str, ref: str) -> Lockset:
+def show(database_url: str, ref: str) -> tuple[Lockset, list[DriftReport]]:
+    """A lockset and its drift reports (environments and images), newest first."""
     store = _store(database_url)
     try:
-        return store.get(ref)
+        lockset = store.get(ref)
+        return lockset, [report for _, report in store.drift_reports_of(lockset.hash)]
     finally:
         store.close()
 

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
     from ..app.compile import CompileResult, LockCheck
     from ..app.pip import ProgressHook
+    from ..drift import DriftReport
     from ..lockset import Lockset
 
 
@@ -283,6 +284,29 @@ def print_lockset(lockset: Lockset) -> None:
         console.print(images)
     for failure in lockset.failures:
         console.print(f"[red]failed[/] {escape(named(failure.message, failure.target))}")
+
+
+def print_drift_checks(reports: Sequence[DriftReport]) -> None:
+    """The drift reports of one lockset, images with their digests."""
+    from rich.table import Table
+    from rich.text import Text
+
+    console = _console()
+    if not reports:
+        console.print("no drift check yet")
+        return
+    table = Table(title="drift checks")
+    for column in ("checked", "status", "findings", "what"):
+        table.add_column(column)
+    for report in reports:
+        image = report.image
+        what = (
+            f"image {image.get('reference')} {image.get('digest') or ''} ({image.get('target')})"
+            if image
+            else ", ".join(report.checks) or "-"
+        )
+        table.add_row(report.checked_at, report.status, str(len(report.findings)), Text(what))
+    console.print(table)
 
 
 def print_diff(result: dict[str, Any]) -> None:

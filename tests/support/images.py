@@ -178,7 +178,7 @@ def push(pusher: Pusher, repo: str, tag: str, parts: Parts) -> str:
 def write_oci_layout(directory: Path, parts: Parts, tag: str = "latest") -> str:
     blobs = directory / "blobs" / "sha256"
     blobs.mkdir(parents=True, exist_ok=True)
-    manifest = json.dumps(parts.manifest()).encode()
+    manifest = json.dumps(parts.manifest(), indent=2).encode()  # as Pusher.manifest sends it
     for data in (parts.config, manifest, *(blob for blob, _ in parts.layers)):
         (blobs / hashlib.sha256(data).hexdigest()).write_bytes(data)
     (directory / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
@@ -186,9 +186,7 @@ def write_oci_layout(directory: Path, parts: Parts, tag: str = "latest") -> str:
         **_descriptor(manifest, OCI_MANIFEST),
         "annotations": {"org.opencontainers.image.ref.name": tag},
     }
-    (directory / "index.json").write_text(
-        json.dumps({"schemaVersion": 2, "manifests": [entry]})
-    )
+    (directory / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [entry]}))
     return digest_of(manifest)
 
 
@@ -228,7 +226,9 @@ def dist(
     """A dist as an installer leaves it: its files, METADATA, RECORD and INSTALLER."""
     files = dict(files or {f"{name.replace('-', '_')}/__init__.py": b""})
     info = f"{name.replace('-', '_')}-{version}.dist-info"
-    files[f"{info}/METADATA"] = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode()
+    files[f"{info}/METADATA"] = (
+        f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode()
+    )
     files[f"{info}/INSTALLER"] = f"{installer}\n".encode()
     record = "".join(f"{p},{_record_hash(d)},{len(d)}\n" for p, d in sorted(files.items()))
     files[f"{info}/RECORD"] = (record + f"{info}/RECORD,,\n").encode()

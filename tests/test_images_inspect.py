@@ -1,0 +1,369 @@
+"""Reading images without a runtime: layers, links, sources, sizes and SBOMs.
+
+Every image is built in the test and pushed to the real ``docker-registry``
+(or written as an OCI layout or a docker archive), then read back through
+``lockd.images.inspect_image`` or the ``lockd images inspect`` CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tarfile
+from pathlib import Path
+
+import pytest
+from cyclonedx.schema import SchemaVersion
+from cyclonedx.validation.json import JsonStrictValidator
+
+from lockd.errors import ImageError, RegistryError
+from lockd.images import ImageInspection, InspectRequest, RegistryOptions, inspect_image
+from lockd.snapshot import Available, LibraryStatus, TorchKind
+from tests.conftest import hermetic_env, run_lockd
+from tests.support.images import (
+    DEBIAN_RELEASE,
+    Image,
+    Layer,
+    deb_status,
+    dist,
+    push,
+    shared_object,
+    torch,
+    write_docker_archive,
+    write_oci_layout,
+)
+from tests.support.registry import Pusher, Registry
+
+SITE = "opt/venv/lib/python3.11/site-packages"
+LIBDIR = "usr/lib/x86_64-linux-gnu"
+EXT = "cpython-311-x86_64-linux-gnu.so"
+
+pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc (.ci/run has it)")
+
+
+def base_layer(*libraries: str) -> Layer:
+    """A Debian-like base: os-release, dpkg database, glibc, python3.11, usr-merged /lib."""
+    layer = Layer(created_by="ADD rootfs.tar /").file("etc/os-release", DEBIAN_RELEASE)
+    deb_status(layer, [("libc6", "2.36-9+deb12u4"), ("python3.11", "3.11.2-6")])
+    layer.symlink("lib", "usr/lib").symlink("lib64", "usr/lib64")
+    layer.file(f"{LIBDIR}/libc.so.6", shared_object("libc.so.6"))
+    for soname in libraries:
+        layer.file(f"{LIBDIR}/{soname}", shared_object(soname))
+    layer.file("usr/bin/python3.11", b"\x7fELF not run").symlink("usr/bin/python3", "python3.11")
+    return layer
+
+
+def venv_layer(torch_version: str = "2.6.0+cu124", cuda: str | None = "12.4") -> Layer:
+    layer = Layer(created_by="RUN uv pip sync --require-hashes requirements.txt")
+    layer.file("opt/venv/pyvenv.cfg", "home = /usr/bin\nversion = 3.11.2\n")
+    layer.symlink("opt/venv/bin/python3", "/usr/bin/python3.11")
+    dist(layer, SITE, "numpy", "2.1.0")
+    dist(layer, SITE, "requests", "2.32.3")
+    torch(layer, SITE, torch_version, cuda)
+    return layer
+
+
+ENV = ["PATH=/opt/venv/bin:/usr/local/bin:/usr/bin:/bin", "CUDA_VERSION=12.4.1"]
+
+
+def read(reference: str, platform: str | None = None) -> ImageInspection:
+    return inspect_image(InspectRequest(reference, platform, RegistryOptions()))
+
+
+def test_layers_apply_with_whiteouts_opaque_dirs_links_gzip_and_zstd(
+    registry: Registry, pusher: Pusher
+) -> None:
+    old = venv_layer()
+    dist(old, SITE, "leftover", "0.1", {"leftover/__init__.py": b"x" * 5000})
+    old.file("opt/data/a.bin", b"a" * 3000).file("opt/data/keep/b.bin", b"b" * 1000)
+    later = Layer(created_by="RUN cleanup")
+    later.whiteout(f"{SITE}/leftover-0.1.dist-info").whiteout(f"{SITE}/leftover")
+    later.dir("opt/data").opaque("opt/data").file("opt/data/new.bin", b"n" * 10)
+    later.symlink("opt/venv/bin/python", "python3").hardlink(
+        "opt/data/again.bin", "opt/data/new.bin"
+    )
+    image = Image([base_layer(), old, later], env=ENV, compression=["gzip", "zstd", "none"])
+    digest = push(pusher, "layers", "v1", image.parts())
+
+    inspection = read(registry.ref("layers", "v1"))
+
+    snap = inspection.snapshot
+    assert snap.image is not None and snap.image.digest == digest
+    assert [layer.compression for layer in snap.image.layers] == ["gzip", "zstd", "none"]
+    assert [layer.created_by for layer in snap.image.layers] == [
+        "ADD rootfs.tar /",
+        "RUN uv pip sync --require-hashes requirements.txt",
+        "RUN cleanup",
+    ]
+    assert [(d.name, d.version) for d in snap.dists] == [
+        ("numpy", "2.1.0"),
+        ("requests", "2.32.3"),
+        ("torch", "2.6.0+cu124"),
+    ]  # the whited-out dist is gone
+    assert snap.python.prefix == "/opt/venv" and snap.python.version == "3.11.2"
+    assert snap.python.executable == "/opt/venv/bin/python3"
+    size = inspection.size
+    assert size.wasted == size.layers[2].removed_bytes
+    assert 9000 < size.layers[2].removed_bytes < 9600  # the leftover dist and the hidden data
+    assert size.layers[2].files == 2  # new.bin and its hard link
+    info = snap.system_info
+    assert info is not None
+    assert info.os_release == Available(
+        {"PRETTY_NAME": "Debian GNU/Linux 12 (bookworm)", "ID": "debian", "VERSION_ID": "12"}
+    )
+    assert info.glibc == Available("2.36")
+    assert [(p.name, p.version) for p in info.dpkg.or_none() or ()] == [
+        ("libc6:amd64", "2.36-9+deb12u4"),
+        ("python3.11", "3.11.2-6"),
+    ]
+    assert snap.cuda_toolkit_version == "12.4.1"
+    flavour = snap.torch_flavour
+    assert flavour is not None and flavour.kind is TorchKind.cuda and flavour.cuda == "12.4"
+
+
+def test_hidden_files_are_hidden_and_links_resolve_inside(
+    registry: Registry, pusher: Pusher
+) -> None:
+    from lockd.images._facts import classify
+    from lockd.images._inspect import read_rootfs
+    from lockd.images._sources import open_source
+
+    first = Layer().file("opt/data/a.bin", b"a").file("etc/os-release", "ID=first\n")
+    first.file("opt/data/sub/b.bin", b"b")
+    second = Layer().dir("opt/data").opaque("opt/data").file("opt/data/c.bin", b"c")
+    second.symlink("etc/alias", "/etc/os-release").symlink("loop", "loop2")
+    second.symlink("loop2", "loop").hardlink("etc/copy", "/etc/os-release")
+    push(pusher, "links", "v1", Image([first, second]).parts())
+    with open_source(registry.ref("links", "v1"), RegistryOptions()) as source:
+        rootfs = read_rootfs(source, source.manifest(None), classify)
+
+    assert rootfs.listdir("opt/data") == ["c.bin"]
+    assert not rootfs.is_file("opt/data/sub/b.bin")
+    assert rootfs.read_text("etc/alias") == "ID=first\n"
+    assert rootfs.read_text("etc/copy") == "ID=first\n"
+    assert rootfs.resolve("loop") is None
+
+
+def test_a_hostile_layer_stays_inside_the_image(
+    registry: Registry, pusher: Pusher, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lockd.images._facts import classify
+    from lockd.images._inspect import read_rootfs
+    from lockd.images._sources import open_source
+
+    host_secret = tmp_path / "host-secret"
+    host_secret.write_text("host only")
+    hostile = Layer().file("/etc/os-release", "ID=inside\n")  # absolute: lands inside
+    hostile.file("../../../../escape.txt", b"climbs out").file("etc/../../outside", b"x")
+    hostile.device("dev/null-again")
+    hostile.symlink("etc/ld.so.conf", str(host_secret))  # absolute target: the image's path
+    hostile.symlink("up", "../../../../../../..").file("up/etc/lockd-test", b"still inside")
+    hostile.hardlink("etc/stolen", "../../../etc/passwd")
+    hostile.symlink("etc/passwd-link", "../../../../../../etc/passwd")
+    push(pusher, "hostile", "v1", Image([hostile]).parts())
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
+
+    with open_source(registry.ref("hostile", "v1"), RegistryOptions()) as source:
+        rootfs = read_rootfs(source, source.manifest(None), classify)
+
+    assert rootfs.read_text("etc/os-release") == "ID=inside\n"
+    assert "escape.txt" not in rootfs.listdir("") and "outside" not in rootfs.listdir("")
+    assert rootfs.warnings == {
+        "device node or FIFO": 1,
+        "entry outside the image root": 2,
+        "hard link to a missing or non-regular file, or outside the root": 1,
+    }
+    assert rootfs.read_text("etc/ld.so.conf") is None  # the host file is never read
+    assert rootfs.resolve("etc/ld.so.conf") == str(host_secret).lstrip("/")
+    assert rootfs.resolve("etc/passwd-link") == "etc/passwd"
+    assert rootfs.resolve("up") == "" and rootfs.is_file("etc/lockd-test")
+    assert list(scratch.iterdir()) == []  # nothing written, not even to a temporary directory
+    assert not (Path("/") / "escape.txt").exists()
+
+
+def test_a_huge_tar_header_is_refused(registry: Registry, pusher: Pusher) -> None:
+    info = tarfile.TarInfo("big")
+    info.pax_headers = {"comment": "x" * (2 << 20)}
+    layer = Layer().raw(info, b"")
+    push(pusher, "huge-header", "v1", Image([layer]).parts())
+    with pytest.raises(ImageError, match="tar header"):
+        read(registry.ref("huge-header", "v1"))
+
+
+def test_a_tampered_blob_is_caught(registry: Registry, pusher: Pusher) -> None:
+    # Blobs are shared by digest in the registry: this one is never used by another test.
+    parts = Image([base_layer(), venv_layer().file("salt", b"tampered")]).parts()
+    push(pusher, "tampered", "v1", parts)
+    blob, _ = parts.layers[1]
+    stored = next((registry.log.parent / "storage").rglob(f"blobs/sha256/*/{_hex(blob)}/data"))
+    stored.write_bytes(bytes(b ^ 0xFF if i == 100 else b for i, b in enumerate(blob)))
+    with pytest.raises(ImageError, match="does not match its digest"):
+        read(registry.ref("tampered", "v1"))
+
+
+def test_a_config_that_lies_about_a_layer_is_caught(registry: Registry, pusher: Pusher) -> None:
+    image = Image([venv_layer()])
+    parts = image.parts()
+    config = json.loads(parts.config)
+    config["rootfs"]["diff_ids"] = ["sha256:" + "0" * 64]
+    parts.config = json.dumps(config).encode()
+    push(pusher, "lying", "v1", parts)
+    with pytest.raises(ImageError, match="diff_id"):
+        read(registry.ref("lying", "v1"))
+
+
+def _hex(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_the_closure_is_resolved_against_the_image(registry: Registry, pusher: Pusher) -> None:
+    """An extension that needs a library its base lacks: missing; with it, resolved."""
+    app = venv_layer()
+    cv2 = shared_object(needed=("libGL.so.1", "libcuda.so.1"))
+    plugin = shared_object(needed=("libibverbs.so.1",))  # dlopen'ed on demand: not loaded
+    helper = shared_object("libhelper.so.2", needed=("libz.so.1",))
+    app.file(f"{SITE}/cv2/cv2.abi3.so", cv2).file(f"{SITE}/nvidia/lib/libplugin.so.1", plugin)
+    app.file(
+        f"{SITE}/pkg/_core.{EXT}",
+        shared_object(needed=("libhelper.so.2",), runpath="$ORIGIN/../pkg.libs"),
+    )
+    app.file(f"{SITE}/pkg.libs/libhelper.so.2", helper)
+    push(pusher, "closure", "slim", Image([base_layer("libz.so.1"), app], env=ENV).parts())
+    push(
+        pusher,
+        "closure",
+        "full",
+        Image([base_layer("libz.so.1", "libGL.so.1"), app], env=ENV).parts(),
+    )
+
+    slim = read(registry.ref("closure", "slim")).snapshot
+    scan = slim.library_scan
+    assert scan is not None
+    assert [(lib.soname, lib.status, lib.needed_by) for lib in scan.unresolved] == [
+        ("libGL.so.1", LibraryStatus.missing, ("cv2/cv2.abi3.so",)),
+        ("libcuda.so.1", LibraryStatus.driver, ("cv2/cv2.abi3.so",)),
+    ]
+    assert scan.system["libz.so.1"] == "/lib/x86_64-linux-gnu/libz.so.1"
+    full = read(registry.ref("closure", "full")).snapshot
+    assert [lib.soname for lib in full.missing_libraries or ()] == []
+
+
+def test_transports_agree_and_platforms_are_chosen(
+    registry: Registry, pusher: Pusher, tmp_path: Path
+) -> None:
+    parts = Image([base_layer(), venv_layer()], env=ENV, labels={"a": "b"}).parts()
+    digest = push(pusher, "transports", "v1", parts)
+    layout_digest = write_oci_layout(tmp_path / "layout", parts, "v1")
+    write_docker_archive(tmp_path / "app.tar", parts, "app:v1")
+
+    by_registry = read(registry.ref("transports", "v1")).snapshot
+    by_layout = read(f"oci:{tmp_path / 'layout'}:v1").snapshot
+    by_archive = read(f"docker-archive:{tmp_path / 'app.tar'}").snapshot
+    assert layout_digest == digest
+    for snap in (by_layout, by_archive):
+        assert snap.dists == by_registry.dists
+        assert snap.image is not None and snap.image.labels == {"a": "b"}
+    assert by_archive.image is not None and by_archive.image.digest is None
+
+    arm = Image([venv_layer()], architecture="arm64").parts()
+    amd = Image([venv_layer("2.6.0+cpu", None)]).parts()
+    index = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {**_pushed(pusher, "multi", arm), "platform": {"os": "linux", "architecture": "arm64"}},
+            {**_pushed(pusher, "multi", amd), "platform": {"os": "linux", "architecture": "amd64"}},
+        ],
+    }
+    pusher.manifest("multi", "v1", index)
+    chosen = read(registry.ref("multi", "v1"), "linux/arm64").snapshot
+    assert chosen.image is not None and chosen.image.platform == "linux/arm64"
+    assert chosen.python.machine == "aarch64"
+    with pytest.raises(RegistryError, match="offers linux/arm64, linux/amd64"):
+        read(registry.ref("multi", "v1"), "linux/s390x")
+
+
+def _pushed(pusher: Pusher, repo: str, parts: object) -> dict[str, object]:
+    digest = push(pusher, repo, "tmp", parts)  # type: ignore[arg-type]
+    manifest = json.dumps(parts.manifest(), indent=2).encode()  # type: ignore[attr-defined]
+    return {
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": digest,
+        "size": len(manifest),
+    }
+
+
+def test_size_report_names_what_a_runtime_image_need_not_ship(
+    registry: Registry, pusher: Pusher
+) -> None:
+    base = base_layer()
+    deb_status(
+        base, [("libc6", "2.36-9+deb12u4"), ("gcc-12", "12.2.0-14"), ("libssl-dev", "3.0.11")]
+    )
+    base.file("usr/bin/gcc-12", b"g" * 700).symlink("usr/bin/gcc", "gcc-12")
+    cuda = Layer(created_by="COPY cuda /usr/local/cuda-12.4")
+    cuda.file("usr/local/cuda-12.4/lib64/libcudart.so.12", b"c" * 4000)
+    cuda.file("usr/local/cuda-12.4/lib64/libcudart_static.a", b"s" * 2000)
+    cuda.file("usr/local/cuda-12.4/include/cuda.h", b"h" * 300)
+    cuda.file("usr/local/cuda-12.4/bin/nvcc", b"n" * 100).symlink("usr/local/cuda", "cuda-12.4")
+    app = venv_layer()
+    dist(app, SITE, "nvidia-cuda-runtime-cu12", "12.4.127",
+         {"nvidia/cuda_runtime/lib/libcudart.so.12": b"w" * 3000})  # fmt: skip
+    app.file("root/.cache/pip/http/ab/cd", b"p" * 1500)
+    app.file("var/cache/apt/archives/gcc_12.deb", b"d" * 800)
+    push(pusher, "sizes", "v1", Image([base, cuda, app], env=ENV).parts())
+
+    size = read(registry.ref("sizes", "v1")).size
+
+    found = {(f.kind, f.subject): f.bytes for f in size.findings}
+    assert found[("toolchain", "/usr/bin/gcc-12")] == 700
+    assert found[("toolchain", "/usr/local/cuda-12.4/bin/nvcc")] == 100
+    assert found[("toolchain", "deb: gcc-12, libssl-dev:amd64")] == 0
+    assert found[("cache", "pip cache")] == 1500
+    assert found[("cache", "apt archives")] == 800
+    assert found[("cuda-static", "CUDA static libraries (*.a)")] == 2000
+    assert found[("cuda-headers", "CUDA headers")] == 300
+    assert found[("cuda-twice", "libcudart")] == 3000
+    assert ("usr/local/cuda-12.4/lib64", 6000) in size.largest
+    assert [total for _, total in size.largest] == sorted(
+        (total for _, total in size.largest), reverse=True
+    )
+
+
+def test_cli_inspect_formats(registry: Registry, pusher: Pusher, tmp_path: Path) -> None:
+    push(pusher, "cli", "v1", Image([base_layer(), venv_layer()], env=ENV).parts())
+    env = hermetic_env(tmp_path)
+    table = run_lockd("images", "inspect", registry.ref("cli", "v1"), cwd=tmp_path, env=env)
+    assert table.returncode == 0, table.output
+    assert "torch" in table.stdout and "2.6.0+cu124: cuda 12.4" in table.stdout
+    assert "Largest directories" in table.stdout
+    assert "reading: layer 2/2" in table.stderr  # a line per step off a terminal
+
+    as_json = run_lockd(
+        "images", "inspect", registry.ref("cli", "v1"), "--format", "json", cwd=tmp_path, env=env
+    )
+    data = json.loads(as_json.stdout)
+    assert data["format"] == "lockd.image/1"
+    assert data["snapshot"]["image"]["platform"] == "linux/amd64"
+    assert data["size"]["layers"][1]["files"] > 0
+
+    sbom = run_lockd(
+        "images", "inspect", registry.ref("cli", "v1"), "--format", "cyclonedx",
+        cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(sbom.stdout) is None
+    bom = json.loads(sbom.stdout)
+    purls = {c["purl"] for c in bom["components"]}
+    assert "pkg:pypi/torch@2.6.0%2Bcu124" in purls
+    assert "pkg:deb/debian/libc6@2.36-9%2Bdeb12u4?arch=amd64" in purls
+    properties = {p["name"] for p in bom["metadata"]["component"]["properties"]}
+    assert {"lockd:layer:0:digest", "lockd:layer:1:diff_id"} <= properties
+
+    missing = run_lockd("images", "inspect", registry.ref("nope", "v1"), cwd=tmp_path, env=env)
+    assert missing.returncode == 3 and "Traceback" not in missing.output
+    bad = run_lockd("images", "inspect", "oci:/nonexistent/dir", cwd=tmp_path, env=env)
+    assert bad.returncode == 2 and "Traceback" not in bad.output
