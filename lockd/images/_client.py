@@ -35,7 +35,6 @@ from lockd.transport import DEADLINE_VARIABLE, deadline_client, exceeded
 from lockd.urls import shown
 
 from ._auth import Credentials, CredentialStore, parse_challenge
-from ._blobs import CHUNK
 from ._manifest import (
     ACCEPT,
     IMAGE_CONFIG_TYPES,
@@ -215,7 +214,7 @@ class RegistryClient:
                     self._fail(ref, response, digest)
                 skip = received if response.status_code == 200 else 0  # Range ignored
                 try:
-                    for piece in response.iter_bytes(CHUNK):
+                    for piece in response.iter_bytes():  # as received: resumable from there
                         cut = min(skip, len(piece))
                         chunk, skip = piece[cut:], skip - cut
                         received += len(chunk)

@@ -1,0 +1,149 @@
+"""Blob streams and ELF sections read from streams, at the unit level."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import sys
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import zstandard
+
+from lockd.errors import ImageError, RegistryError
+from lockd.images import RegistryClient, RegistryOptions
+from lockd.images._blobs import LayerStream
+from lockd.images._elf import read_dynamic_stream
+from lockd.snapshot.elf import read_dynamic
+
+
+def digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize("kind", ["gzip", "zstd", "none"])
+def test_layer_streams_decompress_and_check_both_digests(kind: str) -> None:
+    plain = os.urandom(3 << 20) + b"\0" * 5000
+    blob = {"gzip": gzip.compress, "zstd": zstandard.ZstdCompressor().compress}.get(
+        kind, lambda b: b
+    )(plain)
+    chunks = [blob[i : i + 70_000] for i in range(0, len(blob), 70_000)]
+    with LayerStream(iter(chunks), digest(blob), digest(plain), "layer") as stream:
+        assert stream.read(10) == plain[:10]
+    assert stream.compression == kind
+    assert (stream.size, stream.compressed_size) == (len(plain), len(blob))
+
+    with pytest.raises(ImageError, match="does not match its digest"):  # noqa: SIM117
+        with LayerStream(iter(chunks), digest(b"other"), None, "layer") as stream:
+            stream.read()
+    with pytest.raises(ImageError, match="diff_id"):  # noqa: SIM117
+        with LayerStream(iter(chunks), digest(blob), digest(b"other"), "layer") as stream:
+            stream.read(1)
+
+
+def test_a_truncated_gzip_blob_is_an_image_error() -> None:
+    blob = gzip.compress(os.urandom(100_000))[:-2000]
+    with pytest.raises(ImageError, match="not a readable gzip stream"):  # noqa: SIM117
+        with LayerStream(iter([blob]), None, None, "layer") as stream:
+            stream.read()
+
+
+def test_an_abandoned_stream_stops_its_threads() -> None:
+    def endless() -> Iterator[bytes]:
+        while True:
+            yield b"\0" * 65536
+
+    stream = LayerStream(endless(), None, None, "layer")
+    assert stream.read(5) == b"\0" * 5
+    stream.close()  # returns: the stages notice and end
+    assert not any(t.is_alive() for t in stream._threads)
+
+
+def _shared_objects() -> list[Path]:
+    roots = [Path(sys.prefix) / "lib", Path("/usr/lib/x86_64-linux-gnu")]
+    found = [
+        p
+        for root in roots
+        if root.is_dir()
+        for p in sorted(root.rglob("*.so*"))
+        if p.is_file() and not p.is_symlink()
+    ]
+    return found[:400]
+
+
+def test_the_stream_reader_agrees_with_pyelftools_on_real_objects() -> None:
+    objects = _shared_objects()
+    assert len(objects) > 20
+    for path in objects:
+        expected = read_dynamic(str(path))
+        with path.open("rb") as handle:
+            got = read_dynamic_stream(handle, path.stat().st_size)
+        assert isinstance(got, str) == isinstance(expected, str), path
+        if not isinstance(expected, str):
+            assert got == expected, path
+
+
+def test_the_stream_reader_on_libtorch_when_a_real_torch_wheel_is_at_hand(tmp_path: Path) -> None:
+    wheels = sorted(Path("/opt/wheels").glob("torch-*.whl")) if Path("/opt/wheels").is_dir() else []
+    if not wheels:
+        pytest.skip("no real torch wheel on this machine (pip's find-links)")
+    with zipfile.ZipFile(wheels[0]) as archive:
+        info = archive.getinfo("torch/lib/libtorch_cpu.so")
+        target = tmp_path / "libtorch_cpu.so"
+        with archive.open(info) as source, target.open("wb") as out:
+            while chunk := source.read(1 << 20):
+                out.write(chunk)
+        expected = read_dynamic(str(target))
+        with archive.open(info) as source:  # a forward-only stream, as a layer is
+            got = read_dynamic_stream(source, info.file_size)
+    assert got == expected
+    assert not isinstance(got, str) and "libc10.so" in got.needed
+
+
+def test_a_blob_download_that_breaks_is_resumed_with_a_range_request() -> None:
+    blob = os.urandom(300_000)
+    ranges: list[str | None] = []
+
+    class Flaky(httpx.BaseTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            ranges.append(request.headers.get("Range"))
+            if request.headers.get("Range"):
+                start = int(request.headers["Range"].removeprefix("bytes=").rstrip("-"))
+                return httpx.Response(206, content=blob[start:])
+
+            def broken() -> Iterator[bytes]:
+                yield blob[:100_000]
+                raise httpx.ReadError("connection reset")
+
+            return httpx.Response(200, stream=_Stream(broken()))
+
+    options = RegistryOptions(transport=Flaky(), sleep=lambda _s: None)
+    with (
+        RegistryClient(options) as client,
+        client.blob_chunks("127.0.0.1:5000/app", digest(blob), len(blob)) as chunks,
+    ):
+        assert b"".join(chunks) == blob
+    assert ranges == [None, "bytes=100000-"]
+
+    too_long = RegistryOptions(
+        transport=httpx.MockTransport(lambda _r: httpx.Response(200, content=blob)),
+        sleep=lambda _s: None,
+    )
+    with (
+        pytest.raises(RegistryError, match="longer than the 1000 bytes"),
+        RegistryClient(too_long) as client,
+        client.blob_chunks("127.0.0.1:5000/app", digest(blob), 1000) as chunks,
+    ):
+        b"".join(chunks)
+
+
+class _Stream(httpx.SyncByteStream):
+    def __init__(self, parts: Iterator[bytes]) -> None:
+        self._parts = parts
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._parts
