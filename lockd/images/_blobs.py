@@ -19,14 +19,15 @@ returned. At most a few megabytes are buffered at any time.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
+import itertools
 import queue
 import threading
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
-from typing import Protocol
+from typing import IO, cast
 
 from lockd.errors import ImageError, LockdError
 
@@ -122,20 +123,58 @@ def compression_of(head: bytes) -> str:
     return "none"
 
 
-class _Readable(Protocol):
-    def read(self, size: int = -1, /) -> bytes: ...
+def _gunzip(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """gzip members (concatenated ones too), decompressed in pieces of at most CHUNK bytes.
+
+    zlib directly: ``GzipFile`` reads its input 8 KiB at a time through Python code.
+    Zero bytes after the last member are tolerated, as ``gzip -d`` does.
+    """
+    inflate = zlib.decompressobj(31)
+    for chunk in chunks:
+        data = chunk
+        while data:
+            if inflate.eof:
+                rest = inflate.unused_data + data
+                if not rest.strip(b"\0"):
+                    break  # padding after the last member
+                inflate = zlib.decompressobj(31)
+                data = rest
+            piece = inflate.decompress(data, CHUNK)
+            if piece:
+                yield piece
+            data = inflate.unconsumed_tail
+    if not inflate.eof:
+        raise EOFError("the gzip stream ends before its end marker")
 
 
-def _decompressor(kind: str, raw: io.BufferedReader[_ChannelReader]) -> _Readable:
-    if kind == "gzip":
-        return gzip.GzipFile(fileobj=raw, mode="rb")
-    if kind == "zstd":
-        import zstandard
+def _unzstd(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    import zstandard
 
-        return zstandard.ZstdDecompressor().stream_reader(
-            raw, read_size=CHUNK, read_across_frames=True
-        )
-    return raw
+    reader = zstandard.ZstdDecompressor().stream_reader(
+        cast("IO[bytes]", _IterReader(chunks)), read_size=CHUNK, read_across_frames=True
+    )
+    while piece := reader.read(CHUNK):
+        yield piece
+
+
+class _IterReader(io.RawIOBase):
+    """Chunks as a readable file (zstandard's stream reader wants one)."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        if not self._pending:
+            self._pending = next(self._chunks, b"")
+        if size < 0 or size >= len(self._pending):
+            data, self._pending = self._pending, b""
+        else:
+            data, self._pending = self._pending[:size], self._pending[size:]
+        return data
 
 
 class LayerStream(io.RawIOBase):
@@ -187,23 +226,30 @@ class LayerStream(io.RawIOBase):
             )
 
     def _decompress(self, raw: _Channel, out: _Channel) -> None:
-        source = io.BufferedReader(_ChannelReader(raw), CHUNK)
-        self.compression = compression_of(source.peek(4)[:4])
-        stream = _decompressor(self.compression, source)
+        chunks = iter(raw.get, None)
+        head = b""
+        while len(head) < len(_ZSTD_MAGIC) and (chunk := next(chunks, None)) is not None:
+            head += chunk
+        self.compression = compression_of(head)
+        source = itertools.chain([head], chunks)
+        pieces = {"gzip": _gunzip, "zstd": _unzstd}.get(self.compression, iter)(source)
         try:
-            while chunk := stream.read(CHUNK):
-                out.put(chunk)
+            for piece in pieces:
+                out.put(piece)
             # Bytes after the compressed stream still count for the blob's digest, and a
             # mismatch is only known once the first stage has hashed them all.
-            while source.read(CHUNK):
+            for _ in chunks:
                 pass
         except (_AbandonedError, LockdError):
             raise
         except Exception as exc:  # zlib.error, zstandard.ZstdError, EOFError, OSError, …
-            raise ImageError(
+            unreadable = ImageError(
                 f"{self.what} is not a readable {self.compression} stream: {exc}.",
                 hint="The blob is corrupt or truncated; push or save the image again.",
-            ) from None
+            )
+            for _ in chunks:  # an altered blob says so: its digest check speaks first
+                pass
+            raise unreadable from None
 
     # -- reading ---------------------------------------------------------------------
 

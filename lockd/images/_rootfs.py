@@ -11,7 +11,7 @@ Paths are confined to the image root, the way ``chroot`` confines them: a
 leading ``/`` is dropped, ``..`` never climbs above the root, symbolic links
 (absolute ones included) resolve inside the image, and entries whose name
 climbs out of the root, device nodes and FIFOs are skipped and counted in
-``warnings``. Headers larger than :data:`MAX_HEADER` and more than
+``warnings``. Oversized tar headers (see ``_tar``) and more than
 :data:`MAX_ENTRIES` entries stop the read with an ``ImageError``. What this
 cannot tell: whether a file would be readable by the image's user (modes and
 owners are not evaluated).
@@ -20,8 +20,7 @@ owners are not evaluated).
 from __future__ import annotations
 
 import io
-import posixpath
-import tarfile
+import re
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -31,10 +30,10 @@ from typing import Any
 from lockd.errors import ImageError
 from lockd.snapshot.elf import ElfObject
 
-from ._blobs import CHUNK, LayerStream
+from ._blobs import LayerStream
 from ._elf import read_dynamic_stream
+from ._tar import HARDLINK, SYMLINK, Member, TarStream
 
-MAX_HEADER = 1 << 20  # a pax or GNU long-name header larger than this is an attack
 MAX_ENTRIES = 4_000_000
 MAX_CONTENT = 64 << 20  # larger "metadata" files are not kept
 _MAX_HOPS = 40  # symbolic links followed in one lookup, as Linux's ELOOP
@@ -90,25 +89,6 @@ class LayerStats:
         }
 
 
-class _SafeTarInfo(tarfile.TarInfo):
-    """Refuses headers whose payload would be read into memory whole when it is huge."""
-
-    def _proc_gnulong(self, tarfile: tarfile.TarFile) -> tarfile.TarInfo:
-        self._check_header_size()
-        return super()._proc_gnulong(tarfile)  # type: ignore[misc, no-any-return]
-
-    def _proc_pax(self, tarfile: tarfile.TarFile) -> tarfile.TarInfo:
-        self._check_header_size()
-        return super()._proc_pax(tarfile)  # type: ignore[misc, no-any-return]
-
-    def _check_header_size(self) -> None:
-        if self.size > MAX_HEADER:
-            raise ImageError(
-                f"A layer holds a {self.size}-byte tar header (at most {MAX_HEADER} are "
-                "read): the layer is malformed or hostile; nothing from the image was used."
-            )
-
-
 @dataclass
 class RootFs:
     """The merged file system of an image; paths are relative to its root (``usr/lib``)."""
@@ -117,6 +97,9 @@ class RootFs:
     children: dict[str, set[str]] = field(default_factory=lambda: {"": set()})
     layers: list[LayerStats] = field(default_factory=list)
     warnings: dict[str, int] = field(default_factory=dict)  # what was skipped, how often
+    # Directory -> its real path, for the entries of a layer (most share their parent);
+    # emptied whenever a symlink or a directory changes.
+    _parents: dict[str, str] = field(default_factory=dict, repr=False)
 
     # -- reading (the read-only file system a snapshot sees) -------------------------------
 
@@ -189,30 +172,11 @@ class RootFs:
 
     def apply(self, stream: LayerStream, stats: LayerStats, want: Classifier) -> None:
         """Apply one layer's tar, read from ``stream`` front to back."""
-        try:
-            tar = tarfile.open(  # noqa: SIM115 - a stream: closing it closes nothing else
-                fileobj=stream, mode="r|", tarinfo=_SafeTarInfo, bufsize=CHUNK
-            )
-        except tarfile.ReadError as exc:
-            if stream.size == 0 and "empty" in str(exc):
-                return  # a zero-length layer adds nothing
-            raise ImageError(f"{stream.what} is not a tar archive: {exc}.") from None
-        try:
-            while True:
-                try:
-                    member = tar.next()
-                except tarfile.TarError as exc:
-                    raise ImageError(f"{stream.what} is not a readable tar: {exc}.") from None
-                if member is None:
-                    break
-                tar.members.clear()  # type: ignore[attr-defined]  # tarfile keeps every header
-                self._add(tar, member, stats, want)
-        finally:
-            tar.close()
+        tar = TarStream(stream, stream.what)
+        for member in tar.members():
+            self._add(tar, member, stats, want)
 
-    def _add(
-        self, tar: tarfile.TarFile, member: tarfile.TarInfo, stats: LayerStats, want: Classifier
-    ) -> None:
+    def _add(self, tar: TarStream, member: Member, stats: LayerStats, want: Classifier) -> None:
         name = _clean(member.name)
         if name is None:
             self._warn("entry outside the image root")
@@ -231,13 +195,13 @@ class RootFs:
         if base.startswith(".wh."):
             self._remove(f"{parent}/{base[4:]}" if parent else base[4:], stats, lower_only=True)
             return
-        if member.isdir():
+        if member.is_dir:
             self._put(path, Entry("dir", 0, stats.index, mode=member.mode), stats)
-        elif member.issym():
+        elif member.type == SYMLINK:
             self._put(path, Entry("symlink", 0, stats.index, target=member.linkname), stats)
-        elif member.islnk():
+        elif member.type == HARDLINK:
             self._hard_link(path, member, stats)
-        elif member.isreg():
+        elif member.is_file:
             self._put(path, self._file(tar, member, path, stats.index, want), stats)
             stats.files += 1
             stats.added_bytes += member.size
@@ -245,29 +209,20 @@ class RootFs:
             self._warn("device node or FIFO")
 
     def _file(
-        self,
-        tar: tarfile.TarFile,
-        member: tarfile.TarInfo,
-        path: str,
-        layer: int,
-        want: Classifier,
+        self, tar: TarStream, member: Member, path: str, layer: int, want: Classifier
     ) -> Entry:
         wanted = want(path, member.size)
         content: bytes | None = None
         elf: ElfObject | str | None = None
-        if wanted is not None:
-            handle = tar.extractfile(member)
-            if handle is not None:
-                with handle:
-                    if wanted is Wanted.ELF:
-                        elf = read_dynamic_stream(handle, member.size)
-                    elif member.size <= MAX_CONTENT:
-                        content = handle.read()
-                        if wanted is Wanted.BOTH:
-                            elf = read_dynamic_stream(io.BytesIO(content), member.size)
+        if wanted is Wanted.ELF:
+            elf = read_dynamic_stream(tar, member.size)
+        elif wanted is not None and member.size <= MAX_CONTENT:
+            content = tar.read()
+            if wanted is Wanted.BOTH:
+                elf = read_dynamic_stream(io.BytesIO(content), member.size)
         return Entry("file", member.size, layer, content=content, elf=elf, mode=member.mode)
 
-    def _hard_link(self, path: str, member: tarfile.TarInfo, stats: LayerStats) -> None:
+    def _hard_link(self, path: str, member: Member, stats: LayerStats) -> None:
         target = _clean(member.linkname)
         real = self.resolve(target, follow=False) if target else None
         entry = self.entries.get(real) if real is not None else None
@@ -280,6 +235,9 @@ class RootFs:
 
     def _parent(self, head: str, layer: int) -> str | None:
         """The real directory ``head`` names, created (implicitly) where missing."""
+        known = self._parents.get(head)
+        if known is not None:
+            return known
         real = self.resolve(head) if head else ""
         if real is None:
             return None
@@ -293,9 +251,12 @@ class RootFs:
                 self.children[built] = set()
             elif entry.kind != "dir":
                 return None
+        self._parents[head] = real
         return real
 
     def _put(self, path: str, entry: Entry, stats: LayerStats) -> None:
+        if entry.kind == "symlink":
+            self._parents.clear()
         old = self.entries.get(path)
         if old is not None:
             if old.kind == "dir" and entry.kind == "dir":
@@ -320,6 +281,8 @@ class RootFs:
         entry = self.entries.get(path)
         if entry is None or (lower_only and entry.layer >= stats.index):
             return
+        if entry.kind != "file":
+            self._parents.clear()
         for child in list(self.children.get(path, ())):
             self._remove(f"{path}/{child}", stats, lower_only=False)
         self.children.pop(path, None)
@@ -347,6 +310,9 @@ def _clean(name: str) -> str | None:
     """A tar member name as a path below the root; ``None`` when it climbs out."""
     if "\0" in name:
         return None
+    plain = name.strip("/")
+    if "//" not in plain and not _DOTS.search(plain):
+        return plain  # the common case: nothing to normalise
     parts: list[str] = []
     for part in name.split("/"):
         if part in ("", "."):
@@ -357,4 +323,7 @@ def _clean(name: str) -> str | None:
             parts.pop()
             continue
         parts.append(part)
-    return posixpath.join(*parts) if parts else ""
+    return "/".join(parts)
+
+
+_DOTS = re.compile(r"(?:^|/)\.\.?(?:/|$)")

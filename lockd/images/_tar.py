@@ -1,0 +1,196 @@
+"""A forward-only tar reader for layer streams: headers parsed, data read or skipped once.
+
+``tarfile`` in stream mode copies its whole read buffer on every header read
+(quadratic in the buffer size) and keeps every header it has seen; a layer of
+100,000 files and gigabytes of libraries needs neither. This reader handles
+what image layers contain: ustar and GNU headers, base-256 sizes, pax
+extended headers (``path``, ``linkpath``, ``size``) and GNU long names. A pax
+or long-name payload larger than :data:`MAX_HEADER` is refused (it would be
+held in memory), and so is a header whose checksum is wrong.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from lockd.errors import ImageError
+
+BLOCK = 512
+MAX_HEADER = 1 << 20
+_SKIP = 1 << 20
+
+REGULAR = frozenset(b"07\0S")  # S: GNU sparse, read as the bytes it stores
+HARDLINK, SYMLINK, DIRECTORY = ord("1"), ord("2"), ord("5")
+_PAX, _PAX_GLOBAL, _LONGNAME, _LONGLINK = ord("x"), ord("g"), ord("L"), ord("K")
+
+
+@dataclass(slots=True)
+class Member:
+    name: str
+    type: int  # the typeflag byte
+    size: int
+    mode: int
+    linkname: str
+
+    @property
+    def is_file(self) -> bool:
+        return self.type in REGULAR
+
+    @property
+    def is_dir(self) -> bool:
+        return self.type == DIRECTORY
+
+
+class TarStream:
+    """Iterate a tar's members; read the current member's data with :meth:`read`."""
+
+    def __init__(self, raw: io.RawIOBase, what: str) -> None:
+        self._file = io.BufferedReader(raw, 1 << 20)
+        self._what = what
+        self._left = 0  # data bytes of the current member not read yet
+        self._padding = 0
+        self._scratch = bytearray(_SKIP)
+
+    def read(self, size: int = -1) -> bytes:
+        """Data of the current member (at most what is left of it)."""
+        size = self._left if size < 0 else min(size, self._left)
+        data = self._file.read(size) if size else b""
+        if len(data) < size:
+            raise self._error("the archive ends inside a file")
+        self._left -= len(data)
+        return data
+
+    def members(self) -> Iterator[Member]:
+        """Each member in order; when they end, the raw stream is left open (its owner checks
+        its digests over what follows the end marker)."""
+        yield from self._members()
+        self._file.detach()
+
+    def _members(self) -> Iterator[Member]:
+        pax: dict[str, str] = {}
+        global_pax: dict[str, str] = {}
+        long_name = long_link = None
+        while True:
+            self._skip_rest()
+            block = self._file.read(BLOCK)
+            if len(block) < BLOCK:
+                if not block:
+                    return  # no end-of-archive marker: tolerated, as tar does
+                raise self._error("the archive ends inside a header")
+            if block == b"\0" * BLOCK:
+                return
+            header = self._header(block)
+            kind = header.type
+            if kind in (_PAX, _PAX_GLOBAL, _LONGNAME, _LONGLINK):
+                payload = self._payload(header.size)
+                if kind == _PAX:
+                    pax.update(_pax_records(payload))
+                elif kind == _PAX_GLOBAL:
+                    global_pax.update(_pax_records(payload))
+                elif kind == _LONGNAME:
+                    long_name = _text(payload)
+                else:
+                    long_link = _text(payload)
+                continue
+            values = {**global_pax, **pax}
+            header.name = values.get("path", long_name or header.name)
+            header.linkname = values.get("linkpath", long_link or header.linkname)
+            if "size" in values:
+                header.size = _pax_size(values["size"], self._what)
+            pax, long_name, long_link = {}, None, None
+            has_data = header.is_file or kind not in (HARDLINK, SYMLINK, DIRECTORY, *b"3456")
+            self._left = header.size if has_data else 0
+            self._padding = -self._left % BLOCK
+            yield header
+
+    def _skip_rest(self) -> None:
+        left = self._left + self._padding
+        view = memoryview(self._scratch)
+        while left:
+            n = self._file.readinto(view[: min(left, _SKIP)])
+            if not n:
+                raise self._error("the archive ends inside a file")
+            left -= n
+        self._left = self._padding = 0
+
+    def _payload(self, size: int) -> bytes:
+        if size > MAX_HEADER:
+            raise ImageError(
+                f"{self._what} holds a {size}-byte tar header (at most {MAX_HEADER} are read): "
+                "the layer is malformed or hostile; nothing from the image was used."
+            )
+        data = self._file.read(size + (-size % BLOCK))
+        if len(data) < size:
+            raise self._error("the archive ends inside a header")
+        return data[:size]
+
+    def _header(self, block: bytes) -> Member:
+        stored = _number(block[148:156])
+        computed = sum(block) - sum(block[148:156]) + 8 * 32
+        if stored is None or stored != computed:
+            raise self._error("a tar header has a wrong checksum")
+        size = _number(block[124:136])
+        mode = _number(block[100:108])
+        if size is None or size < 0 or mode is None:
+            raise self._error("a tar header has an unreadable size or mode")
+        name = _text(block[0:100])
+        if block[257:262] == b"ustar" and block[345] != 0:
+            name = _text(block[345:500]) + "/" + name  # the ustar prefix field
+        return Member(name, block[156], size, mode, _text(block[157:257]))
+
+    def _error(self, why: str) -> ImageError:
+        return ImageError(
+            f"{self._what} is not a readable tar: {why}.",
+            hint="The layer is corrupt or was not written by an image builder.",
+        )
+
+
+def _number(field: bytes) -> int | None:
+    """A tar number: octal text, or GNU base-256 (high bit of the first byte set)."""
+    if field and field[0] & 0x80:
+        value = int.from_bytes(field[1:], "big")
+        return value - (1 << (8 * len(field) - 8)) if field[0] & 0x40 else value
+    text = field.split(b"\0", 1)[0].strip(b" ")
+    if not text:
+        return 0
+    try:
+        return int(text, 8)
+    except ValueError:
+        return None
+
+
+def _text(field: bytes) -> str:
+    return field.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+
+
+def _pax_records(payload: bytes) -> dict[str, str]:
+    """``"%d %s=%s\\n"`` records; the length prefix counts the whole record."""
+    records: dict[str, str] = {}
+    position = 0
+    while position < len(payload):
+        space = payload.find(b" ", position)
+        if space < 0:
+            break
+        try:
+            length = int(payload[position:space])
+        except ValueError:
+            break
+        record = payload[space + 1 : position + length - 1]
+        key, sep, value = record.partition(b"=")
+        if length <= 0 or not sep:
+            break
+        records[key.decode("utf-8", "replace")] = value.decode("utf-8", "surrogateescape")
+        position += length
+    return records
+
+
+def _pax_size(value: str, what: str) -> int:
+    try:
+        size = int(value)
+    except ValueError:
+        size = -1
+    if size < 0:
+        raise ImageError(f"{what} is not a readable tar: a pax header has a bad size.")
+    return size
