@@ -147,3 +147,63 @@ class _Stream(httpx.SyncByteStream):
 
     def __iter__(self) -> Iterator[bytes]:
         yield from self._parts
+
+
+def _tar(entries: list[tuple[str, bytes, bytes]], fmt: int) -> bytes:
+    import io
+    import tarfile
+
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=fmt) as archive:
+        for name, kind, data in entries:
+            info = tarfile.TarInfo(name)
+            info.type = kind
+            info.size = len(data) if kind == tarfile.REGTYPE else 0
+            if kind in (tarfile.SYMTYPE, tarfile.LNKTYPE):
+                info.linkname = data.decode()
+            archive.addfile(info, io.BytesIO(data) if kind == tarfile.REGTYPE else None)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["gnu", "pax", "ustar"])
+def test_the_tar_reader_reads_what_tarfile_writes(fmt: str) -> None:
+    import io
+    import tarfile
+
+    from lockd.images._tar import SYMLINK, TarStream
+
+    long = "d/" + "x" * 150 + "/file.txt" if fmt != "ustar" else "d/" + "x" * 120 + "/f"
+    target = "../" + "t" * 120 if fmt != "ustar" else "t"
+    data = _tar(
+        [
+            (long, tarfile.REGTYPE, b"hello"),
+            ("d/link", tarfile.SYMTYPE, target.encode()),
+            ("d/empty", tarfile.REGTYPE, b""),
+        ],
+        {"gnu": tarfile.GNU_FORMAT, "pax": tarfile.PAX_FORMAT, "ustar": tarfile.USTAR_FORMAT}[fmt],
+    )
+    tar = TarStream(io.BytesIO(data), "layer")  # type: ignore[arg-type]
+    seen = [
+        (m.name, m.type, m.size, m.linkname, tar.read() if m.is_file else b"")
+        for m in tar.members()
+    ]
+    assert seen == [
+        (long, ord("0"), 5, "", b"hello"),
+        ("d/link", SYMLINK, 0, target, b""),
+        ("d/empty", ord("0"), 0, "", b""),
+    ]
+
+
+def test_the_tar_reader_refuses_a_broken_header_and_a_huge_long_name() -> None:
+    import io
+    import tarfile
+
+    from lockd.images._tar import MAX_HEADER, TarStream
+
+    data = bytearray(_tar([("a", tarfile.REGTYPE, b"x")], tarfile.USTAR_FORMAT))
+    data[0] = ord("b")  # the checksum no longer matches
+    with pytest.raises(ImageError, match="wrong checksum"):
+        list(TarStream(io.BytesIO(bytes(data)), "layer").members())  # type: ignore[arg-type]
+    huge = _tar([("y" * (MAX_HEADER + 10), tarfile.REGTYPE, b"x")], tarfile.GNU_FORMAT)
+    with pytest.raises(ImageError, match="tar header"):
+        list(TarStream(io.BytesIO(huge), "layer").members())  # type: ignore[arg-type]
