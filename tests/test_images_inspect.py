@@ -317,7 +317,15 @@ def test_size_report_names_what_a_runtime_image_need_not_ship(
     app.file("var/cache/apt/archives/gcc_12.deb", b"d" * 800)
     push(pusher, "sizes", "v1", Image([base, cuda, app], env=ENV).parts())
 
-    size = read(registry.ref("sizes", "v1")).size
+    inspection = read(registry.ref("sizes", "v1"))
+    size = inspection.size
+    assert inspection.snapshot.image is not None
+    assert inspection.snapshot.image.cuda_libraries == {
+        "libcudart": (
+            f"/{SITE}/nvidia/cuda_runtime/lib/libcudart.so.12",
+            "/usr/local/cuda-12.4/lib64/libcudart.so.12",
+        )
+    }
 
     found = {(f.kind, f.subject): f.bytes for f in size.findings}
     assert found[("toolchain", "/usr/bin/gcc-12")] == 700

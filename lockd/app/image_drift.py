@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from ..drift import CheckError, DriftReport, Finding, compare_base_image, compare_snapshot
 from ..errors import LockdError, UsageError
@@ -84,12 +85,10 @@ def check_image(
             checks.append("base-image")
     except LockdError as err:
         errors.append(CheckError(target.id, "base-image", redact(err.render())))
-    from datetime import UTC, datetime
-
     return DriftReport(
         project=lockset.project,
         lockset=lockset.hash,
-        checked_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        checked_at=_now(),
         findings=tuple(findings),
         errors=tuple(errors),
         checks=tuple(checks),
@@ -105,18 +104,20 @@ def check_image(
 
 def failed_check(lockset: Lockset, check: ImageCheck, err: LockdError) -> DriftReport:
     """The report of an image that could not be read (a tracked image under ``--all``)."""
-    from datetime import UTC, datetime
-
     return DriftReport(
         project=lockset.project,
         lockset=lockset.hash,
-        checked_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        checked_at=_now(),
         findings=(),
         errors=(CheckError(check.target, f"image:{check.reference}", redact(err.render())),),
         checks=(f"image:{check.reference}",),
         image={"reference": check.reference, "digest": None, "platform": None,
                "target": check.target},
     )  # fmt: skip
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _platform_of(target: str | None) -> str | None:

@@ -57,6 +57,10 @@ _SYSTEM_FILES = frozenset(
 _SYSTEM_DIRS = ("etc/ld.so.conf.d/", "var/lib/dpkg/status.d/")
 _CUDA_VERSION_FILE = re.compile(r"^usr/local/cuda[^/]*/version\.json$")
 SHARED_OBJECT = re.compile(r"\.so(?:\.\d[\w.]*)?$")
+CUDA_LIBRARY = re.compile(
+    r"^(lib(?:cudart|cublas|cublasLt|cudnn\w*|cufft\w*|curand|cusolver\w*|cusparse\w*|nccl"
+    r"|nvrtc\w*|nvJitLink|cupti|nvToolsExt|cufile\w*|cusparseLt|npp\w*|nvjpeg))\.so"
+)
 _LIBC = re.compile(r"^libc(?:-\d+\.\d+)?\.so(?:\.6)?$")
 _SITE = re.compile(
     r"^(?P<pre>.*?)/?lib(?:64)?/python(?P<minor>\d+\.\d+)/(?P<kind>site|dist)-packages$"
@@ -516,7 +520,17 @@ def _facts(  # noqa: PLR0917 - the private last step of image_snapshot
             for e in environments
         ),
         skipped=dict(sorted(rootfs.warnings.items())),
+        cuda_libraries=_cuda_libraries(rootfs),
     )
+
+
+def _cuda_libraries(rootfs: RootFs) -> dict[str, tuple[str, ...]]:
+    found: dict[str, list[str]] = {}
+    for path, entry in rootfs.files():
+        match = CUDA_LIBRARY.match(posixpath.basename(path))
+        if match and entry.size:
+            found.setdefault(match[1], []).append("/" + path)
+    return {name: tuple(sorted(paths)) for name, paths in sorted(found.items())}
 
 
 def _opt(value: Any) -> str | None:

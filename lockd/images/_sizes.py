@@ -20,6 +20,7 @@ from typing import Any
 
 from lockd.snapshot.model import Available, Snapshot
 
+from ._facts import CUDA_LIBRARY
 from ._rootfs import Entry, RootFs
 
 LARGEST = 12
@@ -39,10 +40,6 @@ _CACHES = (
     ("conda packages", re.compile(r"^opt/conda/pkgs/")),
 )
 _CUDA_DIR = re.compile(r"(?:^|/)(?:cuda[^/]*|nvidia)/")
-_CUDA_LIB = re.compile(
-    r"^(lib(?:cudart|cublas|cublasLt|cudnn\w*|cufft\w*|curand|cusolver\w*|cusparse\w*|nccl"
-    r"|nvrtc\w*|nvJitLink|cupti|nvToolsExt|cufile\w*|cusparseLt|npp\w*|nvjpeg))\.so"
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,7 +256,7 @@ def _cuda_twice(files: list[tuple[str, Entry]], site_packages: Iterable[str]) ->
     system: dict[str, int] = {}
     wheels: dict[str, int] = {}
     for path, entry in files:
-        match = _CUDA_LIB.match(posixpath.basename(path))
+        match = CUDA_LIBRARY.match(posixpath.basename(path))
         if not match or not entry.size:
             continue
         side = wheels if path.startswith(roots) or "/site-packages/nvidia/" in path else system

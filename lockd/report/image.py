@@ -77,6 +77,8 @@ def print_inspection(inspection: ImageInspection) -> None:
             rows.append(
                 ("Other Pythons", ", ".join(f"{e.prefix} ({len(e.dists)} dists)" for e in others))
             )
+        if facts.cuda_libraries:
+            rows.append(("CUDA libraries", ", ".join(facts.cuda_libraries)))
         if facts.skipped:
             rows.append(("Skipped", ", ".join(f"{n}× {w}" for w, n in facts.skipped.items())))
     rows += summary_rows(snapshot)

@@ -489,6 +489,8 @@ class ImageFacts:
     layers: tuple[ImageLayer, ...]
     environments: tuple[PythonEnvironment, ...]
     skipped: Mapping[str, int]  # layer entries not applied (outside the root, devices, …)
+    # CUDA and cuDNN libraries present: "libcudnn" -> ("/usr/lib/…/libcudnn.so.9", …)
+    cuda_libraries: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def diff_ids(self) -> tuple[str, ...]:
@@ -517,6 +519,7 @@ class ImageFacts:
             "layers": [layer.to_dict() for layer in self.layers],
             "environments": [e.to_dict() for e in self.environments],
             "skipped": dict(self.skipped),
+            "cuda_libraries": {k: list(v) for k, v in self.cuda_libraries.items()},
         }
 
     @classmethod
@@ -542,6 +545,10 @@ class ImageFacts:
             layers=tuple(ImageLayer.from_dict(layer) for layer in data["layers"]),
             environments=tuple(PythonEnvironment.from_dict(e) for e in data["environments"]),
             skipped={str(k): int(v) for k, v in data["skipped"].items()},
+            cuda_libraries={
+                str(k): tuple(str(p) for p in v)
+                for k, v in (data.get("cuda_libraries") or {}).items()
+            },
         )
 
 
