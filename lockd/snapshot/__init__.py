@@ -30,6 +30,7 @@ from lockd.errors import FormatError, UsageError
 
 from . import parse
 from . import system as system_probe
+from .image import ImageFacts, ImageLayer, PythonEnvironment
 from .model import (
     SNAPSHOT_VERSION,
     Available,
@@ -37,15 +38,12 @@ from .model import (
     DebPackage,
     Dist,
     DriverVersion,
-    ImageFacts,
-    ImageLayer,
     Interpreter,
     LdCacheEntry,
     LibraryScan,
     LibraryStatus,
     NeededLibrary,
     Probe,
-    PythonEnvironment,
     SkippedFile,
     Snapshot,
     SystemInfo,
