@@ -18,7 +18,6 @@ from typing import Any
 
 from lockd import __version__
 from lockd.snapshot import parse
-from lockd.snapshot.closure import LoaderConfig, library_closure, parse_ld_so_conf
 from lockd.snapshot.elf import ElfObject
 from lockd.snapshot.image import ImageFacts, ImageLayer, PythonEnvironment
 from lockd.snapshot.model import (
@@ -35,6 +34,7 @@ from lockd.snapshot.model import (
 from lockd.urls import redact
 
 from . import _pythons as pythons
+from ._closure import LoaderConfig, library_closure, parse_ld_so_conf
 from ._rootfs import RootFs, Wanted
 from ._sources import ImageManifest
 

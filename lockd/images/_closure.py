@@ -11,7 +11,8 @@ lack, and ``import torch`` works without them.
 
 The file system is a parameter (:class:`ReadOnlyFs`): an image's root file
 system, never silently the machine lockd runs on. Paths are absolute inside
-that file system.
+that file system. The ELF dynamic sections come pre-read from the layer
+streams (the image is never on disk to open).
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from .elf import ElfObject, SearchPath
-from .model import LibraryScan, LibraryStatus, NeededLibrary, SkippedFile
-from .parse import expand_search_path, is_driver_library
+from lockd.snapshot.elf import ElfObject, SearchPath
+from lockd.snapshot.model import LibraryScan, LibraryStatus, NeededLibrary, SkippedFile
+from lockd.snapshot.parse import expand_search_path, is_driver_library
 
 EXTENSION_MODULE = re.compile(r"\.(?:cpython-\d+[^/]*|abi3)\.so$")
 
