@@ -207,3 +207,29 @@ def test_the_tar_reader_refuses_a_broken_header_and_a_huge_long_name() -> None:
     huge = _tar([("y" * (MAX_HEADER + 10), tarfile.REGTYPE, b"x")], tarfile.GNU_FORMAT)
     with pytest.raises(ImageError, match="tar header"):
         list(TarStream(io.BytesIO(huge), "layer").members())  # type: ignore[arg-type]
+
+
+def test_an_image_too_large_to_hold_stops_the_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tarfile
+
+    from lockd.images import _rootfs
+    from lockd.images._facts import classify
+
+    metadata = [
+        (f"site-packages/p{i}-1.dist-info/METADATA", tarfile.REGTYPE, b"m" * 100) for i in range(20)
+    ]
+    data = _tar(metadata, tarfile.PAX_FORMAT)
+
+    def apply() -> None:
+        stats = _rootfs.LayerStats(0, None, None, "tar")
+        rootfs = _rootfs.RootFs(layers=[stats])
+        with LayerStream(iter([data]), None, None, "layer") as stream:
+            rootfs.apply(stream, stats, classify)
+
+    apply()  # within the limits
+    monkeypatch.setattr(_rootfs, "MAX_KEPT", 1000)
+    with pytest.raises(ImageError, match="bytes of package metadata"):
+        apply()
+    monkeypatch.setattr(_rootfs, "MAX_ENTRIES", 10)
+    with pytest.raises(ImageError, match="more than 10 files"):
+        apply()

@@ -11,8 +11,9 @@ Paths are confined to the image root, the way ``chroot`` confines them: a
 leading ``/`` is dropped, ``..`` never climbs above the root, symbolic links
 (absolute ones included) resolve inside the image, and entries whose name
 climbs out of the root, device nodes and FIFOs are skipped and counted in
-``warnings``. Oversized tar headers (see ``_tar``) and more than
-:data:`MAX_ENTRIES` entries stop the read with an ``ImageError``. What this
+``warnings``. Oversized tar headers (see ``_tar``), more than
+:data:`MAX_ENTRIES` entries and more than :data:`MAX_KEPT` bytes of kept
+metadata stop the read with an ``ImageError``. What this
 cannot tell: whether a file would be readable by the image's user (modes and
 owners are not evaluated).
 """
@@ -34,7 +35,8 @@ from ._blobs import LayerStream
 from ._elf import read_dynamic_stream
 from ._tar import HARDLINK, SYMLINK, Member, TarStream
 
-MAX_ENTRIES = 4_000_000
+MAX_ENTRIES = 1_000_000  # CUDA images hold 50,000-200,000 files
+MAX_KEPT = 256 << 20  # metadata bytes kept for the whole image
 MAX_CONTENT = 64 << 20  # larger "metadata" files are not kept
 _MAX_HOPS = 40  # symbolic links followed in one lookup, as Linux's ELOOP
 
@@ -100,6 +102,7 @@ class RootFs:
     # Directory -> its real path, for the entries of a layer (most share their parent);
     # emptied whenever a symlink or a directory changes.
     _parents: dict[str, str] = field(default_factory=dict, repr=False)
+    _kept: int = field(default=0, repr=False)
 
     # -- reading (the read-only file system a snapshot sees) -------------------------------
 
@@ -217,6 +220,13 @@ class RootFs:
         if wanted is Wanted.ELF:
             elf = read_dynamic_stream(tar, member.size)
         elif wanted is not None and member.size <= MAX_CONTENT:
+            self._kept += member.size
+            if self._kept > MAX_KEPT:
+                raise ImageError(
+                    f"The image holds more than {MAX_KEPT} bytes of package metadata; lockd "
+                    "stops reading it.",
+                    hint="Such an image is malformed or hostile.",
+                )
             content = tar.read()
             if wanted is Wanted.BOTH:
                 elf = read_dynamic_stream(io.BytesIO(content), member.size)
