@@ -242,6 +242,34 @@ def timed(command: list[str], env: dict[str, str]) -> Run:
     return time.perf_counter() - start, cpu, usage.ru_maxrss * 1024
 
 
+def report(results: dict[str, list[Run]], blob_bytes: int, built: float) -> None:
+    """The Markdown table of the runs and the machine."""
+    baseline = statistics.median(w for w, _, _ in results["read+decompress"])
+    baseline_cpu = statistics.median(c for _, c, _ in results["read+decompress"])
+    print(f"Image: {blob_bytes / 1e9:.2f} GB of blobs, built in {built:.0f} s\n")
+    print(
+        "| command | wall s (median) | min | max | × read+decompress | CPU s (median) "
+        "| × read+decompress CPU | peak RSS MB |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for name, runs in results.items():
+        walls = [w for w, _, _ in runs]
+        cpu = statistics.median(c for _, c, _ in runs)
+        rss = max(r for _, _, r in runs) / 1e6
+        median = statistics.median(walls)
+        print(
+            f"| `{name}` | {median:.1f} | {min(walls):.1f} | {max(walls):.1f} "
+            f"| {median / baseline:.2f} | {cpu:.1f} | {cpu / baseline_cpu:.2f} | {rss:.0f} |"
+        )
+    uname = platform.uname()
+    launcher = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
+    print(
+        f"\nMachine: {uname.system} {uname.machine}, {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}; peak RSS includes the launcher's {launcher:.0f} MB "
+        "(counted until each child execs)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gb", type=float, default=5.0)
@@ -298,32 +326,8 @@ def main() -> None:
                 f"{rss / 1e6:.0f} MB",
                 file=sys.stderr,
             )
-    if not args.rounds:
-        return
-    baseline = statistics.median(w for w, _, _ in results["read+decompress"])
-    baseline_cpu = statistics.median(c for _, c, _ in results["read+decompress"])
-    print(f"Image: {sum(sizes) / 1e9:.2f} GB of blobs, built in {built:.0f} s\n")
-    print(
-        "| command | wall s (median) | min | max | × read+decompress | CPU s (median) "
-        "| × read+decompress CPU | peak RSS MB |"
-    )
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for name, runs in results.items():
-        walls = [w for w, _, _ in runs]
-        cpu = statistics.median(c for _, c, _ in runs)
-        rss = max(r for _, _, r in runs) / 1e6
-        median = statistics.median(walls)
-        print(
-            f"| `{name}` | {median:.1f} | {min(walls):.1f} | {max(walls):.1f} "
-            f"| {median / baseline:.2f} | {cpu:.1f} | {cpu / baseline_cpu:.2f} | {rss:.0f} |"
-        )
-    uname = platform.uname()
-    launcher = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
-    print(
-        f"\nMachine: {uname.system} {uname.machine}, {os.cpu_count()} CPUs, "
-        f"Python {platform.python_version()}; peak RSS includes the launcher's {launcher:.0f} MB "
-        "(counted until each child execs)"
-    )
+    if args.rounds:
+        report(results, sum(sizes), built)
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -10,6 +10,7 @@ import pytest
 from lockd.drift import (
     KINDS,
     check_artifacts,
+    compare_base_image,
     compare_image,
     compare_offered,
     compare_resolution,
@@ -266,5 +267,18 @@ def test_every_kind_is_covered_here() -> None:
         "artifact-changed",
         "image-moved",
         "image-gone",
+        "base-image-mismatch",
     }
     assert covered == set(KINDS)
+
+
+def test_an_image_must_start_with_the_layers_of_a_recorded_base() -> None:
+    bases = {"python:3.11-slim@sha256:b": ("l1", "l2"), "other@sha256:o": ("x1",)}
+    assert compare_base_image("t", ("l1", "l2", "app"), bases) == []
+    assert compare_base_image("t", ("x1", "app"), bases) == []
+    assert compare_base_image("t", ("l1", "moved", "app"), {}) == []  # nothing recorded
+    (finding,) = compare_base_image("t", ("l1", "moved", "app"), bases)
+    assert (finding.kind, finding.target, finding.severity) == ("base-image-mismatch", "t", "error")
+    assert finding.expected == "other@sha256:o or python:3.11-slim@sha256:b"
+    assert finding.actual == "1 of 2 base layers"
+    assert "python:3.11-slim@sha256:b (only the first 1 match)" in finding.detail

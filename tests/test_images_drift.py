@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import xml.etree.ElementTree as ET
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,12 @@ def test_a_clean_image_then_a_cpu_torch_and_a_swapped_wheel(
     cpu = world.image("cpu", venv_layer(), cpu_layer)
     drifted = world.drift("--image", cpu, "--target", CU_TARGET, code=1)
     assert {("cpu-wheel", "torch"), ("version-changed", "torch")} <= kinds(drifted)
+    markdown = world.lockd("drift", "--image", cpu, "--target", CU_TARGET, "--format", "markdown")
+    assert f"Image `{cpu}` (linux/amd64, `sha256:" in markdown.stdout
+    junit = world.lockd("drift", "--image", cpu, "--target", CU_TARGET, "--format", "junit")
+    cases = ET.fromstring(junit.stdout).iter("testcase")
+    failed = {c.get("name") for c in cases if c.find("failure") is not None}
+    assert failed == {f"image:{cpu}"}
 
     # Same version, other files (a rebuilt wheel): caught against the last clean check.
     swapped_layer = venv_layer()
@@ -117,7 +124,9 @@ def test_a_clean_image_then_a_cpu_torch_and_a_swapped_wheel(
     assert CU_TARGET in ambiguous.stderr and CPU_TARGET in ambiguous.stderr
 
     shown = json.loads(world.lockd("show", world.lockset.hash[:12], "--format", "json").stdout)
-    assert [r["status"] for r in shown["drift_reports"]] == ["drift", "drift", "clean"]
+    assert [r["status"] for r in shown["drift_reports"]] == [
+        "drift", "drift", "drift", "drift", "clean"
+    ]  # fmt: skip
     assert shown["drift_reports"][-1]["image"]["reference"] == good
     history = json.loads(world.lockd("history", "--format", "json").stdout)
     assert history[0]["drift"] == "drift"

@@ -33,7 +33,7 @@ def drift_markdown(reports: Sequence[DriftReport]) -> str:
             f"## {report.project} — {report.status}",
             "",
             f"Lockset `{report.lockset[:12] or '-'}`, checked {report.checked_at}; "
-            f"checks: {', '.join(report.checks) or 'none'}.",
+            f"checks: {', '.join(report.checks) or 'none'}.{_image_note(report)}",
             "",
         ]
         if report.findings:
@@ -51,6 +51,16 @@ def drift_markdown(reports: Sequence[DriftReport]) -> str:
             lines.append("No drift.")
         lines.append("")
     return "\n".join(lines)
+
+
+def _image_note(report: DriftReport) -> str:
+    image = report.image
+    if image is None:
+        return ""
+    return (
+        f" Image `{image.get('reference')}` ({image.get('platform') or '?'}, "
+        f"`{image.get('digest') or 'unread'}`) for target `{image.get('target') or '?'}`."
+    )
 
 
 def _md_row(finding: Finding) -> str:
@@ -103,6 +113,8 @@ def drift_junit(reports: Sequence[DriftReport]) -> str:
 def _check_of(report: DriftReport, finding: Finding) -> str:
     if finding.kind.startswith("image-"):
         return "images"
+    if report.image is not None:  # an image check: every finding is about that image
+        return "base-image" if finding.kind == "base-image-mismatch" else report.checks[0]
     if finding.kind == "version-creep":
         return f"creep:{finding.target}"
     return next(
@@ -134,7 +146,7 @@ def print_drift_table(reports: Sequence[DriftReport]) -> None:
         console.print(
             f"[bold]{escape(report.project)}[/] lockset {report.lockset[:12] or '-'}: "
             f"[{colour}]{report.status}[/] ({len(report.findings)} finding(s), "
-            f"checks: {escape(', '.join(report.checks) or 'none')})"
+            f"checks: {escape(', '.join(report.checks) or 'none')})" + escape(_image_note(report))
         )
         if report.findings:
             table = Table()
