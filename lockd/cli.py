@@ -573,10 +573,14 @@ def images_inspect(
     from .images import InspectRequest, RegistryOptions, inspect_image
     from .report import image as render
 
+    if output is not None and output_format is InspectFormat.table:
+        from .errors import UsageError
+
+        raise UsageError("-o writes json or cyclonedx.", hint="Add --format json or cyclonedx.")
     request = InspectRequest(reference, platform, RegistryOptions.from_env())
     with render.step_progress("reading") as progress:
         inspection = inspect_image(request, progress)
-    if output_format is InspectFormat.table and output is None:
+    if output_format is InspectFormat.table:
         render.print_inspection(inspection)
         return
     if output_format is InspectFormat.cyclonedx:

@@ -172,6 +172,10 @@ def test_tracked_images_are_checked_by_drift_all(
     assert json.loads(again.stdout)["added"] is False
     wrong = world.lockd("images", "track", good, "--target", "linux-x86_64-py312-cu124")
     assert wrong.returncode == 2 and "has no target" in wrong.stderr
+    local = world.lockd("images", "track", "oci:build/layout:v1", "--target", CPU_TARGET,
+                        "--format", "json")  # fmt: skip
+    references = [t["reference"] for t in json.loads(local.stdout)["tracked"]]
+    assert f"oci:{tmp_path.resolve()}/build/layout:v1" in references  # cron runs elsewhere
     gone = registry.ref("drift-tracked", "never-pushed")
     assert world.lockd("images", "track", gone, "--target", CPU_TARGET).returncode == 0
 
@@ -181,4 +185,5 @@ def test_tracked_images_are_checked_by_drift_all(
     images = {r["image"]["reference"]: r for r in reports if r.get("image")}
     assert images[good]["status"] == "clean"
     assert images[gone]["status"] == "error"
+    assert images[f"oci:{tmp_path.resolve()}/build/layout:v1"]["status"] == "error"
     assert "does not exist" in images[gone]["errors"][0]["message"]

@@ -373,5 +373,10 @@ def test_cli_inspect_formats(registry: Registry, pusher: Pusher, tmp_path: Path)
 
     missing = run_lockd("images", "inspect", registry.ref("nope", "v1"), cwd=tmp_path, env=env)
     assert missing.returncode == 3 and "Traceback" not in missing.output
+    to_file = run_lockd(
+        "images", "inspect", registry.ref("cli", "v1"), "-o", str(tmp_path / "x"),
+        cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert to_file.returncode == 2 and "--format json or cyclonedx" in to_file.stderr
     bad = run_lockd("images", "inspect", "oci:/nonexistent/dir", cwd=tmp_path, env=env)
     assert bad.returncode == 2 and "Traceback" not in bad.output

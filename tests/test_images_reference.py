@@ -30,9 +30,10 @@ def test_public_api_is_pinned() -> None:
         "ImageInspection", "ImageManifest", "ImageRef", "ImageSource", "InspectRequest",
         "Instruction", "PinStatus", "PinnedFrom", "PlatformDigest", "RegistryClient",
         "RegistryOptions", "ResolvedImage", "SizeFinding", "SizeReport", "Stage",
-        "inspect_image", "key_values", "open_source", "parse_build_args", "parse_dockerfile",
-        "parse_dockerfile_stages", "parse_reference", "pin_dockerfile", "pin_dockerfile_text",
-        "read_dockerfile", "require_resolved", "resolve_images", "split_instructions", "words",
+        "inspect_image", "key_values", "local_path", "open_source", "parse_build_args",
+        "parse_dockerfile", "parse_dockerfile_stages", "parse_reference", "pin_dockerfile",
+        "pin_dockerfile_text", "read_dockerfile", "require_resolved", "resolve_images",
+        "split_instructions", "words",
     }  # fmt: skip
 
 

@@ -184,7 +184,7 @@ def track_image(request: TrackRequest) -> tuple[bool, list[TrackedImage]]:
     from ..images import parse_reference
     from .drift import _default_project
 
-    reference = request.reference.strip()
+    reference = _lasting(request.reference.strip())
     if not reference.startswith(("oci:", "docker-archive:")):
         parse_reference(reference.removeprefix("docker://"))
     parse_target_id(request.target)
@@ -206,3 +206,14 @@ def track_image(request: TrackRequest) -> tuple[bool, list[TrackedImage]]:
         return added, store.tracked_images(project)
     finally:
         store.close()
+
+
+def _lasting(reference: str) -> str:
+    """A local image path made absolute: ``drift --all`` runs from elsewhere (cron)."""
+    from ..images import local_path
+
+    for transport in ("oci:", "docker-archive:"):
+        if reference.startswith(transport):
+            path, tag = local_path(reference.removeprefix(transport), transport.rstrip(":"))
+            return f"{transport}{path.resolve()}" + (f":{tag}" if tag else "")
+    return reference

@@ -41,7 +41,7 @@ from ._manifest import (
 from ._pin import DockerfilePins, PinnedFrom, PinStatus, pin_dockerfile, read_dockerfile
 from ._reference import ImageRef, parse_reference
 from ._sizes import SizeFinding, SizeReport
-from ._sources import ImageManifest, ImageSource, open_source
+from ._sources import ImageManifest, ImageSource, local_path, open_source
 from ._stages import (
     BuildOptions,
     Dockerfile,
@@ -88,6 +88,7 @@ __all__ = [
     "Stage",
     "inspect_image",
     "key_values",
+    "local_path",
     "open_source",
     "parse_build_args",
     "parse_dockerfile",

@@ -110,9 +110,9 @@ def open_source(reference: str, options: RegistryOptions | None = None) -> Image
     """The source a reference names: ``oci:``, ``docker-archive:`` or a registry."""
     text = reference.strip()
     if text.startswith("oci:"):
-        return OciLayoutSource(reference, *_path_and_tag(text.removeprefix("oci:"), "oci"))
+        return OciLayoutSource(reference, *local_path(text.removeprefix("oci:"), "oci"))
     if text.startswith("docker-archive:"):
-        path, tag = _path_and_tag(text.removeprefix("docker-archive:"), "docker-archive")
+        path, tag = local_path(text.removeprefix("docker-archive:"), "docker-archive")
         return DockerArchiveSource(reference, path, tag)
     if text.startswith("docker://"):
         text = text.removeprefix("docker://")
@@ -120,8 +120,11 @@ def open_source(reference: str, options: RegistryOptions | None = None) -> Image
     return RegistrySource(text, RegistryClient(options))
 
 
-def _path_and_tag(rest: str, transport: str) -> tuple[Path, str | None]:
-    """``DIR:TAG`` or ``DIR``; a colon inside an existing path is part of the path."""
+def local_path(rest: str, transport: str) -> tuple[Path, str | None]:
+    """``DIR:TAG`` or ``DIR`` after ``oci:`` (``FILE[:REF]`` after ``docker-archive:``).
+
+    A colon inside an existing path is part of the path.
+    """
     if not rest:
         raise UsageError(
             f"{transport}: needs a path.", hint=f"Write {transport}:PATH or {transport}:PATH:TAG."
