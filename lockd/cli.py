@@ -550,7 +550,7 @@ class InspectFormat(StrEnum):
     cyclonedx = "cyclonedx"
 
 
-@images_app.command("inspect")
+@images_app.command("inspect", cls=_Command)
 def images_inspect(
     reference: Annotated[
         str,
@@ -560,10 +560,15 @@ def images_inspect(
     ],
     platform: Annotated[
         str | None,
-        typer.Option("--platform", help="OS/ARCH of a multi-platform image (default: this one)."),
+        typer.Option(
+            "--platform",
+            metavar="OS/ARCH",
+            help="The platform of a multi-platform image (default: this one).",
+        ),
     ] = None,
     output: Annotated[
-        Path | None, typer.Option("-o", "--output", help="Write here (atomically), not stdout.")
+        Path | None,
+        typer.Option("-o", "--output", metavar="FILE", help="Write here (atomically), not stdout."),
     ] = None,
     output_format: Annotated[
         InspectFormat, typer.Option("--format", help="Output format.")
@@ -597,12 +602,15 @@ def images_inspect(
         write_atomic(output, text.encode())
 
 
-@images_app.command("track")
+@images_app.command("track", cls=_Command)
 def images_track(
     reference: Annotated[str, typer.Argument(metavar="REF", help="The image to check nightly.")],
-    target: Annotated[str, typer.Option("--target", help="The lockset target the image ships.")],
+    target: Annotated[
+        str, typer.Option("--target", metavar="ID", help="The lockset target the image ships.")
+    ],
     project: Annotated[
-        str | None, typer.Option("--project", help="Project (default: this directory's).")
+        str | None,
+        typer.Option("--project", metavar="NAME", help="Project (default: this directory's)."),
     ] = None,
     db: DbOption = None,
     output_format: FormatOption = TableFormat.table,
@@ -717,6 +725,7 @@ def drift(
         list[str] | None,
         typer.Option(
             "--image",
+            metavar="REF",
             help="Check what this image contains instead of an environment (repeatable): "
             "REGISTRY/REPO:TAG, oci:DIR[:TAG] or docker-archive:FILE.",
         ),

@@ -16,7 +16,7 @@ import pytest
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 
-from lockd.errors import ImageError, RegistryError
+from lockd.errors import ImageError, RegistryError, UsageError
 from lockd.images import ImageInspection, InspectRequest, RegistryOptions, inspect_image
 from lockd.snapshot import Available, LibraryStatus, TorchKind
 from tests.conftest import hermetic_env, run_lockd
@@ -263,6 +263,10 @@ def test_transports_agree_and_platforms_are_chosen(
     by_registry = read(registry.ref("transports", "v1")).snapshot
     by_layout = read(f"oci:{tmp_path / 'layout'}:v1").snapshot
     by_archive = read(f"docker-archive:{tmp_path / 'app.tar'}").snapshot
+    named = read(f"docker-archive:{tmp_path / 'app.tar'}:app:v1").snapshot  # FILE:REPO:TAG
+    assert named.dists == by_archive.dists
+    with pytest.raises(UsageError, match="holds 1 images"):
+        read(f"docker-archive:{tmp_path / 'app.tar'}:other:v2")
     assert layout_digest == digest
     for snap in (by_layout, by_archive):
         assert snap.dists == by_registry.dists

@@ -129,8 +129,13 @@ def local_path(rest: str, transport: str) -> tuple[Path, str | None]:
         raise UsageError(
             f"{transport}: needs a path.", hint=f"Write {transport}:PATH or {transport}:PATH:TAG."
         )
+    if Path(rest).exists():
+        return Path(rest), None
+    for colon in (i for i, c in enumerate(rest) if c == ":"):
+        if colon and Path(rest[:colon]).exists():  # the reference after it may hold colons
+            return Path(rest[:colon]), rest[colon + 1 :] or None
     head, sep, tail = rest.rpartition(":")
-    if sep and head and "/" not in tail and not Path(rest).exists():
+    if sep and head and "/" not in tail:
         return Path(head), tail or None
     return Path(rest), None
 
