@@ -109,25 +109,41 @@ def test_a_blob_download_that_breaks_is_resumed_with_a_range_request() -> None:
     ranges: list[str | None] = []
 
     class Flaky(httpx.BaseTransport):
+        """Every answer breaks off after 50,000 bytes (a connection reset, a deadline)."""
+
         def handle_request(self, request: httpx.Request) -> httpx.Response:
             ranges.append(request.headers.get("Range"))
-            if request.headers.get("Range"):
-                start = int(request.headers["Range"].removeprefix("bytes=").rstrip("-"))
-                return httpx.Response(206, content=blob[start:])
+            start = int((request.headers.get("Range") or "bytes=0-")[6:].rstrip("-"))
 
             def broken() -> Iterator[bytes]:
-                yield blob[:100_000]
-                raise httpx.ReadError("connection reset")
+                yield blob[start : start + 50_000]
+                if start + 50_000 < len(blob):
+                    raise httpx.ReadTimeout("LOCKD_HTTP_DEADLINE reached")
 
-            return httpx.Response(200, stream=_Stream(broken()))
+            return httpx.Response(206 if start else 200, stream=_Stream(broken()))
 
     options = RegistryOptions(transport=Flaky(), sleep=lambda _s: None)
     with (
         RegistryClient(options) as client,
         client.blob_chunks("127.0.0.1:5000/app", digest(blob), len(blob)) as chunks,
     ):
-        assert b"".join(chunks) == blob
-    assert ranges == [None, "bytes=100000-"]
+        assert b"".join(chunks) == blob  # six requests: more than `attempts`, each one progressing
+    assert ranges == [None, *(f"bytes={n}-" for n in range(50_000, 300_000, 50_000))]
+
+    def stalled(_request: httpx.Request) -> httpx.Response:
+        def nothing() -> Iterator[bytes]:
+            raise httpx.ReadTimeout("LOCKD_HTTP_DEADLINE reached")
+            yield b""  # pragma: no cover
+
+        return httpx.Response(200, stream=_Stream(nothing()))
+
+    stuck = RegistryOptions(transport=httpx.MockTransport(stalled), sleep=lambda _s: None)
+    with (
+        pytest.raises(RegistryError, match="broke off after 0 bytes, 4 times"),
+        RegistryClient(stuck) as client,
+        client.blob_chunks("127.0.0.1:5000/app", digest(blob), len(blob)) as chunks,
+    ):
+        b"".join(chunks)
 
     too_long = RegistryOptions(
         transport=httpx.MockTransport(lambda _r: httpx.Response(200, content=blob)),

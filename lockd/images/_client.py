@@ -194,9 +194,11 @@ class RegistryClient:
     ) -> Iterator[Iterator[bytes]]:
         """The raw bytes of a blob as chunks, at most ``size`` of them.
 
-        A connection that breaks mid-blob is resumed with a ``Range`` request
-        (a bounded number of times). The caller checks the digest: the bytes
-        pass through once and are never held whole.
+        A connection that breaks mid-blob, or a request that reaches its overall
+        deadline (``LOCKD_HTTP_DEADLINE``: a layer of gigabytes can outlast one), is
+        resumed with a ``Range`` request; only attempts that bring no new byte
+        count against ``attempts``. The caller checks the digest: the bytes pass
+        through once and are never held whole.
         """
         ref = parse_reference(reference) if isinstance(reference, str) else reference
         if not DIGEST_RE.fullmatch(digest):
@@ -207,6 +209,7 @@ class RegistryClient:
             received = 0
             failures = 0
             while True:
+                before = received
                 extra = {"Range": f"bytes={received}-"} if received else {}
                 response = self._call(ref, "GET", f"/blobs/{digest}", extra=extra, stream=True)
                 opened.append(response)
@@ -228,8 +231,8 @@ class RegistryClient:
                         if chunk:
                             yield chunk
                     return
-                except httpx.TransportError as exc:
-                    failures += 1
+                except httpx.TransportError as exc:  # deadlines are ReadTimeouts too
+                    failures = 0 if received > before else failures + 1
                     if failures >= self._options.attempts:
                         raise RegistryError(
                             f"The download of blob {digest} of {_full(ref)} broke off after "

@@ -291,7 +291,7 @@ def print_drift_checks(reports: Sequence[DriftReport]) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    console = _console()
+    console = make_console()
     if not reports:
         console.print("no drift check yet")
         return
