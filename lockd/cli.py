@@ -465,6 +465,52 @@ def diff(
         console.print_diff(result)
 
 
+@app.command(cls=_Command)
+def why(
+    package: Annotated[str, typer.Argument(metavar="PACKAGE", help="A locked package.")],
+    target: Annotated[
+        str | None,
+        typer.Option(
+            "--target", metavar="TARGET", help="Only this target (default: every target)."
+        ),
+    ] = None,
+    project: Annotated[
+        str | None,
+        typer.Option(
+            "--project",
+            metavar="NAME",
+            help="The project's latest recorded lockset (default: locks/lockd.json here).",
+        ),
+    ] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", metavar="N", min=1, help="Paths shown per target.")
+    ] = 20,
+    db: DbOption = None,
+    output_format: FormatOption = TableFormat.table,
+) -> None:
+    """Why a package is locked: every path from a direct input to it, with the requirement
+    that brought it in at each step."""
+    from .app.why import WhyRequest
+    from .app.why import why as explain
+    from .report import console
+    from .settings import Settings
+
+    answer = explain(
+        WhyRequest(
+            package=package,
+            database_url=db or Settings.from_env().database_url,
+            cwd=Path.cwd(),
+            project=project,
+            target=target,
+            limit=limit,
+        )
+    )
+    if output_format is TableFormat.json:
+        console.print_json(answer.to_dict())
+    else:
+        console.print_why(answer)
+
+
 @images_app.command("resolve", cls=_Command)
 def images_resolve(
     references: Annotated[

@@ -16,6 +16,7 @@ from typing import Any
 
 from .errors import FormatError
 from .fields import Fields
+from .graph import Graph
 
 LOCKSET_FORMAT = "lockd.lockset/1"
 
@@ -122,6 +123,7 @@ class Lock:
     offered: tuple[Offered, ...] = ()
     notes: tuple[str, ...] = ()  # verification remarks that are not failures
     flavour: str | None = None  # "cuda 12.4" | "cpu" | … as verified
+    graph: Graph | None = None  # why each package is here; None: recorded without one
 
     def packages(self) -> dict[str, str]:
         """Name -> version, one entry per package."""
@@ -137,7 +139,7 @@ class Lock:
         return {name: versions[name] for name in sorted(kinds) if kinds[name] == {"sdist"}}
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "target": self.target,
             "artifacts": [a.to_dict() for a in self.artifacts],
             "files": dict(sorted(self.files.items())),
@@ -145,6 +147,9 @@ class Lock:
             "notes": list(self.notes),
             "flavour": self.flavour,
         }
+        if self.graph is not None:  # absent, not empty: older lockset hashes stay valid
+            out["graph"] = self.graph.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Lock:
@@ -159,6 +164,7 @@ class Lock:
             offered=tuple(Offered.read(o) for o in fields.objects("offered", required=False)),
             notes=fields.texts("notes", required=False),
             flavour=fields.optional_text("flavour"),
+            graph=Graph.read(fields.object("graph")) if "graph" in fields else None,
         )
 
 
@@ -313,9 +319,17 @@ def input_key(parts: Iterable[Any]) -> str:
 
 def diff_locksets(a: Lockset, b: Lockset) -> dict[str, Any]:
     """Per target: added, removed, upgraded, downgraded, hash or source changes, and the
-    pins kept; per base image reference: added, removed, and digest changes."""
+    pins kept; per base image reference: added, removed, and digest changes.
+
+    Where a lock has a dependency graph, each moved, added or removed pin carries
+    ``why`` (the path that holds it, and the changed direct inputs that lead to it);
+    ``inputs`` lists the direct requirements and constraints that changed.
+    """
     from packaging.version import InvalidVersion, Version
 
+    from .graph import explain_moves, input_changes
+
+    changes = input_changes(_direct(a), _direct(b))
     targets: dict[str, Any] = {}
     failed_a, failed_b = {f.target for f in a.failures}, {f.target for f in b.failures}
     for target in sorted(set(a.targets) | set(b.targets) | failed_a | failed_b):
@@ -353,8 +367,20 @@ def diff_locksets(a: Lockset, b: Lockset) -> dict[str, Any]:
                         entry["changed"].append({"name": name, "version": va, **change})
                     else:
                         entry["kept"].append({"name": name, "version": va})
-        targets[target] = entry
-    return {"a": a.hash, "b": b.hash, "targets": targets, "images": _image_changes(a, b)}
+        targets[target] = explain_moves(entry, lock_a.graph, lock_b.graph, changes)
+    return {
+        "a": a.hash,
+        "b": b.hash,
+        "targets": targets,
+        "images": _image_changes(a, b),
+        "inputs": [change.to_dict() for change in changes.values()],
+    }
+
+
+def _direct(lockset: Lockset) -> list[str]:
+    """The direct requirements and constraints of a lockset (recorded by every version)."""
+    constraints = lockset.extra.get("constraints", [])
+    return [*lockset.requirements, *(c for c in constraints if isinstance(c, str))]
 
 
 def _unpaired(failed_a: bool, failed_b: bool, lock_a: Lock | None) -> str:

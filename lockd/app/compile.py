@@ -276,7 +276,10 @@ def _pip_inputs(
     )
     if section.problems:
         raise problems_error(section.problems)
-    return PipInputs(section.requirements, (), (env_file,), section.index_url)
+    from ..graph import DirectInput
+
+    direct = tuple(DirectInput(r, f"{env_file.path} (pip:)") for r in section.requirements)
+    return PipInputs(section.requirements, (), (env_file,), section.index_url, direct)
 
 
 def _lock_conda(

@@ -19,7 +19,8 @@ from ..errors import (
     ResolutionError,
     VerificationError,
 )
-from ..indexes import files_of_version, listed_versions, requires_dist
+from ..graph import pip_graph
+from ..indexes import files_of_version, listed_versions
 from ..inputs import PipInputs
 from ..lockfiles.names import pylock_name, requirements_name
 from ..lockfiles.pylock import render_pylock
@@ -37,6 +38,7 @@ from ..routing import IndexPlan, index_of, plan_for
 from ..scratch import scratch_dir
 from ..targets import Target
 from ..urls import strip_credentials
+from .metadata import Pending, RequiresReader, gather
 
 if TYPE_CHECKING:
     from ..indexes import IndexClient
@@ -64,6 +66,7 @@ def resolve_all(
     from ..indexes import IndexClient
 
     client = IndexClient(metadata_cache=request.metadata_cache)
+    reader = RequiresReader(client)
     cleanup = ExitStack()  # the scratch directory goes even if the client fails to close
     scratch = cleanup.enter_context(scratch_dir("compile"))
     try:
@@ -77,6 +80,7 @@ def resolve_all(
                 resolver=resolver,
                 target=target,
                 client=client,
+                reader=reader,
                 workdir=scratch / target.id,
                 preferences=previous_pins(previous, target.id),
             )
@@ -91,6 +95,7 @@ def resolve_all(
             return list(pool.map(run, request.targets))
     finally:
         with cleanup:
+            reader.close()
             client.close()
 
 
@@ -101,6 +106,7 @@ def _lock_target(
     resolver: Resolver,
     target: Target,
     client: IndexClient,
+    reader: RequiresReader,
     workdir: Path,
     preferences: tuple[Pin, ...],
 ) -> TargetOutcome:
@@ -132,13 +138,15 @@ def _lock_target(
             )
         )
         resolution = _fill_hashes(resolution, client)
-        verdict = verify(resolution, plan, _torch_requires(resolution, plan, client))
+        requires = reader.submit(resolution, plan)
+        verdict = verify(resolution, plan, _torch_requires(resolution, requires))
         lock = Lock(
             target=target.id,
             artifacts=_artifacts(resolution, plan),
             offered=_offered(resolution, plan, client),
             notes=verdict.notes,
             flavour=verdict.flavour,
+            graph=pip_graph(gather(requires), inputs.direct, target.marker_environment()),
         )
         outcome.files = _render_files(lock, plan, target)
         outcome.lock = replace(
@@ -281,15 +289,13 @@ def _fill_hashes(resolution: Resolution, client: IndexClient) -> Resolution:
     return replace(resolution, packages=tuple(packages))
 
 
-def _torch_requires(
-    resolution: Resolution, plan: IndexPlan, client: IndexClient
-) -> dict[str, list[str]]:
+def _torch_requires(resolution: Resolution, requires: Pending) -> dict[str, list[str]]:
     """torch's Requires-Dist, when its local tag does not already tell its flavour."""
     torch = next((p for p in resolution.packages if p.name == TORCH), None)
-    if torch is None or not torch.files or local_flavour(torch.version) is not None:
+    pending = requires.get(TORCH)
+    if torch is None or pending is None or local_flavour(torch.version) is not None:
         return {}
-    wheel = next((f for f in torch.files if f.kind == "wheel"), torch.files[0])
-    return {TORCH: requires_dist(client.core_metadata(wheel.url, wheel.sha256))}
+    return {TORCH: pending.result()}
 
 
 def _artifacts(resolution: Resolution, plan: IndexPlan) -> tuple[Artifact, ...]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UsageError
+from ..graph import DirectInput
 from ..lockset import InputFile
 from ..urls import redact
 from .files import read_input
@@ -25,13 +26,16 @@ __all__ = ["PipInputs", "is_conda_input", "is_pyproject_input", "load_pip_inputs
 class PipInputs:
     """The loose inputs of a pip lock, and every file they were read from.
 
-    ``index_url`` is the default index a requirements file named (``-i``), if any.
+    ``index_url`` is the default index a requirements file named (``-i``), if any;
+    ``direct`` holds every requirement and constraint with where it was written,
+    for the dependency graph's roots.
     """
 
     requirements: tuple[str, ...]
     constraints: tuple[str, ...]
     files: tuple[InputFile, ...]
     index_url: str | None = None
+    direct: tuple[DirectInput, ...] = ()
 
 
 def is_conda_input(path: Path) -> bool:
@@ -60,6 +64,7 @@ def load_pip_inputs(
         )
     requirements: list[str] = []
     constraints: list[str] = []
+    direct: list[DirectInput] = []
     files: dict[str, InputFile] = {}
     problems: list[Problem] = []
     index: str | None = None
@@ -73,12 +78,14 @@ def load_pip_inputs(
             source = read_input(path, root)
             parsed = parse_pyproject(source.text, source.relative, extras, groups)
             requirements += parsed.requirements
+            direct += parsed.direct
             problems += parsed.problems
             files.setdefault(source.relative, InputFile(source.relative, source.sha256))
             continue
         found = parse_requirements_file(path, root)
         requirements += found.requirements
         constraints += found.constraints
+        direct += found.direct
         problems += found.problems
         for file in found.files:
             files.setdefault(file.path, file)
@@ -101,4 +108,5 @@ def load_pip_inputs(
         tuple(dict.fromkeys(constraints)),
         tuple(files.values()),
         index,
+        tuple(dict.fromkeys(direct)),
     )

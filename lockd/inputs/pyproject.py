@@ -30,6 +30,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from ..errors import UsageError
+from ..graph import DirectInput
 from .requirements import Problem, classify_line, shorten
 
 # PEP 735: group names are valid (non-normalised) project names.
@@ -41,6 +42,8 @@ _GROUP_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORE
 class PyprojectInputs:
     requirements: tuple[str, ...]
     problems: tuple[Problem, ...] = ()
+    # each requirement with the part it comes from: ``pyproject.toml (extra: train)``
+    direct: tuple[DirectInput, ...] = ()
 
 
 def parse_pyproject(
@@ -64,7 +67,7 @@ def parse_pyproject(
     found = _project({} if project is None else project, source, bool(extras))
     reader = _Reader(source, text.splitlines(), found)
     if project is not None:
-        reader.add(_strings(project, "dependencies", source), "[project] dependencies")
+        reader.add(_strings(project, "dependencies", source), "[project] dependencies", source)
     for extra in extras:
         key = canonicalize_name(extra)
         if key not in reader.optional:
@@ -78,8 +81,12 @@ def parse_pyproject(
         table = _groups_table(data, source)
         for group in groups:
             for entry, name in _group_entries(table, group, source, ()):
-                reader.add((entry,), f"[dependency-groups] {name}")
-    return PyprojectInputs(tuple(dict.fromkeys(reader.out)), tuple(reader.problems))
+                reader.add((entry,), f"[dependency-groups] {name}", f"{source} (group: {name})")
+    return PyprojectInputs(
+        tuple(dict.fromkeys(r.requirement for r in reader.out)),
+        tuple(reader.problems),
+        tuple(dict.fromkeys(reader.out)),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +104,7 @@ class _Reader:
         self.lines = lines
         self.project = project
         self.optional = project.optional
-        self.out: list[str] = []
+        self.out: list[DirectInput] = []
         self.problems: list[Problem] = []
         self._quoted: dict[str, int] | None = None  # quoted string -> first line, on demand
 
@@ -105,9 +112,12 @@ class _Reader:
         self,
         entries: Iterable[str],
         where: str,
+        origin: str,
         marker: Marker | None = None,
         path: tuple[str, ...] = (),
     ) -> None:
+        """Collect ``entries`` of the section ``where`` (an origin such as
+        ``pyproject.toml (extra: train)`` for the graph)."""
         for entry in entries:
             item = classify_line(entry.strip(), "")
             if isinstance(item, Problem):
@@ -128,11 +138,12 @@ class _Reader:
                 self._self_reference(item, self._where_lazy(entry, where), combined, path)
                 continue
             item.marker = combined
-            self.out.append(str(item))
+            self.out.append(DirectInput(str(item), origin))
 
     def add_extra(self, key: str, marker: Marker | None, path: tuple[str, ...]) -> None:
         written, entries = self.optional[key]
-        self.add(entries, f"[project.optional-dependencies] {written}", marker, path)
+        where = f"[project.optional-dependencies] {written}"
+        self.add(entries, where, f"{self.source} (extra: {written})", marker, path)
 
     def _self_reference(
         self,

@@ -23,6 +23,7 @@ from pathlib import Path
 from packaging.requirements import InvalidRequirement, Requirement
 
 from ..errors import UsageError
+from ..graph import DirectInput
 from ..lockset import InputFile
 from ..urls import redact
 from .files import read_input
@@ -89,6 +90,8 @@ class ParsedRequirements:
     files: tuple[InputFile, ...]  # every file read, includes in first-seen order
     index_url: str | None = None
     problems: tuple[Problem, ...] = ()
+    # each requirement and constraint with the file it is written in (``-r base.in``)
+    direct: tuple[DirectInput, ...] = ()
 
 
 def problems_error(problems: Sequence[Problem]) -> UsageError:
@@ -114,6 +117,7 @@ def parse_requirements_file(path: Path, root: Path) -> ParsedRequirements:
     """
     requirements: list[str] = []
     constraints: list[str] = []
+    direct: list[DirectInput] = []
     files: dict[Path, InputFile] = {}
     problems: list[Problem] = []
     index: list[tuple[str, str]] = []  # (url, where)
@@ -142,6 +146,8 @@ def parse_requirements_file(path: Path, root: Path) -> ParsedRequirements:
                 problems.append(item)
             else:
                 (constraints if constraint else requirements).append(str(item))
+                flag = "-c" if constraint else "-r"
+                direct.append(DirectInput(str(item), f"{flag} {source.relative}", constraint))
 
     visit(path, str(path), False, ())
     problems += _index_conflicts(index)
@@ -151,6 +157,7 @@ def parse_requirements_file(path: Path, root: Path) -> ParsedRequirements:
         tuple(files.values()),
         index[0][0] if index else None,
         tuple(problems),
+        tuple(dict.fromkeys(direct)),
     )
 
 

@@ -73,10 +73,18 @@ def _utc_text(value: object) -> str | None:
 
 
 def render_pylock(lock: Lock, *, requires_python: str, created_by: str = "lockd") -> dict[str, Any]:
-    """The PEP 751 document of one lock (credentials already stripped), for ``tomli_w``."""
+    """The PEP 751 document of one lock (credentials already stripped), for ``tomli_w``.
+
+    With a dependency graph, each package lists the entries it requires in
+    ``dependencies`` (by name: one entry per name in a lock), as PEP 751 allows;
+    installers do not use it.
+    """
     by_name: dict[str, list[Artifact]] = {}
     for artifact in lock.artifacts:
         by_name.setdefault(artifact.name, []).append(artifact)
+    requires: dict[str, set[str]] = {}
+    for edge in lock.graph.edges if lock.graph else ():
+        requires.setdefault(edge.parent, set()).add(edge.child)
     packages: list[dict[str, Any]] = []
     for name in sorted(by_name):
         artifacts = by_name[name]
@@ -85,6 +93,8 @@ def render_pylock(lock: Lock, *, requires_python: str, created_by: str = "lockd"
             "version": artifacts[0].version,
             "index": artifacts[0].index,
         }
+        if lock.graph is not None and name not in lock.graph.unknown:
+            entry["dependencies"] = [{"name": child} for child in sorted(requires.get(name, ()))]
         wheels = [_render_file(a) for a in artifacts if a.kind == "wheel"]
         sdists = [_render_file(a) for a in artifacts if a.kind == "sdist"]
         if wheels:

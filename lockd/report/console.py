@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
     from ..app.compile import CompileResult, LockCheck
     from ..app.pip import ProgressHook
+    from ..app.why import WhyAnswer
     from ..drift import DriftReport
     from ..lockset import Lockset
 
@@ -153,15 +154,26 @@ def pin_changes(entry: dict[str, Any]) -> str:
     """One target's ``diff_locksets`` entry as a sentence: what moved, what stayed."""
     if "status" in entry:
         return "new target" if entry["status"] == "only-in-b" else "target dropped"
-    parts = [f"{i['name']} {i['from']} -> {i['to']}" for i in entry["upgraded"]]
-    parts += [f"{i['name']} {i['from']} -> {i['to']} (downgraded)" for i in entry["downgraded"]]
-    parts += [f"{i['name']} {i['version']} added" for i in entry["added"]]
-    parts += [f"{i['name']} {i['version']} removed" for i in entry["removed"]]
+    parts = [f"{i['name']} {i['from']} -> {i['to']}{_why(i)}" for i in entry["upgraded"]]
+    parts += [
+        f"{i['name']} {i['from']} -> {i['to']} (downgraded{_why(i, ';')})"
+        for i in entry["downgraded"]
+    ]
+    parts += [f"{i['name']} {i['version']} added{_why(i)}" for i in entry["added"]]
+    parts += [f"{i['name']} {i['version']} removed{_why(i)}" for i in entry["removed"]]
     parts += [f"{i['name']} {i['version']} {i['what']} changed" for i in entry["changed"]]
     kept = len(entry["kept"])
     if not parts:
         return f"all {kept} pins kept"
     return "; ".join(parts) + f"; {kept} other pin{'' if kept == 1 else 's'} kept"
+
+
+def _why(item: dict[str, Any], joiner: str = "") -> str:
+    """`` (required by pandas>=2.3 via -r requirements.in)`` when the diff explains the pin."""
+    why = item.get("why")
+    if not why:
+        return ""
+    return f"{joiner} {why['reason']}" if joiner else f" ({why['reason']})"
 
 
 def _source_build_note(builds: dict[str, str]) -> str:
@@ -312,6 +324,7 @@ def print_drift_checks(reports: Sequence[DriftReport]) -> None:
 def print_diff(result: dict[str, Any]) -> None:
     from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title=f"{result['a'][:12]} -> {result['b'][:12]}")
     for column in ("target", "change", "package", "detail"):
@@ -325,12 +338,15 @@ def print_diff(result: dict[str, Any]) -> None:
         for kind in ("added", "removed", "upgraded", "downgraded", "changed"):
             for item in entry[kind]:
                 if kind in {"upgraded", "downgraded"}:
-                    detail = f"{item['from']} -> {item['to']}"
+                    detail = f"{item['from']} -> {item['to']}{_why(item)}"
                 elif kind == "changed":
                     detail = f"{item['what']}: {item.get('files') or item.get('to')}"
                 else:
-                    detail = item["version"]
-                table.add_row(target, kind, item["name"], str(detail))
+                    detail = f"{item['version']}{_why(item)}"
+                table.add_row(target, kind, item["name"], Text(str(detail)))
+    for change in result.get("inputs", ()):
+        before, after = ", ".join(change["from"]) or "-", ", ".join(change["to"]) or "-"
+        table.add_row("inputs", "changed", change["name"], Text(f"{before} -> {after}"))
     for kind, items in result.get("images", {}).items():
         for item in items:
             reference = escape(item["reference"])  # "[::1]:5000/app" is not markup
@@ -349,3 +365,38 @@ def _short(digest: str | None) -> str:
 
 def _moved(change: dict[str, Any]) -> str:
     return f"{_short(change['from'])} -> {_short(change['to'])}"
+
+
+def print_why(answer: WhyAnswer) -> None:
+    """``lockd why``: per target (targets with the same answer together), every path from
+    a direct input to the package, shortest first, and how many were left out."""
+    from rich.table import Table
+    from rich.text import Text
+
+    groups: dict[str, list[str]] = {}
+    for item in answer.targets:
+        groups.setdefault(json.dumps(item.to_dict() | {"target": ""}, sort_keys=True), []).append(
+            item.target
+        )
+    table = Table(title=f"why {answer.package} · lockset {answer.lockset[:12]} of {answer.project}")
+    for column in ("targets", "version", "path from a direct input"):
+        table.add_column(column)
+    for targets in groups.values():
+        item = next(t for t in answer.targets if t.target == targets[0])
+        paths = item.paths
+        rows = [path.describe() for path in paths.shown] or ["no path from the direct inputs"]
+        if paths.left_out:
+            more = f"{paths.left_out}" if paths.complete else f"at least {paths.left_out}"
+            rows.append(f"… and {more} more (--limit to show more)")
+        if item.unknown:
+            rows.append("requirements not read (sdists): " + ", ".join(item.unknown))
+        for n, row in enumerate(rows):
+            first = n == 0
+            table.add_row(
+                Text(", ".join(targets) if first else ""),
+                item.version if first else "",
+                Text(row),  # requirement texts and file names are not markup
+            )
+    make_console().print(table)
+    if answer.absent:
+        make_console().print(f"not in {', '.join(answer.absent)}")

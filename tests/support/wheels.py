@@ -27,6 +27,7 @@ class WheelSpec:
     files: Mapping[str, str] = field(default_factory=dict)
     # Files whose bytes matter (compiled .so, deliberately broken ELF, …).
     binary_files: Mapping[str, bytes] = field(default_factory=dict)
+    extras: tuple[str, ...] = ()  # Provides-Extra
 
     @property
     def dist_name(self) -> str:
@@ -40,6 +41,7 @@ class WheelSpec:
         lines = ["Metadata-Version: 2.1", f"Name: {self.name}", f"Version: {self.version}"]
         if self.requires_python:
             lines.append(f"Requires-Python: {self.requires_python}")
+        lines += [f"Provides-Extra: {extra}" for extra in self.extras]
         lines += [f"Requires-Dist: {req}" for req in self.requires]
         return "\n".join(lines) + "\n"
 

@@ -1,0 +1,71 @@
+"""The ``Requires-Dist`` of every locked package: the dependency graph's raw material.
+
+One reader per compile, shared by the targets' threads. Each file is asked
+for once (targets share most wheels), on a small pool of threads, and the
+index client caches every answer on disk by the file's sha256 (a file with
+that hash can never have other metadata), so a recompile reads local files.
+The wheel a target installs is read (PEP 658 ``.metadata`` first, else the
+wheel's own METADATA by byte ranges); an sdist has no trustworthy metadata
+without a build, so its requirements are unknown (``None``) and the graph
+says so. A wheel whose metadata cannot be read fails the target: a lock
+whose graph is silently missing edges would mislead its reviewer.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+from ..indexes import requires_dist
+from ..urls import with_userinfo
+
+if TYPE_CHECKING:
+    from ..indexes import IndexClient
+    from ..resolvers.interface import Resolution, ResolvedFile
+    from ..routing import IndexPlan
+
+WORKERS = 8  # metadata requests in flight at once, for all targets together
+
+Pending = Mapping[str, "Future[list[str]] | None"]  # package -> its lines (None: unknown)
+
+
+class RequiresReader:
+    """Fetches ``Requires-Dist`` lines concurrently, each file once per compile."""
+
+    def __init__(self, client: IndexClient, workers: int = WORKERS) -> None:
+        self._client = client
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="metadata")
+        self._by_file: dict[str, Future[list[str]]] = {}
+        self._lock = threading.Lock()
+
+    def submit(self, resolution: Resolution, plan: IndexPlan) -> Pending:
+        """Start reading every package of ``resolution``; the answers arrive as futures."""
+        pending: dict[str, Future[list[str]] | None] = {}
+        for package in resolution.packages:
+            wheel = next((f for f in package.files if f.kind == "wheel"), None)
+            # Credentials of the index the package is routed to (the lock's URLs have none).
+            pending[package.name] = (
+                None if wheel is None else self._read(wheel, plan.index_url(package.name))
+            )
+        return pending
+
+    def _read(self, wheel: ResolvedFile, index_url: str) -> Future[list[str]]:
+        key = wheel.sha256 or wheel.url
+        with self._lock:
+            if key not in self._by_file:
+                url = with_userinfo(wheel.url, index_url)
+                self._by_file[key] = self._pool.submit(self._fetch, url, wheel.sha256)
+            return self._by_file[key]
+
+    def _fetch(self, url: str, sha256: str | None) -> list[str]:
+        return requires_dist(self._client.core_metadata(url, sha256))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def gather(pending: Pending) -> dict[str, list[str] | None]:
+    """Wait for every answer; a failed read raises its ``PackageIndexError``."""
+    return {name: None if f is None else f.result() for name, f in pending.items()}
