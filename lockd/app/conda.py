@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import ResolutionError
+from ..graph import DirectInput, conda_graph
 from ..inputs.environment import CondaEnvironment, parse_environment
 from ..lockset import Artifact, InputFile, Lock, sha256_text
 from ..targets import Target
@@ -83,6 +84,7 @@ def lock_conda(
         VirtualPackageVersions,
         conda_targets,
         solve_conda_matrix,
+        spec_name,
     )
 
     outcome = CondaOutcome(environment, input_file)
@@ -98,6 +100,7 @@ def lock_conda(
         virtual_versions=VirtualPackageVersions(glibc=glibc),
         concurrency=concurrency,
     )
+    direct = [DirectInput(redact(spec), input_file.path) for spec in environment.specs]
     for conda_target, answer in zip(matrix, asyncio.run(solve_conda_matrix(request)), strict=True):
         if isinstance(answer, ResolutionError):
             outcome.failures.append(answer)
@@ -127,6 +130,7 @@ def lock_conda(
                 files={name: sha256_text(text)},
                 flavour=f"cuda {acc.cuda_version}" if acc.kind == "cuda" else "cpu",
                 notes=(f"conda {result.subdir}; python {result.python_version or 'none'}",),
+                graph=conda_graph({p.name: p.depends for p in result.packages}, direct, spec_name),
             )
         )
         if environment.pip_requirements and result.python is not None:

@@ -337,13 +337,7 @@ def print_diff(result: dict[str, Any]) -> None:
         table.add_row(target, "kept", f"{kept} package{'' if kept == 1 else 's'}", "same pin")
         for kind in ("added", "removed", "upgraded", "downgraded", "changed"):
             for item in entry[kind]:
-                if kind in {"upgraded", "downgraded"}:
-                    detail = f"{item['from']} -> {item['to']}{_why(item)}"
-                elif kind == "changed":
-                    detail = f"{item['what']}: {item.get('files') or item.get('to')}"
-                else:
-                    detail = f"{item['version']}{_why(item)}"
-                table.add_row(target, kind, item["name"], Text(str(detail)))
+                table.add_row(target, kind, item["name"], Text(_pin_detail(kind, item)))
     for change in result.get("inputs", ()):
         before, after = ", ".join(change["from"]) or "-", ", ".join(change["to"]) or "-"
         table.add_row("inputs", "changed", change["name"], Text(f"{before} -> {after}"))
@@ -357,6 +351,14 @@ def print_diff(result: dict[str, Any]) -> None:
             for platform, change in item["platforms"].items():
                 table.add_row("image", kind, f"{reference} {platform}", _moved(change))
     make_console().print(table)
+
+
+def _pin_detail(kind: str, item: dict[str, Any]) -> str:
+    if kind in {"upgraded", "downgraded"}:
+        return f"{item['from']} -> {item['to']}{_why(item)}"
+    if kind == "changed":
+        return f"{item['what']}: {item.get('files') or item.get('to')}"
+    return f"{item['version']}{_why(item)}"
 
 
 def _short(digest: str | None) -> str:

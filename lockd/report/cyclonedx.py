@@ -15,9 +15,16 @@ relationships, author, timestamp):
   distributor: lockd does not read package authors).
 * Base images are ``container`` components (``pkg:oci/…@sha256:…``) with
   their index digest as hash and each platform's manifest digest as property.
-* Dependencies: lockd records no edges between packages, so the graph is root
-  → targets → artifacts (and root → images) only; a ``compositions`` entry
-  says the artifacts' own dependencies are ``unknown``, not absent.
+* Dependencies: root → targets (and root → images); a target → the
+  components of its direct inputs; each artifact → the artifacts of the
+  packages it requires in that target (the lock's dependency graph). A file
+  shared by several targets is one component only where everything below it
+  is the same in each (a pure wheel whose requirements pick other wheels per
+  platform is one component per platform), so walking down from a target
+  never reaches a file that target does not install. ``compositions`` say
+  which components' dependencies are ``complete`` and which are ``unknown``
+  (an sdist whose metadata needs a build; every artifact of a lock recorded
+  before lockd kept graphs, where the target → its artifacts instead).
 * Metadata: the lockset's creation time as timestamp, its user as author, lockd
   and the resolver as tools. The serial number is derived from the lockset hash
   and target, so the same lockset always gives the same BOM.
@@ -27,14 +34,15 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ..errors import UsageError
-from ..lockset import Artifact, Lockset
+from ..graph import Graph
+from ..lockset import Artifact, Lock, Lockset
 
 if TYPE_CHECKING:
     from cyclonedx.model.bom import Bom
@@ -102,6 +110,17 @@ def _norm(url: str | None) -> str:
 
 def build_bom(request: BomRequest) -> Bom:
     """The BOM of a lockset (all targets) or of one of its targets."""
+    return _build(request).bom
+
+
+@dataclass(slots=True)
+class _Built:
+    bom: Bom
+    complete: set[str] = field(default_factory=set)  # bom-refs whose dependencies are known
+    unknown: set[str] = field(default_factory=set)
+
+
+def _build(request: BomRequest) -> _Built:
     from cyclonedx.model import Property
     from cyclonedx.model.bom import Bom, BomMetaData
     from cyclonedx.model.component import Component, ComponentType
@@ -137,7 +156,9 @@ def build_bom(request: BomRequest) -> Bom:
                 "lockd:cutoff": lockset.cutoff,
                 "lockd:host": prov.host,
                 "lockd:git-commit": prov.git_commit,
-                "lockd:dependency-graph": "root-to-components-only",
+                "lockd:dependency-graph": "packages"
+                if all(lock.graph is not None for lock in locks)
+                else "root-to-components-only",
                 **{f"lockd:index:{k}": v for k, v in sorted(lockset.indexes.items())},
                 **{f"lockd:input:{i.path}": i.sha256 for i in lockset.inputs},
             }
@@ -153,9 +174,8 @@ def build_bom(request: BomRequest) -> Bom:
             lifecycles=[PredefinedLifecycle(LifecyclePhase.PRE_BUILD)],
         ),
     )
-    default_index = lockset.indexes.get("default")
-    files: dict[tuple[str, str], Component] = {}  # (sha256, index) -> component
-    users: dict[tuple[str, str], list[str]] = {}
+    built = _Built(bom)
+    files = _Files(bom, lockset.indexes.get("default"))
     for lock in locks:
         parent = root
         if request.target is None:
@@ -174,23 +194,85 @@ def build_bom(request: BomRequest) -> Bom:
             )
             bom.components.add(parent)
             bom.register_dependency(root, [parent])
-        needed = []
-        for artifact in lock.artifacts:
-            key = (artifact.sha256, artifact.index)
-            if key not in files:
-                files[key] = _artifact_component(artifact, default_index, len(files))
-                bom.components.add(files[key])
-            users.setdefault(key, []).append(lock.target)
-            needed.append(files[key])
-        bom.register_dependency(parent, needed)
-    for key, component in files.items():
-        component.properties.update(Property(name="lockd:target", value=t) for t in users[key])
+        if lock.graph is None:
+            needed = [files.component(a, lock.target) for a in lock.artifacts]
+            bom.register_dependency(parent, needed)
+            built.unknown.update(str(c.bom_ref) for c in needed)
+        else:
+            _register_graph(built, files, parent, lock, lock.graph)
+    for component, targets in files.users():
+        component.properties.update(Property(name="lockd:target", value=t) for t in targets)
     images = [_image_component(image, n) for n, image in enumerate(lockset.images)]
     for image in images:
         bom.components.add(image)
     if images:
         bom.register_dependency(root, images)
-    return bom
+    return built
+
+
+class _Files:
+    """One component per distinct file (sha256 + index) and what lies below it."""
+
+    def __init__(self, bom: Bom, default_index: str | None) -> None:
+        self._bom = bom
+        self._default = default_index
+        self._made: dict[Hashable, tuple[Component, list[str]]] = {}
+
+    def component(self, artifact: Artifact, target: str, below: Hashable = None) -> Component:
+        key = (artifact.sha256, artifact.index, below)
+        if key not in self._made:
+            made = _artifact_component(artifact, self._default, len(self._made))
+            self._bom.components.add(made)
+            self._made[key] = (made, [])
+        self._made[key][1].append(target)
+        return self._made[key][0]
+
+    def users(self) -> list[tuple[Component, list[str]]]:
+        return list(self._made.values())
+
+
+def _register_graph(
+    built: _Built, files: _Files, parent: Component, lock: Lock, graph: Graph
+) -> None:
+    """target → its direct inputs' files; each file → the files of what its package requires."""
+    children: dict[str, set[str]] = {}
+    for edge in graph.edges:
+        children.setdefault(edge.parent, set()).add(edge.child)
+    by_name: dict[str, list[Artifact]] = {}
+    for artifact in lock.artifacts:
+        by_name.setdefault(artifact.name, []).append(artifact)
+    files_of = {name: tuple(sorted(a.sha256 for a in group)) for name, group in by_name.items()}
+    made = {
+        name: [files.component(a, lock.target, _below(name, children, files_of)) for a in group]
+        for name, group in by_name.items()
+    }
+    direct = sorted({r.package for r in graph.roots if not r.constraint} & set(made))
+    built.bom.register_dependency(parent, [c for name in direct for c in made[name]])
+    for name, components in made.items():
+        needed = [c for child in sorted(children.get(name, ())) for c in made.get(child, ())]
+        for component in components:
+            built.bom.register_dependency(component, needed)
+            refs = built.unknown if name in graph.unknown else built.complete
+            refs.add(str(component.bom_ref))
+
+
+def _below(
+    name: str, children: Mapping[str, set[str]], files_of: Mapping[str, tuple[str, ...]]
+) -> Hashable:
+    """Everything under ``name`` in one lock: the packages it reaches, their files and edges.
+
+    Two targets share a file's component only when this is equal for both.
+    """
+    seen, stack = {name}, [name]
+    while stack:
+        for child in children.get(stack.pop(), ()):
+            if child not in seen:
+                seen.add(child)
+                stack.append(child)
+    return (
+        frozenset((n, files_of.get(n, ())) for n in seen),
+        frozenset((n, c) for n in seen for c in children.get(n, ())),
+    )
 
 
 def _artifact_component(artifact: Artifact, default_index: str | None, n: int) -> Component:
@@ -322,15 +404,17 @@ def render_cyclonedx(request: BomRequest) -> str:
     """The CycloneDX 1.6 JSON text of :func:`build_bom`'s BOM."""
     from cyclonedx.output.json import JsonV1Dot6
 
-    bom = build_bom(request)
-    data = json.loads(JsonV1Dot6(bom).output_as_string())
-    # cyclonedx-python-lib has no compositions: state that each artifact's own
-    # dependencies are unknown (lockd records none), not that it has none.
-    refs = [
-        c["bom-ref"] for c in data.get("components", []) if c["bom-ref"].startswith("artifact:")
+    built = _build(request)
+    data = json.loads(JsonV1Dot6(built.bom).output_as_string())
+    # cyclonedx-python-lib has no compositions: state whose dependencies are listed in
+    # full, and whose are unknown (not absent).
+    compositions = [
+        {"aggregate": aggregate, "dependencies": sorted(refs)}
+        for aggregate, refs in (("complete", built.complete), ("unknown", built.unknown))
+        if refs
     ]
-    if refs:
-        data["compositions"] = [{"aggregate": "unknown", "dependencies": sorted(refs)}]
+    if compositions:
+        data["compositions"] = compositions
     return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 

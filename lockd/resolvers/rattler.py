@@ -479,6 +479,17 @@ def _match_spec(spec: str) -> MatchSpec:
     return MatchSpec(spec, strict=False)  # lenient, as conda reads environment.yml
 
 
+def spec_name(spec: str) -> str | None:
+    """The (normalised) package name a match spec names; ``None`` when it names none."""
+    from rattler.exceptions import InvalidMatchSpecError
+
+    try:
+        name = _match_spec(spec).name
+    except InvalidMatchSpecError:
+        return None
+    return name.normalized if name is not None else None
+
+
 def _generic(virtual: VirtualPackage) -> GenericVirtualPackage:
     from rattler import BuildString, GenericVirtualPackage, PackageName, Version
 

@@ -16,10 +16,12 @@ from sqlmodel import Session, col, create_engine, select
 
 from ..drift import CheckError, DriftReport, Finding
 from ..errors import ConfigError, NotFoundError, StoreError, UsageError
+from ..graph import Graph
 from ..lockset import Lockset, canonical_json
 from ..urls import strip_credentials
 from .tables import (
     ArtifactRow,
+    DependencyRow,
     DriftReportRow,
     ImageRow,
     LockRow,
@@ -251,6 +253,9 @@ class Store:
                         )
                         for a in lock.artifacts
                     )
+                    if lock.graph is not None:
+                        rows = _dependency_rows(lock_row.id, lock.graph)  # type: ignore[arg-type]
+                        session.add_all(rows)
         except SQLAlchemyError as exc:
             raise StoreError(
                 f"Could not record lockset {lockset.hash[:12]}: {_reason(exc)}. "
@@ -497,6 +502,32 @@ def _reason(exc: BaseException) -> str:
     """The database's own words: the driver's message, first line, bounded."""
     orig = getattr(exc, "orig", None) or exc
     return (str(orig).strip().splitlines() or [type(orig).__name__])[0][:300]
+
+
+def _dependency_rows(lock_id: int, graph: Graph) -> list[DependencyRow]:
+    """The rows of one lock's graph: its direct inputs, then its edges."""
+    rows = [
+        DependencyRow(
+            lock_id=lock_id,
+            kind="constraint" if root.constraint else "input",
+            dependency=root.package,
+            requirement=root.requirement,
+            source=root.source,
+        )
+        for root in graph.roots
+    ]
+    rows += [
+        DependencyRow(
+            lock_id=lock_id,
+            kind="requires",
+            package=edge.parent,
+            dependency=edge.child,
+            requirement=edge.requirement,
+            extra=edge.extra,
+        )
+        for edge in graph.edges
+    ]
+    return rows
 
 
 def _to_drift(row: DriftReportRow) -> DriftReport:

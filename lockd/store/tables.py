@@ -64,6 +64,23 @@ class ArtifactRow(SQLModel, table=True):
     kind: str
 
 
+class DependencyRow(SQLModel, table=True):
+    """One root or edge of a lock's dependency graph; the lockset document is the record
+    of truth. ``kind``: ``input`` and ``constraint`` (a direct input, from ``source``)
+    or ``requires`` (``package`` requires ``dependency``, through ``extra``)."""
+
+    __tablename__ = "dependencies"
+
+    id: int | None = Field(default=None, primary_key=True)
+    lock_id: int = Field(foreign_key="locks.id", index=True)
+    kind: str
+    package: str | None = None  # the requiring package; None for a direct input
+    dependency: str = Field(index=True)
+    requirement: str
+    source: str | None = None
+    extra: str | None = None
+
+
 class DriftReportRow(SQLModel, table=True):
     __tablename__ = "drift_reports"
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,6 +40,8 @@ ARTIFACT_FIELDS = ("name", "version", "index", "url", "filename", "sha256", "kin
 # names, versions, URLs, file names or hashes (a row that has one shows as altered).
 FIELD_SEP, ROW_SEP = "\x1f", "\x1e"
 _artifact_fields = itemgetter(*ARTIFACT_FIELDS)
+# dependencies columns, NULL read as "" (no recorded graph value is empty)
+DEPENDENCY_FIELDS = ("kind", "package", "dependency", "requirement", "source", "extra")
 # images columns in document order; the document spells "registry" the same way
 IMAGE_FIELDS = (
     "reference",
@@ -81,6 +83,8 @@ class LockRecord:
     flavour: str | None
     files: Mapping[str, str]
     artifact_lines: tuple[str, ...]
+    # The dependency rows the same way: id, then DEPENDENCY_FIELDS.
+    dependency_lines: tuple[str, ...] = ()
 
     def artifacts(self) -> tuple[ArtifactRecord, ...]:
         """The artifact rows as records (only needed to explain a difference)."""
@@ -137,6 +141,7 @@ class Records:
     orphan_locks: tuple[tuple[int, int], ...] = ()  # (lock id, missing lockset id)
     orphan_artifacts: tuple[tuple[int, int], ...] = ()  # (artifact id, missing lock id)
     orphan_images: tuple[tuple[int, int], ...] = ()  # (image id, missing lockset id)
+    orphan_dependencies: tuple[tuple[int, int], ...] = ()  # (dependency id, missing lock id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,6 +265,7 @@ def check_chains(records: Records) -> ChainReport:
         ("locks", "lockset", records.orphan_locks),
         ("artifacts", "lock", records.orphan_artifacts),
         ("images", "lockset", records.orphan_images),
+        ("dependencies", "lock", records.orphan_dependencies),
     ):
         for row_id, parent_id in pairs:
             orphans.setdefault(
@@ -454,10 +460,48 @@ def _locks_difference(rows: Sequence[LockRecord], locks: Sequence[Mapping[str, A
             )
         if dict(row.files) != lock.get("files", {}):
             return f"target {row.target}: the lock file hashes differ from the document"
-        detail = _artifacts_difference(row, lock["artifacts"])
+        detail = _artifacts_difference(row, lock["artifacts"]) or _dependencies_difference(
+            row, lock.get("graph")
+        )
         if detail:
             return f"target {row.target}: {detail}"
     return ""
+
+
+def _dependencies_difference(row: LockRecord, graph: Mapping[str, Any] | None) -> str:
+    """The dependency rows against the document's graph (none without one)."""
+    try:
+        documented = Counter(
+            [
+                (
+                    "constraint" if r.get("constraint") else "input",
+                    "",
+                    r["package"],
+                    r["requirement"],
+                    r["source"],
+                    "",
+                )
+                for r in (graph or {}).get("roots", [])
+            ]
+            + [
+                ("requires", e["from"], e["to"], e["requirement"], "", e.get("extra") or "")
+                for e in (graph or {}).get("edges", [])
+            ]
+        )
+    except (KeyError, TypeError, AttributeError):
+        return "its document's dependency graph lacks fields every graph has"
+    stored = Counter(tuple(line.split(FIELD_SEP)[1:]) for line in row.dependency_lines)
+    if stored == documented:
+        return ""
+    for values in stored - documented:
+        return f"dependency row {_dependency(values)} is not in the document's graph"
+    for values in documented - stored:
+        return f"{_dependency(values)} of the document's graph is missing from its table"
+    return "its dependency rows differ from the document's graph"
+
+
+def _dependency(values: tuple[str, ...]) -> str:
+    return _show(dict(zip(DEPENDENCY_FIELDS, values, strict=False)))
 
 
 def _artifacts_difference(row: LockRecord, artifacts: Sequence[Mapping[str, Any]]) -> str:
@@ -605,6 +649,13 @@ def load_records(engine: Engine, project: str | None = None) -> Records:
     artifact_query = sa.select(
         artifacts.lock_id, sa.func.aggregate_strings(line, ROW_SEP)
     ).group_by(artifacts.lock_id)
+    dependencies = tables["dependencies"].c
+    edge: sa.ColumnElement[str] = sa.cast(dependencies.id, sa.String)
+    for name in DEPENDENCY_FIELDS:
+        edge = edge.concat(FIELD_SEP).concat(sa.func.coalesce(dependencies[name], ""))
+    dependency_query = sa.select(
+        dependencies.lock_id, sa.func.aggregate_strings(edge, ROW_SEP)
+    ).group_by(dependencies.lock_id)
     image_query = sa.select(
         images.id, images.lockset_id, *(images[name] for name in IMAGE_FIELDS)
     ).order_by(images.id)
@@ -628,6 +679,7 @@ def load_records(engine: Engine, project: str | None = None) -> Records:
         drift_query = drift_query.where(projects.name == project)
         lock_query = lock_query.where(locks.lockset_id.in_(own))
         artifact_query = artifact_query.where(artifacts.lock_id.in_(own_locks))
+        dependency_query = dependency_query.where(dependencies.lock_id.in_(own_locks))
         image_query = image_query.where(images.lockset_id.in_(own))
     with engine.connect() as conn:
         lockset_rows = conn.execute(lockset_query).all()
@@ -635,12 +687,14 @@ def load_records(engine: Engine, project: str | None = None) -> Records:
         artifact_rows = conn.execute(artifact_query).all()
         drift_rows = conn.execute(drift_query).all()
         image_rows = conn.execute(image_query).all()
+        dependency_rows = conn.execute(dependency_query).all()
     return assemble(
         lockset_rows,
         lock_rows,
         artifact_rows,
         drift_rows,
         image_rows,
+        dependency_rows=dependency_rows,
         all_projects=project is None,
     )
 
@@ -652,14 +706,18 @@ def assemble(
     drift_rows: Iterable[Sequence[Any]],
     image_rows: Iterable[Sequence[Any]] = (),
     *,
+    dependency_rows: Iterable[Sequence[Any]] = (),
     all_projects: bool = True,
 ) -> Records:
     """Group plain row tuples (in the column order :func:`load_records` selects) into records.
 
-    ``artifact_rows`` are ``(lock id, artifact lines joined by ROW_SEP)``.
+    ``artifact_rows`` and ``dependency_rows`` are ``(lock id, lines joined by ROW_SEP)``.
     """
     artifacts: dict[int, tuple[str, ...]] = {
         lock_id: tuple(text.split(ROW_SEP)) if text else () for lock_id, text in artifact_rows
+    }
+    dependencies: dict[int, tuple[str, ...]] = {
+        lock_id: tuple(text.split(ROW_SEP)) if text else () for lock_id, text in dependency_rows
     }
     images: dict[int, list[ImageRecord]] = defaultdict(list)
     for image_id, owner, *values in image_rows:
@@ -669,7 +727,14 @@ def assemble(
     locks: dict[int, list[LockRecord]] = defaultdict(list)
     for lock_id, lockset_id, target, flavour, files in lock_rows:
         locks[lockset_id].append(
-            LockRecord(lock_id, target, flavour, files or {}, artifacts.pop(lock_id, ()))
+            LockRecord(
+                lock_id,
+                target,
+                flavour,
+                files or {},
+                artifacts.pop(lock_id, ()),
+                dependencies.pop(lock_id, ()),
+            )
         )
     locksets = []
     for lockset_id, project, digest, parent, document, *values in lockset_rows:
@@ -701,6 +766,7 @@ def assemble(
     orphan_locks: list[tuple[int, int]] = []
     orphan_artifacts: list[tuple[int, int]] = []
     orphan_images: list[tuple[int, int]] = []
+    orphan_dependencies: list[tuple[int, int]] = []
     if all_projects:
         orphan_locks = sorted(
             (lock.id, parent_id) for parent_id, rows in locks.items() for lock in rows
@@ -711,12 +777,18 @@ def assemble(
             if lines
         )
         orphan_images = sorted((i.id, owner) for owner, rows in images.items() for i in rows)
+        orphan_dependencies = sorted(
+            (int(lines[0].partition(FIELD_SEP)[0]), lock_id)
+            for lock_id, lines in dependencies.items()
+            if lines
+        )
     return Records(
         tuple(locksets),
         tuple(drifts),
         tuple(orphan_locks),
         tuple(orphan_artifacts),
         tuple(orphan_images),
+        tuple(orphan_dependencies),
     )
 
 
