@@ -149,6 +149,7 @@ class IndexServer:
     def __init__(self) -> None:
         self.indexes: list[Index] = []
         self.requests: list[str] = []
+        self.agents: list[str] = []  # the User-Agent of each request, in step with requests
         self.ranges: list[str] = []  # Range headers received
         self.basic_auth: str | None = None  # "user:password" every request must carry
         # Paths answered one byte per TRICKLE_S after the headers: a server that is
@@ -207,6 +208,7 @@ class IndexServer:
             def do_GET(self) -> None:
                 path = unquote(self.path.split("?", 1)[0])
                 server.requests.append(path)
+                server.agents.append(self.headers.get("User-Agent", ""))
                 if not self._authorised():
                     return
                 status, ctype, body = server._lookup(path, self.headers.get("Accept", ""))
