@@ -71,6 +71,22 @@ def test_conda_targets_are_locked_verified_and_recorded(
         a["kind"] == "conda" and len(a["sha256"]) == 64 and a["md5"]
         for a in conda_lock["artifacts"]
     )
+    # The graph from the solver's records: roots from environment.yml, edges from depends
+    # (__cuda is virtual, never locked: no edge).
+    graph = conda_lock["graph"]
+    assert {r["package"]: r["requirement"] for r in graph["roots"]} == {
+        "python": "python=3.11",
+        "pytorch": "pytorch",
+        "numpy": "numpy",
+    }
+    assert {r["source"] for r in graph["roots"]} == {"environment.yml"}
+    assert {(e["from"], e["to"]) for e in graph["edges"]} == {
+        ("numpy", "python"),
+        ("pytorch", "python"),
+        ("pytorch", "cuda-version"),
+    }
+    pip_lock = next(lock for lock in doc["locks"] if lock["target"] == "linux-x86_64-py311-cu124")
+    assert [r["source"] for r in pip_lock["graph"]["roots"]] == ["environment.yml (pip:)"]
     shown = json.loads(lockd("show", result["lockset"], "--format", "json").stdout)
     assert set(shown["targets"]) == set(flavours)
     # unchanged inputs: a no-op

@@ -310,3 +310,50 @@ def test_an_sdist_whose_requirements_need_a_build_is_unknown(
     sbom = json.loads(run("audit", "--format", "cyclonedx").stdout)
     aggregates = {c["aggregate"]: len(c["dependencies"]) for c in sbom["compositions"]}
     assert aggregates == {"complete": 1, "unknown": 1}
+
+
+def _pypi_reachable() -> bool:
+    import httpx
+
+    try:
+        return httpx.head("https://pypi.org/simple/pip/", timeout=5).status_code < 500
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.mark.network
+def test_a_real_pypi_set_matches_uv_annotations(lockd: LockdRunner, tmp_path: Path) -> None:
+    """Real metadata (markers on python_version, platform_system, extras) from PyPI."""
+    if not _pypi_reachable():
+        pytest.skip("PyPI is not reachable")
+    pypi = "https://pypi.org/simple"
+    (tmp_path / "requirements.in").write_text(
+        "pandas==2.2.3\nrequests[socks]==2.32.3\nhttpx[http2]==0.28.1\nrich==13.9.4\n"
+        "tqdm==4.67.1\nanyio==4.6.2\n"
+    )
+    cutoff = "2025-01-15T00:00:00Z"
+    result = lockd(
+        "compile",
+        "requirements.in",
+        "--cuda",
+        "cpu",
+        "--platform",
+        "linux-x86_64",
+        "--platform",
+        "windows-x86_64",
+        "--platform",
+        "macos-arm64",
+        "--python",
+        "3.11",
+        "--exclude-newer",
+        cutoff,
+        env={"LOCKD_INDEX_URL": pypi},
+    )
+    assert result.returncode == 0, result.output
+    for target in ("linux-x86_64-py311-cpu", "windows-x86_64-py311-cpu", "macos-arm64-py311-cpu"):
+        ours = parse_via((tmp_path / "locks" / f"{target}.requirements.txt").read_text())
+        theirs = uv_annotations(
+            ["requirements.in"], tmp_path, pypi, target, "--exclude-newer", cutoff
+        )
+        assert ours == theirs, target
+        assert len(ours) > 15

@@ -76,12 +76,19 @@ def test_relocking_keeps_pins_and_upgrades_move_them_on_purpose(
     index.add(W("filelock", "3.17.0"))
     moved = run("compile", *MATRIX, "--upgrade-package", "numpy==2.2.0")
     assert moved.returncode == 0, moved.output
-    assert f"{TARGET}: numpy 2.1.0 -> 2.2.0; 2 other pins kept" in moved.stdout
+    assert (
+        f"{TARGET}: numpy 2.1.0 -> 2.2.0 (numpy in -r requirements.in); 2 other pins kept"
+        in moved.stdout
+    )
     assert pins(tmp_path) == {"numpy": "2.2.0", "idna": "3.10", "filelock": "3.16.1"}
 
-    assert compile_json(run, "--upgrade-package", "numpy")["changes"][TARGET]["upgraded"] == [
-        {"name": "numpy", "from": "2.2.0", "to": "2.3.0"}
-    ]
+    (upgraded,) = compile_json(run, "--upgrade-package", "numpy")["changes"][TARGET]["upgraded"]
+    assert {k: upgraded[k] for k in ("name", "from", "to")} == {
+        "name": "numpy",
+        "from": "2.2.0",
+        "to": "2.3.0",
+    }
+    assert upgraded["why"]["inputs_changed"] == []  # moved on purpose, not by an input
     assert pins(tmp_path)["idna"] == "3.10"
 
     everything = compile_json(run, "--upgrade")

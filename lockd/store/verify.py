@@ -501,7 +501,11 @@ def _dependencies_difference(row: LockRecord, graph: Mapping[str, Any] | None) -
 
 
 def _dependency(values: tuple[str, ...]) -> str:
-    return _show(dict(zip(DEPENDENCY_FIELDS, values, strict=False)))
+    """``requires pandas -> numpy (numpy>=2.2)``, ``input -r requirements.in -> pandas (…)``."""
+    kind, package, dependency, requirement, source, extra = (*values, *[""] * 6)[:6]
+    through = f", extra {extra}" if extra else ""
+    text = f"{kind} {package or source} -> {dependency} ({requirement}{through})"
+    return text if len(text) <= 120 else text[:119] + "…"
 
 
 def _artifacts_difference(row: LockRecord, artifacts: Sequence[Mapping[str, Any]]) -> str:
