@@ -109,6 +109,9 @@ def test_private_packages_come_only_from_their_index_and_nothing_else_does(
     doc = json.loads((tmp_path / "locks" / "lockd.json").read_text())
     assert doc["indexes"]["internal"] == acme.internal
     assert doc["extra"]["routes"] == {"internal": ["acme-core", "acme-models"]}
+    # the dependency graph read acme-models' metadata with the index's credentials
+    edges = {(e["from"], e["to"]) for e in doc["locks"][0]["graph"]["edges"]}
+    assert {("acme-models", "acme-core"), ("acme-models", "requests")} <= edges
     requirements = (tmp_path / "locks" / f"{TARGET}.requirements.txt").read_text()
     assert f"acme-models @ {acme.private.url}/packages/internal/acme_models-1.2.0" in requirements
     # drift resolves and re-checks with the same routing (and the same credentials):
