@@ -157,6 +157,32 @@ def test_pyproject_extras_and_groups_are_roots_with_their_source(
     assert {name: {as_uv(e) for e in entries} for name, entries in ours.items()} == theirs
 
 
+def test_metadata_reads_are_retried_and_a_file_that_never_answers_fails_the_target(
+    run: LockdRunner, pypi: tuple[IndexServer, Index], tmp_path: Path
+) -> None:
+    server, _ = pypi
+    (tmp_path / "requirements.in").write_text("tqdm\nsix\n")
+    seen: list[str] = []
+
+    def first_time_only(path: str, agent: str) -> bool:
+        if not agent.startswith("python-httpx") or "six" not in path:
+            return False  # uv, and other files, are served
+        seen.append(path)
+        return len(seen) == 1
+
+    server.refuse = first_time_only
+    compiled(run, "requirements.in", *MATRIX[:4])
+    assert seen[0].endswith("six-1.16.0-py3-none-any.whl.metadata") and len(seen) > 1
+
+    server.refuse = lambda path, agent: agent.startswith("python-httpx") and "tqdm" in path
+    # (a fresh home: the first compile cached tqdm's metadata)
+    fresh = {"LOCKD_HOME": str(tmp_path / "fresh-home")}
+    failed = run("compile", "requirements.in", *MATRIX[:4], "--refresh", env=fresh)
+    assert failed.returncode == 3, failed.output
+    assert "Cannot read the requirements of tqdm-4.67.1-py3-none-any.whl" in failed.stderr
+    assert "tried 3 times" in failed.stderr and "Traceback" not in failed.output
+
+
 def test_why_shows_every_path_with_its_requirements(run: LockdRunner, tmp_path: Path) -> None:
     write_inputs(tmp_path)
     compiled(run, "requirements.in", *MATRIX)

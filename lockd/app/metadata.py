@@ -14,10 +14,12 @@ whose graph is silently missing edges would mislead its reviewer.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
+from ..errors import PackageIndexError
 from ..indexes import requires_dist
 from ..urls import with_userinfo
 
@@ -26,7 +28,9 @@ if TYPE_CHECKING:
     from ..resolvers.interface import Resolution, ResolvedFile
     from ..routing import IndexPlan
 
-WORKERS = 8  # metadata requests in flight at once, for all targets together
+WORKERS = 16  # metadata requests in flight at once, for all targets together
+ATTEMPTS = 3  # a file's metadata is asked for up to this often (uv retries 3 times too)
+BACKOFF_S = 0.5
 
 Pending = Mapping[str, "Future[list[str]] | None"]  # package -> its lines (None: unknown)
 
@@ -55,12 +59,27 @@ class RequiresReader:
         key = wheel.sha256 or wheel.url
         with self._lock:
             if key not in self._by_file:
-                url = with_userinfo(wheel.url, index_url)
-                self._by_file[key] = self._pool.submit(self._fetch, url, wheel.sha256)
+                self._by_file[key] = self._pool.submit(self._fetch, wheel, index_url)
             return self._by_file[key]
 
-    def _fetch(self, url: str, sha256: str | None) -> list[str]:
-        return requires_dist(self._client.core_metadata(url, sha256))
+    def _fetch(self, wheel: ResolvedFile, index_url: str) -> list[str]:
+        url = with_userinfo(wheel.url, index_url)
+        # A hundred requests per compile meet the odd dropped connection or DNS hiccup;
+        # the resolver a second earlier retried its own the same way.
+        attempt = 1
+        while True:
+            try:
+                return requires_dist(self._client.core_metadata(url, wheel.sha256))
+            except PackageIndexError as exc:
+                if attempt == ATTEMPTS:
+                    raise PackageIndexError(
+                        f"Cannot read the requirements of {wheel.filename} for the dependency "
+                        f"graph ({exc.message.rstrip('.')}; tried {ATTEMPTS} times).",
+                        hint="Check that the index serves the file or its PEP 658 .metadata, "
+                        "and compile again.",
+                    ) from None
+            time.sleep(BACKOFF_S * attempt)
+            attempt += 1
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

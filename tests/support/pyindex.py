@@ -18,7 +18,7 @@ import html
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -150,6 +150,8 @@ class IndexServer:
         self.indexes: list[Index] = []
         self.requests: list[str] = []
         self.agents: list[str] = []  # the User-Agent of each request, in step with requests
+        # (path, User-Agent) -> True to answer 503 instead: a failing server, for one client
+        self.refuse: Callable[[str, str], bool] | None = None
         self.ranges: list[str] = []  # Range headers received
         self.basic_auth: str | None = None  # "user:password" every request must carry
         # Paths answered one byte per TRICKLE_S after the headers: a server that is
@@ -209,7 +211,7 @@ class IndexServer:
                 path = unquote(self.path.split("?", 1)[0])
                 server.requests.append(path)
                 server.agents.append(self.headers.get("User-Agent", ""))
-                if not self._authorised():
+                if not self._authorised() or self._refused(path):
                     return
                 status, ctype, body = server._lookup(path, self.headers.get("Accept", ""))
                 wanted = self.headers.get("Range", "")
@@ -230,7 +232,7 @@ class IndexServer:
 
             def do_HEAD(self) -> None:
                 path = unquote(self.path.split("?", 1)[0])
-                if not self._authorised():
+                if not self._authorised() or self._refused(path):
                     return
                 status, ctype, body = server._lookup(path, self.headers.get("Accept", ""))
                 self.send_response(status)
@@ -238,6 +240,14 @@ class IndexServer:
                 self.send_header("Content-Length", str(len(body)))
                 self.send_header("Accept-Ranges", "bytes")
                 self.end_headers()
+
+            def _refused(self, path: str) -> bool:
+                if server.refuse is None or not server.refuse(path, self.headers["User-Agent"]):
+                    return False
+                self.send_response(503)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return True
 
             def _authorised(self) -> bool:
                 if server.basic_auth is None:
