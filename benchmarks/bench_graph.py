@@ -17,6 +17,10 @@ medians:
 2. lockd's metadata cache cold (a fresh ``LOCKD_HOME`` per round, as on a CI
    runner without a cache): every locked wheel's metadata comes from PyPI.
 
+3. (``--sbom``, no network) the all-targets CycloneDX SBOM of a synthetic
+   lockset, 12 targets × 150 packages (a third of them with a file per
+   target, as binary wheels have), with and without its graph.
+
 Prints a Markdown report; paste it into benchmarks/RESULTS.md.
 """
 
@@ -66,11 +70,76 @@ def compile_with(source: Path, work: Path, home: Path, cache: Path) -> float:
     return timed([*command, "--pytorch-index", "pypi", "--index", PYPI, "--refresh"], work, env)
 
 
+def sbom_report(rounds: int) -> list[str]:
+    """The all-targets SBOM of a synthetic lockset, with and without its graph."""
+    import dataclasses
+    import random
+    import statistics
+    import time
+
+    from lockd.graph import Edge, Graph, Root
+    from lockd.lockset import Artifact, Lock, Lockset, Provenance
+    from lockd.report.cyclonedx import BomRequest, render_cyclonedx
+
+    packages, targets = 150, 12
+    pick = random.Random(1)  # noqa: S311 - the same synthetic graph every run
+    edges = [
+        Edge(f"p{i}", f"p{j}", f"p{j}")
+        for i in range(packages - 1)
+        for j in pick.sample(range(i + 1, packages), min(3, packages - i - 1))
+    ]
+    graph = Graph.of([Root(f"p{i}", f"p{i}", "-r requirements.in") for i in range(5)], edges)
+    locks = []
+    for t in range(targets):
+        artifacts = []
+        for i in range(packages):
+            sha = f"{i:064x}" if i % 3 else f"{i * 100 + t:064x}"  # every third file per target
+            name = f"p{i}-1-py3-none-any.whl"
+            artifacts.append(Artifact(f"p{i}", "1", PYPI, f"https://f/{name}", name, sha))
+        locks.append(Lock(f"linux-x86_64-py3{t:02d}-cpu", tuple(artifacts), graph=graph))
+    with_graph = Lockset(
+        project="bench",
+        inputs=(),
+        requirements=(),
+        targets=tuple(lock.target for lock in locks),
+        resolver="uv",
+        resolver_version="0",
+        indexes={"default": PYPI},
+        cutoff="2026-01-01T00:00:00Z",
+        input_key="k",
+        provenance=Provenance("u", "h", "2026-01-01T00:00:00Z"),
+        locks=tuple(locks),
+    )
+    without = dataclasses.replace(
+        with_graph, locks=tuple(dataclasses.replace(lock, graph=None) for lock in locks)
+    )
+    lines = [
+        f"All-targets SBOM, {targets} targets × {packages} packages ({len(edges)} edges each), "
+        f"median of {rounds}:",
+        "",
+        "| lockset | components | median |",
+        "| --- | ---: | ---: |",
+    ]
+    for label, lockset in (("without graph", without), ("with graph", with_graph)):
+        samples, text = [], ""
+        for _ in range(rounds):
+            start = time.perf_counter()
+            text = render_cyclonedx(BomRequest(lockset, lockset.hash))
+            samples.append(time.perf_counter() - start)
+        components = text.count('"bom-ref"') - 1  # the root's own
+        lines.append(f"| {label} | {components} | {statistics.median(samples):.2f} s |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--baseline", default=None)
+    parser.add_argument("--sbom", action="store_true", help="only the SBOM scenario")
     args = parser.parse_args()
+    if args.sbom:
+        print("\n".join([f"Machine: {machine()}", "", *sbom_report(args.rounds)]))
+        return
     revision = args.baseline or baseline_revision()
 
     base = Path(tempfile.mkdtemp(prefix="lockd-bench-graph-"))

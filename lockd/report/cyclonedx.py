@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -118,6 +118,25 @@ class _Built:
     bom: Bom
     complete: set[str] = field(default_factory=set)  # bom-refs whose dependencies are known
     unknown: set[str] = field(default_factory=set)
+    # ref -> (component, what it depends on by ref): collected here and added to the BOM
+    # once, as Bom.register_dependency looks each ref up in a list (minutes for big BOMs)
+    edges: dict[str, tuple[Component, dict[str, Component]]] = field(default_factory=dict)
+
+    def depend(self, component: Component, needed: Iterable[Component]) -> None:
+        for item in (component, *needed):
+            self.edges.setdefault(str(item.bom_ref), (item, {}))
+        self.edges[str(component.bom_ref)][1].update((str(n.bom_ref), n) for n in needed)
+
+    def finish(self) -> None:
+        from cyclonedx.model.dependency import Dependency
+
+        self.bom.dependencies.update(
+            Dependency(
+                ref=component.bom_ref,
+                dependencies=[Dependency(ref=n.bom_ref) for n in needed.values()],
+            )
+            for component, needed in self.edges.values()
+        )
 
 
 def _build(request: BomRequest) -> _Built:
@@ -193,10 +212,10 @@ def _build(request: BomRequest) -> _Built:
                 ),
             )
             bom.components.add(parent)
-            bom.register_dependency(root, [parent])
+            built.depend(root, [parent])
         if lock.graph is None:
             needed = [files.component(a, lock.target) for a in lock.artifacts]
-            bom.register_dependency(parent, needed)
+            built.depend(parent, needed)
             built.unknown.update(str(c.bom_ref) for c in needed)
         else:
             _register_graph(built, files, parent, lock, lock.graph)
@@ -206,7 +225,8 @@ def _build(request: BomRequest) -> _Built:
     for image in images:
         bom.components.add(image)
     if images:
-        bom.register_dependency(root, images)
+        built.depend(root, images)
+    built.finish()
     return built
 
 
@@ -247,11 +267,11 @@ def _register_graph(
         for name, group in by_name.items()
     }
     direct = sorted({r.package for r in graph.roots if not r.constraint} & set(made))
-    built.bom.register_dependency(parent, [c for name in direct for c in made[name]])
+    built.depend(parent, [c for name in direct for c in made[name]])
     for name, components in made.items():
         needed = [c for child in sorted(children.get(name, ())) for c in made.get(child, ())]
         for component in components:
-            built.bom.register_dependency(component, needed)
+            built.depend(component, needed)
             refs = built.unknown if name in graph.unknown else built.complete
             refs.add(str(component.bom_ref))
 
