@@ -379,8 +379,9 @@ def diff_locksets(a: Lockset, b: Lockset) -> dict[str, Any]:
 
 def _direct(lockset: Lockset) -> list[str]:
     """The direct requirements and constraints of a lockset (recorded by every version)."""
-    constraints = lockset.extra.get("constraints", [])
-    return [*lockset.requirements, *(c for c in constraints if isinstance(c, str))]
+    constraints = lockset.extra.get("constraints")  # free-form: read back from disk as is
+    listed = constraints if isinstance(constraints, list) else []
+    return [*lockset.requirements, *(c for c in listed if isinstance(c, str))]
 
 
 def _unpaired(failed_a: bool, failed_b: bool, lock_a: Lock | None) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import tomllib
+from dataclasses import replace
 
 import pytest
 import tomli_w
@@ -294,3 +295,12 @@ def test_diff_of_two_locksets_names_the_input_that_moved_a_pin() -> None:
     # Older locksets: the same diff as before, plus the input changes.
     old = diff_locksets(_lockset(None), _lockset(None, "2.2.0", ("numpy>=2.2",)))
     assert "why" not in old["targets"]["linux-x86_64-py311-cpu"]["upgraded"][0]
+
+
+def test_diff_reads_recorded_constraints_of_any_shape() -> None:
+    odd = replace(_lockset(None), extra={"constraints": 5})
+    assert diff_locksets(odd, _lockset(None))["inputs"] == []
+    listed = replace(_lockset(None), extra={"constraints": ["numpy<3", 7]})
+    assert diff_locksets(_lockset(None), listed)["inputs"] == [
+        {"name": "numpy", "from": ["numpy"], "to": ["numpy", "numpy<3"]}
+    ]

@@ -179,7 +179,7 @@ def test_metadata_reads_are_retried_and_a_file_that_never_answers_fails_the_targ
     fresh = {"LOCKD_HOME": str(tmp_path / "fresh-home")}
     failed = run("compile", "requirements.in", *MATRIX[:4], "--refresh", env=fresh)
     assert failed.returncode == 3, failed.output
-    assert "Cannot read the requirements of tqdm-4.67.1-py3-none-any.whl" in failed.stderr
+    assert "Cannot read the requirements of 'tqdm-4.67.1-py3-none-any.whl'" in failed.stderr
     assert "tried 3 times" in failed.stderr and "Traceback" not in failed.output
 
 
@@ -216,7 +216,7 @@ def test_why_shows_every_path_with_its_requirements(run: LockdRunner, tmp_path: 
     assert "… and 2 more (--limit to show more)" in capped.stdout
 
     missing = run("why", "flask")
-    assert missing.returncode == 2 and "flask is not in any lock" in missing.stderr
+    assert missing.returncode == 2 and "'flask' is not in any lock" in missing.stderr
     wrong = run("why", "idna", "--target", "linux-aarch64-py311-cpu")
     assert wrong.returncode == 2 and "Its targets:" in wrong.stderr
     assert "Traceback" not in missing.output + wrong.output

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from ..errors import PackageIndexError
+from ..errors import PackageIndexError, excerpt
 from ..indexes import requires_dist
 from ..urls import with_userinfo
 
@@ -73,8 +73,8 @@ class RequiresReader:
             except PackageIndexError as exc:
                 if attempt == ATTEMPTS:
                     raise PackageIndexError(
-                        f"Cannot read the requirements of {wheel.filename} for the dependency "
-                        f"graph ({exc.message.rstrip('.')}; tried {ATTEMPTS} times).",
+                        f"Cannot read the requirements of {excerpt(wheel.filename)} for the "
+                        f"dependency graph ({exc.message.rstrip('.')}; tried {ATTEMPTS} times).",
                         hint="Check that the index serves the file or its PEP 658 .metadata, "
                         "and compile again.",
                     ) from None

@@ -14,7 +14,7 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
-from ..errors import NotFoundError, UsageError
+from ..errors import NotFoundError, UsageError, excerpt
 from ..graph import Paths, paths_to
 from ..lockset import Lockset
 
@@ -78,7 +78,7 @@ def why(request: WhyRequest) -> WhyAnswer:
         locks = tuple(lock for lock in locks if lock.target == request.target)
         if not locks:
             raise NotFoundError(
-                f"Target {request.target} is not in lockset {lockset.hash[:12]} of "
+                f"Target {excerpt(request.target)} is not in lockset {lockset.hash[:12]} of "
                 f"{lockset.project}.",
                 hint=f"Its targets: {', '.join(lockset.targets) or 'none'}.",
             )
@@ -99,7 +99,7 @@ def why(request: WhyRequest) -> WhyAnswer:
         answers.append(TargetPaths(lock.target, version, paths, lock.graph.unknown))
     if not answers:
         raise NotFoundError(
-            f"{request.package} is not in "
+            f"{excerpt(request.package)} is not in "
             + (f"target {request.target}" if request.target else "any lock")
             + f" of lockset {lockset.hash[:12]} of {lockset.project}.",
             hint="Check the name; `lockd show` lists every locked package.",
