@@ -18,12 +18,12 @@ from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 
 from lockd.lockfiles.manifest import render_manifest
-from lockd.lockset import Artifact, Lock, Lockset, Provenance
 from tests.conftest import Run, lockd_against
 from tests.support.graphworld import add_graph_world, parse_via, uv_annotations
 from tests.support.pyindex import Index, IndexServer, serve
 from tests.support.sdists import SdistSpec
 from tests.support.wheels import WheelSpec as W
+from tests.test_graph import one_lock
 
 LockdRunner = Callable[..., Run]
 TARGETS = (
@@ -223,22 +223,7 @@ def test_why_shows_every_path_with_its_requirements(run: LockdRunner, tmp_path: 
 
 
 def test_why_on_a_lockset_recorded_before_graphs(run: LockdRunner, tmp_path: Path) -> None:
-    art = Artifact(
-        "numpy", "2.1.0", "https://pypi.org/simple", "https://f/n.whl", "n.whl", "a" * 64
-    )
-    old = Lockset(
-        project="old",
-        inputs=(),
-        requirements=("numpy",),
-        targets=(TARGETS[0],),
-        resolver="uv",
-        resolver_version="0.13.9",
-        indexes={"default": "https://pypi.org/simple"},
-        cutoff="2026-01-01T00:00:00Z",
-        input_key="k",
-        provenance=Provenance("u", "h", "2026-01-01T00:00:00Z"),
-        locks=(Lock(TARGETS[0], (art,)),),
-    )
+    old = one_lock(None)
     (tmp_path / "locks").mkdir()
     (tmp_path / "locks" / "lockd.json").write_bytes(render_manifest(old))
     result = run("why", "numpy")

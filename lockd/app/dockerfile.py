@@ -21,6 +21,7 @@ from ..lint.baseimage import reference_facts, version_text
 from ..lockset import Lock, Lockset
 from ..report.dockerfile import DockerfileSpec, render_dockerfile, render_dockerignore
 from ..targets import Target, parse_target_id
+from .record import latest
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +49,7 @@ def generate_dockerfile(
     request: DockerfileRequest, registry: RegistryOptions | None = None
 ) -> GeneratedDockerfile:
     """Render the Dockerfile for one target of the latest lockset."""
-    lockset = _lockset(request)
+    lockset = latest(request.database_url, request.project)
     target, lock = _target(lockset, request.target)
     lock_path = _lock_file(request.cwd, lockset, lock, target)
     with RegistryClient(registry or RegistryOptions.from_env()) as client:
@@ -81,24 +82,6 @@ def dockerignore_path(dockerfile: Path) -> Path:
     if dockerfile.name == "Dockerfile" and dockerfile.resolve().parent == Path.cwd().resolve():
         return dockerfile.parent / ".dockerignore"
     return dockerfile.parent / f"{dockerfile.name}.dockerignore"
-
-
-def _lockset(request: DockerfileRequest) -> Lockset:
-    from ..store import Store
-    from .drift import _default_project
-
-    store = Store(request.database_url)
-    try:
-        project = request.project or _default_project(store)
-        found = store.latest(project)
-    finally:
-        store.close()
-    if found is None:
-        raise NotFoundError(
-            f"No lockset recorded for project {project!r}.",
-            hint="Run `lockd compile` first, or name the project with --project.",
-        )
-    return found
 
 
 def _target(lockset: Lockset, name: str) -> tuple[Target, Lock]:

@@ -1,9 +1,10 @@
-"""Reading the record: history, show, diff."""
+"""Reading the record: history, show, diff, a project's latest lockset."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..errors import NotFoundError
 from ..lockset import diff_locksets
 
 if TYPE_CHECKING:
@@ -43,3 +44,21 @@ def diff(database_url: str, ref_a: str, ref_b: str) -> dict[str, object]:
     finally:
         store.close()
     return diff_locksets(a, b)
+
+
+def latest(database_url: str, project: str | None) -> Lockset:
+    """The latest lockset of ``project`` (``None``: this directory's, or the only one)."""
+    from .drift import _default_project
+
+    store = _store(database_url)
+    try:
+        name = project or _default_project(store)
+        found = store.latest(name)
+    finally:
+        store.close()
+    if found is None:
+        raise NotFoundError(
+            f"No lockset recorded for project {name!r}.",
+            hint="Run `lockd compile` first, or name the project with --project.",
+        )
+    return found

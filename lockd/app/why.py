@@ -108,8 +108,6 @@ def why(request: WhyRequest) -> WhyAnswer:
 
 
 def _lockset(request: WhyRequest) -> Lockset:
-    from ..store import Store
-
     if request.project is None:
         from ..lockfiles.manifest import MANIFEST, read_manifest
         from ..settings import load_project_config
@@ -118,17 +116,6 @@ def _lockset(request: WhyRequest) -> Lockset:
         found = read_manifest(request.cwd / (config.out or "locks") / MANIFEST)
         if found is not None:
             return found
-    from .drift import _default_project
+    from .record import latest
 
-    store = Store(request.database_url)
-    try:
-        project = request.project or _default_project(store)
-        latest = store.latest(project)
-    finally:
-        store.close()
-    if latest is None:
-        raise NotFoundError(
-            f"No lockset recorded for project {project!r}.",
-            hint="Run `lockd compile` first, or name the project with --project.",
-        )
-    return latest
+    return latest(request.database_url, request.project)
