@@ -33,7 +33,7 @@ class Hop:
         return out
 
 
-@dataclass(frozen=True, slots=True, order=True)
+@dataclass(frozen=True, slots=True)
 class DependencyPath:
     """From a direct input (``source``) down to the package asked about (the last hop)."""
 
@@ -73,9 +73,7 @@ class Paths:
 
 def paths_to(graph: Graph, package: str, *, limit: int = 20) -> Paths:
     """Every simple path from a direct input to ``package``, shortest first."""
-    into: dict[str, list[Edge]] = {}
-    for edge in graph.edges:
-        into.setdefault(edge.child, []).append(edge)
+    into = _into(graph)
     inputs: dict[str, list[Root]] = {}
     for root in graph.roots:
         if not root.constraint:
@@ -121,9 +119,7 @@ def reachable_from_inputs(graph: Graph) -> frozenset[str]:
 
 def shortest_path(graph: Graph, package: str) -> DependencyPath | None:
     """One shortest path from a direct input to ``package`` (breadth-first), if any."""
-    parents: dict[str, list[Edge]] = {}
-    for edge in graph.edges:
-        parents.setdefault(edge.child, []).append(edge)
+    into = _into(graph)
     inputs = {r.package: r for r in sorted(graph.roots) if not r.constraint}
     queue: deque[tuple[str, tuple[Hop, ...]]] = deque([(package, ())])
     seen = {package}
@@ -132,7 +128,7 @@ def shortest_path(graph: Graph, package: str) -> DependencyPath | None:
         if node in inputs:
             root = inputs[node]
             return DependencyPath(root.source, (Hop(node, root.requirement), *trail))
-        for edge in parents.get(node, ()):
+        for edge in into.get(node, ()):
             if edge.parent not in seen:
                 seen.add(edge.parent)
                 queue.append((edge.parent, (Hop(node, edge.requirement, edge.extra), *trail)))
@@ -141,17 +137,23 @@ def shortest_path(graph: Graph, package: str) -> DependencyPath | None:
 
 def input_ancestors(graph: Graph, package: str) -> frozenset[str]:
     """The direct inputs (by package name) from which ``package`` can be reached."""
-    parents: dict[str, list[str]] = {}
-    for edge in graph.edges:
-        parents.setdefault(edge.child, []).append(edge.parent)
+    into = _into(graph)
     inputs = {r.package for r in graph.roots if not r.constraint}
     queue, seen = deque([package]), {package}
     while queue:
-        for parent in parents.get(queue.popleft(), ()):
-            if parent not in seen:
-                seen.add(parent)
-                queue.append(parent)
+        for edge in into.get(queue.popleft(), ()):
+            if edge.parent not in seen:
+                seen.add(edge.parent)
+                queue.append(edge.parent)
     return frozenset(seen & inputs)
+
+
+def _into(graph: Graph) -> dict[str, list[Edge]]:
+    """Package -> the edges into it."""
+    out: dict[str, list[Edge]] = {}
+    for edge in graph.edges:
+        out.setdefault(edge.child, []).append(edge)
+    return out
 
 
 def via(graph: Graph, package: str) -> list[str]:

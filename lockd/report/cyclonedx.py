@@ -262,10 +262,10 @@ def _register_graph(
     for artifact in lock.artifacts:
         by_name.setdefault(artifact.name, []).append(artifact)
     files_of = {name: tuple(sorted(a.sha256 for a in group)) for name, group in by_name.items()}
-    made = {
-        name: [files.component(a, lock.target, _below(name, children, files_of)) for a in group]
-        for name, group in by_name.items()
-    }
+    made = {}
+    for name, group in by_name.items():
+        below = _below(name, children, files_of)
+        made[name] = [files.component(a, lock.target, below) for a in group]
     direct = sorted({r.package for r in graph.roots if not r.constraint} & set(made))
     built.depend(parent, [c for name in direct for c in made[name]])
     for name, components in made.items():
