@@ -1,4 +1,4 @@
-"""The graph in the database: migration 0004, its rows, and `audit verify` over them."""
+"""The graph in the database: migration 0005, its rows, and `audit verify` over them."""
 
 from __future__ import annotations
 
@@ -45,12 +45,12 @@ def _lockset(key: str, parent: str | None = None, graph: Graph | None = GRAPH) -
     )
 
 
-def test_upgrade_from_0003_keeps_older_locksets_and_records_graphs(tmp_path: Path) -> None:
+def test_upgrade_from_0004_keeps_older_locksets_and_records_graphs(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'old.sqlite'}"
     old = Store(url, migrate=False)
-    upgrade(old.engine, "0003")
+    upgrade(old.engine, "0004")
     recorded = _lockset("k1", graph=None)
-    # Written the way 0003's schema was, column by column (no dependencies table then).
+    # Written the way 0004's schema was, column by column (no dependencies table then).
     with old.engine.begin() as conn:
         conn.execute(
             text("INSERT INTO projects (id, name, created_at) VALUES (1, 'p', '2026-01-01')")

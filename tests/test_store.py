@@ -147,7 +147,7 @@ def test_upgrade_from_0003_adds_tracked_images_and_keeps_the_records(tmp_path: P
     old.close()
 
     store = Store(url)  # opening upgrades to head
-    assert current_revision(store.engine) == head_revision() == "0004"
+    assert current_revision(store.engine) == head_revision()
     assert [s.hash for s in store.history("p")] == [_lockset("p", "k1").hash]
     assert store.track_image("p", "registry.example/app:prod", "linux-x86_64-py311-cpu")
     assert not store.track_image("p", "registry.example/app:prod", "linux-x86_64-py311-cpu")
