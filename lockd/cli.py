@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from .errors import LockdError
+from .errors import LockdError, clipped, sentence
 
 
 class _Command(TyperCommand):
@@ -569,8 +569,8 @@ def images_pin(
         rows: list[tuple[str, ...]] = [
             (
                 str(e.instruction.line),
-                e.instruction.image,
-                e.pinned_reference or "",
+                clipped(e.instruction.image, 80),
+                clipped(e.pinned_reference or "", 160),
                 str(e.status).replace("-", " "),
             )
             for e in result.entries
@@ -578,8 +578,8 @@ def images_pin(
         _print_image_rows(("line", "from", "pinned", "status"), rows)
         for entry in result.not_pinned:
             typer.echo(
-                f"{dockerfile} line {entry.instruction.line}: not pinned: {entry.reason}. "
-                f"Fix: {entry.fix}.",
+                f"{dockerfile} line {entry.instruction.line}: not pinned: "
+                f"{sentence(entry.reason or '')} Fix: {sentence(entry.fix or '')}",
                 err=True,
             )
         if result.written:

@@ -35,7 +35,17 @@ def excerpt(value: str, limit: int = 100) -> str:
     For text from outside (an image reference, a server's header, a line of a
     file): however long it is, the message stays one short paragraph.
     """
-    return repr(value if len(value) <= limit else value[:limit] + "…")
+    return repr(clipped(value, limit))
+
+
+def clipped(value: str, limit: int = 100) -> str:
+    """``value`` cut to ``limit`` characters (``…`` marks a cut): a table cell from outside."""
+    return value if len(value) <= limit else value[:limit] + "…"
+
+
+def sentence(text: str) -> str:
+    """``text`` ending in exactly one full stop, whether or not it brought its own."""
+    return text if text.endswith((".", "?", "!")) else text + "."
 
 
 class LockdError(Exception):

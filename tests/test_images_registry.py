@@ -233,6 +233,30 @@ def test_cli_errors_are_one_paragraph_with_exit_codes(registry: Registry, tmp_pa
     assert "--build-arg 'oops' is not NAME=VALUE" in bad_arg.stderr
 
 
+def test_cli_pin_of_invalid_references_says_how_to_write_one(tmp_path: Path) -> None:
+    """A literal bad reference gets the reference's fix (not the ARG one), one full stop,
+    and a long FROM is cut in the table: the file is outside input."""
+    long_name = "x" * 5000
+    (tmp_path / "Dockerfile").write_text(
+        f"FROM Ubuntu:22.04 AS a\nARG V=Bad\nFROM ${{V}}:1 AS b\nFROM {long_name}\n"
+    )
+
+    result = lockd(tmp_path, "images", "pin", "Dockerfile")
+
+    assert result.returncode == 1, result.output
+    assert "Traceback" not in result.output and ".." not in result.stderr
+    assert len(result.output) < 3000, "the 5000-character FROM is echoed whole"
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("Dockerfile line 1: not pinned: 'Ubuntu:22.04' is not a valid")
+    assert lines[0].endswith(
+        "with a valid reference: a lowercase repository, an optional :tag "
+        "and an optional @sha256: digest of 64 hex digits."
+    )
+    assert "Fix: give V a valid value (an ARG default" in lines[1]
+    rows = [line.split("\t") for line in result.stdout.splitlines()]
+    assert rows[3][1] == "x" * 80 + "…"
+
+
 def test_cli_pin_write_refuses_assembled_references_with_exit_1(
     registry: Registry, pusher: Pusher, tmp_path: Path
 ) -> None:

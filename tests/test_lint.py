@@ -67,6 +67,11 @@ def _swap(old: str, new: str) -> str:
             [(7, "LD103")],
         ),
         ("ARG V\n" + _swap(f"FROM {PY311} AS build", "FROM cuda:${V} AS build"), [(2, "LD103")]),
+        (_swap(f"FROM {PY311} AS build", "FROM Python:3.11 AS build"), [(1, "LD108")]),
+        (
+            "ARG V=Python\n" + _swap(f"FROM {PY311} AS build", "FROM ${V}:3.11 AS build"),
+            [(2, "LD103")],
+        ),
         (
             _swap(f"FROM {PY311}\nCOPY", f"FROM nvidia/cuda:12.4.1-devel-ubuntu22.04@{D}\nCOPY"),
             [(6, "LD107")],

@@ -21,6 +21,7 @@ from ._stages import (
     FromKind,
     parse_dockerfile,
     pin_dockerfile_text,
+    unresolved_fix,
 )
 
 
@@ -65,7 +66,7 @@ class PinnedFrom:
         if self.status is not PinStatus.NOT_PINNED:
             return None
         if self.instruction.kind is FromKind.UNRESOLVED:
-            return "give the ARG a default or pass --build-arg NAME=VALUE"
+            return unresolved_fix(self.instruction)
         return (
             "move the whole reference into one ARG default "
             f"(ARG BASE_IMAGE={self.instruction.reference}, then FROM ${{BASE_IMAGE}}), "

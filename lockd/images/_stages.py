@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from lockd.errors import UsageError, excerpt
+from lockd.errors import UsageError, excerpt, sentence
 
 from ._dockerfile import DockerfileText, Instruction, split_instructions, words
 from ._reference import parse_reference
@@ -234,14 +234,27 @@ def parse_dockerfile(
     return parse_dockerfile_stages(text, options, source=source).froms
 
 
+def unresolved_fix(entry: FromInstruction) -> str:
+    """What a person does about an ``UNRESOLVED`` ``FROM``: its ARGs or its own text."""
+    if entry.variables:
+        return (
+            f"give {', '.join(entry.variables)} a valid value (an ARG default before the first "
+            "FROM, or --build-arg NAME=VALUE)"
+        )
+    return (
+        "write FROM [--platform=<p>] <image> [AS <name>] with a valid reference: a lowercase "
+        "repository, an optional :tag and an optional @sha256: digest of 64 hex digits"
+    )
+
+
 def require_resolved(froms: tuple[FromInstruction, ...], source: str) -> None:
     """``UsageError`` naming the first ``FROM`` whose reference cannot be formed."""
     for entry in froms:
         if entry.kind is FromKind.UNRESOLVED:
+            fix = unresolved_fix(entry)
             raise UsageError(
-                f"{source} line {entry.line}: {entry.problem}",
-                hint="Give the ARG a default before the first FROM, or pass "
-                "--build-arg NAME=VALUE; write FROM [--platform=<p>] <image> [AS <name>].",
+                f"{source} line {entry.line}: {sentence(entry.problem or 'unusable FROM')}",
+                hint=fix[0].upper() + fix[1:] + ".",
             )
 
 

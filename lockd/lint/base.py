@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from lockd.errors import clipped, sentence
 from lockd.images import FromKind, Stage, parse_reference
 
 from . import rules
@@ -10,11 +11,14 @@ from .context import Context
 
 
 def check_base_images(ctx: Context) -> None:
-    """LD101–LD107."""
+    """LD101–LD108."""
     for stage in ctx.dockerfile.stages:
         source = stage.source
         if source.kind is FromKind.UNRESOLVED:
-            ctx.report(rules.UNPINNABLE, source.line, f"FROM {source.image}: {source.problem}.")
+            # An ARG without a usable value, or text that is no image reference at all.
+            rule = rules.UNPINNABLE if source.variables else rules.INVALID_FROM
+            problem = sentence(source.problem or "no usable reference")
+            ctx.report(rule, source.line, f"FROM {clipped(source.image)}: {problem}")
             continue
         if source.kind is not FromKind.IMAGE or source.is_pinned:
             continue

@@ -29,6 +29,11 @@ UNPINNABLE = Rule(
     "Move the whole reference into one ARG default (ARG BASE_IMAGE=repo:tag) and FROM "
     "${BASE_IMAGE}; give every ARG a FROM uses a default.",
 )  # fmt: skip
+INVALID_FROM = Rule(
+    "LD108", "from-invalid", E, "A FROM that names no valid image reference.",
+    "Write FROM [--platform=<p>] <image> [AS <name>] with a lowercase repository, an optional "
+    ":tag and an optional @sha256: digest of 64 hex digits.",
+)  # fmt: skip
 PYTHON_MISMATCH = Rule(
     "LD104", "base-python-mismatch", E,
     "The final stage's Python is not the Python the lock's target was resolved for.",
@@ -128,6 +133,7 @@ RULES: tuple[Rule, ...] = (
     NVCC_TOO_OLD,
     DRIVER_FLOOR,
     DEVEL_FINAL,
+    INVALID_FROM,
     TORCH_FALLBACK,
     UNLOCKED_INSTALL,
     PIP_CACHE,
