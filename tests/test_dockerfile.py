@@ -102,7 +102,16 @@ def test_errors_name_what_is_wrong(
     )
     assert changed.returncode == 2
     assert "is not the lock recorded in lockset" in changed.stderr
-    assert "Traceback" not in wrong.output + none_recorded.output + changed.output
+
+    lock = tmp_path / "locks" / f"{TARGET}.requirements.txt"
+    lock.unlink()
+    lock.symlink_to("/dev/zero")  # a pull request's lock folder: never read for ever
+    linked = project(
+        "dockerfile", "--target", TARGET, "--base", registry.ref("lockd/python", f"{other}-slim")
+    )
+    assert linked.returncode != 0 and "is a symbolic link" in linked.stderr
+    outputs = wrong.output + none_recorded.output + changed.output + linked.output
+    assert "Traceback" not in outputs
 
 
 @pytest.mark.slow

@@ -242,7 +242,7 @@ def test_pin_write_leaves_a_pinned_file_untouched(tmp_path: Path) -> None:
 
 
 def test_pin_errors_are_usage_errors(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match="Cannot read the Dockerfile"):
+    with pytest.raises(UsageError, match=r"The Dockerfile .*missing does not exist"):
         pin_dockerfile(tmp_path / "missing", _resolved)
     empty = tmp_path / "Dockerfile"
     empty.write_text("# nothing\nRUN true\n")

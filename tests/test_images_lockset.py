@@ -191,7 +191,17 @@ def test_registry_failures_leave_nothing_written_or_recorded(
 
     no_dockerfile = run("compile", *AARCH64, "--dockerfile", "Dockerfile.missing")
     assert no_dockerfile.returncode == 2, no_dockerfile.output
-    assert "Cannot read the Dockerfile" in no_dockerfile.stderr
+    assert "The Dockerfile" in no_dockerfile.stderr and "does not exist" in no_dockerfile.stderr
+
+    # lockd.toml may come from a pull request: the Dockerfile it names stays in the project.
+    secret = tmp_path.parent / f"{tmp_path.name}-secret"
+    secret.write_text("FROM the-secret-first-line\n")
+    (tmp_path / "lockd.toml").write_text(f'dockerfile = "../{secret.name}"\n')
+    outside = run("compile", *AARCH64)
+    assert outside.returncode == 2, outside.output
+    assert "lies outside the project" in outside.stderr
+    assert "the-secret-first-line" not in outside.output
+    (tmp_path / "lockd.toml").unlink()
 
     assert not (tmp_path / "locks").exists()
     assert json.loads(run("history", "--format", "json").stdout) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from importlib import resources
 from pathlib import Path
 
@@ -279,7 +280,11 @@ def test_cli_formats_exit_codes_and_the_projects_lock(tmp_path: Path) -> None:
 
     missing = run_lockd("lint", "nope", cwd=tmp_path, env=env)
     assert missing.returncode == 2
-    assert missing.stderr.startswith("error: Cannot read the Dockerfile nope")
+    assert missing.stderr.startswith("error: The Dockerfile nope does not exist.")
+    os.mkfifo(tmp_path / "pipe")  # a plain open() would wait for a writer for ever
+    fifo = run_lockd("lint", "pipe", cwd=tmp_path, env=env)
+    assert fifo.returncode == 2
+    assert "The Dockerfile pipe is a FIFO, not a regular file" in fifo.stderr
     no_project = run_lockd("lint", "Dockerfile", "--project", "ghost", cwd=tmp_path, env=env)
     assert (
         no_project.returncode == 2

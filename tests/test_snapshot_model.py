@@ -201,8 +201,13 @@ def test_write_is_atomic_and_read_validates(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(FormatError, match="not JSON"):
         read_snapshot(tmp_path / "bad.json")
-    with pytest.raises(UsageError, match="Cannot read the snapshot"):
+    with pytest.raises(UsageError, match=r"The snapshot .*absent\.json does not exist"):
         read_snapshot(tmp_path / "absent.json")
+    os.mkfifo(tmp_path / "fifo.json")  # would block a plain open() for ever
+    with pytest.raises(UsageError, match="is a FIFO, not a regular file"):
+        read_snapshot(tmp_path / "fifo.json")
+    with pytest.raises(UsageError, match="is a character device"):
+        read_snapshot(Path("/dev/zero"))
     write_snapshot(FULL, tmp_path / "new-dir" / "snap.json")  # the directory is created
     assert read_snapshot(tmp_path / "new-dir" / "snap.json") == FULL
     with pytest.raises(UsageError, match="Cannot write the snapshot"):

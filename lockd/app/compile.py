@@ -348,7 +348,7 @@ def _base_images(request: LockRequest) -> _BaseImages:
     dockerfile = None
     if request.dockerfile is not None:
         options = BuildOptions(build_args=request.build_args)
-        text, instructions = read_dockerfile(request.dockerfile, options)
+        text, instructions = read_dockerfile(request.dockerfile, options, root=request.root)
         require_resolved(instructions, str(request.dockerfile))
         references += [i.reference for i in instructions if i.kind is FromKind.IMAGE]
         digest = hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()

@@ -107,6 +107,7 @@ def _target(lockset: Lockset, name: str) -> tuple[Target, Lock]:
 
 
 def _lock_file(cwd: Path, lockset: Lockset, lock: Lock, target: Target) -> str:
+    from ..lockfiles.files import MAX_LOCK_FILE_BYTES, read_regular_file
     from ..settings import load_project_config
 
     config = load_project_config(cwd)
@@ -114,14 +115,14 @@ def _lock_file(cwd: Path, lockset: Lockset, lock: Lock, target: Target) -> str:
     name = f"{target.id}.requirements.txt"
     path = config.root / out / name
     recorded = lock.files.get(name)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError:
+    # A bounded read of a real file: the lock folder may come from a pull request.
+    data = read_regular_file(path, MAX_LOCK_FILE_BYTES)
+    if data is None:
         raise UsageError(
             f"The lock file {path} is not there: the Dockerfile copies it into the build.",
             hint="Run lockd dockerfile from the project's directory, after `lockd compile`.",
-        ) from None
-    if hashlib.sha256(text.encode()).hexdigest() != recorded:
+        )
+    if hashlib.sha256(data).hexdigest() != recorded:
         raise UsageError(
             f"{path} is not the lock recorded in lockset {lockset.hash[:12]}: the image would "
             "carry labels for one lock and install another.",

@@ -47,13 +47,10 @@ def lint_files(request: LintRequest) -> list[FileReport]:
 
 
 def _read(path: Path) -> str:
-    try:
-        return path.read_bytes().decode("utf-8", "surrogateescape")
-    except OSError as exc:
-        raise UsageError(
-            f"Cannot read the Dockerfile {path}: {exc.strerror or exc}.",
-            hint="Give the path of an existing Dockerfile.",
-        ) from None
+    from ..inputs.files import read_input_bytes
+
+    data = read_input_bytes(path, None, kind="The Dockerfile").data
+    return data.decode("utf-8", "surrogateescape")
 
 
 def _lockset(request: LintRequest) -> Lockset | None:

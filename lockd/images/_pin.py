@@ -123,23 +123,22 @@ class DockerfilePins:
 
 
 def read_dockerfile(
-    path: Path, options: BuildOptions | None = None
+    path: Path, options: BuildOptions | None = None, *, root: Path | None = None
 ) -> tuple[str, tuple[FromInstruction, ...]]:
     """The text of a Dockerfile and its ``FROM`` instructions; ``UsageError`` if unreadable.
 
     ``FROM``s whose reference cannot be formed come back ``UNRESOLVED``
     (``require_resolved`` turns them into an error where every image is needed).
+    A Dockerfile named by the project's configuration has a ``root`` it must lie in
+    (the configuration may come from a pull request); one typed on the command line
+    may lie anywhere. Either way only a bounded regular file is read.
 
     The text is decoded with ``surrogateescape``: bytes that are not UTF-8
     survive the round trip (``text.encode("utf-8", "surrogateescape")``) unchanged.
     """
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise UsageError(
-            f"Cannot read the Dockerfile {path}: {exc.strerror or exc}.",
-            hint="Give the path of an existing Dockerfile.",
-        ) from None
+    from lockd.inputs.files import read_input_bytes
+
+    raw = read_input_bytes(path, root, kind="The Dockerfile").data
     text = raw.decode("utf-8", "surrogateescape")
     instructions = parse_dockerfile(text, options=options, source=str(path))
     if not instructions:

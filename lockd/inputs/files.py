@@ -51,9 +51,41 @@ def read_input(path: Path, root: Path, *, shown: str | None = None) -> InputText
     Raises :class:`UsageError` (one paragraph, no file content) otherwise.
     """
     shown = shown or str(path)
-    project = root.resolve()
+    raw = read_input_bytes(path, root, shown=shown)
+    return InputText(
+        raw.path, raw.relative, decode_input(raw.data, shown), hashlib.sha256(raw.data).hexdigest()
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class InputBytes:
+    """The bytes of an input file, as read (see :func:`read_input_bytes`)."""
+
+    path: Path  # resolved
+    relative: str  # posix path relative to the project root (the path as given without one)
+    data: bytes
+
+
+def read_input_bytes(
+    path: Path,
+    root: Path | None,
+    *,
+    shown: str | None = None,
+    limit: int = MAX_INPUT_BYTES,
+    kind: str = "Input file",
+) -> InputBytes:
+    """The bytes of ``path``: a regular file of at most ``limit`` bytes, inside ``root``.
+
+    ``root=None`` is for a path the person running lockd typed on the command line
+    (``lockd images pin ../app/Dockerfile``): it may lie anywhere, but a FIFO, a
+    device or an endless file is still refused. A path named by a file that may come
+    from a pull request (``lockd.json``, an include) always has a root. ``kind``
+    names the file in messages ("Input file", "The Dockerfile", "The snapshot").
+    """
+    shown = shown or str(path)
     real = path.resolve()
-    if not real.is_relative_to(project):
+    project = root.resolve() if root is not None else None
+    if project is not None and not real.is_relative_to(project):
         link = " (through a symbolic link)" if _has_link(path) else ""
         raise UsageError(
             f"{shown} lies outside the project{link}: lockd reads inputs and their -r/-c "
@@ -64,29 +96,25 @@ def read_input(path: Path, root: Path, *, shown: str | None = None) -> InputText
     try:
         before = real.stat()
     except FileNotFoundError:
-        raise UsageError(f"Input file {shown} does not exist.") from None
+        raise UsageError(f"{kind} {shown} does not exist.") from None
     except OSError as exc:
-        raise UsageError(f"Cannot read input file {shown}: {exc.strerror}.") from None
-    _check_regular(before, shown)
+        raise UsageError(f"Cannot read {kind.lower()} {shown}: {exc.strerror}.") from None
+    _check_regular(before, f"{kind} {shown}", limit)
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0)
     try:
         fd = os.open(real, flags)
     except OSError as exc:
-        raise UsageError(f"Cannot read input file {shown}: {exc.strerror}.") from None
+        raise UsageError(f"Cannot read {kind.lower()} {shown}: {exc.strerror}.") from None
     with os.fdopen(fd, "rb") as handle:
         now = os.fstat(fd)
         if (now.st_dev, now.st_ino) != (before.st_dev, before.st_ino):
-            raise UsageError(f"Input file {shown} was replaced while lockd read it.")
-        _check_regular(now, shown)
-        data = handle.read(MAX_INPUT_BYTES + 1)
-    if len(data) > MAX_INPUT_BYTES:
-        _too_large(shown)
-    return InputText(
-        real,
-        real.relative_to(project).as_posix(),
-        decode_input(data, shown),
-        hashlib.sha256(data).hexdigest(),
-    )
+            raise UsageError(f"{kind} {shown} was replaced while lockd read it.")
+        _check_regular(now, f"{kind} {shown}", limit)
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        _too_large(f"{kind} {shown}", limit)
+    relative = real.relative_to(project).as_posix() if project is not None else str(path)
+    return InputBytes(real, relative, data)
 
 
 def decode_input(data: bytes, shown: str) -> str:
@@ -119,24 +147,22 @@ def _encoding(shown: str, problem: str, source: str | None) -> UsageError:
     )
 
 
-def _check_regular(info: os.stat_result, shown: str) -> None:
+def _check_regular(info: os.stat_result, shown: str, limit: int) -> None:
     if not stat.S_ISREG(info.st_mode):
         kind = next((name for test, name in _KINDS if test(info.st_mode)), "not a regular file")
         raise UsageError(
-            f"Input file {shown} is {kind}, not a regular file; lockd reads inputs only from "
-            "regular files.",
-            hint="Name a requirements file, pyproject.toml or environment.yml.",
+            f"{shown} is {kind}, not a regular file; lockd reads inputs only from regular files.",
+            hint="Name the file itself (a requirements file, pyproject.toml, a Dockerfile…).",
         )
-    if info.st_size > MAX_INPUT_BYTES:
-        _too_large(shown)
+    if info.st_size > limit:
+        _too_large(shown, limit)
 
 
-def _too_large(shown: str) -> NoReturn:
+def _too_large(shown: str, limit: int) -> NoReturn:
     raise UsageError(
-        f"Input file {shown} is larger than {MAX_INPUT_BYTES // (1024 * 1024)} MiB, the most "
-        "lockd reads from one input file.",
-        hint="Input files list requirements; split a generated file or check that the path "
-        "names the file you meant.",
+        f"{shown} is larger than {limit // (1024 * 1024)} MiB, the most "
+        "lockd reads from one input file of its kind.",
+        hint="Check that the path names the file you meant; split a generated input file.",
     )
 
 

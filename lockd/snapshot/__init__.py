@@ -189,14 +189,16 @@ def write_snapshot(snapshot: Snapshot, path: Path) -> None:
         raise UsageError(f"Cannot write the snapshot to {path}: {exc.strerror or exc}.") from None
 
 
+MAX_SNAPSHOT_BYTES = 64 * 1024 * 1024  # a snapshot lists dists and libraries, not files
+
+
 def read_snapshot(path: Path) -> Snapshot:
     """Read a snapshot file; an unknown format version raises ``FormatError``."""
+    from lockd.inputs.files import read_input_bytes
+
+    raw = read_input_bytes(path, None, limit=MAX_SNAPSHOT_BYTES, kind="The snapshot").data
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"Cannot read the snapshot {path}: {exc.strerror or exc}.") from None
-    try:
-        data = json.loads(text)
+        data = json.loads(raw)
     except ValueError as exc:
         raise FormatError(f"{path} is not a lockd snapshot: not JSON ({exc}).") from None
     return Snapshot.from_dict(data, source=str(path))
