@@ -61,6 +61,17 @@ MIN_DRIVER_LINUX: Mapping[str, str] = {
 }
 
 
+# Severities: "error" and "warning" are drift (exit 1); "info" is told, never drift.
+SEVERITIES = ("error", "warning", "info")
+
+
+def report_status(severities: Iterable[str], has_errors: bool) -> str:
+    """``drift`` when a finding counts (not ``info``), else ``error`` when a check failed."""
+    if any(severity != "info" for severity in severities):
+        return "drift"
+    return "error" if has_errors else "clean"
+
+
 @dataclass(frozen=True, slots=True)
 class Finding:
     kind: str
@@ -68,7 +79,7 @@ class Finding:
     package: str | None
     expected: str | None
     actual: str | None
-    severity: str = "error"  # error | warning
+    severity: str = "error"  # see SEVERITIES
     detail: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -124,9 +135,7 @@ class DriftReport:
 
     @property
     def status(self) -> str:
-        if self.findings:
-            return "drift"
-        return "error" if self.errors else "clean"
+        return report_status((f.severity for f in self.findings), bool(self.errors))
 
     def body(self) -> dict[str, Any]:
         return {
@@ -330,8 +339,18 @@ def _major_minor(version: str) -> str:
 
 
 def _system_findings(tid: str, snapshot: Snapshot, baseline: Snapshot | None) -> list[Finding]:
+    from .snapshot import LibraryStatus
+
     out: list[Finding] = []
-    for lib in snapshot.missing_libraries or ():
+    for lib in snapshot.unresolved_libraries or ():
+        if lib.status is LibraryStatus.missing:
+            detail, severity = "needed by " + _some(lib.needed_by) + " (loaded on import)", "error"
+        elif lib.status is LibraryStatus.plugin:
+            plugins = "plugins " if len(lib.needed_by) > 1 else "plugin "
+            detail = f"{plugins}{_some(lib.needed_by)} would need it; no import loads them"
+            severity = "info"
+        else:
+            continue  # driver (mounted at run time) and bundled libraries are not drift
         out.append(
             Finding(
                 "system-lib-missing",
@@ -339,7 +358,8 @@ def _system_findings(tid: str, snapshot: Snapshot, baseline: Snapshot | None) ->
                 lib.soname,
                 "resolvable",
                 "not found",
-                detail="needed by " + ", ".join(lib.needed_by[:3]),
+                severity=severity,
+                detail=detail,
             )
         )
     if baseline is None:
@@ -382,6 +402,11 @@ def _system_findings(tid: str, snapshot: Snapshot, baseline: Snapshot | None) ->
                     )
                 )
     return out
+
+
+def _some(names: Sequence[str], shown: int = 3) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def driver_findings(lock: Lock, target: Target, driver_version: str | None) -> list[Finding]:
@@ -605,6 +630,7 @@ __all__ = [
     "DRIFT_FORMAT",
     "KINDS",
     "MIN_DRIVER_LINUX",
+    "SEVERITIES",
     "CheckError",
     "DriftReport",
     "Finding",
@@ -615,4 +641,5 @@ __all__ = [
     "compare_resolution",
     "compare_snapshot",
     "driver_findings",
+    "report_status",
 ]

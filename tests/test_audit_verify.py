@@ -219,3 +219,30 @@ def test_checker_orders_problems_along_the_chain(seed: Seed) -> None:
     assert [p.ref for p in report.problems] == [seed.ml[1], seed.ml[2]]
     assert report.first is not None and report.first.ref == seed.ml[1]
     assert check_chains(records).ok
+
+
+def test_a_report_with_only_information_is_clean_and_verifies(seed: Seed, tmp_path: Path) -> None:
+    from lockd.drift import DriftReport, Finding
+
+    store = Store(seed.url)
+    try:
+        info = Finding(
+            "system-lib-missing",
+            "linux-x86_64-py311-cu124",
+            "libibverbs.so.1",
+            "resolvable",
+            "not found",
+            severity="info",
+            detail="plugin nvidia/cu13/lib/libcufile_rdma.so.1 would need it; no import loads them",
+        )
+        stored = store.record_drift(
+            DriftReport("ml-model", seed.ml[2], "2026-03-16T03:00:00Z", (info,))
+        )
+    finally:
+        store.close()
+    assert stored.status == "clean"
+    run = run_lockd(tmp_path, "audit", "verify", "--db", seed.url, "--format", "json")
+    assert run.returncode == 0, run.output
+    with sql(seed) as conn:
+        status = conn.execute("SELECT status FROM drift_reports WHERE hash = ?", (stored.hash,))
+        assert status.fetchone() == ("clean",)

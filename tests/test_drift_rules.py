@@ -9,6 +9,9 @@ import pytest
 
 from lockd.drift import (
     KINDS,
+    CheckError,
+    DriftReport,
+    Finding,
     check_artifacts,
     compare_base_image,
     compare_image,
@@ -180,6 +183,40 @@ def test_driver_libraries_are_not_missing_libraries() -> None:
         )
 
     assert compare_snapshot(LOCK, TARGET, snap(driver_lib), baseline=snap()) == []
+
+
+def test_libraries_only_plugins_need_are_information_not_drift() -> None:
+    def plugins(d: dict[str, Any]) -> None:
+        d["system"]["value"]["libraries"]["value"]["unresolved"] += [
+            {
+                "soname": "libmlx5.so.1",
+                "status": "plugin",
+                "needed_by": [
+                    "nvidia/cu13/lib/libcufile_rdma.so.1",
+                    "nvidia/nvshmem/lib/nvshmem_transport_ibgda.so.3",
+                ],
+            },
+            {
+                "soname": "libucp.so.0",
+                "status": "plugin",
+                "needed_by": ["nvidia/nvshmem/lib/nvshmem_transport_ucx.so.3"],
+            },
+        ]
+
+    found = compare_snapshot(LOCK, TARGET, snap(plugins), baseline=snap())
+    assert [(f.kind, f.package, f.severity) for f in found] == [
+        ("system-lib-missing", "libmlx5.so.1", "info"),
+        ("system-lib-missing", "libucp.so.0", "info"),
+    ]
+    assert found[1].detail == (
+        "plugin nvidia/nvshmem/lib/nvshmem_transport_ucx.so.3 would need it; no import loads them"
+    )
+    assert "plugins nvidia/cu13/lib/libcufile_rdma.so.1, " in found[0].detail
+    report = DriftReport("p", "h", "2026-01-01T00:00:00Z", tuple(found))
+    assert report.status == "clean"  # told, never drift
+    assert DriftReport("p", "h", "now", (), (CheckError(None, "x", "y"),)).status == "error"
+    missing = Finding("system-lib-missing", TARGET.id, "libGL.so.1", "resolvable", "not found")
+    assert DriftReport("p", "h", "now", (*found, missing)).status == "drift"
 
 
 def test_cuda_torch_on_a_cpu_target_and_tooling_is_ignored() -> None:

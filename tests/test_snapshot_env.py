@@ -184,7 +184,7 @@ def test_system_probe_finds_the_missing_library_of_an_installed_wheel(
     subprocess.run(
         [*gcc, "-o", str(ext), "-Wl,--no-as-needed", f"-L{stubs}", "-l:libGLfake.so.1",
          "-l:libcuda.so.1"],
-        input=source,
+        input=source + "void *PyInit__cv2(void) { return 0; }\n",  # an importable module
         text=True,
         check=True,
     )  # fmt: skip

@@ -92,6 +92,8 @@ SYSTEM = SystemInfo(
             ),
             system={"libc.so.6": "/lib/x86_64-linux-gnu/libc.so.6"},
             skipped=(SkippedFile("pkg/x.so", "not an ELF file"),),
+            extension_modules=2,
+            loaded=5,
         )
     ),
 )
@@ -135,14 +137,27 @@ def test_unavailable_probes_are_explicit_in_json() -> None:
     assert data["torch"]["status"] == "unavailable"
 
 
-@pytest.mark.parametrize("version", ["lockd.snapshot/2", None, 1])
+@pytest.mark.parametrize("version", ["lockd.snapshot/3", None, 1])
 def test_unknown_version_is_a_format_error(version: object) -> None:
     data = FULL.to_dict()
     data["version"] = version
-    with pytest.raises(FormatError, match=re.escape("reads 'lockd.snapshot/1' only")) as info:
+    expected = "reads 'lockd.snapshot/1' and 'lockd.snapshot/2' only"
+    with pytest.raises(FormatError, match=re.escape(expected)) as info:
         Snapshot.from_dict(data, source="snap.json")
     assert str(version) in info.value.message
     assert info.value.exit_code == 2
+
+
+def test_a_version_1_snapshot_still_reads() -> None:
+    """Baselines recorded before the plugin status: no closure counts, same libraries."""
+    data = FULL.to_dict()
+    data["version"] = "lockd.snapshot/1"
+    scan = data["system"]["value"]["libraries"]["value"]
+    del scan["extension_modules"], scan["loaded"]
+    old = Snapshot.from_dict(data)
+    assert old.library_scan is not None
+    assert old.library_scan.extension_modules is None
+    assert old.missing_libraries == FULL.missing_libraries
 
 
 def test_malformed_content_is_a_format_error() -> None:
@@ -231,8 +246,10 @@ def test_public_api_is_pinned() -> None:
         "Available",
         "CudaToolkit",
         "DebPackage",
+        "DirectoryFileSystem",
         "Dist",
         "DriverVersion",
+        "FileSystem",
         "ImageFacts",
         "ImageLayer",
         "Interpreter",
@@ -250,6 +267,7 @@ def test_public_api_is_pinned() -> None:
         "Unavailable",
         "read_snapshot",
         "resolve_python",
+        "scan_libraries",
         "snapshot_to_json",
         "summary_rows",
         "take_snapshot",

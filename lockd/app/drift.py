@@ -578,7 +578,7 @@ def _now() -> str:
 
 
 def exit_code(reports: Sequence[DriftReport]) -> int:
-    """1 if anything drifted, else 3 if a check could not run, else 0."""
-    if any(r.findings for r in reports):
+    """1 if anything drifted (``info`` findings do not), else 3 if a check could not run, else 0."""
+    if any(r.status == "drift" for r in reports):
         return 1
     return 3 if any(r.errors for r in reports) else 0

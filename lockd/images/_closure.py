@@ -24,7 +24,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from lockd.snapshot.elf import ElfObject, SearchPath
+from lockd.snapshot.elf import ElfObject
+from lockd.snapshot.ldso import SearchPath
 from lockd.snapshot.model import LibraryScan, LibraryStatus, NeededLibrary, SkippedFile
 from lockd.snapshot.parse import expand_search_path, is_driver_library
 

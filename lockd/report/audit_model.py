@@ -194,9 +194,9 @@ class ProjectAudit:
 
     @property
     def open_findings(self) -> tuple[Finding, ...]:
-        """The findings of the project's latest drift report."""
+        """The findings of the project's latest drift report (``info`` ones are not open)."""
         last = self.last_drift
-        return last.report.findings if last else ()
+        return tuple(f for f in last.report.findings if f.severity != "info") if last else ()
 
     @property
     def chain_verified(self) -> bool | None:

@@ -47,7 +47,7 @@ def drift_markdown(reports: Sequence[DriftReport]) -> str:
             lines.append(
                 f"- could not check {error.check} ({error.target or 'all'}): {error.message}"
             )
-        if not report.findings and not report.errors:
+        if report.status == "clean":
             lines.append("No drift.")
         lines.append("")
     return "\n".join(lines)
@@ -77,12 +77,20 @@ def _md_row(finding: Finding) -> str:
 
 
 def drift_junit(reports: Sequence[DriftReport]) -> str:
-    """One test suite per project, one test case per check; findings are failures."""
+    """One test suite per project, one test case per check; findings are failures.
+
+    ``info`` findings are no failure: they go to the test case's ``system-out``.
+    """
     suites = ET.Element("testsuites", name="lockd drift")
     for report in reports:
         cases: dict[str, list[Finding]] = {check: [] for check in report.checks}
+        notes: dict[str, list[Finding]] = {}
         for finding in report.findings:
-            cases.setdefault(_check_of(report, finding), []).append(finding)
+            check = _check_of(report, finding)
+            cases.setdefault(check, [])
+            (notes.setdefault(check, []) if finding.severity == "info" else cases[check]).append(
+                finding
+            )
         suite = ET.SubElement(
             suites,
             "testsuite",
@@ -99,6 +107,8 @@ def drift_junit(reports: Sequence[DriftReport]) -> str:
                     case, "failure", message=f"{len(found)} finding(s)", type="drift"
                 )
                 failure.text = "\n".join(_line(f) for f in found)
+            if notes.get(check):  # information: shown with the test case, never a failure
+                ET.SubElement(case, "system-out").text = "\n".join(_line(f) for f in notes[check])
         for error in report.errors:
             case = ET.SubElement(
                 suite, "testcase", classname=report.project, name=f"{error.check}:{error.target}"

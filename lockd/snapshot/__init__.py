@@ -30,6 +30,8 @@ from lockd.errors import FormatError, UsageError
 
 from . import parse
 from . import system as system_probe
+from .closure import scan_libraries
+from .filesystem import DirectoryFileSystem, FileSystem
 from .image import ImageFacts, ImageLayer, PythonEnvironment
 from .model import (
     SNAPSHOT_VERSION,
@@ -57,8 +59,10 @@ __all__ = [
     "Available",
     "CudaToolkit",
     "DebPackage",
+    "DirectoryFileSystem",
     "Dist",
     "DriverVersion",
+    "FileSystem",
     "ImageFacts",
     "ImageLayer",
     "Interpreter",
@@ -76,6 +80,7 @@ __all__ = [
     "Unavailable",
     "read_snapshot",
     "resolve_python",
+    "scan_libraries",
     "snapshot_to_json",
     "summary_rows",
     "take_snapshot",
@@ -244,12 +249,17 @@ def _show(probe: Probe[T], render: Callable[[T], str]) -> str:
 
 def _libraries(scan: LibraryScan) -> str:
     parts = [f"{scan.scanned} ELF files scanned"]
+    if scan.extension_modules is not None:
+        parts[0] += f", {scan.extension_modules} extension modules loading {scan.loaded} objects"
     missing = scan.missing
     parts.append(
         f"{len(missing)} missing: " + ", ".join(lib.soname for lib in missing)
         if missing
         else "none missing"
     )
+    plugin = scan.with_status(LibraryStatus.plugin)
+    if plugin:
+        parts.append(f"{len(plugin)} needed only by plugins no import loads")
     driver = scan.with_status(LibraryStatus.driver)
     if driver:
         parts.append(f"{len(driver)} driver libraries (provided by the NVIDIA container toolkit)")

@@ -1,25 +1,24 @@
-"""Which shared libraries the ``.so`` files under site-packages need, and which are missing.
+"""Reading ELF files: the dynamic section, exported symbols, the machine they run on.
 
-Every ``DT_NEEDED`` of every ELF object is resolved the way ``ld.so`` does it:
-``DT_RPATH`` (only without ``DT_RUNPATH``), ``LD_LIBRARY_PATH``, ``DT_RUNPATH``
-(``$ORIGIN`` expanded), the ``ld.so`` cache, then the default directories.
-Files that are not ELF or cannot be parsed are skipped, with the reason: a
-scanner that crashes on one odd file tells nothing about the other thousand.
+Files that are not ELF or cannot be parsed are answered with a short reason:
+a scanner that crashes on one odd file tells nothing about the other thousand.
+Files are read through a :class:`~lockd.snapshot.filesystem.FileSystem`
+view, never by host path, so the same code reads this machine and an image.
 """
-
-# A scan walks thousands of files and tests tens of thousands of candidate paths:
-# string paths (os.path) are cheaper than pathlib objects there.
-# ruff: noqa: PTH113, PTH114, PTH116, PTH118, PTH123
 
 from __future__ import annotations
 
-import os
 import re
+import struct
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING, BinaryIO
 
-from .model import LdCacheEntry, LibraryScan, LibraryStatus, NeededLibrary, SkippedFile
-from .parse import expand_search_path, is_driver_library, ld_cache_matches
+from .filesystem import FileSystem
+
+if TYPE_CHECKING:
+    from elftools.elf.elffile import ELFFile
 
 ELF_MAGIC = b"\x7fELF"
 _STRING_TAGS = {
@@ -28,42 +27,17 @@ _STRING_TAGS = {
     "DT_RPATH": "rpath",
     "DT_SONAME": "soname",
 }
-_SHARED_OBJECT = re.compile(r"\.so(?:\.\d[\w.]*)?$")
-
-# Debian/Ubuntu multiarch directory names per ELF machine (64-bit unless noted).
-_MULTIARCH = {
-    ("EM_X86_64", 64): "x86_64-linux-gnu",
-    ("EM_AARCH64", 64): "aarch64-linux-gnu",
-    ("EM_PPC64", 64): "powerpc64le-linux-gnu",
-    ("EM_S390", 64): "s390x-linux-gnu",
-    ("EM_RISCV", 64): "riscv64-linux-gnu",
-    ("EM_386", 32): "i386-linux-gnu",
-    ("EM_ARM", 32): "arm-linux-gnueabihf",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class SearchPath:
-    """Where the dynamic loader looks, besides each object's own RPATH/RUNPATH."""
-
-    ld_library_path: tuple[str, ...] = ()
-    cache: tuple[LdCacheEntry, ...] = ()
-    root: str = "/"  # prefix of the default directories (tests point it at a fake tree)
-
-    def default_dirs(self, machine: str, elfclass: int) -> tuple[str, ...]:
-        dirs = []
-        triplet = _MULTIARCH.get((machine, elfclass))
-        if triplet:
-            dirs += [f"lib/{triplet}", f"usr/lib/{triplet}"]
-        if elfclass == 64:
-            dirs += ["lib64", "usr/lib64"]
-        dirs += ["lib", "usr/lib"]
-        return tuple(os.path.join(self.root, d) for d in dirs)
+# Names the dynamic loader can be handed: libfoo.so, libfoo.so.1, libfoo.so.1.2.3.
+SHARED_OBJECT = re.compile(r"\.so(?:\.\d[\w.]*)?$")
+# The suffixes CPython (and PyPy) import extension modules with; a plain ".so" also imports.
+_EXTENSION = re.compile(
+    r"^(?P<stem>[^.]+)(?P<tag>\.cpython-3\d+[a-z]*-[^./]+|\.abi3|\.pypy3\d*-pp\d+-[^./]+)?\.so$"
+)
 
 
 @dataclass(frozen=True, slots=True)
 class ElfObject:
-    """The dynamic section of one ELF file."""
+    """The dynamic section of one ELF file (and which of the symbols asked for it defines)."""
 
     machine: str  # "EM_X86_64"
     elfclass: int  # 32 or 64
@@ -71,28 +45,71 @@ class ElfObject:
     rpath: str | None
     runpath: str | None
     soname: str | None
+    defines: tuple[str, ...] = ()
+
+    @property
+    def search_rpath(self) -> str | None:
+        """The DT_RPATH ``ld.so`` uses: none when DT_RUNPATH is present (glibc ignores it)."""
+        return None if self.runpath is not None else self.rpath
 
 
-def read_dynamic(path: str) -> ElfObject | str:
-    """The dynamic section of ``path``, or why it cannot be read (a short reason)."""
+def read_dynamic(view: FileSystem, path: str, symbols: Sequence[str] = ()) -> ElfObject | str:
+    """The dynamic section of ``path`` in ``view``, or why it cannot be read (a short reason).
+
+    ``symbols`` are looked up in the dynamic symbol table (through the hash
+    table, not a scan of every symbol); the defined ones end up in ``defines``.
+    """
     try:
-        with open(path, "rb") as handle:
+        with view.open(path) as handle:
             if handle.read(4) != ELF_MAGIC:
                 return "not an ELF file"
             handle.seek(0)
-            return _parse(handle)
+            return _parse(handle, symbols)
     except OSError as exc:
         return f"cannot read: {exc.strerror or exc}"
 
 
-def _parse(handle: object) -> ElfObject | str:
+def machine_of(view: FileSystem, path: str) -> tuple[str, int] | None:
+    """``(machine, elfclass)`` from the ELF header of ``path``; ``None`` if it is not ELF.
+
+    Reads 20 bytes: the loader rejects an object of another class or machine and
+    goes on searching, so a candidate is checked before it counts as found.
+    """
+    try:
+        header = view.read_bytes(path, 20)
+    except OSError:
+        return None
+    if len(header) < 20 or not header.startswith(ELF_MAGIC) or header[4] not in (1, 2):
+        return None
+    (number,) = struct.unpack_from("<H" if header[5] == 1 else ">H", header, 18)
+    return _machine_name(number), 32 if header[4] == 1 else 64
+
+
+def importable_module(relative: str) -> tuple[str, bool] | None:
+    """``(module name, tagged)`` if Python could import ``relative`` as an extension module.
+
+    ``relative`` is the path below a ``sys.path`` entry. The file name must
+    carry an extension-module suffix (``tagged``: ``.cpython-311-x86_64-linux-gnu.so``,
+    ``.abi3.so``; or a plain ``.so``, which imports only if it defines
+    ``PyInit_<name>``) and every directory on the way must be a package name:
+    ``nvidia/cu13/lib/libcufile_rdma.so.1`` or ``pkg.libs/x.so`` never are.
+    """
+    *dirs, name = relative.split("/")
+    match = _EXTENSION.match(name)
+    if match is None or not all(d.isidentifier() for d in dirs):
+        return None
+    stem = match["stem"]
+    return (stem, match["tag"] is not None) if stem.isidentifier() else None
+
+
+def _parse(handle: BinaryIO, symbols: Sequence[str]) -> ElfObject | str:
     from elftools.elf.dynamic import DynamicSection, DynamicSegment
     from elftools.elf.elffile import ELFFile
 
     # pyelftools raises a zoo of exceptions on malformed input (ELFError, struct.error,
     # construct errors, UnicodeDecodeError, …). One bad file must not stop the scan.
     try:
-        elf = ELFFile(handle)  # type: ignore[arg-type]
+        elf = ELFFile(handle)
         if elf.header.e_type not in ("ET_DYN", "ET_EXEC"):
             return f"not a shared object ({elf.header.e_type})"
         dynamic: DynamicSection | DynamicSegment | None = None
@@ -114,121 +131,47 @@ def _parse(handle: object) -> ElfObject | str:
             rpath=":".join(strings["rpath"]) if "rpath" in strings else None,
             runpath=":".join(strings["runpath"]) if "runpath" in strings else None,
             soname=strings["soname"][0] if "soname" in strings else None,
+            defines=tuple(name for name in symbols if _defines(elf, dynamic, name)),
         )
     except Exception as exc:  # see above
         return f"cannot parse ELF: {type(exc).__name__}: {exc}"[:300]
 
 
-@dataclass
-class _Resolver:
-    search: SearchPath
-    _exists: dict[str, bool] = field(default_factory=dict)
-    _cache: dict[str, list[LdCacheEntry]] = field(default_factory=dict)
+def _defines(elf: ELFFile, dynamic: object, name: str) -> bool:
+    """Whether the dynamic symbol table defines ``name`` (hash-table lookup when there is one)."""
+    from elftools.elf.dynamic import DynamicSegment
+    from elftools.elf.hash import ELFHashSection, GNUHashSection
+    from elftools.elf.sections import SymbolTableSection
 
-    def __post_init__(self) -> None:
-        for entry in self.search.cache:
-            self._cache.setdefault(entry.soname, []).append(entry)
-
-    def is_file(self, path: str) -> bool:
-        found = self._exists.get(path)
-        if found is None:
-            found = self._exists[path] = os.path.isfile(path)
-        return found
-
-    def resolve(self, name: str, obj: ElfObject, origin: str) -> str | None:
-        if "/" in name:
-            return name if self.is_file(name) else None
-        dirs: list[str] = []
-        if obj.rpath and not obj.runpath:  # DT_RUNPATH, when present, disables DT_RPATH
-            dirs += expand_search_path(obj.rpath, origin)
-        dirs += self.search.ld_library_path
-        if obj.runpath:
-            dirs += expand_search_path(obj.runpath, origin)
-        for directory in dirs:
-            candidate = os.path.join(directory, name)
-            if self.is_file(candidate):
-                return candidate
-        for entry in self._cache.get(name, ()):
-            if ld_cache_matches(entry, obj.machine, obj.elfclass):
-                return entry.path
-        for directory in self.search.default_dirs(obj.machine, obj.elfclass):
-            candidate = os.path.join(directory, name)
-            if self.is_file(candidate):
-                return candidate
-        return None
+    table = elf.get_section_by_name(".gnu.hash") or elf.get_section_by_name(".hash")
+    if isinstance(table, GNUHashSection | ELFHashSection):
+        found = table.get_symbol(name)
+        candidates = [found] if found is not None else []
+    else:
+        dynsym = elf.get_section_by_name(".dynsym")
+        source = dynsym if isinstance(dynsym, SymbolTableSection) else dynamic
+        by_name = (
+            source.get_symbol_by_name(name)
+            if isinstance(source, SymbolTableSection | DynamicSegment)
+            else None
+        )
+        candidates = list(by_name or ())
+    return any(symbol["st_shndx"] != "SHN_UNDEF" for symbol in candidates)
 
 
-def scan(roots: Sequence[str], search: SearchPath) -> LibraryScan:
-    """Parse every ``*.so``/``*.so.N`` under ``roots`` and resolve what each one needs."""
-    found = _collect(roots)
-    real_roots = [os.path.realpath(root) for root in roots]
-    resolver = _Resolver(search)
-    unresolved: dict[str, set[str]] = {}
-    system: dict[str, str] = {}
-    for relative, directory, obj in found.objects:
-        for name in obj.needed:
-            path = resolver.resolve(name, obj, directory)
-            if path is None:
-                unresolved.setdefault(name, set()).add(relative)
-            elif name not in system and not _inside(path, real_roots):
-                system[name] = path
-    return LibraryScan(
-        roots=tuple(roots),
-        scanned=len(found.objects),
-        unresolved=tuple(
-            NeededLibrary(soname, _status(soname, found.provided), tuple(sorted(needers)))
-            for soname, needers in sorted(unresolved.items())
-        ),
-        system=dict(sorted(system.items())),
-        skipped=tuple(found.skipped),
-    )
+@cache
+def _machine_name(number: int) -> str:
+    from elftools.elf.enums import ENUM_E_MACHINE
+
+    names = {value: name for name, value in ENUM_E_MACHINE.items() if isinstance(value, int)}
+    return str(names.get(number, f"EM_{number}"))
 
 
-@dataclass
-class _Found:
-    objects: list[tuple[str, str, ElfObject]] = field(default_factory=list)  # (rel, dir, obj)
-    skipped: list[SkippedFile] = field(default_factory=list)
-    provided: set[str] = field(default_factory=set)  # file names and sonames inside the roots
-
-
-def _collect(roots: Sequence[str]) -> _Found:
-    found = _Found()
-    seen: set[tuple[int, int]] = set()  # (device, inode): hard links and repeated roots
-    for root in roots:
-        for directory, subdirs, files in os.walk(root):
-            subdirs.sort()
-            for name in sorted(files):
-                if not _SHARED_OBJECT.search(name):
-                    continue
-                path = os.path.join(directory, name)
-                relative = os.path.relpath(path, root)
-                found.provided.add(name)
-                if os.path.islink(path):  # its target is scanned under its own name
-                    continue
-                try:
-                    stat = os.stat(path)
-                except OSError as exc:
-                    found.skipped.append(SkippedFile(relative, f"cannot stat: {exc.strerror}"))
-                    continue
-                if (stat.st_dev, stat.st_ino) in seen:
-                    continue
-                seen.add((stat.st_dev, stat.st_ino))
-                result = read_dynamic(path)
-                if isinstance(result, str):
-                    found.skipped.append(SkippedFile(relative, result))
-                    continue
-                if result.soname:
-                    found.provided.add(result.soname)
-                found.objects.append((relative, directory, result))
-    return found
-
-
-def _status(soname: str, provided: set[str]) -> LibraryStatus:
-    if is_driver_library(soname):
-        return LibraryStatus.driver
-    return LibraryStatus.bundled if soname in provided else LibraryStatus.missing
-
-
-def _inside(path: str, real_roots: Sequence[str]) -> bool:
-    real = os.path.realpath(path)
-    return any(real == root or real.startswith(root + os.sep) for root in real_roots)
+__all__ = [
+    "ELF_MAGIC",
+    "SHARED_OBJECT",
+    "ElfObject",
+    "importable_module",
+    "machine_of",
+    "read_dynamic",
+]

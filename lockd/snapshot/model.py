@@ -18,7 +18,9 @@ from lockd.errors import FormatError
 
 from .image import ImageFacts
 
-SNAPSHOT_VERSION = "lockd.snapshot/1"
+SNAPSHOT_VERSION = "lockd.snapshot/2"
+# /1 had no "plugin" library status and counted every .so as loaded; its documents still read.
+READABLE_VERSIONS = ("lockd.snapshot/1", SNAPSHOT_VERSION)
 
 T = TypeVar("T")
 
@@ -266,6 +268,7 @@ class LibraryStatus(StrEnum):
     missing = "missing"  # nothing on the search path provides it: the import will fail
     driver = "driver"  # an NVIDIA driver library: mounted by the container toolkit at run time
     bundled = "bundled"  # only inside site-packages, off the search path: loaded by its package
+    plugin = "plugin"  # needed only by objects no import loads (dlopen'ed plugins): information
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,26 +303,35 @@ class SkippedFile:
 
 @dataclass(frozen=True, slots=True)
 class LibraryScan:
-    """The shared libraries under site-packages and what their ``DT_NEEDED`` resolve to."""
+    """The closure of the extension modules under site-packages, and what it cannot resolve.
+
+    ``unresolved`` holds every ``DT_NEEDED`` no search path resolves, with its
+    status: only ``missing`` ones break an import. ``system`` maps the sonames
+    the closure loads from outside site-packages to their paths.
+    """
 
     roots: tuple[str, ...]
-    scanned: int  # ELF files parsed
+    scanned: int  # ELF files parsed under the roots
     unresolved: tuple[NeededLibrary, ...]
-    system: Mapping[str, str]  # soname -> path, for libraries resolved outside site-packages
+    system: Mapping[str, str]
     skipped: tuple[SkippedFile, ...]
+    extension_modules: int | None = None  # None: a lockd.snapshot/1 scan (every .so counted)
+    loaded: int | None = None  # objects the extension modules load, themselves included
 
     def with_status(self, status: LibraryStatus) -> tuple[NeededLibrary, ...]:
         return tuple(lib for lib in self.unresolved if lib.status is status)
 
     @property
     def missing(self) -> tuple[NeededLibrary, ...]:
-        """Libraries that no search path provides (driver libraries excluded)."""
+        """Libraries an import needs and nothing provides (driver libraries excluded)."""
         return self.with_status(LibraryStatus.missing)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "roots": list(self.roots),
             "scanned": self.scanned,
+            "extension_modules": self.extension_modules,
+            "loaded": self.loaded,
             "unresolved": [lib.to_dict() for lib in self.unresolved],
             "system": dict(self.system),
             "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
@@ -333,6 +345,8 @@ class LibraryScan:
             unresolved=tuple(NeededLibrary.from_dict(lib) for lib in data["unresolved"]),
             system={str(k): str(v) for k, v in data["system"].items()},
             skipped=tuple(SkippedFile(str(s["path"]), str(s["reason"])) for s in data["skipped"]),
+            extension_modules=_opt_int(data.get("extension_modules")),
+            loaded=_opt_int(data.get("loaded")),
         )
 
 
@@ -505,10 +519,11 @@ class Snapshot:
         if not isinstance(data, Mapping):
             raise FormatError(f"{source} is not a lockd snapshot (not a JSON object).")
         version = data.get("version")
-        if version != SNAPSHOT_VERSION:
+        if version not in READABLE_VERSIONS:
             raise FormatError(
                 f"{source} has snapshot format version {version!r}; this lockd reads "
-                f"{SNAPSHOT_VERSION!r} only.",
+                + " and ".join(repr(v) for v in READABLE_VERSIONS)
+                + " only.",
                 hint="Take the snapshot again with this lockd, or use the lockd that wrote it.",
             )
         try:
@@ -525,10 +540,14 @@ class Snapshot:
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             detail = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
             raise FormatError(
-                f"{source} claims {SNAPSHOT_VERSION!r} but its content is malformed: {detail}.",
+                f"{source} claims {version!r} but its content is malformed: {detail}.",
                 hint="Take the snapshot again; snapshots are not meant to be edited by hand.",
             ) from None
 
 
 def _opt_str(value: Any) -> str | None:
     return None if value is None else str(value)
+
+
+def _opt_int(value: Any) -> int | None:
+    return None if value is None else int(value)

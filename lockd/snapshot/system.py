@@ -17,7 +17,9 @@ from pathlib import Path
 from lockd.errors import ConfigError
 from lockd.settings import env_default
 
-from . import elf, parse
+from . import parse
+from .closure import scan_libraries
+from .filesystem import HOST
 from .model import (
     Available,
     CudaToolkit,
@@ -44,13 +46,9 @@ def probe(
     """Probe the system around an interpreter whose site-packages are ``site_packages``."""
     env = os.environ if environ is None else environ
     ld_cache = probe_ld_cache(env)
-    search = elf.SearchPath(
-        ld_library_path=tuple(p for p in env.get("LD_LIBRARY_PATH", "").split(":") if p),
-        cache=ld_cache.value if isinstance(ld_cache, Available) else (),
-        root=str(root),
-    )
+    # The interpreter runs on this host: its libraries resolve in the host's own file system.
     libraries: Probe[LibraryScan] = (
-        Available(elf.scan(site_packages, search))
+        Available(scan_libraries(HOST, site_packages, env, ld_cache.or_none()))
         if site_packages
         else Unavailable("the interpreter reported no site-packages directory")
     )

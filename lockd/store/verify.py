@@ -31,7 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 from sqlmodel import SQLModel
 
-from ..drift import DRIFT_FORMAT
+from ..drift import DRIFT_FORMAT, report_status
 from ..lockset import LOCKSET_FORMAT
 from . import tables as _tables  # noqa: F401 - registers the tables in SQLModel.metadata
 
@@ -562,11 +562,13 @@ def _drift_difference(record: DriftRecord) -> str:
         findings = data["findings"]
         expected = {
             "lockset_hash": data["lockset"],
-            "status": "drift" if findings else ("error" if data["errors"] else "clean"),
+            "status": report_status(
+                (f.get("severity", "error") for f in findings), bool(data["errors"])
+            ),
             "checked_at": _utc(data["checked_at"]),
             "finding_count": len(findings),
         }
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, AttributeError):
         return "its document lacks fields every drift report has"
     if data.get("status") != expected["status"]:
         return f"its status {data.get('status')!r} contradicts its findings"
