@@ -182,7 +182,7 @@ class TrackRequest:
 def track_image(request: TrackRequest) -> tuple[bool, list[TrackedImage]]:
     """Track an image for ``drift --all``: (newly tracked, the project's tracked images)."""
     from ..images import parse_reference
-    from .drift import _default_project
+    from .drift import default_project
 
     reference = _lasting(request.reference.strip())
     if not reference.startswith(("oci:", "docker-archive:")):
@@ -190,7 +190,7 @@ def track_image(request: TrackRequest) -> tuple[bool, list[TrackedImage]]:
     parse_target_id(request.target)
     store = Store(request.database_url)
     try:
-        project = request.project or _default_project(store)
+        project = request.project or default_project(store)
         lockset = store.latest(project)
         if lockset is None:
             raise UsageError(

@@ -48,11 +48,11 @@ def diff(database_url: str, ref_a: str, ref_b: str) -> dict[str, object]:
 
 def latest(database_url: str, project: str | None) -> Lockset:
     """The latest lockset of ``project`` (``None``: this directory's, or the only one)."""
-    from .drift import _default_project
+    from .drift import default_project
 
     store = _store(database_url)
     try:
-        name = project or _default_project(store)
+        name = project or default_project(store)
         found = store.latest(name)
     finally:
         store.close()

@@ -1,0 +1,100 @@
+"""Version creep: the inputs resolved again today (and as of the cut-off), and index offers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from ...builds import recorded_builds
+from ...drift import Finding, compare_offered, compare_resolution
+from ...errors import ResolutionError
+from ...indexes import IndexClient, files_of_version, listed_versions
+from ...lockset import Lock, Lockset
+from ...resolvers.interface import ResolveRequest
+from ...resolvers.uv import UvResolver
+from ...scratch import scratch_dir
+from ...settings import Settings
+from ...targets import Target
+from .indexes import credentialed, index_plan
+from .options import DriftOptions
+
+
+def conda_creep(options: DriftOptions, lockset: Lockset, lock: Lock) -> list[Finding]:
+    """Solve the recorded environment again for this conda target, today."""
+    from ...inputs.environment import CondaEnvironment
+    from ...lockset import InputFile
+    from ...targets import parse_accelerator, parse_platform
+    from ..conda import lock_conda
+
+    recorded = lockset.extra.get("conda")
+    if not isinstance(recorded, dict):
+        return []
+    platform, accelerator = lock.target.rsplit("-", 1)
+    environment = CondaEnvironment(
+        name=recorded.get("name"),
+        channels=tuple(recorded.get("channels", ())),
+        specs=tuple(recorded.get("specs", ())),
+        source=str(recorded.get("environment", "environment.yml")),
+    )
+    settings = Settings.from_env(options.environ)
+    outcome = lock_conda(
+        environment,
+        InputFile(environment.source, ""),
+        (Target(parse_platform(platform), (3, 0), parse_accelerator(accelerator)),),
+        channel_base=settings.conda_channel,
+        glibc=str(lockset.extra.get("glibc", "2.28")),
+        cache_dir=settings.home / "cache" / "rattler",
+        concurrency=1,
+    )
+    if outcome.failures:
+        raise outcome.failures[0]
+    return compare_resolution(lock, outcome.locks[0].packages(), None, cutoff_known=False)
+
+
+def creep_findings(
+    options: DriftOptions, lockset: Lockset, lock: Lock, target: Target, client: IndexClient
+) -> list[Finding]:
+    resolver = UvResolver()
+    plan = index_plan(lockset, target, options)
+    constraints = tuple(lockset.extra.get("constraints", ()))
+    glibc = str(lockset.extra.get("glibc", "2.28"))
+    cache = options.environ.get("UV_CACHE_DIR")
+    findings: list[Finding] = []
+    for offered in lock.offered:
+        links = client.project_links(credentialed(offered.index, plan), offered.name)
+        locked_version = lock.packages().get(offered.name)
+        files = files_of_version(links, locked_version) if locked_version else {}
+        versions = list(listed_versions(links))
+        findings += compare_offered(lock.target, offered, files, versions)
+    with scratch_dir("creep", Settings.from_env(options.environ).home) as tmp:
+
+        def resolve(name: str, exclude_newer: str | None) -> dict[str, str]:
+            request = ResolveRequest(
+                target=target,
+                requirements=lockset.requirements,
+                constraints=constraints,
+                plan=plan,
+                workdir=tmp / name,
+                glibc=glibc,
+                exclude_newer=exclude_newer,
+                cache_dir=Path(cache) if cache else None,
+                builds=recorded_builds(lockset),
+            )
+            return {p.name: p.version for p in resolver.resolve(request).packages}
+
+        try:
+            today = resolve("today", None)
+            as_of = resolve("cutoff", lockset.cutoff) if today != lock.packages() else None
+        except ResolutionError:
+            if findings:  # what the index no longer offers explains the failure
+                return _dedupe(findings)
+            raise
+    findings += compare_resolution(lock, today, as_of)
+    return _dedupe(findings)
+
+
+def _dedupe(findings: Sequence[Finding]) -> list[Finding]:
+    seen: dict[tuple[str, str | None, str | None, str | None], Finding] = {}
+    for finding in findings:
+        seen.setdefault((finding.kind, finding.target, finding.package, finding.actual), finding)
+    return list(seen.values())

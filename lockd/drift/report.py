@@ -1,0 +1,129 @@
+"""The drift report: findings, checks that could not run, and the report chained per project."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..lockset import canonical_json, sha256_text
+
+DRIFT_FORMAT = "lockd.drift/1"
+
+KINDS = (
+    "version-creep",
+    "version-changed",
+    "missing",
+    "unexpected",
+    "hash-mismatch",
+    "cpu-wheel",
+    "cuda-mismatch",
+    "wrong-index",
+    "artifact-gone",
+    "artifact-changed",
+    "image-moved",
+    "image-gone",
+    "system-changed",
+    "system-lib-missing",
+    "driver-too-old",
+    "python-mismatch",
+    "base-image-mismatch",
+)
+
+# Severities: "error" and "warning" are drift (exit 1); "info" is told, never drift.
+SEVERITIES = ("error", "warning", "info")
+
+
+def report_status(severities: Iterable[str], has_errors: bool) -> str:
+    """``drift`` when a finding counts (not ``info``), else ``error`` when a check failed."""
+    if any(severity != "info" for severity in severities):
+        return "drift"
+    return "error" if has_errors else "clean"
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    kind: str
+    target: str | None
+    package: str | None
+    expected: str | None
+    actual: str | None
+    severity: str = "error"  # see SEVERITIES
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "target": self.target,
+            "package": self.package,
+            "expected": self.expected,
+            "actual": self.actual,
+            "severity": self.severity,
+            "detail": self.detail,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Finding:
+        return cls(
+            data["kind"],
+            data.get("target"),
+            data.get("package"),
+            data.get("expected"),
+            data.get("actual"),
+            data.get("severity", "error"),
+            data.get("detail", ""),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CheckError:
+    """A check that could not run (exit 3 if nothing else was found)."""
+
+    target: str | None
+    check: str
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"target": self.target, "check": self.check, "message": self.message}
+
+
+@dataclass(frozen=True, slots=True)
+class DriftReport:
+    """The findings of one drift run over one lockset, chained per project."""
+
+    project: str
+    lockset: str
+    checked_at: str
+    findings: tuple[Finding, ...]
+    errors: tuple[CheckError, ...] = ()
+    checks: tuple[str, ...] = ()  # which checks ran: rebuild:<target>, live:<target>, creep, images
+    parent: str | None = None
+    snapshots: Mapping[str, Any] = field(default_factory=dict)  # target -> snapshot dict
+    # An image check: {"reference", "digest", "platform", "target"}; None for the others.
+    image: Mapping[str, Any] | None = None
+
+    @property
+    def status(self) -> str:
+        return report_status((f.severity for f in self.findings), bool(self.errors))
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "format": DRIFT_FORMAT,
+            "project": self.project,
+            "lockset": self.lockset,
+            "status": self.status,
+            "checked_at": self.checked_at,
+            "checks": list(self.checks),
+            "findings": [f.to_dict() for f in self.findings],
+            "errors": [e.to_dict() for e in self.errors],
+            "parent": self.parent,
+            # Only image checks carry the key: older reports keep their recorded hashes.
+            **({"image": dict(self.image)} if self.image is not None else {}),
+        }
+
+    @property
+    def hash(self) -> str:
+        return sha256_text(canonical_json(self.body()))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.body(), "hash": self.hash}

@@ -1,0 +1,123 @@
+"""Walking one chain: parent links, documents against their hashes, where rows file them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol, TypeVar
+
+from .records import DriftRecord, LocksetRecord, Problem
+
+
+class _Chained(Protocol):
+    @property
+    def hash(self) -> str: ...
+
+    @property
+    def parent_hash(self) -> str | None: ...
+
+
+_R = TypeVar("_R", bound=_Chained)
+
+
+def walk_chain(
+    project: str, kind: str, records: Sequence[_R], check: Callable[[_R], list[Problem]]
+) -> list[Problem]:
+    """Walk one chain in order: each record's parent link, then ``check`` of the record."""
+    problems: list[Problem] = []
+    seen: set[str] = set()
+    for index, record in enumerate(records):
+        # The parent link first: a gap means the parent was removed (or rewritten).
+        problem = link(project, kind, record.hash, record.parent_hash, seen=seen, first=index == 0)
+        if problem:
+            problems.append(problem)
+        seen.add(record.hash)
+        problems += check(record)
+    return problems
+
+
+def link(
+    project: str, kind: str, ref: str, parent: str | None, *, seen: set[str], first: bool
+) -> Problem | None:
+    if parent is None:
+        if first:
+            return None
+        return Problem(
+            project,
+            kind,
+            ref,
+            "altered",
+            "it names no parent although earlier records exist: the chain was cut here",
+        )
+    if parent in seen:
+        return None
+    return Problem(
+        project,
+        kind,
+        parent,
+        "removed",
+        f"{kind} {ref} names it as its parent, but it is not in the database before it "
+        "(removed, or altered and re-hashed)",
+    )
+
+
+def parse_document(document: str) -> Mapping[str, Any] | None:
+    """A record's document as a mapping, or None when it is not a JSON object."""
+    try:
+        data = json.loads(document)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def parse_record(
+    record: LocksetRecord | DriftRecord, fmt: str
+) -> tuple[Mapping[str, Any] | None, str]:
+    """The document as a mapping, or why it cannot be trusted.
+
+    The sha256 of the stored text is the proof: a document rewritten together
+    with its hash breaks its child's parent link instead (the head excepted,
+    see the module docstring), so the text is not re-serialized here.
+    """
+    if hashlib.sha256(record.document.encode()).hexdigest() != record.hash:
+        return None, "its document no longer matches its hash"
+    data = record.data if record.data is not None else parse_document(record.document)
+    if data is None:
+        return None, "its document is not a JSON object"
+    if data.get("format") != fmt:
+        return None, f"its document is not a {fmt} document"
+    return data, filing_difference(record, data)
+
+
+def filing_difference(record: LocksetRecord | DriftRecord, data: Mapping[str, Any]) -> str:
+    """Where the row files the document (project, parent) against what the document says."""
+    if data.get("parent") != record.parent_hash:
+        return (
+            f"parent_hash column {short(record.parent_hash)} differs from the document's "
+            f"parent {short(data.get('parent'))}"
+        )
+    if data.get("project") != record.project:
+        return (
+            f"it is filed under project {record.project!r}, "
+            f"its document says {data.get('project')!r}"
+        )
+    return ""
+
+
+def utc(value: str | datetime) -> str:
+    """One spelling for a moment: ISO, UTC, seconds (how both sides are compared)."""
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment.isoformat(timespec="seconds") + "Z"
+
+
+def short(value: object) -> str:
+    return str(value)[:12] if value else "none"
+
+
+def show(value: object) -> str:
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= 80 else text[:77] + "…"
