@@ -776,6 +776,23 @@ def drift(
             "REGISTRY/REPO:TAG, oci:DIR[:TAG] or docker-archive:FILE.",
         ),
     ] = None,
+    index: Annotated[
+        str | None,
+        typer.Option(
+            "--index",
+            metavar="URL",
+            help="Credentials for the recorded default index: its URL with user:token "
+            "(as compile takes it; drift never checks another index).",
+        ),
+    ] = None,
+    pytorch_index: Annotated[
+        str | None,
+        typer.Option(
+            "--pytorch-index",
+            metavar="URL",
+            help="Credentials for the recorded PyTorch index, the same way.",
+        ),
+    ] = None,
     db: DbOption = None,
     output_format: Annotated[
         DriftFormat, typer.Option("--format", help="Output format.")
@@ -814,10 +831,10 @@ def drift(
         images=images,
         concurrency=settings.concurrency,
         image_refs=tuple(image or ()),
+        index_url=index,
+        pytorch_index=pytorch_index,
     )
-    from .report.console import status_progress
-
-    with status_progress("checking drift") as progress:
+    with render.drift_progress() as progress:
         reports = run_drift(options, progress)
     if output_format is DriftFormat.table and output is None:
         render.print_drift_table(reports)

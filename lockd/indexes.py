@@ -116,9 +116,12 @@ class IndexClient:
     def close(self) -> None:
         self._client.close()
 
-    def project_links(self, index: str, name: str) -> list[IndexLink]:
+    def project_links(self, index: str, name: str, *, missing_ok: bool = False) -> list[IndexLink]:
+        """The files ``index`` lists for ``name``; none when ``missing_ok`` and it answers 404."""
         page = f"{index.rstrip('/')}/{canonicalize_name(name)}/"
-        response = self._get(page, headers={"Accept": JSON_ACCEPT})
+        response = self._get(page, headers={"Accept": JSON_ACCEPT}, missing_ok=missing_ok)
+        if response.status_code == 404:
+            return []
         if response.headers.get("content-type", "").startswith(
             "application/vnd.pypi.simple.v1+json"
         ):
@@ -205,7 +208,9 @@ class IndexClient:
             ) from None
         return digest.hexdigest()
 
-    def _get(self, url: str, headers: dict[str, str] | None = None) -> httpx.Response:
+    def _get(
+        self, url: str, headers: dict[str, str] | None = None, *, missing_ok: bool = False
+    ) -> httpx.Response:
         try:
             response = self._client.get(url, headers=headers)
         except self._httpx.HTTPError as exc:
@@ -213,7 +218,8 @@ class IndexClient:
                 f"Cannot reach {shown(url)}: {redact(str(exc)) or type(exc).__name__}.",
                 hint=_slow_hint(exc) or "Check the index URL and your network.",
             ) from None
-        _raise_for_status(response, url)
+        if not (missing_ok and response.status_code == 404):
+            _raise_for_status(response, url)
         return response
 
 
@@ -279,6 +285,12 @@ def _slow_hint(exc: Exception) -> str | None:
 
 
 def _raise_for_status(response: httpx.Response, url: str) -> None:
+    if response.status_code in (401, 403):
+        raise PackageIndexError(
+            f"{shown(url)} answered HTTP {response.status_code}: it wants credentials.",
+            hint="Put user:token in the index URL where lockd reads it (--index, "
+            "LOCKD_INDEX_URL or index-url in lockd.toml; the same for the PyTorch index).",
+        )
     if response.status_code >= 400:
         raise PackageIndexError(f"{shown(url)} answered HTTP {response.status_code}.")
 

@@ -86,6 +86,77 @@ def run_child(
     return subprocess.CompletedProcess(list(command), child.returncode, out, err)
 
 
+def stream_child(
+    command: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    deadline: Deadline | None = None,
+    stdin: str | None = None,
+    on_line: Callable[[str], None],
+) -> subprocess.CompletedProcess[str]:
+    """:func:`run_child` for a long child whose progress matters (a rebuild's ``uv pip sync``).
+
+    Each line the child writes to stderr goes to ``on_line`` as it comes (from a
+    reader thread) and is kept as the result's ``stderr``; stdout is discarded.
+    A failing ``on_line`` only stops the progress, never the child.
+    """
+    with _lock:
+        if _stopping.is_set():
+            raise KeyboardInterrupt
+        child = subprocess.Popen(
+            command,
+            env=env,
+            stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="replace",
+            process_group=0,
+            preexec_fn=_die_with_parent(),  # noqa: PLW1509 - async-signal-safe: one prctl call
+        )
+        _running.add(child)
+    lines: list[str] = []
+    threads = [threading.Thread(target=_pump, args=(child, lines, on_line), daemon=True)]
+    if stdin is not None:  # written by a thread: a child that does not read cannot block lockd
+        threads.append(threading.Thread(target=_feed, args=(child, stdin), daemon=True))
+    for thread in threads:
+        thread.start()
+    try:
+        child.wait(timeout=deadline.seconds if deadline else None)
+    except BaseException as exc:  # the deadline, or an interrupt in this thread
+        _kill(child)
+        child.wait()
+        if isinstance(exc, subprocess.TimeoutExpired) and deadline is not None:
+            raise _overran(deadline) from None
+        raise
+    finally:
+        with _lock:
+            _running.discard(child)
+        for thread in threads:
+            thread.join()
+    return subprocess.CompletedProcess(list(command), child.returncode, "", "".join(lines))
+
+
+def _pump(
+    child: subprocess.Popen[str], lines: list[str], on_line: Callable[[str], None] | None
+) -> None:
+    assert child.stderr is not None  # noqa: S101 - opened with stderr=PIPE
+    for line in child.stderr:
+        lines.append(line)
+        if on_line is not None:
+            try:
+                on_line(line.rstrip("\n"))
+            except Exception:
+                on_line = None
+
+
+def _feed(child: subprocess.Popen[str], text: str) -> None:
+    assert child.stdin is not None  # noqa: S101 - opened with stdin=PIPE
+    with contextlib.suppress(BrokenPipeError, OSError):
+        child.stdin.write(text)
+        child.stdin.close()
+
+
 def _overran(deadline: Deadline) -> ResolutionError:
     where = f"Target {deadline.target}: " if deadline.target else ""
     return ResolutionError(

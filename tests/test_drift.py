@@ -12,11 +12,13 @@ import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from packaging.utils import canonicalize_name
 
 from tests.conftest import Run, hermetic_env
-from tests.support.pyindex import IndexServer
+from tests.support.pyindex import IndexFile, IndexServer
 from tests.support.wheels import WheelSpec
 from tests.support.world import LINUX_X86, build_world, index_at
 
@@ -153,6 +155,52 @@ def test_upstream_replaced_a_locked_file(
     )
     report = drift_json(drift_lockd, "--no-creep", code=1)
     assert ("artifact-changed", "numpy") in kinds(report)
+
+
+def replace_upstream(world: IndexServer, index: str, spec: WheelSpec, **add: Any) -> IndexFile:
+    """The same file name served with other bytes (a rebuilt wheel uploaded again)."""
+    served = index_at(world, index)
+    files = served.projects[canonicalize_name(spec.name)]
+    files[:] = [f for f in files if f.spec.filename != spec.filename]
+    return served.add(spec, **add)
+
+
+def test_a_rebuild_proves_each_file_upstream_and_no_cache_masks_a_change(
+    drift_lockd: LockdRunner, own_world: IndexServer, tmp_path: Path
+) -> None:
+    compile_lock(drift_lockd, tmp_path, "torch==2.6.0\nnumpy\n")
+    # the first rebuild fills uv's cache with every locked wheel
+    assert drift_json(drift_lockd, "--rebuild", "--no-creep", code=0)["findings"] == []
+    rebuilt = {"pkg/__init__.py": "# rebuilt upstream\n"}
+    numpy = WheelSpec("numpy", "2.1.0", f"{CP}-{CP}-{LINUX_X86}", files=rebuilt)
+    old = next(
+        f
+        for f in index_at(own_world, "/simple").projects["numpy"]
+        if f.spec.filename == numpy.filename
+    )
+    # new bytes behind a page that still lists the old sha256: only a download shows it,
+    # and uv's cache must not answer in its place
+    replace_upstream(own_world, "/simple", numpy, listed_sha256=old.sha256)
+    stale = drift_json(drift_lockd, "--rebuild", "--no-creep", code=1)
+    assert [(f["kind"], f["package"]) for f in stale["findings"]] == [("artifact-changed", "numpy")]
+    assert "Hash mismatch" in stale["findings"][0]["detail"]
+
+    # torch, listed without a sha256 on the variant index: downloaded and hashed
+    torch = WheelSpec(
+        "torch",
+        "2.6.0+cu124",
+        f"{CP}-{CP}-{LINUX_X86}",
+        requires=("filelock", "typing-extensions>=4.8.0", "numpy"),
+        files=rebuilt,
+    )
+    replace_upstream(own_world, "/whl/cu124", torch, upload_time=None, publish_hash=False)
+    replace_upstream(own_world, "/simple", numpy)  # and numpy's page now lists the new hash
+    report = drift_json(drift_lockd, "--rebuild", "--no-creep", code=1)
+    changed = {
+        f["package"]: f["detail"] for f in report["findings"] if f["kind"] == "artifact-changed"
+    }
+    assert set(changed) == {"numpy", "torch"}, report["findings"]
+    assert changed["torch"].startswith(f"torch-2.6.0+cu124-{CP}-{CP}-")
 
 
 def test_version_creep_and_vanished_files(
@@ -407,3 +455,72 @@ def test_drift_reaches_a_private_index_with_the_configured_credentials(
         assert "t0ken" not in run.output
     finally:
         private.stop()
+
+
+@pytest.fixture
+def private_world() -> Iterator[IndexServer]:
+    server = build_world(IndexServer())
+    server.basic_auth = "ci:t0ken"
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_drift_takes_credentials_as_compile_does_and_the_project_from_lockd_json(
+    lockd: LockdRunner, private_world: IndexServer, tmp_path: Path
+) -> None:
+    secret = "http://ci:t0ken@" + private_world.url.removeprefix("http://")
+    no_env = {"LOCKD_INDEX_URL": "", "LOCKD_PYTORCH_INDEX": ""}  # credentials only in lockd.toml
+    project = tmp_path / "model"
+    project.mkdir()
+    (project / "lockd.toml").write_text(
+        f'index-url = "{secret}/simple"\npytorch-index = "{secret}/whl"\n'
+    )
+    (project / "requirements.in").write_text("torch==2.6.0\nnumpy\n")
+    compiled = lockd(
+        "compile",
+        *("--cuda", "cu124", "--platform", "linux-x86_64", "--python", HOST_PY),
+        *("--project", "private-model"),
+        cwd=project,
+        env=no_env,
+    )
+    assert compiled.returncode == 0, compiled.output
+    # a second project in the same database: drift must not have to ask which one
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "requirements.in").write_text("idna\n")
+    assert lockd("compile", "--project", "other", cwd=other).returncode == 0
+
+    run = lockd("drift", "--format", "json", cwd=project, env=no_env)
+
+    assert run.returncode == 0, run.output
+    report = json.loads(run.stdout)
+    assert report["project"] == "private-model"  # from locks/lockd.json
+    assert report["checks"] == [f"rebuild:{CU_TARGET}", f"creep:{CU_TARGET}"]
+    assert report["findings"] == [] and report["errors"] == []
+    assert "t0ken" not in run.output
+    # without a terminal, a line per step on stderr
+    for step in ("verify", "venv", "install", "snapshot", "compare", "creep"):
+        assert f"lockd drift: private-model {CU_TARGET}: {step}" in run.stderr, step
+    assert "install: Installed " in run.stderr  # what uv reports
+
+    # elsewhere, without the credentials: an error that says what to do, no false findings
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    refused = lockd("drift", "--project", "private-model", "--format", "json", cwd=bare, env=no_env)
+    assert refused.returncode == 3, refused.output
+    doc = json.loads(refused.stdout)
+    assert doc["findings"] == [] and doc["status"] == "error"
+    assert "wants credentials" in doc["errors"][0]["message"]
+    # --index/--pytorch-index carry them, as compile's flags do
+    flagged = lockd(
+        "drift",
+        *("--project", "private-model", "--no-creep", "--format", "json"),
+        *("--index", f"{secret}/simple", "--pytorch-index", f"{secret}/whl"),
+        cwd=bare,
+        env=no_env,
+    )
+    assert flagged.returncode == 0, flagged.output
+    assert "t0ken" not in flagged.output

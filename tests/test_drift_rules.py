@@ -319,3 +319,28 @@ def test_an_image_must_start_with_the_layers_of_a_recorded_base() -> None:
     assert finding.expected == "other@sha256:o or python:3.11-slim@sha256:b"
     assert finding.actual == "1 of 2 base layers"
     assert "python:3.11-slim@sha256:b (only the first 1 match)" in finding.detail
+
+
+def test_progress_is_a_line_per_step_or_a_status_line_on_a_terminal() -> None:
+    import io
+
+    from lockd.app.drift import DriftStep
+    from lockd.report.drift import drift_progress
+
+    log = io.StringIO()
+    with drift_progress(log) as progress:
+        progress(DriftStep("ml", "linux-x86_64-py311-cu124", "install", "Downloading torch (1GiB)"))
+        progress(DriftStep("ml", None, "images", "1 base image tag(s)"))
+    assert log.getvalue() == (
+        "lockd drift: ml linux-x86_64-py311-cu124: install: Downloading torch (1GiB)\n"
+        "lockd drift: ml: images: 1 base image tag(s)\n"
+    )
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    with drift_progress(terminal) as progress:
+        progress(DriftStep("ml", "t", "install", "Downloading [bold]torch[/]"))  # not markup
+    assert "checking drift: ml t: install: Downloading [bold]torch[/]" in terminal.getvalue()

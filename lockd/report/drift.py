@@ -1,13 +1,19 @@
-"""Drift report renderers: JSON (the DESIGN contract), Markdown, JUnit XML, rich table."""
+"""Drift report renderers: JSON (the DESIGN contract), Markdown, JUnit XML, rich table; progress."""
 
 from __future__ import annotations
 
 import json
+import sys
+import threading
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ..drift import DriftReport, Finding
+
+if TYPE_CHECKING:
+    from ..app.drift import DriftStep
 
 _STATUS_ORDER = {"clean": 0, "error": 1, "drift": 2}
 
@@ -174,3 +180,36 @@ def print_drift_table(reports: Sequence[DriftReport]) -> None:
             console.print(
                 f"[yellow]could not check[/] {escape(error.check)}: {escape(error.message)}"
             )
+
+
+def step_line(step: DriftStep) -> str:
+    """``ml-model linux-x86_64-py311-cu124: install: Downloading torch (528.9MiB)``."""
+    where = " ".join(p for p in (step.project, step.target) if p)
+    return f"{where}: {step.step}" + (f": {step.detail}" if step.detail else "")
+
+
+@contextmanager
+def drift_progress(stream: TextIO | None = None) -> Iterator[Callable[[DriftStep], None]]:
+    """Progress of a drift run on ``stream`` (stderr): a rich status line on a TTY, else a line
+    per step (a nightly job's log shows where a rebuild spends its time)."""
+    out = stream or sys.stderr
+    lock = threading.Lock()  # --all checks projects in threads
+    if not out.isatty():
+
+        def line(step: DriftStep) -> None:
+            with lock:
+                out.write(f"lockd drift: {step_line(step)}\n")
+                out.flush()
+
+        yield line
+        return
+    from rich.console import Console
+    from rich.markup import escape
+
+    with Console(file=out, highlight=False).status("checking drift") as status:
+
+        def update(step: DriftStep) -> None:
+            with lock:
+                status.update(f"checking drift: {escape(step_line(step))}")
+
+        yield update

@@ -40,6 +40,7 @@ class IndexFile:
     upload_time: str | None = None
     publish_hash: bool = True
     serve_metadata: bool = True  # PEP 658 file next to the wheel
+    listed_sha256: str | None = None  # a stale page: this hash listed instead of the file's
 
     @property
     def announces_metadata(self) -> bool:
@@ -49,6 +50,10 @@ class IndexFile:
     @property
     def sha256(self) -> str:
         return hashlib.sha256(self.data).hexdigest()
+
+    @property
+    def published(self) -> str:
+        return self.listed_sha256 or self.sha256
 
 
 @dataclass
@@ -67,8 +72,11 @@ class Index:
         upload_time: str | None = "2024-06-01T00:00:00Z",
         publish_hash: bool = True,
         serve_metadata: bool = True,
+        listed_sha256: str | None = None,
     ) -> IndexFile:
-        entry = IndexFile(spec, build_wheel(spec), upload_time, publish_hash, serve_metadata)
+        entry = IndexFile(
+            spec, build_wheel(spec), upload_time, publish_hash, serve_metadata, listed_sha256
+        )
         self.projects.setdefault(canonicalize_name(spec.name), []).append(entry)
         return entry
 
@@ -91,7 +99,7 @@ class Index:
         for entry in self.projects[project]:
             href = self.file_path(entry)
             if entry.publish_hash:
-                href += f"#sha256={entry.sha256}"
+                href += f"#sha256={entry.published}"
             meta = hashlib.sha256(entry.spec.metadata().encode()).hexdigest()
             attributes = (
                 f' data-dist-info-metadata="sha256={meta}" data-core-metadata="sha256={meta}"'
@@ -115,7 +123,7 @@ class Index:
             item: dict[str, object] = {
                 "filename": entry.spec.filename,
                 "url": base + self.file_path(entry),
-                "hashes": {"sha256": entry.sha256} if entry.publish_hash else {},
+                "hashes": {"sha256": entry.published} if entry.publish_hash else {},
             }
             if entry.announces_metadata:
                 item["core-metadata"] = {

@@ -5,18 +5,30 @@ from __future__ import annotations
 from ...drift import Finding, check_artifacts
 from ...indexes import IndexClient
 from ...lockset import Lock
-from ...routing import IndexPlan
 from .indexes import credentialed
+from .options import TargetCheck
 
 
-def served_findings(lock: Lock, client: IndexClient, plan: IndexPlan) -> list[Finding]:
+def served_findings(check: TargetCheck, *, hash_unlisted: bool = False) -> list[Finding]:
+    """Every locked file against the sha256 its index lists today.
+
+    A file listed without one is downloaded and hashed when ``hash_unlisted``
+    (a rebuild: it downloads the lock anyway); otherwise it cannot be checked.
+    """
     served: dict[str, dict[str, str | None]] = {}
-    for artifact in lock.artifacts:
-        if artifact.name in served:
-            continue
-        links = client.project_links(credentialed(artifact.index, plan), artifact.name)
-        served[artifact.name] = {link.filename: link.sha256 for link in links}
-    return check_artifacts(lock, served)
+    urls: dict[str, dict[str, str]] = {}
+    for artifact in check.lock.artifacts:
+        if artifact.name not in served:
+            index = credentialed(artifact.index, check.plan)
+            links = check.client.project_links(index, artifact.name, missing_ok=True)
+            served[artifact.name] = {link.filename: link.sha256 for link in links}
+            urls[artifact.name] = {link.filename: link.url for link in links}
+        listed = served[artifact.name]
+        if hash_unlisted and artifact.filename in listed and listed[artifact.filename] is None:
+            check.step("verify", f"downloading {artifact.filename} (listed without a sha256)")
+            # the link as the index serves it now (credentials only for the index's own host)
+            listed[artifact.filename] = check.client.sha256(urls[artifact.name][artifact.filename])
+    return check_artifacts(check.lock, served)
 
 
 def is_conda(lock: Lock) -> bool:

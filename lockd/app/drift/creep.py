@@ -8,15 +8,15 @@ from pathlib import Path
 from ...builds import recorded_builds
 from ...drift import Finding, compare_offered, compare_resolution
 from ...errors import ResolutionError
-from ...indexes import IndexClient, files_of_version, listed_versions
+from ...indexes import files_of_version, listed_versions
 from ...lockset import Lock, Lockset
 from ...resolvers.interface import ResolveRequest
 from ...resolvers.uv import UvResolver
 from ...scratch import scratch_dir
 from ...settings import Settings
 from ...targets import Target
-from .indexes import credentialed, index_plan
-from .options import DriftOptions
+from .indexes import credentialed
+from .options import DriftOptions, TargetCheck
 
 
 def conda_creep(options: DriftOptions, lockset: Lockset, lock: Lock) -> list[Finding]:
@@ -51,17 +51,22 @@ def conda_creep(options: DriftOptions, lockset: Lockset, lock: Lock) -> list[Fin
     return compare_resolution(lock, outcome.locks[0].packages(), None, cutoff_known=False)
 
 
-def creep_findings(
-    options: DriftOptions, lockset: Lockset, lock: Lock, target: Target, client: IndexClient
-) -> list[Finding]:
+def creep_findings(check: TargetCheck) -> list[Finding]:
+    """What resolving the inputs again would change, and what the indexes offer now."""
+    options, lockset, lock, target, plan = (
+        check.options,
+        check.lockset,
+        check.lock,
+        check.target,
+        check.plan,
+    )
     resolver = UvResolver()
-    plan = index_plan(lockset, target, options)
     constraints = tuple(lockset.extra.get("constraints", ()))
     glibc = str(lockset.extra.get("glibc", "2.28"))
     cache = options.environ.get("UV_CACHE_DIR")
     findings: list[Finding] = []
     for offered in lock.offered:
-        links = client.project_links(credentialed(offered.index, plan), offered.name)
+        links = check.client.project_links(credentialed(offered.index, plan), offered.name)
         locked_version = lock.packages().get(offered.name)
         files = files_of_version(links, locked_version) if locked_version else {}
         versions = list(listed_versions(links))

@@ -4,9 +4,10 @@ For each target of a lockset (the project's latest unless one is named):
 
 * ``--snapshot FILE`` / ``--python PATH``: compare that environment with the lock;
 * otherwise, where the target can be built here (this platform, its Python
-  installed), rebuild it in a fresh venv with uv, hashes enforced, snapshot the
-  result and compare; elsewhere check that every locked file is still served
-  with the same sha256;
+  installed), prove every locked file upstream and rebuild it in a fresh venv
+  with uv, hashes enforced and no cache trusted, snapshot the result and
+  compare; elsewhere check that every locked file is still served with the
+  same sha256;
 * ``--creep``: resolve the loose inputs again, today and as of the cut-off;
 * ``--images``: resolve every recorded base-image tag again.
 
@@ -17,9 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...drift import CheckError, DriftReport, Finding
 from ...errors import LockdError, NotFoundError, UsageError
@@ -32,13 +34,19 @@ from .artifacts import conda_served_findings, is_conda
 from .creep import conda_creep, creep_findings
 from .environment import check_environment
 from .images import image_findings
-from .options import DriftOptions, ProgressHook
+from .indexes import configured_indexes, index_plan
+from .options import DriftOptions, DriftStep, ProgressHook, TargetCheck
+
+if TYPE_CHECKING:
+    from ..image_drift import ImageCheck
 
 
 def run_drift(options: DriftOptions, progress: ProgressHook | None = None) -> list[DriftReport]:
     """Check one project (or every project with ``all_projects``); store every report."""
+    configured = configured_indexes(options)  # a broken lockd.toml fails before any check
     store = Store(options.database_url)
     try:
+        run = _Run(store, options, configured, progress)
         if options.all_projects:
             projects = store.projects()
             if not projects:
@@ -46,41 +54,17 @@ def run_drift(options: DriftOptions, progress: ProgressHook | None = None) -> li
                     "The database holds no projects yet.", hint="Run `lockd compile` first."
                 )
             with ThreadPoolExecutor(max_workers=max(1, options.concurrency)) as pool:
-                reports = list(
-                    pool.map(lambda p: _check_project_safely(store, options, p, progress), projects)
-                )
+                reports = list(pool.map(run.check_project_safely, projects))
             return reports + _check_tracked_images(store, options, progress)
         if options.image_refs:
             return [
-                _record(store, _check_image(store, options, reference, progress))
+                store.record_drift(_check_image(store, options, reference, progress))
                 for reference in options.image_refs
             ]
         lockset = _pick_lockset(store, options)
-        return [_record(store, _check_lockset(store, options, lockset, progress))]
+        return [store.record_drift(run.check_lockset(lockset))]
     finally:
         store.close()
-
-
-def _check_project_safely(
-    store: Store, options: DriftOptions, project: str, progress: ProgressHook | None
-) -> DriftReport:
-    """One project of ``--all``: a failure becomes an error report, never stops the others."""
-    now = _now()
-    try:
-        lockset = store.latest(project)
-        if lockset is None:
-            return _record(
-                store,
-                DriftReport(project, "", now, (), (CheckError(None, "lockset", "no lockset"),)),
-            )
-        return _record(store, _check_lockset(store, options, lockset, progress))
-    except Exception as err:  # one project never stops the nightly run
-        message = err.render() if isinstance(err, LockdError) else f"{type(err).__name__}: {err}"
-        report = DriftReport(project, "", now, (), (CheckError(None, "drift", redact(message)),))
-        try:
-            return _record(store, report)
-        except LockdError:
-            return report
 
 
 def _check_image(
@@ -95,7 +79,8 @@ def _check_image(
         return _pick_lockset(store, options)
 
     registry = RegistryOptions.from_env(options.environ)
-    return check_image(store, ImageCheck(reference, options.target), pick, registry, progress)
+    check = ImageCheck(reference, options.target)
+    return check_image(store, check, pick, registry, _image_progress(check, progress))
 
 
 def _check_tracked_images(
@@ -113,10 +98,12 @@ def _check_tracked_images(
             continue  # the project's own report already says it has no lockset
         check = ImageCheck(tracked.reference, tracked.target)
         try:
-            report = check_image(store, check, _always(lockset), registry, progress)
+            report = check_image(
+                store, check, _always(lockset), registry, _image_progress(check, progress)
+            )
         except LockdError as err:
             report = failed_check(lockset, check, err)
-        reports.append(_record(store, report))
+        reports.append(store.record_drift(report))
     return reports
 
 
@@ -125,14 +112,19 @@ def _always(lockset: Lockset) -> Callable[[str | None], Lockset]:
     return lambda _label: lockset
 
 
-def _record(store: Store, report: DriftReport) -> DriftReport:
-    return store.record_drift(report)
+def _image_progress(
+    check: ImageCheck, progress: ProgressHook | None
+) -> Callable[[str], None] | None:
+    """The image reader's progress ("layer 2/5 of …") as drift steps of that image."""
+    if progress is None:
+        return None
+    return lambda what: progress(DriftStep(check.reference, check.target, "image", redact(what)))
 
 
 def _pick_lockset(store: Store, options: DriftOptions) -> Lockset:
     if options.lockset:
         return store.get(options.lockset, options.project)
-    project = options.project or default_project(store)
+    project = options.project or default_project(store, options.workdir)
     lockset = store.latest(project)
     if lockset is None:
         raise NotFoundError(
@@ -142,12 +134,18 @@ def _pick_lockset(store: Store, options: DriftOptions) -> Lockset:
     return lockset
 
 
-def default_project(store: Store) -> str:
-    """The project to check when none is named: this directory's, else the only one."""
+def default_project(store: Store, workdir: Path | None = None) -> str:
+    """The project to check when none is named: that of the locks in ``workdir`` (the
+    working directory): ``lockd.json``'s, else lockd.toml's, else the directory's, else the
+    database's only project."""
+    from ...lockfiles.manifest import MANIFEST, read_manifest
     from ...settings import load_project_config
     from ..request import project_name
 
-    config = load_project_config(Path.cwd())
+    config = load_project_config(workdir or Path.cwd())
+    manifest = read_manifest(config.root / (config.out or "locks") / MANIFEST)
+    if manifest is not None:
+        return manifest.project
     if config.project:
         return config.project
     name = project_name(config.root)
@@ -164,69 +162,119 @@ def default_project(store: Store) -> str:
         return projects[0]
     raise UsageError(
         "Which project? The database holds " + (", ".join(projects) or "none") + ".",
-        hint="Pass --project NAME, or --all for every project.",
+        hint="Pass --project NAME, run drift where locks/lockd.json is, or use --all.",
     )
 
 
-def _check_lockset(
-    store: Store, options: DriftOptions, lockset: Lockset, progress: ProgressHook | None
-) -> DriftReport:
-    findings: list[Finding] = []
-    errors: list[CheckError] = []
-    checks: list[str] = []
-    snapshots: dict[str, Any] = {}
-    locks = _selected_locks(lockset, options.target)
-    client = IndexClient()
-    try:
-        for lock in locks:
-            if progress:
-                progress(lock.target)
-            if is_conda(lock):
-                try:
-                    findings += conda_served_findings(lock, client)
-                    checks.append(f"conda:{lock.target}")
-                except LockdError as err:
-                    errors.append(CheckError(lock.target, "conda", redact(err.render())))
-                if options.creep:
-                    try:
-                        findings += conda_creep(options, lockset, lock)
-                        checks.append(f"creep:{lock.target}")
-                    except LockdError as err:
-                        errors.append(CheckError(lock.target, "creep", redact(err.render())))
-                continue
-            target = parse_target_id(lock.target)
-            try:
-                found, snapshot, check = check_environment(
-                    store, options, lockset, lock, target, client
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """One drift run: the store, the options and what every project's check shares."""
+
+    store: Store
+    options: DriftOptions
+    configured: tuple[str, ...]  # index URLs that may carry credentials
+    progress: ProgressHook | None
+
+    def check_project_safely(self, project: str) -> DriftReport:
+        """One project of ``--all``: a failure becomes an error report, never stops the others."""
+        now = _now()
+        try:
+            lockset = self.store.latest(project)
+            if lockset is None:
+                return self.store.record_drift(
+                    DriftReport(project, "", now, (), (CheckError(None, "lockset", "no lockset"),))
                 )
-                findings += found
-                checks.append(check)
-                if snapshot is not None:
-                    snapshots[lock.target] = snapshot
-            except LockdError as err:
-                errors.append(CheckError(lock.target, "environment", redact(err.render())))
+            return self.store.record_drift(self.check_lockset(lockset))
+        except Exception as err:  # one project never stops the nightly run
+            message = (
+                err.render() if isinstance(err, LockdError) else f"{type(err).__name__}: {err}"
+            )
+            report = DriftReport(
+                project, "", now, (), (CheckError(None, "drift", redact(message)),)
+            )
+            try:
+                return self.store.record_drift(report)
+            except LockdError:
+                return report
+
+    def check_lockset(self, lockset: Lockset) -> DriftReport:
+        found = _Found()
+        client = IndexClient()
+        try:
+            for lock in _selected_locks(lockset, self.options.target):
+                self._check_target(lockset, lock, client, found)
+            if self.options.images and lockset.images:
+                self._step(lockset, None, "images", f"{len(lockset.images)} base image tag(s)")
+                found_images, image_errors = image_findings(lockset, self.options.environ)
+                found.findings += found_images
+                found.errors += image_errors
+                found.checks.append("images")
+        finally:
+            client.close()
+        return DriftReport(
+            project=lockset.project,
+            lockset=lockset.hash,
+            checked_at=_now(),
+            findings=tuple(found.findings),
+            errors=tuple(found.errors),
+            checks=tuple(found.checks),
+            snapshots=found.snapshots,
+        )
+
+    def _check_target(
+        self, lockset: Lockset, lock: Lock, client: IndexClient, found: _Found
+    ) -> None:
+        options = self.options
+        if is_conda(lock):
+            self._step(lockset, lock.target, "artifacts", "conda archives against repodata.json")
+            found.run(lock.target, "conda", lambda: conda_served_findings(lock, client))
             if options.creep:
-                try:
-                    findings += creep_findings(options, lockset, lock, target, client)
-                    checks.append(f"creep:{lock.target}")
-                except LockdError as err:
-                    errors.append(CheckError(lock.target, "creep", redact(err.render())))
-        if options.images and lockset.images:
-            found_images, image_errors = image_findings(lockset, options.environ)
-            findings += found_images
-            errors += image_errors
-            checks.append("images")
-    finally:
-        client.close()
-    return DriftReport(
-        project=lockset.project,
-        lockset=lockset.hash,
-        checked_at=_now(),
-        findings=tuple(findings),
-        errors=tuple(errors),
-        checks=tuple(checks),
-        snapshots=snapshots,
-    )
+                self._step(lockset, lock.target, "creep", "solving the environment again")
+                found.run(lock.target, "creep", lambda: conda_creep(options, lockset, lock))
+            return
+        target = parse_target_id(lock.target)
+        check = TargetCheck(
+            options,
+            lockset,
+            lock,
+            target,
+            index_plan(lockset, target, self.configured, options.environ),
+            client,
+            self.progress,
+        )
+        try:
+            findings, snapshot, name = check_environment(self.store, check)
+            found.findings += findings
+            found.checks.append(name)
+            if snapshot is not None:
+                found.snapshots[lock.target] = snapshot
+        except LockdError as err:
+            found.errors.append(CheckError(lock.target, "environment", redact(err.render())))
+        if options.creep:
+            check.step("creep", "resolving the inputs again")
+            found.run(lock.target, "creep", lambda: creep_findings(check))
+
+    def _step(self, lockset: Lockset, target: str | None, step: str, detail: str) -> None:
+        if self.progress is not None:
+            self.progress(DriftStep(lockset.project, target, step, redact(detail)))
+
+
+@dataclass
+class _Found:
+    """What the checks of one lockset found so far."""
+
+    findings: list[Finding] = field(default_factory=list)
+    errors: list[CheckError] = field(default_factory=list)
+    checks: list[str] = field(default_factory=list)
+    snapshots: dict[str, Any] = field(default_factory=dict)
+
+    def run(self, target: str, check: str, findings: Callable[[], list[Finding]]) -> None:
+        """Run one check: its findings count, a failure becomes a ``CheckError``."""
+        try:
+            self.findings += findings()
+            self.checks.append(f"{check}:{target}")
+        except LockdError as err:
+            self.errors.append(CheckError(target, check, redact(err.render())))
 
 
 def _selected_locks(lockset: Lockset, target: str | None) -> list[Lock]:
