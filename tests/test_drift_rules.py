@@ -344,3 +344,25 @@ def test_progress_is_a_line_per_step_or_a_status_line_on_a_terminal() -> None:
     with drift_progress(terminal) as progress:
         progress(DriftStep("ml", "t", "install", "Downloading [bold]torch[/]"))  # not markup
     assert "checking drift: ml t: install: Downloading [bold]torch[/]" in terminal.getvalue()
+
+
+def test_markdown_escapes_recorded_values_as_the_audit_does() -> None:
+    import re
+
+    from lockd.report.drift import drift_markdown
+
+    hostile = "<script>alert(1)</script> | *bold* `tick`"
+    report = DriftReport(
+        "<img src=x onerror=alert(1)>",
+        "h" * 64,
+        "2026-01-01T00:00:00Z",
+        (Finding("missing", TARGET.id, hostile, "1.0", None, detail=hostile),),
+        (CheckError(TARGET.id, "creep", hostile),),
+    )
+    text = drift_markdown([report])
+    assert "<script>" not in text and "<img" not in text
+    assert "## &lt;img src=x onerror=alert(1)&gt; — drift" in text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; \\| \\*bold\\* \\`tick\\`" in text
+    (row,) = [line for line in text.splitlines() if line.startswith("| missing")]
+    assert len(re.findall(r"(?<!\\)\|", row)) == 8  # the hostile pipes add no cell
+    assert "- could not check creep (linux-x86\\_64-py311-cu124): &lt;script&gt;" in text

@@ -33,13 +33,17 @@ def drift_json(reports: Sequence[DriftReport]) -> str:
 
 
 def drift_markdown(reports: Sequence[DriftReport]) -> str:
+    """GitHub-flavoured Markdown; every recorded value escaped as the audit report escapes it
+    (package names, details and messages come from indexes and environments: hostile)."""
+    from .markdown import code, md
+
     lines = [f"# lockd drift: {overall_status(reports)}", ""]
     for report in reports:
         lines += [
-            f"## {report.project} — {report.status}",
+            f"## {md(report.project)} — {report.status}",
             "",
-            f"Lockset `{report.lockset[:12] or '-'}`, checked {report.checked_at}; "
-            f"checks: {', '.join(report.checks) or 'none'}.{_image_note(report)}",
+            f"Lockset {code(report.lockset[:12] or '-')}, checked {md(report.checked_at)}; "
+            f"checks: {md(', '.join(report.checks) or 'none')}.{_image_note(report, code)}",
             "",
         ]
         if report.findings:
@@ -47,11 +51,28 @@ def drift_markdown(reports: Sequence[DriftReport]) -> str:
                 "| kind | target | package | expected | actual | severity | detail |",
                 "| --- | --- | --- | --- | --- | --- | --- |",
             ]
-            lines += [_md_row(f) for f in report.findings]
+            lines += [
+                "| "
+                + " | ".join(
+                    md(cell or "")
+                    for cell in (
+                        f.kind,
+                        f.target,
+                        f.package,
+                        f.expected,
+                        f.actual,
+                        f.severity,
+                        f.detail,
+                    )
+                )
+                + " |"
+                for f in report.findings
+            ]
             lines.append("")
         for error in report.errors:
             lines.append(
-                f"- could not check {error.check} ({error.target or 'all'}): {error.message}"
+                f"- could not check {md(error.check)} ({md(error.target or 'all')}): "
+                f"{md(error.message)}"
             )
         if report.status == "clean":
             lines.append("No drift.")
@@ -59,27 +80,15 @@ def drift_markdown(reports: Sequence[DriftReport]) -> str:
     return "\n".join(lines)
 
 
-def _image_note(report: DriftReport) -> str:
+def _image_note(report: DriftReport, quote: Callable[[object], str] = "`{}`".format) -> str:
+    """Which image an image check read (``quote`` makes each value safe for the format)."""
     image = report.image
     if image is None:
         return ""
     return (
-        f" Image `{image.get('reference')}` ({image.get('platform') or '?'}, "
-        f"`{image.get('digest') or 'unread'}`) for target `{image.get('target') or '?'}`."
+        f" Image {quote(image.get('reference'))} ({quote(image.get('platform') or '?')}, "
+        f"{quote(image.get('digest') or 'unread')}) for target {quote(image.get('target') or '?')}."
     )
-
-
-def _md_row(finding: Finding) -> str:
-    cells = [
-        finding.kind,
-        finding.target or "",
-        finding.package or "",
-        finding.expected or "",
-        finding.actual or "",
-        finding.severity,
-        finding.detail,
-    ]
-    return "| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
 
 
 def drift_junit(reports: Sequence[DriftReport]) -> str:
