@@ -957,14 +957,16 @@ def audit_verify(
     db: DbOption = None,
     output_format: FormatOption = TableFormat.table,
 ) -> None:
-    """Recompute every hash chain and cross-check the rows; exit 1 at an altered or removed record."""
+    """Recompute every hash chain and cross-check the rows, and compare them with locks/ and git
+    when run in a project directory; exit 1 at an altered or removed record."""
     from .app import audit as use_cases
     from .errors import EXIT_DRIFT
     from .report.audit_model import chain_lines
     from .report.console import print_json
     from .settings import Settings
 
-    report = use_cases.verify_chains(db or Settings.from_env().database_url, project)
+    url = db or Settings.from_env().database_url
+    report = use_cases.verify_chains(use_cases.VerifyRequest(url, project, Path.cwd()))
     if output_format is TableFormat.json:
         print_json(report.to_dict())
     else:

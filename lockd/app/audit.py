@@ -11,8 +11,9 @@ import gc
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import __version__
@@ -126,15 +127,48 @@ def sbom(request: SbomRequest) -> str:
     )
 
 
-def verify_chains(database_url: str, project: str | None = None) -> ChainReport:
-    """Recompute every hash chain (per project) and cross-check the rows."""
-    store = Store(database_url)
+@dataclass(frozen=True, slots=True)
+class VerifyRequest:
+    """What ``lockd audit verify`` checks."""
+
+    database_url: str
+    project: str | None = None  # None: every project
+    workdir: Path | None = None  # a project directory whose locks/ are evidence (None: none)
+
+
+def verify_chains(request: VerifyRequest) -> ChainReport:
+    """Recompute every hash chain (per project), cross-check the rows, and compare the records
+    with what the project directory keeps (``locks/lockd.json``, its git history, lock files).
+
+    A database without lockd's tables (an empty or truncated file) is read as holding no
+    records and is not migrated: verification never writes into what it examines.
+    """
+    from ..store.verify import Records, check_chains, check_evidence
+    from .evidence import read_evidence, with_lock_files
+
+    evidence = read_evidence(request.workdir) if request.workdir is not None else None
+    anchored = {a.project for a in evidence.anchors} if evidence else set()
+    store = Store(request.database_url, migrate=False)
     try:
-        _require_project(store, project)
-        with _gc_paused():
-            return store.verify_chains(project)
+        if store.has_schema():
+            store.upgrade()
+            if request.project not in anchored:  # a project the directory vouches for may be gone
+                _require_project(store, request.project)
+            with _gc_paused():
+                records = store.chain_records(request.project)
+        else:
+            records = Records((), ())
     finally:
         store.close()
+    report = check_chains(records)
+    if evidence is None:
+        return report
+    evidence = with_lock_files(evidence, records, request.workdir or Path.cwd())
+    if request.project is not None:
+        evidence = replace(
+            evidence, anchors=tuple(a for a in evidence.anchors if a.project == request.project)
+        )
+    return replace(report, outside=check_evidence(records, evidence), evidence=evidence.sources)
 
 
 @contextmanager
@@ -179,6 +213,7 @@ __all__ = [
     "REPORT_FORMATS",
     "AuditRequest",
     "SbomRequest",
+    "VerifyRequest",
     "audit_report",
     "render_report",
     "sbom",

@@ -420,13 +420,21 @@ def chain_lines(chain: ChainReport) -> list[str]:
         f"{(p.head_drift_report or '-')[:12]}: {'verified' if p.ok else 'BROKEN'}"
         for p in chain.projects
     ]
+    if chain.empty:
+        lines.append(
+            "the database holds no records (an empty, truncated or emptied database looks "
+            "like this)"
+        )
+    if chain.evidence:
+        lines.append("compared with " + " and ".join(chain.evidence))
     first = chain.first
     if first is None:
         lines.append(
             f"verified {count(len(chain.projects), 'project')}: "
             f"{count(data['locksets'], 'lockset')} and "
             f"{count(data['drift_reports'], 'drift report')}; every hash matches its document, "
-            "every parent link resolves and every row matches its document."
+            "every parent link resolves and every row matches its document"
+            + ("; the project directory's locks agree with the record." if chain.evidence else ".")
         )
         return lines
     lines.append(f"first altered or removed record: {first.describe()}")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, event
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import DatabaseError, NoSuchModuleError, SQLAlchemyError
 from sqlmodel import Session, col, create_engine, select
 
@@ -466,6 +467,20 @@ class Store:
             ]
 
     # -- tamper evidence ---------------------------------------------------------
+
+    def has_schema(self) -> bool:
+        """Whether the database holds lockd's tables: an empty or truncated file does not.
+
+        A SQLite file that does not exist is not created by asking.
+        """
+        url = self.engine.url
+        file_db = url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
+        if file_db and not Path(str(url.database)).is_file():
+            return False
+        try:
+            return sa_inspect(self.engine).has_table("locksets")
+        except SQLAlchemyError as exc:
+            raise self._failure("read", exc) from None
 
     def chain_records(self, project: str | None = None) -> Records:
         """Every lockset and drift report row as plain records (one query per table)."""

@@ -11,11 +11,14 @@ lockset that is not there).
 
 What a chain cannot show: the newest record of a project can be replaced
 consistently (document and hash rewritten together) because nothing points
-at it yet. The head hashes are therefore reported, so that they can be
-anchored elsewhere (``locks/lockd.json`` in version control holds the head
-lockset's hash).
+at it yet, and a database emptied, truncated or swapped for another has no
+chain left to break. The head hashes are therefore reported, so that they can
+be anchored elsewhere, and :mod:`.anchors` compares the records with what a
+project directory keeps (``locks/lockd.json``, its versions in git, the lock
+files).
 """
 
+from .anchors import Anchor, ProjectEvidence, check_evidence, recorded_files
 from .chains import parse_document
 from .check import check_chains
 from .load import assemble, load_records
@@ -32,6 +35,7 @@ from .records import (
 )
 
 __all__ = [
+    "Anchor",
     "ArtifactRecord",
     "ChainReport",
     "DriftRecord",
@@ -40,9 +44,12 @@ __all__ = [
     "LocksetRecord",
     "Problem",
     "ProjectChain",
+    "ProjectEvidence",
     "Records",
     "assemble",
     "check_chains",
+    "check_evidence",
     "load_records",
     "parse_document",
+    "recorded_files",
 ]

@@ -167,19 +167,37 @@ class ProjectChain:
 
 @dataclass(frozen=True, slots=True)
 class ChainReport:
-    """Every project's chains, plus rows that belong to no record any more."""
+    """Every project's chains, plus rows that belong to no record any more.
+
+    ``outside`` are the problems found by comparing the records with what a
+    project directory keeps (``locks/lockd.json``, its versions in git, the lock
+    files): see :mod:`lockd.store.verify.anchors`; ``evidence`` names what was
+    compared.
+    """
 
     projects: tuple[ProjectChain, ...]
     orphans: tuple[Problem, ...] = field(default=())
+    outside: tuple[Problem, ...] = field(default=())
+    evidence: tuple[str, ...] = field(default=())
 
     @property
     def ok(self) -> bool:
-        return not self.orphans and all(p.ok for p in self.projects)
+        return not self.orphans and not self.outside and all(p.ok for p in self.projects)
+
+    @property
+    def empty(self) -> bool:
+        """No record at all (an empty, truncated or emptied database looks like this)."""
+        return not self.projects
 
     @property
     def problems(self) -> tuple[Problem, ...]:
-        """All problems, each project's in chain order, orphans last."""
-        return (*(p for chain in self.projects for p in chain.problems), *self.orphans)
+        """All problems: what the project directory shows missing first (an emptied database
+        has no chain to break), then each project's in chain order, orphans last."""
+        return (
+            *self.outside,
+            *(p for chain in self.projects for p in chain.problems),
+            *self.orphans,
+        )
 
     @property
     def first(self) -> Problem | None:
@@ -197,6 +215,8 @@ class ChainReport:
             "first_problem": first.to_dict() if first else None,
             "projects": [p.to_dict() for p in self.projects],
             "orphans": [p.to_dict() for p in self.orphans],
+            "outside": [p.to_dict() for p in self.outside],
+            "evidence": list(self.evidence),
             "locksets": sum(p.locksets for p in self.projects),
             "drift_reports": sum(p.drift_reports for p in self.projects),
         }

@@ -1,0 +1,136 @@
+"""The record against what a project keeps outside the database (pure).
+
+A hash chain cannot show that records were removed from its end, or that the
+whole database was emptied, truncated or swapped for another: nothing left in
+it points at what is gone. The project directory keeps evidence that can:
+``locks/lockd.json`` names the lockset it was written from and its parent,
+every committed version of it in git names an earlier one, and the lock files
+beside it have the sha256 the record lists. :func:`check_evidence` compares
+that evidence (read by the audit use case) with the records.
+
+What it cannot show: records of commits that never reached git, or of a
+project whose directory it is not run in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .records import LocksetRecord, Problem, Records
+
+
+@dataclass(frozen=True, slots=True)
+class Anchor:
+    """A lockset hash kept outside the database."""
+
+    project: str
+    hash: str
+    source: str  # "locks/lockd.json", "locks/lockd.json of git commit 1a2b3c4d5e6f"
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectEvidence:
+    """What a project directory keeps about its records.
+
+    ``anchors`` come first from the manifest on disk (its hash, then its parent),
+    then from its versions in git, newest first. ``edited`` says why the manifest's
+    own hash cannot be trusted ('' when its content hashes to what it claims).
+    ``files`` maps the lock file names the record of ``head`` lists to their
+    sha256 on disk (``None``: not there).
+    """
+
+    directory: str  # the lock directory, as shown ("locks")
+    anchors: tuple[Anchor, ...]
+    head: str | None = None
+    edited: str = ""
+    files: Mapping[str, str | None] = field(default_factory=dict)
+    sources: tuple[str, ...] = ()  # what was consulted, for the report
+
+
+def check_evidence(records: Records, evidence: ProjectEvidence) -> tuple[Problem, ...]:
+    """Every anchor the database lacks, an edited manifest, lock files unlike the record."""
+    problems: list[Problem] = []
+    manifest = f"{evidence.directory}/lockd.json"
+    if evidence.edited:
+        problems.append(Problem(None, "lock file", manifest, "altered", evidence.edited))
+    held = {(record.project, record.hash) for record in records.locksets}
+    empty = not records.locksets and not records.drift_reports
+    for anchor in dict.fromkeys(evidence.anchors):  # in order, each once
+        if (anchor.project, anchor.hash) in held:
+            continue
+        why = (
+            "the database holds no records at all: it is empty, truncated or was emptied"
+            if empty
+            else "it was removed, or this is not the database the project records into"
+        )
+        problems.append(
+            Problem(
+                anchor.project,
+                "lockset",
+                anchor.hash,
+                "removed",
+                f"{anchor.source} names it, but the database does not hold it ({why})",
+            )
+        )
+    record = next((r for r in records.locksets if r.hash == evidence.head), None)
+    if record is not None:
+        problems += _lock_file_problems(record, evidence)
+    return tuple(problems)
+
+
+def recorded_files(record: LocksetRecord) -> dict[str, str]:
+    """The lock files a recorded lockset lists (plain names only) with their sha256."""
+    files: dict[str, str] = {}
+    data: Mapping[str, Any] = record.data or {}
+    for lock in data.get("locks", ()):
+        if not isinstance(lock, Mapping):
+            continue
+        for name, sha256 in dict(lock.get("files") or {}).items():
+            if _plain(name) and isinstance(sha256, str):
+                files[name] = sha256
+    return files
+
+
+def _lock_file_problems(record: LocksetRecord, evidence: ProjectEvidence) -> list[Problem]:
+    problems = []
+    for name, expected in sorted(recorded_files(record).items()):
+        found = evidence.files.get(name)
+        path = f"{evidence.directory}/{name}"
+        if found is None:
+            problems.append(
+                Problem(
+                    record.project,
+                    "lock file",
+                    path,
+                    "removed",
+                    f"lockset {record.hash[:12]} records it (sha256 {expected[:12]}), "
+                    "but it is not on disk",
+                )
+            )
+        elif found != expected:
+            problems.append(
+                Problem(
+                    record.project,
+                    "lock file",
+                    path,
+                    "altered",
+                    f"its sha256 is {found[:12]} on disk, lockset {record.hash[:12]} "
+                    f"recorded {expected[:12]}",
+                )
+            )
+    return problems
+
+
+def _plain(name: object) -> bool:
+    return (
+        isinstance(name, str)
+        and bool(name)
+        and "/" not in name
+        and "\\" not in name
+        and name not in (".", "..")
+    )
+
+
+__all__ = ["Anchor", "ProjectEvidence", "check_evidence", "recorded_files"]

@@ -1,0 +1,223 @@
+"""`lockd audit verify` in a project directory: the record against locks/ and git.
+
+A hash chain cannot show that its end was cut off, or that the whole database
+was emptied, truncated or swapped for an old backup. These tests compile a
+real project (two locksets, each committed to git), then damage the real
+SQLite file or the lock files and check that verify says what happened.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import subprocess
+from collections.abc import Callable
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Run
+
+LockdRunner = Callable[..., Run]
+TARGET = "linux-aarch64-py312-cpu"
+
+needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+
+
+class Project:
+    def __init__(self, lockd: LockdRunner, root: Path) -> None:
+        self.lockd = lockd
+        self.root = root
+        self.db = root / "records" / "lockd.db"
+        self.url = f"sqlite:///{self.db}"
+        self.heads: list[str] = []
+
+    def compile(self, requirements: str) -> str:
+        (self.root / "requirements.in").write_text(requirements)
+        run = self.lockd(
+            "compile",
+            *("--platform", "linux-aarch64", "--python", "3.12", "--project", "model"),
+            *("--db", self.url, "--format", "json"),
+            cwd=self.root,
+        )
+        assert run.returncode == 0, run.output
+        self.heads.append(json.loads(run.stdout)["lockset"])
+        return self.heads[-1]
+
+    def verify(self, *args: str, cwd: Path | None = None) -> tuple[Run, dict]:  # type: ignore[type-arg]
+        run = self.lockd(
+            "audit", "verify", "--db", self.url, "--format", "json", *args, cwd=cwd or self.root
+        )
+        assert "Traceback" not in run.output
+        return run, (json.loads(run.stdout) if run.stdout.strip() else {})
+
+    def text(self) -> Run:
+        return self.lockd("audit", "verify", "--db", self.url, cwd=self.root)
+
+    def sql(self, *statements: str) -> None:
+        with closing(sqlite3.connect(self.db)) as conn:
+            for statement in statements:
+                conn.execute(statement)
+            conn.commit()
+
+
+def git(root: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", *args],
+        cwd=root,
+        check=True,
+        capture_output=True,
+    )
+
+
+@pytest.fixture
+def project(lockd: LockdRunner, tmp_path: Path) -> Project:
+    """Two locksets of project `model`, each lockd.json committed to git."""
+    root = tmp_path / "model"
+    root.mkdir()
+    made = Project(lockd, root)
+    has_git = shutil.which("git") is not None
+    if has_git:
+        git(root, "init", "-q")
+    for requirements in ("idna\n", "idna\nrequests\n"):
+        made.compile(requirements)
+        if has_git:
+            git(root, "add", "locks", "requirements.in")
+            git(root, "commit", "-q", "-m", "lock")
+    return made
+
+
+def removed(doc: dict) -> list[tuple[str, str]]:  # type: ignore[type-arg]
+    return [(p["record"], p["ref"]) for p in doc["outside"] if p["change"] == "removed"]
+
+
+@needs_git
+def test_an_intact_record_agrees_with_the_project_directory(project: Project) -> None:
+    run, doc = project.verify()
+    assert run.returncode == 0, run.output
+    assert doc["verified"] is True and doc["outside"] == []
+    assert doc["evidence"] == ["locks/lockd.json", "2 version(s) of it in git"]
+    text = project.text()
+    assert "compared with locks/lockd.json and 2 version(s) of it in git" in text.stdout
+    assert "the project directory's locks agree with the record" in text.stdout
+
+
+@pytest.mark.parametrize("damage", ["truncated to nothing", "emptied", "deleted"])
+def test_an_empty_database_says_so_and_fails_where_the_project_had_records(
+    project: Project, damage: str, tmp_path: Path
+) -> None:
+    if damage == "truncated to nothing":
+        project.db.write_bytes(b"")
+        for suffix in ("-wal", "-shm"):
+            project.db.with_name(project.db.name + suffix).unlink(missing_ok=True)
+    elif damage == "emptied":
+        project.sql(
+            "DELETE FROM snapshots",
+            "DELETE FROM drift_reports",
+            "DELETE FROM artifacts",
+            "DELETE FROM images",
+            "DELETE FROM locks",
+            "DELETE FROM locksets",
+            "DELETE FROM projects",
+        )
+    else:
+        project.db.unlink()
+
+    run, doc = project.verify()
+
+    assert run.returncode == 1, run.output
+    assert doc["projects"] == [] and doc["verified"] is False
+    assert removed(doc)[0] == ("lockset", project.heads[-1])  # the manifest's head first
+    assert ("lockset", project.heads[0]) in removed(doc)  # and what git remembers
+    assert "empty, truncated or was emptied" in doc["first_problem"]["detail"]
+    text = project.text()
+    assert "the database holds no records" in text.stdout
+    assert text.returncode == 1
+    if damage == "deleted":
+        assert not project.db.exists()  # verifying never creates the file it examines
+    # elsewhere (no project directory), an empty database is only reported
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    quiet, doc = project.verify(cwd=elsewhere)
+    assert quiet.returncode == 0 and doc["projects"] == [] and doc["evidence"] == []
+
+
+def test_a_database_truncated_mid_file_is_a_clear_error(project: Project) -> None:
+    project.sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    data = project.db.read_bytes()
+    project.db.write_bytes(data[: len(data) // 2])
+    run, _ = project.verify()
+    assert run.returncode != 0
+    assert "Traceback" not in run.output
+    assert "damaged" in run.stderr or "malformed" in run.stderr
+
+
+@needs_git
+def test_an_old_backup_lacks_the_newest_lockset(project: Project, tmp_path: Path) -> None:
+    backup = tmp_path / "backup.db"
+    project.sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    shutil.copy(project.db, backup)
+    newest = project.compile("idna\nrequests\nfilelock\n")  # not committed to git
+    shutil.copy(backup, project.db)  # the database restored from before that compile
+    for suffix in ("-wal", "-shm"):
+        project.db.with_name(project.db.name + suffix).unlink(missing_ok=True)
+
+    run, doc = project.verify()
+
+    assert run.returncode == 1, run.output
+    assert removed(doc) == [("lockset", newest)]  # the chain in the database is intact
+    assert [p["verified"] for p in doc["projects"]] == [True]
+    assert "locks/lockd.json names it" in doc["first_problem"]["detail"]
+
+
+def test_the_newest_lockset_removed_consistently_is_caught(project: Project) -> None:
+    """Its rows deleted together: no parent link or drift report points at it any more."""
+    head = project.heads[-1]
+    lock_ids = (
+        f"SELECT id FROM locks WHERE lockset_id = (SELECT id FROM locksets WHERE hash = '{head}')"  # noqa: S608
+    )
+    project.sql(
+        f"DELETE FROM artifacts WHERE lock_id IN ({lock_ids})",  # noqa: S608
+        f"DELETE FROM images WHERE lockset_id = (SELECT id FROM locksets WHERE hash = '{head}')",  # noqa: S608
+        f"DELETE FROM locks WHERE lockset_id = (SELECT id FROM locksets WHERE hash = '{head}')",  # noqa: S608
+        f"DELETE FROM locksets WHERE hash = '{head}'",  # noqa: S608
+    )
+    run, doc = project.verify()
+    assert run.returncode == 1, run.output
+    assert [p["verified"] for p in doc["projects"]] == [True]  # the chains alone look fine
+    assert removed(doc)[0] == ("lockset", head)
+
+
+def test_lock_files_on_disk_must_match_the_record(project: Project) -> None:
+    locks = project.root / "locks"
+    pylock = locks / f"pylock.{TARGET}.toml"
+    requirements = locks / f"{TARGET}.requirements.txt"
+    pylock.write_text(pylock.read_text() + "# edited\n")
+    requirements.unlink()
+
+    run, doc = project.verify()
+
+    assert run.returncode == 1, run.output
+    changes = {(p["record"], p["ref"], p["change"]) for p in doc["outside"]}
+    assert changes == {
+        ("lock file", f"locks/pylock.{TARGET}.toml", "altered"),
+        ("lock file", f"locks/{TARGET}.requirements.txt", "removed"),
+    }
+
+
+def test_an_edited_manifest_is_named(project: Project) -> None:
+    manifest = project.root / "locks" / "lockd.json"
+    data = json.loads(manifest.read_text())
+    data["requirements"] = ["idna", "evil"]
+    manifest.write_text(json.dumps(data))
+    run, doc = project.verify()
+    assert run.returncode == 1, run.output
+    first = doc["first_problem"]
+    assert (first["record"], first["ref"], first["change"]) == (
+        "lock file",
+        "locks/lockd.json",
+        "altered",
+    )
+    assert "edited after lockd wrote it" in first["detail"]
