@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 from ...drift import Finding, check_artifacts
-from ...indexes import IndexClient
+from ...indexes import IndexClient, IndexLink
 from ...lockset import Lock
 from .indexes import credentialed
 from .options import TargetCheck
+
+PAGES_AT_ONCE = 8  # index pages fetched concurrently (one client, kept-alive connections)
 
 
 def served_findings(check: TargetCheck, *, hash_unlisted: bool = False) -> list[Finding]:
@@ -15,14 +19,18 @@ def served_findings(check: TargetCheck, *, hash_unlisted: bool = False) -> list[
     A file listed without one is downloaded and hashed when ``hash_unlisted``
     (a rebuild: it downloads the lock anyway); otherwise it cannot be checked.
     """
-    served: dict[str, dict[str, str | None]] = {}
-    urls: dict[str, dict[str, str]] = {}
+    pages = {a.name: credentialed(a.index, check.plan) for a in check.lock.artifacts}
+
+    def links(name: str) -> list[IndexLink]:
+        return check.client.project_links(pages[name], name, missing_ok=True)
+
+    with ThreadPoolExecutor(max_workers=PAGES_AT_ONCE) as pool:  # one page per package
+        listings = dict(zip(pages, pool.map(links, pages), strict=True))
+    served = {
+        name: {link.filename: link.sha256 for link in links} for name, links in listings.items()
+    }
+    urls = {name: {link.filename: link.url for link in links} for name, links in listings.items()}
     for artifact in check.lock.artifacts:
-        if artifact.name not in served:
-            index = credentialed(artifact.index, check.plan)
-            links = check.client.project_links(index, artifact.name, missing_ok=True)
-            served[artifact.name] = {link.filename: link.sha256 for link in links}
-            urls[artifact.name] = {link.filename: link.url for link in links}
         listed = served[artifact.name]
         if hash_unlisted and artifact.filename in listed and listed[artifact.filename] is None:
             check.step("verify", f"downloading {artifact.filename} (listed without a sha256)")

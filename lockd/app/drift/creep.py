@@ -53,17 +53,11 @@ def conda_creep(options: DriftOptions, lockset: Lockset, lock: Lock) -> list[Fin
 
 def creep_findings(check: TargetCheck) -> list[Finding]:
     """What resolving the inputs again would change, and what the indexes offer now."""
-    options, lockset, lock, target, plan = (
-        check.options,
-        check.lockset,
-        check.lock,
-        check.target,
-        check.plan,
-    )
+    lockset, lock, plan = check.lockset, check.lock, check.plan
     resolver = UvResolver()
     constraints = tuple(lockset.extra.get("constraints", ()))
     glibc = str(lockset.extra.get("glibc", "2.28"))
-    cache = options.environ.get("UV_CACHE_DIR")
+    cache = check.options.environ.get("UV_CACHE_DIR")
     findings: list[Finding] = []
     for offered in lock.offered:
         links = check.client.project_links(credentialed(offered.index, plan), offered.name)
@@ -71,11 +65,11 @@ def creep_findings(check: TargetCheck) -> list[Finding]:
         files = files_of_version(links, locked_version) if locked_version else {}
         versions = list(listed_versions(links))
         findings += compare_offered(lock.target, offered, files, versions)
-    with scratch_dir("creep", Settings.from_env(options.environ).home) as tmp:
+    with scratch_dir("creep", Settings.from_env(check.options.environ).home) as tmp:
 
         def resolve(name: str, exclude_newer: str | None) -> dict[str, str]:
             request = ResolveRequest(
-                target=target,
+                target=check.target,
                 requirements=lockset.requirements,
                 constraints=constraints,
                 plan=plan,

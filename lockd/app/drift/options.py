@@ -45,7 +45,7 @@ class DriftStep:
 
     project: str
     target: str | None  # None: a step of the whole lockset (images)
-    step: str  # venv, verify, install, snapshot, compare, artifacts, creep, conda, images
+    step: str  # verify, venv, install, snapshot, compare, artifacts, creep, images
     detail: str = ""
 
 
