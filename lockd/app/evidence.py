@@ -107,7 +107,8 @@ def _git_anchors(manifest: Path, source: str) -> list[Anchor]:
         return []
     anchors = []
     for commit in log.decode(errors="replace").split():
-        blob = _git(manifest.parent, "show", f"{commit}:./{manifest.name}")
+        # --no-textconv: a hostile .gitattributes must not run a filter on the blob
+        blob = _git(manifest.parent, "show", "--no-textconv", f"{commit}:./{manifest.name}")
         data = _parse(blob) if blob is not None else None
         project, head, _ = _head(data) if data is not None else (None, None, None)
         if project and head:
