@@ -19,6 +19,7 @@ from lockd.images import RegistryClient, RegistryOptions
 from lockd.images._blobs import LayerStream
 from lockd.images._elf import read_dynamic_stream
 from lockd.snapshot.elf import read_dynamic
+from lockd.snapshot.filesystem import HOST
 
 
 def digest(data: bytes) -> str:
@@ -79,7 +80,7 @@ def test_the_stream_reader_agrees_with_pyelftools_on_real_objects() -> None:
     objects = _shared_objects()
     assert len(objects) > 20
     for path in objects:
-        expected = read_dynamic(str(path))
+        expected = read_dynamic(HOST, str(path))
         with path.open("rb") as handle:
             got = read_dynamic_stream(handle, path.stat().st_size)
         assert isinstance(got, str) == isinstance(expected, str), path
@@ -97,7 +98,7 @@ def test_the_stream_reader_on_libtorch_when_a_real_torch_wheel_is_at_hand(tmp_pa
         with archive.open(info) as source, target.open("wb") as out:
             while chunk := source.read(1 << 20):
                 out.write(chunk)
-        expected = read_dynamic(str(target))
+        expected = read_dynamic(HOST, str(target))
         with archive.open(info) as source:  # a forward-only stream, as a layer is
             got = read_dynamic_stream(source, info.file_size)
     assert got == expected

@@ -43,7 +43,7 @@ def drift_markdown(reports: Sequence[DriftReport]) -> str:
             f"## {md(report.project)} — {report.status}",
             "",
             f"Lockset {code(report.lockset[:12] or '-')}, checked {md(report.checked_at)}; "
-            f"checks: {md(', '.join(report.checks) or 'none')}.{_image_note(report, code)}",
+            f"checks: {md(', '.join(report.checks) or 'none')}.{_image_note(report, code, md)}",
             "",
         ]
         if report.findings:
@@ -80,13 +80,17 @@ def drift_markdown(reports: Sequence[DriftReport]) -> str:
     return "\n".join(lines)
 
 
-def _image_note(report: DriftReport, quote: Callable[[object], str] = "`{}`".format) -> str:
-    """Which image an image check read (``quote`` makes each value safe for the format)."""
+def _image_note(
+    report: DriftReport,
+    quote: Callable[[object], str] = "`{}`".format,
+    text: Callable[[object], str] = str,
+) -> str:
+    """Which image an image check read (``quote``/``text`` make values safe for the format)."""
     image = report.image
     if image is None:
         return ""
     return (
-        f" Image {quote(image.get('reference'))} ({quote(image.get('platform') or '?')}, "
+        f" Image {quote(image.get('reference'))} ({text(image.get('platform') or '?')}, "
         f"{quote(image.get('digest') or 'unread')}) for target {quote(image.get('target') or '?')}."
     )
 
