@@ -116,6 +116,7 @@ def test_an_empty_database_says_so_and_fails_where_the_project_had_records(
         project.sql(
             "DELETE FROM snapshots",
             "DELETE FROM drift_reports",
+            "DELETE FROM dependencies",
             "DELETE FROM artifacts",
             "DELETE FROM images",
             "DELETE FROM locks",
@@ -179,6 +180,7 @@ def test_the_newest_lockset_removed_consistently_is_caught(project: Project) -> 
         f"SELECT id FROM locks WHERE lockset_id = (SELECT id FROM locksets WHERE hash = '{head}')"  # noqa: S608
     )
     project.sql(
+        f"DELETE FROM dependencies WHERE lock_id IN ({lock_ids})",  # noqa: S608
         f"DELETE FROM artifacts WHERE lock_id IN ({lock_ids})",  # noqa: S608
         f"DELETE FROM images WHERE lockset_id = (SELECT id FROM locksets WHERE hash = '{head}')",  # noqa: S608
         f"DELETE FROM locks WHERE lockset_id = (SELECT id FROM locksets WHERE hash = '{head}')",  # noqa: S608
@@ -221,3 +223,45 @@ def test_an_edited_manifest_is_named(project: Project) -> None:
         "altered",
     )
     assert "edited after lockd wrote it" in first["detail"]
+
+
+def test_only_lock_file_names_of_the_lock_s_own_target_are_read() -> None:
+    """A name from the database is untrusted: only what lockd writes for that target counts."""
+    from lockd.store.verify import LocksetRecord, recorded_files
+
+    listed = {
+        f"pylock.{TARGET}.toml": "a" * 64,
+        f"{TARGET}.requirements.txt": "b" * 64,
+        "pylock.linux-x86_64-py312-cpu.toml": "c" * 64,  # another target's name
+        "notes.txt": "d" * 64,  # a plain name lockd never writes
+        "../victim.txt": "e" * 64,
+        "/etc/passwd": "f" * 64,
+        "lockd.json": "0" * 64,
+    }
+    data = {"locks": [{"target": TARGET, "files": listed}, {"target": "../x", "files": listed}]}
+    record = LocksetRecord(1, "model", "h" * 64, None, "{}", {}, (), data=data)
+
+    assert recorded_files(record) == {
+        f"pylock.{TARGET}.toml": "a" * 64,
+        f"{TARGET}.requirements.txt": "b" * 64,
+    }
+
+
+@needs_git
+def test_git_history_is_read_as_stored_whatever_gitattributes_say(project: Project) -> None:
+    """A textconv or smudge filter named by .gitattributes never runs, nor rewrites the blob."""
+    marker = project.root / "filter-ran"
+    evil = f"sh -c 'touch {marker}; echo {{}}'"
+    (project.root / ".gitattributes").write_text("lockd.json diff=evil filter=evil\n")
+    git(project.root, "config", "diff.evil.textconv", evil)
+    git(project.root, "config", "filter.evil.smudge", evil)
+    git(project.root, "add", ".gitattributes")
+    git(project.root, "commit", "-q", "-m", "attributes")
+    marker.unlink(missing_ok=True)
+    project.sql("DELETE FROM drift_reports")  # nothing else changed: verify must stay clean
+
+    run, doc = project.verify()
+
+    assert not marker.exists(), "a git filter ran"
+    assert run.returncode == 0, run.output
+    assert doc["outside"] == []

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import subprocess
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -106,26 +105,30 @@ def _git_anchors(manifest: Path, source: str) -> list[Anchor]:
     if log is None:
         return []
     anchors = []
-    for commit in log.decode(errors="replace").split():
-        # --no-textconv: a hostile .gitattributes must not run a filter on the blob
-        blob = _git(manifest.parent, "show", "--no-textconv", f"{commit}:./{manifest.name}")
-        data = _parse(blob) if blob is not None else None
+    for commit in log.split():
+        # The blob as stored: cat-file applies no textconv or filter a .gitattributes names.
+        blob = f"{commit}:./{manifest.name}"
+        size = _git(manifest.parent, "cat-file", "-s", blob)
+        if size is None or not size.strip().isdigit() or int(size) > _MANIFEST_LIMIT:
+            continue
+        text = _git(manifest.parent, "cat-file", "blob", blob)
+        data = _parse(text.encode()) if text is not None else None
         project, head, _ = _head(data) if data is not None else (None, None, None)
         if project and head:
             anchors.append(Anchor(project, head, f"{source} of git commit {commit[:12]}"))
     return anchors
 
 
-def _git(cwd: Path, *args: str) -> bytes | None:
+def _git(cwd: Path, *args: str) -> str | None:
+    """Git's output, or ``None`` when git is absent, fails, overruns or writes no UTF-8."""
+    from ..errors import ResolutionError
+    from ..processes import Deadline, run_child
+
     try:
-        proc = subprocess.run(
-            ["git", *args], cwd=cwd, capture_output=True, timeout=_GIT_TIMEOUT_S, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired):
+        proc = run_child(["git", *args], cwd=cwd, deadline=Deadline(_GIT_TIMEOUT_S, "git"))
+    except (OSError, ResolutionError, UnicodeDecodeError):
         return None
-    if proc.returncode != 0 or len(proc.stdout) > _MANIFEST_LIMIT:
-        return None
-    return proc.stdout
+    return proc.stdout if proc.returncode == 0 else None
 
 
 def _read_json(path: Path) -> Mapping[str, Any] | None:

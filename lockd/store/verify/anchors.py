@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ...lockfiles.names import is_lock_file_of
 from .records import LocksetRecord, Problem, Records
 
 
@@ -81,14 +82,18 @@ def check_evidence(records: Records, evidence: ProjectEvidence) -> tuple[Problem
 
 
 def recorded_files(record: LocksetRecord) -> dict[str, str]:
-    """The lock files a recorded lockset lists (plain names only) with their sha256."""
+    """The lock files a recorded lockset lists with their sha256 (only names lockd writes for
+    each lock's target: a name from the database is untrusted)."""
     files: dict[str, str] = {}
     data: Mapping[str, Any] = record.data or {}
     for lock in data.get("locks", ()):
         if not isinstance(lock, Mapping):
             continue
-        for name, sha256 in dict(lock.get("files") or {}).items():
-            if _plain(name) and isinstance(sha256, str):
+        target, listed = lock.get("target"), lock.get("files")
+        if not isinstance(target, str) or not isinstance(listed, Mapping):
+            continue
+        for name, sha256 in listed.items():
+            if isinstance(name, str) and is_lock_file_of(name, target) and isinstance(sha256, str):
                 files[name] = sha256
     return files
 
@@ -121,16 +126,6 @@ def _lock_file_problems(record: LocksetRecord, evidence: ProjectEvidence) -> lis
                 )
             )
     return problems
-
-
-def _plain(name: object) -> bool:
-    return (
-        isinstance(name, str)
-        and bool(name)
-        and "/" not in name
-        and "\\" not in name
-        and name not in (".", "..")
-    )
 
 
 __all__ = ["Anchor", "ProjectEvidence", "check_evidence", "recorded_files"]
