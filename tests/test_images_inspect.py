@@ -7,6 +7,7 @@ Every image is built in the test and pushed to the real ``docker-registry``
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import tarfile
@@ -246,7 +247,11 @@ def test_the_closure_is_resolved_against_the_image(registry: Registry, pusher: P
     assert [(lib.soname, lib.status, lib.needed_by) for lib in scan.unresolved] == [
         ("libGL.so.1", LibraryStatus.missing, ("cv2/cv2.abi3.so",)),
         ("libcuda.so.1", LibraryStatus.driver, ("cv2/cv2.abi3.so",)),
+        # the plugin no import loads: information, as on a host (one closure for both)
+        ("libibverbs.so.1", LibraryStatus.plugin, ("nvidia/lib/libplugin.so.1",)),
     ]
+    # cv2 and _core load libhelper and, from the base, libz and libc (gcc links every object to it)
+    assert (scan.extension_modules, scan.loaded) == (2, 5)
     assert scan.system["libz.so.1"] == "/lib/x86_64-linux-gnu/libz.so.1"
     full = read(registry.ref("closure", "full")).snapshot
     assert [lib.soname for lib in full.missing_libraries or ()] == []
@@ -384,3 +389,44 @@ def test_cli_inspect_formats(registry: Registry, pusher: Pusher, tmp_path: Path)
     assert to_file.returncode == 2 and "--format json or cyclonedx" in to_file.stderr
     bad = run_lockd("images", "inspect", "oci:/nonexistent/dir", cwd=tmp_path, env=env)
     assert bad.returncode == 2 and "Traceback" not in bad.output
+
+
+def test_one_closure_answers_alike_for_an_image_and_the_same_tree_on_disk(
+    registry: Registry, pusher: Pusher, tmp_path: Path
+) -> None:
+    """The image's view (dynamic sections pre-read from the layer streams) and a directory
+    view of the very same files give the same scan: ld.so.conf includes, LD_LIBRARY_PATH
+    from the image's Env, soname links, RUNPATH, plugins, drivers and what is missing."""
+    from lockd.snapshot import DirectoryFileSystem, scan_libraries
+
+    base = base_layer("libz.so.1")
+    base.file("etc/ld.so.conf", "include /etc/ld.so.conf.d/*.conf\n")
+    base.file("etc/ld.so.conf.d/gl.conf", "/usr/local/gl/lib\n")
+    base.file("usr/local/gl/lib/libGL.so.1.7.0", shared_object("libGL.so.1"))
+    base.symlink("usr/local/gl/lib/libGL.so.1", "libGL.so.1.7.0")
+    base.file("opt/foo/libfoo.so.1", shared_object("libfoo.so.1", needed=("libbar.so.3",)))
+    app = venv_layer()
+    app.file(f"{SITE}/cv2/cv2.abi3.so", shared_object(needed=("libGL.so.1", "libcuda.so.1")))
+    app.file(f"{SITE}/foo/_foo.{EXT}", shared_object(needed=("libfoo.so.1", "libz.so.1")))
+    app.file(f"{SITE}/nvidia/lib/libplugin.so.1", shared_object(needed=("libibverbs.so.1",)))
+    env = [*ENV, "LD_LIBRARY_PATH=/opt/foo"]
+    push(pusher, "alike", "v1", Image([base, app], env=env).parts())
+
+    from_image = read(registry.ref("alike", "v1")).snapshot.library_scan
+    root = tmp_path / "rootfs"
+    for layer in (base, app):
+        with tarfile.open(fileobj=io.BytesIO(layer.tar())) as archive:
+            archive.extractall(root, filter="tar")
+    on_disk = scan_libraries(
+        DirectoryFileSystem(str(root)), (f"/{SITE}",), {"LD_LIBRARY_PATH": "/opt/foo"}
+    )
+
+    assert from_image is not None
+    assert [(lib.soname, lib.status) for lib in from_image.unresolved] == [
+        ("libbar.so.3", LibraryStatus.missing),  # needed by libfoo, found on LD_LIBRARY_PATH
+        ("libcuda.so.1", LibraryStatus.driver),
+        ("libibverbs.so.1", LibraryStatus.plugin),
+    ]
+    assert from_image.system["libGL.so.1"] == "/usr/local/gl/lib/libGL.so.1"
+    for field in ("unresolved", "system", "scanned", "extension_modules", "loaded"):
+        assert getattr(from_image, field) == getattr(on_disk, field), field

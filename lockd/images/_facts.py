@@ -9,7 +9,6 @@ Nothing from the image runs.
 
 from __future__ import annotations
 
-import fnmatch
 import posixpath
 import re
 from collections.abc import Mapping, Sequence
@@ -18,7 +17,8 @@ from typing import Any
 
 from lockd import __version__
 from lockd.snapshot import parse
-from lockd.snapshot.elf import ElfObject
+from lockd.snapshot.closure import scan_libraries
+from lockd.snapshot.elf import SHARED_OBJECT
 from lockd.snapshot.image import ImageFacts, ImageLayer, PythonEnvironment
 from lockd.snapshot.model import (
     Available,
@@ -34,8 +34,7 @@ from lockd.snapshot.model import (
 from lockd.urls import redact
 
 from . import _pythons as pythons
-from ._closure import LoaderConfig, library_closure, parse_ld_so_conf
-from ._rootfs import RootFs, Wanted
+from ._rootfs import RootFs, RootFsView, Wanted
 from ._sources import ImageManifest
 
 _DIST_FILES = frozenset({"METADATA", "RECORD", "INSTALLER", "direct_url.json", "PKG-INFO"})
@@ -49,7 +48,6 @@ _SYSTEM_FILES = frozenset(
 )
 _SYSTEM_DIRS = ("etc/ld.so.conf.d/", "var/lib/dpkg/status.d/")
 _CUDA_VERSION_FILE = re.compile(r"^usr/local/cuda[^/]*/version\.json$")
-SHARED_OBJECT = re.compile(r"\.so(?:\.\d[\w.]*)?$")
 CUDA_LIBRARY = re.compile(
     r"^(lib(?:cudart|cublas|cublasLt|cudnn\w*|cufft\w*|curand|cusolver\w*|cusparse\w*|nccl"
     r"|nvrtc\w*|nvJitLink|cupti|nvToolsExt|cufile\w*|cusparseLt|npp\w*|nvjpeg))\.so"
@@ -166,48 +164,13 @@ def _cuda(rootfs: RootFs, env: Mapping[str, str]) -> Probe[Any]:
     return Available(toolkit)
 
 
-class _ImageFs:
-    """The closure's view of the image: absolute paths, resolved inside the image."""
-
-    def __init__(self, rootfs: RootFs) -> None:
-        self._rootfs = rootfs
-
-    def is_file(self, path: str) -> bool:
-        return self._rootfs.is_file(path)
-
-    def realpath(self, path: str) -> str | None:
-        real = self._rootfs.resolve(path)
-        return None if real is None else "/" + real
-
-    def dynamic(self, path: str) -> ElfObject | str | None:
-        return self._rootfs.dynamic(path)
-
-
 def _libraries(
     rootfs: RootFs, site_packages: Sequence[str], env: Mapping[str, str]
 ) -> Probe[LibraryScan]:
+    """The closure of the primary environment, resolved inside the image (as on a host)."""
     if not site_packages:
         return Unavailable("the image has no Python environment")
-
-    def expand(pattern: str) -> list[str]:
-        directory, _, glob = pattern.rpartition("/")
-        return [
-            f"{directory}/{name}"
-            for name in rootfs.listdir(directory)
-            if fnmatch.fnmatchcase(name, glob) and rootfs.is_file(f"{directory}/{name}")
-        ]
-
-    loader = LoaderConfig(
-        ld_library_path=tuple(p for p in env.get("LD_LIBRARY_PATH", "").split(":") if p),
-        conf_dirs=parse_ld_so_conf("/etc/ld.so.conf", rootfs.read_text, expand),
-    )
-    roots = tuple(site_packages)
-    files = [
-        "/" + path
-        for path, entry in rootfs.files()
-        if SHARED_OBJECT.search(path) and any(("/" + path).startswith(r + "/") for r in roots)
-    ]
-    return Available(library_closure(_ImageFs(rootfs), roots, files, loader))
+    return Available(scan_libraries(RootFsView(rootfs), tuple(site_packages), env))
 
 
 # -- image facts ------------------------------------------------------------------------------

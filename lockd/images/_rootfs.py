@@ -20,16 +20,18 @@ owners are not evaluated).
 
 from __future__ import annotations
 
+import errno
 import io
 import re
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, BinaryIO
 
 from lockd.errors import ImageError
 from lockd.snapshot.elf import ElfObject
+from lockd.snapshot.filesystem import DirEntry, EntryKind
 
 from ._blobs import LayerStream
 from ._elf import read_dynamic_stream
@@ -314,6 +316,57 @@ class RootFs:
 
     def _warn(self, what: str) -> None:
         self.warnings[what] = self.warnings.get(what, 0) + 1
+
+
+_KINDS = {"file": EntryKind.file, "dir": EntryKind.dir, "symlink": EntryKind.link}
+
+
+class RootFsView:
+    """The image as the library closure's read-only file-system view (absolute paths).
+
+    The same :class:`~lockd.snapshot.filesystem.FileSystem` the host scan
+    uses, over the merged layers: only kept files can be opened, and the
+    dynamic sections read from the layer streams come through the
+    ``dynamic`` hook (the files are never on disk for pyelftools).
+    """
+
+    def __init__(self, rootfs: RootFs) -> None:
+        self.rootfs = rootfs
+
+    def realpath(self, path: str) -> str | None:
+        real = self.rootfs.resolve(path)
+        return None if real is None or real not in self.rootfs.entries else "/" + real
+
+    def exists(self, path: str) -> bool:
+        return self.rootfs.lookup(path) is not None
+
+    def is_file(self, path: str) -> bool:
+        return self.rootfs.is_file(path)
+
+    def is_dir(self, path: str) -> bool:
+        return self.rootfs.is_dir(path)
+
+    def entries(self, path: str) -> list[DirEntry]:
+        real = self.rootfs.resolve(path)
+        if real is None:
+            return []
+        prefix = f"{real}/" if real else ""
+        return [
+            DirEntry(name, _KINDS.get(self.rootfs.entries[prefix + name].kind, EntryKind.other))
+            for name in sorted(self.rootfs.children.get(real, ()))
+        ]
+
+    def open(self, path: str) -> BinaryIO:
+        return io.BytesIO(self.read_bytes(path, -1))
+
+    def read_bytes(self, path: str, limit: int) -> bytes:
+        data = self.rootfs.read_bytes(path)
+        if data is None:
+            raise FileNotFoundError(errno.ENOENT, "not a file the image reader keeps", path)
+        return data if limit < 0 else data[:limit]
+
+    def dynamic(self, path: str) -> ElfObject | str | None:
+        return self.rootfs.dynamic(path)
 
 
 def _clean(name: str) -> str | None:

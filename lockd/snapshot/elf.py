@@ -58,7 +58,12 @@ def read_dynamic(view: FileSystem, path: str, symbols: Sequence[str] = ()) -> El
 
     ``symbols`` are looked up in the dynamic symbol table (through the hash
     table, not a scan of every symbol); the defined ones end up in ``defines``.
+    A dynamic section the view read beforehand (:meth:`FileSystem.dynamic`) is
+    taken as it is: it defines no symbols.
     """
+    early = view.dynamic(path)
+    if early is not None:
+        return early
     try:
         with view.open(path) as handle:
             if handle.read(4) != ELF_MAGIC:
@@ -75,6 +80,9 @@ def machine_of(view: FileSystem, path: str) -> tuple[str, int] | None:
     Reads 20 bytes: the loader rejects an object of another class or machine and
     goes on searching, so a candidate is checked before it counts as found.
     """
+    early = view.dynamic(path)
+    if early is not None:
+        return (early.machine, early.elfclass) if isinstance(early, ElfObject) else None
     try:
         header = view.read_bytes(path, 20)
     except OSError:

@@ -23,7 +23,10 @@ import posixpath
 import stat
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
+
+if TYPE_CHECKING:
+    from .elf import ElfObject
 
 # The kernel's limit on links followed while resolving one path (ELOOP past it).
 MAX_SYMLINKS = 40
@@ -50,6 +53,11 @@ class FileSystem(Protocol):
     ``entries`` does not. ``realpath`` answers the link-free path inside the
     view, or ``None`` when the path does not resolve (dangling link, loop).
     ``open`` and ``read_bytes`` raise ``OSError`` for what cannot be read.
+
+    ``dynamic`` is the hook for a view that cannot open its files for
+    pyelftools (an image read from its layer streams, :mod:`lockd.images`):
+    the dynamic section of ``path`` read beforehand (or why it could not be),
+    ``None`` when the view has none and the file is to be read.
     """
 
     def exists(self, path: str) -> bool: ...
@@ -65,6 +73,8 @@ class FileSystem(Protocol):
     def open(self, path: str) -> BinaryIO: ...
 
     def read_bytes(self, path: str, limit: int) -> bytes: ...
+
+    def dynamic(self, path: str) -> ElfObject | str | None: ...
 
 
 class DirectoryFileSystem:
@@ -146,6 +156,9 @@ class DirectoryFileSystem:
     def read_bytes(self, path: str, limit: int) -> bytes:
         with self.open(path) as handle:
             return handle.read(limit)
+
+    def dynamic(self, path: str) -> None:  # the protocol's hook: this view's files are read
+        return None
 
     def _stat(self, path: str) -> int | None:
         real = self.realpath(path)
