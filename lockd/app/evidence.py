@@ -132,11 +132,8 @@ def _git(cwd: Path, *args: str) -> str | None:
 
 
 def _read_json(path: Path) -> Mapping[str, Any] | None:
-    try:
-        with path.open("rb") as handle:
-            return _parse(handle.read(_MANIFEST_LIMIT + 1))
-    except OSError:
-        return None
+    data = _read(path)
+    return _parse(data) if data is not None else None
 
 
 def _parse(blob: bytes) -> Mapping[str, Any] | None:
@@ -150,16 +147,19 @@ def _parse(blob: bytes) -> Mapping[str, Any] | None:
 
 
 def _sha256(path: Path) -> str | None:
-    """The file's sha256; ``None`` when it is absent or not a regular file."""
+    """The file's sha256; ``None`` when it is absent, not a regular file or too large."""
+    data = _read(path)
+    return hashlib.sha256(data).hexdigest() if data is not None else None
+
+
+def _read(path: Path) -> bytes | None:
+    """A bounded read of a regular file (no link, FIFO or device); ``None`` for anything else."""
+    from ..errors import LockdError
+    from ..lockfiles.files import read_regular_file
+
     try:
-        if path.is_symlink() or not path.is_file():
-            return None
-        digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-        return digest.hexdigest()
-    except OSError:
+        return read_regular_file(path, _MANIFEST_LIMIT)
+    except LockdError:
         return None
 
 
