@@ -18,7 +18,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -57,32 +57,9 @@ def run_child(
     ``ResolutionError`` raised; once lockd is stopping, no new child starts
     (``KeyboardInterrupt``).
     """
-    with _lock:
-        if _stopping.is_set():
-            raise KeyboardInterrupt
-        child = subprocess.Popen(
-            command,
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            process_group=0,
-            preexec_fn=_die_with_parent(),  # noqa: PLW1509 - async-signal-safe: one prctl call
-        )
-        _running.add(child)
-    try:
+    child = _start(command, cwd=cwd, env=env, stdin=stdin, stdout=subprocess.PIPE)
+    with _supervised(child, deadline, child.communicate):
         out, err = child.communicate(stdin, timeout=deadline.seconds if deadline else None)
-    except BaseException as exc:  # the deadline, or an interrupt in this thread
-        _kill(child)
-        child.communicate()
-        if isinstance(exc, subprocess.TimeoutExpired) and deadline is not None:
-            raise _overran(deadline) from None
-        raise
-    finally:
-        with _lock:
-            _running.discard(child)
     return subprocess.CompletedProcess(list(command), child.returncode, out, err)
 
 
@@ -100,21 +77,7 @@ def stream_child(
     reader thread) and is kept as the result's ``stderr``; stdout is discarded.
     A failing ``on_line`` only stops the progress, never the child.
     """
-    with _lock:
-        if _stopping.is_set():
-            raise KeyboardInterrupt
-        child = subprocess.Popen(
-            command,
-            env=env,
-            stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            errors="replace",
-            process_group=0,
-            preexec_fn=_die_with_parent(),  # noqa: PLW1509 - async-signal-safe: one prctl call
-        )
-        _running.add(child)
+    child = _start(command, env=env, stdin=stdin, stdout=subprocess.DEVNULL, errors="replace")
     lines: list[str] = []
     threads = [threading.Thread(target=_pump, args=(child, lines, on_line), daemon=True)]
     if stdin is not None:  # written by a thread: a child that does not read cannot block lockd
@@ -122,32 +85,74 @@ def stream_child(
     for thread in threads:
         thread.start()
     try:
-        child.wait(timeout=deadline.seconds if deadline else None)
-    except BaseException as exc:  # the deadline, or an interrupt in this thread
+        with _supervised(child, deadline, child.wait):  # the threads read the pipes
+            child.wait(timeout=deadline.seconds if deadline else None)
+    finally:
+        for thread in threads:
+            thread.join()
+    return subprocess.CompletedProcess(list(command), child.returncode, "", "".join(lines))
+
+
+def _start(
+    command: Sequence[str],
+    *,
+    stdin: str | None,
+    stdout: int,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    errors: str | None = None,
+) -> subprocess.Popen[str]:
+    """Start ``command`` in a process group of its own that dies with this thread."""
+    with _lock:
+        if _stopping.is_set():
+            raise KeyboardInterrupt
+        child = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors=errors,
+            process_group=0,
+            preexec_fn=_die_with_parent(),  # noqa: PLW1509 - async-signal-safe: one prctl call
+        )
+        _running.add(child)
+    return child
+
+
+@contextlib.contextmanager
+def _supervised(
+    child: subprocess.Popen[str], deadline: Deadline | None, reap: Callable[[], object]
+) -> Iterator[None]:
+    """Past the deadline, or at an interrupt in this thread, the child's group is killed
+    (and ``reap`` collects it)."""
+    try:
+        yield
+    except BaseException as exc:
         _kill(child)
-        child.wait()
+        reap()
         if isinstance(exc, subprocess.TimeoutExpired) and deadline is not None:
             raise _overran(deadline) from None
         raise
     finally:
         with _lock:
             _running.discard(child)
-        for thread in threads:
-            thread.join()
-    return subprocess.CompletedProcess(list(command), child.returncode, "", "".join(lines))
 
 
 def _pump(
     child: subprocess.Popen[str], lines: list[str], on_line: Callable[[str], None] | None
 ) -> None:
     assert child.stderr is not None  # noqa: S101 - opened with stderr=PIPE
-    for line in child.stderr:
-        lines.append(line)
-        if on_line is not None:
-            try:
-                on_line(line.rstrip("\n"))
-            except Exception:
-                on_line = None
+    with child.stderr:  # closed at the end of the output: the child is gone
+        for line in child.stderr:
+            lines.append(line)
+            if on_line is not None:
+                try:
+                    on_line(line.rstrip("\n"))
+                except Exception:
+                    on_line = None
 
 
 def _feed(child: subprocess.Popen[str], text: str) -> None:

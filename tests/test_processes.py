@@ -1,0 +1,52 @@
+"""Child processes past their deadline: the whole process group goes, lockd says why."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from lockd.errors import ResolutionError
+from lockd.processes import Deadline, run_child, stream_child
+
+# A child that starts a grandchild and would outlive any test; the grandchild writes its pid.
+SCRIPT = "sleep 60 & echo $! > {pidfile}; echo started >&2; wait"
+
+
+def _gone(pid: int) -> bool:
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize("runner", ["run_child", "stream_child"])
+def test_a_child_past_its_deadline_is_killed_with_its_group(runner: str, tmp_path: Path) -> None:
+    pidfile = tmp_path / "grandchild.pid"
+    command = ["sh", "-c", SCRIPT.format(pidfile=pidfile)]
+    lines: list[str] = []
+    limit = Deadline(1.0, "test child")
+    started = time.monotonic()
+    with pytest.raises(ResolutionError, match="test child"):
+        if runner == "run_child":
+            run_child(command, deadline=limit)
+        else:
+            stream_child(command, deadline=limit, on_line=lines.append)
+    assert time.monotonic() - started < 10
+    assert _gone(int(pidfile.read_text()))
+    if runner == "stream_child":
+        assert lines == ["started"]
+
+
+def test_a_child_within_its_deadline_returns_its_output() -> None:
+    done = run_child(["sh", "-c", "echo out; echo err >&2"], deadline=Deadline(30, "test"))
+    assert (done.returncode, done.stdout, done.stderr) == (0, "out\n", "err\n")
+    lines: list[str] = []
+    streamed = stream_child(["sh", "-c", "echo a >&2; echo b >&2"], on_line=lines.append)
+    assert (streamed.returncode, streamed.stderr, lines) == (0, "a\nb\n", ["a", "b"])
