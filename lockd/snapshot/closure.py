@@ -16,6 +16,13 @@ bootstraps); what only they need is reported as ``plugin``, for
 information. NVIDIA driver libraries are ``driver`` (mounted at run time by
 the container toolkit) and a name provided only inside site-packages, off
 every search path, is ``bundled`` (its package loads it by path).
+
+This is the one closure for a host and an image: an image's view
+(:class:`lockd.images._rootfs.RootFsView`) hands over the dynamic sections
+read from its layer streams through :meth:`FileSystem.dynamic`. Those carry
+no symbol lookups, so in an image a plain ``name.so`` (no ``cpython``/``abi3``
+tag) is not taken for an extension module: what only it needs shows as
+``plugin``, not ``missing``.
 """
 
 from __future__ import annotations
