@@ -160,6 +160,45 @@ def test_a_version_1_snapshot_still_reads() -> None:
     assert old.missing_libraries == FULL.missing_libraries
 
 
+def test_the_image_key_is_part_of_both_versions() -> None:
+    """An image's snapshot: written as /2 with its image facts; a /1 one (images inspect
+    before the plugin status) still reads with them."""
+    import dataclasses
+
+    from lockd.snapshot import ImageFacts
+
+    facts = ImageFacts(
+        reference="registry.example/app:v1",
+        transport="registry",
+        name="registry.example/app",
+        digest="sha256:" + "a" * 64,
+        index_digest=None,
+        config_digest="sha256:" + "b" * 64,
+        platform="linux/amd64",
+        created=None,
+        user=None,
+        env=("PATH=/usr/bin",),
+        entrypoint=None,
+        cmd=("python3",),
+        working_dir=None,
+        labels={"org.opencontainers.image.source": "x"},
+        layers=(),
+        environments=(),
+        skipped={},
+        cuda_libraries={"libcudnn": ("/usr/lib/libcudnn.so.9",)},
+    )
+    image = dataclasses.replace(FULL, image=facts)
+    data = image.to_dict()
+    assert data["version"] == "lockd.snapshot/2" and data["image"]["platform"] == "linux/amd64"
+    assert Snapshot.from_dict(data) == image
+    data["version"] = "lockd.snapshot/1"
+    scan = data["system"]["value"]["libraries"]["value"]
+    del scan["extension_modules"], scan["loaded"]
+    old = Snapshot.from_dict(json.loads(json.dumps(data)))
+    assert old.image == facts
+    assert "image" not in FULL.to_dict()  # a venv's snapshot has no image key, as in /1
+
+
 def test_malformed_content_is_a_format_error() -> None:
     data = FULL.to_dict()
     del data["python"]["version"]
