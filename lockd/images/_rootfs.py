@@ -351,10 +351,11 @@ class RootFsView:
         if real is None:
             return []
         prefix = f"{real}/" if real else ""
-        return [
-            DirEntry(name, _KINDS.get(self.rootfs.entries[prefix + name].kind, EntryKind.other))
-            for name in sorted(self.rootfs.children.get(real, ()))
-        ]
+        found = []
+        for name in sorted(self.rootfs.children.get(real, ())):
+            entry = self.rootfs.entries.get(prefix + name)
+            found.append(DirEntry(name, _KINDS.get(entry.kind if entry else "", EntryKind.other)))
+        return found
 
     def open(self, path: str) -> BinaryIO:
         return io.BytesIO(self.read_bytes(path, -1))
