@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.core import TyperCommand, TyperGroup
@@ -54,6 +54,11 @@ def _format_params(command: TyperCommand | TyperGroup, ctx: Any, formatter: Any)
                 formatter.write_dl(rows)
 
 
+if TYPE_CHECKING:
+    from .drift import DriftReport
+    from .settings import Settings
+    from .shards import Shard
+
 app = typer.Typer(
     name="lockd",
     help="Dependency locks, CUDA verification, image digests and drift detection for ML.",
@@ -73,6 +78,11 @@ audit_app = typer.Typer(
     help="Audit reports (Markdown, HTML, JSON, CycloneDX SBOM); `verify` rechecks the hash chains.",
 )
 app.add_typer(audit_app, name="audit")
+drift_app = typer.Typer(
+    cls=_Group,
+    help="Compare the record with reality; `summary` merges a period's reports (every shard's).",
+)
+app.add_typer(drift_app, name="drift")
 
 
 class TableFormat(StrEnum):
@@ -720,8 +730,16 @@ class DriftFormat(StrEnum):
     junit = "junit"
 
 
-@app.command(cls=_Command)
+DriftFormatOption = Annotated[DriftFormat, typer.Option("--format", help="Output format.")]
+OutputOption = Annotated[
+    Path | None,
+    typer.Option("-o", "--output", metavar="FILE", help="Write it to this file (atomically)."),
+]
+
+
+@drift_app.callback(invoke_without_command=True)
 def drift(
+    ctx: typer.Context,
     project: Annotated[
         str | None,
         typer.Option(
@@ -740,6 +758,21 @@ def drift(
     all_projects: Annotated[
         bool, typer.Option("--all", help="Every project's latest lockset (the nightly job).")
     ] = False,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            "--shard",
+            metavar="I/N",
+            help="With --all: run shard I of N (1-based) of the checks. In a Kubernetes "
+            "Indexed Job the shard comes from JOB_COMPLETION_INDEX and --shards/LOCKD_SHARDS.",
+        ),
+    ] = None,
+    shards: Annotated[
+        int | None,
+        typer.Option(
+            "--shards", metavar="N", help="With --all: the number of shards ($LOCKD_SHARDS)."
+        ),
+    ] = None,
     python: Annotated[
         Path | None,
         typer.Option(
@@ -794,18 +827,15 @@ def drift(
         ),
     ] = None,
     db: DbOption = None,
-    output_format: Annotated[
-        DriftFormat, typer.Option("--format", help="Output format.")
-    ] = DriftFormat.table,
-    output: Annotated[
-        Path | None,
-        typer.Option("-o", "--output", metavar="FILE", help="Write the report to this file."),
-    ] = None,
+    output_format: DriftFormatOption = DriftFormat.table,
+    output: OutputOption = None,
 ) -> None:
     """Compare the record with reality: rebuild or inspect, re-resolve, re-check images."""
+    if ctx.invoked_subcommand is not None:
+        return
     from .app.drift import DriftOptions, exit_code, run_drift
     from .errors import UsageError
-    from .report import drift as render
+    from .report.drift import drift_progress
     from .settings import Settings
 
     if python is not None and snapshot is not None:
@@ -833,25 +863,78 @@ def drift(
         image_refs=tuple(image or ()),
         index_url=index,
         pytorch_index=pytorch_index,
+        shard=_shard(all_projects, shard, shards, settings),
     )
-    with render.drift_progress() as progress:
+    with drift_progress() as progress:
         reports = run_drift(options, progress)
+    _write_drift(reports, output_format, output)
+    raise typer.Exit(exit_code(reports))
+
+
+def _shard(
+    all_projects: bool, shard: str | None, shards: int | None, settings: Settings
+) -> Shard | None:
+    from .errors import UsageError
+    from .shards import choose_shard
+
+    if (shard is not None or shards is not None) and not all_projects:
+        raise UsageError("--shard and --shards split the nightly run: add --all.")
+    if not all_projects:
+        return None
+    count = shards if shards is not None else settings.shards
+    return choose_shard(shard, count, settings.job_index)
+
+
+def _write_drift(
+    reports: list[DriftReport], output_format: DriftFormat, output: Path | None
+) -> None:
+    from .report import drift as render
+
     if output_format is DriftFormat.table and output is None:
         render.print_drift_table(reports)
-    else:
-        text = {
-            DriftFormat.json: render.drift_json,
-            DriftFormat.markdown: render.drift_markdown,
-            DriftFormat.junit: render.drift_junit,
-            DriftFormat.table: render.drift_markdown,
-        }[output_format](reports)
-        if output is None:
-            sys.stdout.write(text)
-        else:
-            from .lockfiles.files import write_atomic
+        return
+    text = {
+        DriftFormat.json: render.drift_json,
+        DriftFormat.markdown: render.drift_markdown,
+        DriftFormat.junit: render.drift_junit,
+        DriftFormat.table: render.drift_markdown,
+    }[output_format](reports)
+    _write_text(text, output)
 
-            write_atomic(output, text.encode())
-    raise typer.Exit(exit_code(reports))
+
+def _write_text(text: str, output: Path | None) -> None:
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        from .lockfiles.files import write_atomic
+
+        write_atomic(output, text.encode())
+
+
+@drift_app.command("summary", cls=_Command)
+def drift_summary(
+    since: Annotated[
+        str,
+        typer.Option("--since", metavar="PERIOD", help="24h, 90m, 7d, or an ISO time."),
+    ] = "24h",
+    db: DbOption = None,
+    output_format: DriftFormatOption = DriftFormat.table,
+    output: OutputOption = None,
+) -> None:
+    """Merge every drift report of the period (all shards) into one result; exit 1 on drift."""
+    from .app.drift import exit_code
+    from .app.nightly import parse_since, summarize
+    from .report import drift as render
+    from .settings import Settings
+    from .store import Store
+
+    with Store(db or Settings.from_env().database_url) as store:
+        summary = summarize(store, parse_since(since))
+    if output_format is DriftFormat.json:
+        _write_text(render.summary_json(summary), output)
+    else:
+        _write_drift(summary.reports, output_format, output)
+    raise typer.Exit(exit_code(summary.reports))
 
 
 class Scheduler(StrEnum):
@@ -864,11 +947,19 @@ class Scheduler(StrEnum):
 @app.command(cls=_Command)
 def schedule(
     print_: Annotated[Scheduler, typer.Option("--print", help="Which recipe to print.")],
+    shards: Annotated[
+        int,
+        typer.Option(
+            "--shards",
+            metavar="N",
+            help="k8s, github: spread the run over N workers (an Indexed Job, a matrix).",
+        ),
+    ] = 1,
 ) -> None:
     """Print a ready recipe for the nightly `lockd drift --all` run."""
     from .report.schedule import recipe
 
-    sys.stdout.write(recipe(print_.value))
+    sys.stdout.write(recipe(print_.value, shards))
 
 
 class AuditFormat(StrEnum):

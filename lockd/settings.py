@@ -49,7 +49,16 @@ ENV_VARS: tuple[EnvVar, ...] = (
         None,
         "NVIDIA driver version to assume instead of probing the machine.",
     ),
-    EnvVar("LOCKD_CONCURRENCY", "4", "Targets resolved at once."),
+    EnvVar(
+        "LOCKD_CONCURRENCY", "4", "Targets resolved (and projects checked by drift --all) at once."
+    ),
+    EnvVar(
+        "LOCKD_SHARDS",
+        None,
+        "Number of shards of the nightly drift --all run (with JOB_COMPLETION_INDEX).",
+    ),
+    # Not lockd's own: Kubernetes sets it in every pod of an Indexed Job (0..N-1).
+    EnvVar("JOB_COMPLETION_INDEX", None, "Kubernetes Indexed Job: this pod's shard, 0-based."),
     EnvVar("LOCKD_REGISTRY_USERNAME", None, "User name for the registry LOCKD_REGISTRY_HOST."),
     EnvVar("LOCKD_REGISTRY_PASSWORD", None, "Password or token for LOCKD_REGISTRY_HOST."),
     EnvVar(
@@ -124,6 +133,8 @@ class Settings:
     concurrency: int
     http_deadline: float = 300.0
     uv_deadline: float = 1800.0
+    shards: int | None = None  # LOCKD_SHARDS
+    job_index: str | None = None  # JOB_COMPLETION_INDEX, as Kubernetes set it
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -137,6 +148,12 @@ class Settings:
                 f"LOCKD_CONCURRENCY={env.get('LOCKD_CONCURRENCY')!r} is not a number.",
                 hint="Set it to a positive integer such as 4.",
             ) from None
+        shards = env_default("LOCKD_SHARDS", env)
+        if shards is not None and not shards.strip().isdigit():
+            raise ConfigError(
+                f"LOCKD_SHARDS={shards!r} is not a number.",
+                hint="Set it to the number of shards (the Indexed Job's completions).",
+            )
         return cls(
             home=home,
             database_url=database_url,
@@ -147,6 +164,8 @@ class Settings:
             concurrency=max(1, concurrency),
             http_deadline=deadline("LOCKD_HTTP_DEADLINE", env),
             uv_deadline=deadline("LOCKD_UV_DEADLINE", env),
+            shards=int(shards) if shards is not None else None,
+            job_index=env_default("JOB_COMPLETION_INDEX", env),
         )
 
 

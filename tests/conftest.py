@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.postgres import Postgres
 from tests.support.pyindex import IndexServer
 from tests.support.registry import Pusher, Registry
 from tests.support.world import serve_world
@@ -78,6 +79,29 @@ def pusher(registry: Registry) -> Iterator[Pusher]:
 
 
 @pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """Debian's PostgreSQL on a free 127.0.0.1 port, for the session (initdb in a temp dir)."""
+    from tests.support.postgres import run_postgres
+
+    with run_postgres() as running:
+        yield running
+
+
+BACKENDS = ("sqlite", "postgresql")
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database on each backend: an SQLite file, a PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'lockd.db'}"
+        return
+    server: Postgres = request.getfixturevalue("postgres")
+    with server.database() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
 def world() -> Iterator[IndexServer]:
     with serve_world() as server:
         yield server
@@ -89,9 +113,9 @@ def uv_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def lockd(tmp_path: Path, world: IndexServer, uv_cache: Path):  # type: ignore[no-untyped-def]
-    """Run the real ``lockd`` CLI in a subprocess against the local world."""
-    base_env = hermetic_env(
+def lockd_env(tmp_path: Path, world: IndexServer, uv_cache: Path) -> dict[str, str]:
+    """The environment ``lockd`` runs in: hermetic, against the local world."""
+    return hermetic_env(
         tmp_path,
         UV_CACHE_DIR=str(uv_cache),
         UV_HTTP_RETRIES="0",
@@ -99,8 +123,13 @@ def lockd(tmp_path: Path, world: IndexServer, uv_cache: Path):  # type: ignore[n
         LOCKD_PYTORCH_INDEX=f"{world.url}/whl",
     )
 
+
+@pytest.fixture
+def lockd(tmp_path: Path, lockd_env: dict[str, str]):  # type: ignore[no-untyped-def]
+    """Run the real ``lockd`` CLI in a subprocess against the local world."""
+
     def run(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> Run:
-        return run_lockd(*args, cwd=cwd or tmp_path, env={**base_env, **(env or {})})
+        return run_lockd(*args, cwd=cwd or tmp_path, env={**lockd_env, **(env or {})})
 
     return run
 

@@ -388,14 +388,14 @@ def test_all_projects_junit_and_one_failure_never_stops_the_others(
         ("cron", "30 2 * * *"),
         ("systemd", "OnCalendar=*-*-* 02:30:00"),
         ("k8s", "kind: CronJob"),
-        ("github", "schedule: [{cron:"),
+        ("github", "schedule:\n  - cron: 30 2 * * *"),
     ],
 )
 def test_schedule_recipes(lockd: LockdRunner, kind: str, marker: str) -> None:
     run = lockd("schedule", "--print", kind)
     assert run.returncode == 0
     assert marker in run.stdout
-    assert "drift --all" in run.stdout or '"drift", "--all"' in run.stdout  # k8s writes args
+    assert "drift --all" in run.stdout or "- drift\n            - --all" in run.stdout  # k8s args
 
 
 def test_drift_reaches_a_private_index_with_the_configured_credentials(

@@ -1,4 +1,4 @@
-"""The graph in the database: migration 0005, its rows, and `audit verify` over them."""
+"""The graph in the database: migration 0005 (SQLite and PostgreSQL), its rows, audit verify."""
 
 from __future__ import annotations
 
@@ -45,8 +45,8 @@ def _lockset(key: str, parent: str | None = None, graph: Graph | None = GRAPH) -
     )
 
 
-def test_upgrade_from_0004_keeps_older_locksets_and_records_graphs(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
+def test_upgrade_from_0004_keeps_older_locksets_and_records_graphs(db_url: str) -> None:
+    url = db_url
     old = Store(url, migrate=False)
     upgrade(old.engine, "0004")
     recorded = _lockset("k1", graph=None)
@@ -58,7 +58,7 @@ def test_upgrade_from_0004_keeps_older_locksets_and_records_graphs(tmp_path: Pat
         conn.execute(
             text(
                 "INSERT INTO locksets (id, hash, project_id, parent_hash, input_key, resolver, "
-                "resolver_version, cutoff, created_at, user, host, git_commit, status, targets, "
+                'resolver_version, cutoff, created_at, "user", host, git_commit, status, targets, '
                 "inputs, indexes, failures, document) VALUES (1, :hash, 1, NULL, 'k1', 'uv', "
                 "'0.13.9', :cutoff, '2026-01-01 00:00:00', 'u', 'h', NULL, 'complete', "
                 ":targets, '[]', :indexes, '[]', :document)"
@@ -89,6 +89,12 @@ def test_upgrade_from_0004_keeps_older_locksets_and_records_graphs(tmp_path: Pat
                 ),
                 {"id": n, "n": name, "u": f"https://f/{name}.whl", "f": f"{name}.whl", "s": c * 64},
             )
+        if conn.dialect.name == "postgresql":  # rows given ids: move the id sequences past them
+            for table in ("projects", "locksets", "locks", "artifacts"):
+                conn.execute(
+                    text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "  # noqa: S608
+                         f"(SELECT max(id) FROM {table}))")
+                )  # fmt: skip
     assert "dependencies" not in inspect(old.engine).get_table_names()
     old.close()
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .. import __version__
 from ..errors import (
@@ -107,8 +107,10 @@ def compile_lockset(request: LockRequest, progress: ProgressHook | None = None) 
     request, resolver = prepared.request, prepared.resolver
     inputs, on_disk = prepared.inputs, prepared.on_disk
     # Importing SQLModel and opening (maybe migrating) the database takes about a
-    # second: it happens in the background while uv resolves.
-    opening = _in_background(_open_store, request.database_url)
+    # second: it happens in the background while uv resolves. The project's newest
+    # lockset is read there too: the parent this compile starts from (if another
+    # compile records first, the store refuses this one rather than fork the chain).
+    opening = _in_background(_open_store, request.database_url, request.project)
     try:
         if (
             not request.refresh
@@ -116,7 +118,7 @@ def compile_lockset(request: LockRequest, progress: ProgressHook | None = None) 
             and on_disk is not None
             and not staleness(on_disk, prepared.expected, request.out_dir)
         ):
-            recorded = opening.result().latest(request.project)
+            recorded = opening.result().parent
             if recorded is not None and recorded.hash == on_disk.hash:
                 return CompileResult(recorded, unchanged=True)
         started = datetime.now(UTC).replace(microsecond=0)
@@ -131,8 +133,7 @@ def compile_lockset(request: LockRequest, progress: ProgressHook | None = None) 
             # The pip: section, for the Python each conda solution chose.
             section = replace(request, targets=tuple(conda.pip_targets))
             outcomes += resolve_all(section, inputs, resolver, progress, on_disk)
-        store = opening.result()
-        previous = store.latest(request.project)
+        store, previous = opening.result()
         failures = [o.error for o in outcomes if o.error is not None]
         failures += conda.failures if conda else []
         total = len(outcomes) + (len(conda.locks) + len(conda.failures) if conda else 0)
@@ -185,7 +186,7 @@ def compile_lockset(request: LockRequest, progress: ProgressHook | None = None) 
         )
     finally:
         if opening.done() and opening.exception() is None:
-            opening.result().close()
+            opening.result().store.close()
 
 
 def _prepare(request: LockRequest) -> _Prepared:
@@ -312,19 +313,29 @@ def _previous_manifest(out_dir: Path) -> Lockset | None:
         return None
 
 
-def _open_store(url: str) -> Store:
+class _Opened(NamedTuple):
+    store: Store
+    parent: Lockset | None  # the project's newest lockset when the compile started
+
+
+def _open_store(url: str, project: str) -> _Opened:
     import httpx  # noqa: F401 - warms the import the verification step needs next
 
     from ..store import Store
 
-    return Store(url)
+    store = Store(url)
+    try:
+        return _Opened(store, store.latest(project))
+    except BaseException:
+        store.close()
+        raise
 
 
-def _in_background(function: Callable[[str], Store], argument: str) -> Future[Store]:
+def _in_background(function: Callable[[str, str], _Opened], *args: str) -> Future[_Opened]:
     from concurrent.futures import ThreadPoolExecutor
 
     executor = ThreadPoolExecutor(max_workers=1)
-    future = executor.submit(function, argument)
+    future = executor.submit(function, *args)
     executor.shutdown(wait=False)
     return future
 

@@ -88,6 +88,26 @@ class CheckError:
 
 
 @dataclass(frozen=True, slots=True)
+class CheckTiming:
+    """How long one unit of a drift run took: a target's lock, or the project's base images.
+
+    ``target`` None is the project-wide check (the lockset's base-image tags);
+    ``image`` names a tracked image checked against the target's lock.
+    """
+
+    target: str | None
+    image: str | None
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"target": self.target, "image": self.image, "seconds": self.seconds}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CheckTiming:
+        return cls(data.get("target"), data.get("image"), float(data["seconds"]))
+
+
+@dataclass(frozen=True, slots=True)
 class DriftReport:
     """The findings of one drift run over one lockset, chained per project."""
 
@@ -101,6 +121,8 @@ class DriftReport:
     snapshots: Mapping[str, Any] = field(default_factory=dict)  # target -> snapshot dict
     # An image check: {"reference", "digest", "platform", "target"}; None for the others.
     image: Mapping[str, Any] | None = None
+    timings: tuple[CheckTiming, ...] = ()  # what the sharded nightly run balances on
+    shard: str | None = None  # "I/N" when one shard of a nightly run made the report
 
     @property
     def status(self) -> str:
@@ -119,7 +141,28 @@ class DriftReport:
             "parent": self.parent,
             # Only image checks carry the key: older reports keep their recorded hashes.
             **({"image": dict(self.image)} if self.image is not None else {}),
+            "timings": [t.to_dict() for t in self.timings],
+            "shard": self.shard,
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DriftReport:
+        """A report from its recorded document (reports recorded before timings have none)."""
+        return cls(
+            project=data["project"],
+            lockset=data["lockset"],
+            checked_at=data["checked_at"],
+            findings=tuple(Finding.from_dict(f) for f in data["findings"]),
+            errors=tuple(
+                CheckError(e.get("target"), e["check"], e["message"])
+                for e in data.get("errors", [])
+            ),
+            checks=tuple(data.get("checks", [])),
+            parent=data.get("parent"),
+            timings=tuple(CheckTiming.from_dict(t) for t in data.get("timings", [])),
+            shard=data.get("shard"),
+            image=data.get("image"),
+        )
 
     @property
     def hash(self) -> str:

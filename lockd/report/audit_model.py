@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from ..drift import CheckError, DriftReport, Finding
+from ..drift import DriftReport, Finding
 from ..errors import FormatError, UsageError
 from ..lockset import Lockset
 from ..store.verify import ChainReport, ProjectChain, Records
@@ -312,28 +312,12 @@ def read_records(records: Records) -> Recorded:
     for drift in records.drift_reports:
         try:
             data = drift.data if drift.data is not None else json.loads(drift.document)
-            drifts.append((drift.hash, drift_from_dict(data)))
+            drifts.append((drift.hash, DriftReport.from_dict(data)))
             documents[drift.hash] = data
         except (ValueError, KeyError, TypeError, AttributeError):
             unreadable.setdefault(drift.project, []).append(drift.hash)
     return Recorded(
         tuple(locksets), tuple(drifts), {k: tuple(v) for k, v in unreadable.items()}, documents
-    )
-
-
-def drift_from_dict(data: Mapping[str, Any]) -> DriftReport:
-    """A drift report from its recorded document (``lockd.drift/1``)."""
-    return DriftReport(
-        project=data["project"],
-        lockset=data["lockset"],
-        checked_at=data["checked_at"],
-        findings=tuple(Finding.from_dict(f) for f in data["findings"]),
-        errors=tuple(
-            CheckError(e.get("target"), e["check"], e["message"]) for e in data.get("errors", [])
-        ),
-        checks=tuple(data.get("checks", [])),
-        parent=data.get("parent"),
-        image=data.get("image"),
     )
 
 
@@ -456,6 +440,5 @@ __all__ = [
     "build_audit",
     "chain_lines",
     "count",
-    "drift_from_dict",
     "read_records",
 ]

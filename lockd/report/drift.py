@@ -14,6 +14,7 @@ from ..drift import DriftReport, Finding
 
 if TYPE_CHECKING:
     from ..app.drift import DriftStep
+    from ..app.nightly import Summary
 
 _STATUS_ORDER = {"clean": 0, "error": 1, "drift": 2}
 
@@ -29,6 +30,16 @@ def drift_json(reports: Sequence[DriftReport]) -> str:
         if len(reports) == 1
         else {"status": overall_status(reports), "reports": [r.to_dict() for r in reports]}
     )
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
+def summary_json(summary: Summary) -> str:
+    """``drift summary --format json``: each project merged from the reports it names."""
+    data = {
+        "since": summary.since,
+        "status": overall_status(summary.reports),
+        "projects": [p.to_dict() for p in summary.projects],
+    }
     return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 

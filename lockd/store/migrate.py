@@ -1,15 +1,26 @@
-"""Schema management: alembic revisions under the top-level ``migrations/``."""
+"""Schema management: alembic revisions under the top-level ``migrations/``.
+
+Every lockd command opens the database and upgrades it when needed, so many
+processes may migrate one fresh database at once. On PostgreSQL they take
+turns on an advisory lock held around alembic (whoever comes second finds the
+schema current); on SQLite alembic's transaction takes the file's write lock
+first thing (``BEGIN IMMEDIATE``), which does the same.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, func, inspect, select, text
 
 HEAD_TABLE = "alembic_version"
 # The newest revision in migrations/versions; a test keeps it equal to alembic's
 # head. Comparing against it avoids importing alembic on every open.
-SCHEMA_HEAD = "0005"
+SCHEMA_HEAD = "0006"
+# The advisory lock key of migrations (any fixed 64-bit number; chains use hashed keys).
+MIGRATION_LOCK = 0x6C6F636B64  # "lockd"
 
 
 def migrations_dir() -> Path:
@@ -44,17 +55,32 @@ def current_revision(engine: Engine) -> str | None:
     if not inspect(engine).has_table(HEAD_TABLE):
         return None
     with engine.connect() as conn:
-        from sqlalchemy import text
-
         row = conn.execute(text("SELECT version_num FROM alembic_version")).first()
         return row[0] if row else None
 
 
 def upgrade(engine: Engine, revision: str = "head") -> bool:
     """Bring the schema to ``revision``; return whether anything ran."""
-    from alembic import command
-
     if revision == "head" and current_revision(engine) == SCHEMA_HEAD:
         return False
-    command.upgrade(alembic_config(engine), revision)  # type: ignore[arg-type]
+    with _migration_lock(engine):
+        if revision == "head" and current_revision(engine) == SCHEMA_HEAD:
+            return False  # another process migrated while this one waited
+        from alembic import command
+
+        command.upgrade(alembic_config(engine), revision)  # type: ignore[arg-type]
     return True
+
+
+@contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    """PostgreSQL: a session advisory lock on a connection of its own, held while alembic runs."""
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(select(func.pg_advisory_lock(MIGRATION_LOCK)))
+        try:
+            yield
+        finally:
+            conn.execute(select(func.pg_advisory_unlock(MIGRATION_LOCK)))

@@ -31,6 +31,7 @@ from .sdists import SdistSpec, build_sdist
 from .wheels import WheelSpec, build_wheel
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
+HOLD_LIMIT_S = 120.0  # a held request is let go after this, so that no test hangs
 
 
 @dataclass
@@ -165,6 +166,8 @@ class IndexServer:
         # Paths answered one byte per TRICKLE_S after the headers: a server that is
         # slow but never silent long enough for a per-read timeout.
         self.trickle: set[str] = set()
+        self.latency_s = 0.0  # added to every answer: a network round trip (benchmarks)
+        self.holds: dict[str, threading.Event] = {}  # path -> requests wait until it is set
         self._httpd = QuietHTTPServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
@@ -182,6 +185,10 @@ class IndexServer:
         index = Index(f"/whl/{variant}", "/whl/" + variant, pytorch_shaped=True)
         self.indexes.append(index)
         return index
+
+    def hold(self, path: str) -> threading.Event:
+        """Requests for ``path`` wait (at most ``HOLD_LIMIT_S``) until the event is set."""
+        return self.holds.setdefault(path, threading.Event())
 
     def start(self) -> IndexServer:
         self._thread.start()
@@ -219,6 +226,7 @@ class IndexServer:
                 path = unquote(self.path.split("?", 1)[0])
                 server.requests.append(path)
                 server.agents.append(self.headers.get("User-Agent", ""))
+                self._delay(path)
                 if not self._authorised() or self._refused(path):
                     return
                 status, ctype, body = server._lookup(path, self.headers.get("Accept", ""))
@@ -240,6 +248,7 @@ class IndexServer:
 
             def do_HEAD(self) -> None:
                 path = unquote(self.path.split("?", 1)[0])
+                self._delay(path)
                 if not self._authorised() or self._refused(path):
                     return
                 status, ctype, body = server._lookup(path, self.headers.get("Accept", ""))
@@ -256,6 +265,13 @@ class IndexServer:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return True
+
+            def _delay(self, path: str) -> None:
+                held = server.holds.get(path)
+                if held is not None:
+                    held.wait(HOLD_LIMIT_S)
+                if server.latency_s:
+                    time.sleep(server.latency_s)  # the simulated round trip itself
 
             def _authorised(self) -> bool:
                 if server.basic_auth is None:

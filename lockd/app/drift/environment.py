@@ -42,8 +42,9 @@ def check_environment(
             lock, target, snapshot.driver_version or _driver_override(options)
         )
         return findings, snapshot.to_dict(), f"live:{lock.target}"
-    interpreter = _interpreter_for(target, options)
-    if options.rebuild is False or interpreter is None:
+    # --no-rebuild needs no interpreter: looking for one costs a `uv python find` per target.
+    interpreter = None if options.rebuild is False else _interpreter_for(target, options)
+    if interpreter is None:
         if options.rebuild:
             raise UsageError(
                 f"Target {lock.target} cannot be rebuilt here: it needs {target.platform.name} "

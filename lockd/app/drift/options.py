@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from ...indexes import IndexClient
     from ...lockset import Lock, Lockset
     from ...routing import IndexPlan
+    from ...shards import Shard
     from ...targets import Target
 
 
@@ -31,6 +32,7 @@ class DriftOptions:
     images: bool = True
     concurrency: int = 4
     image_refs: tuple[str, ...] = ()  # --image: check these images instead of an environment
+    shard: Shard | None = None  # with all_projects: this shard's slice of the checks (nightly)
     # Credentials for the recorded indexes, as compile takes them: flag, then
     # environment, then lockd.toml; only a URL equal to a recorded one is used.
     index_url: str | None = None

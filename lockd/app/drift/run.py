@@ -16,14 +16,15 @@ Every run is stored (chained per project) with the snapshots it compared.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ...drift import CheckError, DriftReport, Finding
+from ...drift import CheckError, CheckTiming, DriftReport, Finding
 from ...errors import LockdError, NotFoundError, UsageError
 from ...indexes import IndexClient
 from ...lockset import Lock, Lockset
@@ -46,16 +47,11 @@ def run_drift(options: DriftOptions, progress: ProgressHook | None = None) -> li
     configured = configured_indexes(options)  # a broken lockd.toml fails before any check
     store = Store(options.database_url)
     try:
-        run = _Run(store, options, configured, progress)
+        run = DriftRun(store, options, configured, progress)
         if options.all_projects:
-            projects = store.projects()
-            if not projects:
-                raise NotFoundError(
-                    "The database holds no projects yet.", hint="Run `lockd compile` first."
-                )
-            with ThreadPoolExecutor(max_workers=max(1, options.concurrency)) as pool:
-                reports = list(pool.map(run.check_project_safely, projects))
-            return reports + _check_tracked_images(store, options, progress)
+            from ..nightly import run_nightly
+
+            return run_nightly(run)
         if options.image_refs:
             return [
                 store.record_drift(_check_image(store, options, reference, progress))
@@ -80,39 +76,10 @@ def _check_image(
 
     registry = RegistryOptions.from_env(options.environ)
     check = ImageCheck(reference, options.target)
-    return check_image(store, check, pick, registry, _image_progress(check, progress))
+    return check_image(store, check, pick, registry, image_progress(check, progress))
 
 
-def _check_tracked_images(
-    store: Store, options: DriftOptions, progress: ProgressHook | None
-) -> list[DriftReport]:
-    """``--all``: every tracked image against its project's latest lockset."""
-    from ...images import RegistryOptions
-    from ..image_drift import ImageCheck, check_image, failed_check
-
-    registry = RegistryOptions.from_env(options.environ)
-    reports = []
-    for tracked in store.tracked_images():
-        lockset = store.latest(tracked.project)
-        if lockset is None:
-            continue  # the project's own report already says it has no lockset
-        check = ImageCheck(tracked.reference, tracked.target)
-        try:
-            report = check_image(
-                store, check, _always(lockset), registry, _image_progress(check, progress)
-            )
-        except LockdError as err:
-            report = failed_check(lockset, check, err)
-        reports.append(store.record_drift(report))
-    return reports
-
-
-def _always(lockset: Lockset) -> Callable[[str | None], Lockset]:
-    """A tracked image is checked against its project's latest lockset, whatever its label."""
-    return lambda _label: lockset
-
-
-def _image_progress(
+def image_progress(
     check: ImageCheck, progress: ProgressHook | None
 ) -> Callable[[str], None] | None:
     """The image reader's progress ("layer 2/5 of …") as drift steps of that image."""
@@ -167,7 +134,15 @@ def default_project(store: Store, workdir: Path | None = None) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class _Run:
+class Scope:
+    """The part of a lockset one run checks: some targets, and the project-wide checks."""
+
+    targets: frozenset[str]
+    project_wide: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class DriftRun:
     """One drift run: the store, the options and what every project's check shares."""
 
     store: Store
@@ -175,40 +150,26 @@ class _Run:
     configured: tuple[str, ...]  # index URLs that may carry credentials
     progress: ProgressHook | None
 
-    def check_project_safely(self, project: str) -> DriftReport:
-        """One project of ``--all``: a failure becomes an error report, never stops the others."""
-        now = _now()
-        try:
-            lockset = self.store.latest(project)
-            if lockset is None:
-                return self.store.record_drift(
-                    DriftReport(project, "", now, (), (CheckError(None, "lockset", "no lockset"),))
-                )
-            return self.store.record_drift(self.check_lockset(lockset))
-        except Exception as err:  # one project never stops the nightly run
-            message = (
-                err.render() if isinstance(err, LockdError) else f"{type(err).__name__}: {err}"
-            )
-            report = DriftReport(
-                project, "", now, (), (CheckError(None, "drift", redact(message)),)
-            )
-            try:
-                return self.store.record_drift(report)
-            except LockdError:
-                return report
-
-    def check_lockset(self, lockset: Lockset) -> DriftReport:
+    def check_lockset(self, lockset: Lockset, scope: Scope | None = None) -> DriftReport:
+        """Every check of ``lockset`` (or of ``scope``), each timed; the report is not stored."""
         found = _Found()
+        if scope is None:
+            locks, project_wide = _selected_locks(lockset, self.options.target), True
+        else:
+            locks = [lock for lock in lockset.locks if lock.target in scope.targets]
+            project_wide = scope.project_wide
         client = IndexClient()
         try:
-            for lock in _selected_locks(lockset, self.options.target):
-                self._check_target(lockset, lock, client, found)
-            if self.options.images and lockset.images:
-                self._step(lockset, None, "images", f"{len(lockset.images)} base image tag(s)")
-                found_images, image_errors = image_findings(lockset, self.options.environ)
-                found.findings += found_images
-                found.errors += image_errors
-                found.checks.append("images")
+            for lock in locks:
+                with found.timed(lock.target):
+                    self._check_target(lockset, lock, client, found)
+            if project_wide and self.options.images and lockset.images:
+                with found.timed(None):
+                    self._step(lockset, None, "images", f"{len(lockset.images)} base image tag(s)")
+                    found_images, image_errors = image_findings(lockset, self.options.environ)
+                    found.findings += found_images
+                    found.errors += image_errors
+                    found.checks.append("images")
         finally:
             client.close()
         return DriftReport(
@@ -219,6 +180,8 @@ class _Run:
             errors=tuple(found.errors),
             checks=tuple(found.checks),
             snapshots=found.snapshots,
+            timings=tuple(found.timings),
+            shard=str(self.options.shard) if self.options.shard else None,
         )
 
     def _check_target(
@@ -267,6 +230,17 @@ class _Found:
     errors: list[CheckError] = field(default_factory=list)
     checks: list[str] = field(default_factory=list)
     snapshots: dict[str, Any] = field(default_factory=dict)
+    timings: list[CheckTiming] = field(default_factory=list)
+
+    @contextmanager
+    def timed(self, target: str | None) -> Iterator[None]:
+        """Time one unit of the run: a target's checks, or (``None``) the base images."""
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            seconds = round(time.monotonic() - started, 3)
+            self.timings.append(CheckTiming(target, None, seconds))
 
     def run(self, target: str, check: str, findings: Callable[[], list[Finding]]) -> None:
         """Run one check: its findings count, a failure becomes a ``CheckError``."""

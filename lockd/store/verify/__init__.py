@@ -2,12 +2,15 @@
 
 Every lockset and drift report row keeps the canonical JSON its ``hash`` was
 computed over (``document``) and its predecessor's hash (``parent_hash``),
-chained per project. :func:`check_chains` is pure: it takes the rows as plain
-records (loaded by :func:`load_records`, one query per table) and reports, per
-project, every record that was altered (a hash that does not match its
-document, a column or a lock, artifact, dependency or image row that
-contradicts it) or removed (a parent link or drift report pointing at a
-lockset that is not there).
+chained per project. Appends are serialised per chain
+(:mod:`lockd.store.chain`), so each chain is a line: every record's parent is
+the record appended just before it. :func:`check_chains` is pure: it takes the
+rows as plain records (loaded by :func:`load_records`, one query per table) and
+reports, per project, every record that was altered (a hash that does not match
+its document, a column or a lock, artifact, dependency or image row that
+contradicts it), removed (a parent link or drift report pointing at a lockset
+that is not there) or that forks the chain (a second child of one parent: rows
+edited, or written by a lockd that did not serialise appends).
 
 What a chain cannot show: the newest record of a project can be replaced
 consistently (document and hash rewritten together) because nothing points

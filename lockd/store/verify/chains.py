@@ -27,23 +27,28 @@ def walk_chain(
 ) -> list[Problem]:
     """Walk one chain in order: each record's parent link, then ``check`` of the record."""
     problems: list[Problem] = []
-    seen: set[str] = set()
-    for index, record in enumerate(records):
+    successor: dict[str, str] = {}  # hash -> the record appended after it
+    previous: str | None = None
+    for record in records:
         # The parent link first: a gap means the parent was removed (or rewritten).
-        problem = link(project, kind, record.hash, record.parent_hash, seen=seen, first=index == 0)
+        problem = link(project, kind, record, previous, successor)
         if problem:
             problems.append(problem)
-        seen.add(record.hash)
+        if previous is not None:
+            successor.setdefault(previous, record.hash)
+        previous = record.hash
         problems += check(record)
     return problems
 
 
 def link(
-    project: str, kind: str, ref: str, parent: str | None, *, seen: set[str], first: bool
+    project: str, kind: str, record: _Chained, previous: str | None, successor: dict[str, str]
 ) -> Problem | None:
+    """Whether ``record`` continues the chain: its parent is the record appended before it."""
+    parent, ref = record.parent_hash, record.hash
+    if parent == previous:
+        return None
     if parent is None:
-        if first:
-            return None
         return Problem(
             project,
             kind,
@@ -51,8 +56,16 @@ def link(
             "altered",
             "it names no parent although earlier records exist: the chain was cut here",
         )
-    if parent in seen:
-        return None
+    if parent in successor:  # an earlier record, which already has its successor
+        return Problem(
+            project,
+            kind,
+            ref,
+            "forked",
+            f"it names {parent[:12]} as its parent, which already has a successor "
+            f"({successor[parent][:12]}): the chain forks here (two records appended to one "
+            "parent, or a parent link edited)",
+        )
     return Problem(
         project,
         kind,

@@ -121,7 +121,7 @@ class Problem:
     project: str | None
     record: str  # "lockset" | "drift-report" | "lock" | "artifact"
     ref: str  # the record's hash, or "id N" for rows without one
-    change: str  # "altered" | "removed"
+    change: str  # "altered" | "removed" | "forked"
     detail: str
 
     def describe(self) -> str:

@@ -1,0 +1,154 @@
+"""Appending to a chain: the one place where lockd writes a chained record.
+
+A project has two chains, its locksets and its drift reports; each record
+names its predecessor's hash. :func:`append` reads the head of one chain and
+inserts the next record in a single transaction that holds that chain's lock,
+so two writers never chain to the same parent:
+
+* PostgreSQL: a transaction-scoped advisory lock keyed by (chain, project),
+  taken first thing in a READ COMMITTED transaction (so that the head read
+  after waiting for the lock sees what the previous holder committed);
+* SQLite: the database's write lock, which every lockd transaction takes up
+  front (``BEGIN IMMEDIATE``, see :mod:`lockd.store.engine`).
+
+Serialisation failures, deadlocks and a busy SQLite file are retried a
+bounded number of times with a jittered backoff; anything else, or a failure
+after the last attempt, is a :class:`~lockd.errors.StoreError` that says
+nothing was recorded. Because the lock is held while the record is inserted,
+row ids follow chain order within a chain: :mod:`lockd.store.verify` relies
+on that to tell a fork from an append.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlmodel import Session, col, select
+
+from ..errors import StoreError
+from .engine import reason
+from .tables import DriftReportRow, LocksetRow, ProjectRow
+
+T = TypeVar("T")
+
+ATTEMPTS = 6
+# PostgreSQL SQLSTATEs worth another attempt: serialization_failure, deadlock_detected,
+# lock_not_available.
+_RETRY_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
+
+
+class Chain(StrEnum):
+    """A project's chains, by the table that holds them."""
+
+    LOCKSETS = "locksets"
+    DRIFT_REPORTS = "drift_reports"
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """Where an append happens: the project's row id and its chain's newest hash."""
+
+    project_id: int
+    hash: str | None
+
+
+Write = Callable[[Session, Head], T]
+
+
+def append(engine: Engine, project: str, chain: Chain, write: Write[T], *, what: str) -> T:
+    """Run ``write(session, head)`` under the chain's lock, in one transaction.
+
+    ``write`` adds the new record (chained to ``head.hash``) to the session, or
+    raises a ``LockdError`` to refuse; either way it runs at most once per
+    attempt and the transaction commits only if it returns. ``what`` names the
+    record in error messages ("the drift report of project p").
+    """
+    bind = engine
+    if engine.dialect.name == "postgresql":
+        bind = engine.execution_options(isolation_level="READ COMMITTED")
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            with Session(bind) as session, session.begin():
+                lock_chain(session, project, chain)
+                owner = project_id(session, project)
+                return write(session, Head(owner, _head(session, chain, owner)))
+        except DBAPIError as exc:
+            if attempt < ATTEMPTS and retryable(exc):
+                time.sleep(_backoff(attempt))
+                continue
+            raise _failure(what, exc, attempt) from None
+        except SQLAlchemyError as exc:
+            raise _failure(what, exc, attempt) from None
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+
+def lock_chain(session: Session, project: str, chain: Chain) -> None:
+    """Hold ``chain`` of ``project`` until the transaction ends (SQLite: already held)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(sa.select(sa.func.pg_advisory_xact_lock(lock_key(chain, project))))
+
+
+def lock_key(chain: Chain | str, project: str) -> int:
+    """A signed 64-bit advisory lock key for one chain of one project."""
+    digest = hashlib.sha256(f"lockd:{chain}:{project}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def project_id(session: Session, name: str) -> int:
+    """The project's row id, creating the row if needed (safe against concurrent creators)."""
+    dialect = session.get_bind().dialect.name
+    values = {"name": name, "created_at": datetime.now(UTC)}
+    if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        session.execute(postgresql.insert(ProjectRow).values(values).on_conflict_do_nothing())
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects import sqlite
+
+        session.execute(sqlite.insert(ProjectRow).values(values).on_conflict_do_nothing())
+    found = session.exec(select(ProjectRow.id).where(ProjectRow.name == name)).first()
+    if found is not None:
+        return found
+    row = ProjectRow(name=name, created_at=datetime.now(UTC))  # another backend
+    session.add(row)
+    session.flush()  # assigns the id
+    return int(row.id)  # type: ignore[arg-type]
+
+
+def _head(session: Session, chain: Chain, owner: int) -> str | None:
+    table = LocksetRow if chain is Chain.LOCKSETS else DriftReportRow
+    return session.exec(
+        select(table.hash).where(table.project_id == owner).order_by(col(table.id).desc()).limit(1)
+    ).first()
+
+
+def retryable(exc: DBAPIError) -> bool:
+    """A failure that another attempt of the same transaction can get past."""
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if sqlstate in _RETRY_SQLSTATES:
+        return True
+    text = str(exc.orig).lower()
+    return "database is locked" in text or "database is busy" in text
+
+
+def _backoff(attempt: int) -> float:
+    # Jitter, not a wait for anything: two writers that collided should not collide again.
+    return float(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))  # noqa: S311
+
+
+def _failure(what: str, exc: SQLAlchemyError, attempts: int) -> StoreError:
+    tries = f" after {attempts} attempts" if attempts > 1 else ""
+    return StoreError(
+        f"Could not record {what}{tries}: {reason(exc)}. Nothing was recorded.",
+        hint="Check that the database is reachable and writable, then run the command again.",
+    )

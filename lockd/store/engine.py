@@ -1,0 +1,126 @@
+"""Database URLs and engines: which driver, and how each backend is set up.
+
+SQLite runs in WAL mode with a busy timeout, and every transaction takes the
+write lock up front (``BEGIN IMMEDIATE``), so a transaction that reads a chain
+head and appends to it is atomic against any other writer of the file.
+PostgreSQL is spoken to through psycopg 3 (``postgresql://`` URLs are mapped
+to it), in UTC, with connections checked before use; appends there are
+serialised by :mod:`lockd.store.chain`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+from sqlmodel import create_engine
+
+from ..errors import ConfigError, StoreError, UsageError
+from ..urls import strip_credentials
+
+URL_HINT = "Use an SQLAlchemy URL such as sqlite:////path/lockd.db or postgresql://user@host/db."
+# Extras of lockd that install a backend's driver.
+DRIVER_EXTRAS = {"postgresql": "postgres"}
+
+
+def database_url(url: str) -> URL:
+    """The URL as SQLAlchemy should load it: plain PostgreSQL URLs use psycopg 3.
+
+    SQLAlchemy maps ``postgresql://`` to psycopg2, which lockd does not install,
+    and does not know Heroku-style ``postgres://`` at all.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise UsageError(
+            f"Invalid database URL {strip_credentials(url)[:200]!r}.", hint=URL_HINT
+        ) from None
+    if parsed.drivername in {"postgresql", "postgres"}:
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def make_engine(url: str) -> Engine:
+    """An engine set up for lockd's access pattern (see the module docstring)."""
+    parsed = database_url(url)
+    backend = parsed.get_backend_name()
+    connect_args: dict[str, Any] = {}
+    options: dict[str, Any] = {}
+    if backend == "sqlite":
+        _make_directory(parsed.database)
+        connect_args["timeout"] = 30
+    elif backend == "postgresql":
+        # The session's zone is UTC: times read back, and any value without a zone,
+        # are never shifted into the server's local time zone.
+        connect_args["options"] = "-c timezone=UTC"
+        options["pool_pre_ping"] = True
+    try:
+        engine = create_engine(parsed, connect_args=connect_args, **options)
+    except ImportError as exc:  # the URL's driver is not installed
+        raise missing_driver(url, exc.name or str(exc)) from None
+    except NoSuchModuleError:
+        raise UsageError(
+            f"Unknown database driver {parsed.drivername!r} in {strip_credentials(url)[:200]}.",
+            hint=URL_HINT,
+        ) from None
+    except (SQLAlchemyError, ValueError) as exc:
+        raise UsageError(
+            f"Invalid database URL {strip_credentials(url)[:200]!r}: {reason(exc)}.",
+            hint=URL_HINT,
+        ) from None
+    if backend == "sqlite":
+        _immediate_transactions(engine)
+    return engine
+
+
+def missing_driver(url: str, module: str) -> ConfigError:
+    backend = database_url(url).get_backend_name()
+    extra = DRIVER_EXTRAS.get(backend)
+    return ConfigError(
+        f"The database URL {strip_credentials(url)[:200]} needs the Python module {module!r} "
+        f"({backend}'s driver), which is not installed where lockd runs.",
+        hint=f"Install lockd with its {extra} extra: pip install 'lockd[{extra}]'."
+        if extra
+        else f"Install {module} into lockd's environment, or use a sqlite:/// or "
+        "postgresql:// URL.",
+    )
+
+
+def reason(exc: BaseException) -> str:
+    """The database's own words: the driver's message, first line, bounded."""
+    orig = getattr(exc, "orig", None) or exc
+    return (str(orig).strip().splitlines() or [type(orig).__name__])[0][:300]
+
+
+def _make_directory(database: str | None) -> None:
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(
+            f"Cannot create the database directory {path.parent}: {exc.strerror}."
+        ) from None
+
+
+def _immediate_transactions(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+        # pysqlite would BEGIN lazily, at the first write, after our reads of the
+        # chain head: two writers could then both chain to the same parent.
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection: Any) -> None:
+        # Take the write lock up front: a transaction that reads the chain head
+        # and appends to it is atomic against a concurrent compile or drift run.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
