@@ -32,7 +32,7 @@ from .errors import UsageError
 HISTORY = timedelta(days=7)  # how far back durations are read
 
 
-@dataclass(frozen=True, order=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class Check:
     """One unit of the nightly run."""
 
@@ -47,6 +47,10 @@ class Check:
 
     def to_dict(self) -> dict[str, str | None]:
         return {"project": self.project, "target": self.target, "image": self.image}
+
+    def sort_key(self) -> tuple[str, str, str]:
+        """Checks in order: by project, the project-wide check first, images after targets."""
+        return (self.project, self.target or "", self.image or "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +139,7 @@ def assign(checks: Iterable[Check], known: Mapping[Check, float], count: int) ->
     """Each check's shard index (1-based) among ``count``; see the module docstring."""
     loads = [0.0] * count
     planned: dict[Check, int] = {}
-    for check in sorted(known, key=lambda c: (-known[c], c)):
+    for check in sorted(known, key=lambda c: (-known[c], c.sort_key())):
         lightest = min(range(count), key=lambda i: (loads[i], i))
         loads[lightest] += known[check]
         planned[check] = lightest + 1
@@ -145,7 +149,9 @@ def assign(checks: Iterable[Check], known: Mapping[Check, float], count: int) ->
 def select(checks: Iterable[Check], known: Mapping[Check, float], shard: Shard) -> list[Check]:
     """The checks shard ``shard`` runs, in order."""
     chosen = assign(checks, known, shard.count)
-    return sorted(check for check, index in chosen.items() if index == shard.index)
+    return sorted(
+        (check for check, index in chosen.items() if index == shard.index), key=Check.sort_key
+    )
 
 
 def _hashed(check: Check, count: int) -> int:

@@ -88,13 +88,26 @@ def test_every_check_runs_on_exactly_one_shard_whatever_is_known() -> None:
     known[Check("gone", "t0")] = 50.0  # a check of an older lockset still has history
     for count in (1, 2, 3, 5):
         slices = [select(checks, known, Shard(i, count)) for i in range(1, count + 1)]
-        assert sorted(c for part in slices for c in part) == sorted(checks)
+        covered = [c for part in slices for c in part]
+        assert sorted(covered, key=Check.sort_key) == sorted(checks, key=Check.sort_key)
         # the same inputs give the same slice, however often it is computed
         assert slices == [select(checks, known, Shard(i, count)) for i in range(1, count + 1)]
     # A check that appears later (a compile during the night) moves nothing else.
     plan = assign(checks, known, 3)
     later = assign([*checks, Check("new", "t0")], known, 3)
     assert {c: later[c] for c in checks} == plan
+
+
+def test_a_project_wide_and_an_image_check_share_a_shard_with_its_targets() -> None:
+    """Checks without a target or image order among those with one (and ties in duration)."""
+    checks = [
+        Check("web", "linux-x86_64-py311-cpu"),
+        Check("web"),  # the base-image tags
+        Check("web", "linux-x86_64-py311-cpu", "registry.example/web:prod"),
+    ]
+    for known in ({}, dict.fromkeys(checks, 5.0)):
+        assert select(checks, known, Shard(1, 1)) == [checks[1], checks[0], checks[2]]
+        assert set(assign(checks, known, 2)) == set(checks)
 
 
 def test_since_takes_durations_and_times() -> None:
