@@ -164,11 +164,50 @@ def snapshot_(
         typer.Option("-o", "--output", metavar="FILE", help="Write the JSON here (atomically)."),
     ] = None,
     output_format: FormatOption = TableFormat.json,
+    post: Annotated[
+        str | None,
+        typer.Option(
+            "--post",
+            metavar="URL",
+            help="Send it to a lockd server (URL) and print the drift report; token from "
+            "$LOCKD_TOKEN.",
+        ),
+    ] = None,
+    project: Annotated[
+        str | None,
+        typer.Option("--project", metavar="NAME", help="--post: the project it belongs to."),
+    ] = None,
+    target: Annotated[
+        str | None, typer.Option("--target", metavar="TARGET", help="--post: the target it runs.")
+    ] = None,
+    deployment: Annotated[
+        str | None,
+        typer.Option("--deployment", metavar="NAME", help="--post: this deployment's name."),
+    ] = None,
+    lockset: Annotated[
+        str | None,
+        typer.Option(
+            "--lockset", metavar="HASH", help="--post: compare with this lockset (default: newest)."
+        ),
+    ] = None,
 ) -> None:
     """Record what an environment really contains: dists, torch build, system, driver."""
     from .snapshot import snapshot_to_json, summary_rows, take_snapshot, write_snapshot
 
+    if post is not None:
+        from .app.post import PostRequest, check_post_request
+
+        request = PostRequest(post, project or "", target or "", deployment or "", lockset)
+        check_post_request(request)  # before the snapshot: a missing flag fails fast
     taken = take_snapshot(python, system=not no_system)
+    if post is not None:
+        from .app.post import post_snapshot
+
+        code, report, line = post_snapshot(taken, request)
+        if report:
+            sys.stdout.write(report)
+        typer.echo(line, err=True)
+        raise typer.Exit(code)
     if output is not None:
         write_snapshot(taken, output)
     if output_format is TableFormat.table:
@@ -848,6 +887,10 @@ def drift(
     if image and (python or snapshot or rebuild):
         raise UsageError("--image checks an image; drop --python, --snapshot and --rebuild.")
     settings = Settings.from_env()
+    if snapshot is not None:
+        from .snapshot import read_snapshot
+
+        taken = read_snapshot(snapshot)  # a bad file fails before the database is opened
     options = DriftOptions(
         database_url=db or settings.database_url,
         project=project,
@@ -855,7 +898,7 @@ def drift(
         target=target,
         all_projects=all_projects,
         python=python,
-        snapshot=snapshot,
+        snapshot=taken if snapshot is not None else None,
         rebuild=rebuild,
         creep=creep,
         images=images,
@@ -1200,3 +1243,7 @@ def dockerfile_(
     else:
         write_atomic(ignore, generated.dockerignore.encode())
     typer.echo(f"wrote {output} and {ignore}", err=True)
+
+
+# The service's commands (serve, tokens) live in their own module, registered on ``app``.
+from . import cli_serve  # noqa: E402, F401

@@ -11,6 +11,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -80,6 +81,32 @@ ENV_VARS: tuple[EnvVar, ...] = (
         "LOCKD_UV_DEADLINE",
         "1800",
         "Seconds one uv or pip-compile run (a resolution, a rebuild) may take.",
+    ),
+    EnvVar("LOCKD_TOKEN", None, "API token `lockd snapshot --post` sends (Bearer)."),
+    EnvVar(
+        "LOCKD_SERVE_BODY_LIMIT",
+        "16777216",
+        "lockd serve: largest request body in bytes (413 beyond).",
+    ),
+    EnvVar(
+        "LOCKD_SERVE_RATE_LIMIT",
+        "100",
+        "lockd serve: requests per second per token (burst twice that); 0 turns it off.",
+    ),
+    EnvVar(
+        "LOCKD_SERVE_STALE_AFTER",
+        "24h",
+        "lockd serve: a deployment not seen for this long is stale (s, m, h or d).",
+    ),
+    EnvVar(
+        "LOCKD_SERVE_PUBLIC_READ",
+        None,
+        "lockd serve: 1 lets anyone read the API and dashboard (as --public-read).",
+    ),
+    EnvVar(
+        "LOCKD_SERVE_CORS_ORIGINS",
+        None,
+        "lockd serve: comma-separated origins allowed cross-origin reads (default: none).",
     ),
 )
 
@@ -167,6 +194,69 @@ class Settings:
             shards=int(shards) if shards is not None else None,
             job_index=env_default("JOB_COMPLETION_INDEX", env),
         )
+
+
+_DURATION = re.compile(r"(\d{1,12})\s*([smhdw])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str, what: str) -> timedelta:
+    """``90s``, ``15m``, ``24h``, ``30d``, ``2w`` (or a sum such as ``1d12h``) -> timedelta."""
+    compact = text.strip().lower()
+    parts = _DURATION.findall(compact)
+    if not compact or _DURATION.sub("", compact).strip() or not parts:
+        raise ConfigError(
+            f"{what}={text!r} is not a duration.",
+            hint="Write a number with a unit: 90s, 15m, 24h, 30d or 2w.",
+        )
+    seconds = sum(int(n) * _UNIT_SECONDS[unit] for n, unit in parts)
+    if seconds <= 0 or seconds > 100 * 365 * 86400:
+        raise ConfigError(
+            f"{what}={text!r} is out of range.", hint="Give between 1s and 100 years."
+        )
+    return timedelta(seconds=seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    """What ``lockd serve`` reads from the environment (flags override some of it)."""
+
+    body_limit: int  # bytes
+    rate_limit: float  # requests per second per token; 0: no limit
+    stale_after: timedelta
+    cors_origins: tuple[str, ...]
+    public_read: bool = False  # reads without a token (writes always need one)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ServerSettings:
+        env = os.environ if environ is None else environ
+        body = _positive_number("LOCKD_SERVE_BODY_LIMIT", env, integer=True)
+        rate = _positive_number("LOCKD_SERVE_RATE_LIMIT", env, integer=False)
+        origins = env_default("LOCKD_SERVE_CORS_ORIGINS", env) or ""
+        return cls(
+            body_limit=int(body),
+            rate_limit=rate,
+            stale_after=parse_duration(
+                env_default("LOCKD_SERVE_STALE_AFTER", env) or "", "LOCKD_SERVE_STALE_AFTER"
+            ),
+            cors_origins=tuple(o.strip() for o in origins.split(",") if o.strip()),
+            public_read=(env_default("LOCKD_SERVE_PUBLIC_READ", env) or "0").lower()
+            in {"1", "true", "yes"},
+        )
+
+
+def _positive_number(name: str, env: Mapping[str, str], *, integer: bool) -> float:
+    text = env_default(name, env) or ""
+    try:
+        value = int(text) if integer else float(text)
+    except ValueError:
+        value = -1
+    if not value >= 0 or (integer and value == 0):  # NaN compares false: not a limit
+        raise ConfigError(
+            f"{name}={text!r} is not a {'positive whole' if integer else 'non-negative'} number.",
+            hint=f"Unset it to use the default ({env_default(name, {})}).",
+        )
+    return value
 
 
 @dataclass(frozen=True, slots=True)

@@ -94,6 +94,16 @@ def test_cuda_and_cpu_targets_route_only_the_family(
     # the variant index's lock-time offer is recorded (it publishes no upload times)
     offered = {o["name"]: o for o in doc["locks"][0]["offered"]}
     assert "2.6.0+cu124" in offered["torch"]["versions"]
+    # the database keeps every lock file as written (what `lockd serve` downloads)
+    from lockd.store import Store
+
+    with Store(f"sqlite:///{tmp_path / 'lockd-home' / 'lockd.db'}") as store:
+        for lock in doc["locks"]:
+            for name, sha in lock["files"].items():
+                assert store.lock_file(doc["hash"], name) == (
+                    sha,
+                    (tmp_path / "locks" / name).read_text(),
+                )
 
 
 def test_requirements_file_installs_exactly_with_pip(lockd, tmp_path: Path) -> None:

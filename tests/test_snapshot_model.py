@@ -307,6 +307,7 @@ def test_public_api_is_pinned() -> None:
         "read_snapshot",
         "resolve_python",
         "scan_libraries",
+        "snapshot_from_document",
         "snapshot_to_json",
         "summary_rows",
         "take_snapshot",

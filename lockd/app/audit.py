@@ -47,19 +47,17 @@ class SbomRequest:
     target: str | None = None  # default: every target in one BOM
 
 
-def audit_report(request: AuditRequest) -> AuditReport:
-    """The audit report model over the database, with the chain verification result."""
+def audit_report(request: AuditRequest, store: Store | None = None) -> AuditReport:
+    """The audit report model over the database (``store`` when open, else the request's
+    URL), with the chain verification result."""
     from ..report.audit_model import Period, build_audit, read_records
     from ..store.verify import check_chains
 
     period = Period.parse(request.since, request.until)  # bad dates fail before any I/O
-    store = Store(request.database_url)
-    try:
-        _require_project(store, request.project)
+    with _opened(request.database_url, store) as opened:
+        _require_project(opened, request.project)
         with _gc_paused():
-            records = store.chain_records(request.project)
-    finally:
-        store.close()
+            records = opened.chain_records(request.project)
     with _gc_paused():
         recorded = read_records(records)
         return build_audit(
@@ -100,26 +98,23 @@ def _render(report: AuditReport, output_format: str) -> str:
     )
 
 
-def sbom(request: SbomRequest) -> str:
+def sbom(request: SbomRequest, store: Store | None = None) -> str:
     """A CycloneDX 1.6 JSON SBOM of one lockset (all targets, or one)."""
     from ..report import cyclonedx
 
-    store = Store(request.database_url)
-    try:
-        _require_project(store, request.project)
+    with _opened(request.database_url, store) as opened:
+        _require_project(opened, request.project)
         if request.lockset:
-            lockset = store.get(request.lockset, request.project)
+            lockset = opened.get(request.lockset, request.project)
         else:
-            project = request.project or _only_project(store)
-            latest = store.latest(project)
+            project = request.project or _only_project(opened)
+            latest = opened.latest(project)
             if latest is None:
                 raise NotFoundError(
                     f"Project {project!r} has no lockset yet.",
                     hint="Run `lockd compile` first.",
                 )
             lockset = latest
-    finally:
-        store.close()
     # Store.get/latest rebuild the lockset from its document and reject one whose
     # content no longer matches its hash, so lockset.hash is the filed hash.
     return cyclonedx.render_cyclonedx(
@@ -169,6 +164,19 @@ def verify_chains(request: VerifyRequest) -> ChainReport:
             evidence, anchors=tuple(a for a in evidence.anchors if a.project == request.project)
         )
     return replace(report, outside=check_evidence(records, evidence), evidence=evidence.sources)
+
+
+@contextmanager
+def _opened(database_url: str, store: Store | None) -> Iterator[Store]:
+    """The caller's open store (the server's), or one opened and closed here (the CLI's)."""
+    if store is not None:
+        yield store
+        return
+    opened = Store(database_url)
+    try:
+        yield opened
+    finally:
+        opened.close()
 
 
 @contextmanager

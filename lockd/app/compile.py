@@ -175,7 +175,7 @@ def compile_lockset(request: LockRequest, progress: ProgressHook | None = None) 
         files[MANIFEST] = render_manifest(lockset)
         stale = [name for lock in (on_disk.locks if on_disk else ()) for name in lock.files]
         with StagedFiles(request.out_dir, files, last=MANIFEST, remove=stale) as staged:
-            store.record_lockset(lockset)
+            store.record_lockset(lockset, files)
             written = staged.commit()
         return CompileResult(
             lockset,

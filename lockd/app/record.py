@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..errors import NotFoundError
+from ..errors import NotFoundError, StoreError, excerpt
 from ..lockset import diff_locksets
 
 if TYPE_CHECKING:
@@ -62,3 +63,59 @@ def latest(database_url: str, project: str | None) -> Lockset:
             hint="Run `lockd compile` first, or name the project with --project.",
         )
     return found
+
+
+@dataclass(frozen=True, slots=True)
+class LockFile:
+    name: str
+    content: bytes
+    media_type: str
+
+
+_MEDIA_TYPES = {
+    ".toml": "application/toml",
+    ".json": "application/json",
+    ".yml": "application/yaml",
+}
+
+
+def lock_file(store: Store, lockset: Lockset, name: str) -> LockFile:
+    """One of the lockset's lock files as compile wrote it, from the database, never a path.
+
+    ``lockd.json`` is rendered from the recorded document; the others are the stored
+    copies, served only if they still hash to what the lockset recorded.
+    """
+    from ..lockfiles.manifest import MANIFEST, render_manifest
+    from ..lockset import sha256_text
+
+    media = _MEDIA_TYPES.get(name[name.rfind(".") :], "text/plain")
+    if name == MANIFEST:
+        return LockFile(name, render_manifest(lockset), "application/json")
+    recorded = {n: sha for lock in lockset.locks for n, sha in lock.files.items()}
+    if name not in recorded:
+        raise NotFoundError(
+            f"Lockset {lockset.hash[:12]} has no lock file {excerpt(name)}.",
+            hint="Its files: " + ", ".join(sorted([MANIFEST, *recorded])) + ".",
+        )
+    stored = store.lock_file(lockset.hash, name)
+    if stored is None:
+        raise NotFoundError(
+            f"Lockset {lockset.hash[:12]} was recorded before lockd kept lock file contents; "
+            f"{name} is not in the database.",
+            hint="Take it from version control (locks/), or compile again.",
+        )
+    sha, content = stored
+    if sha != recorded[name] or sha256_text(content) != sha:
+        raise StoreError(
+            f"The stored copy of {name} does not match the hash lockset {lockset.hash[:12]} "
+            "recorded for it: the database was altered.",
+            hint="Run `lockd audit verify`, and take the file from version control.",
+        )
+    return LockFile(name, content.encode(), media)
+
+
+def diff_to_parent(store: Store, lockset: Lockset) -> dict[str, object] | None:
+    """The lockset's changes since its parent (None for the first of a chain)."""
+    if lockset.parent is None:
+        return None
+    return diff_locksets(store.get(lockset.parent), lockset)

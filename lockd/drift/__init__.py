@@ -24,6 +24,7 @@ from .report import (
     DriftReport,
     Finding,
     report_status,
+    target_statuses,
 )
 from .system import MIN_DRIVER_LINUX, driver_findings
 
@@ -45,4 +46,5 @@ __all__ = [
     "compare_snapshot",
     "driver_findings",
     "report_status",
+    "target_statuses",
 ]

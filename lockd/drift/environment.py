@@ -36,6 +36,7 @@ def compare_snapshot(
     for artifact in lock.artifacts:
         files_by_name.setdefault(artifact.name, []).append(artifact.sha256)
     installed = snapshot.dists_by_name
+    before_by_name = baseline.dists_by_name if baseline is not None else {}
     skip = {canonicalize_name(n) for n in ignore}
 
     if snapshot.python.minor != target.python_version:
@@ -65,7 +66,7 @@ def compare_snapshot(
             continue
         findings += _direct_url_findings(tid, name, dist.direct_url, files_by_name[name], lock)
         if baseline is not None:
-            before = baseline.dist(name)
+            before = before_by_name.get(canonicalize_name(name))
             if (
                 before is not None
                 and before.record_sha256
@@ -104,6 +105,8 @@ def compare_snapshot(
 
 def same_version(a: str, b: str) -> bool:
     """Equal as versions (``2.1`` is ``2.1.0``), or as text when either is no version."""
+    if a == b:  # the common case, without parsing two versions
+        return True
     try:
         return Version(a) == Version(b)
     except InvalidVersion:

@@ -170,3 +170,32 @@ class DriftReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.body(), "hash": self.hash}
+
+
+# Checks recorded as "<check>:<target>" (others, such as "images", are project-wide).
+_TARGET_CHECKS = frozenset({"live", "rebuild", "artifacts", "creep", "conda"})
+
+
+def target_statuses(body: Mapping[str, Any]) -> dict[str, str]:
+    """Each target a recorded report (its ``body()``) concerns, with its status there.
+
+    A target is concerned when a check ran on it or a finding or error names it;
+    its status is ``drift`` when a finding names it or no target at all (a moved
+    base image affects every target), else ``error`` likewise, else ``clean``.
+    """
+    findings = [f.get("target") for f in body.get("findings", [])]
+    errors = [e.get("target") for e in body.get("errors", [])]
+    targets = {t for t in (*findings, *errors) if t}
+    for check in body.get("checks", []):
+        kind, _, target = str(check).partition(":")
+        if kind in _TARGET_CHECKS and target:
+            targets.add(target)
+    statuses = {}
+    for target in sorted(targets):
+        if any(t in (target, None) for t in findings):
+            statuses[target] = "drift"
+        elif any(t in (target, None) for t in errors):
+            statuses[target] = "error"
+        else:
+            statuses[target] = "clean"
+    return statuses

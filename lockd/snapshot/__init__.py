@@ -23,13 +23,14 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from lockd import __version__
 from lockd.errors import FormatError, UsageError
 
 from . import parse
 from . import system as system_probe
+from ._probe import PROBE_VERSION
 from .closure import scan_libraries
 from .filesystem import DirectoryFileSystem, FileSystem
 from .image import ImageFacts, ImageLayer, PythonEnvironment
@@ -81,6 +82,7 @@ __all__ = [
     "read_snapshot",
     "resolve_python",
     "scan_libraries",
+    "snapshot_from_document",
     "snapshot_to_json",
     "summary_rows",
     "take_snapshot",
@@ -107,25 +109,47 @@ def take_snapshot(
     env = os.environ if environ is None else environ
     executable = resolve_python(python, env)
     probed = _run_probe(executable, env)
-    torch: Probe[TorchFlavour] = (
-        Available(probed.torch)
-        if probed.torch is not None
-        else Unavailable(f"torch is not installed in {probed.python.prefix}")
-    )
     system_info: Probe[SystemInfo] = (
         Available(system_probe.probe(probed.python.site_packages, root=root, environ=env))
         if system
         else Unavailable("not probed (--no-system)")
     )
+    return _assemble(probed, system_info, __version__)
+
+
+def _assemble(probed: parse.ProbeResult, system: Probe[SystemInfo], version: str) -> Snapshot:
+    torch: Probe[TorchFlavour] = (
+        Available(probed.torch)
+        if probed.torch is not None
+        else Unavailable(f"torch is not installed in {probed.python.prefix}")
+    )
     return Snapshot(
         taken_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-        lockd_version=__version__,
+        lockd_version=version,
         python=probed.python,
         dists=probed.dists,
         shadowed=probed.shadowed,
         torch=torch,
-        system=system_info,
+        system=system,
     )
+
+
+def snapshot_from_document(data: Any, *, source: str = "the snapshot") -> Snapshot:
+    """A snapshot from decoded JSON: what ``lockd snapshot`` writes, or the object the
+    stdlib probe prints (``python3 _probe.py --json``, ``--post``), which knows the Python
+    environment only: its system facts are recorded as not probed."""
+    if isinstance(data, Mapping) and "probe" in data and "version" not in data:
+        try:
+            probed = parse.parse_probe_data(data)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            detail = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)[:200]
+            raise FormatError(
+                f"{source} looks like the stdlib probe's output but is malformed: {detail}.",
+                hint="Post what the probe printed, unchanged.",
+            ) from None
+        reason = "not probed: the stdlib probe reads the Python environment only"
+        return _assemble(probed, Unavailable(reason), f"probe/{PROBE_VERSION}")
+    return Snapshot.from_dict(data, source=source)
 
 
 def resolve_python(python: Path | None, environ: Mapping[str, str]) -> Path:

@@ -232,5 +232,107 @@ def probe() -> dict[str, Any]:
     }
 
 
+# -- posting to `lockd serve` without lockd installed ---------------------------------------
+#
+#   python3 _probe.py --json                 # the probe's object as plain JSON
+#   LOCKD_TOKEN=... python3 _probe.py --post https://lockd.example/ \
+#       --project vision --target linux-x86_64-py311-cu124 --deployment prod-eu-1
+#
+# Exit codes as lockd's: 0 clean, 1 drift, 2 refused (token, scope, names), 3 failure.
+
+USAGE = (
+    "usage: python3 _probe.py [--json | --post URL --project NAME --target ID "
+    "--deployment NAME [--lockset HASH] [--timeout SECONDS]]"
+)
+
+
+def post(
+    url: str, body: bytes, query: dict[str, str], token: str, timeout: float
+) -> tuple[int, bytes]:
+    """POST ``body`` to ``url``/api/v1/snapshots?``query``; (HTTP status, answer body).
+
+    Status 0 means the server could not be reached (the answer is the reason). The
+    token travels in the Authorization header only and is never printed.
+    """
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    endpoint = url.rstrip("/") + "/api/v1/snapshots?" + urllib.parse.urlencode(query)
+    request = urllib.request.Request(endpoint, data=body, method="POST")  # noqa: S310
+    request.add_header("Content-Type", "application/json")
+    request.add_header("Authorization", "Bearer " + token)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:  # noqa: S310
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+    except (OSError, ValueError) as err:  # refused, DNS, TLS, timeout, a malformed URL
+        reason = getattr(err, "reason", None) or err
+        return 0, str(reason).encode("utf-8", "replace")
+
+
+def outcome(status: int, answer: bytes) -> tuple[int, str]:
+    """(exit code, one line for a person) for a server's answer."""
+    text = answer.decode("utf-8", "replace")
+    if status == 0:
+        return 3, "could not reach the lockd server: " + text[:300]
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if status == 200 and isinstance(data, dict):
+        findings = data.get("findings") or []
+        report = "drift report " + str(data.get("hash", ""))[:12]
+        if data.get("status") == "clean":
+            return 0, report + ": clean"
+        kinds = sorted({str(f.get("kind")) for f in findings if isinstance(f, dict)})
+        return 1, f"{report}: {len(findings)} finding(s): {', '.join(kinds)}"
+    detail = data.get("detail") if isinstance(data, dict) else None
+    message = f"the lockd server answered {status}: {detail or text[:300]}"
+    return (2 if 400 <= status < 500 else 3), message
+
+
+def _main(argv: list[str]) -> int:
+    options: dict[str, str] = {}
+    flags = ("--post", "--project", "--target", "--deployment", "--lockset", "--timeout")
+    args = list(argv)
+    while args:
+        flag = args.pop(0)
+        if flag == "--json":
+            options["json"] = "1"
+        elif flag in flags and args:
+            options[flag[2:]] = args.pop(0)
+        else:
+            sys.stderr.write(USAGE + "\n")
+            return 2
+    if "json" in options:
+        sys.stdout.write(json.dumps(probe()) + "\n")
+        return 0
+    missing = [f for f in ("post", "project", "target", "deployment") if not options.get(f)]
+    token = os.environ.get("LOCKD_TOKEN", "")
+    if missing or not token:
+        wanted = ["--" + f for f in missing] + ([] if token else ["LOCKD_TOKEN"])
+        sys.stderr.write("missing: " + ", ".join(wanted) + "\n" + USAGE + "\n")
+        return 2
+    query: dict[str, str] = {
+        k: options[k] for k in ("project", "target", "deployment", "lockset") if k in options
+    }
+    status, answer = post(
+        options["post"],
+        json.dumps(probe()).encode("utf-8"),
+        query,
+        token,
+        float(options.get("timeout", "30")),
+    )
+    code, line = outcome(status, answer)
+    if status == 200:
+        sys.stdout.write(answer.decode("utf-8", "replace").rstrip("\n") + "\n")
+    sys.stderr.write(line + "\n")
+    return code
+
+
 if __name__ == "__main__":
+    if len(sys.argv) > 1:  # run as a script with options (under ``-c``, argv is ["-c"])
+        sys.exit(_main(sys.argv[1:]))
     sys.stdout.write(MARKER + json.dumps(probe()))

@@ -13,6 +13,7 @@ import re
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
@@ -223,7 +224,10 @@ def parse_version_py(text: str) -> VersionPy | None:
     """Read ``torch/version.py`` with ``ast`` (never exec). ``None`` when it is not Python.
 
     Handles ``cuda: Optional[str] = '12.4'`` and the older unannotated ``cuda = None``.
+    A real one is under a kilobyte; a huge one (posted to the server) is not read.
     """
+    if len(text) > 65536:
+        return None
     try:
         tree = ast.parse(text)
     except (SyntaxError, ValueError):
@@ -433,9 +437,14 @@ def parse_probe_output(text: str) -> ProbeResult:
     _, marker, payload = text.rpartition(MARKER)
     if not marker:
         raise ValueError("no probe output found")
-    data = json.loads(payload)
+    return parse_probe_data(json.loads(payload))
+
+
+def parse_probe_data(data: Any) -> ProbeResult:
+    """The probe's JSON object, already decoded. Raises ``ValueError`` on anything unexpected."""
     if not isinstance(data, dict) or data.get("probe") != PROBE_VERSION:
-        raise ValueError(f"unexpected probe output (version {data.get('probe')!r})")
+        version = data.get("probe") if isinstance(data, dict) else None
+        raise ValueError(f"unexpected probe output (version {version!r})")
     python = Interpreter.from_dict(data["python"])
     dists, shadowed = split_shadowed(Dist.from_dict(d) for d in data["dists"])
     torch: TorchFlavour | None = None

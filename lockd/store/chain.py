@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -73,15 +73,55 @@ def append(engine: Engine, project: str, chain: Chain, write: Write[T], *, what:
     attempt and the transaction commits only if it returns. ``what`` names the
     record in error messages ("the drift report of project p").
     """
+    return append_many(
+        engine, (project,), chain, lambda session, head: write(session, head(project)), what=what
+    )
+
+
+Heads = Callable[[str], Head]
+
+
+class _Heads:
+    """``head(project)`` inside one append: the chain's newest hash, read afresh each time."""
+
+    def __init__(self, session: Session, chain: Chain, locked: list[str]) -> None:
+        self._session, self._chain, self._locked = session, chain, locked
+        self._owners: dict[str, int] = {}
+
+    def __call__(self, name: str) -> Head:
+        if name not in self._locked:
+            raise ValueError(f"project {name!r} is not locked in this append")
+        if name not in self._owners:
+            self._owners[name] = project_id(self._session, name)
+        owner = self._owners[name]
+        return Head(owner, _head(self._session, self._chain, owner))
+
+
+def append_many(
+    engine: Engine,
+    projects: Iterable[str],
+    chain: Chain,
+    write: Callable[[Session, Heads], T],
+    *,
+    what: str,
+) -> T:
+    """Append to ``chain`` of several projects in one transaction (one commit for a batch).
+
+    The chains' locks are taken first, in sorted order (two batches never wait on
+    each other in a circle); ``write(session, head)`` then asks ``head(project)``
+    before each record it adds, which reads the chain's newest hash afresh, so
+    several records of one project in one batch chain one after the other.
+    """
+    names = sorted(set(projects))
     bind = engine
     if engine.dialect.name == "postgresql":
         bind = engine.execution_options(isolation_level="READ COMMITTED")
     for attempt in range(1, ATTEMPTS + 1):
         try:
             with Session(bind) as session, session.begin():
-                lock_chain(session, project, chain)
-                owner = project_id(session, project)
-                return write(session, Head(owner, _head(session, chain, owner)))
+                for name in names:
+                    lock_chain(session, name, chain)
+                return write(session, _Heads(session, chain, names))
         except DBAPIError as exc:
             if attempt < ATTEMPTS and retryable(exc):
                 time.sleep(_backoff(attempt))

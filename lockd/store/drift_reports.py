@@ -1,59 +1,120 @@
-"""Drift reports in the database: appended to their project's chain with their snapshots."""
+"""Drift reports in the database: appended to their project's chain with their snapshots,
+their per-target index and daily counts, and the deployment that posted them."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from dataclasses import replace
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from ..drift import DriftReport
 from ..lockset import canonical_json
-from .chain import Chain, Head, append
+from . import fleet
+from .chain import Chain, Head, Heads, append_many
+from .fleet import Posted
 from .locksets import parse_time
 from .tables import DriftReportRow, ProjectRow, SnapshotRow
+
+_REPORTS: sa.Table = DriftReportRow.__table__  # type: ignore[attr-defined]
+_SNAPSHOTS: sa.Table = SnapshotRow.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """A drift report as stored, and the row ids of its snapshots by target."""
+
+    report: DriftReport
+    snapshots: Mapping[str, int]
 
 
 def record_drift(engine: Engine, report: DriftReport) -> DriftReport:
     """Append a report after the project's newest one; return it as stored (parent set)."""
-    return append(
-        engine,
-        report.project,
-        Chain.DRIFT_REPORTS,
-        lambda session, head: insert(session, head, report),
-        what=f"the drift report of project {report.project}",
+    return record_drifts(engine, [(report, None)])[0].report
+
+
+def record_drifts(
+    engine: Engine, reports: Sequence[tuple[DriftReport, Posted | None]]
+) -> list[Recorded]:
+    """Several reports in one transaction (one commit: the server's group commit), each
+    appended after the one before it in its project's chain. All are recorded, or none;
+    ``posted`` names the deployment whose snapshot a report compared."""
+    documents = [
+        {target: canonical_json(doc) for target, doc in report.snapshots.items()}
+        for report, _ in reports
+    ]
+
+    def write(session: Session, head: Heads) -> list[Recorded]:
+        return [
+            insert_recorded(session, head(report.project), report, posted, snapshots)
+            for (report, posted), snapshots in zip(reports, documents, strict=True)
+        ]
+
+    projects = sorted({report.project for report, _ in reports})
+    what = (
+        f"the drift report of project {projects[0]}"
+        if len(reports) == 1
+        else f"{len(reports)} drift reports of {', '.join(projects)}"
     )
+    return append_many(engine, projects, Chain.DRIFT_REPORTS, write, what=what)
 
 
 def insert(session: Session, head: Head, report: DriftReport) -> DriftReport:
-    """Add ``report`` chained to ``head`` (the chain's lock held: see ``append``)."""
+    """Add ``report`` chained to ``head`` (the chain's lock held: see ``chain.append``)."""
+    return insert_recorded(session, head, report).report
+
+
+def insert_recorded(
+    session: Session,
+    head: Head,
+    report: DriftReport,
+    posted: Posted | None = None,
+    snapshots: Mapping[str, str] | None = None,
+) -> Recorded:
+    """Add ``report`` chained to ``head`` (the chain's lock held: see ``chain.append``),
+    with its snapshots (``snapshots``: their canonical JSON, if already rendered), its
+    per-target index and daily counts, and the deployment that ``posted`` it.
+
+    Core inserts, not ORM objects: this is the server's hot path.
+    """
+    conn = session.connection()
     stored = replace(report, parent=head.hash)
-    row = DriftReportRow(
-        hash=stored.hash,
-        parent_hash=head.hash,
-        project_id=head.project_id,
-        lockset_hash=stored.lockset,
-        status=stored.status,
-        checked_at=parse_time(stored.checked_at),
-        finding_count=len(stored.findings),
-        document=canonical_json(stored.body()),
-    )
-    session.add(row)
-    session.flush()
+    body = {**stored.body(), "hash": stored.hash}
+    checked_at = parse_time(stored.checked_at)
+    report_id = conn.execute(
+        sa.insert(_REPORTS).values(
+            hash=body["hash"],
+            parent_hash=head.hash,
+            project_id=head.project_id,
+            lockset_hash=stored.lockset,
+            status=stored.status,
+            checked_at=checked_at,
+            finding_count=len(stored.findings),
+            document=canonical_json(stored.body()),
+        )
+    ).inserted_primary_key[0]  # type: ignore[index]
+    snapshot_ids: dict[str, int] = {}
     for target, snapshot in sorted(stored.snapshots.items()):
-        session.add(
-            SnapshotRow(
-                drift_report_id=row.id,  # type: ignore[arg-type]
+        snapshot_ids[target] = conn.execute(
+            sa.insert(_SNAPSHOTS).values(
+                drift_report_id=report_id,
                 target=target,
                 taken_at=parse_time(str(snapshot.get("taken_at", stored.checked_at))),
-                document=canonical_json(snapshot),
+                document=snapshots[target] if snapshots else canonical_json(snapshot),
+                deployment=posted.name if posted else None,
             )
+        ).inserted_primary_key[0]  # type: ignore[index]
+    fleet.index_report(conn, report_id, head.project_id, body, checked_at)
+    if posted is not None:
+        fleet.move_deployment(
+            conn, head.project_id, posted, body, checked_at, snapshot_ids.get(posted.target)
         )
-    return stored
+    return Recorded(stored, snapshot_ids)
 
 
 def drift_reports(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from ..errors import NotFoundError, StoreError, UsageError
+from ..errors import NotFoundError, StoreError, UsageError, excerpt
 from ..graph import Graph
 from ..lockset import Lockset, canonical_json
 from .chain import Chain, Head, append
@@ -19,6 +20,7 @@ from .tables import (
     DependencyRow,
     DriftReportRow,
     ImageRow,
+    LockFileRow,
     LockRow,
     LocksetRow,
     ProjectRow,
@@ -53,8 +55,11 @@ class LocksetSummary:
         }
 
 
-def record_lockset(engine: Engine, lockset: Lockset) -> None:
-    """Append a lockset with its locks, artifacts and base images, in one transaction.
+def record_lockset(
+    engine: Engine, lockset: Lockset, files: Mapping[str, bytes] | None = None
+) -> None:
+    """Append a lockset with its locks, artifacts, base images and the contents of its lock
+    ``files`` (as compile wrote them next to it), in one transaction.
 
     The lockset names the parent it was compiled against; if another lockset of
     the project was recorded since, this one is refused (nothing is recorded).
@@ -66,7 +71,7 @@ def record_lockset(engine: Engine, lockset: Lockset) -> None:
             return
         if head.hash != lockset.parent:
             raise _moved_on(session, lockset, head.hash)
-        _insert(session, head.project_id, lockset)
+        _insert(session, head.project_id, lockset, files or {})
 
     append(
         engine,
@@ -98,7 +103,9 @@ def _moved_on(session: Session, lockset: Lockset, head: str | None) -> StoreErro
     )
 
 
-def _insert(session: Session, project_id: int, lockset: Lockset) -> None:
+def _insert(
+    session: Session, project_id: int, lockset: Lockset, files: Mapping[str, bytes]
+) -> None:
     body = lockset.body()
     row = LocksetRow(
         hash=lockset.hash,
@@ -134,6 +141,17 @@ def _insert(session: Session, project_id: int, lockset: Lockset) -> None:
             resolved_at=parse_time(image["resolved_at"]),
         )
         for image in body["images"]
+    )
+    recorded = {name: sha for lock in lockset.locks for name, sha in lock.files.items()}
+    session.add_all(
+        LockFileRow(
+            lockset_id=row.id,  # type: ignore[arg-type]
+            name=name,
+            sha256=recorded[name],
+            content=data.decode(),
+        )
+        for name, data in sorted(files.items())
+        if name in recorded
     )
     for lock in lockset.locks:
         lock_row = LockRow(
@@ -204,27 +222,36 @@ def latest(session: Session, project: str) -> Lockset | None:
 def get(session: Session, ref: str, project: str | None, where: str) -> Lockset:
     """A lockset by full hash or unique prefix (at least 4 characters)."""
     if len(ref) < 4:
-        raise UsageError(f"Lockset id {ref!r} is too short.", hint="Give at least 4 characters.")
-    query = select(LocksetRow).where(col(LocksetRow.hash).startswith(ref.lower()))
+        raise UsageError(
+            f"Lockset id {excerpt(ref)} is too short.", hint="Give at least 4 characters."
+        )
+    # A range, not LIKE: hashes are lowercase hex, so every hash with this prefix sorts
+    # between it and it + "g", and the unique index answers (SQLite's LIKE scans the table).
+    low = ref.lower()
+    query = select(LocksetRow).where(col(LocksetRow.hash) >= low, col(LocksetRow.hash) < low + "g")
     if project:
         query = query.join(ProjectRow).where(ProjectRow.name == project)
     rows = session.exec(query.limit(2)).all()
     if not rows:
         raise NotFoundError(
-            f"No lockset {ref!r} in {where}.",
+            f"No lockset {excerpt(ref)} in {where}.",
             hint="`lockd history` lists the recorded locksets.",
         )
     if len(rows) > 1:
-        raise UsageError(f"Lockset id {ref!r} is ambiguous.", hint="Give more characters.")
+        raise UsageError(f"Lockset id {excerpt(ref)} is ambiguous.", hint="Give more characters.")
     return to_lockset(rows[0])
 
 
-def history(session: Session, project: str | None, limit: int | None) -> list[LocksetSummary]:
+def history(
+    session: Session, project: str | None, limit: int | None, offset: int = 0
+) -> list[LocksetSummary]:
     query = select(LocksetRow, ProjectRow).join(ProjectRow).order_by(col(LocksetRow.id).desc())
     if project:
         query = query.where(ProjectRow.name == project)
     if limit:
         query = query.limit(limit)
+    if offset:
+        query = query.offset(offset)
     return [
         LocksetSummary(
             hash=row.hash,
@@ -246,6 +273,43 @@ def history(session: Session, project: str | None, limit: int | None) -> list[Lo
     ]
 
 
+def lock_file(session: Session, lockset_hash: str, name: str) -> tuple[str, str] | None:
+    """(sha256, content) of a lock file stored with a lockset, if it was stored."""
+    found = session.exec(
+        select(LockFileRow.sha256, LockFileRow.content)
+        .join(LocksetRow)
+        .where(LocksetRow.hash == lockset_hash, LockFileRow.name == name)
+    ).first()
+    return (found[0], found[1]) if found else None
+
+
+def images(session: Session, project: str | None, limit: int) -> list[dict[str, Any]]:
+    """Base images recorded with locksets, newest lockset first."""
+    query = (
+        select(ImageRow, LocksetRow.hash, ProjectRow.name)
+        .join(LocksetRow, col(LocksetRow.id) == ImageRow.lockset_id)
+        .join(ProjectRow)
+        .order_by(col(ImageRow.id).desc())
+        .limit(limit)
+    )
+    if project:
+        query = query.where(ProjectRow.name == project)
+    return [
+        {
+            "project": name,
+            "lockset": lockset_hash,
+            "reference": image.reference,
+            "registry": image.registry_host,
+            "repository": image.repository,
+            "tag": image.tag,
+            "index_digest": image.index_digest,
+            "platforms": image.platforms,
+            "resolved_at": iso(image.resolved_at),
+        }
+        for image, lockset_hash, name in session.exec(query).all()
+    ]
+
+
 def projects(session: Session) -> list[str]:
     return list(session.exec(select(ProjectRow.name).order_by(ProjectRow.name)).all())
 
@@ -258,3 +322,10 @@ def to_lockset(row: LocksetRow) -> Lockset:
 
 def parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def iso(moment: datetime) -> str:
+    """A stored time as ``2026-01-02T03:04:05Z`` (the columns hold UTC)."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return moment.replace(tzinfo=None, microsecond=0).isoformat() + "Z"

@@ -7,7 +7,7 @@ Rows never leave ``lockd.store``. Writing goes through :mod:`lockd.store.chain`
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -18,12 +18,22 @@ from sqlalchemy.exc import DatabaseError, SQLAlchemyError
 from sqlmodel import Session
 
 from ..drift import DriftReport
-from ..errors import StoreError
+from ..errors import NotFoundError, StoreError, UsageError
 from ..lockset import Lockset
 from ..urls import strip_credentials
-from . import drift_reports, locksets, tracked_images
+from . import drift_reports, fleet, locksets, tokens, tracked_images
+from .drift_reports import Recorded
 from .engine import make_engine, reason
+from .fleet import (
+    Deployment,
+    DeploymentQuery,
+    Posted,
+    ProjectOverview,
+    ReportQuery,
+    ReportSummary,
+)
 from .locksets import LocksetSummary
+from .tokens import TokenInfo
 from .tracked_images import TrackedImage
 from .verify import ChainReport, Records, check_chains, load_records
 
@@ -85,9 +95,10 @@ class Store:
 
     # -- locksets ----------------------------------------------------------------
 
-    def record_lockset(self, lockset: Lockset) -> None:
-        """Append a lockset to its project's chain (refused if the chain moved on)."""
-        locksets.record_lockset(self.engine, lockset)
+    def record_lockset(self, lockset: Lockset, files: Mapping[str, bytes] | None = None) -> None:
+        """Append a lockset to its project's chain (refused if the chain moved on), with the
+        contents of its lock ``files`` as compile wrote them."""
+        locksets.record_lockset(self.engine, lockset, files)
 
     def latest(self, project: str) -> Lockset | None:
         with self._session() as session:
@@ -98,9 +109,21 @@ class Store:
         with self._session() as session:
             return locksets.get(session, ref, project, self.where)
 
-    def history(self, project: str | None = None, limit: int | None = None) -> list[LocksetSummary]:
+    def history(
+        self, project: str | None = None, limit: int | None = None, offset: int = 0
+    ) -> list[LocksetSummary]:
         with self._session() as session:
-            return locksets.history(session, project, limit)
+            return locksets.history(session, project, limit, offset)
+
+    def lock_file(self, lockset_hash: str, name: str) -> tuple[str, str] | None:
+        """(sha256, content) of a lock file stored with a lockset, if it was stored."""
+        with self._session() as session:
+            return locksets.lock_file(session, lockset_hash, name)
+
+    def images(self, project: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+        """Base images recorded with locksets, newest lockset first."""
+        with self._session() as session:
+            return locksets.images(session, project, limit)
 
     def projects(self) -> list[str]:
         with self._session() as session:
@@ -111,6 +134,11 @@ class Store:
     def record_drift(self, report: DriftReport) -> DriftReport:
         """Append a drift report to its project's chain; return it as stored."""
         return drift_reports.record_drift(self.engine, report)
+
+    def record_drifts(self, reports: Sequence[tuple[DriftReport, Posted | None]]) -> list[Recorded]:
+        """Several reports appended in one transaction (the server's group commit), each
+        with the deployment that posted its snapshot; all are recorded, or none."""
+        return drift_reports.record_drifts(self.engine, reports)
 
     def drift_reports(
         self,
@@ -149,6 +177,78 @@ class Store:
         with self._session() as session:
             return tracked_images.tracked_images(session, project)
 
+    # -- the fleet (lockd serve) -------------------------------------------------
+
+    def ingestion_state(self, project: str, posted: Posted) -> tuple[str | None, int | None]:
+        """(the project's newest lockset hash, the deployment's baseline snapshot id), in one
+        round trip: what every posted snapshot needs first."""
+        with self._session() as session:
+            found = session.connection().execute(fleet.ingestion_state(project, posted)).first()
+        return (found[0], found[1]) if found is not None else (None, None)
+
+    def deployments(self, query: DeploymentQuery, stale_before: datetime) -> list[Deployment]:
+        with self._session() as session:
+            return fleet.deployments(session, query, stale_before)
+
+    def deployment_counts(self, stale_before: datetime) -> dict[str, int]:
+        with self._session() as session:
+            return fleet.deployment_counts(session, stale_before)
+
+    def project_overviews(self, first_day: str) -> list[ProjectOverview]:
+        with self._session() as session:
+            return fleet.project_overviews(session, first_day)
+
+    def drift_report_summaries(self, query: ReportQuery) -> list[ReportSummary]:
+        with self._session() as session:
+            return fleet.drift_report_summaries(session, query)
+
+    def drift_report(self, ref: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """A report's document (with its hash) and its snapshots; ({}, []) if unknown."""
+        with self._session() as session:
+            return fleet.report_document(session, ref)
+
+    def snapshot_document(self, snapshot_id: int) -> dict[str, Any] | None:
+        with self._session() as session:
+            return fleet.snapshot_document(session, snapshot_id)
+
+    # -- tokens ----------------------------------------------------------------------
+
+    def add_token(self, name: str, scope: str, token_hash: str, expires: datetime | None) -> None:
+        """Record a token's hash; a name in use is refused."""
+        with Session(self.engine) as session, session.begin():
+            if tokens.name_taken(session, name):
+                raise UsageError(
+                    f"A token named {name!r} exists already (tokens are never renamed or reused).",
+                    hint="Choose another name; `lockd tokens list` shows the names in use.",
+                )
+            tokens.add(session, name, scope, token_hash, expires)
+
+    def tokens(self) -> list[TokenInfo]:
+        with self._session() as session:
+            return tokens.listed(session)
+
+    def revoke_token(self, name: str) -> TokenInfo:
+        with Session(self.engine) as session, session.begin():
+            info = tokens.revoke(session, name)
+        if info is None:
+            raise NotFoundError(
+                f"No token named {name!r}.", hint="`lockd tokens list` shows the tokens."
+            )
+        return info
+
+    def token(self, token_hash: str) -> TokenInfo | None:
+        with self._session() as session:
+            return tokens.lookup(session.connection(), token_hash)
+
+    def schema_current(self) -> bool:
+        """The database answers and its schema is this lockd's (``/readyz``)."""
+        from .migrate import SCHEMA_HEAD, current_revision
+
+        try:
+            return current_revision(self.engine) == SCHEMA_HEAD
+        except SQLAlchemyError:
+            return False
+
     # -- tamper evidence ---------------------------------------------------------
 
     def has_schema(self) -> bool:
@@ -177,4 +277,4 @@ class Store:
         return check_chains(self.chain_records(project))
 
 
-__all__ = ["LocksetSummary", "Store", "TrackedImage"]
+__all__ = ["LocksetSummary", "Recorded", "Store", "TrackedImage"]

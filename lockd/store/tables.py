@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -17,6 +17,8 @@ class ProjectRow(SQLModel, table=True):
 
 class LocksetRow(SQLModel, table=True):
     __tablename__ = "locksets"
+    # A project's newest lockset is one index probe (the dashboard's project list).
+    __table_args__ = (Index("ix_locksets_project_newest", "project_id", "id"),)
 
     id: int | None = Field(default=None, primary_key=True)
     hash: str = Field(index=True, unique=True)
@@ -83,6 +85,10 @@ class DependencyRow(SQLModel, table=True):
 
 class DriftReportRow(SQLModel, table=True):
     __tablename__ = "drift_reports"
+    __table_args__ = (
+        Index("ix_drift_reports_project_newest", "project_id", "id"),
+        Index("ix_drift_reports_lockset_newest", "lockset_hash", "id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     hash: str = Field(index=True, unique=True)
@@ -104,6 +110,7 @@ class SnapshotRow(SQLModel, table=True):
     target: str
     taken_at: datetime
     document: str = Field(sa_column=Column(Text, nullable=False))
+    deployment: str | None = None  # the deployment that posted it to `lockd serve`
 
 
 class ImageRow(SQLModel, table=True):
@@ -136,3 +143,81 @@ class TrackedImageRow(SQLModel, table=True):
     reference: str
     target: str
     created_at: datetime
+
+
+class LockFileRow(SQLModel, table=True):
+    """A lock file exactly as compile wrote it; its sha256 is in the lockset document."""
+
+    __tablename__ = "lock_files"
+    __table_args__ = (UniqueConstraint("lockset_id", "name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    lockset_id: int = Field(foreign_key="locksets.id", index=True)
+    name: str
+    sha256: str
+    content: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class DriftReportTargetRow(SQLModel, table=True):
+    """Which targets a drift report checked, and its status for each (filters, summaries)."""
+
+    __tablename__ = "drift_report_targets"
+    __table_args__ = (Index("ix_drift_report_targets_target", "target", "drift_report_id"),)
+
+    drift_report_id: int = Field(foreign_key="drift_reports.id", primary_key=True)
+    target: str = Field(primary_key=True)
+    status: str  # clean | drift | error, for this target
+
+
+class DriftDayRow(SQLModel, table=True):
+    """Per project, target and UTC day: how many checks ended clean, drifted or failed.
+
+    Kept up to date in the transaction that records each report, so the
+    dashboard's 14-night grid reads a few hundred rows, never the reports.
+    """
+
+    __tablename__ = "drift_days"
+
+    project_id: int = Field(foreign_key="projects.id", primary_key=True)
+    target: str = Field(primary_key=True)
+    day: str = Field(primary_key=True)  # YYYY-MM-DD, UTC
+    clean: int = 0
+    drift: int = 0
+    error: int = 0
+    last_status: str
+    last_report_id: int
+
+
+class DeploymentRow(SQLModel, table=True):
+    """A deployment that posts snapshots to `lockd serve`: where it stands now."""
+
+    __tablename__ = "deployments"
+    __table_args__ = (UniqueConstraint("project_id", "target", "name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="projects.id", index=True)
+    target: str
+    name: str
+    lockset_hash: str
+    first_seen: datetime
+    last_seen: datetime = Field(index=True)
+    last_status: str = Field(index=True)  # clean | drift | error (stale is computed)
+    finding_kinds: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    finding_count: int
+    last_report_hash: str
+    # The snapshot of its last clean report: what "changed since" means for this deployment.
+    baseline_snapshot_id: int | None = Field(default=None, foreign_key="snapshots.id")
+
+
+class TokenRow(SQLModel, table=True):
+    """An API token of `lockd serve`, as a hash: the token itself is shown once, never stored."""
+
+    __tablename__ = "tokens"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True)
+    scope: str  # read | ingest | admin
+    token_hash: str = Field(index=True, unique=True)  # sha256 hex of the whole token
+    created_at: datetime
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None

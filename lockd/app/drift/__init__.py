@@ -6,7 +6,16 @@ served, ``creep`` resolves the inputs again, ``images`` re-resolves base
 image tags; ``indexes`` puts the configured credentials on recorded URLs.
 """
 
+from .environment import live_findings
 from .options import DriftOptions, DriftStep, ProgressHook
 from .run import default_project, exit_code, run_drift
 
-__all__ = ["DriftOptions", "DriftStep", "ProgressHook", "default_project", "exit_code", "run_drift"]
+__all__ = [
+    "DriftOptions",
+    "DriftStep",
+    "ProgressHook",
+    "default_project",
+    "exit_code",
+    "live_findings",
+    "run_drift",
+]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...builds import rebuild_refusal, recorded_builds
 from ...drift import Finding, compare_snapshot, driver_findings
@@ -21,26 +21,24 @@ from ...urls import redact
 from .artifacts import served_findings
 from .options import DriftOptions, TargetCheck
 
+if TYPE_CHECKING:
+    from ...snapshot import Snapshot
+
 
 def check_environment(
     store: Store, check: TargetCheck
 ) -> tuple[list[Finding], dict[str, Any] | None, str]:
     """The target's environment against its lock: ``(findings, snapshot, check name)``."""
-    from ...snapshot import Snapshot, read_snapshot, take_snapshot
+    from ...snapshot import Snapshot, take_snapshot
 
     options, lock, target = check.options, check.lock, check.target
     baseline_doc = store.baseline_snapshot(check.lockset.project, lock.target)
     baseline = Snapshot.from_dict(baseline_doc) if baseline_doc else None
     if options.snapshot is not None or options.python is not None:
-        check.step("snapshot", str(options.snapshot or options.python))
-        snapshot = (
-            read_snapshot(options.snapshot) if options.snapshot else take_snapshot(options.python)
-        )
+        check.step("snapshot", "the snapshot given" if options.snapshot else str(options.python))
+        snapshot = options.snapshot or take_snapshot(options.python)
         check.step("compare", f"{len(snapshot.dists)} dists against {len(lock.artifacts)} files")
-        findings = compare_snapshot(lock, target, snapshot, baseline=baseline)
-        findings += driver_findings(
-            lock, target, snapshot.driver_version or _driver_override(options)
-        )
+        findings = live_findings(lock, target, snapshot, baseline, _driver_override(options))
         return findings, snapshot.to_dict(), f"live:{lock.target}"
     # --no-rebuild needs no interpreter: looking for one costs a `uv python find` per target.
     interpreter = None if options.rebuild is False else _interpreter_for(target, options)
@@ -60,9 +58,21 @@ def check_environment(
         check.step("snapshot", "the rebuilt environment")
         snapshot = take_snapshot(venv_python)
         check.step("compare", f"{len(snapshot.dists)} dists against {len(lock.artifacts)} files")
-        findings += compare_snapshot(lock, target, snapshot, baseline=baseline)
-        findings += driver_findings(lock, target, snapshot.driver_version)
+        findings += live_findings(lock, target, snapshot, baseline, None)
         return findings, snapshot.to_dict(), f"rebuild:{lock.target}"
+
+
+def live_findings(
+    lock: Lock,
+    target: Target,
+    snapshot: Snapshot,
+    baseline: Snapshot | None,
+    driver_override: str | None,
+) -> list[Finding]:
+    """An environment's snapshot against a target's lock (and the last clean ``baseline``):
+    the one comparison behind ``--python``, ``--snapshot``, rebuilds and fleet snapshots."""
+    findings = compare_snapshot(lock, target, snapshot, baseline=baseline)
+    return findings + driver_findings(lock, target, snapshot.driver_version or driver_override)
 
 
 def _driver_override(options: DriftOptions) -> str | None:

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from ...lockset import Lock, Lockset
     from ...routing import IndexPlan
     from ...shards import Shard
+    from ...snapshot import Snapshot
     from ...targets import Target
 
 
@@ -26,7 +27,7 @@ class DriftOptions:
     target: str | None = None
     all_projects: bool = False
     python: Path | None = None
-    snapshot: Path | None = None
+    snapshot: Snapshot | None = None  # read by the caller (a file, or a request body)
     rebuild: bool | None = None  # None: rebuild the targets this machine can build
     creep: bool = True
     images: bool = True

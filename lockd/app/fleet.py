@@ -1,0 +1,269 @@
+"""Fleet use cases: a deployment's snapshot checked against its lock and recorded.
+
+``Fleet.ingest`` is what ``POST /api/v1/snapshots`` does: read the posted
+document strictly (a ``lockd snapshot`` JSON, or the raw output of the
+stdlib probe), pick the lockset (the project's newest, or the one named),
+compare the snapshot with the target's lock and with the deployment's last
+clean snapshot (the comparison ``lockd drift --snapshot`` makes), and record
+the report, the snapshot and the deployment in one transaction of the
+project's drift chain.
+
+A ``Fleet`` lives as long as the server process: locksets are immutable and
+content-addressed and snapshots are never rewritten, so both are cached by
+their hash or row id; what moves (a project's newest lockset, a deployment's
+baseline) is read from the database on every call.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Generic, TypeVar
+
+from ..drift import DriftReport
+from ..errors import FormatError, NotFoundError, UsageError
+from ..lockset import Lockset
+from ..snapshot import Snapshot, snapshot_from_document
+from ..store import Deployment, DeploymentQuery, Posted, ProjectOverview, Recorded, Store
+from ..store.fleet import days_back
+from ..targets import parse_target_id
+from .drift import live_findings
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+R = TypeVar("R")
+
+# Names a deployment, project or target may have: printable, bounded. Anything else
+# is refused before it reaches the database (and every page escapes them anyway).
+MAX_NAME = 200
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+@dataclass(frozen=True, slots=True)
+class Ingestion:
+    """Where a posted snapshot comes from and what it is compared with."""
+
+    project: str
+    target: str
+    deployment: str
+    lockset: str | None = None  # hash or unique prefix; default: the project's newest
+
+
+class _Lru(Generic[K, V]):
+    """A small thread-safe LRU map (the server's request threads share it)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[K, V] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def fetch(self, key: K, load: Callable[[], V]) -> V:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        value = load()  # outside the lock: two threads may load the same value once each
+        with self._lock:
+            self._items[key] = value
+            if len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class Overview:
+    """The dashboard's first page: the fleet by status and every project's recent nights."""
+
+    counts: dict[str, int]
+    attention: list[Deployment]  # drifted, failing and stale deployments, newest first
+    projects: list[ProjectOverview]
+    days: list[str]  # the nights shown, oldest first
+
+
+class Fleet:
+    """Snapshot ingestion and the fleet's state over one open store (one per server process)."""
+
+    def __init__(self, store: Store, stale_after: timedelta = timedelta(hours=24)) -> None:
+        self.store = store
+        self.stale_after = stale_after
+        self._locksets: _Lru[str, Lockset] = _Lru(64)
+        self._baselines: _Lru[int, Snapshot | None] = _Lru(1024)
+        self._commits: GroupCommit[tuple[DriftReport, Posted | None], Recorded] = GroupCommit(
+            store.record_drifts
+        )
+
+    def stale_before(self) -> datetime:
+        return datetime.now(UTC) - self.stale_after
+
+    def deployments(self, query: DeploymentQuery) -> list[Deployment]:
+        return self.store.deployments(query, self.stale_before())
+
+    def projects(self, nights: int = 14) -> tuple[list[str], list[ProjectOverview]]:
+        """The last ``nights`` UTC days (oldest first) and every project over them."""
+        days = days_back(datetime.now(UTC), nights)
+        return days, self.store.project_overviews(days[0])
+
+    def overview(self, nights: int = 14, attention: int = 50) -> Overview:
+        stale_before = self.stale_before()
+        counts = self.store.deployment_counts(stale_before)
+        worrying: list[Deployment] = []
+        for status in ("drift", "error", "stale"):
+            if counts.get(status) and len(worrying) < attention:
+                query = DeploymentQuery(status=status, limit=attention - len(worrying))
+                worrying += self.store.deployments(query, stale_before)
+        days, projects = self.projects(nights)
+        return Overview(counts, worrying, projects, days)
+
+    def ingest(self, request: Ingestion, body: bytes) -> DriftReport:
+        """Check the posted snapshot; record and return the drift report."""
+        for label, value in (
+            ("project", request.project),
+            ("target", request.target),
+            ("deployment", request.deployment),
+        ):
+            check_name(label, value)
+        target = parse_target_id(request.target)
+        snapshot = parse_posted(body)
+        posted = Posted(request.deployment, request.target)
+        newest, baseline_id = self.store.ingestion_state(request.project, posted)
+        digest, lockset = self._lockset(request, newest)
+        lock = lockset.lock(request.target)
+        if lock is None:
+            raise NotFoundError(
+                f"Lockset {digest[:12]} of {request.project!r} has no target {request.target!r}.",
+                hint="Its targets: " + ", ".join(lockset.targets) + ".",
+            )
+        if lock.artifacts and all(a.kind == "conda" for a in lock.artifacts):
+            raise UsageError(
+                f"Target {request.target} is a conda lock; snapshots are compared with pip locks.",
+                hint="Post the snapshot against the pip target of the same platform.",
+            )
+        baseline = self._baseline(baseline_id)
+        report = DriftReport(
+            project=lockset.project,
+            lockset=digest,
+            checked_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            findings=tuple(live_findings(lock, target, snapshot, baseline, None)),
+            checks=(f"live:{request.target}",),
+            snapshots={request.target: snapshot.to_dict()},
+        )
+        recorded = self._commits.submit((report, posted))
+        if recorded.report.status == "clean":  # the deployment's baseline from now on
+            self._baselines.fetch(recorded.snapshots[request.target], lambda: snapshot)
+        return recorded.report
+
+    def _lockset(self, request: Ingestion, newest: str | None) -> tuple[str, Lockset]:
+        """(hash, lockset): the hash as filed (``Lockset.hash`` recomputes it: costly)."""
+        if request.lockset:
+            found = self.store.get(request.lockset, request.project)
+            digest = found.hash
+            return digest, self._locksets.fetch(digest, lambda: found)
+        if newest is None:
+            raise NotFoundError(
+                f"Project {request.project!r} has no lockset.",
+                hint="Run `lockd compile` for it first (with the database this server uses).",
+            )
+        return newest, self._locksets.fetch(newest, lambda: self.store.get(newest))
+
+    def _baseline(self, snapshot_id: int | None) -> Snapshot | None:
+        if snapshot_id is None:
+            return None
+
+        def load() -> Snapshot | None:
+            document = self.store.snapshot_document(snapshot_id)
+            return Snapshot.from_dict(document) if document else None
+
+        return self._baselines.fetch(snapshot_id, load)
+
+
+@dataclass(slots=True)
+class _Entry(Generic[V]):
+    item: V
+    done: bool = False
+    result: Any = None
+    error: BaseException | None = None
+
+
+class GroupCommit(Generic[V, R]):
+    """Writes that arrive while one is being committed are committed together, next.
+
+    A commit waits for the disk (an fsync); one per request would cap the rate at
+    one request per fsync. Instead the first waiting request becomes the leader,
+    writes everything pending in one transaction and wakes the others; each leader
+    writes one batch, so none waits behind an endless stream. A batch that fails is
+    written again item by item, so one bad report fails only its own request.
+    Writes from this process are serialised here rather than in SQLite's busy
+    handler, which sleeps.
+    """
+
+    def __init__(self, write: Callable[[list[V]], list[R]]) -> None:
+        self._write = write
+        self._cond = threading.Condition()
+        self._pending: list[_Entry[V]] = []
+        self._leading = False
+
+    def submit(self, item: V) -> R:
+        entry = _Entry(item)
+        with self._cond:
+            self._pending.append(entry)
+            while self._leading and not entry.done:
+                self._cond.wait()
+            if not entry.done:
+                self._leading = True
+                batch, self._pending = self._pending, []
+        if not entry.done:
+            try:
+                self._commit(batch)
+            finally:
+                with self._cond:
+                    self._leading = False
+                    self._cond.notify_all()
+        if entry.error is not None:
+            raise entry.error
+        result: R = entry.result
+        return result
+
+    def _commit(self, batch: list[_Entry[V]]) -> None:
+        try:
+            results = self._write([e.item for e in batch])
+        except Exception:
+            if len(batch) == 1:
+                batch[0].error, batch[0].done = sys.exc_info()[1], True
+                return
+            for entry in batch:
+                self._commit([entry])
+            return
+        for entry, result in zip(batch, results, strict=True):
+            entry.result, entry.done = result, True
+
+
+def check_name(label: str, value: str) -> None:
+    """A name from a request: non-empty, printable, at most ``MAX_NAME`` characters."""
+    if not value or len(value) > MAX_NAME or _CONTROL.search(value):
+        raise UsageError(
+            f"The {label} name must be 1 to {MAX_NAME} printable characters"
+            + (f" (got {len(value)})." if len(value) > MAX_NAME else "."),
+            hint=f"Pass {label}=NAME in the query string.",
+        )
+
+
+def parse_posted(body: bytes) -> Snapshot:
+    """A posted snapshot: ``lockd snapshot`` JSON, or what the stdlib probe prints."""
+    try:
+        data: Any = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        detail = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:200]
+        raise FormatError(
+            f"The request body is not JSON ({detail}).",
+            hint="Post the output of `lockd snapshot` (or of the stdlib probe) as the body.",
+        ) from None
+    try:
+        return snapshot_from_document(data, source="the posted snapshot")
+    except RecursionError:
+        raise FormatError("The posted snapshot is nested too deeply.") from None

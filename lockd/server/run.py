@@ -1,0 +1,63 @@
+"""Starting ``lockd serve``: uvicorn with one process or several over one database.
+
+The store is opened (and migrated) before uvicorn listens, so a bad database
+is a one-paragraph error. With ``workers > 1`` the workers are new processes
+that read their configuration from the environment, and prometheus-client's
+multiprocess mode keeps their metrics in a scratch directory lockd owns.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import dataclass, replace
+
+from ..settings import ServerSettings
+
+
+@dataclass(frozen=True, slots=True)
+class ServeRequest:
+    database_url: str
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_read: bool = False
+    workers: int = 1
+    log_level: str = "info"
+
+
+def serve(request: ServeRequest) -> None:
+    """Serve until SIGTERM or Ctrl-C, then shut down gracefully (30 s at most)."""
+    import functools
+
+    import uvicorn
+
+    from ..scratch import scratch_dir
+    from ..store import Store
+    from .app import create_app, log_config
+
+    settings = ServerSettings.from_env()
+    if request.public_read:
+        settings = replace(settings, public_read=True)
+    store = Store(request.database_url)  # migrated before listening
+    # uvicorn shuts down on SIGTERM and SIGINT, then raises the signal again: let it end
+    # the process as a signal does, not as the CLI's "resolvers stopped" interruption.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    run = functools.partial(
+        uvicorn.run,
+        host=request.host,
+        port=request.port,
+        log_config=log_config(request.log_level),
+        access_log=False,  # lockd writes its own JSON access lines
+        server_header=False,
+        timeout_graceful_shutdown=30,
+    )
+    if request.workers == 1:
+        run(create_app(store, settings))
+        return
+    store.close()
+    os.environ["LOCKD_DATABASE_URL"] = request.database_url
+    os.environ["LOCKD_SERVE_PUBLIC_READ"] = "1" if settings.public_read else "0"
+    with scratch_dir("metrics") as metrics:
+        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(metrics))
+        run("lockd.server:from_environment", factory=True, workers=request.workers)

@@ -1,0 +1,429 @@
+"""The fleet in the database: deployments, per-target report index, the daily summary.
+
+Every drift report is indexed when it is recorded, in the same transaction:
+one ``drift_report_targets`` row per target it concerns (with its status
+there) and a bump of that target's ``drift_days`` counter. A snapshot posted
+by a deployment also moves that deployment's row. The dashboard and the API
+read these small tables and never scan the reports; what they return are
+domain values, never rows.
+
+What this module cannot do: tell a deployment that stopped from one that
+never reports often — "stale" is only "not seen for longer than the server's
+``stale_after``", computed at read time.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Connection, case, func
+from sqlmodel import Session, col, select
+
+from ..drift import target_statuses
+from .locksets import iso
+from .tables import (
+    DeploymentRow,
+    DriftDayRow,
+    DriftReportRow,
+    DriftReportTargetRow,
+    LocksetRow,
+    ProjectRow,
+    SnapshotRow,
+)
+
+STATUSES = ("clean", "drift", "error", "stale")
+_TARGETS: sa.Table = DriftReportTargetRow.__table__  # type: ignore[attr-defined]
+_DAYS: sa.Table = DriftDayRow.__table__  # type: ignore[attr-defined]
+_DEPLOYMENTS: sa.Table = DeploymentRow.__table__  # type: ignore[attr-defined]
+_LOCKSETS: sa.Table = LocksetRow.__table__  # type: ignore[attr-defined]
+_PROJECTS: sa.Table = ProjectRow.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class Posted:
+    """Which deployment posted the snapshot a report compared (fleet ingestion)."""
+
+    name: str
+    target: str
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    project: str
+    target: str
+    name: str
+    lockset: str
+    first_seen: str
+    last_seen: str
+    status: str  # clean | drift | error | stale
+    reported_status: str  # what its last report said (a stale deployment keeps it)
+    finding_kinds: tuple[str, ...]
+    finding_count: int
+    last_report: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "project": self.project,
+            "target": self.target,
+            "deployment": self.name,
+            "lockset": self.lockset,
+            "first_seen": self.first_seen,
+            "last_seen": self.last_seen,
+            "status": self.status,
+            "reported_status": self.reported_status,
+            "finding_kinds": list(self.finding_kinds),
+            "finding_count": self.finding_count,
+            "last_report": self.last_report,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentQuery:
+    project: str | None = None
+    target: str | None = None
+    status: str | None = None  # one of STATUSES
+    limit: int = 100
+    offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ReportQuery:
+    project: str | None = None
+    target: str | None = None
+    status: str | None = None  # clean | drift | error (for ``target``, when given)
+    since: datetime | None = None
+    limit: int = 50
+    offset: int = 0
+    lockset: str | None = None  # full hash
+
+
+@dataclass(frozen=True, slots=True)
+class ReportSummary:
+    hash: str
+    project: str
+    lockset: str
+    status: str
+    checked_at: str
+    finding_count: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "hash": self.hash,
+            "project": self.project,
+            "lockset": self.lockset,
+            "status": self.status,
+            "checked_at": self.checked_at,
+            "finding_count": self.finding_count,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectOverview:
+    """One project on the dashboard: its newest lockset and each target's recent nights."""
+
+    name: str
+    latest: str | None
+    latest_at: str | None
+    lockset_count: int
+    targets: tuple[str, ...]
+    # target -> day (YYYY-MM-DD) -> (last status, clean, drift, error)
+    days: Mapping[str, Mapping[str, tuple[str, int, int, int]]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "project": self.name,
+            "latest_lockset": self.latest,
+            "latest_at": self.latest_at,
+            "locksets": self.lockset_count,
+            "targets": {
+                target: {
+                    day: {"status": s, "clean": c, "drift": d, "error": e}
+                    for day, (s, c, d, e) in self.days.get(target, {}).items()
+                }
+                for target in self.targets
+            },
+        }
+
+
+# -- writing (inside the transaction that records the report) ---------------------------
+#
+# Core statements, not ORM objects: these run for every posted snapshot, where
+# the unit of work's bookkeeping cost more than the database did. Counters and
+# deployments are upserts (one statement each) on SQLite and PostgreSQL.
+
+
+def upsert(
+    conn: Connection,
+    table: sa.Table,
+    keys: Mapping[str, Any],
+    insert: Mapping[str, Any],
+    update: Mapping[str, Any],
+) -> None:
+    """Insert ``keys`` + ``insert``, or, when the row with ``keys`` exists, set ``update``."""
+    dialect = conn.dialect.name
+    if dialect in {"sqlite", "postgresql"}:
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        module: Any = sqlite if dialect == "sqlite" else postgresql
+        statement = module.insert(table).values({**keys, **insert})
+        conn.execute(statement.on_conflict_do_update(index_elements=list(keys), set_=dict(update)))
+        return
+    update_or_insert(conn, table, keys, insert, update)
+
+
+def update_or_insert(
+    conn: Connection,
+    table: sa.Table,
+    keys: Mapping[str, Any],
+    insert: Mapping[str, Any],
+    update: Mapping[str, Any],
+) -> None:
+    """``upsert`` for databases without ``ON CONFLICT`` (safe under the chain's lock)."""
+    match = sa.and_(*(table.c[k] == v for k, v in keys.items()))
+    if conn.execute(sa.update(table).where(match).values(dict(update))).rowcount == 0:
+        conn.execute(sa.insert(table).values({**keys, **insert}))
+
+
+def index_report(
+    conn: Connection, report_id: int, project_id: int, body: Mapping[str, Any], checked_at: datetime
+) -> None:
+    """The report's per-target rows and its bump of each target's day."""
+    day = checked_at.astimezone(UTC).strftime("%Y-%m-%d")
+    statuses = target_statuses(body)
+    if not statuses:
+        return
+    conn.execute(
+        sa.insert(_TARGETS),
+        [{"drift_report_id": report_id, "target": t, "status": s} for t, s in statuses.items()],
+    )
+    for target, status in statuses.items():
+        counts = {"clean": 0, "drift": 0, "error": 0, status: 1}
+        latest = {"last_status": status, "last_report_id": report_id}
+        upsert(
+            conn,
+            _DAYS,
+            {"project_id": project_id, "target": target, "day": day},
+            {**counts, **latest},
+            {status: _DAYS.c[status] + 1, **latest},
+        )
+
+
+def move_deployment(  # noqa: PLR0917 - one call site, in the recording transaction
+    conn: Connection,
+    project_id: int,
+    posted: Posted,
+    body: Mapping[str, Any],
+    seen: datetime,
+    snapshot_id: int | None,
+) -> None:
+    """Create or update the deployment that posted; a clean report makes its snapshot the
+    deployment's baseline."""
+    findings = body["findings"]
+    state: dict[str, Any] = {
+        "lockset_hash": body["lockset"],
+        "last_seen": seen,
+        "last_status": body["status"],
+        "finding_kinds": sorted({f["kind"] for f in findings}),
+        "finding_count": len(findings),
+        "last_report_hash": body["hash"],
+    }
+    if body["status"] == "clean" and snapshot_id is not None:
+        state["baseline_snapshot_id"] = snapshot_id
+    upsert(
+        conn,
+        _DEPLOYMENTS,
+        {"project_id": project_id, "target": posted.target, "name": posted.name},
+        {"first_seen": seen, **state},
+        state,
+    )
+
+
+# -- reading ------------------------------------------------------------------------------
+
+
+def ingestion_state(project: str, posted: Posted) -> sa.Select[Any]:
+    """One row: the project's newest lockset hash and the deployment's baseline snapshot id
+    (no row: no such project)."""
+    newest = (
+        sa.select(_LOCKSETS.c.hash)
+        .where(_LOCKSETS.c.project_id == _PROJECTS.c.id)
+        .order_by(_LOCKSETS.c.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    baseline = (
+        sa.select(_DEPLOYMENTS.c.baseline_snapshot_id)
+        .where(
+            _DEPLOYMENTS.c.project_id == _PROJECTS.c.id,
+            _DEPLOYMENTS.c.target == posted.target,
+            _DEPLOYMENTS.c.name == posted.name,
+        )
+        .scalar_subquery()
+    )
+    return sa.select(newest, baseline).where(_PROJECTS.c.name == project)
+
+
+def snapshot_document(session: Session, snapshot_id: int) -> dict[str, Any] | None:
+    document = session.exec(
+        select(SnapshotRow.document).where(SnapshotRow.id == snapshot_id)
+    ).first()
+    return json.loads(document) if document else None
+
+
+def _status_expression(stale_before: datetime) -> Any:
+    return case(
+        (col(DeploymentRow.last_seen) < stale_before, "stale"),
+        else_=col(DeploymentRow.last_status),
+    )
+
+
+def deployments(
+    session: Session, query: DeploymentQuery, stale_before: datetime
+) -> list[Deployment]:
+    """Deployments, the most recently seen first."""
+    status = _status_expression(stale_before)
+    statement = select(DeploymentRow, ProjectRow.name, status).join(ProjectRow)
+    if query.project:
+        statement = statement.where(ProjectRow.name == query.project)
+    if query.target:
+        statement = statement.where(DeploymentRow.target == query.target)
+    if query.status == "stale":
+        statement = statement.where(col(DeploymentRow.last_seen) < stale_before)
+    elif query.status:
+        statement = statement.where(
+            DeploymentRow.last_status == query.status,
+            col(DeploymentRow.last_seen) >= stale_before,
+        )
+    statement = (
+        statement.order_by(col(DeploymentRow.last_seen).desc(), col(DeploymentRow.id).desc())
+        .limit(query.limit)
+        .offset(query.offset)
+    )
+    return [
+        Deployment(
+            project=project,
+            target=row.target,
+            name=row.name,
+            lockset=row.lockset_hash,
+            first_seen=iso(row.first_seen),
+            last_seen=iso(row.last_seen),
+            status=shown,
+            reported_status=row.last_status,
+            finding_kinds=tuple(row.finding_kinds),
+            finding_count=row.finding_count,
+            last_report=row.last_report_hash,
+        )
+        for row, project, shown in session.exec(statement).all()
+    ]
+
+
+def deployment_counts(session: Session, stale_before: datetime) -> dict[str, int]:
+    """How many deployments are clean, drifted, failing and stale (one grouped query)."""
+    status = _status_expression(stale_before)
+    counts = dict.fromkeys(STATUSES, 0)
+    for shown, count in session.exec(
+        select(status, func.count()).select_from(DeploymentRow).group_by(status)
+    ).all():
+        counts[str(shown)] = int(count)
+    return counts
+
+
+def project_overviews(session: Session, first_day: str) -> list[ProjectOverview]:
+    """Every project with its newest lockset and its targets' days from ``first_day`` on."""
+    newest = (
+        select(LocksetRow.project_id, func.max(LocksetRow.id).label("newest"), func.count())
+        .group_by(col(LocksetRow.project_id))
+        .subquery()
+    )
+    rows = session.execute(
+        sa.select(
+            col(ProjectRow.id),
+            col(ProjectRow.name),
+            col(LocksetRow.hash),
+            col(LocksetRow.created_at),
+            col(LocksetRow.targets),
+            newest.c[2],
+        )
+        .join(newest, newest.c.project_id == ProjectRow.id, isouter=True)
+        .join(LocksetRow, col(LocksetRow.id) == newest.c.newest, isouter=True)
+        .order_by(ProjectRow.name)
+    ).all()
+    days: dict[int, dict[str, dict[str, tuple[str, int, int, int]]]] = {}
+    for day in session.exec(select(DriftDayRow).where(DriftDayRow.day >= first_day)).all():
+        days.setdefault(day.project_id, {}).setdefault(day.target, {})[day.day] = (
+            day.last_status,
+            day.clean,
+            day.drift,
+            day.error,
+        )
+    out = []
+    for project_id, name, latest, created_at, latest_targets, count in rows:
+        recent = days.get(project_id or 0, {})
+        targets = tuple(latest_targets or ())
+        out.append(
+            ProjectOverview(
+                name=name,
+                latest=latest,
+                latest_at=iso(created_at) if created_at else None,
+                lockset_count=int(count or 0),
+                targets=targets + tuple(sorted(set(recent) - set(targets))),
+                days=recent,
+            )
+        )
+    return out
+
+
+def drift_report_summaries(session: Session, query: ReportQuery) -> list[ReportSummary]:
+    """Reports newest first, filtered through the per-target index when a target is given."""
+    statement = select(DriftReportRow, ProjectRow.name).join(ProjectRow)
+    if query.project:
+        statement = statement.where(ProjectRow.name == query.project)
+    if query.target:
+        statement = statement.join(
+            DriftReportTargetRow,
+            col(DriftReportTargetRow.drift_report_id) == col(DriftReportRow.id),
+        ).where(DriftReportTargetRow.target == query.target)
+        if query.status:
+            statement = statement.where(DriftReportTargetRow.status == query.status)
+    elif query.status:
+        statement = statement.where(DriftReportRow.status == query.status)
+    if query.since is not None:
+        statement = statement.where(col(DriftReportRow.checked_at) >= query.since)
+    if query.lockset:
+        statement = statement.where(DriftReportRow.lockset_hash == query.lockset)
+    statement = (
+        statement.order_by(col(DriftReportRow.id).desc()).limit(query.limit).offset(query.offset)
+    )
+    return [
+        ReportSummary(
+            row.hash, project, row.lockset_hash, row.status, iso(row.checked_at), row.finding_count
+        )
+        for row, project in session.exec(statement).all()
+    ]
+
+
+def report_document(session: Session, ref: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A report's document and its snapshots' (target, deployment, taken_at) by full hash."""
+    row = session.exec(select(DriftReportRow).where(DriftReportRow.hash == ref)).first()
+    if row is None:
+        return {}, []
+    snapshots = session.exec(
+        select(SnapshotRow.id, SnapshotRow.target, SnapshotRow.deployment, SnapshotRow.taken_at)
+        .where(SnapshotRow.drift_report_id == row.id)
+        .order_by(col(SnapshotRow.id))
+    ).all()
+    return {**json.loads(row.document), "hash": row.hash}, [
+        {"id": sid, "target": target, "deployment": deployment, "taken_at": iso(taken)}
+        for sid, target, deployment, taken in snapshots
+    ]
+
+
+def days_back(now: datetime, count: int) -> list[str]:
+    """The ``count`` UTC days up to and including ``now``'s, oldest first."""
+    today = now.astimezone(UTC).date()
+    return [(today - timedelta(days=back)).isoformat() for back in range(count - 1, -1, -1)]

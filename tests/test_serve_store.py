@@ -1,0 +1,303 @@
+"""What `lockd serve` keeps in the database and the pure pieces around it.
+
+Migration 0007 from a 0006 schema built in code (SQLite and PostgreSQL) (its reports indexed), the
+per-target index and daily counts, deployments and their baselines, stale
+deployments, tokens, the rate limiter, Authorization parsing, durations,
+server settings and posted documents.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect, text
+
+from lockd.app.fleet import Fleet, Ingestion, parse_posted
+from lockd.app.tokens import NewToken, allows, create, hash_token
+from lockd.drift import CheckError, DriftReport, Finding, target_statuses
+from lockd.errors import ConfigError, FormatError, UsageError
+from lockd.lockset import canonical_json
+from lockd.server.auth import presented_token
+from lockd.server.limits import RateLimiter
+from lockd.settings import ServerSettings, parse_duration
+from lockd.snapshot._probe import outcome
+from lockd.store import DeploymentQuery, Posted, ReportQuery, Store
+from tests.support.serve import TARGET, fleet_lockset, lock_files, snapshot_doc
+
+OTHER = "linux-x86_64-py311-cpu"
+
+
+def test_target_statuses() -> None:
+    body = DriftReport(
+        "p",
+        "l",
+        "2026-11-01T00:00:00Z",
+        (Finding("missing", TARGET, "numpy", "1", None),),
+        errors=(CheckError(OTHER, "creep", "index down"),),
+        checks=(f"rebuild:{TARGET}", f"creep:{OTHER}", "images", "image:python:3.11", "live:x"),
+    ).body()
+    assert target_statuses(body) == {TARGET: "drift", OTHER: "error", "x": "clean"}
+    moved = DriftReport(
+        "p", "l", "t", (Finding("image-moved", None, "python:3.11", "a", "b"),), checks=("live:x",)
+    )
+    assert target_statuses(moved.body()) == {"x": "drift"}  # a project-wide finding
+
+
+def test_upgrade_from_0006_indexes_the_recorded_reports(db_url: str) -> None:
+    from lockd.store.migrate import current_revision, head_revision, upgrade
+
+    url = db_url
+    old = Store(url, migrate=False)
+    upgrade(old.engine, "0006")
+    reports = [
+        DriftReport("p", "l", "2026-11-01T03:00:00Z", (), checks=(f"rebuild:{TARGET}",)),
+        DriftReport(
+            "p",
+            "l",
+            "2026-11-01T04:00:00Z",
+            (Finding("cpu-wheel", TARGET, "torch", "a", "b"),),
+            checks=(f"rebuild:{TARGET}", f"artifacts:{OTHER}"),
+        ),
+    ]
+    # Written the way 0006's schema was (no report index, no deployments then), in UTC
+    # (PostgreSQL's columns are zoned from 0006 on; its test server's zone is far from UTC).
+    utc = "+00" if old.engine.dialect.name == "postgresql" else ""
+    with old.engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO projects (id, name, created_at) VALUES (1, 'p', '2026-01-01')")
+        )
+        for n, report in enumerate(reports, 1):
+            conn.execute(
+                text(
+                    "INSERT INTO drift_reports (id, hash, parent_hash, project_id, lockset_hash, "
+                    "status, checked_at, finding_count, document) VALUES (:id, :hash, NULL, 1, "
+                    "'l', :status, :checked, :count, :document)"
+                ),
+                {
+                    "id": n,
+                    "hash": report.hash,
+                    "status": report.status,
+                    "checked": report.checked_at.replace("T", " ").rstrip("Z") + ".000000" + utc,
+                    "count": len(report.findings),
+                    "document": canonical_json(report.body()),
+                },
+            )
+    assert "deployments" not in inspect(old.engine).get_table_names()
+    old.close()
+
+    store = Store(url)  # opening upgrades to head
+    assert current_revision(store.engine) == head_revision()
+    assert {"tokens", "deployments", "lock_files"} <= set(inspect(store.engine).get_table_names())
+    drifted = store.drift_report_summaries(ReportQuery(target=TARGET, status="drift"))
+    assert [r.hash for r in drifted] == [reports[1].hash]
+    assert [r.hash for r in store.drift_report_summaries(ReportQuery(target=OTHER))] == [
+        reports[1].hash
+    ]
+    (project,) = store.project_overviews("2026-10-01")
+    assert project.days[TARGET]["2026-11-01"] == ("drift", 1, 1, 0)
+    assert project.days[OTHER]["2026-11-01"] == ("clean", 1, 0, 0)
+    store.close()
+
+
+def _store(tmp_path: Path) -> Store:
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    lockset, files = lock_files(fleet_lockset("vision"))
+    store.record_lockset(lockset, files)
+    return store
+
+
+def test_ingestion_moves_the_deployment_and_its_baseline(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    fleet = Fleet(store, stale_after=timedelta(hours=1))
+    where = Ingestion("vision", TARGET, "d1")
+    first = fleet.ingest(where, json.dumps(snapshot_doc()).encode())
+    assert first.status == "clean"
+    _, baseline = store.ingestion_state("vision", Posted("d1", TARGET))
+    assert baseline is not None
+    drifted = fleet.ingest(where, json.dumps(snapshot_doc(cpu_torch=True)).encode())
+    assert drifted.parent == first.hash
+    # a drifted report leaves the baseline where the last clean one put it
+    assert store.ingestion_state("vision", Posted("d1", TARGET))[1] == baseline
+    (deployment,) = fleet.deployments(DeploymentQuery())
+    assert (deployment.status, deployment.finding_kinds) == ("drift", ("cpu-wheel",))
+    assert deployment.first_seen <= deployment.last_seen
+    # stale: not seen for longer than stale_after (shown as stale, its report kept)
+    later = Fleet(store, stale_after=timedelta(seconds=0))
+    (stale,) = later.deployments(DeploymentQuery(status="stale"))
+    assert (stale.status, stale.reported_status) == ("stale", "drift")
+    assert later.overview().counts == {"clean": 0, "drift": 0, "error": 0, "stale": 1}
+    assert later.deployments(DeploymentQuery(status="drift")) == []
+    store.close()
+
+
+def test_ingestion_refuses_bad_references_and_names(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    fleet = Fleet(store)
+    body = json.dumps(snapshot_doc()).encode()
+    with pytest.raises(UsageError, match="too short"):
+        fleet.ingest(Ingestion("vision", TARGET, "d", lockset="ab"), body)
+    with pytest.raises(UsageError, match="printable"):
+        fleet.ingest(Ingestion("vision", TARGET, "a\x00b"), body)
+    store.close()
+
+
+def test_posted_documents() -> None:
+    assert parse_posted(json.dumps(snapshot_doc()).encode()).dist("torch") is not None
+    probe = {
+        "probe": 1,
+        "python": snapshot_doc()["python"],
+        "dists": snapshot_doc()["dists"],
+        "torch": None,
+    }
+    from_probe = parse_posted(json.dumps(probe).encode())
+    assert from_probe.system_info is None and from_probe.lockd_version == "probe/1"
+    assert from_probe.torch_flavour is None  # no version.py sent: not classified
+    for bad in (b"\xff\xfe", b"{", b"[" * 50_000, b'{"probe": 2}', b'{"version": null}'):
+        with pytest.raises(FormatError):
+            parse_posted(bad)
+
+
+def test_tokens(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    made = create(store, NewToken("ci", "ingest", timedelta(days=1)))
+    assert made.token.startswith("lockd_") and len(made.token) == len("lockd_") + 43
+    info = store.token(hash_token(made.token))
+    assert info is not None and info.scope == "ingest"
+    now = datetime.now(UTC)
+    assert allows(info, "read", now) is None and allows(info, "ingest", now) is None
+    assert "needs 'admin'" in str(allows(info, "admin", now))
+    assert "expired" in str(allows(info, "read", now + timedelta(days=2)))
+    assert allows(store.token(hash_token(made.token + "x")), "read", now) == "unknown token"
+    with pytest.raises(UsageError, match="exists already"):
+        create(store, NewToken("ci", "read"))
+    with pytest.raises(UsageError, match="Unknown scope"):
+        create(store, NewToken("other", "root"))
+    store.revoke_token("ci")
+    assert "revoked" in str(allows(store.token(hash_token(made.token)), "read", now))
+    store.close()
+
+
+def test_rate_limiter_buckets() -> None:
+    clock = [0.0]
+    limiter = RateLimiter(2.0, clock=lambda: clock[0])  # burst 4
+    assert [limiter.check("a") for _ in range(4)] == [0.0] * 4
+    assert limiter.check("a") == pytest.approx(0.5)
+    assert limiter.check("b") == 0.0  # its own bucket
+    clock[0] += 0.5
+    assert limiter.check("a") == 0.0
+    assert RateLimiter(0).check("a") == 0.0  # off
+
+
+def test_presented_token() -> None:
+    assert presented_token("Bearer lockd_abc") == "lockd_abc"
+    assert presented_token("bearer   lockd_abc ") == "lockd_abc"
+    basic = base64.b64encode(b"anyone:lockd_abc").decode()
+    assert presented_token(f"Basic {basic}") == "lockd_abc"
+    for bad in (
+        None,
+        "",
+        "Bearer",
+        "Token x",
+        "Basic !!!",
+        "Basic " + base64.b64encode(b"x").decode(),
+    ):
+        assert presented_token(bad) is None
+
+
+def test_durations_and_server_settings() -> None:
+    assert parse_duration("90s", "x") == timedelta(seconds=90)
+    assert parse_duration("1d12h", "x") == timedelta(hours=36)
+    for bad in ("", "soon", "12", "-1h", "0s", "5y", "9" * 5000 + "s"):
+        with pytest.raises(ConfigError):
+            parse_duration(bad, "x")
+    settings = ServerSettings.from_env({})
+    assert (settings.body_limit, settings.rate_limit) == (16 * 1024 * 1024, 100.0)
+    assert settings.stale_after == timedelta(hours=24) and settings.cors_origins == ()
+    custom = ServerSettings.from_env(
+        {"LOCKD_SERVE_CORS_ORIGINS": "https://a.example, https://b.example"}
+    )
+    assert custom.cors_origins == ("https://a.example", "https://b.example")
+    for name, value in (
+        ("LOCKD_SERVE_BODY_LIMIT", "0"),
+        ("LOCKD_SERVE_BODY_LIMIT", "lots"),
+        ("LOCKD_SERVE_RATE_LIMIT", "-1"),
+        ("LOCKD_SERVE_RATE_LIMIT", "nan"),
+    ):
+        with pytest.raises(ConfigError, match=name):
+            ServerSettings.from_env({name: value})
+
+
+def test_probe_outcome_lines() -> None:
+    clean = json.dumps({"status": "clean", "hash": "a" * 64, "findings": []}).encode()
+    assert outcome(200, clean) == (0, "drift report aaaaaaaaaaaa: clean")
+    drift = json.dumps(
+        {"status": "drift", "hash": "b" * 64, "findings": [{"kind": "missing"}]}
+    ).encode()
+    assert outcome(200, drift) == (1, "drift report bbbbbbbbbbbb: 1 finding(s): missing")
+    assert outcome(403, b'{"detail": "Refused: scope"}')[0] == 2
+    assert outcome(503, b"oops")[0] == 3
+    assert outcome(0, b"connection refused") == (
+        3,
+        "could not reach the lockd server: connection refused",
+    )
+
+
+def _group_commit(bad: int | None) -> tuple[list[list[int]], dict[int, object]]:
+    """20 writers, the first one slow: what was committed together, and what each got."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lockd.app.fleet import GroupCommit
+
+    batches: list[list[int]] = []
+    gate = threading.Event()
+
+    def write(items: list[int]) -> list[int]:
+        if items == [0]:
+            gate.wait(10)  # the first commit is slow: the others queue up behind it
+        if bad in items:
+            raise ValueError("bad item")
+        batches.append(items)
+        return [i * 10 for i in items]
+
+    commits = GroupCommit(write)
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        first = pool.submit(commits.submit, 0)
+        rest = [pool.submit(commits.submit, i) for i in range(1, 20)]
+        while len(commits._pending) < 19:  # every other writer is waiting
+            threading.Event().wait(0.01)
+        gate.set()
+        assert first.result() == 0
+        return batches, {i: f.exception() or f.result() for i, f in enumerate(rest, 1)}
+
+
+def test_group_commit_batches_and_isolates_failures() -> None:
+    batches, results = _group_commit(None)
+    assert batches == [[0], list(range(1, 20))]  # the queued writes: one commit
+    assert results == {i: i * 10 for i in range(1, 20)}
+    batches, results = _group_commit(13)
+    assert isinstance(results.pop(13), ValueError)  # only the bad item fails
+    assert results == {i: i * 10 for i in range(1, 20) if i != 13}
+    assert batches[1:] == [[i] for i in range(1, 20) if i != 13]  # retried one by one
+
+
+@pytest.mark.parametrize("write", ["upsert", "update_or_insert"])
+def test_counter_upserts(tmp_path: Path, write: str) -> None:
+    """ON CONFLICT (SQLite, PostgreSQL) and the portable fallback count alike."""
+    from lockd.store import fleet
+    from lockd.store.tables import DriftDayRow
+
+    table = DriftDayRow.__table__  # type: ignore[attr-defined]
+    with Store(f"sqlite:///{tmp_path / 'db.sqlite'}") as store, store.engine.begin() as conn:
+        conn.execute(text("INSERT INTO projects (id, name, created_at) VALUES (1, 'p', '2026')"))
+        keys = {"project_id": 1, "target": TARGET, "day": "2026-11-30"}
+        for n, status in enumerate(("clean", "drift", "clean"), 1):
+            latest = {"last_status": status, "last_report_id": n}
+            fresh = {"clean": 0, "drift": 0, "error": 0, status: 1, **latest}
+            getattr(fleet, write)(conn, table, keys, fresh, {status: table.c[status] + 1, **latest})
+        row = conn.execute(text("SELECT clean, drift, error, last_status FROM drift_days")).one()
+    assert tuple(row) == (2, 1, 0, "clean")
