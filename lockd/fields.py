@@ -8,12 +8,15 @@ raises ``FormatError`` naming its path (``locks[0].files``), instead of a
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from .errors import FormatError
 
 MAX_TEXT = 1 << 16  # characters in one string: a failure message, a URL, a requirement
 MAX_INT = 2**63 - 1  # what a database integer column holds
+
+V = TypeVar("V")
 
 
 class Fields:
@@ -37,14 +40,17 @@ class Fields:
         value = self._data.get(key)
         return None if value is None else _text(value, self._path(key))
 
+    def integer(self, key: str) -> int:
+        return _integer(self._required(key), self._path(key))
+
     def optional_integer(self, key: str) -> int | None:
         value = self._data.get(key)
-        if value is None:
-            return None
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise _wrong(self._path(key), "a whole number", value)
-        if not 0 <= value <= MAX_INT:
-            raise FormatError(f"{self._path(key)} is out of range ({str(value)[:30]}).")
+        return None if value is None else _integer(value, self._path(key))
+
+    def flag(self, key: str) -> bool:
+        value = self._required(key)
+        if not isinstance(value, bool):
+            raise _wrong(self._path(key), "true or false", value)
         return value
 
     def optional_bool(self, key: str) -> bool | None:
@@ -53,16 +59,53 @@ class Fields:
             raise _wrong(self._path(key), "true or false", value)
         return value
 
+    def choice(self, key: str, choices: tuple[str, ...]) -> str:
+        """A string that must be one of ``choices`` (the value itself is never echoed)."""
+        value = self.text(key)
+        if value not in choices:
+            raise FormatError(f"{self._path(key)} must be one of {', '.join(choices)}.")
+        return value
+
     def texts(self, key: str, *, required: bool = True) -> tuple[str, ...]:
         items = self._list(key, required)
         return tuple(_text(v, f"{self._path(key)}[{i}]") for i, v in enumerate(items))
 
+    def optional_texts(self, key: str) -> tuple[str, ...] | None:
+        return None if self._data.get(key) is None else self.texts(key)
+
+    def text_rows(self, key: str, width: int) -> tuple[tuple[str, ...], ...]:
+        """A list of lists of ``width`` strings each (``[["libc6", "2.36", "amd64"], …]``)."""
+        rows = []
+        for i, row in enumerate(self._list(key, required=True)):
+            where = f"{self._path(key)}[{i}]"
+            if not isinstance(row, list) or len(row) != width:
+                raise FormatError(f"{where} must be a list of {width} strings.")
+            rows.append(tuple(_text(v, f"{where}[{j}]") for j, v in enumerate(row)))
+        return tuple(rows)
+
     def text_map(self, key: str, *, required: bool = True) -> dict[str, str]:
+        return self.mapping(key, _text, required=required)
+
+    def integer_map(self, key: str) -> dict[str, int]:
+        return self.mapping(key, _integer)
+
+    def texts_map(self, key: str, *, required: bool = True) -> dict[str, tuple[str, ...]]:
+        def texts(value: object, where: str) -> tuple[str, ...]:
+            if not isinstance(value, list):
+                raise _wrong(where, "a list", value)
+            return tuple(_text(v, f"{where}[{i}]") for i, v in enumerate(value))
+
+        return self.mapping(key, texts, required=required)
+
+    def mapping(
+        self, key: str, read: Callable[[object, str], V], *, required: bool = True
+    ) -> dict[str, V]:
+        """An object of string keys, each value read by ``read(value, its path)``."""
         value = self._required(key) if required else self._data.get(key, {})
         where = self._path(key)
         if not isinstance(value, dict):
             raise _wrong(where, "an object", value)
-        return {_text(k, where): _text(v, f"{where}[{k[:60]!r}]") for k, v in value.items()}
+        return {_text(k, where): read(v, f"{where}[{k[:60]!r}]") for k, v in value.items()}
 
     def object(self, key: str) -> Fields:
         return Fields(self._required(key), self._path(key))
@@ -77,6 +120,10 @@ class Fields:
         if not isinstance(value, dict):
             raise _wrong(self._path(key), "an object", value)
         return value
+
+    def optional_raw_object(self, key: str) -> dict[str, Any] | None:
+        """A free-form object or null/absent (its own reader checks the inside)."""
+        return None if self._data.get(key) is None else self.raw_object(key)
 
     def raw_objects(self, key: str) -> tuple[dict[str, Any], ...]:
         """Free-form objects, optional (their own reader checks the inside)."""
@@ -106,6 +153,14 @@ def _text(value: object, where: str) -> str:
         raise _wrong(where, "a string", value)
     if len(value) > MAX_TEXT:
         raise FormatError(f"{where} is longer than {MAX_TEXT} characters.")
+    return value
+
+
+def _integer(value: object, where: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise _wrong(where, "a whole number", value)
+    if not 0 <= value <= MAX_INT:
+        raise FormatError(f"{where} is out of range ({str(value)[:30]}).")
     return value
 
 

@@ -6,6 +6,7 @@ import json
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -202,7 +203,7 @@ def test_the_image_key_is_part_of_both_versions() -> None:
 def test_malformed_content_is_a_format_error() -> None:
     data = FULL.to_dict()
     del data["python"]["version"]
-    with pytest.raises(FormatError, match="malformed: missing field 'version'"):
+    with pytest.raises(FormatError, match=r"malformed: python\.version is missing"):
         Snapshot.from_dict(data)
     data = FULL.to_dict()
     data["system"] = {"status": "maybe"}
@@ -210,6 +211,63 @@ def test_malformed_content_is_a_format_error() -> None:
         Snapshot.from_dict(data)
     with pytest.raises(FormatError, match="not a JSON object"):
         Snapshot.from_dict([])  # type: ignore[arg-type]
+
+
+HUGE = "<script>" + "x" * 100_000  # past the longest string lockd reads
+LONG = "<script>" + "x" * 1_000
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        (("dists", 0, "name"), 5, r"dists\[0\]\.name must be a string, not a number"),
+        (("dists", 0, "version"), ["1"], r"dists\[0\]\.version must be a string, not a list"),
+        (("dists", 0, "location"), HUGE, r"dists\[0\]\.location is longer than 65536"),
+        (("python", "pointer_bits"), "64", r"python\.pointer_bits must be a whole number"),
+        (("python", "sys_path"), "/usr", r"python\.sys_path must be a list"),
+        (("torch", "status"), LONG, r"torch\.status must be one of available, unavailable"),
+        (("torch", "value", "kind"), LONG, r"torch\.value\.kind must be one of cpu, cuda"),
+        (
+            ("system", "value", "dpkg", "value", 0),
+            ["libc6"],
+            r"dpkg\.value\[0\] must be a list of 3",
+        ),
+        (("system", "value", "glibc", "value"), {"a": 1}, r"glibc\.value must be a string"),
+        (("dists", 0, "direct_url"), [], r"dists\[0\]\.direct_url must be an object"),
+        (
+            ("dists", 0, "direct_url"),
+            {"url": "https://x/", "archive_info": "sha256=ab"},
+            r"direct_url\.archive_info must be an object",
+        ),
+    ],
+)
+def test_hostile_fields_are_typed_reads_that_never_echo_the_value(
+    path: tuple[str | int, ...], value: object, message: str
+) -> None:
+    """A posted snapshot is read field by field: a wrong type is a FormatError naming the
+    field (never ``str()`` of whatever came), and the value itself is not repeated."""
+    data = FULL.to_dict()
+    data["dists"][0]["direct_url"] = None
+    holder: Any = data
+    for key in path[:-1]:
+        holder = holder[key]
+    holder[path[-1]] = value
+    with pytest.raises(FormatError, match=message) as info:
+        Snapshot.from_dict(data)
+    assert "xxxxxxxxxx" not in str(info.value)
+    assert len(str(info.value)) < 400
+
+
+def test_hostile_probe_output_is_a_format_error() -> None:
+    from lockd.snapshot import snapshot_from_document
+
+    probe = {"probe": 1, "python": FULL.python.to_dict(), "dists": [{"name": 1}]}
+    with pytest.raises(FormatError, match=r"stdlib probe's output but is malformed: dists\[0\]"):
+        snapshot_from_document(probe, source="the posted snapshot")
+    probe = {"probe": 1, "python": FULL.python.to_dict(), "dists": [], "torch": [HUGE]}
+    with pytest.raises(FormatError, match="torch must be an object") as info:
+        snapshot_from_document(probe)
+    assert "xxxxxxxxxx" not in str(info.value)
 
 
 def test_lookups_for_the_drift_detector() -> None:

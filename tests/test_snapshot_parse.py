@@ -8,6 +8,7 @@ from importlib import resources
 
 import pytest
 
+from lockd.errors import FormatError
 from lockd.snapshot import LdCacheEntry, TorchKind
 from lockd.snapshot import parse as p
 from lockd.snapshot._probe import MARKER
@@ -469,7 +470,7 @@ def test_probe_output_first_dist_on_sys_path_wins() -> None:
 
 
 def test_probe_output_of_another_version_is_rejected() -> None:
-    with pytest.raises(ValueError, match="unexpected probe output"):
+    with pytest.raises(FormatError, match="unexpected probe output"):
         p.parse_probe_output(MARKER + json.dumps({"probe": 99}))
     with pytest.raises(ValueError, match="no probe output"):
         p.parse_probe_output(json.dumps({"probe": 1}))

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from lockd import __version__
-from lockd.errors import FormatError, UsageError
+from lockd.errors import FormatError, UsageError, excerpt
 
 from . import parse
 from . import system as system_probe
@@ -141,10 +141,9 @@ def snapshot_from_document(data: Any, *, source: str = "the snapshot") -> Snapsh
     if isinstance(data, Mapping) and "probe" in data and "version" not in data:
         try:
             probed = parse.parse_probe_data(data)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            detail = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)[:200]
+        except FormatError as exc:
             raise FormatError(
-                f"{source} looks like the stdlib probe's output but is malformed: {detail}.",
+                f"{source} looks like the stdlib probe's output but is malformed: {exc}",
                 hint="Post what the probe printed, unchanged.",
             ) from None
         reason = "not probed: the stdlib probe reads the Python environment only"
@@ -197,9 +196,11 @@ def _run_probe(executable: Path, environ: Mapping[str, str]) -> parse.ProbeResul
         )
     try:
         return parse.parse_probe_output(completed.stdout)
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, FormatError) as exc:
         raise UsageError(
-            f"{executable} printed something lockd's probe did not write ({exc}).", hint=hint
+            f"{executable} printed something lockd's probe did not write "
+            f"({excerpt(str(exc), 200)}).",
+            hint=hint,
         ) from None
 
 

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from lockd.fields import Fields
+
 
 @dataclass(frozen=True, slots=True)
 class ImageLayer:
@@ -31,15 +33,15 @@ class ImageLayer:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ImageLayer:
+    def read(cls, fields: Fields) -> ImageLayer:
         return cls(
-            digest=_opt_str(data.get("digest")),
-            diff_id=_opt_str(data.get("diff_id")),
-            media_type=str(data["media_type"]),
-            compression=str(data["compression"]),
-            compressed_size=int(data["compressed_size"]),
-            size=int(data["size"]),
-            created_by=_opt_str(data.get("created_by")),
+            digest=fields.optional_text("digest"),
+            diff_id=fields.optional_text("diff_id"),
+            media_type=fields.text("media_type"),
+            compression=fields.text("compression"),
+            compressed_size=fields.integer("compressed_size"),
+            size=fields.integer("size"),
+            created_by=fields.optional_text("created_by"),
         )
 
 
@@ -65,14 +67,14 @@ class PythonEnvironment:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> PythonEnvironment:
+    def read(cls, fields: Fields) -> PythonEnvironment:
         return cls(
-            prefix=str(data["prefix"]),
-            executable=_opt_str(data.get("executable")),
-            version=str(data["version"]),
-            site_packages=tuple(str(p) for p in data["site_packages"]),
-            dists=tuple(str(d) for d in data["dists"]),
-            primary=bool(data["primary"]),
+            prefix=fields.text("prefix"),
+            executable=fields.optional_text("executable"),
+            version=fields.text("version"),
+            site_packages=fields.texts("site_packages"),
+            dists=fields.texts("dists"),
+            primary=fields.flag("primary"),
         )
 
 
@@ -136,33 +138,28 @@ class ImageFacts:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ImageFacts:
-        def words(value: Any) -> tuple[str, ...] | None:
-            return tuple(str(v) for v in value) if value is not None else None
+        return cls.read(Fields(data, "image"))
 
+    @classmethod
+    def read(cls, fields: Fields) -> ImageFacts:
+        """From an untrusted document: every field checked (``FormatError``)."""
         return cls(
-            reference=str(data["reference"]),
-            transport=str(data["transport"]),
-            name=str(data["name"]),
-            digest=_opt_str(data.get("digest")),
-            index_digest=_opt_str(data.get("index_digest")),
-            config_digest=str(data["config_digest"]),
-            platform=str(data["platform"]),
-            created=_opt_str(data.get("created")),
-            user=_opt_str(data.get("user")),
-            env=tuple(str(e) for e in data["env"]),
-            entrypoint=words(data.get("entrypoint")),
-            cmd=words(data.get("cmd")),
-            working_dir=_opt_str(data.get("working_dir")),
-            labels={str(k): str(v) for k, v in data["labels"].items()},
-            layers=tuple(ImageLayer.from_dict(layer) for layer in data["layers"]),
-            environments=tuple(PythonEnvironment.from_dict(e) for e in data["environments"]),
-            skipped={str(k): int(v) for k, v in data["skipped"].items()},
-            cuda_libraries={
-                str(k): tuple(str(p) for p in v)
-                for k, v in (data.get("cuda_libraries") or {}).items()
-            },
+            reference=fields.text("reference"),
+            transport=fields.text("transport"),
+            name=fields.text("name"),
+            digest=fields.optional_text("digest"),
+            index_digest=fields.optional_text("index_digest"),
+            config_digest=fields.text("config_digest"),
+            platform=fields.text("platform"),
+            created=fields.optional_text("created"),
+            user=fields.optional_text("user"),
+            env=fields.texts("env"),
+            entrypoint=fields.optional_texts("entrypoint"),
+            cmd=fields.optional_texts("cmd"),
+            working_dir=fields.optional_text("working_dir"),
+            labels=fields.text_map("labels"),
+            layers=tuple(ImageLayer.read(layer) for layer in fields.objects("layers")),
+            environments=tuple(PythonEnvironment.read(e) for e in fields.objects("environments")),
+            skipped=fields.integer_map("skipped"),
+            cuda_libraries=fields.texts_map("cuda_libraries", required=False),
         )
-
-
-def _opt_str(value: Any) -> str | None:
-    return None if value is None else str(value)

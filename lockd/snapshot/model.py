@@ -14,7 +14,8 @@ from typing import Any, ClassVar, Generic, Literal, TypeAlias, TypeVar
 
 from packaging.utils import canonicalize_name
 
-from lockd.errors import FormatError
+from lockd.errors import FormatError, excerpt
+from lockd.fields import Fields
 
 from .image import ImageFacts
 
@@ -56,13 +57,11 @@ def probe_to_dict(probe: Probe[T], encode: Callable[[T], Any]) -> dict[str, Any]
     return {"status": "unavailable", "reason": probe.reason}
 
 
-def probe_from_dict(data: Mapping[str, Any], decode: Callable[[Any], T]) -> Probe[T]:
-    status = data["status"]
-    if status == "available":
-        return Available(decode(data["value"]))
-    if status == "unavailable":
-        return Unavailable(str(data["reason"]))
-    raise ValueError(f"probe status {status!r} is neither 'available' nor 'unavailable'")
+def probe_from_dict(fields: Fields, decode: Callable[[Fields], T]) -> Probe[T]:
+    """A probe's answer; ``decode`` reads the value from the probe's fields (``"value"``)."""
+    if fields.choice("status", ("available", "unavailable")) == "available":
+        return Available(decode(fields))
+    return Unavailable(fields.text("reason"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,19 +108,24 @@ class Interpreter:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Interpreter:
+        return cls.read(Fields(data, "python"))
+
+    @classmethod
+    def read(cls, fields: Fields) -> Interpreter:
+        """From an untrusted document: every field checked (``FormatError``)."""
         return cls(
-            executable=str(data["executable"]),
-            version=str(data["version"]),
-            implementation=str(data["implementation"]),
-            implementation_version=str(data["implementation_version"]),
-            prefix=str(data["prefix"]),
-            base_prefix=str(data["base_prefix"]),
-            platform=str(data["platform"]),
-            machine=str(data["machine"]),
-            soabi=_opt_str(data.get("soabi")),
-            pointer_bits=int(data["pointer_bits"]),
-            site_packages=tuple(str(p) for p in data["site_packages"]),
-            sys_path=tuple(str(p) for p in data["sys_path"]),
+            executable=fields.text("executable"),
+            version=fields.text("version"),
+            implementation=fields.text("implementation"),
+            implementation_version=fields.text("implementation_version"),
+            prefix=fields.text("prefix"),
+            base_prefix=fields.text("base_prefix"),
+            platform=fields.text("platform"),
+            machine=fields.text("machine"),
+            soabi=fields.optional_text("soabi"),
+            pointer_bits=fields.integer("pointer_bits"),
+            site_packages=fields.texts("site_packages"),
+            sys_path=fields.texts("sys_path"),
         )
 
 
@@ -161,18 +165,37 @@ class Dist:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Dist:
-        direct_url = data.get("direct_url")
-        if direct_url is not None and not isinstance(direct_url, Mapping):
-            raise ValueError(f"direct_url of {data.get('name')!r} is not an object")
+        return cls.read(Fields(data, "dist"))
+
+    @classmethod
+    def read(cls, fields: Fields) -> Dist:
+        """From an untrusted document: every field checked (``FormatError``)."""
         return cls(
-            name=str(data["name"]),
-            version=str(data["version"]),
-            installer=_opt_str(data.get("installer")),
-            direct_url=direct_url,
-            record_sha256=_opt_str(data.get("record_sha256")),
-            location=str(data["location"]),
-            metadata_dir=str(data["metadata_dir"]),
+            name=fields.text("name"),
+            version=fields.text("version"),
+            installer=fields.optional_text("installer"),
+            direct_url=_direct_url(fields),
+            record_sha256=fields.optional_text("record_sha256"),
+            location=fields.text("location"),
+            metadata_dir=fields.text("metadata_dir"),
         )
+
+
+def _direct_url(dist: Fields) -> Mapping[str, Any] | None:
+    """PEP 610's object, kept whole; the parts drift reads (``url``, ``archive_info``'s
+    hashes, ``dir_info``) are checked for their types here."""
+    raw = dist.optional_raw_object("direct_url")
+    if raw is None:
+        return None
+    fields = Fields(raw, f"{dist.where}.direct_url")
+    fields.optional_text("url")
+    if raw.get("archive_info") is not None:
+        archive = fields.object("archive_info")
+        archive.optional_text("hash")
+        archive.text_map("hashes", required=False)
+    if raw.get("dir_info") is not None:
+        fields.object("dir_info")
+    return raw
 
 
 class TorchKind(StrEnum):
@@ -222,14 +245,15 @@ class TorchFlavour:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> TorchFlavour:
+    def read(cls, fields: Fields) -> TorchFlavour:
+        """From an untrusted document: every field checked (``FormatError``)."""
         return cls(
-            kind=TorchKind(data["kind"]),
-            cuda=_opt_str(data.get("cuda")),
-            evidence=tuple(str(e) for e in data["evidence"]),
-            dist_version=str(data["dist_version"]),
-            module_version=_opt_str(data.get("module_version")),
-            hip=_opt_str(data.get("hip")),
+            kind=TorchKind(fields.choice("kind", tuple(TorchKind))),
+            cuda=fields.optional_text("cuda"),
+            evidence=fields.texts("evidence"),
+            dist_version=fields.text("dist_version"),
+            module_version=fields.optional_text("module_version"),
+            hip=fields.optional_text("hip"),
         )
 
 
@@ -287,11 +311,11 @@ class NeededLibrary:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> NeededLibrary:
+    def read(cls, fields: Fields) -> NeededLibrary:
         return cls(
-            soname=str(data["soname"]),
-            status=LibraryStatus(data["status"]),
-            needed_by=tuple(str(p) for p in data["needed_by"]),
+            soname=fields.text("soname"),
+            status=LibraryStatus(fields.choice("status", tuple(LibraryStatus))),
+            needed_by=fields.texts("needed_by"),
         )
 
 
@@ -338,15 +362,17 @@ class LibraryScan:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> LibraryScan:
+    def read(cls, fields: Fields) -> LibraryScan:
         return cls(
-            roots=tuple(str(r) for r in data["roots"]),
-            scanned=int(data["scanned"]),
-            unresolved=tuple(NeededLibrary.from_dict(lib) for lib in data["unresolved"]),
-            system={str(k): str(v) for k, v in data["system"].items()},
-            skipped=tuple(SkippedFile(str(s["path"]), str(s["reason"])) for s in data["skipped"]),
-            extension_modules=_opt_int(data.get("extension_modules")),
-            loaded=_opt_int(data.get("loaded")),
+            roots=fields.texts("roots"),
+            scanned=fields.integer("scanned"),
+            unresolved=tuple(NeededLibrary.read(lib) for lib in fields.objects("unresolved")),
+            system=fields.text_map("system"),
+            skipped=tuple(
+                SkippedFile(s.text("path"), s.text("reason")) for s in fields.objects("skipped")
+            ),
+            extension_modules=fields.optional_integer("extension_modules"),
+            loaded=fields.optional_integer("loaded"),
         )
 
 
@@ -382,33 +408,33 @@ class SystemInfo:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> SystemInfo:
+    def read(cls, fields: Fields) -> SystemInfo:
+        """From an untrusted document: every field checked (``FormatError``)."""
+
+        def probe(key: str, decode: Callable[[Fields], T]) -> Probe[T]:
+            return probe_from_dict(fields.object(key), decode)
+
         return cls(
-            os_release=probe_from_dict(
-                data["os_release"], lambda v: {str(k): str(x) for k, x in v.items()}
+            os_release=probe("os_release", lambda v: v.text_map("value")),
+            glibc=probe("glibc", lambda v: v.text("value")),
+            dpkg=probe("dpkg", lambda v: tuple(DebPackage(*r) for r in v.text_rows("value", 3))),
+            ld_cache=probe(
+                "ld_cache", lambda v: tuple(LdCacheEntry(*r) for r in v.text_rows("value", 3))
             ),
-            glibc=probe_from_dict(data["glibc"], str),
-            dpkg=probe_from_dict(
-                data["dpkg"],
-                lambda v: tuple(DebPackage(str(n), str(ver), str(a)) for n, ver, a in v),
-            ),
-            ld_cache=probe_from_dict(
-                data["ld_cache"],
-                lambda v: tuple(LdCacheEntry(str(s), str(f), str(p)) for s, f, p in v),
-            ),
-            driver=probe_from_dict(
-                data["driver"], lambda v: DriverVersion(str(v["version"]), str(v["source"]))
-            ),
-            cuda=probe_from_dict(
-                data["cuda"],
-                lambda v: CudaToolkit(
-                    str(v["version"]),
-                    str(v["source"]),
-                    {str(k): str(x) for k, x in v["env"].items()},
+            driver=probe(
+                "driver",
+                lambda v: DriverVersion(
+                    v.object("value").text("version"), v.object("value").text("source")
                 ),
             ),
-            libraries=probe_from_dict(data["libraries"], LibraryScan.from_dict),
+            cuda=probe("cuda", _cuda_toolkit),
+            libraries=probe("libraries", lambda v: LibraryScan.read(v.object("value"))),
         )
+
+
+def _cuda_toolkit(probe: Fields) -> CudaToolkit:
+    value = probe.object("value")
+    return CudaToolkit(value.text("version"), value.text("source"), value.text_map("env"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -521,33 +547,29 @@ class Snapshot:
         version = data.get("version")
         if version not in READABLE_VERSIONS:
             raise FormatError(
-                f"{source} has snapshot format version {version!r}; this lockd reads "
+                f"{source} has snapshot format version {excerpt(str(version))}; this lockd reads "
                 + " and ".join(repr(v) for v in READABLE_VERSIONS)
                 + " only.",
                 hint="Take the snapshot again with this lockd, or use the lockd that wrote it.",
             )
+        fields = Fields(data, "")
         try:
             return cls(
-                taken_at=str(data["taken_at"]),
-                lockd_version=str(data["lockd_version"]),
-                python=Interpreter.from_dict(data["python"]),
-                dists=tuple(Dist.from_dict(d) for d in data["dists"]),
-                shadowed=tuple(Dist.from_dict(d) for d in data["shadowed"]),
-                torch=probe_from_dict(data["torch"], TorchFlavour.from_dict),
-                system=probe_from_dict(data["system"], SystemInfo.from_dict),
-                image=ImageFacts.from_dict(data["image"]) if data.get("image") else None,
+                taken_at=fields.text("taken_at"),
+                lockd_version=fields.text("lockd_version"),
+                python=Interpreter.read(fields.object("python")),
+                dists=tuple(Dist.read(d) for d in fields.objects("dists")),
+                shadowed=tuple(Dist.read(d) for d in fields.objects("shadowed")),
+                torch=probe_from_dict(
+                    fields.object("torch"), lambda v: TorchFlavour.read(v.object("value"))
+                ),
+                system=probe_from_dict(
+                    fields.object("system"), lambda v: SystemInfo.read(v.object("value"))
+                ),
+                image=ImageFacts.read(fields.object("image")) if data.get("image") else None,
             )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            detail = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+        except FormatError as exc:
             raise FormatError(
-                f"{source} claims {version!r} but its content is malformed: {detail}.",
+                f"{source} claims {excerpt(str(version))} but its content is malformed: {exc}",
                 hint="Take the snapshot again; snapshots are not meant to be edited by hand.",
             ) from None
-
-
-def _opt_str(value: Any) -> str | None:
-    return None if value is None else str(value)
-
-
-def _opt_int(value: Any) -> int | None:
-    return None if value is None else int(value)

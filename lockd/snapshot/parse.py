@@ -18,6 +18,9 @@ from typing import Any
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from lockd.errors import FormatError
+from lockd.fields import Fields
+
 from ._probe import MARKER, PROBE_VERSION
 from .model import (
     CudaToolkit,
@@ -433,7 +436,8 @@ class ProbeResult:
 
 
 def parse_probe_output(text: str) -> ProbeResult:
-    """Read the JSON the probe printed. Raises ``ValueError`` on anything unexpected."""
+    """Read the JSON the probe printed. Raises ``ValueError`` (not JSON, no marker) or
+    ``FormatError`` (a field of the wrong type) on anything unexpected."""
     _, marker, payload = text.rpartition(MARKER)
     if not marker:
         raise ValueError("no probe output found")
@@ -441,20 +445,25 @@ def parse_probe_output(text: str) -> ProbeResult:
 
 
 def parse_probe_data(data: Any) -> ProbeResult:
-    """The probe's JSON object, already decoded. Raises ``ValueError`` on anything unexpected."""
-    if not isinstance(data, dict) or data.get("probe") != PROBE_VERSION:
-        version = data.get("probe") if isinstance(data, dict) else None
-        raise ValueError(f"unexpected probe output (version {version!r})")
-    python = Interpreter.from_dict(data["python"])
-    dists, shadowed = split_shadowed(Dist.from_dict(d) for d in data["dists"])
+    """The probe's JSON object, already decoded: every field checked for its type and size.
+
+    Raises ``FormatError`` naming the field that is wrong (the probe's output may come
+    from anywhere: a posted snapshot, an interpreter lockd does not control).
+    """
+    fields = Fields(data, "")
+    if fields.optional_integer("probe") != PROBE_VERSION:
+        raise FormatError(f"unexpected probe output (not probe version {PROBE_VERSION}).")
+    python = Interpreter.read(fields.object("python"))
+    dists, shadowed = split_shadowed(Dist.read(d) for d in fields.objects("dists"))
     torch: TorchFlavour | None = None
-    raw_torch = data.get("torch")
+    raw_torch = fields.optional_raw_object("torch")
     torch_dist = next((d for d in dists if d.canonical_name == "torch"), None)
     if raw_torch is not None and torch_dist is not None:
+        files = Fields(raw_torch, "torch")
         torch = classify_torch(
             torch_dist.version,
-            raw_torch.get("version_py"),
-            raw_torch.get("record_libs"),
+            files.optional_text("version_py"),
+            files.optional_texts("record_libs"),
             {d.canonical_name: d.version for d in dists},
         )
     return ProbeResult(python, dists, shadowed, torch)
