@@ -244,6 +244,43 @@ def test_probe_outcome_lines() -> None:
         3,
         "could not reach the lockd server: connection refused",
     )
+    # A hostile server's answer is cut, whatever its shape.
+    huge = "<b>" + "x" * 100_000
+    for answer in (
+        json.dumps({"detail": huge}),
+        json.dumps({"status": "drift", "findings": [{"kind": huge}, {"kind": huge + "y"}]}),
+        json.dumps({"status": "drift", "findings": huge}),
+        "[" * 100_000,
+    ):
+        status = 200 if "findings" in answer or answer.startswith("[") else 400
+        code, line = outcome(status, answer.encode())
+        assert code in (1, 2, 3) and len(line) < 400, (code, len(line))
+
+
+def test_snapshot_post_stops_at_the_deadline_and_never_shows_the_token(tmp_path: Path) -> None:
+    """`lockd snapshot --post` speaks through lockd's deadline client: a server that
+    trickles its answer is cut off at LOCKD_HTTP_DEADLINE (exit 3, one line)."""
+    import time
+
+    from lockd.app.post import PostRequest, post_snapshot
+    from lockd.snapshot import Snapshot
+    from tests.support.trickle import trickle_server
+
+    snapshot = Snapshot.from_dict(snapshot_doc())
+    secret = "lockd_" + "s3cr3t" * 8
+    env = {"LOCKD_TOKEN": secret, "LOCKD_HTTP_DEADLINE": "1"}
+    for mode in ("headers", "body"):
+        with trickle_server(mode) as server:
+            started = time.monotonic()
+            request = PostRequest(server.url + "/", "vision", TARGET, "d1")
+            code, report, line = post_snapshot(snapshot, request, env)
+            elapsed = time.monotonic() - started
+        assert (code, report) == (3, ""), line
+        assert "LOCKD_HTTP_DEADLINE" in line and secret not in line
+        assert 0.9 < elapsed < 5, elapsed
+    refused = PostRequest("http://user:pw@127.0.0.1:9/", "vision", TARGET, "d1")
+    code, _, line = post_snapshot(snapshot, refused, env)
+    assert code == 3 and "pw" not in line and secret not in line
 
 
 def _group_commit(bad: int | None) -> tuple[list[list[int]], dict[int, object]]:

@@ -273,23 +273,25 @@ def post(
 
 
 def outcome(status: int, answer: bytes) -> tuple[int, str]:
-    """(exit code, one line for a person) for a server's answer."""
+    """(exit code, one line for a person) for a server's answer: at most ~300 characters
+    of anything the server said, whatever it sent."""
     text = answer.decode("utf-8", "replace")
     if status == 0:
         return 3, "could not reach the lockd server: " + text[:300]
     try:
         data = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         data = None
     if status == 200 and isinstance(data, dict):
-        findings = data.get("findings") or []
+        findings = data.get("findings")
+        findings = findings if isinstance(findings, list) else []
         report = "drift report " + str(data.get("hash", ""))[:12]
         if data.get("status") == "clean":
             return 0, report + ": clean"
-        kinds = sorted({str(f.get("kind")) for f in findings if isinstance(f, dict)})
-        return 1, f"{report}: {len(findings)} finding(s): {', '.join(kinds)}"
+        kinds = sorted({str(f.get("kind"))[:40] for f in findings if isinstance(f, dict)})
+        return 1, f"{report}: {len(findings)} finding(s): {', '.join(kinds)[:300]}"
     detail = data.get("detail") if isinstance(data, dict) else None
-    message = f"the lockd server answered {status}: {detail or text[:300]}"
+    message = f"the lockd server answered {status}: {str(detail or text)[:300]}"
     return (2 if 400 <= status < 500 else 3), message
 
 
