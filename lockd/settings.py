@@ -15,7 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError
+from .errors import ConfigError, excerpt
 
 if TYPE_CHECKING:
     from .routing import RoutedIndex
@@ -206,13 +206,13 @@ def parse_duration(text: str, what: str) -> timedelta:
     parts = _DURATION.findall(compact)
     if not compact or _DURATION.sub("", compact).strip() or not parts:
         raise ConfigError(
-            f"{what}={text!r} is not a duration.",
+            f"{what}={excerpt(text)} is not a duration.",
             hint="Write a number with a unit: 90s, 15m, 24h, 30d or 2w.",
         )
     seconds = sum(int(n) * _UNIT_SECONDS[unit] for n, unit in parts)
     if seconds <= 0 or seconds > 100 * 365 * 86400:
         raise ConfigError(
-            f"{what}={text!r} is out of range.", hint="Give between 1s and 100 years."
+            f"{what}={excerpt(text)} is out of range.", hint="Give between 1s and 100 years."
         )
     return timedelta(seconds=seconds)
 

@@ -285,6 +285,34 @@ def test_bad_names_are_refused(
     assert words in answer.json()["detail"]
 
 
+HOSTILE = "<script>alert(1)</script>" + "x" * 20_000
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/api/v1/locksets/" + HOSTILE, {}),
+        ("/api/v1/drift-reports/" + HOSTILE, {}),
+        ("/api/v1/drift-reports", {"since": HOSTILE}),
+        ("/api/v1/locksets", {"offset": "9" * 40}),
+        ("/projects/" + HOSTILE, {}),
+        ("/reports/" + HOSTILE, {}),
+    ],
+)
+def test_hostile_request_values_are_refused_without_being_echoed(
+    fleet: Fleet, path: str, params: dict[str, str]
+) -> None:
+    """Whatever a caller puts in a path or query comes back cut short, if at all: never
+    whole (a 20 KB name), never as markup in a page, never a 500."""
+    with fleet.server.client(fleet.read) as client:
+        answer = client.get(path, params=params)
+    assert 400 <= answer.status_code < 500, (answer.status_code, answer.text[:300])
+    assert "x" * 200 not in answer.text
+    if answer.headers["content-type"].startswith("text/html"):
+        assert "<script>" not in answer.text and "&lt;script&gt;" in answer.text
+    assert fleet.get("/healthz").status_code == 200
+
+
 def test_missing_parameters_are_named_not_echoed(fleet: Fleet) -> None:
     with fleet.server.client(fleet.ingest) as client:
         answer = client.post("/api/v1/snapshots", params={"project": "vision"}, content=b"{}")

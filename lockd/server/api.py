@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ..app import audit, record
 from ..app.fleet import Ingestion
-from ..errors import NotFoundError, UsageError
+from ..errors import NotFoundError, UsageError, excerpt
 from ..lockset import Lockset, diff_locksets
 from ..settings import parse_duration
 from ..store import DeploymentQuery, ReportQuery
@@ -29,7 +29,7 @@ router = APIRouter(prefix="/api/v1")
 Reader = Annotated[Caller, Depends(require("read"))]
 Ingester = Annotated[Caller, Depends(require("ingest"))]
 Limit = Annotated[int, Query(ge=1, le=1000)]
-Offset = Annotated[int, Query(ge=0)]
+Offset = Annotated[int, Query(ge=0, le=1_000_000_000)]
 
 
 def _lockset(request: Request, ref: str, project: str | None = None) -> Lockset:
@@ -132,7 +132,7 @@ def drift_reports(
 def drift_report(request: Request, ref: str, _: Reader) -> dict[str, Any]:
     document, snapshots = _store(request).drift_report(ref)
     if not document:
-        raise NotFoundError(f"No drift report {ref[:80]!r}.", hint="Give the full hash.")
+        raise NotFoundError(f"No drift report {excerpt(ref)}.", hint="Give the full hash.")
     return {**document, "snapshots": snapshots}
 
 

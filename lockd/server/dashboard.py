@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse
 
 from .. import __version__
 from ..app import record
-from ..errors import NotFoundError
+from ..errors import NotFoundError, excerpt
 from ..lockfiles.manifest import MANIFEST
 from ..store import DeploymentQuery, ReportQuery
 from .auth import require
@@ -108,7 +108,7 @@ def project(request: Request, name: str, page: int = 1) -> HTMLResponse:
     days, overviews = _fleet(request).projects()
     found = next((p for p in overviews if p.name == name), None)
     if found is None:
-        raise NotFoundError(f"No project {name[:200]!r}.")
+        raise NotFoundError(f"No project {excerpt(name)}.")
     locksets = store.history(name, PAGE + 1, (page - 1) * PAGE)
     reports = store.drift_report_summaries(ReportQuery(project=name, limit=20))
     return render(
@@ -141,5 +141,5 @@ def lockset(request: Request, ref: str) -> HTMLResponse:
 def report(request: Request, ref: str) -> HTMLResponse:
     document, snapshots = _store(request).drift_report(ref)
     if not document:
-        raise NotFoundError(f"No drift report {ref[:80]!r}.")
+        raise NotFoundError(f"No drift report {excerpt(ref)}.")
     return render("report.html.j2", report=document, snapshots=snapshots)
