@@ -68,6 +68,8 @@ class Fields:
 
     def texts(self, key: str, *, required: bool = True) -> tuple[str, ...]:
         items = self._list(key, required)
+        if _short_texts(items):
+            return tuple(items)
         return tuple(_text(v, f"{self._path(key)}[{i}]") for i, v in enumerate(items))
 
     def optional_texts(self, key: str) -> tuple[str, ...] | None:
@@ -75,13 +77,16 @@ class Fields:
 
     def text_rows(self, key: str, width: int) -> tuple[tuple[str, ...], ...]:
         """A list of lists of ``width`` strings each (``[["libc6", "2.36", "amd64"], …]``)."""
-        rows = []
-        for i, row in enumerate(self._list(key, required=True)):
+        rows = self._list(key, required=True)
+        if all(type(row) is list and len(row) == width and _short_texts(row) for row in rows):
+            return tuple(tuple(row) for row in rows)  # the common case, checked at C speed
+        for i, row in enumerate(rows):
             where = f"{self._path(key)}[{i}]"
             if not isinstance(row, list) or len(row) != width:
                 raise FormatError(f"{where} must be a list of {width} strings.")
-            rows.append(tuple(_text(v, f"{where}[{j}]") for j, v in enumerate(row)))
-        return tuple(rows)
+            for j, v in enumerate(row):
+                _text(v, f"{where}[{j}]")
+        raise AssertionError("unreachable: a row failed the fast check")  # pragma: no cover
 
     def text_map(self, key: str, *, required: bool = True) -> dict[str, str]:
         return self.mapping(key, _text, required=required)
@@ -146,6 +151,11 @@ class Fields:
 
     def _path(self, key: str) -> str:
         return f"{self.where}.{key}" if self.where else key
+
+
+def _short_texts(values: list[Any]) -> bool:
+    """Every value a string of at most ``MAX_TEXT`` characters (no message: a fast check)."""
+    return all(type(v) is str and len(v) <= MAX_TEXT for v in values)
 
 
 def _text(value: object, where: str) -> str:
