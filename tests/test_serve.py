@@ -294,6 +294,7 @@ HOSTILE = "<script>alert(1)</script>" + "x" * 20_000
         ("/api/v1/locksets/" + HOSTILE, {}),
         ("/api/v1/drift-reports/" + HOSTILE, {}),
         ("/api/v1/drift-reports", {"since": HOSTILE}),
+        ("/api/v1/audit", {"since": HOSTILE}),
         ("/api/v1/locksets", {"offset": "9" * 40}),
         ("/projects/" + HOSTILE, {}),
         ("/reports/" + HOSTILE, {}),

@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from ..drift import DriftReport, Finding
-from ..errors import FormatError, UsageError
+from ..errors import FormatError, UsageError, excerpt
 from ..lockset import Lockset
 from ..store.verify import ChainReport, ProjectChain, Records
 
@@ -67,7 +67,7 @@ def _parse_bound(text: str | None, flag: str, *, end: bool) -> datetime | None:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise UsageError(
-            f"{flag} {text!r} is not an ISO date or time.",
+            f"{flag} {excerpt(text)} is not an ISO date or time.",
             hint="Use YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ.",
         ) from None
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
