@@ -19,6 +19,7 @@ from lockd.store.migrate import SCHEMA_HEAD
 from tests.conftest import Run, run_lockd
 from tests.support.postgres import Postgres
 from tests.support.pyindex import IndexServer
+from tests.support.serve import create_token, running_server
 from tests.support.writers import (
     Launch,
     assert_all_recorded_once,
@@ -27,7 +28,10 @@ from tests.support.writers import (
     drift_writer,
     recorded_hashes,
     run_together,
+    serve_writer,
 )
+
+SHARED_TARGET = "linux-x86_64-py311-cpu"  # what compile_writer locks
 
 
 @pytest.fixture
@@ -37,21 +41,32 @@ def env(lockd_env: dict[str, str]) -> dict[str, str]:
 
 @pytest.mark.slow
 def test_sixteen_writers_at_once(db_url: str, env: dict[str, str], tmp_path: Path) -> None:
-    """8 compiles of distinct projects and 8 drift runs of one project, all at once."""
+    """6 compiles of distinct projects, 5 drift runs of one project and 5 snapshots of that
+    project posted to `lockd serve --workers 2`, all at once: the CLI's and the server's
+    processes append to one drift chain."""
     shared = compile_writer(tmp_path / "shared", env, db_url)(0)
     setup = run_lockd(*shared.argv, "--project", "shared", cwd=shared.cwd, env=env)
     assert setup.returncode == 0, setup.output
+    token = create_token(db_url, "fleet", "ingest", tmp_path)
     compiles = compile_writer(tmp_path / "compiles", env, db_url)
     drifts = drift_writer(tmp_path, env, db_url, "shared")
-    launches = [launch for i in range(8) for launch in (compiles(i), drifts(i))]
+    with running_server(db_url, tmp_path, "--workers", "2", env=env) as server:
+        posts = serve_writer(
+            tmp_path, env, server=server.url, token=token, project="shared", target=SHARED_TARGET
+        )
+        launches = [
+            *(compiles(i) for i in range(6)),
+            *(launch for i in range(5) for launch in (drifts(i), posts(i))),
+        ]
 
-    outcomes = run_together(launches)
+        outcomes = run_together(launches)
 
     failures = assert_all_recorded_once(
         outcomes, db_url, env=env, cwd=tmp_path, before=claim_lockset(setup)
     )
     assert failures == [], [f.describe() for f in failures]
     assert len(recorded_hashes(db_url)) == 1 + 16
+    assert sorted(o.launch.kind for o in outcomes).count("serve") == 5
 
 
 @pytest.mark.slow

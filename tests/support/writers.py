@@ -2,7 +2,7 @@
 
 A *writer kind* turns a number into a :class:`Launch`: the command of one
 process that writes to the database (``lockd compile`` of a project,
-``lockd drift`` of a project, later a snapshot posted to ``lockd serve``) and
+``lockd drift`` of a project, ``lockd snapshot --post`` to a ``lockd serve``) and
 how to read, from a successful run's output, the hashes of the records it
 says it stored. :func:`run_together` starts every launch before waiting for
 any, and :func:`assert_all_recorded_once` checks the contract:
@@ -14,9 +14,9 @@ any, and :func:`assert_all_recorded_once` checks the contract:
   extra);
 * ``lockd audit verify`` finds every chain intact and unforked.
 
-Adding a writer kind (for example snapshot ingestion through ``lockd serve``)
-is one more :data:`WriterKind`: a function from a number to a :class:`Launch`
-whose ``claims`` reads the hashes it stored from the run. A writer whose
+Adding a writer kind is one more :data:`WriterKind`: a function from a number
+to a :class:`Launch` whose ``claims`` reads the hashes it stored from the run
+(``serve_writer``: snapshots posted to ``lockd serve``). A writer whose
 records live in a table of their own passes ``tables=(*CHAINED, "its_table")``
 (any table with a ``hash`` column) to the checks; the checks stay the same.
 """
@@ -221,6 +221,36 @@ def drift_writer(root: Path, env: Mapping[str, str], url: str, project: str) -> 
             root,
             env,
             claim_drift_reports,
+        )
+
+    return launch
+
+
+def serve_writer(
+    root: Path, env: Mapping[str, str], *, server: str, token: str, project: str, target: str
+) -> WriterKind:
+    """``lockd snapshot --post`` to a running ``lockd serve``: the server's workers append
+    the report to the project's drift chain, beside the CLI writers (exit 1: it drifted)."""
+
+    def launch(i: int) -> Launch:
+        return Launch(
+            "serve",
+            (
+                "snapshot",
+                "--no-system",
+                "--post",
+                server,
+                "--project",
+                project,
+                "--target",
+                target,
+                "--deployment",
+                f"pod-{i}",
+            ),
+            root,
+            {**env, "LOCKD_TOKEN": token},
+            claim_drift_reports,
+            ok_codes=frozenset({0, 1}),
         )
 
     return launch
