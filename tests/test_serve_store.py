@@ -312,6 +312,41 @@ def _group_commit(bad: int | None) -> tuple[list[list[int]], dict[int, object]]:
         return batches, {i: f.exception() or f.result() for i, f in enumerate(rest, 1)}
 
 
+def test_a_batch_appends_to_several_chains_through_the_chain_lock(db_url: str) -> None:
+    """record_drifts (the server's group commit) goes through chain.append_many: reports of
+    one project in a batch chain one after the other, batches that lock the same projects
+    in opposite orders from two threads both commit (locks are taken sorted), no chain
+    forks."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = Store(db_url)
+    locksets = {name: fleet_lockset(name) for name in ("p", "q")}
+    for lockset in locksets.values():
+        store.record_lockset(lockset)
+
+    def report(project: str, n: int) -> tuple[DriftReport, Posted | None]:
+        checked = f"2026-11-01T00:{n // 60:02d}:{n % 60:02d}Z"
+        hash_ = locksets[project].hash
+        return DriftReport(project, hash_, checked, (), checks=(f"live:{TARGET}",)), None
+
+    first = store.record_drifts([report("p", 0), report("q", 1), report("p", 2)])
+    assert first[0].report.parent is None and first[1].report.parent is None
+    assert first[2].report.parent == first[0].report.hash
+    batches = [
+        [report("p", 10 + 4 * i), report("q", 11 + 4 * i)]
+        if i % 2
+        else [report("q", 12 + 4 * i), report("p", 13 + 4 * i)]
+        for i in range(8)
+    ]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(store.record_drifts, batches, timeout=120))
+    assert sum(len(r) for r in results) == 16
+    chains = store.verify_chains()
+    assert chains.ok, chains.problems
+    assert len(store.drift_reports("p")) == 2 + 8 and len(store.drift_reports("q")) == 1 + 8
+    store.close()
+
+
 def test_group_commit_batches_and_isolates_failures() -> None:
     batches, results = _group_commit(None)
     assert batches == [[0], list(range(1, 20))]  # the queued writes: one commit
