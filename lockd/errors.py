@@ -17,7 +17,7 @@
         └── UnsafeFileError         exit 2: a name or link read from disk leads out of lockd's files
 
 Every message is one paragraph that names what was wrong (target, package,
-index, file) and, in ``hint``, how to fix it. Nothing here prints; ``cli.py``
+index, file) and, in ``hint``, how to fix it. Nothing here prints; ``lockd.cli``
 is the single place that renders errors.
 """
 

@@ -1,6 +1,6 @@
 """``lockd serve``: the shared service — the record over HTTP, fleet snapshots, a dashboard.
 
-Another front door beside ``cli.py``: routes parse, call ``lockd.app`` use
+Another front door beside ``lockd.cli``: routes parse, call ``lockd.app`` use
 cases or store readers, and render (JSON, or HTML from Jinja templates).
 
 ::

@@ -1,7 +1,7 @@
 """The service's commands: ``lockd serve`` and ``lockd tokens``.
 
-Registered on ``cli.app`` (``cli`` imports this module last); the same rules as
-``cli``: parse, call a use case, render, and heavy imports inside the commands.
+Registered on ``cli.app`` like every command module here, with the same rules:
+parse, call a use case, render, and heavy imports inside the commands.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from .cli import DbOption, FormatOption, TableFormat, _Command, _print_image_rows, app
+from ._app import DbOption, FormatOption, TableFormat, _Command, app, print_rows
 
 tokens_app = typer.Typer(help="API tokens of `lockd serve` (stored as hashes; shown once).")
 app.add_typer(tokens_app, name="tokens")
@@ -41,9 +41,9 @@ def serve(
     ] = "info",
 ) -> None:
     """Serve the record: API under /api/v1, fleet snapshots, the dashboard at /."""
-    from .server.run import ServeRequest
-    from .server.run import serve as run_server
-    from .settings import Settings
+    from ..server.run import ServeRequest
+    from ..server.run import serve as run_server
+    from ..settings import Settings
 
     run_server(
         ServeRequest(
@@ -72,9 +72,9 @@ def tokens_create(
     db: DbOption = None,
 ) -> None:
     """Create a token and print it once; only its hash is stored."""
-    from .app.tokens import NewToken, create
-    from .settings import Settings, parse_duration
-    from .store import Store
+    from ..app.tokens import NewToken, create
+    from ..settings import Settings, parse_duration
+    from ..store import Store
 
     lifetime = parse_duration(expires, "--expires") if expires else None
     store = Store(db or Settings.from_env().database_url)
@@ -95,9 +95,9 @@ def tokens_list(db: DbOption = None, output_format: FormatOption = TableFormat.t
     """List tokens: name, scope, created, expires, state (never the token)."""
     from datetime import UTC, datetime
 
-    from .report.console import print_json
-    from .settings import Settings
-    from .store import Store
+    from ..report.console import print_json
+    from ..settings import Settings
+    from ..store import Store
 
     store = Store(db or Settings.from_env().database_url)
     try:
@@ -109,7 +109,7 @@ def tokens_list(db: DbOption = None, output_format: FormatOption = TableFormat.t
     if output_format is TableFormat.json:
         print_json(rows)
         return
-    _print_image_rows(
+    print_rows(
         ("name", "scope", "created", "expires", "state"),
         [
             (r["name"], r["scope"], r["created_at"], r["expires_at"] or "never", r["state"])
@@ -124,8 +124,8 @@ def tokens_revoke(
     db: DbOption = None,
 ) -> None:
     """Revoke a token at once (it stays listed, as revoked)."""
-    from .settings import Settings
-    from .store import Store
+    from ..settings import Settings
+    from ..store import Store
 
     store = Store(db or Settings.from_env().database_url)
     try:
