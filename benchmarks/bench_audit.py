@@ -1,9 +1,9 @@
-"""Benchmark ``lockd audit`` over a large record: 1,000 locksets.
+"""Benchmark ``lockd audit`` over a large record: 1,000 locksets (or 10,000: issue 14).
 
 Usage (from the repository root, after ``./scripts/setup``; no network)::
 
     .venv/bin/python benchmarks/bench_audit.py [--locksets 1000] [--targets 3]
-        [--artifacts 30] [--rounds 5] [--db PATH]
+        [--artifacts 30] [--rounds 5] [--db PATH] [--cli-only]
 
 Builds a SQLite database with one project whose chain holds ``--locksets``
 locksets (``--targets`` targets of ``--artifacts`` artifacts each, torch from
@@ -156,8 +156,14 @@ def build_database(url: str, count: int, targets: int, artifacts: int) -> float:
     return time.perf_counter() - started
 
 
-def _run(command: list[str]) -> None:
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def _run(command: list[str]) -> float:
+    """Run ``command``; its peak resident memory in MB (``wait4``'s ``ru_maxrss``)."""
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode not in (0, 1):  # 1: a broken chain, still a report
+        raise subprocess.CalledProcessError(child.returncode, command)
+    return usage.ru_maxrss / 1024
 
 
 def median_time(action: Callable[[], object], rounds: int) -> tuple[float, object]:
@@ -196,15 +202,17 @@ def in_process(url: str, rounds: int) -> list[tuple[str, float, str]]:
     return rows
 
 
-def end_to_end(url: str, tmp: Path, rounds: int) -> list[tuple[str, float]]:
-    """The real CLI in a subprocess: interpreter start, imports, atomic file writes."""
+def end_to_end(url: str, tmp: Path, rounds: int) -> list[tuple[str, float, float]]:
+    """The real CLI in a subprocess (interpreter start, imports, atomic file writes):
+    median seconds and the peak resident memory of the last run."""
     rows = []
     for fmt in ("markdown", "html", "json", "cyclonedx"):
         command = [*LOCKD, "audit", "--db", url, "--format", fmt, "-o", str(tmp / f"a.{fmt}")]
-        seconds, _ = median_time(lambda c=command: _run(c), rounds)
-        rows.append((f"lockd audit --format {fmt} -o FILE", seconds))
-    seconds, _ = median_time(lambda: _run([*LOCKD, "audit", "verify", "--db", url]), rounds)
-    rows.append(("lockd audit verify", seconds))
+        seconds, peak = median_time(lambda c=command: _run(c), rounds)
+        rows.append((f"lockd audit --format {fmt} -o FILE", seconds, float(peak)))
+    command = [*LOCKD, "audit", "verify", "--db", url]
+    seconds, peak = median_time(lambda: _run(command), rounds)
+    rows.append(("lockd audit verify", seconds, float(peak)))
     return rows
 
 
@@ -215,6 +223,11 @@ def main() -> None:
     parser.add_argument("--artifacts", type=int, default=30)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--db", type=Path, default=None)
+    parser.add_argument(
+        "--cli-only",
+        action="store_true",
+        help="only the CLI runs (time and peak RSS); no in-process rounds",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -230,8 +243,10 @@ def main() -> None:
             if have:
                 sys.exit(f"{path} holds {have} locksets, not {args.locksets}: use another --db")
             built = build_database(url, args.locksets, args.targets, args.artifacts)
-        rows = in_process(url, args.rounds)
+        load_before = os.getloadavg()
+        rows = [] if args.cli_only else in_process(url, args.rounds)
         cli_rows = end_to_end(url, Path(tmp), args.rounds)
+        load_after = os.getloadavg()
 
     artifacts_total = args.locksets * args.targets * args.artifacts
     print(f"## lockd audit over {args.locksets} locksets\n")
@@ -244,22 +259,25 @@ def main() -> None:
         print(f"Recording them through `Store.record_lockset` took {built:.1f} s.")
     print(
         f"\nMachine: {os.cpu_count()} CPUs (`nproc` {len(os.sched_getaffinity(0))}), "
-        f"{cpu_model()}; Python {platform.python_version()}; {platform.system()}.\n"
+        f"{cpu_model()}; Python {platform.python_version()}; {platform.system()}; load average "
+        f"(1, 5, 15 min) before {', '.join(f'{x:.2f}' for x in load_before)}, after "
+        f"{', '.join(f'{x:.2f}' for x in load_after)}.\n"
     )
-    print("In process (use case + renderer, what the CLI spends after start-up):\n")
-    print("| step | seconds | output |")
-    print("| --- | ---: | --- |")
-    for name, seconds, note in rows:
-        print(f"| {name} | {seconds:.2f} | {note} |")
-    print("\nEnd to end (the CLI in a subprocess, median wall time):\n")
-    print("| command | seconds |")
-    print("| --- | ---: |")
-    for name, seconds in cli_rows:
-        print(f"| `{name}` | {seconds:.2f} |")
+    if rows:
+        print("In process (use case + renderer, what the CLI spends after start-up):\n")
+        print("| step | seconds | output |")
+        print("| --- | ---: | --- |")
+        for name, seconds, note in rows:
+            print(f"| {name} | {seconds:.2f} | {note} |")
+    print("\nEnd to end (the CLI in a subprocess, median wall time, peak RSS):\n")
+    print("| command | seconds | peak RSS |")
+    print("| --- | ---: | ---: |")
+    for name, seconds, peak in cli_rows:
+        print(f"| `{name}` | {seconds:.2f} | {peak:.0f} MB |")
     print(
         "\nCommand: `.venv/bin/python benchmarks/bench_audit.py "
         f"--locksets {args.locksets} --targets {args.targets} --artifacts {args.artifacts} "
-        f"--rounds {args.rounds}`"
+        f"--rounds {args.rounds}{' --cli-only' if args.cli_only else ''}`"
     )
 
 

@@ -11,7 +11,8 @@ order every round:
 * ``lockd compile --check`` (goal: < 0.3 s; it reads the inputs, the manifest and
   the lock files, and resolves nothing);
 * the same with a Dockerfile among the inputs (the image parser comes in);
-* ``lockd compile`` when nothing changed (the no-op: it also opens the database);
+* ``lockd compile`` when nothing changed (the no-op: it also asks the database for
+  the latest recorded lockset);
 * what a CI job otherwise runs: ``uv pip compile`` of every target again (warm uv
   cache, ``--python`` given so uv does not search for interpreters), whose output
   would then be compared with the lock;
@@ -136,7 +137,7 @@ def _runners(work: Path, url: str, env: dict[str, str]) -> dict[str, Callable[[]
         "`lockd compile --check --dockerfile Dockerfile`": command(
             [*check, "--dockerfile", "Dockerfile", "--out", "locks-df"]
         ),
-        "`lockd compile` when nothing changed (opens the database)": command(
+        "`lockd compile` when nothing changed (asks the database)": command(
             [*LOCKD, "compile", *MATRIX, *ACCELERATORS]
         ),
         "4 × `uv pip compile` again (warm cache)": lambda: [call() for call in uv_calls] and None,

@@ -211,14 +211,52 @@ def test_check_agrees_with_the_noop_and_never_resolves(
     assert both.returncode == 2 and "--check" in both.stderr
 
 
-def test_check_imports_nothing_heavy(run: LockdRunner, tmp_path: Path) -> None:
-    """What keeps `compile --check` fast enough for a pre-commit hook (measured in
-    benchmarks/bench_check.py): no database layer, HTTP client or rich."""
+# What the no-op and `--check` must not import: the database layer, the HTTP client, rich,
+# pydantic (typer's coercion), the pip machinery. (The uv backend comes in for its
+# version, which is part of the input key: about 10 ms with `uv --version`.)
+HEAVY = (
+    "sqlmodel",
+    "sqlalchemy",
+    "alembic",
+    "httpx",
+    "rich",
+    "pydantic",
+    "lockd.store.repository",
+    "lockd.resolvers.piptools",
+    "lockd.app.pip",
+    "lockd.indexes",
+)
+
+
+@pytest.mark.parametrize("args", [("--check",), (), ("--format", "json")])
+def test_no_op_and_check_import_nothing_heavy(
+    run: LockdRunner, tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    """What keeps `compile --check` and the no-op compile fast enough for a pre-commit hook
+    (measured in benchmarks/bench_check.py): the modules each one imports, not a timing."""
     (tmp_path / "requirements.in").write_text("numpy\n")
     compile_json(run)
-    result = run("compile", *MATRIX, "--check", env={"PYTHONPROFILEIMPORTTIME": "1"})
+    result = run("compile", *MATRIX, *args, env={"PYTHONPROFILEIMPORTTIME": "1"})
     assert result.returncode == 0, result.output
+    said = {"--check": "Locks are current", "--format": '"status": "unchanged"'}
+    assert said.get(args[0] if args else "", "Nothing changed") in result.stdout
     imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()}
     assert "lockd.app.compile" in imported  # importtime wrote its table
-    for heavy in ("sqlmodel", "sqlalchemy", "httpx", "rich"):
-        assert heavy not in imported, heavy
+    assert [heavy for heavy in HEAVY if heavy in imported] == []
+
+
+def test_check_with_a_dockerfile_imports_no_registry_client(
+    run: LockdRunner, tmp_path: Path
+) -> None:
+    """Reading the FROM lines needs the Dockerfile parser, not lockd.images' registry client."""
+    (tmp_path / "requirements.in").write_text("numpy\n")
+    (tmp_path / "Dockerfile").write_text("FROM python:3.11-slim AS base\nFROM base\n")
+    compile_json(run)
+    result = run(
+        "compile", *MATRIX, "--check", "--dockerfile", "Dockerfile",
+        env={"PYTHONPROFILEIMPORTTIME": "1"},
+    )  # fmt: skip
+    assert result.returncode == 1 and "the Dockerfile changed" in result.stdout, result.output
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()}
+    assert "lockd.images._dockerfile" in imported  # the parser came in
+    assert [heavy for heavy in (*HEAVY, "lockd.images._client") if heavy in imported] == []

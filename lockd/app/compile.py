@@ -98,7 +98,6 @@ def compile_lockset(request: LockRequest, progress: ProgressHook | None = None) 
     """Resolve, verify, write and record one lockset (all-or-nothing unless partial)."""
     from ..lockfiles.files import StagedFiles, prepare_output_directory
     from ..lockfiles.names import is_lockd_file
-    from .pip import resolve_all
 
     prepared = _prepare(request)
     # Before anything is resolved or recorded: the output directory is a real,
@@ -106,20 +105,32 @@ def compile_lockset(request: LockRequest, progress: ProgressHook | None = None) 
     prepare_output_directory(request.out_dir, is_lockd_file)
     request, resolver = prepared.request, prepared.resolver
     inputs, on_disk = prepared.inputs, prepared.on_disk
+    current = (
+        not request.refresh
+        and not request.moves_pins
+        and on_disk is not None
+        and not staleness(on_disk, prepared.expected, request.out_dir)
+    )
+    if current and on_disk is not None:
+        from ..store.head import UNKNOWN, latest_hash
+
+        # A no-op when the database recorded this lockset last: asked without opening
+        # the store where it can be (a SQLite file), or by the store below.
+        recorded_hash = latest_hash(request.database_url, request.project)
+        if recorded_hash == on_disk.hash:
+            return CompileResult(on_disk, unchanged=True)
+        current = recorded_hash == UNKNOWN
+    from .pip import resolve_all
+
     # Importing SQLModel and opening (maybe migrating) the database takes about a
     # second: it happens in the background while uv resolves. The project's newest
     # lockset is read there too: the parent this compile starts from (if another
     # compile records first, the store refuses this one rather than fork the chain).
     opening = _in_background(_open_store, request.database_url, request.project)
     try:
-        if (
-            not request.refresh
-            and not request.moves_pins
-            and on_disk is not None
-            and not staleness(on_disk, prepared.expected, request.out_dir)
-        ):
+        if current:
             recorded = opening.result().parent
-            if recorded is not None and recorded.hash == on_disk.hash:
+            if recorded is not None and on_disk is not None and recorded.hash == on_disk.hash:
                 return CompileResult(recorded, unchanged=True)
         started = datetime.now(UTC).replace(microsecond=0)
         # Images first: a wrong tag fails in a second rather than after every target

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
@@ -19,7 +19,7 @@ from ..errors import (
     ResolutionError,
     VerificationError,
 )
-from ..graph import pip_graph
+from ..graph import Graph, pip_graph
 from ..indexes import files_of_version, listed_versions
 from ..inputs import PipInputs
 from ..lockfiles.names import pylock_name, requirements_name
@@ -39,6 +39,7 @@ from ..scratch import scratch_dir
 from ..targets import Target
 from ..urls import strip_credentials
 from .metadata import Pending, RequiresReader, gather
+from .promotions import Promotions, needless, scouts_first
 
 if TYPE_CHECKING:
     from ..indexes import IndexClient
@@ -67,21 +68,30 @@ def resolve_all(
 
     client = IndexClient(metadata_cache=request.metadata_cache)
     reader = RequiresReader(client)
+    promotions = Promotions()
     cleanup = ExitStack()  # the scratch directory goes even if the client fails to close
     scratch = cleanup.enter_context(scratch_dir("compile"))
+    targets = request.targets
+    plans = [_plan(request, target) for target in targets]
+    # Targets of one platform and routing plan learn their promotions from the first
+    # (a plan that routes nothing has nothing to promote: no key).
+    keys: list[Hashable | None] = [
+        (t.platform.name, plan) if plan.routes() else None
+        for t, plan in zip(targets, plans, strict=True)
+    ]
     try:
 
-        def run(target: Target) -> TargetOutcome:
+        def run(i: int) -> TargetOutcome:
+            target = targets[i]
             if progress:
                 progress(target.id, "start")
             outcome = _lock_target(
                 request,
+                _Job(target, plans[i], keys[i], scratch / target.id, promotions),
                 inputs=inputs,
                 resolver=resolver,
-                target=target,
                 client=client,
                 reader=reader,
-                workdir=scratch / target.id,
                 preferences=previous_pins(previous, target.id),
             )
             if progress:
@@ -90,44 +100,57 @@ def resolve_all(
 
         # All targets at once, one uv process each: measured on uv 0.13.9, a shared
         # cache (cold or warm) is faster this way than target after target
-        # (benchmarks/RESULTS.md), so there is no cache-warming first pass.
+        # (benchmarks/RESULTS.md), so there is no cache-warming first pass. Scouts
+        # start first: the pool takes jobs in order, so no follower waits for a
+        # scout that has not started.
         with ThreadPoolExecutor(max_workers=max(1, request.concurrency)) as pool:
-            return list(pool.map(run, request.targets))
+            jobs = {i: pool.submit(run, i) for i in scouts_first(keys)}
+            return [jobs[i].result() for i in range(len(targets))]
     finally:
         with cleanup:
             reader.close()
             client.close()
 
 
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """One target of the matrix, its routing plan and what it shares with its peers."""
+
+    target: Target
+    plan: IndexPlan
+    key: Hashable | None  # targets with the same key share their promotions
+    workdir: Path  # private scratch directory
+    promotions: Promotions
+
+
+def _plan(request: LockRequest, target: Target) -> IndexPlan:
+    return plan_for(
+        target, request.index_url, request.pytorch_index, request.family, request.private_indexes
+    )
+
+
 def _lock_target(
     request: LockRequest,
+    job: _Job,
     *,
     inputs: PipInputs,
     resolver: Resolver,
-    target: Target,
     client: IndexClient,
     reader: RequiresReader,
-    workdir: Path,
     preferences: tuple[Pin, ...],
 ) -> TargetOutcome:
-    plan = plan_for(
-        target, request.index_url, request.pytorch_index, request.family, request.private_indexes
-    )
+    target, plan = job.target, job.plan
     outcome = TargetOutcome(target)
-    try:
-        if target.accelerator.kind == "cuda" and target.platform.os == "macos":
-            raise VerificationError(
-                f"Target {target.id}: PyTorch publishes no CUDA builds for macOS.",
-                target=target.id,
-                hint="Lock macos-arm64 with --cuda cpu only, or drop the platform.",
-            )
+    hints, scout = job.promotions.hints(job.key)
+
+    def resolve(promote: frozenset[str]) -> tuple[Resolution, Pending, Graph]:
         resolution = resolver.resolve(
             ResolveRequest(
                 target=target,
                 requirements=inputs.requirements,
                 constraints=inputs.constraints,
                 plan=plan,
-                workdir=workdir,
+                workdir=job.workdir,
                 glibc=request.glibc,
                 exclude_newer=request.exclude_newer,
                 cache_dir=request.cache_dir,
@@ -135,10 +158,24 @@ def _lock_target(
                 upgrade=request.upgrade,
                 upgrade_packages=request.upgrade_packages,
                 builds=request.builds,
+                promote=promote,
             )
         )
+        if scout:  # the followers start now, while this target reads metadata
+            job.promotions.learned(job.key, resolution.promoted)
         resolution = _fill_hashes(resolution, client)
         requires = reader.submit(resolution, plan)
+        graph = pip_graph(gather(requires), inputs.direct, target.marker_environment())
+        return resolution, requires, graph
+
+    try:
+        if target.accelerator.kind == "cuda" and target.platform.os == "macos":
+            raise VerificationError(
+                f"Target {target.id}: PyTorch publishes no CUDA builds for macOS.",
+                target=target.id,
+                hint="Lock macos-arm64 with --cuda cpu only, or drop the platform.",
+            )
+        resolution, requires, graph = _hinted(resolve, hints)
         verdict = verify(resolution, plan, _torch_requires(resolution, requires))
         lock = Lock(
             target=target.id,
@@ -146,7 +183,7 @@ def _lock_target(
             offered=_offered(resolution, plan, client),
             notes=verdict.notes,
             flavour=verdict.flavour,
-            graph=pip_graph(gather(requires), inputs.direct, target.marker_environment()),
+            graph=graph,
         )
         outcome.files = _render_files(lock, plan, target)
         outcome.lock = replace(
@@ -163,7 +200,28 @@ def _lock_target(
         )
     except LockdError as err:
         outcome.error = ResolutionError(f"Target {target.id}: {err.render()}", target=target.id)
+    finally:
+        if scout:  # a scout that failed before resolving teaches nothing
+            job.promotions.learned(job.key, frozenset())
     return outcome
+
+
+def _hinted(
+    resolve: Callable[[frozenset[str]], tuple[Resolution, Pending, Graph]],
+    hints: frozenset[str],
+) -> tuple[Resolution, Pending, Graph]:
+    """Resolve with another target's promotions, or as the target alone when they do not
+    fit it: the resolution fails with them (a promoted package this Python cannot
+    install), or the lock would hold one that nothing in it requires."""
+    if hints:
+        try:
+            resolved = resolve(hints)
+        except ResolutionError:
+            pass  # the target alone reports its own failure, if it has one
+        else:
+            if not needless(hints, resolved[2]):
+                return resolved
+    return resolve(frozenset())
 
 
 def previous_pins(previous: Lockset | None, target: str) -> tuple[Pin, ...]:

@@ -14,21 +14,29 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from ..errors import LockdError
+from ._params import install
 
 
 class _Command(TyperCommand):
     """Help that names an argument with a word (``LOCKSET``), not its type (``<str>``).
 
     Options get their words from ``metavar``; typer prints an argument's type after
-    its name whatever the metavar says.
+    its name whatever the metavar says. Parameters of plain types are coerced without
+    pydantic (``_params``): ``lockd compile --check`` runs in every pre-commit hook.
     """
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return install(super().get_params(ctx))
 
     def format_options(self, ctx: Any, formatter: Any) -> None:
         _format_params(self, ctx, formatter)
 
 
 class _Group(TyperGroup):
-    """The same help for a command group that takes options itself (`lockd audit`)."""
+    """The same help and coercion for a command group (its own options: `lockd audit`)."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return install(super().get_params(ctx))
 
     def format_options(self, ctx: Any, formatter: Any) -> None:
         _format_params(self, ctx, formatter)
@@ -56,14 +64,16 @@ app = typer.Typer(
     name="lockd",
     help="Dependency locks, CUDA verification, image digests and drift detection for ML.",
     no_args_is_help=True,
+    cls=_Group,
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # plain click help: rendering it with rich costs ~0.25 s per call
 )
 images_app = typer.Typer(
-    help="Resolve base image tags to digests; pin Dockerfiles; inspect and track images."
+    cls=_Group,
+    help="Resolve base image tags to digests; pin Dockerfiles; inspect and track images.",
 )
-db_app = typer.Typer(help="Database maintenance.")
+db_app = typer.Typer(cls=_Group, help="Database maintenance.")
 app.add_typer(images_app, name="images")
 app.add_typer(db_app, name="db")
 audit_app = typer.Typer(

@@ -10,9 +10,11 @@ from typing import Annotated
 
 import typer
 
-from ._app import DbOption, FormatOption, TableFormat, _Command, app, print_rows
+from ._app import DbOption, FormatOption, TableFormat, _Command, _Group, app, print_rows
 
-tokens_app = typer.Typer(help="API tokens of `lockd serve` (stored as hashes; shown once).")
+tokens_app = typer.Typer(
+    cls=_Group, help="API tokens of `lockd serve` (stored as hashes; shown once)."
+)
 app.add_typer(tokens_app, name="tokens")
 
 

@@ -114,17 +114,17 @@ def compile_json(result: CompileResult) -> dict[str, Any]:
 
 
 def print_compile(result: CompileResult) -> None:
+    lockset = result.lockset
+    if result.unchanged:  # plain text, as print_check: rich takes longer to import
+        sys.stdout.write(
+            f"Nothing changed: inputs and matrix match lockset {lockset.hash[:12]} "
+            "and its lock files (use --refresh to resolve again).\n"
+        )
+        return
     from rich.markup import escape
     from rich.table import Table
 
     console = make_console()
-    lockset = result.lockset
-    if result.unchanged:
-        console.print(
-            f"Nothing changed: inputs and matrix match lockset {lockset.hash[:12]} "
-            "and its lock files (use --refresh to resolve again)."
-        )
-        return
     table = Table(title=f"{lockset.project} · lockset {lockset.hash[:12]}")
     for column in ("target", "flavour", "packages", "torch"):
         table.add_column(column)

@@ -26,6 +26,8 @@ class ResolveRequest:
     ``preferences`` are the previous lock's pins: the backend keeps each one that
     still satisfies the inputs, except with ``upgrade`` (none kept) or for the
     packages named in ``upgrade_packages`` (``NAME`` or ``NAME==VERSION``).
+    ``promote`` names routed packages to declare as direct dependencies from the
+    first run (what another target of the matrix needed promoted).
     """
 
     target: Target
@@ -40,6 +42,7 @@ class ResolveRequest:
     upgrade: bool = False
     upgrade_packages: tuple[str, ...] = ()
     builds: BuildPolicy = field(default_factory=BuildPolicy)  # which sdists may be built
+    promote: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +68,7 @@ class Resolution:
 
     target: Target
     packages: tuple[ResolvedPackage, ...]
+    promoted: frozenset[str] = frozenset()  # routed packages declared direct to route them
 
 
 class Resolver(abc.ABC):

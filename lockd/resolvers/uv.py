@@ -96,7 +96,7 @@ class UvResolver(Resolver):
         # uv reads an existing output file as preferences: the previous lock's pins.
         if request.preferences and not request.upgrade:
             output.write_text(render_preferences(request.preferences))
-        promoted: set[str] = set()
+        promoted: set[str] = set(request.promote)
         plan = request.plan
         builds: set[str] = set()  # allowed packages uv said it must build
         rounds = 0
@@ -121,7 +121,7 @@ class UvResolver(Resolver):
             }
             rounds += 1
             if not stray or rounds == MAX_ROUNDS:
-                return Resolution(request.target, packages)
+                return Resolution(request.target, packages, frozenset(promoted))
             promoted |= stray
 
     def _compile(

@@ -1,8 +1,25 @@
-"""The lockd database: SQLModel tables behind repository functions."""
+"""The lockd database: SQLModel tables behind repository functions.
 
-from .fleet import Deployment, DeploymentQuery, Posted, ProjectOverview, ReportQuery, ReportSummary
-from .repository import LocksetSummary, Recorded, Store, TrackedImage
-from .tokens import SCOPES, TokenInfo
+Each name is imported from its module (and with it SQLAlchemy) on first use, so
+that ``store.head`` can answer the no-op compile without them.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .fleet import (
+        Deployment,
+        DeploymentQuery,
+        Posted,
+        ProjectOverview,
+        ReportQuery,
+        ReportSummary,
+    )
+    from .repository import LocksetSummary, Recorded, Store, TrackedImage
+    from .tokens import SCOPES, TokenInfo
 
 __all__ = [
     "SCOPES",
@@ -18,3 +35,28 @@ __all__ = [
     "TokenInfo",
     "TrackedImage",
 ]
+
+# name -> the module that defines it
+_MODULES = {
+    "SCOPES": "tokens",
+    "Deployment": "fleet",
+    "DeploymentQuery": "fleet",
+    "LocksetSummary": "repository",
+    "Posted": "fleet",
+    "ProjectOverview": "fleet",
+    "Recorded": "repository",
+    "ReportQuery": "fleet",
+    "ReportSummary": "fleet",
+    "Store": "repository",
+    "TokenInfo": "tokens",
+    "TrackedImage": "repository",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value  # once: later lookups do not come here
+    return value
