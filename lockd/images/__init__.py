@@ -24,8 +24,9 @@ registry client nor httpx.
 
 from __future__ import annotations
 
-from importlib import import_module
 from typing import TYPE_CHECKING, Any
+
+from ..lazy import export
 
 if TYPE_CHECKING:
     from ._auth import Credentials, CredentialStore
@@ -164,9 +165,4 @@ _MODULES = {
 
 
 def __getattr__(name: str) -> Any:
-    module = _MODULES.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f".{module}", __name__), name)
-    globals()[name] = value  # once: later lookups do not come here
-    return value
+    return export(__name__, _MODULES, name, globals())
