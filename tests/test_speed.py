@@ -151,3 +151,15 @@ def test_promotions_are_shared_per_key_and_plans_without_routes_never_wait() -> 
     assert promotions.hints("cu124") == (frozenset({"triton"}), False)
     keys = ["cpu", "cu124", None, "cpu", None, "cu124"]
     assert scouts_first(keys) == [0, 1, 2, 4, 3, 5]
+
+
+def test_lazy_package_faces_export_every_name() -> None:
+    """lockd.store and lockd.images import on first use: every name of ``__all__`` must
+    have its module in ``_MODULES`` (a name added to one and not the other fails here)."""
+    import lockd.images
+    import lockd.store
+
+    for package in (lockd.store, lockd.images):
+        assert set(package._MODULES) == set(package.__all__), package.__name__
+        for name in package.__all__:
+            assert getattr(package, name) is not None, (package.__name__, name)
