@@ -169,7 +169,7 @@ def test_an_old_backup_lacks_the_newest_lockset(project: Project, tmp_path: Path
 
     assert run.returncode == 1, run.output
     assert removed(doc) == [("lockset", newest)]  # the chain in the database is intact
-    assert [p["verified"] for p in doc["projects"]] == [True]
+    assert [(p["chains_intact"], p["verified"]) for p in doc["projects"]] == [(True, False)]
     assert "locks/lockd.json names it" in doc["first_problem"]["detail"]
 
 
@@ -188,7 +188,8 @@ def test_the_newest_lockset_removed_consistently_is_caught(project: Project) -> 
     )
     run, doc = project.verify()
     assert run.returncode == 1, run.output
-    assert [p["verified"] for p in doc["projects"]] == [True]  # the chains alone look fine
+    # the chains alone look fine, but the project is not verified
+    assert [(p["chains_intact"], p["verified"]) for p in doc["projects"]] == [(True, False)]
     assert removed(doc)[0] == ("lockset", head)
 
 
@@ -209,6 +210,23 @@ def test_lock_files_on_disk_must_match_the_record(project: Project) -> None:
     }
 
 
+def test_the_project_line_fails_when_only_a_lock_file_was_edited(project: Project) -> None:
+    """The project's line states the verdict for everything found about it, before the
+    problem lines, in the table as in json."""
+    pylock = project.root / "locks" / f"pylock.{TARGET}.toml"
+    pylock.write_text(pylock.read_text() + "# edited\n")
+
+    text = project.text()
+    _, doc = project.verify()
+
+    assert text.returncode == 1, text.output
+    project_line = next(line for line in text.stdout.splitlines() if line.startswith("model: "))
+    assert "verified" not in project_line
+    assert project_line.endswith("FAILED (its chains are intact; see the problems below)")
+    assert "first altered or removed record: lock file" in text.stdout
+    assert [(p["project"], p["verified"]) for p in doc["projects"]] == [("model", False)]
+
+
 def test_an_edited_manifest_is_named(project: Project) -> None:
     manifest = project.root / "locks" / "lockd.json"
     data = json.loads(manifest.read_text())
@@ -223,6 +241,7 @@ def test_an_edited_manifest_is_named(project: Project) -> None:
         "altered",
     )
     assert "edited after lockd wrote it" in first["detail"]
+    assert first["project"] == "model" and doc["projects"][0]["verified"] is False
 
 
 def test_only_lock_file_names_of_the_lock_s_own_target_are_read() -> None:

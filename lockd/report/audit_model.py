@@ -395,13 +395,21 @@ def count(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
+def _verdict(chain: ChainReport, project: ProjectChain) -> str:
+    if not project.ok:
+        return "BROKEN"
+    if not chain.verified(project):
+        return "FAILED (its chains are intact; see the problems below)"
+    return "verified"
+
+
 def chain_lines(chain: ChainReport) -> list[str]:
     """What ``lockd audit verify`` prints: one line per project, then the verdict."""
     data = chain.to_dict()
     lines = [
         f"{p.project}: {count(p.locksets, 'lockset')}, {count(p.drift_reports, 'drift report')}, "
         f"head lockset {(p.head_lockset or '-')[:12]}, head drift report "
-        f"{(p.head_drift_report or '-')[:12]}: {'verified' if p.ok else 'BROKEN'}"
+        f"{(p.head_drift_report or '-')[:12]}: {_verdict(chain, p)}"
         for p in chain.projects
     ]
     if chain.empty:

@@ -55,7 +55,8 @@ def check_evidence(records: Records, evidence: ProjectEvidence) -> tuple[Problem
     problems: list[Problem] = []
     manifest = f"{evidence.directory}/lockd.json"
     if evidence.edited:
-        problems.append(Problem(None, "lock file", manifest, "altered", evidence.edited))
+        owner = evidence.anchors[0].project if evidence.anchors else None
+        problems.append(Problem(owner, "lock file", manifest, "altered", evidence.edited))
     held = {(record.project, record.hash) for record in records.locksets}
     empty = not records.locksets and not records.drift_reports
     for anchor in dict.fromkeys(evidence.anchors):  # in order, each once

@@ -208,12 +208,22 @@ class ChainReport:
     def project(self, name: str) -> ProjectChain | None:
         return next((p for p in self.projects if p.project == name), None)
 
+    def verified(self, chain: ProjectChain) -> bool:
+        """Whether nothing at all was found wrong for this project: its chains, and also
+        what the project directory keeps and rows left over from its records."""
+        return chain.ok and not any(
+            p.project == chain.project for p in (*self.outside, *self.orphans)
+        )
+
     def to_dict(self) -> dict[str, Any]:
         first = self.first
         return {
             "verified": self.ok,
             "first_problem": first.to_dict() if first else None,
-            "projects": [p.to_dict() for p in self.projects],
+            "projects": [
+                {**p.to_dict(), "verified": self.verified(p), "chains_intact": p.ok}
+                for p in self.projects
+            ],
             "orphans": [p.to_dict() for p in self.orphans],
             "outside": [p.to_dict() for p in self.outside],
             "evidence": list(self.evidence),
