@@ -296,6 +296,35 @@ def test_transports_agree_and_platforms_are_chosen(
         read(registry.ref("multi", "v1"), "linux/s390x")
 
 
+def test_a_single_platform_image_of_another_platform_is_refused(
+    registry: Registry, pusher: Pusher, tmp_path: Path
+) -> None:
+    """--platform cannot choose inside one manifest: asking for another platform is refused,
+    naming both, whatever the transport; the image's own platform is read."""
+    parts = Image([base_layer(), venv_layer()], env=ENV).parts()  # linux/amd64
+    push(pusher, "single", "v1", parts)
+    write_oci_layout(tmp_path / "oci", parts, "app")
+    write_docker_archive(tmp_path / "app.tar", parts, "app:v1")
+    env = hermetic_env(tmp_path)
+    for reference in (
+        registry.ref("single", "v1"),
+        "oci:./oci:app",
+        f"docker-archive:{tmp_path / 'app.tar'}",
+    ):
+        asked = run_lockd(
+            "images", "inspect", reference, "--platform", "linux/arm64", cwd=tmp_path, env=env
+        )
+        assert asked.returncode == 3, (reference, asked.output)
+        assert asked.stdout == ""
+        assert "error:" in asked.stderr and "Traceback" not in asked.stderr
+        assert "single-platform linux/amd64 image, not linux/arm64" in asked.stderr, reference
+        same = run_lockd(
+            "images", "inspect", reference, "--platform", "linux/x86_64", "--format", "json",
+            cwd=tmp_path, env=env,
+        )  # fmt: skip
+        assert same.returncode == 0, (reference, same.output)
+
+
 def _pushed(pusher: Pusher, repo: str, parts: object) -> dict[str, object]:
     digest = push(pusher, repo, "tmp", parts)  # type: ignore[arg-type]
     manifest = json.dumps(parts.manifest(), indent=2).encode()  # type: ignore[attr-defined]

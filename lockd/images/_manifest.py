@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from lockd.errors import FormatError, RegistryError, excerpt
+from lockd.errors import FormatError, RegistryError, clipped, excerpt
 from lockd.targets import Platform
 
 from ._reference import DIGEST_RE, ImageRef
@@ -162,14 +162,7 @@ def choose_platform(
     platforms: tuple[PlatformDigest, ...], wanted: str, where: str
 ) -> PlatformDigest:
     """The entry of ``platforms`` for ``wanted`` (``linux/arm64``), as runtimes choose it."""
-    parts = wanted.strip().lower().split("/")
-    if len(parts) not in (2, 3):
-        raise RegistryError(f"{wanted!r} is not a platform.", hint="Write it as os/arch.")
-    os_, arch = parts[0], _ARCH_ALIASES.get(parts[1], parts[1])
-    variant = parts[2] if len(parts) == 3 else None
-    candidates = [p for p in platforms if (p.os, p.architecture) == (os_, arch)]
-    if variant is not None:
-        candidates = [p for p in candidates if _variant(p) == _variant_of(arch, variant)]
+    candidates = _matching(platforms, wanted)
     if not candidates:
         offered = ", ".join(p.oci_platform for p in platforms) or "no platform"
         raise RegistryError(
@@ -178,6 +171,42 @@ def choose_platform(
             "from the matrix.",
         )
     return max(candidates, key=_preference)
+
+
+def check_single_platform(config: Mapping[str, Any], wanted: str | None, where: str) -> None:
+    """Refuse a single-manifest image whose config (os, architecture, variant) is not
+    ``wanted``'s platform: there is no other platform to choose."""
+    if not wanted:
+        return
+    arch, variant = str(config.get("architecture") or "unknown"), config.get("variant")
+    have = PlatformDigest(
+        str(config.get("os") or "unknown"),
+        _ARCH_ALIASES.get(arch, arch),
+        str(variant) if variant else None,
+        digest="",
+        media_type="",
+    )
+    # A config without a variant does not contradict a variant asked for.
+    asked = wanted if have.variant else "/".join(wanted.strip().split("/")[:2])
+    if not _matching((have,), asked):
+        raise RegistryError(
+            f"{where} is a single-platform {clipped(have.oci_platform, 60)} image, not "
+            f"{wanted.strip()}.",
+            hint=f"Drop --platform, or name an image built for {wanted.strip()} (or a "
+            "multi-platform image that offers it).",
+        )
+
+
+def _matching(platforms: tuple[PlatformDigest, ...], wanted: str) -> list[PlatformDigest]:
+    parts = wanted.strip().lower().split("/")
+    if len(parts) not in (2, 3):
+        raise RegistryError(f"{wanted!r} is not a platform.", hint="Write it as os/arch.")
+    os_, arch = parts[0], _ARCH_ALIASES.get(parts[1], parts[1])
+    variant = parts[2] if len(parts) == 3 else None
+    candidates = [p for p in platforms if (p.os, p.architecture) == (os_, arch)]
+    if variant is not None:
+        candidates = [p for p in candidates if _variant(p) == _variant_of(arch, variant)]
+    return candidates
 
 
 def select_platform(

@@ -31,6 +31,7 @@ from ._client import RegistryClient, RegistryOptions
 from ._manifest import (
     INDEX_TYPES,
     PlatformDigest,
+    check_single_platform,
     index_platforms,
     parse_manifest,
     select_platform,
@@ -188,6 +189,8 @@ class RegistrySource(ImageSource):
         where = f"{self._ref.registry}/{self._ref.repository}@{digest}"
         config_digest = _config_descriptor(document, where)
         config = _config(self._client.blob(self._ref, config_digest, limit=CONFIG_LIMIT), where)
+        if index_digest is None:
+            check_single_platform(config, platform, self._reference)
         return ImageManifest(
             reference=self._reference,
             transport="registry",
@@ -286,6 +289,9 @@ class OciLayoutSource(ImageSource):
             )
         where = f"{self._dir}@{digest}"
         config_digest = _config_descriptor(document, where)
+        config = _config(self._verified(config_digest, CONFIG_LIMIT), where)
+        if index_digest is None:
+            check_single_platform(config, platform, self._reference)
         return ImageManifest(
             reference=self._reference,
             transport="oci",
@@ -293,7 +299,7 @@ class OciLayoutSource(ImageSource):
             digest=digest,
             index_digest=index_digest,
             config_digest=config_digest,
-            config=_config(self._verified(config_digest, CONFIG_LIMIT), where),
+            config=config,
             layers=_layers(document, where),
         )
 
@@ -385,10 +391,11 @@ class DockerArchiveSource(ImageSource):
                 hint="The archive was altered; save the image again.",
             )
         config = _config(data, str(self._path))
+        check_single_platform(config, platform, self._reference)
         layers = entry.get("Layers")
         if not isinstance(layers, list) or not all(isinstance(n, str) for n in layers):
             raise ImageError(f"The docker archive {self._path} lists no layers.")
-        manifest = ImageManifest(
+        return ImageManifest(
             reference=self._reference,
             transport="docker-archive",
             name=str(self._path),
@@ -398,12 +405,6 @@ class DockerArchiveSource(ImageSource):
             config=config,
             layers=tuple(Descriptor(_ARCHIVE_LAYER, None, None, name) for name in layers),
         )
-        if platform and not _same_platform(manifest.platform, platform):
-            raise UsageError(
-                f"The docker archive {self._path} holds a {manifest.platform} image, "
-                f"not {platform}."
-            )
-        return manifest
 
     def _matches(self, entry: Mapping[str, Any]) -> bool:
         wanted = parse_reference(self._tag or "")
@@ -419,10 +420,3 @@ class DockerArchiveSource(ImageSource):
     def blob(self, descriptor: Descriptor) -> Iterator[Iterator[bytes]]:
         with self._member(descriptor.path or "") as handle:
             yield iter(lambda: handle.read(CHUNK), b"")
-
-
-def _same_platform(have: str, wanted: str) -> bool:
-    aliases = {"x86_64": "amd64", "aarch64": "arm64"}
-    a = [aliases.get(p, p) for p in have.lower().split("/")]
-    b = [aliases.get(p, p) for p in wanted.lower().split("/")]
-    return a[:2] == b[:2]
