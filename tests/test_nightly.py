@@ -322,12 +322,35 @@ def test_a_shard_that_never_ran_shows_in_the_summary(
     assert alpha["errors"] == [
         {
             "target": target,
-            "check": "summary",
+            "check": "no-report",
             "message": f"target {target} was not checked since {data['since']}: no drift "
             "report covers it",
         }
         for target in missing
     ]
+
+
+def test_a_summary_before_any_report_names_the_lockset_and_what_is_missing(
+    night: tuple[IndexServer, dict[str, str]], tmp_path: Path
+) -> None:
+    _, env = night
+    _compile(tmp_path, env, "alpha", "numpy\n")
+    with Store(env["LOCKD_DATABASE_URL"]) as store:
+        latest = store.latest("alpha")
+    assert latest is not None
+
+    table = _summary(tmp_path, env, "--since", "24h")
+    markdown = _summary(tmp_path, env, "--since", "24h", "--format", "markdown")
+    as_json = _summary(tmp_path, env, "--since", "24h", "--format", "json")
+
+    assert (table.returncode, markdown.returncode, as_json.returncode) == (3, 3, 3), table.output
+    assert f"alpha lockset {latest.hash[:12]}: error" in table.stdout
+    assert "summary" not in table.stdout
+    assert "not reported: target linux-x86_64-py311-cpu was not checked since" in table.stdout
+    assert "- not reported (linux-aarch64-py311-cpu): target " in markdown.stdout
+    (alpha,) = json.loads(as_json.stdout)["projects"]
+    assert alpha["lockset"] == latest.hash
+    assert {e["check"] for e in alpha["errors"]} == {"no-report"}
 
 
 def test_shard_usage_errors(lockd, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

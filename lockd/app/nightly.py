@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
-from ..drift import CheckError, CheckTiming, DriftReport, Finding
+from ..drift import NO_REPORT, CheckError, CheckTiming, DriftReport, Finding
 from ..errors import LockdError, NotFoundError, UsageError
 from ..lockset import Lockset
 from ..shards import Check, durations, history_window, select
@@ -213,7 +213,9 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
 
 def summarize(store: Store, since: datetime) -> Summary:
     """Every check of every project's latest lockset, as the period's reports found it."""
-    expected = check_list(_latest_locksets(store), store.tracked_images())
+    latest = _latest_locksets(store)
+    heads = {project: lockset.hash for project, lockset in latest.items() if lockset}
+    expected = check_list(latest, store.tracked_images())
     reports = store.drift_reports(since=since)  # newest first
     wanted: dict[str, list[Check]] = {}
     for check in expected:
@@ -224,7 +226,13 @@ def summarize(store: Store, since: datetime) -> Summary:
     return Summary(
         stamp,
         tuple(
-            _merge(project, checks, [r for r in reports if r.project == project], stamp)
+            _merge(
+                project,
+                checks,
+                [r for r in reports if r.project == project],
+                stamp,
+                heads.get(project),
+            )
             for project, checks in sorted(wanted.items())
         ),
     )
@@ -239,8 +247,13 @@ class _Merged:
 
 
 def _merge(
-    project: str, expected: Sequence[Check], reports: Sequence[DriftReport], since: str
+    project: str,
+    expected: Sequence[Check],
+    reports: Sequence[DriftReport],
+    since: str,
+    latest: str | None,
 ) -> ProjectSummary:
+    """One project's result; ``latest``: its latest lockset, named when no report speaks."""
     merged = _Merged()
     missing = []
     for check in expected:
@@ -251,7 +264,7 @@ def _merge(
             if check.image is not None:
                 what = f"image {check.image} (against target {check.target})"
             message = f"{what} was not checked since {since}: no drift report covers it"
-            merged.errors.append(CheckError(check.target, "summary", message))
+            merged.errors.append(CheckError(check.target, NO_REPORT, message))
             continue
         merged.sources.setdefault(source.hash, source)
         merged.findings += [f for f in source.findings if f.target == check.target]
@@ -267,7 +280,7 @@ def _merge(
     newest = max(merged.sources.values(), key=lambda r: r.checked_at, default=None)
     report = DriftReport(
         project=project,
-        lockset=newest.lockset if newest else "",
+        lockset=newest.lockset if newest else latest or "",
         checked_at=newest.checked_at if newest else since,
         findings=tuple(merged.findings),
         errors=tuple(merged.errors),

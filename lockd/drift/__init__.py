@@ -18,6 +18,7 @@ from .images import compare_base_image, compare_image
 from .report import (
     DRIFT_FORMAT,
     KINDS,
+    NO_REPORT,
     SEVERITIES,
     CheckError,
     CheckTiming,
@@ -32,6 +33,7 @@ __all__ = [
     "DRIFT_FORMAT",
     "KINDS",
     "MIN_DRIVER_LINUX",
+    "NO_REPORT",
     "SEVERITIES",
     "TOOLING",
     "CheckError",

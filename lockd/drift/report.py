@@ -75,13 +75,22 @@ class Finding:
         )
 
 
+NO_REPORT = "no-report"  # drift summary: no report of the period covered the check
+
+
 @dataclass(frozen=True, slots=True)
 class CheckError:
-    """A check that could not run (exit 3 if nothing else was found)."""
+    """A check that could not run, or (``NO_REPORT``) that no report of the period covered
+    (exit 3 if nothing else was found)."""
 
     target: str | None
     check: str
     message: str
+
+    @property
+    def heading(self) -> str:
+        """What a report says before the message: ``could not check rebuild``."""
+        return "not reported" if self.check == NO_REPORT else f"could not check {self.check}"
 
     def to_dict(self) -> dict[str, Any]:
         return {"target": self.target, "check": self.check, "message": self.message}

@@ -82,8 +82,7 @@ def drift_markdown(reports: Sequence[DriftReport]) -> str:
             lines.append("")
         for error in report.errors:
             lines.append(
-                f"- could not check {md(error.check)} ({md(error.target or 'all')}): "
-                f"{md(error.message)}"
+                f"- {md(error.heading)} ({md(error.target or 'all')}): {md(error.message)}"
             )
         if report.status == "clean":
             lines.append("No drift.")
@@ -201,9 +200,7 @@ def print_drift_table(reports: Sequence[DriftReport]) -> None:
                 )
             console.print(table)
         for error in report.errors:
-            console.print(
-                f"[yellow]could not check[/] {escape(error.check)}: {escape(error.message)}"
-            )
+            console.print(f"[yellow]{escape(error.heading)}[/]: {escape(error.message)}")
 
 
 def step_line(step: DriftStep) -> str:
