@@ -107,6 +107,11 @@ def test_a_clean_image_then_a_cpu_torch_and_a_swapped_wheel(
     assert {("cpu-wheel", "torch"), ("version-changed", "torch")} <= kinds(drifted)
     markdown = world.lockd("drift", "--image", cpu, "--target", CU_TARGET, "--format", "markdown")
     assert f"Image `{cpu}` (linux/amd64, `sha256:" in markdown.stdout
+    table = world.lockd("drift", "--image", cpu, "--target", CU_TARGET)
+    summary, note = table.stdout.splitlines()[:2]  # the note on its own plain line
+    assert summary.startswith("ml-model lockset ") and "Image" not in summary
+    assert note.startswith(f"Image {cpu} (linux/amd64, sha256:")
+    assert note.endswith(f"for target {CU_TARGET}.") and "`" not in note
     junit = world.lockd("drift", "--image", cpu, "--target", CU_TARGET, "--format", "junit")
     cases = ET.fromstring(junit.stdout).iter("testcase")
     failed = {c.get("name") for c in cases if c.find("failure") is not None}
@@ -125,7 +130,7 @@ def test_a_clean_image_then_a_cpu_torch_and_a_swapped_wheel(
 
     shown = json.loads(world.lockd("show", world.lockset.hash[:12], "--format", "json").stdout)
     assert [r["status"] for r in shown["drift_reports"]] == [
-        "drift", "drift", "drift", "drift", "clean"
+        "drift", "drift", "drift", "drift", "drift", "clean"
     ]  # fmt: skip
     assert shown["drift_reports"][-1]["image"]["reference"] == good
     history = json.loads(world.lockd("history", "--format", "json").stdout)

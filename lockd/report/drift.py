@@ -91,9 +91,7 @@ def drift_markdown(reports: Sequence[DriftReport]) -> str:
 
 
 def _image_note(
-    report: DriftReport,
-    quote: Callable[[object], str] = "`{}`".format,
-    text: Callable[[object], str] = str,
+    report: DriftReport, quote: Callable[[object], str], text: Callable[[object], str]
 ) -> str:
     """Which image an image check read (``quote``/``text`` make values safe for the format)."""
     image = report.image
@@ -185,8 +183,10 @@ def print_drift_table(reports: Sequence[DriftReport]) -> None:
         console.print(
             f"[bold]{escape(report.project)}[/] lockset {report.lockset[:12] or '-'}: "
             f"[{colour}]{report.status}[/] ({len(report.findings)} finding(s), "
-            f"checks: {escape(', '.join(report.checks) or 'none')})" + escape(_image_note(report))
+            f"checks: {escape(', '.join(report.checks) or 'none')})"
         )
+        if report.image is not None:
+            console.print(escape(_image_note(report, str, str).lstrip()))  # plain: no Markdown
         if report.findings:
             table = Table()
             for column in ("kind", "target", "package", "expected", "actual", "detail"):
