@@ -230,6 +230,28 @@ def test_an_unreachable_registry_names_the_url() -> None:
 
 
 @pytest.mark.parametrize(
+    ("reference", "insecure", "hinted"),
+    [
+        ("registry.example.com/team/app:1", "", True),  # https: plain http might be the cause
+        ("registry.example.com/team/app:1", "registry.example.com", False),  # listed already
+        ("127.0.0.1:5999/x:1", "", False),  # loopback is always http
+        ("localhost:5999/x:1", "", False),
+    ],
+)
+def test_the_insecure_registries_hint_only_where_it_can_help(
+    reference: str, insecure: str, hinted: bool
+) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    listed = RegistryOptions.from_env({"LOCKD_INSECURE_REGISTRIES": insecure}).insecure
+    with pytest.raises(RegistryError) as caught:
+        resolve(Script(handler), reference, insecure=listed)
+    assert ("LOCKD_INSECURE_REGISTRIES" in caught.value.render()) is hinted
+    assert "Check the address, your network and proxy settings" in caught.value.render()
+
+
+@pytest.mark.parametrize(
     ("reference", "insecure", "scheme"),
     [
         ("127.0.0.1:5000/app:1", "", "http"),

@@ -215,6 +215,11 @@ def test_cli_errors_are_one_paragraph_with_exit_codes(registry: Registry, tmp_pa
     assert "Traceback" not in missing.output
     assert len(missing.stderr.strip().splitlines()) == 1
 
+    refused = lockd(tmp_path, "images", "resolve", f"127.0.0.1:{free_port()}/x:1")
+    assert refused.returncode == 3, refused.output
+    assert refused.stderr.startswith("error: Cannot reach the registry at http://127.0.0.1:")
+    assert "LOCKD_INSECURE_REGISTRIES" not in refused.stderr  # loopback is always http
+
     malformed = lockd(tmp_path, "images", "resolve", "Python:3.11")
     assert malformed.returncode == 2
     assert "is not a valid image reference" in malformed.stderr

@@ -434,8 +434,7 @@ class RegistryClient:
                         hint=f"The registry answers too slowly; allow more time with "
                         f"{DEADLINE_VARIABLE}."
                         if exceeded(exc)
-                        else "Check the address, your network and proxy settings; a registry "
-                        "served over plain http must be listed in LOCKD_INSECURE_REGISTRIES.",
+                        else self._unreachable_hint(url),
                     ) from None
                 options.sleep(delay)
                 continue
@@ -465,6 +464,17 @@ class RegistryClient:
             return ipaddress.ip_address(hostname).is_loopback
         except ValueError:
             return False
+
+    def _unreachable_hint(self, url: str) -> str:
+        """Name LOCKD_INSECURE_REGISTRIES only where it could help: an https host that is
+        neither loopback (always http) nor listed there already."""
+        hint = "Check the address, your network and proxy settings"
+        parts = urlsplit(url)
+        if parts.scheme == "https" and not self._is_insecure(parts.netloc):
+            hint += (
+                "; a registry served over plain http must be listed in LOCKD_INSECURE_REGISTRIES"
+            )
+        return hint + "."
 
     def _may_send_secret(self, url: httpx.URL) -> bool:
         """Secrets travel over https, or to a loopback / explicitly insecure host."""
