@@ -4,7 +4,8 @@
 
     LockdError                      (exit 3 unless a subclass says otherwise)
     ├── UsageError                  exit 2: bad flags, bad input files
-    │   └── ConfigError             exit 2: lockd.toml / [tool.lockd] / LOCKD_* invalid
+    │   ├── ConfigError             exit 2: lockd.toml / [tool.lockd] / LOCKD_* invalid
+    │   └── ServerRefusedError      exit 2: a lockd server refused a request (token, scope, …)
     ├── ResolutionError             exit 3: a resolver could not produce a lock
     │   └── MatrixError             exit 3: several targets failed (carries them all)
     ├── VerificationError           exit 3: a lock resolved, but is wrong (CPU torch on cu124, …)
@@ -13,6 +14,7 @@
     │   └── ImageNotFoundError      exit 3: the tag, digest or repository is not there
     ├── ImageError                  exit 3: an image cannot be read, or is altered or hostile
     ├── StoreError                  exit 3: the database could not be read or written
+    ├── ServerError                 exit 3: a lockd server (snapshot --post) failed or is away
     └── FormatError                 exit 2: a persisted file has an unknown version or shape
         └── UnsafeFileError         exit 2: a name or link read from disk leads out of lockd's files
 
@@ -149,6 +151,14 @@ class ImageError(LockdError):
 
 class StoreError(LockdError):
     """The lockd database could not be opened, migrated, read or written."""
+
+
+class ServerError(LockdError):
+    """A lockd server (``snapshot --post``) could not be reached, or failed to answer."""
+
+
+class ServerRefusedError(UsageError):
+    """A lockd server refused the request (a 4xx: token, scope, parameters)."""
 
 
 class NotFoundError(UsageError):

@@ -190,6 +190,16 @@ def test_lockd_snapshot_post(fleet: Fleet) -> None:
     )  # fmt: skip
     assert missing.returncode == 2
     assert "LOCKD_TOKEN" in missing.stderr and "Traceback" not in missing.stderr
+    # a server's refusal is an error like any other: the `error:` prefix, exit 2, no output
+    wrong = subprocess.run(
+        [sys.executable, "-m", "lockd", "snapshot", "--no-system", *args, "--deployment", "cli"],
+        capture_output=True, text=True, env={**env, "LOCKD_TOKEN": "lockd_" + "x" * 43},
+        cwd=fleet.tmp, timeout=300, check=False,
+    )  # fmt: skip
+    assert wrong.returncode == 2, wrong.stderr
+    assert wrong.stdout == ""
+    assert wrong.stderr.startswith("error: The lockd server answered 401: "), wrong.stderr
+    assert "LOCKD_TOKEN" in wrong.stderr and "x" * 43 not in wrong.stderr
 
 
 # -- refusals -----------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from sqlalchemy import inspect, text
 from lockd.app.fleet import Fleet, Ingestion, parse_posted
 from lockd.app.tokens import NewToken, allows, create, hash_token
 from lockd.drift import CheckError, DriftReport, Finding, target_statuses
-from lockd.errors import ConfigError, FormatError, UsageError
+from lockd.errors import ConfigError, FormatError, ServerError, UsageError
 from lockd.lockset import canonical_json
 from lockd.server.auth import presented_token
 from lockd.server.limits import RateLimiter
@@ -273,14 +273,19 @@ def test_snapshot_post_stops_at_the_deadline_and_never_shows_the_token(tmp_path:
         with trickle_server(mode) as server:
             started = time.monotonic()
             request = PostRequest(server.url + "/", "vision", TARGET, "d1")
-            code, report, line = post_snapshot(snapshot, request, env)
+            with pytest.raises(ServerError) as caught:
+                post_snapshot(snapshot, request, env)
             elapsed = time.monotonic() - started
-        assert (code, report) == (3, ""), line
-        assert "LOCKD_HTTP_DEADLINE" in line and secret not in line
+        assert caught.value.exit_code == 3
+        assert "LOCKD_HTTP_DEADLINE" in caught.value.render()
+        assert secret not in caught.value.render()
         assert 0.9 < elapsed < 5, elapsed
     refused = PostRequest("http://user:pw@127.0.0.1:9/", "vision", TARGET, "d1")
-    code, _, line = post_snapshot(snapshot, refused, env)
-    assert code == 3 and "pw" not in line and secret not in line
+    with pytest.raises(ServerError) as caught:
+        post_snapshot(snapshot, refused, env)
+    line = caught.value.render()
+    assert line.startswith("Could not reach the lockd server: ")
+    assert "pw" not in line and secret not in line
 
 
 def _group_commit(bad: int | None) -> tuple[list[list[int]], dict[int, object]]:

@@ -15,7 +15,15 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..errors import ConfigError, UsageError, excerpt
+from ..errors import (
+    EXIT_USAGE,
+    ConfigError,
+    ServerError,
+    ServerRefusedError,
+    UsageError,
+    excerpt,
+    sentence,
+)
 from ..settings import deadline
 from ..snapshot import Snapshot
 from ..snapshot._probe import outcome
@@ -69,7 +77,8 @@ def check_post_request(request: PostRequest, environ: Mapping[str, str] | None =
 def post_snapshot(
     snapshot: Snapshot, request: PostRequest, environ: Mapping[str, str] | None = None
 ) -> tuple[int, str, str]:
-    """(exit code, the report JSON or "", one line for a person)."""
+    """(exit code 0 or 1, the report JSON, one line for a person); ``ServerRefusedError`` when
+    the server refuses the request, ``ServerError`` when there is no report to read."""
     token = check_post_request(request, environ)
     query = {"project": request.project, "target": request.target, "deployment": request.deployment}
     if request.lockset:
@@ -78,10 +87,18 @@ def post_snapshot(
     seconds = deadline("LOCKD_HTTP_DEADLINE", environ)
     status, answer = _post(request.url, body, query, token, seconds)
     code, line = outcome(status, answer)
-    report = (
-        json.dumps(json.loads(answer), indent=2, sort_keys=True) + "\n" if code in (0, 1) else ""
-    )
-    return code, report, line
+    message = sentence(line[:1].upper() + line[1:])
+    if code == EXIT_USAGE:
+        raise ServerRefusedError(
+            message,
+            hint="Check LOCKD_TOKEN: posting needs a token with the ingest scope "
+            "(`lockd tokens create NAME --scope ingest` on the server)."
+            if status in (401, 403)
+            else None,
+        )
+    if code not in (0, 1):
+        raise ServerError(message)
+    return code, json.dumps(json.loads(answer), indent=2, sort_keys=True) + "\n", line
 
 
 def _post(

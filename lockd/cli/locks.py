@@ -77,8 +77,7 @@ def snapshot_(
         from ..app.post import post_snapshot
 
         code, report, line = post_snapshot(taken, request)
-        if report:
-            sys.stdout.write(report)
+        sys.stdout.write(report)
         typer.echo(line, err=True)
         raise typer.Exit(code)
     if output is not None:
