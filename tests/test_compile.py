@@ -454,6 +454,17 @@ def test_pyproject_dependencies_and_extras(lockd, tmp_path: Path) -> None:
     assert "tpu" in bad.stderr and "gpu" in bad.stderr
 
 
+def test_history_of_an_empty_database_says_so(lockd, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    table = lockd("history", "--db", url)
+    assert table.returncode == 0, table.output
+    assert table.stdout == f"No locksets recorded yet in {url}; run `lockd compile`.\n"
+    only = lockd("history", "--db", url, "--project", "vision")
+    assert only.stdout.startswith("No locksets of project vision recorded yet in ")
+    as_json = lockd("history", "--db", url, "--format", "json")
+    assert as_json.returncode == 0 and json.loads(as_json.stdout) == []
+
+
 def test_history_show_and_diff(lockd, tmp_path: Path) -> None:
     req = write(tmp_path / "requirements.in", "torch==2.6.0\nidna==3.10\n")
     a = json.loads(lockd("compile", "--cuda", "cu124", *MATRIX, "--format", "json").stdout)[

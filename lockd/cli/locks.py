@@ -339,9 +339,17 @@ def history(
     from ..report import console
     from ..settings import Settings
 
-    rows = use_cases.history(db or Settings.from_env().database_url, project)
+    url = db or Settings.from_env().database_url
+    rows = use_cases.history(url, project)
     if output_format is TableFormat.json:
         console.print_json(rows)
+    elif not rows:
+        from ..urls import strip_credentials
+
+        of = f" of project {project}" if project else ""
+        typer.echo(
+            f"No locksets{of} recorded yet in {strip_credentials(url)}; run `lockd compile`."
+        )
     else:
         console.print_history(rows)
 
