@@ -524,3 +524,23 @@ def test_drift_takes_credentials_as_compile_does_and_the_project_from_lockd_json
     )
     assert flagged.returncode == 0, flagged.output
     assert "t0ken" not in flagged.output
+
+
+def test_no_project_here_is_a_question_not_a_guess(lockd: LockdRunner, tmp_path: Path) -> None:
+    """Run in the wrong directory, drift (and why) must not pick the database's only
+    project: that project's rebuild downloads gigabytes of CUDA wheels."""
+    project = tmp_path / "model"
+    project.mkdir()
+    (project / "requirements.in").write_text("idna\n")
+    assert lockd("compile", "--project", "model", cwd=project).returncode == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+
+    for args in (("drift", "--no-rebuild"), ("why", "idna")):
+        asked = lockd(*args, cwd=elsewhere)
+        assert asked.returncode == 2, asked.output
+        assert "Which project?" in asked.stderr and "it holds model" in asked.stderr
+        assert "Pass --project NAME" in asked.stderr
+        assert "Traceback" not in asked.output
+    # where the locks are, no question
+    assert lockd("why", "idna", cwd=project).returncode == 0

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from lockd.lockfiles.files import prepare_output_directory
+from lockd.lockfiles.names import is_lockd_file
 from tests.conftest import Run, hermetic_env
 from tests.support.pyindex import IndexServer
 
@@ -135,6 +137,18 @@ def test_an_unwritable_output_directory_is_refused_before_resolving(
     assert f"Cannot write into {out}" in run.stderr and "--out" in run.stderr
     assert len(world.requests) == asked
     assert json.loads(lockd("history", "--format", "json").stdout) == []
+
+    # A folder that does not exist yet and cannot be made there (its parent refuses):
+    # refused up front too, not with a traceback after resolving.
+    missing = out / "locks" / "deeper"
+    run = lockd("compile", *MATRIX, "--out", str(missing))
+    assert_one_paragraph(run, 2)
+    assert f"Cannot write into {missing}" in run.stderr
+    assert len(world.requests) == asked
+    # a folder that can be made is not left behind by the check
+    fresh = tmp_path / "new" / "locks"
+    prepare_output_directory(fresh, is_lockd_file)
+    assert not (tmp_path / "new").exists()
 
 
 def _unwritable_directory(tmp_path: Path) -> Path:

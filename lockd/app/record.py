@@ -48,7 +48,7 @@ def diff(database_url: str, ref_a: str, ref_b: str) -> dict[str, object]:
 
 
 def latest(database_url: str, project: str | None) -> Lockset:
-    """The latest lockset of ``project`` (``None``: this directory's, or the only one)."""
+    """The latest lockset of ``project`` (``None``: this directory's, see ``default_project``)."""
     from .drift import default_project
 
     store = _store(database_url)

@@ -162,13 +162,24 @@ def _not_a_directory(path: Path) -> UnsafeFileError:
 def prepare_output_directory(directory: Path, owned: Callable[[str], bool]) -> None:
     """Before any work: ``directory`` is a real, writable directory (or can be made
     one), and the temporaries of killed runs (of files ``owned`` names) are gone."""
-    if not os.path.lexists(directory):  # made when the files are written, not before
+    if not os.path.lexists(directory):
         ancestor = next(p for p in directory.parents if os.path.lexists(p))
         if not ancestor.is_dir():
             raise _not_a_directory(ancestor)
-        if not os.access(ancestor, os.W_OK | os.X_OK):
-            _unwritable(directory, "permission denied")
-        return
+        # Made when the files are written, not before: try now and take it back (access()
+        # cannot tell: root passes it, and /proc or a read-only mount still refuses).
+        made = [p for p in (directory, *directory.parents) if not os.path.lexists(p)]
+        try:
+            directory.mkdir(parents=True)
+        except FileExistsError:
+            pass  # another run made it meanwhile: check it as it is
+        except OSError as exc:
+            _unwritable(directory, exc.strerror or str(exc))
+        else:
+            for path in made:  # deepest first
+                with contextlib.suppress(OSError):  # another run may be writing there
+                    path.rmdir()
+            return
     fd = open_directory(directory)
     try:
         probe = f".{MANIFEST}.{secrets.token_hex(4)}.tmp"  # a temporary lockd would clean up

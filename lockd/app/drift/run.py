@@ -103,8 +103,9 @@ def _pick_lockset(store: Store, options: DriftOptions) -> Lockset:
 
 def default_project(store: Store, workdir: Path | None = None) -> str:
     """The project to check when none is named: that of the locks in ``workdir`` (the
-    working directory): ``lockd.json``'s, else lockd.toml's, else the directory's, else the
-    database's only project."""
+    working directory): ``lockd.json``'s, else lockd.toml's, else the directory's name
+    (what ``compile`` names it). Never a guess: some other project of the database
+    would be checked (and rebuilt) by a command run in the wrong directory."""
     from ...lockfiles.manifest import MANIFEST, read_manifest
     from ...settings import load_project_config
     from ..request import project_name
@@ -116,20 +117,22 @@ def default_project(store: Store, workdir: Path | None = None) -> str:
     if config.project:
         return config.project
     name = project_name(config.root)
-    if name in store.projects():
-        return name
     projects = store.projects()
+    if name in projects:
+        return name
     if not projects:
         raise NotFoundError(
             "Nothing to check: the database holds no lockset yet.",
             hint="Run `lockd compile` first (or point --db / LOCKD_DATABASE_URL at the "
             "database that holds your locksets).",
         )
-    if len(projects) == 1:
-        return projects[0]
+    shown = ", ".join(projects[:10]) + (
+        f" and {len(projects) - 10} more" if len(projects) > 10 else ""
+    )
     raise UsageError(
-        "Which project? The database holds " + (", ".join(projects) or "none") + ".",
-        hint="Pass --project NAME, run drift where locks/lockd.json is, or use --all.",
+        f"Which project? {config.root} has no {config.out or 'locks'}/lockd.json and no "
+        f"project in lockd.toml, and the database has no project {name!r} (it holds {shown}).",
+        hint="Pass --project NAME, run lockd where locks/lockd.json is, or use --all.",
     )
 
 
