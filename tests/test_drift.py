@@ -544,3 +544,9 @@ def test_no_project_here_is_a_question_not_a_guess(lockd: LockdRunner, tmp_path:
         assert "Traceback" not in asked.output
     # where the locks are, no question
     assert lockd("why", "idna", cwd=project).returncode == 0
+    # a manifest that is no JSON: the error says how to get a good one back
+    (project / "locks" / "lockd.json").write_text("{not json")
+    broken = lockd("why", "idna", cwd=project)
+    assert broken.returncode == 2, broken.output
+    assert "is not a readable lockd manifest" in broken.stderr
+    assert "`lockd compile` writes it again" in broken.stderr

@@ -25,6 +25,12 @@ def render_manifest(lockset: Lockset) -> bytes:
     ).encode()
 
 
+_REWRITE = (
+    "`lockd compile` writes it again (or check out the committed copy); "
+    "other commands can name the project with --project."
+)
+
+
 def read_manifest(path: Path) -> Lockset | None:
     """The lockset in ``path``, or ``None`` if there is none yet.
 
@@ -37,12 +43,14 @@ def read_manifest(path: Path) -> Lockset | None:
     try:
         data = json.loads(raw.decode("utf-8"))
     except (ValueError, RecursionError) as exc:
-        raise FormatError(f"{path} is not a readable lockd manifest: {_first_line(exc)}.") from None
+        raise FormatError(
+            f"{path} is not a readable lockd manifest: {_first_line(exc)}.", hint=_REWRITE
+        ) from None
     try:
         lockset = Lockset.from_dict(data)
     except FormatError as exc:
         raise FormatError(
-            f"{path} is not a valid lockd manifest: {exc.message}", hint=exc.hint
+            f"{path} is not a valid lockd manifest: {exc.message}", hint=exc.hint or _REWRITE
         ) from None
     for lock in lockset.locks:
         for name in lock.files:
