@@ -190,7 +190,7 @@ def track_image(request: TrackRequest) -> tuple[bool, list[TrackedImage]]:
     parse_target_id(request.target)
     store = Store(request.database_url)
     try:
-        project = request.project or default_project(store)
+        project = request.project or default_project(store, only_one=True)
         lockset = store.latest(project)
         if lockset is None:
             raise UsageError(

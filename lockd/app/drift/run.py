@@ -91,7 +91,9 @@ def image_progress(
 def _pick_lockset(store: Store, options: DriftOptions) -> Lockset:
     if options.lockset:
         return store.get(options.lockset, options.project)
-    project = options.project or default_project(store, options.workdir)
+    # An image named with --image is only read: the database's only project may answer.
+    only_one = bool(options.image_refs)
+    project = options.project or default_project(store, options.workdir, only_one=only_one)
     lockset = store.latest(project)
     if lockset is None:
         raise NotFoundError(
@@ -101,11 +103,13 @@ def _pick_lockset(store: Store, options: DriftOptions) -> Lockset:
     return lockset
 
 
-def default_project(store: Store, workdir: Path | None = None) -> str:
+def default_project(store: Store, workdir: Path | None = None, *, only_one: bool = False) -> str:
     """The project to check when none is named: that of the locks in ``workdir`` (the
     working directory): ``lockd.json``'s, else lockd.toml's, else the directory's name
-    (what ``compile`` names it). Never a guess: some other project of the database
-    would be checked (and rebuilt) by a command run in the wrong directory."""
+    (what ``compile`` names it). No guess beyond that: another project of the database
+    would be checked (and rebuilt) by a command run in the wrong directory. With
+    ``only_one`` (an image named on the command line, which is only read), the
+    database's only project is the answer too."""
     from ...lockfiles.manifest import MANIFEST, read_manifest
     from ...settings import load_project_config
     from ..request import project_name
@@ -120,6 +124,8 @@ def default_project(store: Store, workdir: Path | None = None) -> str:
     projects = store.projects()
     if name in projects:
         return name
+    if only_one and len(projects) == 1:
+        return projects[0]
     if not projects:
         raise NotFoundError(
             "Nothing to check: the database holds no lockset yet.",
