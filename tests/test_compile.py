@@ -465,6 +465,23 @@ def test_history_of_an_empty_database_says_so(lockd, tmp_path: Path) -> None:
     assert as_json.returncode == 0 and json.loads(as_json.stdout) == []
 
 
+def test_a_fresh_database_says_the_lockset_starts_a_new_chain(lockd, tmp_path: Path) -> None:
+    """locks/lockd.json names a lockset this database never held: said, not silent."""
+    req = write(tmp_path / "requirements.in", "idna==3.10\n")
+    first = json.loads(lockd("compile", *MATRIX, "--format", "json").stdout)
+    assert first["unrecorded_parent"] is None
+    req.write_text("idna==3.10\nrequests\n")
+    other_db = f"sqlite:///{tmp_path / 'other.db'}"
+    second = lockd("compile", *MATRIX, "--db", other_db)
+    assert second.returncode == 0, second.output
+    assert f"lockd.json named {first['lockset'][:12]}: this lockset starts a new chain" in (
+        " ".join(second.stdout.split())
+    )
+    req.write_text("idna==3.10\n")
+    third = json.loads(lockd("compile", *MATRIX, "--db", other_db, "--format", "json").stdout)
+    assert third["unrecorded_parent"] is None  # that database holds the chain now
+
+
 def test_history_show_and_diff(lockd, tmp_path: Path) -> None:
     req = write(tmp_path / "requirements.in", "torch==2.6.0\nidna==3.10\n")
     a = json.loads(lockd("compile", "--cuda", "cu124", *MATRIX, "--format", "json").stdout)[

@@ -67,6 +67,9 @@ class CompileResult:
     failures: tuple[Failure, ...] = ()
     # Per target, how the pins moved from the lockset on disk (``diff_locksets`` entries).
     changes: Mapping[str, Any] = field(default_factory=dict)
+    # The lockset locks/lockd.json named when the database held none of the project:
+    # the new lockset starts a chain of its own there (another database has the old one).
+    unrecorded_parent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +197,7 @@ def compile_lockset(request: LockRequest, progress: ProgressHook | None = None) 
             written=tuple(written),
             failures=lockset.failures,
             changes=diff_locksets(on_disk, lockset)["targets"] if on_disk else {},
+            unrecorded_parent=on_disk.hash if on_disk is not None and previous is None else None,
         )
     finally:
         if opening.done() and opening.exception() is None:

@@ -89,6 +89,7 @@ def compile_json(result: CompileResult) -> dict[str, Any]:
         "project": lockset.project,
         "lockset": lockset.hash,
         "parent": lockset.parent,
+        "unrecorded_parent": result.unrecorded_parent,
         "status": "unchanged"
         if result.unchanged
         else ("partial" if lockset.failures else "compiled"),
@@ -148,6 +149,12 @@ def print_compile(result: CompileResult) -> None:
         if builds := lock.source_builds():
             console.print(f"{escape(lock.target)}: {escape(_source_build_note(builds))}")
     console.print(f"Recorded lockset {lockset.hash} ({len(result.written)} files written).")
+    if result.unrecorded_parent:
+        console.print(
+            f"Note: the database held no lockset of {escape(lockset.project)}, though "
+            f"lockd.json named {result.unrecorded_parent[:12]}: this lockset starts a new chain "
+            "here (use --db with the database that recorded the old one to continue its chain)."
+        )
 
 
 def pin_changes(entry: dict[str, Any]) -> str:
