@@ -378,7 +378,9 @@ def _base_images(request: LockRequest) -> _BaseImages:
         require_resolved(instructions, str(request.dockerfile))
         references += [i.reference for i in instructions if i.kind is FromKind.IMAGE]
         digest = hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
-        dockerfile = InputFile(_relative(request.dockerfile, request.root), digest)
+        # read_dockerfile refused a path outside the project: it is relative to it.
+        relative = request.dockerfile.resolve().relative_to(request.root.resolve())
+        dockerfile = InputFile(relative.as_posix(), digest)
     for reference in references:
         parse_reference(reference)
     return _BaseImages(tuple(sorted({r.strip() for r in references})), dockerfile)
@@ -391,13 +393,6 @@ def _resolve_images(base: _BaseImages) -> tuple[dict[str, Any], ...]:
     from ..images import RegistryOptions, resolve_images
 
     return tuple(i.to_dict() for i in resolve_images(base.references, RegistryOptions.from_env()))
-
-
-def _relative(path: Path, root: Path) -> str:
-    try:
-        return path.resolve().relative_to(root.resolve()).as_posix()
-    except ValueError:  # outside the project: recorded as given
-        return path.as_posix()
 
 
 def _input_key(

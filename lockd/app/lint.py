@@ -47,10 +47,9 @@ def lint_files(request: LintRequest) -> list[FileReport]:
 
 
 def _read(path: Path) -> str:
-    from ..inputs.files import read_input_bytes
+    from ..inputs.files import read_lossless_text
 
-    data = read_input_bytes(path, None, kind="The Dockerfile").data
-    return data.decode("utf-8", "surrogateescape")
+    return read_lossless_text(path, None, kind="The Dockerfile")
 
 
 def _lockset(request: LintRequest) -> Lockset | None:

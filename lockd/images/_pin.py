@@ -136,10 +136,9 @@ def read_dockerfile(
     The text is decoded with ``surrogateescape``: bytes that are not UTF-8
     survive the round trip (``text.encode("utf-8", "surrogateescape")``) unchanged.
     """
-    from lockd.inputs.files import read_input_bytes
+    from lockd.inputs.files import read_lossless_text
 
-    raw = read_input_bytes(path, root, kind="The Dockerfile").data
-    text = raw.decode("utf-8", "surrogateescape")
+    text = read_lossless_text(path, root, kind="The Dockerfile")
     instructions = parse_dockerfile(text, options=options, source=str(path))
     if not instructions:
         raise UsageError(f"{path} has no FROM instruction.", hint="Is it a Dockerfile?")

@@ -117,6 +117,12 @@ def read_input_bytes(
     return InputBytes(real, relative, data)
 
 
+def read_lossless_text(path: Path, root: Path | None, *, kind: str) -> str:
+    """The text of ``path`` (read as :func:`read_input_bytes` does), decoded so that bytes
+    which are not UTF-8 survive a round trip: a Dockerfile is rewritten byte for byte."""
+    return read_input_bytes(path, root, kind=kind).data.decode("utf-8", "surrogateescape")
+
+
 def decode_input(data: bytes, shown: str) -> str:
     """UTF-8 text, with an optional UTF-8 byte-order mark (pip accepts one too)."""
     if data.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
