@@ -100,6 +100,7 @@ BASE: dict[str, Any] = {
             "os_release": _probe({"ID": "debian", "VERSION_ID": "12"}),
             "glibc": _probe("2.36"),
             "dpkg": _probe([["libc6", "2.36-9", "amd64"], ["libgl1", "1.6.0-1", "amd64"]]),
+            "rpm": _probe([["glibc", "2.34-100.el9", "i686"], ["glibc", "2.34-100.el9", "x86_64"]]),
             "ld_cache": _probe([["libc.so.6", "libc6,x86-64", "/lib/x86_64-linux-gnu/libc.so.6"]]),
             "driver": _probe({"version": "550.54.14", "source": "/sys/module/nvidia/version"}),
             "cuda": {"status": "unavailable", "reason": "no toolkit"},
@@ -159,6 +160,10 @@ def _set_dist(data: dict[str, Any], name: str, **changes: Any) -> None:
         (
             lambda d: d["system"]["value"]["dpkg"]["value"].pop(),
             ("system-changed", "deb:libgl1"),
+        ),
+        (
+            lambda d: d["system"]["value"]["rpm"]["value"][0].__setitem__(1, "2.34-101.el9"),
+            ("system-changed", "rpm:glibc.i686"),
         ),
         (
             lambda d: d["system"]["value"]["libraries"]["value"]["unresolved"].append(

@@ -19,7 +19,8 @@ from cyclonedx.validation.json import JsonStrictValidator
 
 from lockd.errors import ImageError, RegistryError, UsageError
 from lockd.images import ImageInspection, InspectRequest, RegistryOptions, inspect_image
-from lockd.snapshot import Available, LibraryStatus, TorchKind
+from lockd.report.image import render_image_sbom
+from lockd.snapshot import Available, LibraryStatus, TorchKind, Unavailable
 from tests.conftest import hermetic_env, run_lockd
 from tests.support.images import (
     DEBIAN_RELEASE,
@@ -34,6 +35,7 @@ from tests.support.images import (
     write_oci_layout,
 )
 from tests.support.registry import Pusher, Registry
+from tests.support.rpmdb import header, sqlite_rpmdb
 
 SITE = "opt/venv/lib/python3.11/site-packages"
 LIBDIR = "usr/lib/x86_64-linux-gnu"
@@ -378,6 +380,59 @@ def test_size_report_names_what_a_runtime_image_need_not_ship(
     assert [total for _, total in size.largest] == sorted(
         (total for _, total in size.largest), reverse=True
     )
+
+
+def test_an_rpm_based_image_lists_its_packages_in_the_snapshot_sizes_and_sbom(
+    registry: Registry, pusher: Pusher
+) -> None:
+    """A UBI-like image: rpm's SQLite database behind Fedora's /var/lib/rpm symlink, upgraded
+    by a later layer; no dpkg. Packages, glibc, toolchain and SBOM come from it."""
+    base = Layer(created_by="ADD ubi.tar /").file("etc/os-release", 'ID="rhel"\nVERSION_ID="9.4"\n')
+    base.symlink("var/lib/rpm", "../../usr/lib/sysimage/rpm")
+    installed = [header("glibc", "2.34", "100.el9"), header("gcc", "11.4.1", "3.el9")]
+    base.file("usr/lib/sysimage/rpm/rpmdb.sqlite", sqlite_rpmdb(installed))
+    base.file("usr/lib64/libc.so.6", shared_object("libc.so.6")).symlink("lib64", "usr/lib64")
+    upgrade = Layer(created_by="RUN dnf install -y python3-devel")
+    installed.append(header("python3-devel", "3.9.18", "1.el9", arch="noarch", epoch=2))
+    upgrade.file("var/lib/rpm/rpmdb.sqlite", sqlite_rpmdb(installed))  # through the symlink
+    push(pusher, "ubi", "v1", Image([base, upgrade, venv_layer()], env=ENV).parts())
+
+    inspection = read(registry.ref("ubi", "v1"))
+
+    info = inspection.snapshot.system_info
+    assert info is not None and isinstance(info.rpm, Available)
+    assert [(p.name, p.version, p.architecture) for p in info.rpm.value] == [
+        ("gcc", "11.4.1-3.el9", "x86_64"),
+        ("glibc", "2.34-100.el9", "x86_64"),
+        ("python3-devel", "2:3.9.18-1.el9", "noarch"),
+    ]
+    assert info.glibc == Available("2.34")
+    assert info.dpkg == Unavailable("the image has no dpkg database (/var/lib/dpkg/status)")
+    found = {(f.kind, f.subject) for f in inspection.size.findings}
+    assert ("toolchain", "rpm: gcc, python3-devel") in found
+    sbom = render_image_sbom(inspection)
+    assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(sbom) is None
+    purls = {c["purl"] for c in json.loads(sbom)["components"]}
+    assert "pkg:rpm/rhel/glibc@2.34-100.el9?arch=x86_64" in purls
+    assert "pkg:rpm/rhel/python3-devel@3.9.18-1.el9?arch=noarch&epoch=2" in purls
+
+
+def test_an_unreadable_rpm_database_is_said_not_guessed(registry: Registry, pusher: Pusher) -> None:
+    centos = Layer(created_by="ADD centos7.tar /").file("var/lib/rpm/Packages", b"\0" * 8192)
+    broken = Layer(created_by="ADD broken.tar /")
+    broken.file("var/lib/rpm/rpmdb.sqlite", b"SQLite format 3\0" + b"\xff" * 4000)
+    push(pusher, "old-rpm", "v1", Image([centos], env=ENV).parts())
+    push(pusher, "bad-rpm", "v1", Image([broken], env=ENV).parts())
+
+    old = read(registry.ref("old-rpm", "v1")).snapshot.system_info
+    bad = read(registry.ref("bad-rpm", "v1")).snapshot.system_info
+
+    assert old is not None and bad is not None
+    assert old.rpm == Unavailable(
+        "the RPM database is Berkeley DB (RHEL/CentOS 8 and older), which lockd does not read"
+    )
+    assert isinstance(bad.rpm, Unavailable)
+    assert bad.rpm.reason.startswith("/var/lib/rpm/rpmdb.sqlite is not an RPM database")
 
 
 def test_cli_inspect_formats(registry: Registry, pusher: Pusher, tmp_path: Path) -> None:

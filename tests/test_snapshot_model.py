@@ -78,6 +78,7 @@ SYSTEM = SystemInfo(
     os_release=Available({"ID": "debian", "PRETTY_NAME": "Debian GNU/Linux 12 (bookworm)"}),
     glibc=Available("2.36"),
     dpkg=Available((DebPackage("libc6:amd64", "2.36-9", "amd64"),)),
+    rpm=Unavailable("no RPM database (rpmdb.sqlite)"),
     ld_cache=Available(
         (LdCacheEntry("libz.so.1", "libc6,x86-64", "/lib/x86_64-linux-gnu/libz.so.1"),)
     ),
@@ -159,6 +160,16 @@ def test_a_version_1_snapshot_still_reads() -> None:
     assert old.library_scan is not None
     assert old.library_scan.extension_modules is None
     assert old.missing_libraries == FULL.missing_libraries
+
+
+def test_a_snapshot_taken_before_rpm_was_read_still_reads() -> None:
+    data = FULL.to_dict()
+    assert data["system"]["value"]["rpm"]["status"] == "unavailable"
+    del data["system"]["value"]["rpm"]
+    old = Snapshot.from_dict(data)
+    assert old.system_info is not None
+    assert old.system_info.rpm == Unavailable("not probed by the lockd that took this snapshot")
+    assert old.rpm_packages is None and old.dpkg_packages == FULL.dpkg_packages
 
 
 def test_the_image_key_is_part_of_both_versions() -> None:
@@ -356,6 +367,7 @@ def test_public_api_is_pinned() -> None:
         "NeededLibrary",
         "Probe",
         "PythonEnvironment",
+        "RpmPackage",
         "SkippedFile",
         "Snapshot",
         "SystemInfo",

@@ -1,4 +1,4 @@
-"""The system around an environment: shared libraries, glibc, the NVIDIA driver, Debian packages."""
+"""The system around an environment: shared libraries, glibc, the NVIDIA driver, OS packages."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from ..targets import Target
 from .report import Finding
 
 if TYPE_CHECKING:
-    from ..snapshot import Snapshot
+    from ..snapshot import DebPackage, RpmPackage, Snapshot
 
 # NVIDIA's minimum Linux driver per CUDA runtime (CUDA Toolkit release notes,
 # "CUDA Toolkit and Corresponding Driver Versions"; minor-version compatibility
@@ -78,20 +78,33 @@ def system_findings(tid: str, snapshot: Snapshot, baseline: Snapshot | None) -> 
                 severity="warning",
             )
         )
-    before, now = baseline.dpkg_packages, snapshot.dpkg_packages
-    if before is not None and now is not None:
-        for name in sorted(set(before) | set(now)):
-            old, new = before.get(name), now.get(name)
-            if old is None or new is None or old.version != new.version:
-                out.append(
-                    Finding(
-                        "system-changed",
-                        tid,
-                        f"deb:{name}",
-                        old.version if old else None,
-                        new.version if new else None,
-                    )
+    out += _package_changes(tid, "deb", baseline.dpkg_packages, snapshot.dpkg_packages)
+    out += _package_changes(tid, "rpm", baseline.rpm_packages, snapshot.rpm_packages)
+    return out
+
+
+def _package_changes(
+    tid: str,
+    kind: str,
+    before: Mapping[str, DebPackage | RpmPackage] | None,
+    now: Mapping[str, DebPackage | RpmPackage] | None,
+) -> list[Finding]:
+    """OS packages added, removed or at another version (only where both sides were read)."""
+    if before is None or now is None:
+        return []
+    out = []
+    for name in sorted(set(before) | set(now)):
+        old, new = before.get(name), now.get(name)
+        if old is None or new is None or old.version != new.version:
+            out.append(
+                Finding(
+                    "system-changed",
+                    tid,
+                    f"{kind}:{name}",
+                    old.version if old else None,
+                    new.version if new else None,
                 )
+            )
     return out
 
 

@@ -3,7 +3,8 @@
 The primary Python environment (``_pythons``) gives the snapshot's ``python``,
 ``dists`` and torch flavour; the others are listed in the image facts. The
 system side comes from the image's own files: ``os-release``, dpkg's status
-database, ``ld.so.conf``, CUDA's ``version.json`` and the config's ``Env``.
+database or rpm's ``rpmdb.sqlite``, ``ld.so.conf``, CUDA's ``version.json`` and
+the config's ``Env``.
 Nothing from the image runs.
 """
 
@@ -16,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from lockd import __version__
-from lockd.snapshot import parse
+from lockd.snapshot import parse, rpmdb
 from lockd.snapshot.closure import scan_libraries
 from lockd.snapshot.elf import SHARED_OBJECT
 from lockd.snapshot.image import ImageFacts, ImageLayer, PythonEnvironment
@@ -26,6 +27,7 @@ from lockd.snapshot.model import (
     Dist,
     LibraryScan,
     Probe,
+    RpmPackage,
     Snapshot,
     SystemInfo,
     TorchFlavour,
@@ -34,7 +36,7 @@ from lockd.snapshot.model import (
 from lockd.urls import redact
 
 from . import _pythons as pythons
-from ._rootfs import RootFs, RootFsView, Wanted
+from ._rootfs import MAX_CONTENT, RootFs, RootFsView, Wanted
 from ._sources import ImageManifest
 
 _DIST_FILES = frozenset({"METADATA", "RECORD", "INSTALLER", "direct_url.json", "PKG-INFO"})
@@ -44,6 +46,7 @@ _SYSTEM_FILES = frozenset(
         "usr/lib/os-release",
         "var/lib/dpkg/status",
         "etc/ld.so.conf",
+        *rpmdb.SQLITE_PATHS,
     }
 )
 _SYSTEM_DIRS = ("etc/ld.so.conf.d/", "var/lib/dpkg/status.d/")
@@ -82,15 +85,16 @@ def image_snapshot(manifest: ImageManifest, rootfs: RootFs) -> Snapshot:
     env = _env(settings.get("Env"))
     found_envs = pythons.environments(rootfs)
     main = pythons.primary(rootfs, found_envs, env.get("PATH", pythons.DEFAULT_PATH))
-    dpkg = _dpkg(rootfs)
+    dpkg, rpm = _dpkg(rootfs), _rpm(rootfs)
     found = {(e.prefix, e.minor): pythons.read_dists(rootfs, e) for e in found_envs}
     dists, torch = found[main.prefix, main.minor] if main else ([], None)
     effective, shadowed = parse.split_shadowed(dists)
     interpreter = pythons.interpreter(rootfs, manifest, main, env, dpkg)
     system = SystemInfo(
         os_release=_os_release(rootfs),
-        glibc=_glibc(rootfs, dpkg),
+        glibc=_glibc(rootfs, dpkg, rpm),
         dpkg=dpkg,
+        rpm=rpm,
         ld_cache=Unavailable(
             "not read from an image: its ld.so.conf directories are searched instead"
         ),
@@ -139,17 +143,32 @@ def _dpkg(rootfs: RootFs) -> Probe[tuple[DebPackage, ...]]:
     return Available(parse.parse_dpkg_status("\n\n".join(texts)))
 
 
-def _glibc(rootfs: RootFs, dpkg: Probe[tuple[DebPackage, ...]]) -> Probe[str]:
-    if isinstance(dpkg, Available):
-        version = parse.glibc_from_dpkg(dpkg.value)
-        if version:
-            return Available(version)
+def _rpm(rootfs: RootFs) -> Probe[tuple[RpmPackage, ...]]:
+    for path in rpmdb.SQLITE_PATHS:
+        if rootfs.is_file(path):
+            data = rootfs.read_bytes(path)
+            if data is None:  # larger than the rootfs keeps
+                return Unavailable(f"/{path} is larger than {MAX_CONTENT >> 20} MiB; not read")
+            return rpmdb.probe(data, f"/{path}")
+    return rpmdb.absent(
+        name for directory in rpmdb.DIRECTORIES for name in rootfs.listdir(directory)
+    )
+
+
+def _glibc(
+    rootfs: RootFs, dpkg: Probe[tuple[DebPackage, ...]], rpm: Probe[tuple[RpmPackage, ...]]
+) -> Probe[str]:
+    version = (parse.glibc_from_dpkg(dpkg.value) if isinstance(dpkg, Available) else None) or (
+        rpmdb.glibc_release(rpm.value) if isinstance(rpm, Available) else None
+    )
+    if version:
+        return Available(version)
     for path, entry in rootfs.files():
         if entry.content is not None and _LIBC.match(posixpath.basename(path)):
             version = parse.glibc_from_libc(entry.content)
             if version:
                 return Available(version)
-    return Unavailable("no glibc found (no libc6 package, no libc.so.6 banner; musl?)")
+    return Unavailable("no glibc found (no libc6 or glibc package, no libc.so.6 banner; musl?)")
 
 
 def _cuda(rootfs: RootFs, env: Mapping[str, str]) -> Probe[Any]:

@@ -14,11 +14,11 @@ from __future__ import annotations
 import heapq
 import posixpath
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lockd.snapshot.model import Available, Snapshot
+from lockd.snapshot.model import Available, DebPackage, RpmPackage, Snapshot
 
 from ._facts import CUDA_LIBRARY
 from ._rootfs import Entry, RootFs
@@ -29,9 +29,10 @@ _TOOLS = re.compile(
     r"(?:-[\d.]+)?|usr/local/cuda[^/]*/bin/nvcc|.*/site-packages/nvidia/cuda_nvcc/bin/nvcc)$"
 )
 _TOOL_PACKAGES = re.compile(
-    r"^(?:gcc|g\+\+|cpp|clang|cmake|make|ninja-build|build-essential|binutils)(?:-[\d.]+)?$"
+    r"^(?:gcc|g\+\+|gcc-c\+\+|cpp|clang|cmake|make|ninja-build|build-essential|binutils)"
+    r"(?:-[\d.]+)?$"
 )
-_DEV_PACKAGE = re.compile(r"-dev$")
+_DEV_PACKAGE = re.compile(r"-dev(?:el)?$")  # Debian's -dev, RPM's -devel
 _CACHES = (
     ("pip cache", re.compile(r"^(?:root|home/[^/]+)/\.cache/pip(?:/|$)")),
     ("uv cache", re.compile(r"^(?:root|home/[^/]+)/\.cache/uv(?:/|$)")),
@@ -196,23 +197,32 @@ def _toolchain(files: list[tuple[str, Entry]], snapshot: Snapshot) -> list[SizeF
         if _TOOLS.match(path)
     ]
     info = snapshot.system_info
-    packages = info.dpkg.value if info and isinstance(info.dpkg, Available) else ()
-    names = sorted(
-        p.name
-        for p in packages
-        if _TOOL_PACKAGES.match(p.name.split(":")[0]) or _DEV_PACKAGE.search(p.name.split(":")[0])
-    )
-    if names:
-        found.append(
-            SizeFinding(
-                "toolchain",
-                "deb: "
-                + ", ".join(names[:8])
-                + (f" and {len(names) - 8} more" if len(names) > 8 else ""),
-                0,
-                f"{len(names)} build or -dev packages: build in an earlier stage, copy the result",
-            )
+    if info is None:
+        return found
+    for kind, probe in (("deb", info.dpkg), ("rpm", info.rpm)):
+        packages: Sequence[DebPackage | RpmPackage] = (
+            probe.value if isinstance(probe, Available) else ()
         )
+        names = sorted(
+            {
+                p.name
+                for p in packages
+                if _TOOL_PACKAGES.match(p.name.split(":")[0])
+                or _DEV_PACKAGE.search(p.name.split(":")[0])
+            }
+        )
+        if names:
+            found.append(
+                SizeFinding(
+                    "toolchain",
+                    f"{kind}: "
+                    + ", ".join(names[:8])
+                    + (f" and {len(names) - 8} more" if len(names) > 8 else ""),
+                    0,
+                    f"{len(names)} build or -dev packages: build in an earlier stage, "
+                    "copy the result",
+                )
+            )
     return found
 
 

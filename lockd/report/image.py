@@ -2,7 +2,8 @@
 
 The SBOM's root is the image (a ``container`` component, ``pkg:oci/…@digest``)
 with its layer digests and ``diff_id``\\ s as properties; its components are the
-Debian packages (``pkg:deb/<os-id>/name@version?arch=…``) and the Python dists
+Debian and RPM packages (``pkg:deb/<os-id>/name@version?arch=…``,
+``pkg:rpm/<os-id>/name@version?arch=…&epoch=…``) and the Python dists
 of the primary environment (``pkg:pypi/…``, with the RECORD digest as a
 property: an installed dist has no wheel hash). Dependencies are root →
 components only, and a composition says the rest is ``unknown``.
@@ -20,9 +21,13 @@ from ..snapshot import Available, summary_rows
 
 if TYPE_CHECKING:
     from ..images import ImageInspection
-    from ..snapshot import Snapshot
+    from ..snapshot import Snapshot, SystemInfo
 
 _SERIAL_NAMESPACE = uuid.UUID("3c1f3f8e-5a7e-4a39-9d55-4f5b8c2b7a10")
+# The package that names the distribution: the SBOM's operating-system component.
+_OS_BASE_PACKAGES = frozenset(
+    {"base-files", "redhat-release", "fedora-release", "rocky-release", "almalinux-release"}
+)
 
 
 def human(size: int) -> str:
@@ -188,26 +193,8 @@ def _bom(snapshot: Snapshot) -> Any:
     os_id = "linux"
     if info is not None and isinstance(info.os_release, Available):
         os_id = info.os_release.value.get("ID", "linux") or "linux"
-    if info is not None and isinstance(info.dpkg, Available):
-        for package in info.dpkg.value:
-            plain = package.name.split(":")[0]
-            components.append(
-                Component(
-                    type=ComponentType.OPERATING_SYSTEM
-                    if plain == "base-files"
-                    else ComponentType.LIBRARY,
-                    name=plain,
-                    version=package.version,
-                    bom_ref=f"deb:{package.name}@{package.version}",
-                    purl=PackageURL(
-                        type="deb",
-                        namespace=os_id,
-                        name=plain,
-                        version=package.version,
-                        qualifiers={"arch": package.architecture} if package.architecture else {},
-                    ),
-                )
-            )
+    if info is not None:
+        components += _os_packages(info, os_id)
     for dist in snapshot.dists:
         components.append(
             Component(
@@ -232,3 +219,37 @@ def _bom(snapshot: Snapshot) -> Any:
     if components:
         bom.register_dependency(root, components)
     return bom
+
+
+def _os_packages(info: SystemInfo, os_id: str) -> list[Any]:
+    """Debian and RPM packages as components, with purl-spec's deb and rpm package URLs."""
+    from cyclonedx.model.component import Component, ComponentType
+    from packageurl import PackageURL
+
+    rows: list[tuple[str, str, str, str, dict[str, str]]] = []  # type, ref, name, version, quals
+    if isinstance(info.dpkg, Available):
+        for deb in info.dpkg.value:
+            arch = {"arch": deb.architecture} if deb.architecture else {}
+            rows.append(("deb", deb.name, deb.name.split(":")[0], deb.version, arch))
+    if isinstance(info.rpm, Available):
+        for rpm in info.rpm.value:
+            epoch, _, version = rpm.version.rpartition(":")
+            qualifiers = {"arch": rpm.architecture} if rpm.architecture else {}
+            if epoch:
+                qualifiers["epoch"] = epoch
+            ref = f"{rpm.name}.{rpm.architecture}" if rpm.architecture else rpm.name
+            rows.append(("rpm", ref, rpm.name, version, qualifiers))
+    return [
+        Component(
+            type=ComponentType.OPERATING_SYSTEM
+            if name in _OS_BASE_PACKAGES
+            else ComponentType.LIBRARY,
+            name=name,
+            version=f"{quals['epoch']}:{version}" if "epoch" in quals else version,
+            bom_ref=f"{kind}:{ref}@{version}",
+            purl=PackageURL(
+                type=kind, namespace=os_id, name=name, version=version, qualifiers=quals
+            ),
+        )
+        for kind, ref, name, version, quals in rows
+    ]

@@ -47,6 +47,7 @@ from .model import (
     LibraryStatus,
     NeededLibrary,
     Probe,
+    RpmPackage,
     SkippedFile,
     Snapshot,
     SystemInfo,
@@ -73,6 +74,7 @@ __all__ = [
     "NeededLibrary",
     "Probe",
     "PythonEnvironment",
+    "RpmPackage",
     "SkippedFile",
     "Snapshot",
     "SystemInfo",
@@ -257,6 +259,11 @@ def summary_rows(snapshot: Snapshot) -> list[tuple[str, str]]:
         ("OS", _show(system.os_release, lambda v: v.get("PRETTY_NAME", v.get("ID", "?")))),
         ("glibc", _show(system.glibc, str)),
         ("Debian packages", _show(system.dpkg, lambda v: str(len(v)))),
+        *(
+            [("RPM packages", _show(system.rpm, lambda v: str(len(v))))]
+            if isinstance(system.rpm, Available) or not isinstance(system.dpkg, Available)
+            else []
+        ),
         ("NVIDIA driver", _show(system.driver, lambda d: f"{d.version} (from {d.source})")),
         ("CUDA toolkit", _show(system.cuda, lambda c: f"{c.version} (from {c.source})")),
         ("Shared libraries", _show(system.libraries, _libraries)),

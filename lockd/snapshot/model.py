@@ -7,6 +7,7 @@ library) therefore always means "looked, found none", never "could not look".
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -265,6 +266,13 @@ class DebPackage:
 
 
 @dataclass(frozen=True, slots=True)
+class RpmPackage:
+    name: str
+    version: str  # "[EPOCH:]VERSION-RELEASE", as ``rpm -q`` prints it
+    architecture: str  # "" for gpg-pubkey entries, which have none
+
+
+@dataclass(frozen=True, slots=True)
 class LdCacheEntry:
     """One line of ``ldconfig -p``: ``libz.so.1 (libc6,x86-64) => /lib/…/libz.so.1``."""
 
@@ -383,6 +391,7 @@ class SystemInfo:
     os_release: Probe[Mapping[str, str]]
     glibc: Probe[str]  # "2.36"
     dpkg: Probe[tuple[DebPackage, ...]]
+    rpm: Probe[tuple[RpmPackage, ...]]
     ld_cache: Probe[tuple[LdCacheEntry, ...]]
     driver: Probe[DriverVersion]
     cuda: Probe[CudaToolkit]
@@ -394,6 +403,9 @@ class SystemInfo:
             "glibc": probe_to_dict(self.glibc, str),
             "dpkg": probe_to_dict(
                 self.dpkg, lambda pkgs: [[p.name, p.version, p.architecture] for p in pkgs]
+            ),
+            "rpm": probe_to_dict(
+                self.rpm, lambda pkgs: [[p.name, p.version, p.architecture] for p in pkgs]
             ),
             "ld_cache": probe_to_dict(
                 self.ld_cache, lambda entries: [[e.soname, e.flags, e.path] for e in entries]
@@ -418,6 +430,9 @@ class SystemInfo:
             os_release=probe("os_release", lambda v: v.text_map("value")),
             glibc=probe("glibc", lambda v: v.text("value")),
             dpkg=probe("dpkg", lambda v: tuple(DebPackage(*r) for r in v.text_rows("value", 3))),
+            rpm=probe("rpm", lambda v: tuple(RpmPackage(*r) for r in v.text_rows("value", 3)))
+            if "rpm" in fields
+            else Unavailable("not probed by the lockd that took this snapshot"),
             ld_cache=probe(
                 "ld_cache", lambda v: tuple(LdCacheEntry(*r) for r in v.text_rows("value", 3))
             ),
@@ -504,6 +519,16 @@ class Snapshot:
         info = self.system_info
         packages = info.dpkg.or_none() if info else None
         return {p.name: p for p in packages} if packages is not None else None
+
+    @property
+    def rpm_packages(self) -> dict[str, RpmPackage] | None:
+        """RPM packages by name (a multilib name once per architecture, ``name.arch``)."""
+        info = self.system_info
+        packages = info.rpm.or_none() if info else None
+        if packages is None:
+            return None
+        copies = Counter(p.name for p in packages)
+        return {f"{p.name}.{p.architecture}" if copies[p.name] > 1 else p.name: p for p in packages}
 
     @property
     def library_scan(self) -> LibraryScan | None:

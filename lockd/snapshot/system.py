@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -17,7 +18,7 @@ from pathlib import Path
 from lockd.errors import ConfigError
 from lockd.settings import env_default
 
-from . import parse
+from . import parse, rpmdb
 from .closure import scan_libraries
 from .filesystem import HOST
 from .model import (
@@ -28,6 +29,7 @@ from .model import (
     LdCacheEntry,
     LibraryScan,
     Probe,
+    RpmPackage,
     SystemInfo,
     Unavailable,
 )
@@ -56,6 +58,7 @@ def probe(
         os_release=probe_os_release(root),
         glibc=probe_glibc(),
         dpkg=probe_dpkg(env),
+        rpm=probe_rpm(root),
         ld_cache=ld_cache,
         driver=probe_driver(root, env),
         cuda=probe_cuda(root, env),
@@ -92,6 +95,27 @@ def probe_dpkg(environ: Mapping[str, str]) -> Probe[tuple[DebPackage, ...]]:
     if isinstance(output, Unavailable):
         return output
     return Available(parse.parse_dpkg_query(output))
+
+
+def probe_rpm(root: Path) -> Probe[tuple[RpmPackage, ...]]:
+    """Installed RPM packages, read from the SQLite database (no ``rpm`` run)."""
+    for relative in rpmdb.SQLITE_PATHS:
+        path = root / relative
+        try:
+            if not stat.S_ISREG(path.stat().st_mode):
+                continue
+            with path.open("rb") as file:
+                data = file.read(rpmdb.MAX_FILE + 1)
+        except OSError:
+            continue
+        return rpmdb.probe(data, f"/{relative}")
+    listed: list[str] = []
+    for relative in rpmdb.DIRECTORIES:
+        try:
+            listed += [entry.name for entry in (root / relative).iterdir()]
+        except OSError:
+            continue
+    return rpmdb.absent(listed)
 
 
 def probe_ld_cache(environ: Mapping[str, str]) -> Probe[tuple[LdCacheEntry, ...]]:
