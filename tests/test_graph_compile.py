@@ -185,7 +185,7 @@ def test_metadata_reads_are_retried_and_a_file_that_never_answers_fails_the_targ
 
 def test_why_shows_every_path_with_its_requirements(run: LockdRunner, tmp_path: Path) -> None:
     write_inputs(tmp_path)
-    compiled(run, "requirements.in", *MATRIX)
+    lockset = compiled(run, "requirements.in", *MATRIX)["lockset"]
     table = run("why", "idna")
     assert table.returncode == 0, table.output
     assert "-r extra.in > anyio > idna>=2.8" in table.stdout
@@ -215,7 +215,15 @@ def test_why_shows_every_path_with_its_requirements(run: LockdRunner, tmp_path: 
     capped = run("why", "idna", "--limit", "1", "--target", TARGETS[0])
     assert "… and 2 more (--limit to show more)" in capped.stdout
 
-    missing = run("why", "flask")
+    (tmp_path / "locks" / "lockd.json").unlink()  # --lockset reads the record, not the folder
+    named = json.loads(run("why", "idna", "--lockset", lockset[:12], "--format", "json").stdout)
+    assert named["lockset"] == lockset and len(named["targets"]) == len(TARGETS)
+    other = run("why", "idna", "--lockset", lockset[:12], "--project", "someone-else")
+    assert other.returncode == 2 and "belongs to project" in other.stderr
+    unknown = run("why", "idna", "--lockset", "0" * 12)
+    assert unknown.returncode == 2 and "Traceback" not in unknown.output
+
+    missing = run("why", "flask", "--lockset", lockset)
     assert missing.returncode == 2 and "'flask' is not in any lock" in missing.stderr
     wrong = run("why", "idna", "--target", "linux-aarch64-py311-cpu")
     assert wrong.returncode == 2 and "Its targets:" in wrong.stderr

@@ -38,6 +38,15 @@ def show(database_url: str, ref: str) -> tuple[Lockset, list[DriftReport]]:
         store.close()
 
 
+def get(database_url: str, ref: str) -> Lockset:
+    """One recorded lockset by hash or unique prefix."""
+    store = _store(database_url)
+    try:
+        return store.get(ref)
+    finally:
+        store.close()
+
+
 def diff(database_url: str, ref_a: str, ref_b: str) -> dict[str, object]:
     store = _store(database_url)
     try:

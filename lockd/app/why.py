@@ -1,6 +1,7 @@
 """The ``lockd why`` use case: every path from a direct input to a package, per target.
 
-The lockset is the project's latest in the database with ``--project``; else
+The lockset is the one named with ``--lockset`` (a hash or unique prefix);
+else the project's latest in the database with ``--project``; else
 the ``lockd.json`` of this directory's lock folder (``out`` in lockd.toml,
 default ``locks/``); else the latest recorded lockset of this directory's
 project. Reading the graph is pure (``lockd.graph.paths_to``).
@@ -29,6 +30,7 @@ class WhyRequest:
     database_url: str
     cwd: Path
     project: str | None = None
+    lockset: str | None = None  # a recorded lockset's hash or unique prefix
     target: str | None = None
     limit: int = DEFAULT_LIMIT  # paths shown per target
 
@@ -108,6 +110,17 @@ def why(request: WhyRequest) -> WhyAnswer:
 
 
 def _lockset(request: WhyRequest) -> Lockset:
+    if request.lockset is not None:
+        from .record import get
+
+        named = get(request.database_url, request.lockset)
+        if request.project is not None and named.project != request.project:
+            raise UsageError(
+                f"Lockset {named.hash[:12]} belongs to project {named.project}, "
+                f"not {excerpt(request.project)}.",
+                hint="Give --lockset alone, or a lockset of that project.",
+            )
+        return named
     if request.project is None:
         from ..lockfiles.manifest import MANIFEST, read_manifest
         from ..settings import load_project_config

@@ -411,6 +411,14 @@ def why(
             help="The project's latest recorded lockset (default: locks/lockd.json here).",
         ),
     ] = None,
+    lockset: Annotated[
+        str | None,
+        typer.Option(
+            "--lockset",
+            metavar="HASH",
+            help="A recorded lockset (hash or unique prefix) instead of the latest.",
+        ),
+    ] = None,
     limit: Annotated[
         int, typer.Option("--limit", metavar="N", min=1, help="Paths shown per target.")
     ] = 20,
@@ -430,6 +438,7 @@ def why(
             database_url=db or Settings.from_env().database_url,
             cwd=Path.cwd(),
             project=project,
+            lockset=lockset,
             target=target,
             limit=limit,
         )
