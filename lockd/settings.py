@@ -80,7 +80,8 @@ ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar(
         "LOCKD_UV_DEADLINE",
         "1800",
-        "Seconds one uv or pip-compile run (a resolution, a rebuild) may take.",
+        "Seconds one resolution (a uv or pip-compile run, a rebuild, a conda solve with its "
+        "repodata fetches) may take.",
     ),
     EnvVar("LOCKD_TOKEN", None, "API token `lockd snapshot --post` sends (Bearer)."),
     EnvVar(

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.channel import ChannelServer, pytorch_channel, serve_channels
+from tests.support.channel import ChannelServer, pytorch_channel, serve_channels, unused_port
 from tests.support.pyindex import IndexServer
 
 
@@ -239,3 +240,32 @@ def test_conda_drift_finds_creep_and_replaced_archives(lockd, tmp_path: Path) ->
         assert changed.returncode == 1, changed.output
         kinds = {(f["kind"], f["package"]) for f in json.loads(changed.stdout)["findings"]}
         assert ("artifact-changed", "cuda-version") in kinds
+
+
+def test_a_trickling_channel_stops_at_the_deadline(lockd, tmp_path: Path) -> None:
+    """rattler's own timeouts never fire on a byte per 100 ms: the whole solve has a deadline."""
+    from tests.support.trickle import trickle_server
+
+    environment(tmp_path)
+    with trickle_server("body") as server:
+        started = time.monotonic()
+        run = lockd(
+            "compile", "environment.yml", "--cuda", "cpu", "--platform", "linux-x86_64",
+            env={"LOCKD_CONDA_CHANNEL": server.url, "LOCKD_UV_DEADLINE": "2"},
+        )  # fmt: skip
+        elapsed = time.monotonic() - started
+    assert run.returncode == 3, run.output
+    assert "The conda solve did not finish within 2 s" in run.stderr
+    assert "LOCKD_UV_DEADLINE" in run.stderr and "Traceback" not in run.output
+    assert elapsed < 30, elapsed
+
+
+def test_a_failing_credentialed_channel_keeps_its_credentials(lockd, tmp_path: Path) -> None:
+    environment(tmp_path)
+    run = lockd(
+        "compile", "environment.yml", "--cuda", "cpu", "--platform", "linux-x86_64",
+        env={"LOCKD_CONDA_CHANNEL": f"http://conda-user:s3cret-tok@127.0.0.1:{unused_port()}"},
+    )  # fmt: skip
+    assert run.returncode == 3, run.output
+    assert "could not be read" in run.stderr and "127.0.0.1" in run.stderr
+    assert "s3cret-tok" not in run.output and "conda-user" not in run.output

@@ -16,6 +16,7 @@ from ..errors import ResolutionError
 from ..graph import DirectInput, conda_graph
 from ..inputs.environment import CondaEnvironment, parse_environment
 from ..lockset import Artifact, InputFile, Lock, sha256_text
+from ..settings import deadline
 from ..targets import Target
 from ..urls import redact, strip_credentials
 
@@ -99,6 +100,7 @@ def lock_conda(
         cache_dir=cache_dir,
         virtual_versions=VirtualPackageVersions(glibc=glibc),
         concurrency=concurrency,
+        deadline_s=deadline("LOCKD_UV_DEADLINE"),
     )
     direct = [DirectInput(redact(spec), input_file.path) for spec in environment.specs]
     for conda_target, answer in zip(matrix, asyncio.run(solve_conda_matrix(request)), strict=True):

@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lockd.errors import IndexError_, MatrixError, ResolutionError, UsageError
+from lockd.errors import IndexError_, MatrixError, ResolutionError, UsageError, clipped
 from lockd.inputs.environment import CondaEnvironment
 from lockd.targets import Accelerator, Platform, parse_accelerator, parse_platform
+from lockd.urls import redact, shown
 
 from .conda_verify import (
     CONDA_TORCH_FAMILY,
@@ -234,6 +235,7 @@ class CondaRequest:
     offline: bool = False  # use cached repodata only, however old
     concurrency: int = 4
     torch_family: tuple[str, ...] = CONDA_TORCH_FAMILY
+    deadline_s: float | None = None  # the whole matrix, repodata fetches included
 
 
 def resolve_conda(request: CondaRequest) -> tuple[CondaSolution, ...]:
@@ -271,7 +273,18 @@ async def solve_conda_matrix(
         async with limit:
             return await _solve_target(target, request, gateway, channels, specs)
 
-    outcomes = await asyncio.gather(*(one(t) for t in request.targets), return_exceptions=True)
+    try:
+        async with asyncio.timeout(request.deadline_s):
+            outcomes = await asyncio.gather(
+                *(one(t) for t in request.targets), return_exceptions=True
+            )
+    except TimeoutError:
+        raise IndexError_(
+            f"The conda solve did not finish within {request.deadline_s:g} s and was stopped "
+            f"(a channel that answers too slowly, or trickles its repodata: "
+            f"{', '.join(shown(c) for c in channels)}).",
+            hint="Check the channels, or allow more time with LOCKD_UV_DEADLINE.",
+        ) from None
     # A channel failure is the same for every target: report it once. Targets
     # that waited on the same (coalesced) fetch may get a vaguer copy of it.
     run_errors = [o for o in outcomes if isinstance(o, IndexError_ | UsageError)]
@@ -420,21 +433,25 @@ def _channel_errors() -> tuple[type[Exception], ...]:
 
 
 def _channel_error(exc: Exception, channels: Sequence[str]) -> IndexError_:
-    """A gateway failure as :class:`IndexError_`, naming the channel and the root cause."""
-    text = str(exc).strip()
+    """A gateway failure as :class:`IndexError_`, naming the channel and the root cause.
+
+    Channel URLs may carry credentials (``LOCKD_CONDA_CHANNEL``); none reaches the message.
+    """
+    text = redact(str(exc).strip())
     url = next(iter(re.findall(r"\(((?:https?|file)://[^)\s]+)\)", text)), None)
     named = re.search(r"in channel '([^']+)'", text)
+    public = [shown(c) for c in channels]
     channel = next(
-        (f"Conda channel {c}" for c in channels if url and url.startswith(c.rstrip("/") + "/")),
+        (f"Conda channel {c}" for c in public if url and url.startswith(c.rstrip("/") + "/")),
         f"Conda channel {named[1].rstrip('/')}"
         if named
-        else f"One of the conda channels {', '.join(channels)}",
+        else f"One of the conda channels {', '.join(public)}",
     )
     causes = [line.removeprefix("Caused by:").strip() for line in text.splitlines()]
     cause = causes[-1] if causes else type(exc).__name__
-    detail = f" ({url})" if url else ""
+    detail = f" ({shown(url)})" if url else ""
     return IndexError_(
-        f"{channel} could not be read{detail}: {cause}.",
+        f"{channel} could not be read{detail}: {clipped(cause, 300)}.",
         hint="Check the channel URL (LOCKD_CONDA_CHANNEL / --conda-channel for named channels) "
         "and the network; offline runs need repodata cached by an earlier run.",
     )
