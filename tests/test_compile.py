@@ -463,6 +463,22 @@ def test_history_of_an_empty_database_says_so(lockd, tmp_path: Path) -> None:
     assert only.stdout.startswith("No locksets of project vision recorded yet in ")
     as_json = lockd("history", "--db", url, "--format", "json")
     assert as_json.returncode == 0 and json.loads(as_json.stdout) == []
+    assert not (tmp_path / "empty.db").exists()  # reading creates no database
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["show", "abc123"], ["why", "numpy", "--project", "p"], ["drift", "summary"]],
+    ids=["show", "why", "drift-summary"],
+)
+def test_a_read_of_a_mistyped_database_path_creates_nothing(
+    lockd, tmp_path: Path, command: list[str]
+) -> None:
+    db = tmp_path / "typo" / "lockd.db"
+    run = lockd(*command, "--db", f"sqlite:///{db}")
+    assert run.returncode == 2, run.output
+    assert f"No lockd database at {db}: nothing is recorded there." in run.stderr
+    assert not db.parent.exists()
 
 
 def test_a_fresh_database_says_the_lockset_starts_a_new_chain(lockd, tmp_path: Path) -> None:

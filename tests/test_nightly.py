@@ -363,7 +363,7 @@ def test_shard_usage_errors(lockd, tmp_path: Path) -> None:  # type: ignore[no-u
         ),
         (("drift", "--all", "--shards", "2"), "2 shards, but which one is this?"),
         (("drift", "summary", "--since", "yesterday"), "--since 'yesterday' is neither"),
-        (("drift", "summary"), "holds no projects yet. Run `lockd compile` first"),
+        (("drift", "summary"), "nothing is recorded there. Check --db / LOCKD_DATABASE_URL"),
         (("schedule", "--print", "cron", "--shards", "2"), "A cron recipe runs on one machine"),
     ]
     for args, message in cases:

@@ -271,3 +271,16 @@ def test_cli_bad_python_is_a_usage_error(
     assert message in run.stderr
     assert "Traceback" not in run.stderr
     assert run.stdout == ""
+
+
+def test_drift_with_a_mistyped_python_fails_before_any_work(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """Nothing resolved, no database created, no error report recorded for a typo."""
+    db = tmp_path / "record" / "lockd.db"
+    run = lockd(
+        "drift", "--python", "/no/such/python", "--db", f"sqlite:///{db}", env=env, cwd=tmp_path
+    )
+    assert run.returncode == 2, run.output
+    assert "--python /no/such/python: no such file." in run.stderr
+    assert not db.parent.exists()

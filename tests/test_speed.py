@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import lockd
 from lockd.app.promotions import Promotions, scouts_first
 from lockd.store import Store
 from lockd.store.head import UNKNOWN, latest_hash
@@ -54,18 +55,22 @@ def test_latest_hash_leaves_what_it_cannot_read_to_the_store(tmp_path: Path) -> 
 
 
 def test_plain_parameters_keep_typer_s_messages(tmp_path: Path) -> None:
-    """The plain coercion (lockd/cli/_params.py) says what typer's pydantic adapter says."""
+    """The plain coercion (lockd/cli/_params.py) says what typer's pydantic adapter says,
+    without its "Value error, " prefix."""
     env = hermetic_env(tmp_path)
     choice = run_lockd("compile", "--check", "--format", "yaml", cwd=tmp_path, env=env)
     assert choice.returncode == 2
-    assert (
-        "Invalid value for '--format': Value error, 'yaml' is not one of 'table', 'json'."
-        in choice.stderr
-    )
+    assert "Invalid value for '--format': 'yaml' is not one of 'table', 'json'." in choice.stderr
     resolver = run_lockd("compile", "--check", "--resolver", "pip", cwd=tmp_path, env=env)
     assert resolver.returncode == 2 and "'pip' is not one of 'uv', 'pip-tools'" in resolver.stderr
     bounded = run_lockd("why", "numpy", "--limit", "0", cwd=tmp_path, env=env)  # typer's adapter
     assert bounded.returncode == 2 and "--limit" in bounded.stderr
+    for args in (["--port", "99999"], ["--log-level", "verbose"]):
+        serve = run_lockd("serve", *args, cwd=tmp_path, env=env)
+        assert serve.returncode == 2 and "Traceback" not in serve.output, serve.output
+        assert "Invalid value for" in serve.stderr
+    version = run_lockd("--version", cwd=tmp_path, env=env)
+    assert version.returncode == 0 and version.stdout.strip() == lockd.__version__
 
 
 MATRIX = ("--platform", "linux-x86_64", "--python", "3.11", "--python", "3.12")

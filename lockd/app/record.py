@@ -15,12 +15,30 @@ if TYPE_CHECKING:
 
 
 def _store(url: str) -> Store:
+    """The record, to read: an SQLite file that does not exist is not created."""
     from ..store import Store  # SQLModel is slow to import: only when a command needs it
 
+    require_database(url)
     return Store(url)
 
 
+def require_database(url: str) -> None:
+    """Refuse a read of an SQLite database file that does not exist (a mistyped --db)."""
+    from ..store.engine import missing_sqlite_file
+
+    missing = missing_sqlite_file(url)
+    if missing is not None:
+        raise NotFoundError(
+            f"No lockd database at {missing}: nothing is recorded there.",
+            hint="Check --db / LOCKD_DATABASE_URL, or run `lockd compile` first.",
+        )
+
+
 def history(database_url: str, project: str | None) -> list[dict[str, object]]:
+    from ..store.engine import missing_sqlite_file
+
+    if missing_sqlite_file(database_url) is not None:
+        return []  # "No locksets recorded yet", and no empty database left behind
     store = _store(database_url)
     try:
         return [s.to_dict() for s in store.history(project)]

@@ -74,6 +74,21 @@ images_app = typer.Typer(
     help="Resolve base image tags to digests; pin Dockerfiles; inspect and track images.",
 )
 db_app = typer.Typer(cls=_Group, help="Database maintenance.")
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    show_version: Annotated[
+        bool, typer.Option("--version", help="Print lockd's version and exit.", is_eager=True)
+    ] = False,
+) -> None:
+    if show_version:
+        from .. import __version__
+
+        typer.echo(__version__)
+        raise typer.Exit
+
+
 app.add_typer(images_app, name="images")
 app.add_typer(db_app, name="db")
 audit_app = typer.Typer(

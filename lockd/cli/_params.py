@@ -36,8 +36,8 @@ class _Plain(RuntimeParam):
                 items = value if isinstance(value, list | tuple) else [value]
                 return [self.leaf(item, param, ctx) for item in items]
             return self.leaf(value, param, ctx)
-        except ValueError as err:  # what typer's adapter reports for the same error
-            raise BadParameter(f"Value error, {err}", ctx=ctx, param=param) from err
+        except ValueError as err:  # typer's adapter prefixes "Value error, "; not here
+            raise BadParameter(str(err), ctx=ctx, param=param) from err
 
 
 def install(params: list[Any]) -> list[Any]:

@@ -151,6 +151,12 @@ def drift(
         from ..snapshot import read_snapshot
 
         taken = read_snapshot(snapshot)  # a bad file fails before the database is opened
+    if python is not None:
+        import os
+
+        from ..snapshot import resolve_python
+
+        resolve_python(python, os.environ)  # a mistyped path fails before any work or record
     options = DriftOptions(
         database_url=db or settings.database_url,
         project=project,
@@ -227,12 +233,15 @@ def drift_summary(
     """Merge every drift report of the period (all shards) into one result; exit 1 on drift."""
     from ..app.drift import exit_code
     from ..app.nightly import parse_since, summarize
+    from ..app.record import require_database
     from ..report import drift as render
     from ..settings import Settings
     from ..store import Store
 
-    with Store(db or Settings.from_env().database_url) as store:
-        summary = summarize(store, parse_since(since))
+    url, start = db or Settings.from_env().database_url, parse_since(since)
+    require_database(url)
+    with Store(url) as store:
+        summary = summarize(store, start)
     if output_format is DriftFormat.json:
         _write_text(render.summary_json(summary), output)
     else:

@@ -6,6 +6,7 @@ parse, call a use case, render, and heavy imports inside the commands.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -18,12 +19,22 @@ tokens_app = typer.Typer(
 app.add_typer(tokens_app, name="tokens")
 
 
+class LogLevel(StrEnum):
+    critical = "critical"
+    error = "error"
+    warning = "warning"
+    info = "info"
+    debug = "debug"
+
+
 @app.command(cls=_Command)
 def serve(
     host: Annotated[
         str, typer.Option("--host", metavar="HOST", help="Address to listen on.")
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", metavar="PORT", help="Port to listen on.")] = 8080,
+    port: Annotated[
+        int, typer.Option("--port", metavar="PORT", min=1, max=65535, help="Port to listen on.")
+    ] = 8080,
     db: DbOption = None,
     public_read: Annotated[
         bool,
@@ -39,8 +50,8 @@ def serve(
         ),
     ] = 1,
     log_level: Annotated[
-        str, typer.Option("--log-level", metavar="LEVEL", help="debug, info, warning.")
-    ] = "info",
+        LogLevel, typer.Option("--log-level", help="How much the server logs.")
+    ] = LogLevel.info,
 ) -> None:
     """Serve the record: API under /api/v1, fleet snapshots, the dashboard at /."""
     from ..server.run import ServeRequest
@@ -54,7 +65,7 @@ def serve(
             port=port,
             public_read=public_read,
             workers=workers,
-            log_level=log_level,
+            log_level=log_level.value,
         )
     )
 

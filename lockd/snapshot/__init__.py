@@ -193,7 +193,8 @@ def _run_probe(executable: Path, environ: Mapping[str, str]) -> parse.ProbeResul
         lines = completed.stderr.strip().splitlines()
         last = lines[-1] if lines else "no output"
         raise UsageError(
-            f"{executable} failed to run lockd's probe (exit code {completed.returncode}): {last}",
+            f"{executable} failed to run lockd's probe (exit code {completed.returncode}): "
+            f"{excerpt(last, 200)}.",
             hint=hint,
         )
     try:

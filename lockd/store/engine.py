@@ -95,6 +95,22 @@ def reason(exc: BaseException) -> str:
     return (str(orig).strip().splitlines() or [type(orig).__name__])[0][:300]
 
 
+def missing_sqlite_file(url: str) -> Path | None:
+    """The file of an SQLite URL when it does not exist (``None``: it does, or not SQLite).
+
+    Commands that only read call it first, so a mistyped ``--db`` is said, not
+    created as an empty database that then "verifies" or lists nothing.
+    """
+    parsed = database_url(url)
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    if database.startswith("file:"):
+        return None
+    path = Path(database)
+    return None if path.exists() else path
+
+
 def _make_directory(database: str | None) -> None:
     if not database or database == ":memory:" or database.startswith("file:"):
         return

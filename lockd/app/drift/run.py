@@ -138,7 +138,8 @@ def default_project(store: Store, workdir: Path | None = None, *, only_one: bool
     raise UsageError(
         f"Which project? {config.root} has no {config.out or 'locks'}/lockd.json and no "
         f"project in lockd.toml, and the database has no project {name!r} (it holds {shown}).",
-        hint="Pass --project NAME, run lockd where locks/lockd.json is, or use --all.",
+        hint="Pass --project NAME or run lockd where locks/lockd.json is (`lockd drift` "
+        "also takes --all: every project).",
     )
 
 
