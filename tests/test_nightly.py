@@ -445,6 +445,10 @@ def test_github_recipe_is_a_valid_workflow_with_a_shard_matrix(lockd) -> None:  
     assert "lockd drift --all --shard ${{ matrix.shard }}/3" in drift["steps"][-1]["run"]
     summary = workflow["jobs"]["summary"]
     assert (summary["needs"], summary["if"]) == ("drift", "always()")
-    assert "lockd drift summary --since 24h" in summary["steps"][1]["run"]
+    assert "lockd drift summary --since 24h" in summary["steps"][2]["run"]
+    # lockd is not on PyPI: every job installs it from a hash-locked file, never by name.
+    for job in (drift, summary):
+        installs = [s["run"] for s in job["steps"] if s.get("run", "").startswith("pip ")]
+        assert installs == ["pip install --require-hashes -r .github/lockd.requirements.txt"]
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**workflow, "jobs": {"drift": {**drift, "runs-on": 3}}}, schema)

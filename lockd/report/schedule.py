@@ -18,7 +18,11 @@ import yaml
 from ..errors import UsageError
 
 COMMAND = "lockd drift --all --format junit -o /var/lib/lockd/drift.xml"
-IMAGE = "your-registry/lockd:latest"  # an image with `pip install 'lockd[postgres]'`
+IMAGE = "your-registry/lockd:latest"  # an image of your own build of lockd (see _k8s)
+# lockd is not published on PyPI: `pip install lockd` would run whatever someone else put
+# there under that name, with the database secret in its environment. The GitHub recipe
+# installs from a hash-locked requirements file in the repository instead.
+REQUIREMENTS = ".github/lockd.requirements.txt"
 SCHEDULE = "30 2 * * *"  # 02:30 UTC
 DEADLINE_S = 4 * 3600  # a night's shards must be done by 06:30 UTC...
 SUMMARY_SCHEDULE = "45 6 * * *"  # ...so the summary at 06:45 sees all of them
@@ -86,8 +90,9 @@ def _k8s(shards: int) -> str:
         "#     --from-literal=database-url='postgresql://lockd:PASSWORD@db.internal/lockd' \\\n"
         "#     --from-literal=registry-username=USER --from-literal=registry-password=TOKEN\n"
         "# (optional keys: registry-host, registry-username, registry-password, and\n"
-        "# index-url, an index URL with credentials). Set the image: one with\n"
-        f"# `pip install 'lockd[postgres]'` that runs as uid {UID}.\n"
+        "# index-url, an index URL with credentials). Set the image: your own build of\n"
+        f"# lockd with its postgres extra, running as uid {UID} (lockd is not on PyPI; a\n"
+        "# package of that name there is someone else's).\n"
     )
     drift = _cronjob(
         "lockd-drift",
@@ -238,7 +243,10 @@ def _secret(key: str, optional: bool = False) -> dict[str, Any]:
 
 def _github(shards: int) -> str:
     env = {"LOCKD_DATABASE_URL": "${{ secrets.LOCKD_DATABASE_URL }}"}
-    install = {"run": "pip install 'lockd[postgres]'"}
+    install = [
+        {"uses": "actions/checkout@v4"},
+        {"run": f"pip install --require-hashes -r {REQUIREMENTS}"},
+    ]
     workflow = {
         "name": "lockd drift",
         "on": {"schedule": [{"cron": SCHEDULE}], "workflow_dispatch": {}},
@@ -248,7 +256,7 @@ def _github(shards: int) -> str:
                 "timeout-minutes": DEADLINE_S // 60,
                 "strategy": {"fail-fast": False, "matrix": {"shard": list(range(1, shards + 1))}},
                 "steps": [
-                    install,
+                    *install,
                     {
                         "run": f"lockd drift --all --shard ${{{{ matrix.shard }}}}/{shards} "
                         '--format markdown >> "$GITHUB_STEP_SUMMARY"',
@@ -261,7 +269,7 @@ def _github(shards: int) -> str:
                 "if": "always()",
                 "runs-on": "ubuntu-latest",
                 "steps": [
-                    install,
+                    *install,
                     {
                         "run": "lockd drift summary --since 24h --format junit -o drift.xml",
                         "env": env,
@@ -279,6 +287,9 @@ def _github(shards: int) -> str:
         "# .github/workflows/lockd-drift.yml: the nightly drift run in "
         f"{shards} shard(s), then one\n"
         "# summary of every shard's reports; the database (secret LOCKD_DATABASE_URL) is shared.\n"
+        f"# {REQUIREMENTS}: lockd's wheel (your build of it: lockd is not on PyPI, and a\n"
+        "# package of that name there is someone else's) and its dependencies, each with its\n"
+        "# sha256 (lock them with `lockd compile`).\n"
     )
     return header + _dump(workflow)
 
