@@ -91,6 +91,14 @@ def test_relocking_keeps_pins_and_upgrades_move_them_on_purpose(
     assert upgraded["why"]["inputs_changed"] == []  # moved on purpose, not by an input
     assert pins(tmp_path)["idna"] == "3.10"
 
+    # A typo moves nothing: said, and nothing written or recorded.
+    manifest = (tmp_path / "locks" / "lockd.json").read_bytes()
+    typo = run("compile", *MATRIX, "--upgrade-package", "nmupy", "--upgrade-package", "idna")
+    assert typo.returncode == 2, typo.output
+    assert "--upgrade-package nmupy: no target locks a package of that name" in typo.stderr
+    assert "Did you mean numpy?" in typo.stderr and "Traceback" not in typo.output
+    assert (tmp_path / "locks" / "lockd.json").read_bytes() == manifest
+
     everything = compile_json(run, "--upgrade")
     assert pins(tmp_path) == {"numpy": "2.3.0", "idna": "3.11", "filelock": "3.17.0"}
     assert everything["status"] == "compiled"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +29,7 @@ from ..lockfiles.manifest import MANIFEST, read_manifest, render_manifest
 from ..lockset import (
     Failure,
     InputFile,
+    Lock,
     Lockset,
     Provenance,
     diff_locksets,
@@ -160,6 +161,10 @@ def compile_lockset(request: LockRequest, progress: ProgressHook | None = None) 
                 suggest_partial=not request.allow_partial and len(failures) < total,
             )
         conda_locks = tuple(conda.locks) if conda else ()
+        _check_upgrade_names(
+            request.upgrade_packages,
+            [o.lock for o in outcomes if o.lock is not None] + list(conda_locks),
+        )
         lockset = Lockset(
             project=request.project,
             inputs=inputs.files,
@@ -509,3 +514,24 @@ __all__ = [
 
 
 # -- flags + configuration -> request ------------------------------------------------
+
+
+def _check_upgrade_names(upgrades: Sequence[str], locks: Sequence[Lock]) -> None:
+    """``--upgrade-package`` names no lock holds moved nothing: a typo, said before recording."""
+    import difflib
+    import re
+
+    locked = {name for lock in locks for name in lock.packages()}
+    names = [re.split(r"[^a-z0-9-]", upgrade, maxsplit=1)[0] for upgrade in upgrades]
+    unknown = [name for name in names if name not in locked]
+    if not unknown:
+        return
+    close = [m for name in unknown for m in difflib.get_close_matches(name, locked, n=1)]
+    raise UsageError(
+        f"--upgrade-package {', '.join(unknown)}: no target locks a package of "
+        f"{'that name' if len(unknown) == 1 else 'those names'}, so nothing would move; "
+        "nothing was written or recorded.",
+        hint=f"Did you mean {', '.join(close)}?"
+        if close
+        else "`lockd show` lists every locked package.",
+    )
