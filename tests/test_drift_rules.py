@@ -371,3 +371,28 @@ def test_markdown_escapes_recorded_values_as_the_audit_does() -> None:
     (row,) = [line for line in text.splitlines() if line.startswith("| missing")]
     assert len(re.findall(r"(?<!\\)\|", row)) == 8  # the hostile pipes add no cell
     assert "- could not check creep (linux-x86\\_64-py311-cu124): &lt;script&gt;" in text
+
+
+def test_a_snapshot_is_compared_with_the_one_target_it_is_of() -> None:
+    """`drift --snapshot` without --target: Python and platform, then torch's accelerator."""
+    from lockd.app.drift.run import _snapshot_lock
+    from lockd.errors import UsageError
+    from lockd.lockset import Lockset, Provenance
+
+    ids = ["linux-x86_64-py311-cu124", "linux-x86_64-py311-cpu", "linux-x86_64-py312-cu124"]
+    lockset = Lockset(
+        project="p", inputs=(), requirements=(), targets=tuple(ids), resolver="uv",
+        resolver_version="0", indexes={}, cutoff="2026-01-01T00:00:00Z", input_key="k",
+        provenance=Provenance("u", "h", "2026-01-01T00:00:00Z"),
+        locks=tuple(Lock(i, ()) for i in ids),
+    )  # fmt: skip
+    assert _snapshot_lock(lockset, snap()).target == "linux-x86_64-py311-cu124"
+    cpu = snap(lambda d: d["torch"]["value"].update(kind="cpu", cuda=None))
+    assert _snapshot_lock(lockset, cpu).target == "linux-x86_64-py311-cpu"
+    other = snap(lambda d: d["python"].update(version="3.10.14"))
+    with pytest.raises(UsageError, match=r"No target of lockset \w+ is for Python 3\.10"):
+        _snapshot_lock(lockset, other)
+    no_torch = snap(lambda d: d.update(torch={"status": "unavailable", "reason": "none"}))
+    with pytest.raises(UsageError, match="fits several targets") as several:
+        _snapshot_lock(lockset, no_torch)
+    assert "--target" in several.value.render()

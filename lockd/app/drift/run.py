@@ -39,6 +39,7 @@ from .indexes import configured_indexes, index_plan
 from .options import DriftOptions, DriftStep, ProgressHook, TargetCheck
 
 if TYPE_CHECKING:
+    from ...snapshot import Snapshot
     from ..image_drift import ImageCheck
 
 
@@ -164,7 +165,7 @@ class DriftRun:
         """Every check of ``lockset`` (or of ``scope``), each timed; the report is not stored."""
         found = _Found()
         if scope is None:
-            locks, project_wide = _selected_locks(lockset, self.options.target), True
+            locks, project_wide = _selected_locks(lockset, self.options), True
         else:
             locks = [lock for lock in lockset.locks if lock.target in scope.targets]
             project_wide = scope.project_wide
@@ -261,7 +262,10 @@ class _Found:
             self.errors.append(CheckError(target, check, redact(err.render())))
 
 
-def _selected_locks(lockset: Lockset, target: str | None) -> list[Lock]:
+def _selected_locks(lockset: Lockset, options: DriftOptions) -> list[Lock]:
+    target = options.target
+    if target is None and options.snapshot is not None:
+        return [_snapshot_lock(lockset, options.snapshot)]
     if target is None:
         return list(lockset.locks)
     lock = lockset.lock(target)
@@ -271,6 +275,51 @@ def _selected_locks(lockset: Lockset, target: str | None) -> list[Lock]:
             hint="Its targets: " + ", ".join(lockset.targets) + ".",
         )
     return [lock]
+
+
+def _snapshot_lock(lockset: Lockset, snapshot: Snapshot) -> Lock:
+    """The one target a snapshot is of: its Python and platform, then its torch's accelerator.
+
+    One environment compared with every target would report each other Python's
+    target as drifted; when the snapshot does not tell, the user names it.
+    """
+    python, platform = snapshot.python.minor, snapshot.python.platform
+    flavour = snapshot.torch_flavour
+    candidates = []
+    for lock in lockset.locks:
+        if is_conda(lock):
+            continue
+        target = parse_target_id(lock.target)
+        same_platform = target.platform.name == platform or (
+            target.platform.os == "macos" and platform.startswith("macosx")
+        )
+        if same_platform and target.python_version == python:
+            candidates.append((lock, target))
+    if len(candidates) > 1 and flavour is not None:
+        wanted = flavour.kind.value
+        fitting = [
+            (lock, t)
+            for lock, t in candidates
+            if t.accelerator.kind == wanted
+            and (t.accelerator.cuda_version == flavour.cuda or wanted != "cuda")
+        ]
+        candidates = fitting or candidates
+    if len(candidates) == 1:
+        return candidates[0][0]
+    said = f"Python {python} on {platform}"
+    if not candidates:
+        raise UsageError(
+            f"No target of lockset {lockset.hash[:12]} is for {said}, as the snapshot is.",
+            hint="Pass --target to compare it with one anyway (its targets: "
+            + ", ".join(lockset.targets)
+            + ").",
+        )
+    raise UsageError(
+        f"The snapshot ({said}) fits several targets of lockset {lockset.hash[:12]}: "
+        + ", ".join(lock.target for lock, _ in candidates)
+        + ".",
+        hint="Pass --target to say which one it is.",
+    )
 
 
 def _now() -> str:
