@@ -178,11 +178,15 @@ def test_tracked_images_are_checked_by_drift_all(
     wrong = world.lockd("images", "track", good, "--target", "linux-x86_64-py312-cu124")
     assert wrong.returncode == 2 and "has no target" in wrong.stderr
     local = world.lockd("images", "track", "oci:build/layout:v1", "--target", CPU_TARGET,
-                        "--format", "json")  # fmt: skip
+                        "--no-check", "--format", "json")  # fmt: skip
     references = [t["reference"] for t in json.loads(local.stdout)["tracked"]]
     assert f"oci:{tmp_path.resolve()}/build/layout:v1" in references  # cron runs elsewhere
     gone = registry.ref("drift-tracked", "never-pushed")
-    assert world.lockd("images", "track", gone, "--target", CPU_TARGET).returncode == 0
+    refused = world.lockd("images", "track", gone, "--target", CPU_TARGET)
+    assert refused.returncode == 3 and "does not exist" in refused.stderr  # said now, not nightly
+    assert (
+        world.lockd("images", "track", gone, "--target", CPU_TARGET, "--no-check").returncode == 0
+    )
 
     run = world.lockd("drift", "--all", "--no-creep", "--no-rebuild", "--no-images",
                       "--format", "json")  # fmt: skip
@@ -192,3 +196,12 @@ def test_tracked_images_are_checked_by_drift_all(
     assert images[gone]["status"] == "error"
     assert images[f"oci:{tmp_path.resolve()}/build/layout:v1"]["status"] == "error"
     assert "does not exist" in images[gone]["errors"][0]["message"]
+
+    # Tracking ends by name; what was found stays on the record.
+    listed = json.loads(world.lockd("images", "tracked", "--format", "json").stdout)["tracked"]
+    assert {t["reference"] for t in listed} == set(images)
+    stop = world.lockd("images", "untrack", gone, "--target", CPU_TARGET, "--format", "json")
+    assert stop.returncode == 0, stop.output
+    assert gone not in {t["reference"] for t in json.loads(stop.stdout)["tracked"]}
+    twice = world.lockd("images", "untrack", gone, "--target", CPU_TARGET)
+    assert twice.returncode == 2 and "is not tracked" in twice.stderr and good in twice.stderr

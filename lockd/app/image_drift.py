@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ..drift import CheckError, DriftReport, Finding, compare_base_image, compare_snapshot
-from ..errors import LockdError, UsageError
+from ..errors import LockdError, NotFoundError, UsageError, excerpt
 from ..images import (
     InspectRequest,
     RegistryOptions,
@@ -177,6 +177,8 @@ class TrackRequest:
     reference: str
     target: str
     project: str | None = None
+    check: bool = True  # read the image's manifest for the target's platform first
+    registry: RegistryOptions | None = None
 
 
 def track_image(request: TrackRequest) -> tuple[bool, list[TrackedImage]]:
@@ -187,7 +189,11 @@ def track_image(request: TrackRequest) -> tuple[bool, list[TrackedImage]]:
     reference = _lasting(request.reference.strip())
     if not reference.startswith(("oci:", "docker-archive:")):
         parse_reference(reference.removeprefix("docker://"))
-    parse_target_id(request.target)
+    target = parse_target_id(request.target)
+    if request.check:
+        # A tag that does not exist would fail every night instead of now.
+        with open_source(reference, request.registry or RegistryOptions.from_env()) as source:
+            source.manifest(target.platform.oci_platform)
     store = Store(request.database_url)
     try:
         project = request.project or default_project(store, only_one=True)
@@ -204,6 +210,40 @@ def track_image(request: TrackRequest) -> tuple[bool, list[TrackedImage]]:
             )
         added = store.track_image(project, reference, request.target)
         return added, store.tracked_images(project)
+    finally:
+        store.close()
+
+
+def untrack_image(request: TrackRequest) -> list[TrackedImage]:
+    """Stop tracking an image for a target; the project's tracked images that remain."""
+    from .drift import default_project
+
+    reference = _lasting(request.reference.strip())
+    store = Store(request.database_url)
+    try:
+        project = request.project or default_project(store, only_one=True)
+        if not store.untrack_image(project, reference, request.target):
+            tracked = store.tracked_images(project)
+            raise NotFoundError(
+                f"{excerpt(reference)} is not tracked for {excerpt(request.target)} in "
+                f"project {project}.",
+                hint="Tracked there: "
+                + (", ".join(f"{t.reference} ({t.target})" for t in tracked) or "nothing")
+                + ".",
+            )
+        return store.tracked_images(project)
+    finally:
+        store.close()
+
+
+def tracked(database_url: str, project: str | None) -> list[TrackedImage]:
+    """Every tracked image (of one project, with ``project``)."""
+    from .record import require_database
+
+    require_database(database_url)
+    store = Store(database_url)
+    try:
+        return store.tracked_images(project)
     finally:
         store.close()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -20,6 +20,9 @@ from ._app import (
     images_app,
     print_rows,
 )
+
+if TYPE_CHECKING:
+    from ..store import TrackedImage
 
 
 @images_app.command("resolve", cls=_Command)
@@ -159,32 +162,89 @@ def images_inspect(
         write_atomic(output, text.encode())
 
 
+_TrackedTarget = Annotated[
+    str, typer.Option("--target", metavar="ID", help="The lockset target the image ships.")
+]
+_TrackedProject = Annotated[
+    str | None,
+    typer.Option("--project", metavar="NAME", help="Project (default: this directory's)."),
+]
+
+
 @images_app.command("track", cls=_Command)
 def images_track(
     reference: Annotated[str, typer.Argument(metavar="REF", help="The image to check nightly.")],
-    target: Annotated[
-        str, typer.Option("--target", metavar="ID", help="The lockset target the image ships.")
-    ],
-    project: Annotated[
-        str | None,
-        typer.Option("--project", metavar="NAME", help="Project (default: this directory's)."),
-    ] = None,
+    target: _TrackedTarget,
+    project: _TrackedProject = None,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check/--no-check",
+            help="Read the image's manifest for the target's platform first (a missing tag "
+            "fails now, not every night).",
+        ),
+    ] = True,
     db: DbOption = None,
     output_format: FormatOption = TableFormat.table,
 ) -> None:
     """Track an image: `lockd drift --all` checks it against its project's latest lockset."""
     from ..app.image_drift import TrackRequest, track_image
-    from ..report.console import print_json
+    from ..settings import Settings
+
+    request = TrackRequest(
+        db or Settings.from_env().database_url, reference, target, project, check=check
+    )
+    added, tracked = track_image(request)
+    if output_format is TableFormat.table:
+        typer.echo(
+            f"{reference} {'now tracked' if added else 'was already tracked'} for {target}.",
+            err=True,
+        )
+    _print_tracked(tracked, output_format, {"added": added})
+
+
+@images_app.command("untrack", cls=_Command)
+def images_untrack(
+    reference: Annotated[str, typer.Argument(metavar="REF", help="A tracked image.")],
+    target: _TrackedTarget,
+    project: _TrackedProject = None,
+    db: DbOption = None,
+    output_format: FormatOption = TableFormat.table,
+) -> None:
+    """Stop checking an image nightly (its drift reports stay on the record)."""
+    from ..app.image_drift import TrackRequest, untrack_image
     from ..settings import Settings
 
     request = TrackRequest(db or Settings.from_env().database_url, reference, target, project)
-    added, tracked = track_image(request)
+    tracked = untrack_image(request)
+    if output_format is TableFormat.table:
+        typer.echo(f"{reference} is no longer tracked for {target}.", err=True)
+    _print_tracked(tracked, output_format)
+
+
+@images_app.command("tracked", cls=_Command)
+def images_tracked(
+    project: Annotated[
+        str | None, typer.Option("--project", metavar="NAME", help="Only this project.")
+    ] = None,
+    db: DbOption = None,
+    output_format: FormatOption = TableFormat.table,
+) -> None:
+    """List the images `lockd drift --all` checks, per project."""
+    from ..app.image_drift import tracked
+    from ..settings import Settings
+
+    _print_tracked(tracked(db or Settings.from_env().database_url, project), output_format)
+
+
+def _print_tracked(
+    tracked: list[TrackedImage], output_format: TableFormat, extra: dict[str, object] | None = None
+) -> None:
     if output_format is TableFormat.json:
-        print_json({"added": added, "tracked": [t.to_dict() for t in tracked]})
+        from ..report.console import print_json
+
+        print_json({**(extra or {}), "tracked": [t.to_dict() for t in tracked]})
         return
-    typer.echo(
-        f"{reference} {'now tracked' if added else 'was already tracked'} for {target}.", err=True
-    )
     print_rows(
         ("project", "image", "target", "since"),
         [(t.project, t.reference, t.target, t.created_at) for t in tracked],

@@ -172,6 +172,14 @@ class Store:
         except SQLAlchemyError as exc:
             raise StoreError(f"Could not record the tracked image: {reason(exc)}.") from None
 
+    def untrack_image(self, project: str, reference: str, target: str) -> bool:
+        """Stop tracking an image for ``project``'s target; ``False`` when it was not."""
+        try:
+            with Session(self.engine) as session, session.begin():
+                return tracked_images.untrack_image(session, project, reference, target)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"Could not remove the tracked image: {reason(exc)}.") from None
+
     def tracked_images(self, project: str | None = None) -> list[TrackedImage]:
         """Tracked images, by project and order of tracking."""
         with self._session() as session:

@@ -49,6 +49,22 @@ def track_image(session: Session, project: str, reference: str, target: str) -> 
     return True
 
 
+def untrack_image(session: Session, project: str, reference: str, target: str) -> bool:
+    """Stop tracking; ``False`` when the image was not tracked for that target."""
+    owner = session.exec(select(ProjectRow.id).where(ProjectRow.name == project)).first()
+    row = session.exec(
+        select(TrackedImageRow).where(
+            TrackedImageRow.project_id == owner,
+            TrackedImageRow.reference == reference,
+            TrackedImageRow.target == target,
+        )
+    ).first()
+    if row is None:
+        return False
+    session.delete(row)
+    return True
+
+
 def tracked_images(session: Session, project: str | None = None) -> list[TrackedImage]:
     """Tracked images, by project and order of tracking."""
     query = (
