@@ -284,3 +284,13 @@ def test_drift_with_a_mistyped_python_fails_before_any_work(
     assert run.returncode == 2, run.output
     assert "--python /no/such/python: no such file." in run.stderr
     assert not db.parent.exists()
+
+
+def test_a_snapshot_of_lockd_s_own_interpreter_says_so(env: dict[str, str], tmp_path: Path) -> None:
+    bare = {k: v for k, v in env.items() if k != "VIRTUAL_ENV"}
+    run = lockd("snapshot", "--no-system", "--format", "json", env=bare, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "note: no --python and no $VIRTUAL_ENV" in run.stderr
+    assert json.loads(run.stdout)["python"]["executable"]  # still taken, stdout still JSON
+    named = lockd("snapshot", "--no-system", "--python", sys.executable, env=bare, cwd=tmp_path)
+    assert named.returncode == 0 and "note:" not in named.stderr

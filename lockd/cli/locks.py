@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -72,6 +73,13 @@ def snapshot_(
 
         request = PostRequest(post, project or "", target or "", deployment or "", lockset)
         check_post_request(request)  # before the snapshot: a missing flag fails fast
+    if python is None and not os.environ.get("VIRTUAL_ENV"):
+        typer.echo(
+            f"note: no --python and no $VIRTUAL_ENV: this is the snapshot of the interpreter "
+            f"lockd runs in ({sys.executable}), not of your application's environment; pass "
+            "--python PATH for that.",
+            err=True,
+        )
     taken = take_snapshot(python, system=not no_system)
     if post is not None:
         from ..app.post import post_snapshot
