@@ -532,3 +532,21 @@ def test_several_workers_share_the_database_and_the_metrics(tmp_path: Path) -> N
 def fleet_reports(db: str) -> list[DriftReport]:
     with Store(db) as store:
         return store.drift_reports("vision")
+
+
+def test_an_address_in_use_is_one_paragraph_and_a_usage_error(tmp_path: Path) -> None:
+    from tests.conftest import hermetic_env, run_lockd
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        run = run_lockd(
+            "serve", "--port", str(port), "--db", f"sqlite:///{tmp_path / 'x.db'}",
+            cwd=tmp_path, env=hermetic_env(tmp_path),
+        )  # fmt: skip
+    assert run.returncode == 2, run.output
+    assert f"cannot listen on 127.0.0.1:{port}: something else already listens there" in (
+        run.stderr
+    )
+    assert "Traceback" not in run.output and not (tmp_path / "x.db").exists()

@@ -12,6 +12,7 @@ import os
 import signal
 from dataclasses import dataclass, replace
 
+from ..errors import UsageError, excerpt
 from ..settings import ServerSettings
 
 
@@ -38,6 +39,7 @@ def serve(request: ServeRequest) -> None:
     settings = ServerSettings.from_env()
     if request.public_read:
         settings = replace(settings, public_read=True)
+    _check_address(request.host, request.port)
     store = Store(request.database_url)  # migrated before listening
     # uvicorn shuts down on SIGTERM and SIGINT, then raises the signal again: let it end
     # the process as a signal does, not as the CLI's "resolvers stopped" interruption.
@@ -61,3 +63,35 @@ def serve(request: ServeRequest) -> None:
     with scratch_dir("metrics") as metrics:
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(metrics))
         run("lockd.server:from_environment", factory=True, workers=request.workers)
+
+
+def _check_address(host: str, port: int) -> None:
+    """Refuse, in one paragraph, an address the server could not listen on (in use, not ours).
+
+    uvicorn would log the error as JSON and exit; a user needs to read what to change.
+    """
+    import errno
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        raise UsageError(
+            f"--host {excerpt(host)} is not an address this machine has ({exc.strerror or exc}).",
+            hint="Use 127.0.0.1 (this machine only) or 0.0.0.0 (every interface).",
+        ) from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            why = {
+                errno.EADDRINUSE: "something else already listens there",
+                errno.EACCES: "ports below 1024 need privileges",
+                errno.EADDRNOTAVAIL: "this machine has no such address",
+            }.get(exc.errno or 0, exc.strerror or str(exc))
+            raise UsageError(
+                f"lockd serve cannot listen on {host}:{port}: {why}.",
+                hint="Pick another --port (or --host), or stop what listens there.",
+            ) from None
