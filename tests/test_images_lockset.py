@@ -158,6 +158,13 @@ def test_a_changed_dockerfile_resolves_again_and_diff_names_the_images(
     second = compiled(run, *AARCH64, "--dockerfile", "Dockerfile")
     assert second["status"] == "compiled"
     assert manifest_images(tmp_path)[tool_ref]["index_digest"] == tool_v2.digest
+    assert [i["reference"] for i in second["image_changes"]["removed"]] == [base_311]
+
+    # A compile without the Dockerfile records no image: said, not silent.
+    dropped = run("compile", *AARCH64, "--refresh")
+    assert dropped.returncode == 0, dropped.output
+    assert f"image {tool_ref} dropped (was {tool_v2.digest})" in dropped.stdout
+    assert "compile with the same --image or --dockerfile to keep it" in dropped.stdout
 
     diff = json.loads(run("diff", first["lockset"], second["lockset"], "--format", "json").stdout)
     assert diff["images"]["added"] == [{"reference": base_312, "digest": newer_base.digest}]

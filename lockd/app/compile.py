@@ -68,6 +68,8 @@ class CompileResult:
     failures: tuple[Failure, ...] = ()
     # Per target, how the pins moved from the lockset on disk (``diff_locksets`` entries).
     changes: Mapping[str, Any] = field(default_factory=dict)
+    # Base images against the lockset on disk: added, removed, changed (``diff_locksets``).
+    image_changes: Mapping[str, Any] = field(default_factory=dict)
     # The lockset locks/lockd.json named when the database held none of the project:
     # the new lockset starts a chain of its own there (another database has the old one).
     unrecorded_parent: str | None = None
@@ -196,12 +198,14 @@ def compile_lockset(request: LockRequest, progress: ProgressHook | None = None) 
         with StagedFiles(request.out_dir, files, last=MANIFEST, remove=stale) as staged:
             store.record_lockset(lockset, files)
             written = staged.commit()
+        diff = diff_locksets(on_disk, lockset) if on_disk else None
         return CompileResult(
             lockset,
             unchanged=False,
             written=tuple(written),
             failures=lockset.failures,
-            changes=diff_locksets(on_disk, lockset)["targets"] if on_disk else {},
+            changes=diff["targets"] if diff else {},
+            image_changes=diff["images"] if diff else {},
             unrecorded_parent=on_disk.hash if on_disk is not None and previous is None else None,
         )
     finally:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -111,6 +111,7 @@ def compile_json(result: CompileResult) -> dict[str, Any]:
         "written": [str(p) for p in result.written],
         # per target, against the lockset that was on disk: which pins moved and which stayed
         "changes": dict(result.changes),
+        "image_changes": dict(result.image_changes),
     }
 
 
@@ -145,6 +146,8 @@ def print_compile(result: CompileResult) -> None:
         console.print(f"image {escape(image['reference'])} @ {image['index_digest']}")
     for target, entry in result.changes.items():
         console.print(f"{escape(target)}: {escape(pin_changes(entry))}")
+    for line in image_change_lines(result.image_changes):
+        console.print(escape(line))
     for lock in lockset.locks:
         if builds := lock.source_builds():
             console.print(f"{escape(lock.target)}: {escape(_source_build_note(builds))}")
@@ -155,6 +158,20 @@ def print_compile(result: CompileResult) -> None:
             f"lockd.json named {result.unrecorded_parent[:12]}: this lockset starts a new chain "
             "here (use --db with the database that recorded the old one to continue its chain)."
         )
+
+
+def image_change_lines(changes: Mapping[str, Any]) -> list[str]:
+    """Base images that are no longer recorded, or moved, since the lockset on disk."""
+    lines = [
+        f"image {i['reference']} dropped (was {i['digest']}): it is no longer recorded with "
+        "the locks; compile with the same --image or --dockerfile to keep it"
+        for i in changes.get("removed", ())
+    ]
+    lines += [
+        f"image {i['reference']} moved: {i['from']} -> {i['to']}"
+        for i in changes.get("changed", ())
+    ]
+    return lines
 
 
 def pin_changes(entry: dict[str, Any]) -> str:
