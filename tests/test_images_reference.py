@@ -93,6 +93,16 @@ def test_malformed_references_are_usage_errors(text: str, why: str) -> None:
     assert "python:3.11-slim" in (caught.value.hint or "")
 
 
+@pytest.mark.parametrize("text", ["/build/oci", "./build/oci", "../oci", "~/app.tar"])
+def test_a_path_is_pointed_to_its_transport(text: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        parse_reference(text)
+    assert "is a path, not an image reference" in caught.value.message
+    assert f"oci:{text}" in (caught.value.hint or "") and "docker-archive:" in (
+        caught.value.hint or ""
+    )
+
+
 def _image(
     media_type: str = OCI_INDEX, platforms: tuple[PlatformDigest, ...] = ()
 ) -> ResolvedImage:

@@ -166,6 +166,7 @@ def test_a_routed_package_the_private_index_lacks_is_named(
     missing = run("compile", *MATRIX)
     assert missing.returncode == 3, missing.output
     assert "acme-x is routed to the private index 'internal', and " in missing.stderr
+    assert "'internal', and C" not in " ".join(missing.stderr.split())  # one sentence
     assert "answered HTTP 404" in missing.stderr and TOKEN not in missing.output
 
 

@@ -317,8 +317,9 @@ def _diagnose_private(
                         hint=f"Set {user} and {password} (or put them in the url of the "
                         "[[index]] table).",
                     )
+                detail = exc.message.rstrip(".")
                 return ResolutionError(
-                    f"Target {target.id}: {where}, and {exc.message.rstrip('.')}.",
+                    f"Target {target.id}: {where}, and {detail[:1].lower()}{detail[1:]}.",
                     target=target.id,
                     hint="Check the name and the index url of the [[index]] table; a routed "
                     "package is never looked up on another index.",

@@ -76,6 +76,12 @@ def parse_reference(text: str) -> ImageRef:
     value = text.strip()
     if not value:
         raise UsageError("An empty image reference was given.", hint=_HINT)
+    if value.startswith(("/", "./", "../", "~")):
+        raise UsageError(
+            f"{excerpt(value)} is a path, not an image reference.",
+            hint=f"An OCI layout directory is oci:{value}; a docker save archive is "
+            f"docker-archive:{value}.",
+        )
 
     def bad(why: str) -> UsageError:
         return UsageError(f"{excerpt(value)} is not a valid image reference: {why}.", hint=_HINT)
