@@ -150,6 +150,15 @@ def test_unknown_version_is_a_format_error(version: object) -> None:
     assert info.value.exit_code == 2
 
 
+def test_a_missing_version_key_is_named() -> None:
+    data = FULL.to_dict()
+    del data["version"]
+    data["format"] = SNAPSHOT_VERSION  # the key other lockd documents use
+    with pytest.raises(FormatError, match='has no "version" key') as info:
+        Snapshot.from_dict(data, source="the posted body")
+    assert f'"version": "{SNAPSHOT_VERSION}"' in info.value.message
+
+
 def test_a_version_1_snapshot_still_reads() -> None:
     """Baselines recorded before the plugin status: no closure counts, same libraries."""
     data = FULL.to_dict()

@@ -73,11 +73,12 @@ def snapshot_(
 
         request = PostRequest(post, project or "", target or "", deployment or "", lockset)
         check_post_request(request)  # before the snapshot: a missing flag fails fast
-    if python is None and not os.environ.get("VIRTUAL_ENV"):
+    if python is None and post is None and not os.environ.get("VIRTUAL_ENV"):
+        # (--post runs inside a deployment, where lockd is installed next to the application)
         typer.echo(
             f"note: no --python and no $VIRTUAL_ENV: this is the snapshot of the interpreter "
-            f"lockd runs in ({sys.executable}), not of your application's environment; pass "
-            "--python PATH for that.",
+            f"lockd runs in ({sys.executable}); pass --python PATH if your application runs "
+            "in another one.",
             err=True,
         )
     taken = take_snapshot(python, system=not no_system)

@@ -570,6 +570,12 @@ class Snapshot:
         if not isinstance(data, Mapping):
             raise FormatError(f"{source} is not a lockd snapshot (not a JSON object).")
         version = data.get("version")
+        if "version" not in data:
+            raise FormatError(
+                f"{source} has no \"version\" key: a lockd snapshot names its format there "
+                f"(\"version\": \"{SNAPSHOT_VERSION}\").",
+                hint="Send what `lockd snapshot` writes, unchanged.",
+            )
         if version not in READABLE_VERSIONS:
             raise FormatError(
                 f"{source} has snapshot format version {excerpt(str(version))}; this lockd reads "
