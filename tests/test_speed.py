@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -168,3 +170,55 @@ def test_lazy_package_faces_export_every_name() -> None:
         assert set(package._MODULES) == set(package.__all__), package.__name__
         for name in package.__all__:
             assert getattr(package, name) is not None, (package.__name__, name)
+
+
+def test_exit_skips_the_collector_s_last_walk_over_every_object(tmp_path: Path) -> None:
+    """``main`` freezes the heap at exit: the interpreter's final collections then have
+    nothing to walk. A handler registered before ``main`` runs after its own."""
+    probe = (
+        "import atexit, gc, sys\n"
+        "atexit.register(lambda: print('frozen', gc.get_freeze_count() > 0))\n"
+        "from lockd.cli import main\n"
+        "sys.argv = ['lockd', 'version']\n"
+        "main()\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=tmp_path,
+        env=hermetic_env(tmp_path),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == "frozen True"
+
+
+def test_compile_pauses_the_collector_while_it_works_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The compile runs without the cyclic collector; a caller in the same process
+    (this test) gets it back, also when the compile fails."""
+    import gc
+
+    from typer.testing import CliRunner
+
+    import lockd.app.compile
+    from lockd.cli import app
+    from lockd.errors import ResolutionError
+
+    seen: list[bool] = []
+
+    def compile_lockset(*args: object, **kwargs: object) -> None:
+        seen.append(gc.isenabled())
+        raise ResolutionError("no resolution in this test")
+
+    monkeypatch.setattr(lockd.app.compile, "compile_lockset", compile_lockset)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "requirements.in").write_text("numpy\n")
+    assert gc.isenabled()
+    result = CliRunner().invoke(app, ["compile", "--platform", "linux-x86_64", "--python", "3.11"],
+                                env=hermetic_env(tmp_path))  # fmt: skip
+    assert isinstance(result.exception, ResolutionError)
+    assert seen == [False]
+    assert gc.isenabled()

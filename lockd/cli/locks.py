@@ -17,6 +17,7 @@ from ._app import (
     TableFormat,
     _Command,
     app,
+    collector_paused,
 )
 
 
@@ -325,7 +326,7 @@ def compile_(
         raise typer.Exit(0 if verdict.current else 1)
     from ..app.compile import compile_lockset
 
-    with console.target_progress([t.id for t in request.targets]) as progress:
+    with collector_paused(), console.target_progress([t.id for t in request.targets]) as progress:
         result = compile_lockset(request, progress)
     if output_format is TableFormat.json:
         console.print_json(console.compile_json(result))
