@@ -6,11 +6,7 @@ the package's (see ``lockd/cli/__init__.py``).
 
 from __future__ import annotations
 
-import atexit
-import gc
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -140,13 +136,11 @@ PlatformOption = Annotated[
 
 def main() -> None:
     """Console entry point."""
+    from ..heap import freeze_at_exit
     from ..processes import interrupted_by, stop_on_signals
 
     stop_on_signals()  # Ctrl-C and SIGTERM stop uv and pip-compile at once
-    # At exit the interpreter's last collections walk every object the imports made
-    # (SQLAlchemy, pydantic, httpx): 0.15-0.4 s of a compile. Nothing lockd relies on
-    # runs in a finaliser of a cycle; frozen objects are still freed by refcount.
-    atexit.register(gc.freeze)
+    freeze_at_exit()
     try:
         # Standalone mode: click reports its own usage errors (exit 2) and exits; it
         # turns KeyboardInterrupt into exit 130 too.
@@ -162,24 +156,6 @@ def main() -> None:
             raise
         print("Interrupted; resolvers stopped, nothing was recorded.", file=sys.stderr)
         sys.exit(128 + signum)
-
-
-@contextmanager
-def collector_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector off while one short command works.
-
-    A compile allocates in bursts (its imports, parsed index pages and metadata) and
-    frees nearly everything by reference count; the collector's ~300 passes over the
-    growing heap cost it ~0.15 s of CPU (benchmarks/RESULTS.md, issue 14). It is on
-    again afterwards, for a caller that runs commands in process (tests).
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 @app.command(cls=_Command)

@@ -17,7 +17,6 @@ from ._app import (
     TableFormat,
     _Command,
     app,
-    collector_paused,
 )
 
 
@@ -325,6 +324,7 @@ def compile_(
             console.print_check(verdict)
         raise typer.Exit(0 if verdict.current else 1)
     from ..app.compile import compile_lockset
+    from ..heap import collector_paused
 
     with collector_paused(), console.target_progress([t.id for t in request.targets]) as progress:
         result = compile_lockset(request, progress)
