@@ -4,6 +4,9 @@ every migration upgrades real data, and appends to a chain are serialised."""
 from __future__ import annotations
 
 import json
+import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -45,11 +48,88 @@ def _lockset(project: str, key: str, parent: str | None = None) -> Lockset:
 
 
 def test_migrations_match_the_models(db_url: str) -> None:
-    store = Store(db_url)
+    from lockd.store.migrate import upgrade
+
+    store = Store(db_url, migrate=False)
+    assert upgrade(store.engine, replay=True)  # every revision, even on an empty SQLite file
     with store.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
     assert diff == []
     store.close()
+
+
+def _sqlite_schema(path: Path) -> dict[str, object]:
+    """Every table of a SQLite file as SQLite describes it: columns in order (type, not
+    null, default, key), indexes (unique, origin, columns), foreign keys; the revision."""
+    conn = sqlite3.connect(path)
+    try:
+        tables = [
+            row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        ]
+        schema: dict[str, object] = {}
+        for table in sorted(tables):
+            indexes = {
+                name: (unique, origin, [c[2] for c in conn.execute(f"PRAGMA index_info('{name}')")])
+                for _, name, unique, origin, _partial in conn.execute(
+                    f"PRAGMA index_list('{table}')"
+                )
+            }
+            schema[table] = {
+                "columns": conn.execute(f"PRAGMA table_xinfo('{table}')").fetchall(),
+                # auto-index names number the constraints in DDL order: compare their columns
+                "indexes": sorted(
+                    (("autoindex" if n.startswith("sqlite_autoindex") else n), *v)
+                    for n, v in indexes.items()
+                ),
+                "foreign_keys": sorted(
+                    row[2:] for row in conn.execute(f"PRAGMA foreign_key_list('{table}')")
+                ),
+            }
+        schema["revision"] = conn.execute("SELECT version_num FROM alembic_version").fetchall()
+        return schema
+    finally:
+        conn.close()
+
+
+def test_a_new_sqlite_database_is_created_at_the_head_as_migrations_would_leave_it(
+    tmp_path: Path,
+) -> None:
+    """An empty SQLite file gets the head schema in one step, identical to replaying
+    every revision; a database that holds anything is migrated as before."""
+    from lockd.store.migrate import SCHEMA_HEAD, current_revision, upgrade
+
+    created = Store(f"sqlite:///{tmp_path / 'created.db'}")
+    assert current_revision(created.engine) == SCHEMA_HEAD
+    created.record_lockset(_lockset("p", "k1"))  # usable as created
+    created.close()
+    replayed = Store(f"sqlite:///{tmp_path / 'replayed.db'}", migrate=False)
+    assert upgrade(replayed.engine, replay=True)
+    replayed.close()
+    assert _sqlite_schema(tmp_path / "created.db") == _sqlite_schema(tmp_path / "replayed.db")
+
+    other = tmp_path / "other.db"  # not empty: never "created" over what is there
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE notes (text TEXT)")
+    conn.close()
+    store = Store(f"sqlite:///{other}")
+    assert current_revision(store.engine) == SCHEMA_HEAD
+    store.close()
+    assert "notes" in _sqlite_schema(other)
+
+
+def test_a_new_sqlite_database_does_not_import_alembic(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    probe = (
+        "import sys\n"
+        "from lockd.store import Store\n"
+        f"Store({url!r}).close()\n"
+        "print('alembic' in sys.modules)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"
 
 
 def test_record_and_read_back(db_url: str) -> None:
