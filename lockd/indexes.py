@@ -10,11 +10,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import threading
 import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urljoin, urlsplit
 
@@ -95,26 +97,38 @@ def parse_json_page(data: dict[str, object]) -> list[IndexLink]:
 
 
 class IndexClient:
-    """Blocking client; one per compile, shared by the targets' threads."""
+    """Blocking client; one per compile, shared by the targets' threads.
+
+    The HTTP client (and with it httpx, a few hundred milliseconds of imports) is
+    made on the first request: a compile starts its uv runs first, and asks the
+    index only once one is done.
+    """
 
     def __init__(
         self, client: httpx.Client | None = None, *, metadata_cache: Path | None = None
     ) -> None:
-        import httpx  # lazily: importing httpx costs a few hundred milliseconds
-
-        from .settings import deadline
-        from .transport import deadline_client
-
-        self._httpx = httpx
         self._metadata_cache = metadata_cache
-        self._client = client or deadline_client(
-            deadline("LOCKD_HTTP_DEADLINE"),
-            timeout=httpx.Timeout(TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
-            follow_redirects=True,
-        )
+        self._made = client
+        self._making = threading.Lock()
+
+    @property
+    def _client(self) -> httpx.Client:
+        if self._made is None:
+            with self._making:
+                if self._made is None:
+                    self._made = _new_client()
+        return self._made
+
+    @property
+    def _httpx(self) -> ModuleType:
+        import httpx
+
+        return httpx
 
     def close(self) -> None:
-        self._client.close()
+        with self._making:
+            if self._made is not None:
+                self._made.close()
 
     def project_links(self, index: str, name: str, *, missing_ok: bool = False) -> list[IndexLink]:
         """The files ``index`` lists for ``name``; none when ``missing_ok`` and it answers 404."""
@@ -166,13 +180,15 @@ class IndexClient:
             pass
         # No PEP 658 file (PyPI has none for torch 2.6.0): read METADATA out of the
         # wheel with range requests (zip's directory is at the end) rather than
-        # downloading hundreds of megabytes; servers without ranges get a download.
+        # downloading hundreds of megabytes. The first asks for the file's tail, which
+        # also tells its size; a server that ignores ranges sends the whole file.
         try:
-            size = self._range_size(url)
+            tail = self._get(url, headers={"Range": f"bytes=-{_HttpRangeFile.BLOCK}"})
+            size = _range_total(tail)
             source: io.RawIOBase | io.BytesIO = (
-                _HttpRangeFile(self._client, url, size)
+                _HttpRangeFile(self._client, url, size, tail.content)
                 if size is not None
-                else io.BytesIO(self._get(url).content)
+                else io.BytesIO(tail.content)
             )
             with zipfile.ZipFile(source) as wheel:
                 name = next(
@@ -185,14 +201,6 @@ class IndexClient:
             raise PackageIndexError(
                 f"Cannot read the metadata of {shown(url)}: {redact(str(exc))}."
             ) from None
-
-    def _range_size(self, url: str) -> int | None:
-        """The file's size when the server answers byte ranges, else ``None``."""
-        response = self._client.head(url)
-        if response.status_code != 200 or response.headers.get("accept-ranges") != "bytes":
-            return None
-        length = response.headers.get("content-length")
-        return int(length) if length and length.isdigit() else None
 
     def sha256(self, url: str) -> str:
         """Hash a file by streaming it (for index entries without ``#sha256=``)."""
@@ -223,16 +231,48 @@ class IndexClient:
         return response
 
 
+def _new_client() -> httpx.Client:
+    import httpx
+
+    from .settings import deadline
+    from .transport import deadline_client
+
+    return deadline_client(
+        deadline("LOCKD_HTTP_DEADLINE"),
+        timeout=httpx.Timeout(TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
+        follow_redirects=True,
+    )
+
+
+def _range_total(response: httpx.Response) -> int | None:
+    """The whole file's size from a ``206`` answer's ``Content-Range: bytes a-b/size``,
+    when it answered a byte range with the file's last bytes; else ``None``."""
+    if response.status_code != 206:
+        return None
+    unit, _, spec = response.headers.get("content-range", "").partition(" ")
+    span, _, total = spec.partition("/")
+    first, _, last = span.partition("-")
+    if unit != "bytes" or not (total.isdigit() and first.isdigit() and last.isdigit()):
+        return None
+    size = int(total)
+    if int(last) != size - 1 or size - int(first) != len(response.content):
+        return None
+    return size
+
+
 class _HttpRangeFile(io.RawIOBase):
-    """A read-only, seekable view of a remote file, fetched in blocks by HTTP range."""
+    """A read-only, seekable view of a remote file, fetched in blocks by HTTP range;
+    its last ``len(tail)`` bytes were fetched already."""
 
     BLOCK = 256 * 1024
 
-    def __init__(self, client: httpx.Client, url: str, size: int) -> None:
+    def __init__(self, client: httpx.Client, url: str, size: int, tail: bytes) -> None:
         super().__init__()
         self._client = client
         self._url = url
         self._size = size
+        self._tail_start = size - len(tail)
+        self._tail = tail
         self._pos = 0
         self._blocks: dict[int, bytes] = {}
 
@@ -255,8 +295,12 @@ class _HttpRangeFile(io.RawIOBase):
         end = min(self._pos + len(view), self._size)
         done = 0
         while self._pos < end:
-            index, offset = divmod(self._pos, self.BLOCK)
-            block = self._block(index)[offset : offset + end - self._pos]
+            if self._pos >= self._tail_start:
+                start = self._pos - self._tail_start
+                block = self._tail[start : start + end - self._pos]
+            else:
+                index, offset = divmod(self._pos, self.BLOCK)
+                block = self._block(index)[offset : offset + min(end, self._tail_start) - self._pos]
             view[done : done + len(block)] = block
             done += len(block)
             self._pos += len(block)
@@ -265,7 +309,7 @@ class _HttpRangeFile(io.RawIOBase):
     def _block(self, index: int) -> bytes:
         if index not in self._blocks:
             start = index * self.BLOCK
-            stop = min(start + self.BLOCK, self._size) - 1
+            stop = min(start + self.BLOCK, self._tail_start) - 1
             response = self._client.get(self._url, headers={"Range": f"bytes={start}-{stop}"})
             if response.status_code != 206:
                 raise PackageIndexError(

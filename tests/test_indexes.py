@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -33,15 +35,33 @@ def test_metadata_without_pep_658_is_read_by_byte_ranges(tmp_path: Path) -> None
         url = f"{server.url}{index.file_path(entry)}"
         text = client.core_metadata(url, entry.sha256)
         assert requires_dist(text)[1].startswith("nvidia-cuda-runtime-cu12==12.4.127")
-        fetched = sum(
-            int(r.split("-")[1]) - int(r.split("=")[1].split("-")[0]) + 1 for r in server.ranges
-        )
+        fetched = sum(last - first + 1 for first, last in server.served)
         assert server.ranges and fetched < len(entry.data) / 2  # not the whole wheel
+        # no HEAD: the first range asks for the tail, whose answer tells the size too
+        assert server.heads == []
+        assert server.ranges[0] == f"bytes=-{256 * 1024}"
         # cached by sha256: the next answer needs no request at all
         before = len(server.requests)
         assert client.core_metadata(url, entry.sha256) == text
         assert len(server.requests) == before
         client.close()
+
+
+@pytest.mark.parametrize("answers_ranges", [True, False])
+def test_metadata_of_a_small_wheel_or_from_a_server_without_ranges(answers_ranges: bool) -> None:
+    """A wheel smaller than one block is read whole by the first range request; a server
+    that ignores ranges sends the whole file, which then is the only way."""
+    with serve() as server:
+        server.answers_ranges = answers_ranges
+        index = server.pypi()
+        spec = WheelSpec("demo", "1.0", requires=("filelock>=3",))
+        entry = index.add(spec, serve_metadata=False)
+        client = IndexClient()
+        text = client.core_metadata(f"{server.url}{index.file_path(entry)}")
+        client.close()
+    assert requires_dist(text) == ["filelock>=3"]
+    assert server.served == ([(0, len(entry.data) - 1)] if answers_ranges else [])
+    assert server.heads == []
 
 
 def test_a_file_that_is_not_a_wheel_is_a_clear_error() -> None:
@@ -75,3 +95,21 @@ def test_project_pages_list_versions_and_hashes() -> None:
         "torch-2.5.1+cu124-cp311-cp311-linux_x86_64.whl": None
     }
     assert tagged.sha256 == hashlib.sha256(tagged.data).hexdigest()
+
+
+def test_a_client_imports_httpx_on_its_first_request_only() -> None:
+    """A compile makes its client before it starts uv, and asks nothing until a uv run
+    is done: httpx's imports happen then (or in the store's thread), not before uv."""
+    probe = (
+        "import sys\n"
+        "from lockd.indexes import IndexClient\n"
+        "client = IndexClient()\n"
+        "print('httpx' in sys.modules)\n"
+        "client.close()\n"
+        "print('httpx' in sys.modules)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["False", "False"]

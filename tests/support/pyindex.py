@@ -162,6 +162,9 @@ class IndexServer:
         # (path, User-Agent) -> True to answer 503 instead: a failing server, for one client
         self.refuse: Callable[[str, str], bool] | None = None
         self.ranges: list[str] = []  # Range headers received
+        self.served: list[tuple[int, int]] = []  # (first, last) byte of each range answered
+        self.answers_ranges = True  # False: a server that ignores Range (sends the file)
+        self.heads: list[str] = []  # paths of HEAD requests
         self.basic_auth: str | None = None  # "user:password" every request must carry
         # Paths answered one byte per TRICKLE_S after the headers: a server that is
         # slow but never silent long enough for a per-read timeout.
@@ -231,15 +234,20 @@ class IndexServer:
                     return
                 status, ctype, body = server._lookup(path, self.headers.get("Accept", ""))
                 wanted = self.headers.get("Range", "")
-                if status == 200 and wanted.startswith("bytes="):
+                span = None
+                if status == 200 and wanted.startswith("bytes=") and server.answers_ranges:
                     server.ranges.append(wanted)
-                    first, _, last = wanted.removeprefix("bytes=").partition("-")
-                    body = body[int(first) : int(last) + 1]
+                    span = byte_range(wanted, len(body))
+                    server.served.append(span)
                     status = 206
                 self.send_response(status)
                 self.send_header("Content-Type", ctype)
+                if span is not None:
+                    self.send_header("Content-Range", f"bytes {span[0]}-{span[1]}/{len(body)}")
+                    body = body[span[0] : span[1] + 1]
                 self.send_header("Content-Length", str(len(body)))
-                self.send_header("Accept-Ranges", "bytes")
+                if server.answers_ranges:
+                    self.send_header("Accept-Ranges", "bytes")
                 self.end_headers()
                 if path in server.trickle:
                     trickle(self.wfile, body)
@@ -248,6 +256,7 @@ class IndexServer:
 
             def do_HEAD(self) -> None:
                 path = unquote(self.path.split("?", 1)[0])
+                server.heads.append(path)
                 self._delay(path)
                 if not self._authorised() or self._refused(path):
                     return
@@ -255,7 +264,8 @@ class IndexServer:
                 self.send_response(status)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
-                self.send_header("Accept-Ranges", "bytes")
+                if server.answers_ranges:
+                    self.send_header("Accept-Ranges", "bytes")
                 self.end_headers()
 
             def _refused(self, path: str) -> bool:
@@ -289,6 +299,15 @@ class IndexServer:
                 pass
 
         return Handler
+
+
+def byte_range(header: str, size: int) -> tuple[int, int]:
+    """The (first, last) byte a single ``Range: bytes=`` header asks of ``size`` bytes:
+    ``a-b``, ``a-`` or the suffix ``-n`` (RFC 9110 14.1.2)."""
+    first, _, last = header.removeprefix("bytes=").partition("-")
+    if not first:
+        return max(0, size - int(last)), size - 1
+    return int(first), min(int(last), size - 1) if last else size - 1
 
 
 TRICKLE_S = 0.1
