@@ -10,6 +10,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import os
+import re
+import tempfile
 import threading
 import zipfile
 from collections.abc import Iterable
@@ -159,16 +162,17 @@ class IndexClient:
         hash can never have other metadata.
         """
         cached = (
-            self._metadata_cache / f"{sha256}.METADATA" if self._metadata_cache and sha256 else None
+            self._metadata_cache / f"{sha256}.METADATA"
+            if self._metadata_cache and sha256 and _SHA256.fullmatch(sha256)
+            else None
         )
-        if cached is not None and cached.is_file():
-            return cached.read_text(encoding="utf-8")
+        if cached is not None:
+            text = _read_cached(cached)
+            if text is not None:
+                return text
         text = self._fetch_metadata(url)
         if cached is not None:
-            from .lockfiles.files import write_atomic
-
-            with contextlib.suppress(OSError):  # read-only home: the next run asks again
-                write_atomic(cached, text.encode())
+            _write_cached(cached, text)
         return text
 
     def _fetch_metadata(self, url: str) -> str:
@@ -229,6 +233,46 @@ class IndexClient:
         if not (missing_ok and response.status_code == 404):
             _raise_for_status(response, url)
         return response
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_CACHED = b"lockd-metadata sha256="  # the first line of a cached file, before its hash
+
+
+def _read_cached(path: Path) -> str | None:
+    """A cached METADATA whose first line's hash matches the rest; else ``None`` (absent,
+    left short by a crash, or written by an older lockd: asked for again)."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    head, _, body = data.partition(b"\n")
+    if head != _CACHED + hashlib.sha256(body).hexdigest().encode():
+        return None
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _write_cached(path: Path, text: str) -> None:
+    """Cache ``text`` under its hash line: a unique temporary renamed into place, not
+    synced nor locked (the metadata threads of a compile each write dozens: syncing
+    serialised them); a file a crash left short fails its hash and is asked again."""
+    body = text.encode("utf-8")
+    data = _CACHED + hashlib.sha256(body).hexdigest().encode() + b"\n" + body
+    temporary = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        temporary = Path(name)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        temporary.replace(path)
+    except OSError:  # a read-only home: the next run asks again
+        if temporary is not None:
+            with contextlib.suppress(OSError):
+                temporary.unlink()
 
 
 def _new_client() -> httpx.Client:

@@ -113,3 +113,32 @@ def test_a_client_imports_httpx_on_its_first_request_only() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["False", "False"]
+
+
+def test_a_cached_metadata_file_is_used_only_when_its_hash_line_matches(tmp_path: Path) -> None:
+    """The cache is written without fsync: a file a crash left short, one edited, or
+    one from an older lockd (no hash line) is asked for again and replaced; a hash
+    that is not one never names a file."""
+    cache = tmp_path / "cache"
+    with serve() as server:
+        index = server.pypi()
+        entry = index.add(WheelSpec("demo", "1.0", requires=("filelock>=3",)))
+        url = f"{server.url}{index.file_path(entry)}"
+        client = IndexClient(metadata_cache=cache)
+        text = client.core_metadata(url, entry.sha256)
+        cached = cache / f"{entry.sha256}.METADATA"
+        good = cached.read_bytes()
+        assert good.endswith(text.encode()) and good.startswith(b"lockd-metadata sha256=")
+        for damaged in (good[: len(good) // 2], text.encode(), good.replace(b"filelock", b"fi")):
+            cached.write_bytes(damaged)
+            before = len(server.requests)
+            assert client.core_metadata(url, entry.sha256) == text
+            assert len(server.requests) == before + 1  # asked again
+            assert cached.read_bytes() == good  # and replaced
+        before = len(server.requests)
+        assert client.core_metadata(url, entry.sha256) == text
+        assert len(server.requests) == before  # the good file answers
+        assert client.core_metadata(url, "../../escape") == text
+        client.close()
+    assert sorted(p.name for p in cache.iterdir()) == [cached.name]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]
