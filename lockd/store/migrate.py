@@ -108,7 +108,7 @@ def create_at_head(engine: Engine) -> bool:
     with engine.begin() as conn:
         if conn.execute(text("SELECT count(*) FROM sqlite_master")).scalar_one():
             return False
-        SQLModel.metadata.create_all(conn)
+        SQLModel.metadata.create_all(conn, checkfirst=False)  # empty: nothing to ask
         version = _version_table()
         version.create(conn)
         conn.execute(version.insert().values(version_num=SCHEMA_HEAD))
