@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -84,16 +85,26 @@ def checkout(revision: str | None, where: Path) -> Iterator[Path | None]:
         subprocess.run(remove, cwd=ROOT, check=False)
 
 
-def alternate(runners: dict[str, Callable[[int], None]], rounds: int) -> dict[str, list[float]]:
-    """Wall seconds of each runner per round, the order rotating every round."""
+def alternate(
+    runners: dict[str, Callable[[int], None]],
+    rounds: int,
+    cpu: dict[str, list[float]] | None = None,
+) -> dict[str, list[float]]:
+    """Wall seconds of each runner per round, the order rotating every round; with
+    ``cpu``, the CPU seconds (user + system) of the processes each run waited for."""
     samples: dict[str, list[float]] = {label: [] for label in runners}
     labels = list(runners)
     for round_ in range(rounds):
         shift = round_ % len(labels)
         for label in labels[shift:] + labels[:shift]:
+            used = resource.getrusage(resource.RUSAGE_CHILDREN)
             start = time.perf_counter()
             runners[label](round_)
             samples[label].append(time.perf_counter() - start)
+            if cpu is not None:
+                now = resource.getrusage(resource.RUSAGE_CHILDREN)
+                spent = now.ru_utime - used.ru_utime + now.ru_stime - used.ru_stime
+                cpu.setdefault(label, []).append(spent)
             print(f"  round {round_ + 1} {label}: {samples[label][-1]:.2f} s", file=sys.stderr)
     return samples
 
@@ -122,15 +133,23 @@ def load_line(before: tuple[float, ...], after: tuple[float, ...]) -> str:
     )
 
 
-def print_table(samples: dict[str, list[float]], reference: float, ratio: str) -> None:
-    """Median, min, max of each command, and its median over ``reference``."""
-    print(f"| command | median | min | max | {ratio} |")
-    print("| --- | ---: | ---: | ---: | ---: |")
+def print_table(
+    samples: dict[str, list[float]],
+    reference: float,
+    ratio: str,
+    cpu: dict[str, list[float]] | None = None,
+) -> None:
+    """Median, min, max of each command, its median over ``reference`` and, with
+    ``cpu``, its median CPU seconds."""
+    extra = ("| CPU (median) ", "| ---: ") if cpu else ("", "")
+    print(f"| command | median | min | max | {ratio} {extra[0]}|")
+    print(f"| --- | ---: | ---: | ---: | ---: {extra[1]}|")
     for label, values in samples.items():
         median = statistics.median(values)
+        used = f"| {statistics.median(cpu[label]):.2f} s " if cpu else ""
         print(
             f"| {label} | {median:.2f} s | {min(values):.2f} s | {max(values):.2f} s "
-            f"| {median / reference:.2f}× |"
+            f"| {median / reference:.2f}× {used}|"
         )
 
 

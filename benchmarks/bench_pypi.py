@@ -19,7 +19,8 @@ to round, every round with a fresh ``UV_CACHE_DIR`` (and for lockd a fresh
 
 With ``--baseline REV``, lockd at ``REV`` (a temporary git worktree, this
 virtual environment) runs side by side too. Prints Markdown tables (median,
-min, max, ratio to uv), the load average before and after, and the machine.
+min, max, ratio to uv, median CPU seconds of all the processes of a run), the
+load average before and after, and the machine.
 """
 
 from __future__ import annotations
@@ -110,7 +111,8 @@ def scenario(name: str, rounds: int, work: Path, baseline: tuple[str, Path] | No
     if baseline is not None:
         runners[f"`lockd compile` at {baseline[0]}"] = lockd_at(baseline[1], "base")
     load_before = os.getloadavg()
-    samples = alternate(runners, rounds)
+    cpu: dict[str, list[float]] = {}
+    samples = alternate(runners, rounds, cpu)
     load_after = os.getloadavg()
     reference = statistics.median(samples[uv_label])
     print(f"## {name}: {', '.join(requirements.split())} × Python {', '.join(pythons)}\n")
@@ -119,7 +121,7 @@ def scenario(name: str, rounds: int, work: Path, baseline: tuple[str, Path] | No
         f"{f' --baseline {baseline[0]}' if baseline else ''}`"
         f"\n\nMachine: {machine()}; {load_line(load_before, load_after)}\n"
     )
-    print_table(samples, reference, "vs uv")
+    print_table(samples, reference, "vs uv", cpu)
     print()
 
 
