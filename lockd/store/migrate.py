@@ -1,13 +1,15 @@
 """Schema management: alembic revisions under the top-level ``migrations/``.
 
 Every lockd command opens the database and upgrades it when needed, so many
-processes may migrate one fresh database at once. An empty SQLite file is not
-migrated but created at the head in one transaction (the tables' own DDL and
-the revision stamped; a test keeps that equal to the migrated schema): replaying
-every revision imports alembic and took a cold compile ~0.5 s of CPU. On PostgreSQL they take
+processes may migrate one fresh database at once. On PostgreSQL they take
 turns on an advisory lock held around alembic (whoever comes second finds the
 schema current); on SQLite alembic's transaction takes the file's write lock
 first thing (``BEGIN IMMEDIATE``), which does the same.
+
+An empty SQLite file is not migrated but created at the head in one transaction
+(the tables' own DDL, the revision stamped; a test keeps that equal to the
+replayed revisions): importing alembic and replaying seven revisions cost a
+cold compile ≈ 0.13 s of CPU in the thread that shares the cores with uv.
 """
 
 from __future__ import annotations
