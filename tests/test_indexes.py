@@ -142,3 +142,28 @@ def test_a_cached_metadata_file_is_used_only_when_its_hash_line_matches(tmp_path
         client.close()
     assert sorted(p.name for p in cache.iterdir()) == [cached.name]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]
+
+
+def test_a_ranged_file_reads_every_span_as_the_file_has_it() -> None:
+    """Reads before, across and inside the tail fetched first: the bytes of the file,
+    each block asked for once, nothing past the tail's start asked again."""
+    from lockd.indexes import _HttpRangeFile
+
+    data = hashlib.shake_256(b"issue 14").digest(3 * _HttpRangeFile.BLOCK + 12_345)
+    with serve() as server:
+        index = server.pypi()
+        entry = index.add(WheelSpec("blob", "1.0"), serve_metadata=False)
+        object.__setattr__(entry, "data", data)
+        url = f"{server.url}{index.file_path(entry)}"
+        client = IndexClient()
+        tail = data[-_HttpRangeFile.BLOCK :]
+        remote = _HttpRangeFile(client._client, url, len(data), tail)
+        tail_start = len(data) - len(tail)
+        spans = [(0, 10), (tail_start - 7, 20), (tail_start, 5), (len(data) - 3, 10)]
+        spans += [(_HttpRangeFile.BLOCK - 1, _HttpRangeFile.BLOCK + 2), (5, len(data))]
+        for start, length in spans:
+            remote.seek(start)
+            assert remote.read(length) == data[start : start + length], (start, length)
+        client.close()
+    assert all(last < tail_start for _, last in server.served)  # the tail is never asked
+    assert len(server.served) == len(set(server.served))  # each block once
