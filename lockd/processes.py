@@ -172,6 +172,26 @@ def _overran(deadline: Deadline) -> ResolutionError:
     )
 
 
+GIVE_WAY_NICENESS = 10  # how much lower a background thread runs than its children
+
+
+def give_way() -> None:
+    """Lower the calling thread's scheduling priority (Linux; elsewhere nothing).
+
+    For background work that overlaps the children: a compile imports and opens
+    its store (≈ 0.4 s of CPU) while uv resolves, and on busy cores uv's runs
+    should come first (benchmarks/RESULTS.md, issue 14). On Linux a thread is a
+    task of its own, so only this thread gives way; elsewhere ``setpriority``
+    would name a process, so nothing is done.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    task = threading.get_native_id()
+    with contextlib.suppress(OSError):
+        now = os.getpriority(os.PRIO_PROCESS, task)
+        os.setpriority(os.PRIO_PROCESS, task, min(19, now + GIVE_WAY_NICENESS))
+
+
 def stop_children() -> None:
     """Kill every running child's process group now; start no new one."""
     with _lock:

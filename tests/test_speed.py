@@ -222,3 +222,32 @@ def test_compile_pauses_the_collector_while_it_works_only(
     assert isinstance(result.exception, ResolutionError)
     assert seen == [False]
     assert gc.isenabled()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priority: Linux")
+def test_the_store_opens_in_a_thread_that_gives_way_to_uv(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compile's background thread (the store's imports and opening, beside the uv
+    runs) runs at a lower priority; the thread that started it keeps its own."""
+    import os
+    import threading
+
+    import lockd.store
+    from lockd.app import compile as compile_app
+
+    def niceness() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    seen: list[int] = []
+
+    class Opened:
+        def __init__(self, url: str) -> None:
+            seen.append(niceness())
+
+        def latest(self, project: str) -> None:
+            return None
+
+    monkeypatch.setattr(lockd.store, "Store", Opened)
+    before = niceness()
+    compile_app._in_background(compile_app._open_store, "sqlite:///unused.db", "p").result()
+    assert seen == [min(19, before + 10)]
+    assert niceness() == before

@@ -343,6 +343,9 @@ class _Opened(NamedTuple):
 
 
 def _open_store(url: str, project: str) -> _Opened:
+    from ..processes import give_way
+
+    give_way()  # this thread runs beside uv: on busy cores, uv first
     import httpx  # noqa: F401 - warms the import the verification step needs next
 
     from ..store import Store
