@@ -177,7 +177,7 @@ class RootFs:
 
     def apply(self, stream: LayerStream, stats: LayerStats, want: Classifier) -> None:
         """Apply one layer's tar, read from ``stream`` front to back."""
-        tar = TarStream(stream, stream.what)
+        tar = TarStream(stream.chunks(), stream.what)
         for member in tar.members():
             self._add(tar, member, stats, want)
 

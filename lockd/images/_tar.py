@@ -11,7 +11,6 @@ held in memory), and so is a header whose checksum is wrong.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -19,11 +18,13 @@ from lockd.errors import ImageError
 
 BLOCK = 512
 MAX_HEADER = 1 << 20
-_SKIP = 1 << 20
 
 REGULAR = frozenset(b"07\0S")  # S: GNU sparse, read as the bytes it stores
 HARDLINK, SYMLINK, DIRECTORY = ord("1"), ord("2"), ord("5")
 _PAX, _PAX_GLOBAL, _LONGNAME, _LONGLINK = ord("x"), ord("g"), ord("L"), ord("K")
+_EXTENSIONS = frozenset((_PAX, _PAX_GLOBAL, _LONGNAME, _LONGLINK))
+_NO_DATA = frozenset((HARDLINK, SYMLINK, DIRECTORY, *b"3456"))  # only their header
+_ZEROS = bytes(BLOCK)
 
 
 @dataclass(slots=True)
@@ -44,46 +45,47 @@ class Member:
 
 
 class TarStream:
-    """Iterate a tar's members; read the current member's data with :meth:`read`."""
+    """Iterate a tar's members; read the current member's data with :meth:`read`.
 
-    def __init__(self, raw: io.RawIOBase, what: str) -> None:
-        self._file = io.BufferedReader(raw, 1 << 20)
+    The tar comes as pieces of any size (a layer's decompressed chunks); data
+    that is skipped is never copied, only counted.
+    """
+
+    def __init__(self, chunks: Iterator[bytes], what: str) -> None:
+        self._chunks = chunks
+        self._chunk = b""  # the current piece, read up to _at
+        self._at = 0
         self._what = what
         self._left = 0  # data bytes of the current member not read yet
         self._padding = 0
-        self._scratch = bytearray(_SKIP)
 
     def read(self, size: int = -1) -> bytes:
         """Data of the current member (at most what is left of it)."""
         size = self._left if size < 0 else min(size, self._left)
-        data = self._file.read(size) if size else b""
+        data = self._take(size)
         if len(data) < size:
             raise self._error("the archive ends inside a file")
-        self._left -= len(data)
+        self._left -= size
         return data
 
     def members(self) -> Iterator[Member]:
-        """Each member in order; when they end, the raw stream is left open (its owner checks
-        its digests over what follows the end marker)."""
-        yield from self._members()
-        self._file.detach()
-
-    def _members(self) -> Iterator[Member]:
+        """Each member in order; what follows the end marker is left to the chunks' owner
+        (it checks its digests over those bytes too)."""
         pax: dict[str, str] = {}
         global_pax: dict[str, str] = {}
         long_name = long_link = None
         while True:
             self._skip_rest()
-            block = self._file.read(BLOCK)
+            block = self._take(BLOCK)
             if len(block) < BLOCK:
                 if not block:
                     return  # no end-of-archive marker: tolerated, as tar does
                 raise self._error("the archive ends inside a header")
-            if block == b"\0" * BLOCK:
+            if block == _ZEROS:
                 return
             header = self._header(block)
             kind = header.type
-            if kind in (_PAX, _PAX_GLOBAL, _LONGNAME, _LONGLINK):
+            if kind in _EXTENSIONS:
                 payload = self._payload(header.size)
                 if kind == _PAX:
                     pax.update(_pax_records(payload))
@@ -94,26 +96,55 @@ class TarStream:
                 else:
                     long_link = _text(payload)
                 continue
-            values = {**global_pax, **pax}
-            header.name = values.get("path", long_name or header.name)
-            header.linkname = values.get("linkpath", long_link or header.linkname)
-            if "size" in values:
-                header.size = _pax_size(values["size"], self._what)
-            pax, long_name, long_link = {}, None, None
-            has_data = header.is_file or kind not in (HARDLINK, SYMLINK, DIRECTORY, *b"3456")
-            self._left = header.size if has_data else 0
+            if pax or global_pax:
+                values = {**global_pax, **pax}
+                header.name = values.get("path", long_name or header.name)
+                header.linkname = values.get("linkpath", long_link or header.linkname)
+                if "size" in values:
+                    header.size = _pax_size(values["size"], self._what)
+                pax = {}
+            else:
+                header.name = long_name or header.name
+                header.linkname = long_link or header.linkname
+            long_name = long_link = None
+            self._left = header.size if kind not in _NO_DATA else 0
             self._padding = -self._left % BLOCK
             yield header
 
+    def _take(self, size: int) -> bytes:
+        """The next ``size`` bytes of the tar (fewer only where it ends)."""
+        chunk, at = self._chunk, self._at
+        if len(chunk) - at >= size:
+            self._at = at + size
+            return chunk[at : at + size]
+        parts = [chunk[at:]]
+        need = size - len(parts[0])
+        self._chunk, self._at = b"", 0
+        while need:
+            piece = next(self._chunks, None)
+            if piece is None:
+                break
+            if len(piece) > need:
+                self._chunk, self._at = piece, need
+                piece = piece[:need]
+            parts.append(piece)
+            need -= len(piece)
+        return b"".join(parts)
+
     def _skip_rest(self) -> None:
+        """Pass over what is left of the current member's data and padding (no copy)."""
         left = self._left + self._padding
-        view = memoryview(self._scratch)
-        while left:
-            n = self._file.readinto(view[: min(left, _SKIP)])
-            if not n:
-                raise self._error("the archive ends inside a file")
-            left -= n
         self._left = self._padding = 0
+        while True:
+            ahead = len(self._chunk) - self._at
+            if ahead >= left:
+                self._at += left
+                return
+            left -= ahead
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                raise self._error("the archive ends inside a file")
+            self._chunk, self._at = chunk, 0
 
     def _payload(self, size: int) -> bytes:
         if size > MAX_HEADER:
@@ -121,7 +152,7 @@ class TarStream:
                 f"{self._what} holds a {size}-byte tar header (at most {MAX_HEADER} are read): "
                 "the layer is malformed or hostile; nothing from the image was used."
             )
-        data = self._file.read(size + (-size % BLOCK))
+        data = self._take(size + (-size % BLOCK))
         if len(data) < size:
             raise self._error("the archive ends inside a header")
         return data[:size]
