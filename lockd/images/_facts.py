@@ -60,7 +60,11 @@ _SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSW|PASSWD|CREDENTIAL|AUTH|PRIVATE|_K
 
 
 def classify(path: str, size: int) -> Wanted | None:
-    """What the snapshot keeps of a layer file: its bytes, its ELF dynamic section, or nothing."""
+    """What the snapshot keeps of a layer file: its bytes, its ELF dynamic section, or nothing.
+
+    Called for every file of every layer: the regular expressions only run on names
+    that a plain string test let through.
+    """
     head, _, base = path.rpartition("/")
     if base in _DIST_FILES and head.endswith((".dist-info", ".egg-info")):
         return Wanted.CONTENT
@@ -68,10 +72,12 @@ def classify(path: str, size: int) -> Wanted | None:
         path.endswith((".egg-info", "/torch/version.py", "/pyvenv.cfg"))
         or path in _SYSTEM_FILES
         or path.startswith(_SYSTEM_DIRS)
-        or _CUDA_VERSION_FILE.match(path)
+        or (path.startswith("usr/local/cuda") and _CUDA_VERSION_FILE.match(path))
     ):
         return Wanted.CONTENT
-    if _LIBC.match(base):
+    if ".so" not in base:
+        return None
+    if base.startswith("libc") and _LIBC.match(base):
         return Wanted.BOTH  # the closure needs its class; its banner names the glibc release
     if SHARED_OBJECT.search(base):
         return Wanted.ELF
@@ -276,7 +282,8 @@ def _facts(  # noqa: PLR0917 - the private last step of image_snapshot
 def _cuda_libraries(rootfs: RootFs) -> dict[str, tuple[str, ...]]:
     found: dict[str, list[str]] = {}
     for path, entry in rootfs.files():
-        match = CUDA_LIBRARY.match(posixpath.basename(path))
+        base = path.rpartition("/")[2]
+        match = CUDA_LIBRARY.match(base) if base.startswith("lib") else None
         if match and entry.size:
             found.setdefault(match[1], []).append("/" + path)
     return {name: tuple(sorted(paths)) for name, paths in sorted(found.items())}

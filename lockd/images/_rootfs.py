@@ -35,7 +35,7 @@ from lockd.snapshot.filesystem import DirEntry, EntryKind
 
 from ._blobs import LayerStream
 from ._elf import read_dynamic_stream
-from ._tar import HARDLINK, SYMLINK, Member, TarStream
+from ._tar import DIRECTORY, HARDLINK, REGULAR, SYMLINK, Member, TarStream
 
 MAX_ENTRIES = 1_000_000  # CUDA images hold 50,000-200,000 files
 MAX_KEPT = 256 << 20  # metadata bytes kept for the whole image
@@ -194,22 +194,23 @@ class RootFs:
             self._warn("entry below a file or a symlink loop")
             return
         path = f"{parent}/{base}" if parent else base
-        if base == ".wh..wh..opq":
-            self._hide_lower(parent, stats)
-            return
         if base.startswith(".wh."):
-            self._remove(f"{parent}/{base[4:]}" if parent else base[4:], stats, lower_only=True)
+            if base == ".wh..wh..opq":
+                self._hide_lower(parent, stats)
+            else:
+                self._remove(f"{parent}/{base[4:]}" if parent else base[4:], stats, lower_only=True)
             return
-        if member.is_dir:
-            self._put(path, Entry("dir", 0, stats.index, mode=member.mode), stats)
-        elif member.type == SYMLINK:
-            self._put(path, Entry("symlink", 0, stats.index, target=member.linkname), stats)
-        elif member.type == HARDLINK:
-            self._hard_link(path, member, stats)
-        elif member.is_file:
+        kind = member.type
+        if kind in REGULAR:
             self._put(path, self._file(tar, member, path, stats.index, want), stats)
             stats.files += 1
             stats.added_bytes += member.size
+        elif kind == DIRECTORY:
+            self._put(path, Entry("dir", 0, stats.index, mode=member.mode), stats)
+        elif kind == SYMLINK:
+            self._put(path, Entry("symlink", 0, stats.index, target=member.linkname), stats)
+        elif kind == HARDLINK:
+            self._hard_link(path, member, stats)
         else:
             self._warn("device node or FIFO")
 

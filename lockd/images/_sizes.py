@@ -12,7 +12,6 @@ CUDA and the ``nvidia-*`` wheels), and the wasted bytes.
 from __future__ import annotations
 
 import heapq
-import posixpath
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ _CACHES = (
     ("apt lists", re.compile(r"^var/lib/apt/lists/[^/]+_(?:Packages|Sources|InRelease|Release)")),
     ("conda packages", re.compile(r"^opt/conda/pkgs/")),
 )
+_CACHE_ROOTS = ("root/", "home/", "var/", "opt/conda/")  # where every _CACHES pattern starts
 _CUDA_DIR = re.compile(r"(?:^|/)(?:cuda[^/]*|nvidia)/")
 
 
@@ -164,15 +164,19 @@ def largest_directories(
     A directory whose largest subdirectory holds more than half of it is replaced
     by its subdirectories, so ``usr`` gives way to ``usr/local/cuda-12.4/lib64``.
     """
+    own: dict[str, int] = {}  # bytes of the files directly in each directory
+    for path, entry in files:
+        directory = path.rpartition("/")[0]
+        own[directory] = own.get(directory, 0) + entry.size
     totals: dict[str, int] = {}
     subdirs: dict[str, set[str]] = {}
-    for path, entry in files:
-        directory = posixpath.dirname(path)
+    for start, size in own.items():  # then up the tree, once per directory
+        directory = start
         while True:
-            totals[directory] = totals.get(directory, 0) + entry.size
+            totals[directory] = totals.get(directory, 0) + size
             if not directory:
                 break
-            parent = posixpath.dirname(directory)
+            parent = directory.rpartition("/")[0]
             subdirs.setdefault(parent, set()).add(directory)
             directory = parent
     heap = [(-totals[d], d) for d in subdirs.get("", ())]
@@ -229,6 +233,8 @@ def _toolchain(files: list[tuple[str, Entry]], snapshot: Snapshot) -> list[SizeF
 def _caches(files: list[tuple[str, Entry]]) -> list[SizeFinding]:
     totals: dict[str, int] = {}
     for path, entry in files:
+        if not path.startswith(_CACHE_ROOTS):
+            continue
         for name, pattern in _CACHES:
             if pattern.match(path):
                 totals[name] = totals.get(name, 0) + entry.size
@@ -242,7 +248,7 @@ def _caches(files: list[tuple[str, Entry]]) -> list[SizeFinding]:
 def _cuda_extras(files: list[tuple[str, Entry]]) -> list[SizeFinding]:
     static = headers = 0
     for path, entry in files:
-        if not _CUDA_DIR.search(path):
+        if ("cuda" not in path and "nvidia/" not in path) or not _CUDA_DIR.search(path):
             continue
         if path.endswith(".a"):
             static += entry.size
@@ -266,7 +272,8 @@ def _cuda_twice(files: list[tuple[str, Entry]], site_packages: Iterable[str]) ->
     system: dict[str, int] = {}
     wheels: dict[str, int] = {}
     for path, entry in files:
-        match = CUDA_LIBRARY.match(posixpath.basename(path))
+        base = path.rpartition("/")[2]
+        match = CUDA_LIBRARY.match(base) if base.startswith("lib") else None
         if not match or not entry.size:
             continue
         side = wheels if path.startswith(roots) or "/site-packages/nvidia/" in path else system

@@ -11,8 +11,10 @@ held in memory), and so is a header whose checksum is wrong.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
+from zlib import adler32
 
 from lockd.errors import ImageError
 
@@ -25,6 +27,9 @@ _PAX, _PAX_GLOBAL, _LONGNAME, _LONGLINK = ord("x"), ord("g"), ord("L"), ord("K")
 _EXTENSIONS = frozenset((_PAX, _PAX_GLOBAL, _LONGNAME, _LONGLINK))
 _NO_DATA = frozenset((HARDLINK, SYMLINK, DIRECTORY, *b"3456"))  # only their header
 _ZEROS = bytes(BLOCK)
+# name, mode, size, checksum, typeflag, linkname, magic, prefix (uid, gid, mtime, version,
+# owner names and device numbers are not read)
+_FIELDS = struct.Struct("100s8s16x12s12x8sB100s6s82x155s12x")
 
 
 @dataclass(slots=True)
@@ -158,18 +163,25 @@ class TarStream:
         return data[:size]
 
     def _header(self, block: bytes) -> Member:
-        stored = _number(block[148:156])
-        computed = sum(block) - sum(block[148:156]) + 8 * 32
-        if stored is None or stored != computed:
+        name, mode_field, size_field, stored, kind, link, magic, prefix = _FIELDS.unpack(block)
+        # The checksum: every byte summed, its own field read as spaces. zlib's Adler-32
+        # sums bytes in C; each half (at most 256 × 255) stays below its 65521 modulus.
+        computed = (
+            (adler32(block[:256], 0) & 0xFFFF)
+            + (adler32(block[256:], 0) & 0xFFFF)
+            - sum(stored)
+            + 8 * 32
+        )
+        if _number(stored) != computed:
             raise self._error("a tar header has a wrong checksum")
-        size = _number(block[124:136])
-        mode = _number(block[100:108])
+        size = _number(size_field)
+        mode = _number(mode_field)
         if size is None or size < 0 or mode is None:
             raise self._error("a tar header has an unreadable size or mode")
-        name = _text(block[0:100])
-        if block[257:262] == b"ustar" and block[345] != 0:
-            name = _text(block[345:500]) + "/" + name  # the ustar prefix field
-        return Member(name, block[156], size, mode, _text(block[157:257]))
+        path = _text(name)
+        if prefix[0] and magic[:5] == b"ustar":
+            path = _text(prefix) + "/" + path  # the ustar prefix field
+        return Member(path, kind, size, mode, _text(link) if link[0] else "")
 
     def _error(self, why: str) -> ImageError:
         return ImageError(
