@@ -254,3 +254,73 @@ def test_an_image_too_large_to_hold_stops_the_read(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(_rootfs, "MAX_ENTRIES", 10)
     with pytest.raises(ImageError, match="more than 10 files"):
         apply()
+
+
+def _checksummed(block: bytearray) -> bytes:
+    """``block`` with its checksum field set as tar writers set it (unsigned bytes summed)."""
+    block[148:156] = b" " * 8
+    block[148:156] = b"%06o\0 " % sum(block)
+    return bytes(block)
+
+
+def test_tar_header_checksums_hold_for_the_largest_byte_sums() -> None:
+    import tarfile
+
+    from lockd.images._tar import TarStream
+
+    header = bytearray(tarfile.TarInfo("x").tobuf(tarfile.USTAR_FORMAT))
+    header[0:100] = b"\xff" * 100  # every byte that is free text at its maximum: the
+    header[157:257] = b"\xff" * 100  # Adler-32 halves must still sum exactly
+    header[265:329] = b"\xff" * 64
+    header[345:500] = b"\xfe" * 155
+    good = _checksummed(header)
+    member = next(TarStream(iter([good, bytes(1024)]), "layer").members())
+    assert member.name == ("\udcfe" * 155) + "/" + ("\udcff" * 100)
+    assert member.linkname == "\udcff" * 100
+    for delta in (1, -1, 65521):
+        stored = int(good[148:154], 8) + delta
+        bad = good[:148] + b"%06o\0 " % (stored % 0o1000000) + good[156:]
+        with pytest.raises(ImageError, match="wrong checksum"):
+            list(TarStream(iter([bad]), "layer").members())
+
+
+def test_the_tar_reader_knows_where_a_cut_archive_ends() -> None:
+    import tarfile
+
+    from lockd.images._tar import TarStream
+
+    data = _tar(
+        [("a", tarfile.REGTYPE, b"x" * 1000), ("b", tarfile.REGTYPE, b"y" * 24)],
+        tarfile.USTAR_FORMAT,
+    )
+    for piece in (1, 512, 700, 1 << 20):
+        # Without its end marker: tolerated, as tar does, even where a piece ends with a file.
+        tar = TarStream(_pieces(data[:2560], piece), "layer")
+        assert [(m.name, m.size) for m in tar.members()] == [("a", 1000), ("b", 24)]
+        tar = TarStream(_pieces(data[:1200], piece), "layer")  # inside a's data
+        with pytest.raises(ImageError, match="ends inside a file"):
+            list(tar.members())
+        tar = TarStream(_pieces(data[:1700], piece), "layer")  # inside b's header
+        with pytest.raises(ImageError, match="ends inside a header"):
+            list(tar.members())
+        tar = TarStream(_pieces(data[:1100], piece), "layer")
+        first = next(tar.members())
+        with pytest.raises(ImageError, match="ends inside a file"):
+            tar.read(first.size)
+
+
+def test_a_layer_hands_its_pieces_over_uncopied_and_checks_its_digests_at_the_end() -> None:
+    plain = os.urandom(5 << 20)
+    blob = gzip.compress(plain, compresslevel=1)
+    chunks = [blob[i : i + 300_000] for i in range(0, len(blob), 300_000)]
+    with LayerStream(iter(chunks), digest(blob), digest(plain), "layer") as stream:
+        head = stream.read(100)
+        pieces = list(stream.chunks())
+    assert head + b"".join(pieces) == plain
+    assert max(len(p) for p in pieces) <= 1 << 20  # a bomb never sits in memory whole
+
+    stream = LayerStream(iter(chunks), digest(blob), digest(b"other"), "layer")
+    with pytest.raises(ImageError, match="diff_id"):
+        for _ in stream.chunks():
+            pass
+    stream.close()
