@@ -93,6 +93,18 @@ def _run_stage(work: Callable[[], None], out: _Channel) -> threading.Thread:
     return thread
 
 
+def _pass_on(pieces: Iterable[bytes], out: _Channel) -> tuple[str, int]:
+    """Hand each piece on, hashed as it goes: the digest of them all and their size."""
+    hasher = hashlib.sha256()
+    size = 0
+    for piece in pieces:
+        if piece:
+            hasher.update(piece)
+            size += len(piece)
+            out.put(piece)
+    return "sha256:" + hasher.hexdigest(), size
+
+
 def compression_of(head: bytes) -> str:
     """``gzip``, ``zstd`` or ``none`` from a blob's first bytes."""
     if head.startswith(_GZIP_MAGIC):
@@ -162,7 +174,7 @@ class LayerStream(io.RawIOBase):
     ``digest`` is the blob's digest (of the bytes as stored), ``diff_id`` the
     digest of the uncompressed tar (``None`` when the source does not say).
     ``what`` names the layer in messages. Use as a context manager; reading to
-    the end (:meth:`chunks`, ``read``, or :meth:`drain`) then :meth:`close`
+    the end (:meth:`chunks`, ``read``, or :meth:`verify`) then :meth:`close`
     performs the checks.
     """
 
@@ -189,13 +201,7 @@ class LayerStream(io.RawIOBase):
     # -- the stages ------------------------------------------------------------------
 
     def _read_raw(self, chunks: Iterator[bytes], out: _Channel) -> None:
-        hasher = hashlib.sha256()
-        for chunk in chunks:
-            if chunk:
-                hasher.update(chunk)
-                self.compressed_size += len(chunk)
-                out.put(chunk)
-        actual = "sha256:" + hasher.hexdigest()
+        actual, self.compressed_size = _pass_on(chunks, out)
         if self._digest is not None and actual != self._digest:
             raise ImageError(
                 f"The blob of {self.what} does not match its digest: expected "
@@ -212,13 +218,8 @@ class LayerStream(io.RawIOBase):
         self.compression = compression_of(head)
         source = itertools.chain([head], chunks)
         pieces = {"gzip": _gunzip, "zstd": _unzstd}.get(self.compression, iter)(source)
-        hasher = hashlib.sha256()
         try:
-            for piece in pieces:
-                if piece:
-                    hasher.update(piece)
-                    self.size += len(piece)
-                    out.put(piece)
+            actual, self.size = _pass_on(pieces, out)
             # Bytes after the compressed stream still count for the blob's digest, and a
             # mismatch is only known once the first stage has hashed them all.
             for _ in chunks:
@@ -233,7 +234,6 @@ class LayerStream(io.RawIOBase):
             for _ in chunks:  # an altered blob says so: its digest check speaks first
                 pass
             raise unreadable from None
-        actual = "sha256:" + hasher.hexdigest()
         if self._diff_id is not None and actual != self._diff_id:
             raise ImageError(
                 f"The uncompressed content of {self.what} does not match its diff_id: the "
@@ -274,14 +274,11 @@ class LayerStream(io.RawIOBase):
         self._pending = self._pending[n:]
         return n
 
-    def drain(self) -> None:
-        """Read what is left (a tar's padding after its end marker counts for ``diff_id``)."""
+    def verify(self) -> None:
+        """Read what is left (a tar's padding after its end marker counts for ``diff_id``):
+        both digests are checked; raise ``ImageError`` on a mismatch."""
         for _ in self.chunks():
             pass
-
-    def verify(self) -> None:
-        """Read to the end: both digests are checked; raise ``ImageError`` on a mismatch."""
-        self.drain()
 
     def close(self) -> None:
         self._stop.set()

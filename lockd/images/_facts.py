@@ -51,12 +51,19 @@ _SYSTEM_FILES = frozenset(
 )
 _SYSTEM_DIRS = ("etc/ld.so.conf.d/", "var/lib/dpkg/status.d/")
 _CUDA_VERSION_FILE = re.compile(r"^usr/local/cuda[^/]*/version\.json$")
-CUDA_LIBRARY = re.compile(
+_CUDA_LIBRARY = re.compile(
     r"^(lib(?:cudart|cublas|cublasLt|cudnn\w*|cufft\w*|curand|cusolver\w*|cusparse\w*|nccl"
     r"|nvrtc\w*|nvJitLink|cupti|nvToolsExt|cufile\w*|cusparseLt|npp\w*|nvjpeg))\.so"
 )
 _LIBC = re.compile(r"^libc(?:-\d+\.\d+)?\.so(?:\.6)?$")
 _SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSW|PASSWD|CREDENTIAL|AUTH|PRIVATE|_KEY$|^KEY$", re.I)
+
+
+def cuda_library(path: str) -> str | None:
+    """The CUDA library a file is (``libcudart``), by its name; ``None`` for any other."""
+    base = path.rpartition("/")[2]
+    match = _CUDA_LIBRARY.match(base) if base.startswith("lib") else None
+    return match[1] if match else None
 
 
 def classify(path: str, size: int) -> Wanted | None:
@@ -282,10 +289,9 @@ def _facts(  # noqa: PLR0917 - the private last step of image_snapshot
 def _cuda_libraries(rootfs: RootFs) -> dict[str, tuple[str, ...]]:
     found: dict[str, list[str]] = {}
     for path, entry in rootfs.files():
-        base = path.rpartition("/")[2]
-        match = CUDA_LIBRARY.match(base) if base.startswith("lib") else None
-        if match and entry.size:
-            found.setdefault(match[1], []).append("/" + path)
+        library = cuda_library(path)
+        if library and entry.size:
+            found.setdefault(library, []).append("/" + path)
     return {name: tuple(sorted(paths)) for name, paths in sorted(found.items())}
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from lockd.snapshot.model import Available, DebPackage, RpmPackage, Snapshot
 
-from ._facts import CUDA_LIBRARY
+from ._facts import cuda_library
 from ._rootfs import Entry, RootFs
 
 LARGEST = 12
@@ -272,12 +272,11 @@ def _cuda_twice(files: list[tuple[str, Entry]], site_packages: Iterable[str]) ->
     system: dict[str, int] = {}
     wheels: dict[str, int] = {}
     for path, entry in files:
-        base = path.rpartition("/")[2]
-        match = CUDA_LIBRARY.match(base) if base.startswith("lib") else None
-        if not match or not entry.size:
+        library = cuda_library(path)
+        if not library or not entry.size:
             continue
         side = wheels if path.startswith(roots) or "/site-packages/nvidia/" in path else system
-        side[match[1]] = side.get(match[1], 0) + entry.size
+        side[library] = side.get(library, 0) + entry.size
     return [
         SizeFinding(
             "cuda-twice",

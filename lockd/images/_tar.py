@@ -101,17 +101,12 @@ class TarStream:
                 else:
                     long_link = _text(payload)
                 continue
-            if pax or global_pax:
-                values = {**global_pax, **pax}
-                header.name = values.get("path", long_name or header.name)
-                header.linkname = values.get("linkpath", long_link or header.linkname)
-                if "size" in values:
-                    header.size = _pax_size(values["size"], self._what)
-                pax = {}
-            else:
-                header.name = long_name or header.name
-                header.linkname = long_link or header.linkname
-            long_name = long_link = None
+            values = {**global_pax, **pax}
+            header.name = values.get("path", long_name or header.name)
+            header.linkname = values.get("linkpath", long_link or header.linkname)
+            if "size" in values:
+                header.size = _pax_size(values["size"], self._what)
+            pax, long_name, long_link = {}, None, None
             self._left = header.size if kind not in _NO_DATA else 0
             self._padding = -self._left % BLOCK
             yield header
