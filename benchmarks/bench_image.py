@@ -18,7 +18,10 @@ every round, it times as fresh processes:
   again with ISA-L's inflate (what lockd decompresses gzip with);
 * ``read+decompress+sha256``: the same, hashing each blob and each
   uncompressed tar (what verifying digests and diff_ids costs at least);
-* ``lockd images inspect oci:DIR:bench --format json``;
+* ``lockd images inspect oci:DIR:bench --format json``, with an empty
+  ``LOCKD_HOME`` (every layer hashed twice: blob and ``diff_id``), and again
+  with a home that already holds each layer's checked (digest, ``diff_id``)
+  pair (only the blobs' digests are checked);
 * ``skopeo copy`` to a second OCI layout and ``umoci unpack`` of it: what a
   user would otherwise run to look inside without a container runtime.
 
@@ -276,7 +279,7 @@ def report(results: dict[str, list[Run]], blob_bytes: int, built: float) -> None
     )
 
 
-def main() -> None:
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gb", type=float, default=5.0)
     parser.add_argument("--files", type=int, default=100_000)
@@ -294,7 +297,11 @@ def main() -> None:
         action="store_true",
         help="half the library layers in zstd (Debian's umoci cannot unpack zstd: not compared)",
     )
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = _arguments()
     work = args.work.resolve()
     started = time.perf_counter()
     kinds = ("gzip", "zstd", "gzip", "zstd") if args.zstd else ("gzip",) * 4
@@ -312,6 +319,21 @@ def main() -> None:
     lockd = [python, "-m", "lockd", "images", "inspect", f"oci:{layout}:bench", "--format", "json"]
     copy, bundle = work / "copy", work / "bundle"
 
+    def cold() -> Run:
+        """lockd with an empty home: every layer's diff_id is hashed."""
+        home = work / "home-cold"
+        shutil.rmtree(home, ignore_errors=True)
+        try:
+            return timed(lockd, {**env, "LOCKD_HOME": str(home)})
+        finally:
+            shutil.rmtree(home, ignore_errors=True)
+
+    # A home that holds every layer's (digest, diff_id) pair, as after an earlier read.
+    warm_env = {**env, "LOCKD_HOME": str(work / "home-warm")}
+    if args.rounds:
+        shutil.rmtree(work / "home-warm", ignore_errors=True)
+        timed(lockd, warm_env)
+
     def skopeo_umoci() -> Run:
         shutil.rmtree(copy, ignore_errors=True)
         shutil.rmtree(bundle, ignore_errors=True)
@@ -326,7 +348,8 @@ def main() -> None:
         "read+decompress": read("0", "zlib"),
         "read+decompress (ISA-L inflate)": read("0", "isal"),
         "read+decompress+sha256": read("1", "zlib"),
-        "lockd images inspect --format json": lambda: timed(lockd, env),
+        "lockd images inspect --format json": cold,
+        "lockd images inspect, layers checked before": lambda: timed(lockd, warm_env),
     }
     if shutil.which("skopeo") and shutil.which("umoci") and not args.zstd:
         commands["skopeo copy + umoci unpack"] = skopeo_umoci

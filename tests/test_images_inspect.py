@@ -18,7 +18,13 @@ from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 
 from lockd.errors import ImageError, RegistryError, UsageError
-from lockd.images import ImageInspection, InspectRequest, RegistryOptions, inspect_image
+from lockd.images import (
+    ImageInspection,
+    InspectRequest,
+    RegistryOptions,
+    VerifiedLayers,
+    inspect_image,
+)
 from lockd.report.image import render_image_sbom
 from lockd.snapshot import Available, LibraryStatus, TorchKind, Unavailable
 from tests.conftest import hermetic_env, run_lockd
@@ -221,6 +227,67 @@ def _hex(data: bytes) -> str:
     import hashlib
 
     return hashlib.sha256(data).hexdigest()
+
+
+def test_a_layer_checked_once_has_only_its_digest_checked_again(
+    registry: Registry, pusher: Pusher, tmp_path: Path
+) -> None:
+    verified = VerifiedLayers(tmp_path / "layers")
+    parts = Image([base_layer(), venv_layer().file("salt", b"verified once")]).parts()
+    push(pusher, "verified", "v1", parts)
+    first = inspect_image(
+        InspectRequest(registry.ref("verified", "v1"), None, RegistryOptions(), verified)
+    )
+    pairs = {
+        f"{_hex(blob)}.{diff_id[7:]}"
+        for (blob, _), diff_id in zip(
+            parts.layers, json.loads(parts.config)["rootfs"]["diff_ids"], strict=True
+        )
+    }
+    assert {p.name for p in verified.root.iterdir()} == pairs
+
+    # A config naming another diff_id for the same blob is not covered by the pair: hashed, caught.
+    lying = Image([base_layer(), venv_layer().file("salt", b"verified once")]).parts()
+    config = json.loads(lying.config)
+    config["rootfs"]["diff_ids"][1] = "sha256:" + "0" * 64
+    lying.config = json.dumps(config).encode()
+    push(pusher, "verified", "lying", lying)
+    with pytest.raises(ImageError, match="diff_id"):
+        inspect_image(
+            InspectRequest(registry.ref("verified", "lying"), None, RegistryOptions(), verified)
+        )
+    # The recorded pair is what is trusted (lockd's home is its own): with it, the tar is not
+    # hashed, so the same lie passes. This is how the skip shows.
+    blob, _ = lying.layers[1]
+    (verified.root / f"{_hex(blob)}.{'0' * 64}").touch()
+    again = inspect_image(
+        InspectRequest(registry.ref("verified", "lying"), None, RegistryOptions(), verified)
+    )
+    assert again.snapshot.dists == first.snapshot.dists
+
+    # The blob itself is checked on every read, recorded pair or not.
+    stored = next((registry.log.parent / "storage").rglob(f"blobs/sha256/*/{_hex(blob)}/data"))
+    stored.write_bytes(bytes(b ^ 0xFF if i == 100 else b for i, b in enumerate(blob)))
+    with pytest.raises(ImageError, match="does not match its digest"):
+        inspect_image(
+            InspectRequest(registry.ref("verified", "v1"), None, RegistryOptions(), verified)
+        )
+
+
+def test_only_well_formed_digests_name_a_verified_pair(tmp_path: Path) -> None:
+    good = "sha256:" + "a" * 64
+    verified = VerifiedLayers(tmp_path / "layers")
+    for digest, diff_id in [
+        ("sha256:../../escape", good),
+        (good, "sha256:" + "A" * 64),
+        (None, good),
+    ]:
+        verified.remember(digest, diff_id)
+        assert not verified.known(digest, diff_id)
+    assert not verified.root.exists()
+    (tmp_path / "file").write_text("not a directory")
+    VerifiedLayers(tmp_path / "file" / "layers").remember(good, good)  # unwritable: no error
+    assert not VerifiedLayers(tmp_path / "file" / "layers").known(good, good)
 
 
 def test_the_closure_is_resolved_against_the_image(registry: Registry, pusher: Pusher) -> None:
@@ -443,6 +510,7 @@ def test_cli_inspect_formats(registry: Registry, pusher: Pusher, tmp_path: Path)
     assert "torch" in table.stdout and "2.6.0+cu124: cuda 12.4" in table.stdout
     assert "Largest directories" in table.stdout
     assert "reading: layer 2/2" in table.stderr  # a line per step off a terminal
+    assert len(list((tmp_path / "lockd-home" / "layers").iterdir())) == 2  # both pairs checked
 
     as_json = run_lockd(
         "images", "inspect", registry.ref("cli", "v1"), "--format", "json", cwd=tmp_path, env=env

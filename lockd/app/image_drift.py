@@ -31,6 +31,7 @@ from ..images import (
     InspectRequest,
     RegistryOptions,
     ResolvedImage,
+    VerifiedLayers,
     inspect_image,
     open_source,
 )
@@ -51,6 +52,7 @@ PickLockset = Callable[[str | None], Lockset]  # the label's lockset id -> the l
 class ImageCheck:
     reference: str
     target: str | None = None  # None: from the label, else the only one for the platform
+    verified: VerifiedLayers | None = None  # layers whose diff_id was checked before
 
 
 def check_image(
@@ -62,7 +64,8 @@ def check_image(
 ) -> DriftReport:
     """Check one image against its lockset; the report is not yet recorded."""
     wanted = _platform_of(check.target)
-    inspection = inspect_image(InspectRequest(check.reference, wanted, registry), progress)
+    request = InspectRequest(check.reference, wanted, registry, check.verified)
+    inspection = inspect_image(request, progress)
     snapshot = inspection.snapshot
     facts = snapshot.image
     if facts is None:  # pragma: no cover - inspect_image always sets it

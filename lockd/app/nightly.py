@@ -114,14 +114,15 @@ def _check_project(run: DriftRun, project: str, checks: Sequence[Check]) -> Drif
 
 def _check_tracked_image(run: DriftRun, check: Check) -> DriftReport:
     """A tracked image against its project's latest lockset, whatever the image's label."""
-    from ..images import RegistryOptions
+    from ..images import RegistryOptions, VerifiedLayers
     from .image_drift import ImageCheck, check_image, failed_check
 
     def checked() -> DriftReport:
         lockset = run.store.latest(check.project)
         if lockset is None:
             return _no_lockset(check.project)
-        image = ImageCheck(str(check.image), check.target)
+        verified = VerifiedLayers.from_env(run.options.environ)
+        image = ImageCheck(str(check.image), check.target, verified)
         registry = RegistryOptions.from_env(run.options.environ)
         try:
             progress = image_progress(image, run.progress)

@@ -135,14 +135,16 @@ def images_inspect(
     ] = InspectFormat.table,
 ) -> None:
     """What an image really contains (read without a runtime): snapshot, sizes, SBOM."""
-    from ..images import InspectRequest, RegistryOptions, inspect_image
+    from ..images import InspectRequest, RegistryOptions, VerifiedLayers, inspect_image
     from ..report import image as render
 
     if output is not None and output_format is InspectFormat.table:
         from ..errors import UsageError
 
         raise UsageError("-o writes json or cyclonedx.", hint="Add --format json or cyclonedx.")
-    request = InspectRequest(reference, platform, RegistryOptions.from_env())
+    request = InspectRequest(
+        reference, platform, RegistryOptions.from_env(), VerifiedLayers.from_env()
+    )
     with render.step_progress("reading") as progress:
         inspection = inspect_image(request, progress)
     if output_format is InspectFormat.table:

@@ -65,6 +65,7 @@ if TYPE_CHECKING:
         pin_dockerfile_text,
         require_resolved,
     )
+    from ._verified import VerifiedLayers
 
 __all__ = [
     "ACCEPT",
@@ -97,6 +98,7 @@ __all__ = [
     "SizeFinding",
     "SizeReport",
     "Stage",
+    "VerifiedLayers",
     "inspect_image",
     "key_values",
     "local_path",
@@ -146,6 +148,7 @@ _MODULES = {
     "SizeFinding": "_sizes",
     "SizeReport": "_sizes",
     "Stage": "_stages",
+    "VerifiedLayers": "_verified",
     "inspect_image": "_inspect",
     "key_values": "_dockerfile",
     "local_path": "_sources",

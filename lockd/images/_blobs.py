@@ -93,16 +93,18 @@ def _run_stage(work: Callable[[], None], out: _Channel) -> threading.Thread:
     return thread
 
 
-def _pass_on(pieces: Iterable[bytes], out: _Channel) -> tuple[str, int]:
-    """Hand each piece on, hashed as it goes: the digest of them all and their size."""
+def _pass_on(pieces: Iterable[bytes], out: _Channel, *, hashed: bool) -> tuple[str, int]:
+    """Hand each piece on, hashed as it goes: the digest of them all (when ``hashed``) and
+    their size."""
     hasher = hashlib.sha256()
     size = 0
     for piece in pieces:
         if piece:
-            hasher.update(piece)
+            if hashed:
+                hasher.update(piece)
             size += len(piece)
             out.put(piece)
-    return "sha256:" + hasher.hexdigest(), size
+    return "sha256:" + hasher.hexdigest() if hashed else "", size
 
 
 def compression_of(head: bytes) -> str:
@@ -172,7 +174,8 @@ class LayerStream(io.RawIOBase):
     """The uncompressed bytes of one layer blob, both digests checked at the end.
 
     ``digest`` is the blob's digest (of the bytes as stored), ``diff_id`` the
-    digest of the uncompressed tar (``None`` when the source does not say).
+    digest of the uncompressed tar (``None`` when the source does not say, or when
+    it is known already: the tar is then not hashed).
     ``what`` names the layer in messages. Use as a context manager; reading to
     the end (:meth:`chunks`, ``read``, or :meth:`verify`) then :meth:`close`
     performs the checks.
@@ -201,7 +204,7 @@ class LayerStream(io.RawIOBase):
     # -- the stages ------------------------------------------------------------------
 
     def _read_raw(self, chunks: Iterator[bytes], out: _Channel) -> None:
-        actual, self.compressed_size = _pass_on(chunks, out)
+        actual, self.compressed_size = _pass_on(chunks, out, hashed=True)
         if self._digest is not None and actual != self._digest:
             raise ImageError(
                 f"The blob of {self.what} does not match its digest: expected "
@@ -219,7 +222,7 @@ class LayerStream(io.RawIOBase):
         source = itertools.chain([head], chunks)
         pieces = {"gzip": _gunzip, "zstd": _unzstd}.get(self.compression, iter)(source)
         try:
-            actual, self.size = _pass_on(pieces, out)
+            actual, self.size = _pass_on(pieces, out, hashed=self._diff_id is not None)
             # Bytes after the compressed stream still count for the blob's digest, and a
             # mismatch is only known once the first stage has hashed them all.
             for _ in chunks:

@@ -27,6 +27,7 @@ from ._facts import classify, image_snapshot
 from ._rootfs import Classifier, LayerStats, RootFs
 from ._sizes import SizeReport, size_report
 from ._sources import ImageManifest, ImageSource, open_source
+from ._verified import VerifiedLayers
 
 IMAGE_FORMAT = "lockd.image/1"
 Progress = Callable[[str], None]
@@ -37,6 +38,7 @@ class InspectRequest:
     reference: str
     platform: str | None = None  # os/arch; None: the only one, else this machine's
     registry: RegistryOptions | None = None
+    verified: VerifiedLayers | None = None  # where checked (digest, diff_id) pairs are kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +58,7 @@ def inspect_image(request: InspectRequest, progress: Progress | None = None) -> 
     """Read the image ``request`` names; its snapshot and size report."""
     with open_source(request.reference, request.registry) as source:
         manifest = source.manifest(request.platform)
-        rootfs = read_rootfs(source, manifest, classify, progress)
+        rootfs = read_rootfs(source, manifest, classify, progress, request.verified)
     snapshot = image_snapshot(manifest, rootfs)
     return ImageInspection(snapshot, size_report(rootfs, snapshot))
 
@@ -66,8 +68,13 @@ def read_rootfs(
     manifest: ImageManifest,
     want: Classifier,
     progress: Progress | None = None,
+    verified: VerifiedLayers | None = None,
 ) -> RootFs:
-    """Apply every layer in order, each blob read once and verified."""
+    """Apply every layer in order, each blob read once and verified.
+
+    A layer whose (digest, ``diff_id``) pair is in ``verified`` has only its blob's
+    digest checked (which proves the ``diff_id``); the others are added to it.
+    """
     diff_ids = manifest.diff_ids
     if len(diff_ids) != len(manifest.layers):
         raise ImageError(
@@ -82,11 +89,14 @@ def read_rootfs(
             progress(what)
         stats = LayerStats(index, descriptor.digest, diff_id, descriptor.media_type)
         rootfs.layers.append(stats)
+        known = verified is not None and verified.known(descriptor.digest, diff_id)
         with (
             source.blob(descriptor) as chunks,
-            LayerStream(chunks, descriptor.digest, diff_id, what) as stream,
+            LayerStream(chunks, descriptor.digest, None if known else diff_id, what) as stream,
         ):
             rootfs.apply(stream, stats, want)
+        if verified is not None and not known:
+            verified.remember(descriptor.digest, diff_id)
         stats.compression = stream.compression
         stats.compressed_size = stream.compressed_size
         stats.size = stream.size

@@ -67,7 +67,7 @@ def run_drift(options: DriftOptions, progress: ProgressHook | None = None) -> li
 def _check_image(
     store: Store, options: DriftOptions, reference: str, progress: ProgressHook | None
 ) -> DriftReport:
-    from ...images import RegistryOptions
+    from ...images import RegistryOptions, VerifiedLayers
     from ..image_drift import ImageCheck, check_image
 
     def pick(label: str | None) -> Lockset:
@@ -76,7 +76,7 @@ def _check_image(
         return _pick_lockset(store, options)
 
     registry = RegistryOptions.from_env(options.environ)
-    check = ImageCheck(reference, options.target)
+    check = ImageCheck(reference, options.target, VerifiedLayers.from_env(options.environ))
     return check_image(store, check, pick, registry, image_progress(check, progress))
 
 
