@@ -95,6 +95,7 @@ def test_a_clean_image_then_a_cpu_torch_and_a_swapped_wheel(
     assert clean["image"]["target"] == CU_TARGET
     assert clean["image"]["digest"].startswith("sha256:")
     assert clean["checks"] == [f"image:{good}", "base-image"]
+    assert len(list((tmp_path / "lockd-home" / "layers").iterdir())) == 2  # both layers checked
 
     # A later layer swaps in a CPU torch; the label is gone, --target names the target.
     cpu_layer = Layer(created_by="RUN pip install torch --index-url .../cpu")
@@ -193,6 +194,7 @@ def test_tracked_images_are_checked_by_drift_all(
     reports = json.loads(run.stdout)["reports"]
     images = {r["image"]["reference"]: r for r in reports if r.get("image")}
     assert images[good]["status"] == "clean"
+    assert len(list((tmp_path / "lockd-home" / "layers").iterdir())) == 2  # its layers' pairs
     assert images[gone]["status"] == "error"
     assert images[f"oci:{tmp_path.resolve()}/build/layout:v1"]["status"] == "error"
     assert "does not exist" in images[gone]["errors"][0]["message"]
