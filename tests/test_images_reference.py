@@ -29,7 +29,7 @@ def test_public_api_is_pinned() -> None:
         "DockerfilePins", "DockerfileText", "FromInstruction", "FromKind", "Heredoc",
         "ImageInspection", "ImageManifest", "ImageRef", "ImageSource", "InspectRequest",
         "Instruction", "PinStatus", "PinnedFrom", "PlatformDigest", "RegistryClient",
-        "RegistryOptions", "ResolvedImage", "SizeFinding", "SizeReport", "Stage",
+        "RegistryOptions", "ResolvedImage", "SizeFinding", "SizeReport", "Stage", "VerifiedLayers",
         "inspect_image", "key_values", "local_path", "open_source", "parse_build_args",
         "parse_dockerfile", "parse_dockerfile_stages", "parse_reference", "pin_dockerfile",
         "pin_dockerfile_text", "read_dockerfile", "require_resolved", "resolve_images",
