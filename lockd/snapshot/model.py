@@ -572,8 +572,8 @@ class Snapshot:
         version = data.get("version")
         if "version" not in data:
             raise FormatError(
-                f"{source} has no \"version\" key: a lockd snapshot names its format there "
-                f"(\"version\": \"{SNAPSHOT_VERSION}\").",
+                f'{source} has no "version" key: a lockd snapshot names its format there '
+                f'("version": "{SNAPSHOT_VERSION}").',
                 hint="Send what `lockd snapshot` writes, unchanged.",
             )
         if version not in READABLE_VERSIONS:
