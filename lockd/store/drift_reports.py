@@ -1,5 +1,6 @@
 """Drift reports in the database: appended to their project's chain with their snapshots,
-their per-target index and daily counts, and the deployment that posted them."""
+their per-target index and daily counts, and the deployment that posted them.
+"""
 
 from __future__ import annotations
 
@@ -19,10 +20,10 @@ from . import fleet
 from .chain import Chain, Head, Heads, append_many
 from .fleet import Posted
 from .locksets import parse_time
-from .tables import DriftReportRow, ProjectRow, SnapshotRow
+from .snapshots import SNAPSHOTS, snapshot_content, store_content, stored_snapshot
+from .tables import DriftReportRow, ProjectRow
 
 _REPORTS: sa.Table = DriftReportRow.__table__  # type: ignore[attr-defined]
-_SNAPSHOTS: sa.Table = SnapshotRow.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +46,7 @@ def record_drifts(
     appended after the one before it in its project's chain. All are recorded, or none;
     ``posted`` names the deployment whose snapshot a report compared."""
     documents = [
-        {target: canonical_json(doc) for target, doc in report.snapshots.items()}
+        {target: snapshot_content(doc) for target, doc in report.snapshots.items()}
         for report, _ in reports
     ]
 
@@ -74,11 +75,11 @@ def insert_recorded(
     head: Head,
     report: DriftReport,
     posted: Posted | None = None,
-    snapshots: Mapping[str, str] | None = None,
+    snapshots: Mapping[str, tuple[str, str]] | None = None,
 ) -> Recorded:
     """Add ``report`` chained to ``head`` (the chain's lock held: see ``chain.append``),
-    with its snapshots (``snapshots``: their canonical JSON, if already rendered), its
-    per-target index and daily counts, and the deployment that ``posted`` it.
+    with its snapshots (``snapshots``: their ``snapshot_content``, if already computed),
+    its per-target index and daily counts, and the deployment that ``posted`` it.
 
     Core inserts, not ORM objects: this is the server's hot path.
     """
@@ -100,12 +101,14 @@ def insert_recorded(
     ).inserted_primary_key[0]  # type: ignore[index]
     snapshot_ids: dict[str, int] = {}
     for target, snapshot in sorted(stored.snapshots.items()):
+        digest, content = snapshots[target] if snapshots else snapshot_content(snapshot)
+        store_content(conn, digest, content)
         snapshot_ids[target] = conn.execute(
-            sa.insert(_SNAPSHOTS).values(
+            sa.insert(SNAPSHOTS).values(
                 drift_report_id=report_id,
                 target=target,
                 taken_at=parse_time(str(snapshot.get("taken_at", stored.checked_at))),
-                document=snapshots[target] if snapshots else canonical_json(snapshot),
+                document_hash=digest,
                 deployment=posted.name if posted else None,
             )
         ).inserted_primary_key[0]  # type: ignore[index]
@@ -163,15 +166,16 @@ def reports_of(session: Session, lockset_hash: str) -> list[tuple[str, DriftRepo
 
 def baseline_snapshot(session: Session, project: str, target: str) -> dict[str, Any] | None:
     """The snapshot of ``target`` taken at the project's last clean check."""
-    row = session.exec(
-        select(SnapshotRow)
-        .join(DriftReportRow)
-        .join(ProjectRow)
-        .where(ProjectRow.name == project, SnapshotRow.target == target)
-        .where(DriftReportRow.status == "clean")
-        .order_by(col(SnapshotRow.id).desc())
-    ).first()
-    return json.loads(row.document) if row else None
+    reports, projects = _REPORTS, ProjectRow.__table__  # type: ignore[attr-defined]
+    clean = (
+        sa.select(reports.c.id)
+        .join(projects, projects.c.id == reports.c.project_id)
+        .where(projects.c.name == project, reports.c.status == "clean")
+    )
+    return stored_snapshot(
+        session.connection(),
+        sa.and_(SNAPSHOTS.c.target == target, SNAPSHOTS.c.drift_report_id.in_(clean)),
+    )
 
 
 def _utc(moment: datetime) -> datetime:

@@ -26,6 +26,7 @@ from sqlmodel import Session, col, select
 
 from ..drift import target_statuses
 from .locksets import iso
+from .snapshots import SNAPSHOTS, stored_snapshot
 from .tables import (
     DeploymentRow,
     DriftDayRow,
@@ -269,10 +270,7 @@ def ingestion_state(project: str, posted: Posted) -> sa.Select[Any]:
 
 
 def snapshot_document(session: Session, snapshot_id: int) -> dict[str, Any] | None:
-    document = session.exec(
-        select(SnapshotRow.document).where(SnapshotRow.id == snapshot_id)
-    ).first()
-    return json.loads(document) if document else None
+    return stored_snapshot(session.connection(), SNAPSHOTS.c.id == snapshot_id)
 
 
 def _status_expression(stale_before: datetime) -> Any:

@@ -102,14 +102,27 @@ class DriftReportRow(SQLModel, table=True):
     document: str = Field(sa_column=Column(Text, nullable=False))
 
 
+class SnapshotDocumentRow(SQLModel, table=True):
+    """A snapshot's content, stored once however often it is posted: the canonical JSON of
+    the snapshot without its ``taken_at`` (which its ``snapshots`` rows keep), keyed by its
+    sha256 (``audit verify`` recomputes it)."""
+
+    __tablename__ = "snapshot_documents"
+
+    hash: str = Field(primary_key=True)
+    document: str = Field(sa_column=Column(Text, nullable=False))
+
+
 class SnapshotRow(SQLModel, table=True):
+    """One snapshot a drift report compared: when it was taken, and its content by hash."""
+
     __tablename__ = "snapshots"
 
     id: int | None = Field(default=None, primary_key=True)
     drift_report_id: int = Field(foreign_key="drift_reports.id", index=True)
     target: str
     taken_at: datetime
-    document: str = Field(sa_column=Column(Text, nullable=False))
+    document_hash: str = Field(foreign_key="snapshot_documents.hash")
     deployment: str | None = None  # the deployment that posted it to `lockd serve`
 
 

@@ -21,6 +21,18 @@ def check_chains(records: Records) -> ChainReport:
     for project in sorted(set(locksets) | set(drifts)):
         own, reports = locksets.get(project, []), drifts.get(project, [])
         found = lockset_chain(project, own) + drift_chain(project, reports, {r.hash for r in own})
+        found += [
+            Problem(
+                project,
+                "snapshot",
+                key,
+                "altered",
+                f"its stored content no longer hashes to its key (drift report {report} "
+                "compared it)",
+            )
+            for owner, report, key in records.altered_snapshots
+            if owner == project
+        ]
         # A removed lockset can be named twice (by its child and by a drift report).
         problems = list({(p.record, p.ref, p.change): p for p in reversed(found)}.values())[::-1]
         chains.append(

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
 from sqlmodel import SQLModel
 
+from ...lockset import sha256_text
 from .. import tables as _tables  # noqa: F401 - registers the tables in SQLModel.metadata
 from .chains import parse_document, utc
 from .records import (
@@ -119,7 +121,8 @@ def load_records(engine: Engine, project: str | None = None) -> Records:
         drift_rows = conn.execute(drift_query).all()
         image_rows = conn.execute(image_query).all()
         dependency_rows = conn.execute(dependency_query).all()
-    return assemble(
+        altered = altered_snapshots(conn, project)
+    records = assemble(
         lockset_rows,
         lock_rows,
         artifact_rows,
@@ -128,6 +131,37 @@ def load_records(engine: Engine, project: str | None = None) -> Records:
         dependency_rows=dependency_rows,
         all_projects=project is None,
     )
+    return replace(records, altered_snapshots=altered)
+
+
+def altered_snapshots(conn: sa.Connection, project: str | None) -> tuple[tuple[str, str, str], ...]:
+    """(project, drift report hash, content key) of every stored snapshot content whose
+    sha256 is not its key, each content read once however many snapshots name it."""
+    tables = SQLModel.metadata.tables
+    documents, snapshots = tables["snapshot_documents"].c, tables["snapshots"].c
+    drifts, projects = tables["drift_reports"].c, tables["projects"].c
+    referrers = (
+        sa.select(projects.name, drifts.hash, snapshots.document_hash)
+        .join_from(tables["snapshots"], tables["drift_reports"])
+        .join(tables["projects"])
+    )
+    if project is not None:
+        referrers = referrers.where(projects.name == project)
+    query = sa.select(documents.hash, documents.document)
+    if project is not None:
+        named = referrers.with_only_columns(snapshots.document_hash)
+        query = query.where(documents.hash.in_(named))
+    wrong = [
+        key
+        for key, document in conn.execution_options(yield_per=100).execute(query)
+        if sha256_text(document) != key
+    ]
+    if not wrong:
+        return ()
+    rows = conn.execute(
+        referrers.where(snapshots.document_hash.in_(wrong)).order_by(snapshots.id)
+    ).all()
+    return tuple((name, report, key) for name, report, key in rows)
 
 
 def assemble(

@@ -112,6 +112,9 @@ class Records:
     orphan_artifacts: tuple[tuple[int, int], ...] = ()  # (artifact id, missing lock id)
     orphan_images: tuple[tuple[int, int], ...] = ()  # (image id, missing lockset id)
     orphan_dependencies: tuple[tuple[int, int], ...] = ()  # (dependency id, missing lock id)
+    # Stored snapshot contents whose sha256 is not their key, with the reports that compared
+    # them: (project, drift report hash, content key).
+    altered_snapshots: tuple[tuple[str, str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +122,7 @@ class Problem:
     """One record that was altered or removed."""
 
     project: str | None
-    record: str  # "lockset" | "drift-report" | "lock" | "artifact"
+    record: str  # "lockset" | "drift-report" | "lock" | "artifact" | "snapshot"
     ref: str  # the record's hash, or "id N" for rows without one
     change: str  # "altered" | "removed" | "forked"
     detail: str

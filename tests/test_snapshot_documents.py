@@ -1,0 +1,152 @@
+"""Snapshot contents stored once by hash: ingestion, the readers, ``audit verify``, and
+migration 0008 from a 0007 schema built in code (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import inspect, text
+
+from lockd.app.fleet import Fleet, Ingestion, parse_posted
+from lockd.drift import DriftReport
+from lockd.lockset import canonical_json
+from lockd.store import Posted, Store
+from lockd.store.snapshots import snapshot_content
+from tests.support.serve import TARGET, fleet_lockset, lock_files, snapshot_doc
+
+
+def _count(store: Store, table: str) -> int:
+    with store.engine.connect() as conn:
+        return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())  # noqa: S608
+
+
+def _body(taken_at: str, **changes: bool) -> bytes:
+    return json.dumps({**snapshot_doc(**changes), "taken_at": taken_at}).encode()
+
+
+def test_a_snapshot_posted_again_is_stored_once(db_url: str) -> None:
+    store = Store(db_url)
+    lockset, files = lock_files(fleet_lockset("vision"))
+    store.record_lockset(lockset, files)
+    fleet = Fleet(store, stale_after=timedelta(hours=1))
+    for deployment, taken_at in (("d1", "2026-11-30T10:00:00Z"), ("d2", "2026-11-30T10:05:00Z")):
+        fleet.ingest(Ingestion("vision", TARGET, deployment), _body(taken_at))
+    fleet.ingest(Ingestion("vision", TARGET, "d1"), _body("2026-11-30T10:10:00Z", cpu_torch=True))
+    assert (_count(store, "snapshots"), _count(store, "snapshot_documents")) == (3, 2)
+
+    # Each snapshot reads back whole, with its own time; the CLI's baseline likewise.
+    _, first = store.ingestion_state("vision", Posted("d1", TARGET))
+    _, second = store.ingestion_state("vision", Posted("d2", TARGET))
+    assert first is not None and second is not None
+    as_posted = parse_posted(_body("2026-11-30T10:00:00Z")).to_dict()
+    assert store.snapshot_document(first) == as_posted
+    assert store.snapshot_document(second) == {**as_posted, "taken_at": "2026-11-30T10:05:00Z"}
+    assert store.baseline_snapshot("vision", TARGET) == store.snapshot_document(second)
+    store.close()
+
+
+def test_upgrade_from_0007_stores_each_snapshot_content_once(db_url: str) -> None:
+    from lockd.store.migrate import current_revision, head_revision, upgrade
+
+    old = Store(db_url, migrate=False)
+    upgrade(old.engine, "0007")
+    report = DriftReport("vision", "l", "2026-11-30T10:00:00Z", (), checks=(f"live:{TARGET}",))
+    clean = snapshot_doc()
+    documents = [  # as 0007 stored them: the whole snapshot, once per post
+        {**clean, "taken_at": "2026-11-30T09:00:00Z"},
+        {**clean, "taken_at": "2026-11-30T10:00:00Z"},
+        {**snapshot_doc(cpu_torch=True), "taken_at": "2026-11-30T10:00:00Z"},
+    ]
+    utc = "+00" if old.engine.dialect.name == "postgresql" else ""
+    with old.engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO projects (id, name, created_at) VALUES (1, 'vision', '2026-01-01')")
+        )
+        conn.execute(
+            text(
+                "INSERT INTO drift_reports (id, hash, parent_hash, project_id, lockset_hash, "
+                "status, checked_at, finding_count, document) VALUES (1, :hash, NULL, 1, 'l', "
+                "'clean', :checked, 0, :document)"
+            ),
+            {
+                "hash": report.hash,
+                "checked": f"2026-11-30 10:00:00{utc}",
+                "document": canonical_json(report.body()),
+            },
+        )
+        for n, document in enumerate(documents, 1):
+            conn.execute(
+                text(
+                    "INSERT INTO snapshots (id, drift_report_id, target, taken_at, document, "
+                    "deployment) VALUES (:id, 1, :target, :taken, :document, 'd1')"
+                ),
+                {
+                    "id": n,
+                    "target": TARGET,
+                    "taken": document["taken_at"].replace("T", " ").rstrip("Z") + utc,
+                    "document": canonical_json(document),
+                },
+            )
+        conn.execute(
+            text(
+                "INSERT INTO deployments (id, project_id, target, name, lockset_hash, first_seen, "
+                "last_seen, last_status, finding_kinds, finding_count, last_report_hash, "
+                "baseline_snapshot_id) VALUES (1, 1, :target, 'd1', 'l', :first, :last, 'clean', "
+                "'[]', 0, :hash, 2)"
+            ),
+            {
+                "target": TARGET,
+                "hash": report.hash,
+                "first": f"2026-11-30 09:00:00{utc}",
+                "last": f"2026-11-30 10:00:00{utc}",
+            },
+        )
+    old.close()
+
+    store = Store(db_url)  # opening upgrades to head
+    assert current_revision(store.engine) == head_revision()
+    assert (_count(store, "snapshots"), _count(store, "snapshot_documents")) == (3, 2)
+    assert "document" not in {c["name"] for c in inspect(store.engine).get_columns("snapshots")}
+    for n, document in enumerate(documents, 1):
+        assert store.snapshot_document(n) == document
+    assert store.ingestion_state("vision", Posted("d1", TARGET))[1] == 2
+    with store.engine.connect() as conn:
+        keys = conn.execute(text("SELECT hash FROM snapshot_documents ORDER BY hash")).scalars()
+        assert list(keys) == sorted({snapshot_content(d)[0] for d in documents})
+    assert not [p for p in store.verify_chains().problems if p.record == "snapshot"]
+
+    from alembic import command
+
+    from lockd.store.migrate import alembic_config
+
+    command.downgrade(alembic_config(store.engine), "0007")  # type: ignore[arg-type]
+    # and back: each row has its whole document again
+    with store.engine.connect() as conn:
+        rows = conn.execute(text("SELECT document FROM snapshots ORDER BY id")).scalars()
+        assert [json.loads(d) for d in rows] == documents
+    store.close()
+
+
+def test_audit_verify_catches_an_edited_snapshot_content(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    lockset, files = lock_files(fleet_lockset("vision"))
+    store.record_lockset(lockset, files)
+    report = Fleet(store).ingest(Ingestion("vision", TARGET, "d1"), _body("2026-11-30T10:00:00Z"))
+    assert store.verify_chains().ok
+    with store.engine.begin() as conn:  # what someone editing the file would do
+        conn.execute(
+            text("UPDATE snapshot_documents SET document = replace(document, '2.6.0', '2.6.1')")
+        )
+    (problem,) = store.verify_chains().problems
+    key = snapshot_content(parse_posted(_body("2026-11-30T10:00:00Z")).to_dict())[0]
+    assert (problem.project, problem.record, problem.ref, problem.change) == (
+        "vision",
+        "snapshot",
+        key,
+        "altered",
+    )
+    assert f"drift report {report.hash}" in problem.detail
+    assert not store.verify_chains("vision").ok and store.verify_chains("other").ok
+    store.close()
