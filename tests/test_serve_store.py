@@ -156,7 +156,8 @@ def test_posted_documents() -> None:
     from_probe = parse_posted(json.dumps(probe).encode())
     assert from_probe.system_info is None and from_probe.lockd_version == "probe/1"
     assert from_probe.torch_flavour is None  # no version.py sent: not classified
-    for bad in (b"\xff\xfe", b"{", b"[" * 50_000, b'{"probe": 2}', b'{"version": null}'):
+    undated = json.dumps({**snapshot_doc(), "taken_at": "yesterday"}).encode()
+    for bad in (b"\xff\xfe", b"{", b"[" * 50_000, b'{"probe": 2}', b'{"version": null}', undated):
         with pytest.raises(FormatError):
             parse_posted(bad)
 

@@ -41,9 +41,10 @@ def test_a_snapshot_posted_again_is_stored_once(db_url: str) -> None:
     _, second = store.ingestion_state("vision", Posted("d2", TARGET))
     assert first is not None and second is not None
     as_posted = parse_posted(_body("2026-11-30T10:00:00Z")).to_dict()
-    assert store.snapshot_document(first) == as_posted
-    assert store.snapshot_document(second) == {**as_posted, "taken_at": "2026-11-30T10:05:00Z"}
-    assert store.baseline_snapshot("vision", TARGET) == store.snapshot_document(second)
+    key = snapshot_content(as_posted)[0]
+    assert store.snapshot(first) == (as_posted, key)
+    assert store.snapshot(second) == ({**as_posted, "taken_at": "2026-11-30T10:05:00Z"}, key)
+    assert store.baseline_snapshot("vision", TARGET) == store.snapshot(second)[0]  # type: ignore[index]
     store.close()
 
 
@@ -110,7 +111,7 @@ def test_upgrade_from_0007_stores_each_snapshot_content_once(db_url: str) -> Non
     assert (_count(store, "snapshots"), _count(store, "snapshot_documents")) == (3, 2)
     assert "document" not in {c["name"] for c in inspect(store.engine).get_columns("snapshots")}
     for n, document in enumerate(documents, 1):
-        assert store.snapshot_document(n) == document
+        assert store.snapshot(n) == (document, snapshot_content(document)[0])
     assert store.ingestion_state("vision", Posted("d1", TARGET))[1] == 2
     with store.engine.connect() as conn:
         keys = conn.execute(text("SELECT hash FROM snapshot_documents ORDER BY hash")).scalars()

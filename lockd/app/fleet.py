@@ -22,16 +22,17 @@ import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from ..drift import DriftReport
-from ..errors import FormatError, NotFoundError, UsageError
+from ..errors import FormatError, NotFoundError, UsageError, excerpt
 from ..lockset import Lockset
 from ..snapshot import Snapshot, snapshot_from_document
 from ..store import Deployment, DeploymentQuery, Posted, ProjectOverview, Recorded, Store
 from ..store.fleet import days_back
+from ..store.snapshots import SnapshotRecord
 from ..targets import parse_target_id
 from .drift import live_findings
 
@@ -93,7 +94,8 @@ class Fleet:
         self.store = store
         self.stale_after = stale_after
         self._locksets: _Lru[str, Lockset] = _Lru(64)
-        self._baselines: _Lru[int, Snapshot | None] = _Lru(1024)
+        # snapshot row id -> (snapshot, its content's hash): a deployment's last clean one
+        self._baselines: _Lru[int, tuple[Snapshot, str] | None] = _Lru(1024)
         self._commits: GroupCommit[tuple[DriftReport, Posted | None], Recorded] = GroupCommit(
             store.record_drifts
         )
@@ -149,13 +151,15 @@ class Fleet:
             project=lockset.project,
             lockset=digest,
             checked_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            findings=tuple(live_findings(lock, target, snapshot, baseline, None)),
+            findings=tuple(live_findings(lock, target, snapshot, baseline and baseline[0], None)),
             checks=(f"live:{request.target}",),
-            snapshots={request.target: snapshot.to_dict()},
         )
-        recorded = self._commits.submit((report, posted))
+        record = _record(request.target, snapshot, baseline)
+        recorded = self._commits.submit((report, replace(posted, snapshot=record)))
         if recorded.report.status == "clean":  # the deployment's baseline from now on
-            self._baselines.fetch(recorded.snapshots[request.target], lambda: snapshot)
+            self._baselines.fetch(
+                recorded.snapshots[request.target], lambda: (snapshot, record.hash)
+            )
         return recorded.report
 
     def _lockset(self, request: Ingestion, newest: str | None) -> tuple[str, Lockset]:
@@ -171,15 +175,25 @@ class Fleet:
             )
         return newest, self._locksets.fetch(newest, lambda: self.store.get(newest))
 
-    def _baseline(self, snapshot_id: int | None) -> Snapshot | None:
+    def _baseline(self, snapshot_id: int | None) -> tuple[Snapshot, str] | None:
         if snapshot_id is None:
             return None
 
-        def load() -> Snapshot | None:
-            document = self.store.snapshot_document(snapshot_id)
-            return Snapshot.from_dict(document) if document else None
+        def load() -> tuple[Snapshot, str] | None:
+            found = self.store.snapshot(snapshot_id)
+            return (Snapshot.from_dict(found[0]), found[1]) if found else None
 
         return self._baselines.fetch(snapshot_id, load)
+
+
+def _record(
+    target: str, snapshot: Snapshot, baseline: tuple[Snapshot, str] | None
+) -> SnapshotRecord:
+    """How the posted snapshot is recorded: a deployment that posts its baseline's content
+    again (the usual case) names that content, which is neither encoded nor stored again."""
+    if baseline is not None and replace(snapshot, taken_at=baseline[0].taken_at) == baseline[0]:
+        return SnapshotRecord(target, snapshot.taken_at, baseline[1])
+    return SnapshotRecord.of(target, snapshot.to_dict(), snapshot.taken_at)
 
 
 @dataclass(slots=True)
@@ -264,6 +278,14 @@ def parse_posted(body: bytes) -> Snapshot:
             hint="Post the output of `lockd snapshot` (or of the stdlib probe) as the body.",
         ) from None
     try:
-        return snapshot_from_document(data, source="the posted snapshot")
+        snapshot = snapshot_from_document(data, source="the posted snapshot")
     except RecursionError:
         raise FormatError("The posted snapshot is nested too deeply.") from None
+    try:  # the time it is recorded under
+        datetime.fromisoformat(snapshot.taken_at.replace("Z", "+00:00"))
+    except ValueError:
+        raise FormatError(
+            f"The posted snapshot's taken_at {excerpt(snapshot.taken_at)} is not an ISO 8601 time.",
+            hint="Post the output of `lockd snapshot` (or of the stdlib probe) unchanged.",
+        ) from None
+    return snapshot

@@ -15,12 +15,12 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from ..drift import DriftReport
-from ..lockset import canonical_json
+from ..lockset import canonical_json, sha256_text
 from . import fleet
 from .chain import Chain, Head, Heads, append_many
 from .fleet import Posted
 from .locksets import parse_time
-from .snapshots import SNAPSHOTS, snapshot_content, store_content, stored_snapshot
+from .snapshots import SNAPSHOTS, SnapshotRecord, store_content, stored_snapshot
 from .tables import DriftReportRow, ProjectRow
 
 _REPORTS: sa.Table = DriftReportRow.__table__  # type: ignore[attr-defined]
@@ -44,16 +44,14 @@ def record_drifts(
 ) -> list[Recorded]:
     """Several reports in one transaction (one commit: the server's group commit), each
     appended after the one before it in its project's chain. All are recorded, or none;
-    ``posted`` names the deployment whose snapshot a report compared."""
-    documents = [
-        {target: snapshot_content(doc) for target, doc in report.snapshots.items()}
-        for report, _ in reports
-    ]
+    ``posted`` names the deployment whose snapshot a report compared (and may carry that
+    snapshot, its content already hashed)."""
+    snapshots = [_snapshots(report, posted) for report, posted in reports]  # outside the lock
 
     def write(session: Session, head: Heads) -> list[Recorded]:
         return [
-            insert_recorded(session, head(report.project), report, posted, snapshots)
-            for (report, posted), snapshots in zip(reports, documents, strict=True)
+            insert_recorded(session, head(report.project), report, posted, own)
+            for (report, posted), own in zip(reports, snapshots, strict=True)
         ]
 
     projects = sorted({report.project for report, _ in reports})
@@ -63,6 +61,15 @@ def record_drifts(
         else f"{len(reports)} drift reports of {', '.join(projects)}"
     )
     return append_many(engine, projects, Chain.DRIFT_REPORTS, write, what=what)
+
+
+def _snapshots(report: DriftReport, posted: Posted | None) -> list[SnapshotRecord]:
+    """The snapshots a report records: its own, and the one a deployment posted."""
+    own = [
+        SnapshotRecord.of(target, snapshot, report.checked_at)
+        for target, snapshot in sorted(report.snapshots.items())
+    ]
+    return [*own, posted.snapshot] if posted is not None and posted.snapshot else own
 
 
 def insert(session: Session, head: Head, report: DriftReport) -> DriftReport:
@@ -75,17 +82,19 @@ def insert_recorded(
     head: Head,
     report: DriftReport,
     posted: Posted | None = None,
-    snapshots: Mapping[str, tuple[str, str]] | None = None,
+    snapshots: Sequence[SnapshotRecord] | None = None,
 ) -> Recorded:
     """Add ``report`` chained to ``head`` (the chain's lock held: see ``chain.append``),
-    with its snapshots (``snapshots``: their ``snapshot_content``, if already computed),
-    its per-target index and daily counts, and the deployment that ``posted`` it.
+    with its snapshots (default: ``report.snapshots``), its per-target index and daily
+    counts, and the deployment that ``posted`` it.
 
     Core inserts, not ORM objects: this is the server's hot path.
     """
     conn = session.connection()
     stored = replace(report, parent=head.hash)
-    body = {**stored.body(), "hash": stored.hash}
+    document = stored.body()
+    text = canonical_json(document)
+    body = {**document, "hash": sha256_text(text)}
     checked_at = parse_time(stored.checked_at)
     report_id = conn.execute(
         sa.insert(_REPORTS).values(
@@ -96,19 +105,19 @@ def insert_recorded(
             status=stored.status,
             checked_at=checked_at,
             finding_count=len(stored.findings),
-            document=canonical_json(stored.body()),
+            document=text,
         )
     ).inserted_primary_key[0]  # type: ignore[index]
     snapshot_ids: dict[str, int] = {}
-    for target, snapshot in sorted(stored.snapshots.items()):
-        digest, content = snapshots[target] if snapshots else snapshot_content(snapshot)
-        store_content(conn, digest, content)
-        snapshot_ids[target] = conn.execute(
+    for snapshot in _snapshots(stored, posted) if snapshots is None else snapshots:
+        if snapshot.content is not None:
+            store_content(conn, snapshot.hash, snapshot.content)
+        snapshot_ids[snapshot.target] = conn.execute(
             sa.insert(SNAPSHOTS).values(
                 drift_report_id=report_id,
-                target=target,
-                taken_at=parse_time(str(snapshot.get("taken_at", stored.checked_at))),
-                document_hash=digest,
+                target=snapshot.target,
+                taken_at=parse_time(snapshot.taken_at),
+                document_hash=snapshot.hash,
                 deployment=posted.name if posted else None,
             )
         ).inserted_primary_key[0]  # type: ignore[index]
@@ -172,10 +181,11 @@ def baseline_snapshot(session: Session, project: str, target: str) -> dict[str, 
         .join(projects, projects.c.id == reports.c.project_id)
         .where(projects.c.name == project, reports.c.status == "clean")
     )
-    return stored_snapshot(
+    found = stored_snapshot(
         session.connection(),
         sa.and_(SNAPSHOTS.c.target == target, SNAPSHOTS.c.drift_report_id.in_(clean)),
     )
+    return found[0] if found else None
 
 
 def _utc(moment: datetime) -> datetime:

@@ -26,7 +26,7 @@ from sqlmodel import Session, col, select
 
 from ..drift import target_statuses
 from .locksets import iso
-from .snapshots import SNAPSHOTS, stored_snapshot
+from .snapshots import SNAPSHOTS, SnapshotRecord, stored_snapshot
 from .tables import (
     DeploymentRow,
     DriftDayRow,
@@ -47,10 +47,12 @@ _PROJECTS: sa.Table = ProjectRow.__table__  # type: ignore[attr-defined]
 
 @dataclass(frozen=True, slots=True)
 class Posted:
-    """Which deployment posted the snapshot a report compared (fleet ingestion)."""
+    """Which deployment posted the snapshot a report compared (fleet ingestion), and the
+    snapshot (when the report does not carry it: the server hashes it, or knows it)."""
 
     name: str
     target: str
+    snapshot: SnapshotRecord | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,7 +271,8 @@ def ingestion_state(project: str, posted: Posted) -> sa.Select[Any]:
     return sa.select(newest, baseline).where(_PROJECTS.c.name == project)
 
 
-def snapshot_document(session: Session, snapshot_id: int) -> dict[str, Any] | None:
+def snapshot(session: Session, snapshot_id: int) -> tuple[dict[str, Any], str] | None:
+    """A recorded snapshot (as recorded) and its content's hash, by row id."""
     return stored_snapshot(session.connection(), SNAPSHOTS.c.id == snapshot_id)
 
 

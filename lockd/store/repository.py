@@ -215,9 +215,10 @@ class Store:
         with self._session() as session:
             return fleet.report_document(session, ref)
 
-    def snapshot_document(self, snapshot_id: int) -> dict[str, Any] | None:
+    def snapshot(self, snapshot_id: int) -> tuple[dict[str, Any], str] | None:
+        """A recorded snapshot (as recorded) and its content's hash, by row id."""
         with self._session() as session:
-            return fleet.snapshot_document(session, snapshot_id)
+            return fleet.snapshot(session, snapshot_id)
 
     # -- tokens ----------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +22,21 @@ from .tables import SnapshotDocumentRow, SnapshotRow
 
 DOCUMENTS: sa.Table = SnapshotDocumentRow.__table__  # type: ignore[attr-defined]
 SNAPSHOTS: sa.Table = SnapshotRow.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotRecord:
+    """One snapshot as a drift report records it: which target, when, and its content."""
+
+    target: str
+    taken_at: str  # ISO 8601
+    hash: str  # the sha256 of its content
+    content: str | None = None  # None: known to be stored already (a deployment's baseline)
+
+    @classmethod
+    def of(cls, target: str, snapshot: Mapping[str, Any], default_time: str) -> SnapshotRecord:
+        digest, content = snapshot_content(snapshot)
+        return cls(target, str(snapshot.get("taken_at", default_time)), digest, content)
 
 
 def snapshot_content(snapshot: Mapping[str, Any]) -> tuple[str, str]:
@@ -51,13 +67,16 @@ def store_content(conn: sa.Connection, digest: str, content: str) -> None:
     conn.execute(sa.insert(DOCUMENTS).values(hash=digest, document=content))
 
 
-def stored_snapshot(conn: sa.Connection, where: sa.ColumnElement[bool]) -> dict[str, Any] | None:
-    """The newest snapshot row matching ``where`` (over ``snapshots``), as recorded."""
+def stored_snapshot(
+    conn: sa.Connection, where: sa.ColumnElement[bool]
+) -> tuple[dict[str, Any], str] | None:
+    """The newest snapshot row matching ``where`` (over ``snapshots``), as recorded, and
+    its content's hash."""
     row = conn.execute(
-        sa.select(DOCUMENTS.c.document, SNAPSHOTS.c.taken_at)
+        sa.select(DOCUMENTS.c.document, SNAPSHOTS.c.taken_at, DOCUMENTS.c.hash)
         .join_from(SNAPSHOTS, DOCUMENTS)
         .where(where)
         .order_by(SNAPSHOTS.c.id.desc())
         .limit(1)
     ).first()
-    return snapshot_document(row[0], row[1]) if row else None
+    return (snapshot_document(row[0], row[1]), row[2]) if row else None
