@@ -9,6 +9,7 @@ raises ``FormatError`` naming its path (``locks[0].files``), instead of a
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import chain
 from typing import Any, TypeVar
 
 from .errors import FormatError
@@ -34,11 +35,16 @@ class Fields:
         return key in self._data
 
     def text(self, key: str) -> str:
+        value = self._data.get(key)
+        if type(value) is str and len(value) <= MAX_TEXT:  # the common case: no path built
+            return value
         return _text(self._required(key), self._path(key))
 
     def optional_text(self, key: str) -> str | None:
         value = self._data.get(key)
-        return None if value is None else _text(value, self._path(key))
+        if value is None or (type(value) is str and len(value) <= MAX_TEXT):
+            return value
+        return _text(value, self._path(key))
 
     def integer(self, key: str) -> int:
         return _integer(self._required(key), self._path(key))
@@ -78,8 +84,12 @@ class Fields:
     def text_rows(self, key: str, width: int) -> tuple[tuple[str, ...], ...]:
         """A list of lists of ``width`` strings each (``[["libc6", "2.36", "amd64"], …]``)."""
         rows = self._list(key, required=True)
-        if all(type(row) is list and len(row) == width and _short_texts(row) for row in rows):
-            return tuple(tuple(row) for row in rows)  # the common case, checked at C speed
+        if (
+            set(map(type, rows)) <= {list}
+            and set(map(len, rows)) <= {width}
+            and _short_texts(list(chain.from_iterable(rows)))
+        ):
+            return tuple(map(tuple, rows))  # the common case, checked at C speed
         for i, row in enumerate(rows):
             where = f"{self._path(key)}[{i}]"
             if not isinstance(row, list) or len(row) != width:
@@ -154,8 +164,9 @@ class Fields:
 
 
 def _short_texts(values: list[Any]) -> bool:
-    """Every value a string of at most ``MAX_TEXT`` characters (no message: a fast check)."""
-    return all(type(v) is str and len(v) <= MAX_TEXT for v in values)
+    """Every value a string of at most ``MAX_TEXT`` characters (no message: a fast check,
+    at C speed)."""
+    return set(map(type, values)) <= {str} and max(map(len, values), default=0) <= MAX_TEXT
 
 
 def _text(value: object, where: str) -> str:
