@@ -379,3 +379,22 @@ def test_counter_upserts(tmp_path: Path, write: str) -> None:
             getattr(fleet, write)(conn, table, keys, fresh, {status: table.c[status] + 1, **latest})
         row = conn.execute(text("SELECT clean, drift, error, last_status FROM drift_days")).one()
     assert tuple(row) == (2, 1, 0, "clean")
+
+
+def test_a_worker_tunes_its_garbage_collector(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gc
+
+    from lockd.server.app import GC_THRESHOLD, from_environment
+
+    monkeypatch.setenv("LOCKD_DATABASE_URL", f"sqlite:///{tmp_path / 'db.sqlite'}")
+    before = gc.get_threshold()
+    try:
+        app = from_environment()
+        assert gc.get_threshold() == GC_THRESHOLD
+        assert gc.get_freeze_count() > 0  # what the process holds from now on is not scanned
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
+    app.state.store.close()

@@ -7,6 +7,7 @@ traceback in a server log) and closes it when the server shuts down.
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -85,7 +86,28 @@ def from_environment() -> FastAPI:
     """
     from ..settings import Settings
 
-    return create_app(Store(Settings.from_env().database_url), ServerSettings.from_env())
+    app = create_app(Store(Settings.from_env().database_url), ServerSettings.from_env())
+    steady_heap()
+    return app
+
+
+# Collections of the youngest generation after this many new objects (Python's default:
+# 700). Parsing one posted snapshot makes some 10,000 short-lived objects.
+GC_THRESHOLD = (20_000, 10, 10)
+
+
+def steady_heap() -> None:
+    """Tune the garbage collector of a server process once its application is built.
+
+    What exists by then (modules, the application, SQLAlchemy's statement caches)
+    lives as long as the process: frozen, the collector never scans it again. And
+    with the default threshold it ran a dozen times per posted snapshot; together
+    that was a fifth of the CPU time of an ingestion. Cycles are still collected,
+    only less often.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLD)
 
 
 def _probe_routes(app: FastAPI) -> None:

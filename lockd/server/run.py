@@ -34,7 +34,7 @@ def serve(request: ServeRequest) -> None:
 
     from ..scratch import scratch_dir
     from ..store import Store
-    from .app import create_app, log_config
+    from .app import create_app, log_config, steady_heap
 
     settings = ServerSettings.from_env()
     if request.public_read:
@@ -55,7 +55,9 @@ def serve(request: ServeRequest) -> None:
         timeout_graceful_shutdown=30,
     )
     if request.workers == 1:
-        run(create_app(store, settings))
+        app = create_app(store, settings)
+        steady_heap()
+        run(app)
         return
     store.close()
     os.environ["LOCKD_DATABASE_URL"] = request.database_url
