@@ -398,3 +398,39 @@ def test_a_worker_tunes_its_garbage_collector(
         gc.unfreeze()
         gc.set_threshold(*before)
     app.state.store.close()
+
+
+def test_posted_snapshots_are_checked_one_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    import lockd.app.fleet as fleet_module
+
+    store = _store(tmp_path)
+    fleet = Fleet(store)
+    body = json.dumps(snapshot_doc()).encode()
+    entered = [threading.Event(), threading.Event()]
+    release = threading.Event()
+    read = fleet_module.parse_posted
+
+    def parse(data: bytes) -> object:
+        entered[entered[0].is_set()].set()
+        release.wait(timeout=60)
+        return read(data)
+
+    monkeypatch.setattr(fleet_module, "parse_posted", parse)
+    threads = [
+        threading.Thread(target=fleet.ingest, args=(Ingestion("vision", TARGET, f"d{n}"), body))
+        for n in range(2)
+    ]
+    for thread in threads:
+        thread.start()
+    assert entered[0].wait(timeout=60)
+    assert not entered[1].wait(timeout=0.5)  # the second waits while the first is read
+    release.set()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert entered[1].is_set()
+    assert len(fleet.deployments(DeploymentQuery())) == 2
+    store.close()
