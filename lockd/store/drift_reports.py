@@ -24,6 +24,8 @@ from .snapshots import SNAPSHOTS, SnapshotRecord, store_content, stored_snapshot
 from .tables import DriftReportRow, ProjectRow
 
 _REPORTS: sa.Table = DriftReportRow.__table__  # type: ignore[attr-defined]
+# Built once, their values bound at each call: these run for every posted snapshot.
+_INSERT_REPORT, _INSERT_SNAPSHOT = sa.insert(_REPORTS), sa.insert(SNAPSHOTS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,29 +99,31 @@ def insert_recorded(
     body = {**document, "hash": sha256_text(text)}
     checked_at = parse_time(stored.checked_at)
     report_id = conn.execute(
-        sa.insert(_REPORTS).values(
-            hash=body["hash"],
-            parent_hash=head.hash,
-            project_id=head.project_id,
-            lockset_hash=stored.lockset,
-            status=stored.status,
-            checked_at=checked_at,
-            finding_count=len(stored.findings),
-            document=text,
-        )
+        _INSERT_REPORT,
+        {
+            "hash": body["hash"],
+            "parent_hash": head.hash,
+            "project_id": head.project_id,
+            "lockset_hash": stored.lockset,
+            "status": stored.status,
+            "checked_at": checked_at,
+            "finding_count": len(stored.findings),
+            "document": text,
+        },
     ).inserted_primary_key[0]  # type: ignore[index]
     snapshot_ids: dict[str, int] = {}
     for snapshot in _snapshots(stored, posted) if snapshots is None else snapshots:
         if snapshot.content is not None:
             store_content(conn, snapshot.hash, snapshot.content)
         snapshot_ids[snapshot.target] = conn.execute(
-            sa.insert(SNAPSHOTS).values(
-                drift_report_id=report_id,
-                target=snapshot.target,
-                taken_at=parse_time(snapshot.taken_at),
-                document_hash=snapshot.hash,
-                deployment=posted.name if posted else None,
-            )
+            _INSERT_SNAPSHOT,
+            {
+                "drift_report_id": report_id,
+                "target": snapshot.target,
+                "taken_at": parse_time(snapshot.taken_at),
+                "document_hash": snapshot.hash,
+                "deployment": posted.name if posted else None,
+            },
         ).inserted_primary_key[0]  # type: ignore[index]
     fleet.index_report(conn, report_id, head.project_id, body, checked_at)
     if posted is not None:

@@ -43,6 +43,7 @@ _DAYS: sa.Table = DriftDayRow.__table__  # type: ignore[attr-defined]
 _DEPLOYMENTS: sa.Table = DeploymentRow.__table__  # type: ignore[attr-defined]
 _LOCKSETS: sa.Table = LocksetRow.__table__  # type: ignore[attr-defined]
 _PROJECTS: sa.Table = ProjectRow.__table__  # type: ignore[attr-defined]
+_INSERT_TARGETS = sa.insert(_TARGETS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +202,7 @@ def index_report(
     if not statuses:
         return
     conn.execute(
-        sa.insert(_TARGETS),
+        _INSERT_TARGETS,
         [{"drift_report_id": report_id, "target": t, "status": s} for t, s in statuses.items()],
     )
     for target, status in statuses.items():
@@ -249,9 +250,7 @@ def move_deployment(  # noqa: PLR0917 - one call site, in the recording transact
 # -- reading ------------------------------------------------------------------------------
 
 
-def ingestion_state(project: str, posted: Posted) -> sa.Select[Any]:
-    """One row: the project's newest lockset hash and the deployment's baseline snapshot id
-    (no row: no such project)."""
+def _ingestion_state() -> sa.Select[Any]:
     newest = (
         sa.select(_LOCKSETS.c.hash)
         .where(_LOCKSETS.c.project_id == _PROJECTS.c.id)
@@ -263,12 +262,27 @@ def ingestion_state(project: str, posted: Posted) -> sa.Select[Any]:
         sa.select(_DEPLOYMENTS.c.baseline_snapshot_id)
         .where(
             _DEPLOYMENTS.c.project_id == _PROJECTS.c.id,
-            _DEPLOYMENTS.c.target == posted.target,
-            _DEPLOYMENTS.c.name == posted.name,
+            _DEPLOYMENTS.c.target == sa.bindparam("target"),
+            _DEPLOYMENTS.c.name == sa.bindparam("name"),
         )
         .scalar_subquery()
     )
-    return sa.select(newest, baseline).where(_PROJECTS.c.name == project)
+    return sa.select(newest, baseline).where(_PROJECTS.c.name == sa.bindparam("project"))
+
+
+# Built once (with its parameters bound at each call): it runs for every posted snapshot.
+_INGESTION_STATE = _ingestion_state()
+
+
+def ingestion_state(
+    conn: Connection, project: str, posted: Posted
+) -> tuple[str | None, int | None]:
+    """The project's newest lockset hash and the deployment's baseline snapshot id, in one
+    round trip (no lockset: no such project)."""
+    found = conn.execute(
+        _INGESTION_STATE, {"project": project, "target": posted.target, "name": posted.name}
+    ).first()
+    return (found[0], found[1]) if found is not None else (None, None)
 
 
 def snapshot(session: Session, snapshot_id: int) -> tuple[dict[str, Any], str] | None:

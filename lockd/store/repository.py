@@ -191,8 +191,7 @@ class Store:
         """(the project's newest lockset hash, the deployment's baseline snapshot id), in one
         round trip: what every posted snapshot needs first."""
         with self._session() as session:
-            found = session.connection().execute(fleet.ingestion_state(project, posted)).first()
-        return (found[0], found[1]) if found is not None else (None, None)
+            return fleet.ingestion_state(session.connection(), project, posted)
 
     def deployments(self, query: DeploymentQuery, stale_before: datetime) -> list[Deployment]:
         with self._session() as session:

@@ -94,13 +94,17 @@ def revoke(session: Session, name: str) -> TokenInfo | None:
     return _info(row)
 
 
+_TOKENS: sa.Table = TokenRow.__table__  # type: ignore[attr-defined]
+# Built once: a statement built per request costs more than SQLite takes to answer it.
+_BY_HASH = sa.select(_TOKENS).where(_TOKENS.c.token_hash == sa.bindparam("token_hash"))
+
+
 def lookup(conn: Connection, token_hash: str) -> TokenInfo | None:
     """The token whose hash this is (revoked and expired ones too: the caller decides).
 
     Core, not ORM: it runs for every request.
     """
-    table = TokenRow.__table__  # type: ignore[attr-defined]
-    row = conn.execute(sa.select(table).where(table.c.token_hash == token_hash)).first()
+    row = conn.execute(_BY_HASH, {"token_hash": token_hash}).first()
     if row is None or not hmac.compare_digest(row.token_hash, token_hash):
         return None
     return _info(TokenRow.model_construct(**row._asdict()))
