@@ -373,10 +373,11 @@ def test_counter_upserts(tmp_path: Path, write: str) -> None:
     with Store(f"sqlite:///{tmp_path / 'db.sqlite'}") as store, store.engine.begin() as conn:
         conn.execute(text("INSERT INTO projects (id, name, created_at) VALUES (1, 'p', '2026')"))
         keys = {"project_id": 1, "target": TARGET, "day": "2026-11-30"}
+        how = fleet.Upsert(tuple(keys), ("last_status", "last_report_id"), ("clean", "drift"))
         for n, status in enumerate(("clean", "drift", "clean"), 1):
             latest = {"last_status": status, "last_report_id": n}
             fresh = {"clean": 0, "drift": 0, "error": 0, status: 1, **latest}
-            getattr(fleet, write)(conn, table, keys, fresh, {status: table.c[status] + 1, **latest})
+            getattr(fleet, write)(conn, table, keys | fresh, how)
         row = conn.execute(text("SELECT clean, drift, error, last_status FROM drift_days")).one()
     assert tuple(row) == (2, 1, 0, "clean")
 

@@ -146,6 +146,9 @@ def lock_key(chain: Chain | str, project: str) -> int:
 
 def project_id(session: Session, name: str) -> int:
     """The project's row id, creating the row if needed (safe against concurrent creators)."""
+    found = session.exec(select(ProjectRow.id).where(ProjectRow.name == name)).first()
+    if found is not None:  # the usual case: no write
+        return found
     dialect = session.get_bind().dialect.name
     values = {"name": name, "created_at": datetime.now(UTC)}
     if dialect == "postgresql":

@@ -161,36 +161,61 @@ class ProjectOverview:
 # deployments are upserts (one statement each) on SQLite and PostgreSQL.
 
 
-def upsert(
-    conn: Connection,
-    table: sa.Table,
-    keys: Mapping[str, Any],
-    insert: Mapping[str, Any],
-    update: Mapping[str, Any],
-) -> None:
-    """Insert ``keys`` + ``insert``, or, when the row with ``keys`` exists, set ``update``."""
+@dataclass(frozen=True, slots=True)
+class Upsert:
+    """How a row is written when it may exist: by which ``keys`` it is found, which columns
+    an existing row takes from the new values (``update``) and which it adds them to
+    (``bump``); the others are written only by the insert."""
+
+    keys: tuple[str, ...]
+    update: tuple[str, ...] = ()
+    bump: tuple[str, ...] = ()
+
+
+_DAY = Upsert(("project_id", "target", "day"), ("last_status", "last_report_id"), STATUSES[:3])
+_STATE = (
+    "lockset_hash",
+    "last_seen",
+    "last_status",
+    "finding_kinds",
+    "finding_count",
+    "last_report_hash",
+)
+_DEPLOYMENT = Upsert(("project_id", "target", "name"), _STATE)
+_DEPLOYMENT_CLEAN = Upsert(_DEPLOYMENT.keys, (*_STATE, "baseline_snapshot_id"))
+# (dialect, table, columns, upsert) -> the INSERT … ON CONFLICT statement, built once
+_UPSERTS: dict[tuple[str, str, tuple[str, ...], Upsert], Any] = {}
+
+
+def upsert(conn: Connection, table: sa.Table, values: Mapping[str, Any], how: Upsert) -> None:
+    """Insert ``values``, or, when the row with the same ``how.keys`` exists, update it."""
     dialect = conn.dialect.name
-    if dialect in {"sqlite", "postgresql"}:
+    if dialect not in {"sqlite", "postgresql"}:
+        update_or_insert(conn, table, values, how)
+        return
+    key = (dialect, table.name, tuple(values), how)
+    statement = _UPSERTS.get(key)
+    if statement is None:
         from sqlalchemy.dialects import postgresql, sqlite
 
         module: Any = sqlite if dialect == "sqlite" else postgresql
-        statement = module.insert(table).values({**keys, **insert})
-        conn.execute(statement.on_conflict_do_update(index_elements=list(keys), set_=dict(update)))
-        return
-    update_or_insert(conn, table, keys, insert, update)
+        insert = module.insert(table)
+        changes = {c: insert.excluded[c] for c in how.update}
+        changes |= {c: table.c[c] + insert.excluded[c] for c in how.bump}
+        statement = _UPSERTS[key] = insert.on_conflict_do_update(
+            index_elements=list(how.keys), set_=changes
+        )
+    conn.execute(statement, dict(values))
 
 
 def update_or_insert(
-    conn: Connection,
-    table: sa.Table,
-    keys: Mapping[str, Any],
-    insert: Mapping[str, Any],
-    update: Mapping[str, Any],
+    conn: Connection, table: sa.Table, values: Mapping[str, Any], how: Upsert
 ) -> None:
     """``upsert`` for databases without ``ON CONFLICT`` (safe under the chain's lock)."""
-    match = sa.and_(*(table.c[k] == v for k, v in keys.items()))
-    if conn.execute(sa.update(table).where(match).values(dict(update))).rowcount == 0:
-        conn.execute(sa.insert(table).values({**keys, **insert}))
+    match = sa.and_(*(table.c[k] == values[k] for k in how.keys))
+    changes = {c: values[c] for c in how.update} | {c: table.c[c] + values[c] for c in how.bump}
+    if conn.execute(sa.update(table).where(match).values(changes)).rowcount == 0:
+        conn.execute(sa.insert(table).values(dict(values)))
 
 
 def index_report(
@@ -207,14 +232,8 @@ def index_report(
     )
     for target, status in statuses.items():
         counts = {"clean": 0, "drift": 0, "error": 0, status: 1}
-        latest = {"last_status": status, "last_report_id": report_id}
-        upsert(
-            conn,
-            _DAYS,
-            {"project_id": project_id, "target": target, "day": day},
-            {**counts, **latest},
-            {status: _DAYS.c[status] + 1, **latest},
-        )
+        row = {"project_id": project_id, "target": target, "day": day, **counts}
+        upsert(conn, _DAYS, row | {"last_status": status, "last_report_id": report_id}, _DAY)
 
 
 def move_deployment(  # noqa: PLR0917 - one call site, in the recording transaction
@@ -228,7 +247,11 @@ def move_deployment(  # noqa: PLR0917 - one call site, in the recording transact
     """Create or update the deployment that posted; a clean report makes its snapshot the
     deployment's baseline."""
     findings = body["findings"]
-    state: dict[str, Any] = {
+    row: dict[str, Any] = {
+        "project_id": project_id,
+        "target": posted.target,
+        "name": posted.name,
+        "first_seen": seen,
         "lockset_hash": body["lockset"],
         "last_seen": seen,
         "last_status": body["status"],
@@ -237,14 +260,9 @@ def move_deployment(  # noqa: PLR0917 - one call site, in the recording transact
         "last_report_hash": body["hash"],
     }
     if body["status"] == "clean" and snapshot_id is not None:
-        state["baseline_snapshot_id"] = snapshot_id
-    upsert(
-        conn,
-        _DEPLOYMENTS,
-        {"project_id": project_id, "target": posted.target, "name": posted.name},
-        {"first_seen": seen, **state},
-        state,
-    )
+        upsert(conn, _DEPLOYMENTS, row | {"baseline_snapshot_id": snapshot_id}, _DEPLOYMENT_CLEAN)
+    else:
+        upsert(conn, _DEPLOYMENTS, row, _DEPLOYMENT)
 
 
 # -- reading ------------------------------------------------------------------------------
