@@ -11,7 +11,8 @@ lockset locks ``--dists`` packages for one target; a ``--dists``-dist
 snapshot that matches it (with system facts: 250 Debian packages, 400
 ld.so cache entries) is posted by ``wrk`` (C, one thread, ``--connections``
 keep-alive connections; a Lua script names one of 1,000 deployments per
-request) to ``POST /api/v1/snapshots`` of a real ``lockd serve`` on
+request and sets ``taken_at`` to the time of the post, as the probe does)
+to ``POST /api/v1/snapshots`` of a real ``lockd serve`` on
 127.0.0.1 for ``--duration`` seconds. Every request is checked, compared,
 recorded (report, snapshot, deployment, index) and answered with the report.
 wrk reports throughput and the latency distribution; the server's log tells
@@ -59,12 +60,14 @@ TARGET = "linux-x86_64-py311-cpu"
 PYPI = "https://pypi.example/simple"
 
 LUA = """
-local body = io.open(os.getenv("BENCH_BODY"), "rb"):read("*a")
+local template = io.open(os.getenv("BENCH_BODY"), "rb"):read("*a")
 local token = os.getenv("BENCH_TOKEN")
 local n = 0
 request = function()
   n = n + 1
   local path = "/api/v1/snapshots?project=bench&target=@TARGET@&deployment=d" .. (n % 1000)
+  -- taken now, as the probe does: no two posts of a deployment are the same bytes
+  local body = template:gsub("@TAKEN_AT@", os.date("!%Y-%m-%dT%H:%M:%SZ"), 1)
   return wrk.format("POST", path, {["Authorization"] = "Bearer " .. token,
                                    ["Content-Type"] = "application/json"}, body)
 end
@@ -76,7 +79,7 @@ done = function(summary, latency, requests)
     latency:percentile(50) / 1000, latency:percentile(90) / 1000,
     latency:percentile(99) / 1000, latency.max / 1000, summary.duration / 1e6))
 end
-""".replace("@TARGET@", TARGET)
+""".replace("@TARGET@", TARGET).replace("@TAKEN_AT@", "2026%-11%-30T00:00:00Z")
 
 
 def lockset(project: str, n: int, parent: str | None, artifacts: int) -> Lockset:
