@@ -144,9 +144,20 @@ def lock_key(chain: Chain | str, project: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
+# Built once: every append runs them (the values are bound at each call).
+_PROJECT_ID = select(ProjectRow.id).where(ProjectRow.name == sa.bindparam("name"))
+_HEADS = {
+    chain: select(table.hash)
+    .where(table.project_id == sa.bindparam("owner"))
+    .order_by(col(table.id).desc())
+    .limit(1)
+    for chain, table in ((Chain.LOCKSETS, LocksetRow), (Chain.DRIFT_REPORTS, DriftReportRow))
+}
+
+
 def project_id(session: Session, name: str) -> int:
     """The project's row id, creating the row if needed (safe against concurrent creators)."""
-    found = session.exec(select(ProjectRow.id).where(ProjectRow.name == name)).first()
+    found: int | None = session.execute(_PROJECT_ID, {"name": name}).scalar()
     if found is not None:  # the usual case: no write
         return found
     dialect = session.get_bind().dialect.name
@@ -169,10 +180,8 @@ def project_id(session: Session, name: str) -> int:
 
 
 def _head(session: Session, chain: Chain, owner: int) -> str | None:
-    table = LocksetRow if chain is Chain.LOCKSETS else DriftReportRow
-    return session.exec(
-        select(table.hash).where(table.project_id == owner).order_by(col(table.id).desc()).limit(1)
-    ).first()
+    head: str | None = session.execute(_HEADS[chain], {"owner": owner}).scalar()
+    return head
 
 
 def retryable(exc: DBAPIError) -> bool:
