@@ -1,6 +1,5 @@
 """Drift reports in the database: appended to their project's chain with their snapshots,
-their per-target index and daily counts, and the deployment that posted them.
-"""
+their per-target index and daily counts, and the deployment that posted them."""
 
 from __future__ import annotations
 

@@ -172,7 +172,9 @@ class Upsert:
     bump: tuple[str, ...] = ()
 
 
-_DAY = Upsert(("project_id", "target", "day"), ("last_status", "last_report_id"), STATUSES[:3])
+_DAY = Upsert(
+    ("project_id", "target", "day"), ("last_status", "last_report_id"), ("clean", "drift", "error")
+)
 _STATE = (
     "lockset_hash",
     "last_seen",

@@ -46,7 +46,8 @@ def snapshot_content(snapshot: Mapping[str, Any]) -> tuple[str, str]:
 
 
 def snapshot_document(content: str, taken_at: datetime | str) -> dict[str, Any]:
-    """A stored snapshot as it was recorded: its content with its ``taken_at`` back (UTC)."""
+    """A stored snapshot as recorded: its content with its ``taken_at`` back (UTC, to the
+    second, as the ``snapshots`` row keeps it)."""
     if not isinstance(taken_at, datetime):  # a raw query's text: "2026-11-30 10:00:00.000000"
         taken_at = datetime.fromisoformat(taken_at.replace("Z", "+00:00"))
     return {**json.loads(content), "taken_at": iso(taken_at)}  # a naive time is UTC
