@@ -35,6 +35,9 @@ def test_a_snapshot_posted_again_is_stored_once(db_url: str) -> None:
         fleet.ingest(Ingestion("vision", TARGET, deployment), _body(taken_at))
     fleet.ingest(Ingestion("vision", TARGET, "d1"), _body("2026-11-30T10:10:00Z", cpu_torch=True))
     assert (_count(store, "snapshots"), _count(store, "snapshot_documents")) == (3, 2)
+    # d2 again: its baseline's content, named without being encoded again
+    fleet.ingest(Ingestion("vision", TARGET, "d2"), _body("2026-11-30T10:15:00Z"))
+    assert (_count(store, "snapshots"), _count(store, "snapshot_documents")) == (4, 2)
 
     # Each snapshot reads back whole, with its own time; the CLI's baseline likewise.
     _, first = store.ingestion_state("vision", Posted("d1", TARGET))
@@ -43,7 +46,7 @@ def test_a_snapshot_posted_again_is_stored_once(db_url: str) -> None:
     as_posted = parse_posted(_body("2026-11-30T10:00:00Z")).to_dict()
     key = snapshot_content(as_posted)[0]
     assert store.snapshot(first) == (as_posted, key)
-    assert store.snapshot(second) == ({**as_posted, "taken_at": "2026-11-30T10:05:00Z"}, key)
+    assert store.snapshot(second) == ({**as_posted, "taken_at": "2026-11-30T10:15:00Z"}, key)
     assert store.baseline_snapshot("vision", TARGET) == store.snapshot(second)[0]  # type: ignore[index]
     store.close()
 
