@@ -122,8 +122,9 @@ class SnapshotRow(SQLModel, table=True):
     drift_report_id: int = Field(foreign_key="drift_reports.id", index=True)
     target: str
     taken_at: datetime
-    document_hash: str = Field(foreign_key="snapshot_documents.hash")
     deployment: str | None = None  # the deployment that posted it to `lockd serve`
+    # After deployment: migration 0008 added it last (a new database matches a migrated one).
+    document_hash: str = Field(foreign_key="snapshot_documents.hash")
 
 
 class ImageRow(SQLModel, table=True):
