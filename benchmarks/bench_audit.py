@@ -3,7 +3,7 @@
 Usage (from the repository root, after ``./scripts/setup``; no network)::
 
     .venv/bin/python benchmarks/bench_audit.py [--locksets 1000] [--targets 3]
-        [--artifacts 30] [--rounds 5] [--db PATH] [--cli-only]
+        [--artifacts 30] [--rounds 5] [--db PATH] [--cli-only] [--baseline REV]
 
 Builds a SQLite database with one project whose chain holds ``--locksets``
 locksets (``--targets`` targets of ``--artifacts`` artifacts each, torch from
@@ -14,17 +14,19 @@ right size is reused.
 
 Then times, in-process, medians of ``--rounds``:
 
-* ``load``: the audit use case up to the report model (one query per table,
-  parse every document, check the hash chains, build the model);
-* ``markdown`` / ``html`` / ``json``: load plus rendering, what
+* ``markdown`` / ``html`` / ``json``: the audit use case writing the report
+  (read the records a batch at a time, check the chains, render), what
   ``lockd audit --format F`` spends;
-* ``verify``: ``lockd audit verify`` (load the rows, recompute the chains,
+* ``verify``: ``lockd audit verify`` (read the rows, recompute the chains,
   cross-check every lock and artifact row);
 * ``cyclonedx``: the SBOM of the latest lockset (all targets).
 
 and, end to end, the real CLI in a subprocess (interpreter start, imports,
 writing the file atomically): ``lockd audit --format F -o FILE`` and
-``lockd audit verify``.
+``lockd audit verify``: wall time, CPU time (user + system) and peak RSS. With
+``--baseline REV``, lockd at ``REV`` (a temporary git worktree) runs each
+command too, alternating with this lockd, and each report it writes is
+compared byte for byte with this lockd's (the generation time aside).
 
 Prints a Markdown report; paste it into benchmarks/RESULTS.md.
 """
@@ -35,6 +37,7 @@ import argparse
 import hashlib
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -46,13 +49,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.bench_matrix import checkout  # noqa: E402
 from lockd.app.audit import (  # noqa: E402
     AuditRequest,
     SbomRequest,
-    audit_report,
-    render_report,
+    VerifyRequest,
     sbom,
     verify_chains,
+    write_report,
 )
 from lockd.drift import DriftReport, Finding  # noqa: E402
 from lockd.lockset import Artifact, InputFile, Lock, Lockset, Provenance  # noqa: E402
@@ -156,14 +160,32 @@ def build_database(url: str, count: int, targets: int, artifacts: int) -> float:
     return time.perf_counter() - started
 
 
-def _run(command: list[str]) -> float:
-    """Run ``command``; its peak resident memory in MB (``wait4``'s ``ru_maxrss``)."""
-    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def _run(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[float, float]:
+    """Run ``command``; its CPU seconds (user + system) and peak resident memory in MB
+    (``wait4``'s ``ru_maxrss``)."""
+    child = subprocess.Popen(
+        command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     _, status, usage = os.wait4(child.pid, 0)
     child.returncode = os.waitstatus_to_exitcode(status)
     if child.returncode not in (0, 1):  # 1: a broken chain, still a report
         raise subprocess.CalledProcessError(child.returncode, command)
-    return usage.ru_maxrss / 1024
+    return usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+
+
+_MOMENT = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+
+
+def same_report(a: Path, b: Path) -> bool:
+    """Byte for byte, every ISO moment aside (the generation time; a substitution of the
+    same length keeps the two files' chunks aligned)."""
+    with a.open("rb") as left, b.open("rb") as right:
+        while True:
+            x, y = left.read(1 << 20), right.read(1 << 20)
+            if _MOMENT.sub(b"T", x) != _MOMENT.sub(b"T", y):
+                return False
+            if not x:
+                return True
 
 
 def median_time(action: Callable[[], object], rounds: int) -> tuple[float, object]:
@@ -187,33 +209,51 @@ def cpu_model() -> str:
 
 def in_process(url: str, rounds: int) -> list[tuple[str, float, str]]:
     """The use cases and renderers, timed inside this process."""
-    request = AuditRequest(url)
-    load, _ = median_time(lambda: audit_report(request), rounds)
-    rows = [("load + model", load, "")]
+    rows = []
     for fmt in ("markdown", "html", "json"):
-        seconds, text = median_time(
-            lambda fmt=fmt: render_report(audit_report(request), fmt), rounds
-        )
-        rows.append((fmt, seconds, f"{len(str(text)) / 1e6:.1f} MB"))
-    seconds, chain = median_time(lambda: verify_chains(url), rounds)
+
+        def report(fmt: str = fmt) -> int:
+            with Path(os.devnull).open("wb") as out:
+                write_report(AuditRequest(url), fmt, out)
+                return out.tell()
+
+        seconds, _ = median_time(report, rounds)
+        rows.append((fmt, seconds, ""))
+    seconds, chain = median_time(lambda: verify_chains(VerifyRequest(url)), rounds)
     rows.append(("verify", seconds, "intact" if getattr(chain, "ok", False) else "BROKEN"))
     seconds, text = median_time(lambda: sbom(SbomRequest(url)), rounds)
     rows.append(("cyclonedx (latest lockset)", seconds, f"{len(str(text)) / 1e3:.0f} kB"))
     return rows
 
 
-def end_to_end(url: str, tmp: Path, rounds: int) -> list[tuple[str, float, float]]:
+Row = tuple[str, float, float, float]  # command, median wall seconds, CPU seconds, peak MB
+
+
+def end_to_end(url: str, tmp: Path, rounds: int, baseline: Path | None) -> tuple[list[Row], str]:
     """The real CLI in a subprocess (interpreter start, imports, atomic file writes):
-    median seconds and the peak resident memory of the last run."""
-    rows = []
-    for fmt in ("markdown", "html", "json", "cyclonedx"):
-        command = [*LOCKD, "audit", "--db", url, "--format", fmt, "-o", str(tmp / f"a.{fmt}")]
-        seconds, peak = median_time(lambda c=command: _run(c), rounds)
-        rows.append((f"lockd audit --format {fmt} -o FILE", seconds, float(peak)))
-    command = [*LOCKD, "audit", "verify", "--db", url]
-    seconds, peak = median_time(lambda: _run(command), rounds)
-    rows.append(("lockd audit verify", seconds, float(peak)))
-    return rows
+    median wall seconds, and the CPU time and peak resident memory of the last run; with a
+    baseline checkout, its runs alternate with these, and the reports are compared."""
+    rows: list[Row] = []
+    identical = []
+    env = dict(os.environ, PYTHONPATH=str(baseline)) if baseline else None
+    commands = [
+        (f"lockd audit --format {fmt} -o FILE", ["audit", "--db", url, "--format", fmt, "-o"], fmt)
+        for fmt in ("markdown", "html", "json", "cyclonedx")
+    ]
+    commands.append(("lockd audit verify", ["audit", "verify", "--db", url], ""))
+    for label, args, fmt in commands:
+        runs: list[tuple[str, dict[str, str] | None, Path]] = [("", None, tmp / f"new.{fmt}")]
+        if baseline is not None:
+            runs.insert(0, (" (baseline)", env, tmp / f"base.{fmt}"))
+        for suffix, run_env, path in runs:
+            command = [*LOCKD, *args, *([str(path)] if fmt else [])]
+            # cwd: not the repository, so that PYTHONPATH decides which lockd runs
+            seconds, (cpu, peak) = median_time(lambda c=command, e=run_env: _run(c, tmp, e), rounds)
+            rows.append((label + suffix, seconds, cpu, peak))
+        if baseline is not None and fmt and fmt != "cyclonedx":
+            same = same_report(tmp / f"base.{fmt}", tmp / f"new.{fmt}")
+            identical.append(f"{fmt}: {'byte-identical' if same else 'DIFFERENT'}")
+    return rows, ", ".join(identical)
 
 
 def main() -> None:
@@ -224,6 +264,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--db", type=Path, default=None)
     parser.add_argument(
+        "--baseline", default=None, metavar="REV", help="also run lockd at REV and compare"
+    )
+    parser.add_argument(
         "--cli-only",
         action="store_true",
         help="only the CLI runs (time and peak RSS); no in-process rounds",
@@ -231,21 +274,25 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = args.db or Path(tmp) / "audit-bench.db"
+        path = (args.db or Path(tmp) / "audit-bench.db").resolve()  # the CLI runs elsewhere
         url = f"sqlite:///{path}"
         built = None
         store = Store(url)
-        try:
-            have = len(store.history("ml-model"))
+        try:  # two one-row queries: the CLI's peak RSS counts from this process's size at fork
+            exact = bool(store.history("ml-model", limit=1, offset=args.locksets - 1)) and not (
+                store.history("ml-model", limit=1, offset=args.locksets)
+            )
+            empty = not store.history("ml-model", limit=1)
         finally:
             store.close()
-        if have != args.locksets:
-            if have:
-                sys.exit(f"{path} holds {have} locksets, not {args.locksets}: use another --db")
+        if not exact:
+            if not empty:
+                sys.exit(f"{path} does not hold {args.locksets} locksets: use another --db")
             built = build_database(url, args.locksets, args.targets, args.artifacts)
         load_before = os.getloadavg()
         rows = [] if args.cli_only else in_process(url, args.rounds)
-        cli_rows = end_to_end(url, Path(tmp), args.rounds)
+        with checkout(args.baseline, Path(tmp) / "baseline") as baseline:
+            cli_rows, identical = end_to_end(url, Path(tmp), args.rounds, baseline)
         load_after = os.getloadavg()
 
     artifacts_total = args.locksets * args.targets * args.artifacts
@@ -269,15 +316,18 @@ def main() -> None:
         print("| --- | ---: | --- |")
         for name, seconds, note in rows:
             print(f"| {name} | {seconds:.2f} | {note} |")
-    print("\nEnd to end (the CLI in a subprocess, median wall time, peak RSS):\n")
-    print("| command | seconds | peak RSS |")
-    print("| --- | ---: | ---: |")
-    for name, seconds, peak in cli_rows:
-        print(f"| `{name}` | {seconds:.2f} | {peak:.0f} MB |")
+    print("\nEnd to end (the CLI in a subprocess, median wall time; CPU time and peak RSS):\n")
+    print("| command | seconds | CPU seconds | peak RSS |")
+    print("| --- | ---: | ---: | ---: |")
+    for name, seconds, cpu, peak in cli_rows:
+        print(f"| `{name}` | {seconds:.2f} | {cpu:.2f} | {peak:.0f} MB |")
+    if identical:
+        print(f"\nReports of this lockd against {args.baseline}'s: {identical}.")
     print(
         "\nCommand: `.venv/bin/python benchmarks/bench_audit.py "
         f"--locksets {args.locksets} --targets {args.targets} --artifacts {args.artifacts} "
-        f"--rounds {args.rounds}{' --cli-only' if args.cli_only else ''}`"
+        f"--rounds {args.rounds}{' --cli-only' if args.cli_only else ''}"
+        f"{f' --baseline {args.baseline}' if args.baseline else ''}`"
     )
 
 

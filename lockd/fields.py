@@ -8,8 +8,9 @@ raises ``FormatError`` naming its path (``locks[0].files``), instead of a
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from itertools import chain
+from operator import itemgetter
 from typing import Any, TypeVar
 
 from .errors import FormatError
@@ -23,13 +24,19 @@ V = TypeVar("V")
 class Fields:
     """One JSON object, read field by field. ``where`` is its path in the document."""
 
-    __slots__ = ("_data", "where")
+    __slots__ = ("_data", "_where")
 
-    def __init__(self, data: object, where: str) -> None:
+    def __init__(self, data: object, where: str | tuple[str, int]) -> None:
         if not isinstance(data, dict):
-            raise _wrong(where, "an object", data)
+            raise _wrong(_spelled(where), "an object", data)
         self._data: dict[str, Any] = data
-        self.where = where
+        # (list path, index) until a message needs it: a list of 100,000 objects is read
+        # without building 100,000 paths.
+        self._where = where
+
+    @property
+    def where(self) -> str:
+        return _spelled(self._where)
 
     def __contains__(self, key: str) -> bool:
         return key in self._data
@@ -39,6 +46,24 @@ class Fields:
         if type(value) is str and len(value) <= MAX_TEXT:  # the common case: no path built
             return value
         return _text(self._required(key), self._path(key))
+
+    def text_fields(self, *keys: str) -> tuple[str, ...]:
+        """Several required strings at once (records read by the 100,000: artifacts)."""
+        try:
+            found = itemgetter(*keys)(self._data)  # a tuple for two keys or more
+            values: tuple[Any, ...] = found if len(keys) > 1 else (found,)
+        except KeyError:
+            values = ()
+        if values and _short_texts_fast(values):
+            return values
+        return tuple(self.text(key) for key in keys)
+
+    def optional_text_fields(self, *keys: str) -> tuple[str | None, ...]:
+        """Several optional strings at once (``None`` for each one absent or null)."""
+        values = tuple(map(self._data.get, keys))
+        if _short_texts_fast([v for v in values if v is not None]):
+            return values
+        return tuple(self.optional_text(key) for key in keys)
 
     def optional_text(self, key: str) -> str | None:
         value = self._data.get(key)
@@ -51,7 +76,9 @@ class Fields:
 
     def optional_integer(self, key: str) -> int | None:
         value = self._data.get(key)
-        return None if value is None else _integer(value, self._path(key))
+        if value is None or (type(value) is int and 0 <= value <= MAX_INT):
+            return value
+        return _integer(value, self._path(key))
 
     def flag(self, key: str) -> bool:
         value = self._required(key)
@@ -127,7 +154,8 @@ class Fields:
 
     def objects(self, key: str, *, required: bool = True) -> list[Fields]:
         items = self._list(key, required)
-        return [Fields(v, f"{self._path(key)}[{i}]") for i, v in enumerate(items)]
+        where = self._path(key)
+        return [Fields(v, (where, i)) for i, v in enumerate(items)]
 
     def raw_object(self, key: str) -> dict[str, Any]:
         """A free-form object (its own reader checks the inside)."""
@@ -160,7 +188,21 @@ class Fields:
         return value
 
     def _path(self, key: str) -> str:
-        return f"{self.where}.{key}" if self.where else key
+        where = self.where
+        return f"{where}.{key}" if where else key
+
+
+def _spelled(where: str | tuple[str, int]) -> str:
+    return where if isinstance(where, str) else f"{where[0]}[{where[1]}]"
+
+
+def _short_texts_fast(values: Sequence[Any]) -> bool:
+    """:func:`_short_texts` for a few values, checked at C speed: ``join`` takes only strings,
+    and together they are not longer than one string may be."""
+    try:
+        return len("".join(values)) <= MAX_TEXT
+    except TypeError:
+        return False
 
 
 def _short_texts(values: list[Any]) -> bool:

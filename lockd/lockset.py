@@ -68,17 +68,14 @@ class Artifact:
     @classmethod
     def read(cls, fields: Fields) -> Artifact:
         """From an untrusted document: every field checked (``FormatError``)."""
+        name, version, index, url, filename, sha256 = fields.text_fields(
+            "name", "version", "index", "url", "filename", "sha256"
+        )
+        kind, upload_time, md5 = fields.optional_text_fields("kind", "upload_time", "md5")
+        size = fields.optional_integer("size")
+        # Positional: read 100,000 times by an audit, keywords cost a tenth more.
         return cls(
-            name=fields.text("name"),
-            version=fields.text("version"),
-            index=fields.text("index"),
-            url=fields.text("url"),
-            filename=fields.text("filename"),
-            sha256=fields.text("sha256"),
-            kind=fields.optional_text("kind") or "wheel",
-            upload_time=fields.optional_text("upload_time"),
-            size=fields.optional_integer("size"),
-            md5=fields.optional_text("md5"),
+            name, version, index, url, filename, sha256, kind or "wheel", upload_time, size, md5
         )
 
 
@@ -132,6 +129,8 @@ class Lock:
     def source_builds(self) -> dict[str, str]:
         """Name -> version of the packages locked as sdists only: installing them runs
         their build code."""
+        if all(artifact.kind != "sdist" for artifact in self.artifacts):
+            return {}  # the common case, asked for every lock of every lockset an audit shows
         kinds: dict[str, set[str]] = {}
         for artifact in self.artifacts:
             kinds.setdefault(artifact.name, set()).add(artifact.kind)

@@ -19,7 +19,7 @@ import pytest
 from lockd.drift import CheckError, DriftReport, Finding
 from lockd.errors import UsageError
 from lockd.lockset import Artifact, InputFile, Lock, Lockset, Provenance, canonical_json
-from lockd.report.audit_model import Period, build_audit, chain_lines
+from lockd.report.audit_model import AuditBuilder, Period, chain_lines
 from lockd.report.markdown import code, md
 from lockd.store import Store
 from lockd.store.verify import ChainReport
@@ -108,9 +108,10 @@ class Seed:
     drift: tuple[str, str]  # ml-model's drift report hashes, oldest first
 
 
-def build_seed(path: Path) -> Seed:
-    """The database every audit test reads (recorded through the repository)."""
-    url = f"sqlite:///{path}"
+def build_seed(path: Path, url: str | None = None) -> Seed:
+    """The database every audit test reads (recorded through the repository): an SQLite
+    file at ``path``, or the database at ``url``."""
+    url = url or f"sqlite:///{path}"
     store = Store(url)
     try:
         first = lockset("ml-model", "2.5.1", "2026-01-10T10:00:00Z", None)
@@ -255,22 +256,21 @@ def test_period_parsing() -> None:
         Period.parse("yesterday", None)
 
 
-def test_build_audit_is_pure(seed: Seed) -> None:
+def test_the_report_model_is_built_record_by_record(seed: Seed) -> None:
     store = Store(seed.url)
     try:
-        first = store.get(seed.ml[0])
+        first, second = store.get(seed.ml[0]), store.get(seed.ml[1])
     finally:
         store.close()
-    report = build_audit(
-        [(seed.ml[0], first)],
-        [],
-        ChainReport(()),
-        generated_at="2026-04-01T00:00:00Z",
-        lockd_version="9.9",
-        project="ml-model",
-    )
+    builder = AuditBuilder("ml-model", Period.parse(None, "2026-02-01"))
+    entry = builder.lockset(seed.ml[0], "ml-model", first.body())
+    assert entry is not None and entry.hash == seed.ml[0] and entry.lockset == first
+    assert builder.lockset(seed.ml[1], "ml-model", second.body()) is None  # after the period
+    assert builder.lockset("f" * 64, "ml-model", None) is None  # not a document: unreadable
+    report = builder.build(ChainReport(()), generated_at="2026-04-01T00:00:00Z", lockd_version="9")
     (project,) = report.projects
-    assert project.latest is not None and project.latest.hash == seed.ml[0]
+    assert project.latest == entry.line()
+    assert project.unreadable == ("f" * 64,)
     assert project.drift_status == "not checked"
     assert project.chain is None
     assert report.summary()["chain_verified"] is True

@@ -1,19 +1,20 @@
 """Audit use cases: reports over the record, SBOMs of a lockset, chain verification.
 
-The database is read once per call (one query per table); the documents are
-parsed into domain values, the hash chains are checked, and the pure report
-model is built. Rendering is the report package's job.
+The database is read once per call, a batch of records at a time: each record
+is checked against its chain (:class:`lockd.store.verify.ChainCheck`) and given
+to the pure report model (:class:`lockd.report.audit_model.AuditBuilder`),
+whose lockset sections are rendered as they come (the report package's job).
 """
 
 from __future__ import annotations
 
-import json
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 from .. import __version__
 from ..errors import NotFoundError, UsageError
@@ -21,10 +22,12 @@ from ..heap import collector_paused
 from ..store import Store
 
 if TYPE_CHECKING:
-    from ..report.audit_model import AuditReport
+    from ..report.audit_parts import ReportParts
     from ..store.verify import ChainReport
 
 REPORT_FORMATS = ("markdown", "html", "json")
+# Locksets from which a second process renders (starting one costs about half a second).
+WORKER_FROM = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +38,7 @@ class AuditRequest:
     project: str | None = None  # None: every project
     since: str | None = None  # ISO date or time
     until: str | None = None
+    processes: int = 1  # 2: lockset sections rendered by a second process while this one reads
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,51 +51,70 @@ class SbomRequest:
     target: str | None = None  # default: every target in one BOM
 
 
-def audit_report(request: AuditRequest, store: Store | None = None) -> AuditReport:
-    """The audit report model over the database (``store`` when open, else the request's
-    URL), with the chain verification result."""
-    from ..report.audit_model import Period, build_audit, read_records
-    from ..store.verify import check_chains
+def write_report(
+    request: AuditRequest, output_format: str, out: IO[bytes], store: Store | None = None
+) -> ChainReport:
+    """Write the audit report (``markdown``, ``html`` or ``json``: ``lockd.audit/1``) to
+    ``out`` over the database (``store`` when open, else the request's URL); return the
+    chain verification result.
 
-    period = Period.parse(request.since, request.until)  # bad dates fail before any I/O
-    with _opened(request.database_url, store) as opened:
+    The records are read a batch at a time: the drift reports, then the locksets,
+    each checked against its chain and rendered into a spool file in
+    ``$LOCKD_HOME/tmp`` as it is read (with ``processes=2``, by a second process:
+    :mod:`lockd.app.audit_render`); the report opens with the verdict over every
+    record, so it is written once all are read, each project's locksets newest first.
+    Memory holds a line per lockset and the drift reports, never every document.
+    """
+    from ..report.audit_model import Period
+    from ..scratch import scratch_dir
+    from ..store.verify import ChainCheck, orphan_problems
+    from .audit_render import Renderer, WorkerRenderer
+
+    report_parts(output_format)  # an unknown format fails before any I/O
+    Period.parse(request.since, request.until)  # and so do bad dates
+    window, check = (request.since, request.until), ChainCheck()
+    with (
+        _opened(request.database_url, store) as opened,
+        scratch_dir("audit") as scratch,
+        tempfile.TemporaryFile(dir=scratch) as spooled,
+    ):
         _require_project(opened, request.project)
-        with collector_paused():
-            records = opened.chain_records(request.project)
-    with collector_paused():
-        recorded = read_records(records)
-        return build_audit(
-            recorded.locksets,
-            recorded.drift_reports,
-            check_chains(records),
-            generated_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            lockd_version=__version__,
-            project=request.project,
-            period=period,
-            unreadable=recorded.unreadable,
-            documents=recorded.documents,
-        )
+        with opened.reading_records(request.project) as reader, collector_paused():
+            renderer: Renderer | WorkerRenderer = (
+                WorkerRenderer(request.project, window, output_format, scratch)
+                if request.processes > 1 and reader.lockset_count() >= WORKER_FROM
+                else Renderer(request.project, window, output_format, spooled)
+            )
+            try:
+                for drift in reader.drift_reports():
+                    check.drift_report(drift)
+                    renderer.drift_report(drift)
+                for record in reader.locksets():
+                    check.lockset(record)
+                    renderer.lockset(record)
+                left = reader.orphans()
+                check.altered_snapshots(left.altered_snapshots)
+                chain = check.report(orphan_problems(left))
+                renderer.finish(chain, datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), out)
+            finally:
+                renderer.close()
+    return chain
 
 
-def render_report(report: AuditReport, output_format: str) -> str:
-    """The report as ``markdown``, ``html`` or ``json`` (``lockd.audit/1``) text."""
-    with collector_paused():
-        return _render(report, output_format)
-
-
-def _render(report: AuditReport, output_format: str) -> str:
+def report_parts(output_format: str) -> ReportParts:
+    """The parts of the report in ``output_format`` (``UsageError`` for another)."""
     if output_format == "markdown":
-        from ..report.markdown import render_markdown
+        from ..report.markdown import markdown_report
 
-        return render_markdown(report)
+        return markdown_report()
     if output_format == "html":
-        from ..report.html import render_html
+        from ..report.html import html_report
 
-        return render_html(report)
+        return html_report()
     if output_format == "json":
-        # Compact: indenting switches json to its pure-Python encoder, 5x slower on
-        # a large record (pipe through `jq` to read it).
-        return json.dumps(report.to_dict(), sort_keys=True, ensure_ascii=False) + "\n"
+        from ..report.audit_parts import JsonReport
+
+        return JsonReport()
     raise UsageError(
         f"Unknown audit format {output_format!r}.",
         hint="Use markdown, html, json or cyclonedx.",
@@ -135,35 +158,46 @@ def verify_chains(request: VerifyRequest) -> ChainReport:
     """Recompute every hash chain (per project), cross-check the rows, and compare the records
     with what the project directory keeps (``locks/lockd.json``, its git history, lock files).
 
-    A database without lockd's tables (an empty or truncated file) is read as holding no
-    records and is not migrated: verification never writes into what it examines.
+    The records are read a batch at a time and dropped once checked. A database without
+    lockd's tables (an empty or truncated file) is read as holding no records and is not
+    migrated: verification never writes into what it examines.
     """
-    from ..store.verify import Records, check_chains, check_evidence
+    from ..store.verify import ChainCheck, Held, check_evidence, orphan_problems
     from .evidence import read_evidence, with_lock_files
 
     evidence = read_evidence(request.workdir) if request.workdir is not None else None
     anchored = {a.project for a in evidence.anchors} if evidence else set()
+    check, head = ChainCheck(), None
     store = Store(request.database_url, migrate=False)
     try:
         if store.has_schema():
             store.upgrade()
             if request.project not in anchored:  # a project the directory vouches for may be gone
                 _require_project(store, request.project)
-            with collector_paused():
-                records = store.chain_records(request.project)
+            with store.reading_records(request.project) as reader, collector_paused():
+                for drift in reader.drift_reports():
+                    check.drift_report(drift)
+                for record in reader.locksets():
+                    check.lockset(record)
+                    if evidence is not None and record.hash == evidence.head:
+                        head = record
+                left = reader.orphans()
+                check.altered_snapshots(left.altered_snapshots)
+                orphans = orphan_problems(left)
         else:
-            records = Records((), ())
+            orphans = ()
     finally:
         store.close()
-    report = check_chains(records)
+    report = check.report(orphans)
     if evidence is None:
         return report
-    evidence = with_lock_files(evidence, records, request.workdir or Path.cwd())
+    evidence = with_lock_files(evidence, head, request.workdir or Path.cwd())
     if request.project is not None:
         evidence = replace(
             evidence, anchors=tuple(a for a in evidence.anchors if a.project == request.project)
         )
-    return replace(report, outside=check_evidence(records, evidence), evidence=evidence.sources)
+    held = Held(check.holds, report.empty, head)
+    return replace(report, outside=check_evidence(held, evidence), evidence=evidence.sources)
 
 
 @contextmanager
@@ -172,6 +206,9 @@ def _opened(database_url: str, store: Store | None) -> Iterator[Store]:
     if store is not None:
         yield store
         return
+    from .record import require_database
+
+    require_database(database_url)  # a mistyped --db is not an empty record, nor created
     opened = Store(database_url)
     try:
         yield opened
@@ -204,8 +241,7 @@ __all__ = [
     "AuditRequest",
     "SbomRequest",
     "VerifyRequest",
-    "audit_report",
-    "render_report",
     "sbom",
     "verify_chains",
+    "write_report",
 ]

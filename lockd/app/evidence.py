@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..lockfiles.manifest import MANIFEST
-from ..store.verify import Anchor, ProjectEvidence, Records, recorded_files
+from ..store.verify import Anchor, LocksetRecord, ProjectEvidence, recorded_files
 
 GIT_HISTORY = 100  # commits of locks/lockd.json compared
 _MANIFEST_LIMIT = 64 << 20
@@ -57,12 +57,14 @@ def read_evidence(workdir: Path) -> ProjectEvidence | None:
     )
 
 
-def with_lock_files(evidence: ProjectEvidence, records: Records, workdir: Path) -> ProjectEvidence:
-    """``evidence`` with the sha256 on disk of every lock file the record of its head lists."""
+def with_lock_files(
+    evidence: ProjectEvidence, record: LocksetRecord | None, workdir: Path
+) -> ProjectEvidence:
+    """``evidence`` with the sha256 on disk of every lock file ``record`` (the record of its
+    head, when the database holds it) lists."""
     from ..settings import load_project_config
 
-    record = next((r for r in records.locksets if r.hash == evidence.head), None)
-    if record is None:
+    if record is None or record.hash != evidence.head:
         return evidence
     config = load_project_config(workdir)
     directory = config.root / (config.out or "locks")

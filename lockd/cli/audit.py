@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import IO, Annotated, TypeVar
 
 import typer
 
@@ -17,6 +19,8 @@ from ._app import (
     audit_app,
     db_app,
 )
+
+T = TypeVar("T")
 
 
 @db_app.command("upgrade", cls=_Command)
@@ -88,29 +92,41 @@ def audit(
     from ..settings import Settings
 
     url = db or Settings.from_env().database_url
-    verified = True
     if output_format is AuditFormat.cyclonedx:
         text = use_cases.sbom(use_cases.SbomRequest(url, project, lockset, target))
-    elif lockset or target:
+        _write(output, output_format, lambda out: out.write(text.encode()))
+        return
+    if lockset or target:
         raise UsageError(
             "--lockset and --target choose what a CycloneDX SBOM describes.",
             hint="Add --format cyclonedx, or use --project/--since/--until to narrow a report.",
         )
-    else:
-        report = use_cases.audit_report(use_cases.AuditRequest(url, project, since, until))
-        text = use_cases.render_report(report, output_format.value)
-        verified = report.chain.ok
-        if not verified and report.chain.first is not None:
-            typer.echo(f"hash chain broken: {report.chain.first.describe()}", err=True)
-    if output is None:
-        sys.stdout.write(text)
-    else:
-        from ..lockfiles.files import write_atomic
-
-        write_atomic(output, text.encode())
-        typer.echo(f"{output_format.value} written to {output}", err=True)
-    if not verified:
+    # A second process renders while this one reads and checks, where there is a core for it.
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    processes = 2 if (cores or 1) > 1 else 1
+    request = use_cases.AuditRequest(url, project, since, until, processes)
+    chain = _write(
+        output,
+        output_format,
+        lambda out: use_cases.write_report(request, output_format.value, out),
+    )
+    if not chain.ok:
+        if chain.first is not None:
+            typer.echo(f"hash chain broken: {chain.first.describe()}", err=True)
         raise typer.Exit(EXIT_DRIFT)
+
+
+def _write(output: Path | None, output_format: AuditFormat, write: Callable[[IO[bytes]], T]) -> T:
+    """What ``write`` writes, to stdout or (atomically: never half-written) to ``output``."""
+    if output is None:
+        result = write(sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+        return result
+    from ..lockfiles.files import write_atomic_streamed
+
+    result = write_atomic_streamed(output, write)
+    typer.echo(f"{output_format.value} written to {output}", err=True)
+    return result
 
 
 @audit_app.command("verify", cls=_Command)

@@ -18,18 +18,20 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import os
 import re
 import secrets
 import stat
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import NoReturn
+from typing import IO, NoReturn, TypeVar
 
 from ..errors import FormatError, UnsafeFileError, UsageError
 from .names import MANIFEST, is_plain_name
 
 MAX_LOCK_FILE_BYTES = 64 << 20  # lockd.json of a large matrix is a few MiB
+T = TypeVar("T")
 _TEMPORARY = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp")
 
 
@@ -37,6 +39,20 @@ def write_atomic(path: Path, data: bytes) -> None:
     """Replace one file atomically (in a directory the caller chose: it may be a link)."""
     with StagedFiles(path.parent, {path.name: data}, directory_link=True) as staged:
         staged.commit()
+
+
+def write_atomic_streamed(path: Path, write: Callable[[IO[bytes]], T]) -> T:
+    """Replace one file atomically with what ``write`` writes into it, piece by piece (in a
+    directory the caller chose: it may be a link); what ``write`` returns.
+
+    Until ``write`` returns, the file is a temporary sibling: a failed run deletes it,
+    and one killed leaves it for the next run to remove; the file is never half-written.
+    """
+    remove_stale_temporaries(path.parent, lambda name: name == path.name, link=True)
+    with StagedFiles(path.parent, {}, directory_link=True) as staged:
+        result = staged.stage(path.name, write)
+        staged.commit()
+    return result
 
 
 class StagedFiles:
@@ -77,13 +93,24 @@ class StagedFiles:
                         hint="Move it away, then run again.",
                     )
             for name, data in self.files.items():
-                self._stage(name, data)
+                self._stage(name, functools.partial(_write_bytes, data))
         except BaseException:
             self.__exit__()
             raise
         return self
 
-    def _stage(self, name: str, data: bytes) -> None:
+    def stage(self, name: str, write: Callable[[IO[bytes]], T]) -> T:
+        """One more file, with what ``write`` writes into it; what ``write`` returns."""
+        assert self._fd is not None  # noqa: S101 - only called inside the with block
+        _check_plain(name, self.directory)
+        if _is_directory(name, self._fd):
+            raise UnsafeFileError(
+                f"{self.directory / name} is a directory; lockd writes a file there.",
+                hint="Move it away, then run again.",
+            )
+        return self._stage(name, write)
+
+    def _stage(self, name: str, write: Callable[[IO[bytes]], T]) -> T:
         assert self._fd is not None  # noqa: S101 - only called inside the with block
         temporary = f".{name}.{secrets.token_hex(4)}.tmp"
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -92,9 +119,10 @@ class StagedFiles:
         # A lock file must stay readable like any other (and keep the mode it had).
         os.fchmod(fd, _mode_for(name, self._fd))
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            result = write(handle)
             handle.flush()
             os.fsync(handle.fileno())
+        return result
 
     def commit(self) -> list[Path]:
         """Move every file into place, ``last`` after the others."""
@@ -122,6 +150,10 @@ class StagedFiles:
         self._staged = []
         os.close(self._fd)  # releases the flock
         self._fd = None
+
+
+def _write_bytes(data: bytes, handle: IO[bytes]) -> None:
+    handle.write(data)
 
 
 def open_directory(directory: Path, *, create: bool = False, link: bool = False) -> int:
@@ -199,15 +231,18 @@ def _unwritable(directory: Path, why: str) -> NoReturn:
     )
 
 
-def remove_stale_temporaries(directory: Path, owned: Callable[[str], bool]) -> list[str]:
-    """Delete the temporaries that killed runs left for files ``owned`` says are lockd's.
+def remove_stale_temporaries(
+    directory: Path, owned: Callable[[str], bool], *, link: bool = False
+) -> list[str]:
+    """Delete the temporaries that killed runs left for files ``owned`` says are lockd's
+    (``link``: ``directory`` may be a link, a path the user chose).
 
     Only while no writer stages in ``directory`` (the flock is free); returns the
     names removed.
     """
     try:
-        fd = open_directory(directory)
-    except (FileNotFoundError, UnsafeFileError):
+        fd = open_directory(directory, link=link)
+    except (FileNotFoundError, NotADirectoryError, UnsafeFileError):
         return []
     removed = []
     try:

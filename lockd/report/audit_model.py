@@ -1,15 +1,17 @@
 """The audit report as data (pure): what the Markdown, HTML and JSON renderers show.
 
-:func:`build_audit` takes recorded locksets and drift reports (with the hashes
-the database filed them under) and the outcome of the hash-chain check, and
-returns frozen values: per project its locksets and drift history, newest
-first, and a summary. Nothing here reads the database or formats text.
+:class:`AuditBuilder` takes recorded drift reports and locksets one at a time
+(with the hashes the database filed them under) and, with the outcome of the
+hash-chain check, returns frozen values: per project a line per lockset and
+its drift history, newest first, and a summary. A lockset's full entry
+(:class:`LocksetEntry`) is handed back as it is read, to be rendered then and
+dropped: the report model of 10,000 locksets stays small. Nothing here reads
+the database or formats text.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -17,7 +19,7 @@ from typing import Any
 from ..drift import DriftReport, Finding
 from ..errors import FormatError, UsageError, excerpt
 from ..lockset import Lockset
-from ..store.verify import ChainReport, ProjectChain, Records
+from ..store.verify import ChainReport, ProjectChain
 
 AUDIT_FORMAT = "lockd.audit/1"
 
@@ -145,6 +147,35 @@ class LocksetEntry:
         body = self.document if self.document is not None else self.lockset.body()
         return {**body, "hash": self.hash, "drift_status": self.drift_status}
 
+    def line(self) -> LocksetLine:
+        prov = self.lockset.provenance
+        return LocksetLine(
+            self.hash,
+            prov.created_at,
+            prov.user,
+            prov.git_commit,
+            self.lockset.resolver,
+            self.lockset.resolver_version,
+            len(self.lockset.targets),
+            self.artifact_count,
+            self.drift_status,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LocksetLine:
+    """What the report's table of locksets shows of one (its section is rendered apart)."""
+
+    hash: str
+    created_at: str
+    user: str
+    git_commit: str | None
+    resolver: str
+    resolver_version: str
+    target_count: int
+    artifact_count: int
+    drift_status: str | None
+
 
 @dataclass(frozen=True, slots=True)
 class SourceBuild:
@@ -174,13 +205,14 @@ class ProjectAudit:
     """One project in the period: locksets and drift reports, newest first."""
 
     name: str
-    locksets: tuple[LocksetEntry, ...]
+    locksets: tuple[LocksetLine, ...]
     drift_reports: tuple[DriftEntry, ...]
     chain: ProjectChain | None
     unreadable: tuple[str, ...] = ()  # hashes of records whose document cannot be read
+    source_builds: tuple[tuple[str, SourceBuild], ...] = ()  # (lockset hash, build)
 
     @property
-    def latest(self) -> LocksetEntry | None:
+    def latest(self) -> LocksetLine | None:
         return self.locksets[0] if self.locksets else None
 
     @property
@@ -209,7 +241,7 @@ class ProjectAudit:
             "locksets": len(self.locksets),
             "drift_reports": len(self.drift_reports),
             "latest_lockset": latest.hash if latest else None,
-            "latest_created_at": latest.lockset.provenance.created_at if latest else None,
+            "latest_created_at": latest.created_at if latest else None,
             "last_drift_status": self.drift_status,
             "last_checked_at": self.last_drift.report.checked_at if self.last_drift else None,
             "open_findings": len(self.open_findings),
@@ -250,8 +282,10 @@ class AuditReport:
             "per_project": [p.summary() for p in self.projects],
         }
 
-    def to_dict(self) -> dict[str, Any]:
-        """The ``lockd.audit/1`` JSON document.
+    def to_dict(self, locksets: Callable[[ProjectAudit], Any]) -> dict[str, Any]:
+        """The ``lockd.audit/1`` JSON document, with ``locksets(project)`` in the place of each
+        project's locksets (their entries are rendered one at a time, see
+        :meth:`LocksetEntry.to_dict`).
 
         Each lockset and drift report is its recorded document plus the hash it
         is filed under, so a reader can recompute every hash itself.
@@ -268,12 +302,10 @@ class AuditReport:
                     "name": p.name,
                     "summary": p.summary(),
                     "unreadable": list(p.unreadable),
-                    "locksets": [entry.to_dict() for entry in p.locksets],
+                    "locksets": locksets(p),
                     # what installing the locks runs: packages locked as sdists only
                     "source_builds": [
-                        {"lockset": entry.hash, **build.to_dict()}
-                        for entry in p.locksets
-                        for build in entry.source_builds
+                        {"lockset": digest, **build.to_dict()} for digest, build in p.source_builds
                     ],
                     "drift_reports": [entry.to_dict() for entry in p.drift_reports],
                 }
@@ -285,109 +317,95 @@ class AuditReport:
 # -- building ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Recorded:
-    """The documents of a database, read into domain values."""
+class AuditBuilder:
+    """The report model built one record at a time: every drift report first (a lockset's
+    section shows its last drift check), then the locksets, each project's oldest first.
 
-    locksets: tuple[tuple[str, Lockset], ...]  # (filed hash, lockset), oldest first
-    drift_reports: tuple[tuple[str, DriftReport], ...]
-    unreadable: Mapping[str, tuple[str, ...]]  # project -> hashes of unreadable documents
-    documents: Mapping[str, Mapping[str, Any]]  # filed hash -> the parsed document
-
-
-def read_records(records: Records) -> Recorded:
-    """Parse each record's document; one that cannot be read is listed, not fatal."""
-    locksets: list[tuple[str, Lockset]] = []
-    drifts: list[tuple[str, DriftReport]] = []
-    unreadable: dict[str, list[str]] = {}
-    documents: dict[str, Mapping[str, Any]] = {}
-    # The hash check is the chain checker's job: here a document only has to be readable.
-    for record in records.locksets:
-        try:
-            data = record.data if record.data is not None else json.loads(record.document)
-            locksets.append((record.hash, Lockset.from_dict(data, verify=False)))
-            documents[record.hash] = data
-        except (ValueError, KeyError, TypeError, AttributeError, FormatError):
-            unreadable.setdefault(record.project, []).append(record.hash)
-    for drift in records.drift_reports:
-        try:
-            data = drift.data if drift.data is not None else json.loads(drift.document)
-            drifts.append((drift.hash, DriftReport.from_dict(data)))
-            documents[drift.hash] = data
-        except (ValueError, KeyError, TypeError, AttributeError):
-            unreadable.setdefault(drift.project, []).append(drift.hash)
-    return Recorded(
-        tuple(locksets), tuple(drifts), {k: tuple(v) for k, v in unreadable.items()}, documents
-    )
-
-
-def build_audit(
-    locksets: Iterable[tuple[str, Lockset]],
-    drift_reports: Iterable[tuple[str, DriftReport]],
-    chain: ChainReport,
-    *,
-    generated_at: str,
-    lockd_version: str,
-    project: str | None = None,
-    period: Period = Period(),
-    unreadable: Mapping[str, Sequence[str]] | None = None,
-    documents: Mapping[str, Mapping[str, Any]] | None = None,
-) -> AuditReport:
-    """Group recorded locksets and drift reports (oldest first) per project, within ``period``.
-
-    ``documents`` (filed hash -> recorded document) lets the JSON output repeat
-    the records verbatim instead of serializing the domain values again.
+    Only what the report shows of every record is kept (a :class:`LocksetLine` per
+    lockset, the drift reports); :meth:`lockset` hands each lockset's full entry back.
     """
-    documents = documents or {}
-    by_project: dict[str, list[tuple[str, Lockset]]] = {}
-    for digest, lockset in locksets:
-        if project and lockset.project != project:
-            continue
-        if period.contains(_moment(lockset.provenance.created_at)):
-            by_project.setdefault(lockset.project, []).append((digest, lockset))
-    drift_by_project: dict[str, list[tuple[str, DriftReport]]] = {}
-    for digest, report in drift_reports:
-        if project and report.project != project:
-            continue
-        if period.contains(_moment(report.checked_at)):
-            drift_by_project.setdefault(report.project, []).append((digest, report))
-    names = set(by_project) | set(drift_by_project)
-    if project:
-        names.add(project)
-    projects = []
-    for name in sorted(names):
-        reports = drift_by_project.get(name, [])
-        last_status: dict[str, str] = {}
-        for _, report in reports:  # oldest first: the last one wins
-            last_status[report.lockset] = report.status
-        projects.append(
+
+    def __init__(self, project: str | None = None, period: Period = Period()) -> None:
+        self.project, self.period = project, period
+        self._drifts: dict[str, list[DriftEntry]] = {}  # oldest first
+        self._last_status: dict[tuple[str, str], str] = {}  # (project, lockset) -> status
+        self._lines: dict[str, list[LocksetLine]] = {}  # oldest first
+        self._builds: dict[str, list[tuple[str, SourceBuild]]] = {}
+        self._unreadable: dict[str, list[str]] = {}  # locksets'
+        self._unreadable_drifts: dict[str, list[str]] = {}
+
+    def drift_report(self, digest: str, project: str, data: Mapping[str, Any] | None) -> None:
+        """A recorded drift report (``data``: its parsed document; None when not an object)."""
+        # The hash check is the chain checker's job: here a document only has to be readable.
+        try:
+            if data is None:
+                raise ValueError("not a JSON object")
+            report = DriftReport.from_dict(data)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            self._unreadable_drifts.setdefault(project, []).append(digest)
+            return
+        if self.project and report.project != self.project:
+            return
+        if self.period.contains(_moment(report.checked_at)):
+            self._drifts.setdefault(report.project, []).append(DriftEntry(digest, report, data))
+            self._last_status[report.project, report.lockset] = report.status  # the last wins
+
+    def lockset(
+        self, digest: str, project: str, data: Mapping[str, Any] | None
+    ) -> LocksetEntry | None:
+        """A recorded lockset: its entry when the report shows it (None: outside the filter,
+        or unreadable)."""
+        try:
+            if data is None:
+                raise ValueError("not a JSON object")
+            lockset = Lockset.from_dict(data, verify=False)
+        except (ValueError, KeyError, TypeError, AttributeError, FormatError):
+            self._unreadable.setdefault(project, []).append(digest)
+            return None
+        if self.project and lockset.project != self.project:
+            return None
+        if not self.period.contains(_moment(lockset.provenance.created_at)):
+            return None
+        entry = LocksetEntry(
+            digest,
+            lockset,
+            tuple(ImageEntry.from_mapping(i) for i in lockset.images),
+            self._last_status.get((lockset.project, digest)),
+            data,
+        )
+        self._lines.setdefault(lockset.project, []).append(entry.line())
+        self._builds.setdefault(lockset.project, []).extend(
+            (digest, build) for build in reversed(entry.source_builds)
+        )
+        return entry
+
+    def build(self, chain: ChainReport, *, generated_at: str, lockd_version: str) -> AuditReport:
+        """The report, once every record was given."""
+        names = set(self._lines) | set(self._drifts)
+        if self.project:
+            names.add(self.project)
+        projects = [
             ProjectAudit(
                 name=name,
-                locksets=tuple(
-                    LocksetEntry(
-                        digest,
-                        lockset,
-                        tuple(ImageEntry.from_mapping(i) for i in lockset.images),
-                        last_status.get(digest),
-                        documents.get(digest),
-                    )
-                    for digest, lockset in reversed(by_project.get(name, []))
-                ),
-                drift_reports=tuple(
-                    DriftEntry(d, r, documents.get(d)) for d, r in reversed(reports)
-                ),
+                locksets=tuple(reversed(self._lines.get(name, []))),
+                drift_reports=tuple(reversed(self._drifts.get(name, []))),
                 chain=chain.project(name),
-                unreadable=tuple((unreadable or {}).get(name, ())),
+                unreadable=(
+                    *self._unreadable.get(name, ()),
+                    *self._unreadable_drifts.get(name, ()),
+                ),
+                source_builds=tuple(reversed(self._builds.get(name, []))),
             )
+            for name in sorted(names)
+        ]
+        return AuditReport(
+            generated_at=generated_at,
+            lockd_version=lockd_version,
+            project=self.project,
+            period=self.period,
+            projects=tuple(projects),
+            chain=chain,
         )
-    return AuditReport(
-        generated_at=generated_at,
-        lockd_version=lockd_version,
-        project=project,
-        period=period,
-        projects=tuple(projects),
-        chain=chain,
-    )
 
 
 def count(n: int, noun: str) -> str:
@@ -436,17 +454,16 @@ def chain_lines(chain: ChainReport) -> list[str]:
 
 __all__ = [
     "AUDIT_FORMAT",
+    "AuditBuilder",
     "AuditReport",
     "DriftEntry",
     "ImageEntry",
     "ImagePlatform",
     "LocksetEntry",
+    "LocksetLine",
     "Period",
     "ProjectAudit",
-    "Recorded",
     "SourceBuild",
-    "build_audit",
     "chain_lines",
     "count",
-    "read_records",
 ]

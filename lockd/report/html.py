@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from markupsafe import Markup
 
     from ..lockset import Artifact
-    from .audit_model import AuditReport
+    from .audit_parts import TemplateParts
 
 _ARTIFACT_ROW = (
     '<tr><td>{}</td><td>{}</td><td>{}</td><td class="mono">{}</td><td class="mono">{}</td></tr>\n'
@@ -29,14 +29,31 @@ def artifact_rows(artifacts: Iterable[Artifact]) -> Markup:
     from markupsafe import Markup
 
     esc = html.escape
-    return Markup(  # noqa: S704 - every value goes through html.escape just above
+    # Names, versions and indexes recur from lockset to lockset: each is escaped once.
+    if len(_ESCAPED) > _ESCAPED_MAX:
+        _ESCAPED.clear()
+    escaped = _ESCAPED.get
+    return Markup(  # noqa: S704 - every value goes through html.escape (_escape) just above
         "".join(
             _ARTIFACT_ROW.format(
-                esc(a.name), esc(a.version), esc(a.index), esc(a.filename), esc(a.sha256)
+                escaped(a.name) or _escape(a.name),
+                escaped(a.version) or _escape(a.version),
+                escaped(a.index) or _escape(a.index),
+                esc(a.filename),
+                esc(a.sha256),
             )
             for a in artifacts
         )
     )
+
+
+_ESCAPED: dict[str, str] = {}  # html.escape() of the values artifact_rows met
+_ESCAPED_MAX = 100_000
+
+
+def _escape(value: str) -> str:
+    out = _ESCAPED[value] = html.escape(value)
+    return out
 
 
 @lru_cache(maxsize=1)
@@ -50,19 +67,18 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
         undefined=jinja2.StrictUndefined,
     )
-    from .audit_model import count
+    from .audit_model import AUDIT_FORMAT, count
 
-    env.globals["artifact_rows"] = artifact_rows
+    env.globals.update(artifact_rows=artifact_rows, audit_format=AUDIT_FORMAT)
     env.filters["count"] = count
     return env
 
 
-def render_html(report: AuditReport) -> str:
-    """The audit report as one HTML page for auditors (screen and print)."""
-    from .audit_model import AUDIT_FORMAT
+def html_report() -> TemplateParts:
+    """The audit report as one HTML page for auditors (screen and print), in parts."""
+    from .audit_parts import TemplateParts
 
-    template = _environment().get_template("audit.html.j2")
-    return template.render(report=report, audit_format=AUDIT_FORMAT)
+    return TemplateParts(_environment().get_template("audit.html.j2"))
 
 
-__all__ = ["artifact_rows", "render_html"]
+__all__ = ["artifact_rows", "html_report"]

@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     import jinja2
 
     from ..lockset import Artifact
-    from .audit_model import AuditReport
+    from .audit_parts import TemplateParts
 
 # Characters Markdown would read as syntax inside a table cell; a pipe ends the cell.
 _MD_ESCAPES = str.maketrans(
@@ -37,7 +37,10 @@ def md(value: object) -> str:
 
 def code(value: object) -> str:
     """A code span that survives a table cell (pipes escaped, no line breaks)."""
-    text = str(value).replace("|", "\\|").replace("\n", " ")
+    text = str(value)
+    if "|" not in text and "`" not in text and "\n" not in text:
+        return f"`{text}`"  # the common case (hashes, file names), without copies
+    text = text.replace("|", "\\|").replace("\n", " ")
     fence = "``" if "`" in text else "`"
     return f"{fence} {text} {fence}" if fence == "``" else f"`{text}`"
 
@@ -50,11 +53,24 @@ def short(value: object) -> str:
 def artifact_rows(artifacts: Iterable[Artifact]) -> str:
     """The rows of one lock's artifact table (the report's hot loop, kept out of jinja:
     five filter calls per row through the template cost three times as much)."""
+    # Names, versions and indexes recur from lockset to lockset: each is escaped once.
+    if len(_ESCAPED) > _ESCAPED_MAX:
+        _ESCAPED.clear()
+    escaped = _ESCAPED.get
     return "\n".join(
-        f"| {md(a.name)} | {md(a.version)} | {md(a.index)} | {code(a.filename)} "
-        f"| {code(a.sha256)} |"
+        f"| {escaped(a.name) or _escape(a.name)} | {escaped(a.version) or _escape(a.version)} "
+        f"| {escaped(a.index) or _escape(a.index)} | {code(a.filename)} | {code(a.sha256)} |"
         for a in artifacts
     )
+
+
+_ESCAPED: dict[str, str] = {}  # md() of the values artifact_rows met
+_ESCAPED_MAX = 100_000
+
+
+def _escape(value: str) -> str:
+    out = _ESCAPED[value] = md(value)
+    return out
 
 
 def chain_word(verified: bool | None) -> str:
@@ -80,9 +96,11 @@ def _environment() -> jinja2.Environment:
     return env
 
 
-def render_markdown(report: AuditReport) -> str:
-    """The audit report as GitHub-flavoured Markdown (for pull requests)."""
-    return _environment().get_template("audit.md.j2").render(report=report)
+def markdown_report() -> TemplateParts:
+    """The audit report as GitHub-flavoured Markdown (for pull requests), in parts."""
+    from .audit_parts import TemplateParts
+
+    return TemplateParts(_environment().get_template("audit.md.j2"))
 
 
-__all__ = ["artifact_rows", "code", "md", "render_markdown", "short"]
+__all__ = ["artifact_rows", "code", "markdown_report", "md", "short"]

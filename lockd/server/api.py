@@ -8,10 +8,13 @@ database.
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import IO, Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from ..app import audit, record
@@ -167,19 +170,32 @@ def audit_report(
     target: str | None = None,
 ) -> Response:
     store = _store(request)
+    extension = {"markdown": "md", "html": "html", "json": "json", "cyclonedx": "cdx.json"}
+    headers = {"Content-Disposition": f'attachment; filename="lockd-audit.{extension[format]}"'}
     if format == "cyclonedx":
         text = audit.sbom(audit.SbomRequest("", project, lockset, target), store)
-    elif lockset or target:
+        return Response(text, media_type=AUDIT_MEDIA[format], headers=headers)
+    if lockset or target:
         raise UsageError("lockset and target choose what a CycloneDX SBOM describes.")
-    else:
-        report = audit.audit_report(audit.AuditRequest("", project, since, until), store)
-        text = audit.render_report(report, format)
-    extension = {"markdown": "md", "html": "html", "json": "json", "cyclonedx": "cdx.json"}
-    return Response(
-        text,
-        media_type=AUDIT_MEDIA[format],
-        headers={"Content-Disposition": f'attachment; filename="lockd-audit.{extension[format]}"'},
-    )
+    # The report is written in parts (a large one spills to a temporary file) and sent as
+    # it is read back: the server never holds a whole report of 10,000 locksets.
+    spooled = tempfile.SpooledTemporaryFile(max_size=_SPOOLED_BYTES)  # noqa: SIM115 - _chunks closes it
+    try:
+        audit.write_report(audit.AuditRequest("", project, since, until), format, spooled, store)
+        spooled.seek(0)
+    except BaseException:
+        spooled.close()
+        raise
+    return StreamingResponse(_chunks(spooled), media_type=AUDIT_MEDIA[format], headers=headers)
+
+
+_SPOOLED_BYTES = 8 << 20
+
+
+def _chunks(spooled: IO[bytes]) -> Iterator[bytes]:
+    with spooled:
+        while block := spooled.read(1 << 16):
+            yield block
 
 
 # -- the fleet -------------------------------------------------------------------------------

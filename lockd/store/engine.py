@@ -10,10 +10,12 @@ serialised by :mod:`lockd.store.chain`.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Connection, Engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlmodel import create_engine
@@ -24,6 +26,7 @@ from ..urls import strip_credentials
 URL_HINT = "Use an SQLAlchemy URL such as sqlite:////path/lockd.db or postgresql://user@host/db."
 # Extras of lockd that install a backend's driver.
 DRIVER_EXTRAS = {"postgresql": "postgres"}
+_READ_ONLY = "lockd_read_only"  # execution option of read_snapshot's connections
 
 
 def database_url(url: str) -> URL:
@@ -136,7 +139,25 @@ def _immediate_transactions(engine: Engine) -> None:
         dbapi_connection.isolation_level = None
 
     @event.listens_for(engine, "begin")
-    def _begin_immediate(connection: Any) -> None:
+    def _begin_immediate(connection: Connection) -> None:
+        if connection.get_execution_options().get(_READ_ONLY):
+            connection.exec_driver_sql("BEGIN")  # a reader: see read_snapshot
+            return
         # Take the write lock up front: a transaction that reads the chain head
         # and appends to it is atomic against a concurrent compile or drift run.
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+@contextmanager
+def read_snapshot(engine: Engine) -> Iterator[Connection]:
+    """A connection that reads one consistent snapshot, without blocking writers.
+
+    SQLite: a deferred transaction (WAL readers see the database as of their first
+    read; ``BEGIN IMMEDIATE`` would hold the write lock for as long as the read lasts).
+    PostgreSQL: a read-only ``REPEATABLE READ`` transaction.
+    """
+    options: dict[str, Any] = {_READ_ONLY: True}
+    if engine.dialect.name == "postgresql":
+        options.update(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+    with engine.connect().execution_options(**options) as conn, conn.begin():
+        yield conn

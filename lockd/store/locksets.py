@@ -215,6 +215,7 @@ def latest(session: Session, project: str) -> Lockset | None:
         .join(ProjectRow)
         .where(ProjectRow.name == project)
         .order_by(col(LocksetRow.id).desc())
+        .limit(1)  # ORM results are buffered: without it, every document of the project is read
     ).first()
     return to_lockset(row) if row else None
 

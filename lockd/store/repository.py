@@ -35,7 +35,7 @@ from .fleet import (
 from .locksets import LocksetSummary
 from .tokens import TokenInfo
 from .tracked_images import TrackedImage
-from .verify import ChainReport, Records, check_chains, load_records
+from .verify import ChainReport, RecordReader, Records, check_chains, load_records, reading_records
 
 
 class Store:
@@ -277,6 +277,18 @@ class Store:
         """Every lockset and drift report row as plain records (one query per table)."""
         try:
             return load_records(self.engine, project)
+        except SQLAlchemyError as exc:
+            raise self._failure("read", exc) from None
+
+    @contextmanager
+    def reading_records(
+        self, project: str | None = None, batch: int | None = None
+    ) -> Iterator[RecordReader]:
+        """The chain records a batch at a time, inside one snapshot (for reports and checks
+        over databases too large to hold in memory)."""
+        try:
+            with reading_records(self.engine, project, batch) as reader:
+                yield reader
         except SQLAlchemyError as exc:
             raise self._failure("read", exc) from None
 

@@ -14,7 +14,7 @@ project whose directory it is not run in.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,21 +50,38 @@ class ProjectEvidence:
     sources: tuple[str, ...] = ()  # what was consulted, for the report
 
 
-def check_evidence(records: Records, evidence: ProjectEvidence) -> tuple[Problem, ...]:
+@dataclass(frozen=True, slots=True)
+class Held:
+    """What the database holds, as far as the evidence is compared with it."""
+
+    holds: Callable[[str, str], bool]  # (project, lockset hash): whether that lockset is there
+    empty: bool  # no record at all
+    head: LocksetRecord | None = None  # the record of the manifest's lockset, when held
+
+    @classmethod
+    def of(cls, records: Records, head: str | None = None) -> Held:
+        """For records held in memory (``head``: the manifest's lockset hash)."""
+        held = {(record.project, record.hash) for record in records.locksets}
+        return cls(
+            lambda project, digest: (project, digest) in held,
+            not records.locksets and not records.drift_reports,
+            next((r for r in records.locksets if r.hash == head), None),
+        )
+
+
+def check_evidence(held: Held, evidence: ProjectEvidence) -> tuple[Problem, ...]:
     """Every anchor the database lacks, an edited manifest, lock files unlike the record."""
     problems: list[Problem] = []
     manifest = f"{evidence.directory}/lockd.json"
     if evidence.edited:
         owner = evidence.anchors[0].project if evidence.anchors else None
         problems.append(Problem(owner, "lock file", manifest, "altered", evidence.edited))
-    held = {(record.project, record.hash) for record in records.locksets}
-    empty = not records.locksets and not records.drift_reports
     for anchor in dict.fromkeys(evidence.anchors):  # in order, each once
-        if (anchor.project, anchor.hash) in held:
+        if held.holds(anchor.project, anchor.hash):
             continue
         why = (
             "the database holds no records at all: it is empty, truncated or was emptied"
-            if empty
+            if held.empty
             else "it was removed, or this is not the database the project records into"
         )
         problems.append(
@@ -76,9 +93,8 @@ def check_evidence(records: Records, evidence: ProjectEvidence) -> tuple[Problem
                 f"{anchor.source} names it, but the database does not hold it ({why})",
             )
         )
-    record = next((r for r in records.locksets if r.hash == evidence.head), None)
-    if record is not None:
-        problems += _lock_file_problems(record, evidence)
+    if held.head is not None and held.head.hash == evidence.head:
+        problems += _lock_file_problems(held.head, evidence)
     return tuple(problems)
 
 
@@ -129,4 +145,4 @@ def _lock_file_problems(record: LocksetRecord, evidence: ProjectEvidence) -> lis
     return problems
 
 
-__all__ = ["Anchor", "ProjectEvidence", "check_evidence", "recorded_files"]
+__all__ = ["Anchor", "Held", "ProjectEvidence", "check_evidence", "recorded_files"]

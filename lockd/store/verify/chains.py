@@ -1,12 +1,12 @@
-"""Walking one chain: parent links, documents against their hashes, where rows file them."""
+"""Walking a chain: parent links, documents against their hashes, where rows file them."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from .records import DriftRecord, LocksetRecord, Problem
 
@@ -19,26 +19,28 @@ class _Chained(Protocol):
     def parent_hash(self) -> str | None: ...
 
 
-_R = TypeVar("_R", bound=_Chained)
+class ChainWalk:
+    """One chain walked record by record, in append order: each record's parent link.
 
+    Only hashes are kept (the records already seen and their successors), so a
+    chain of any length is walked in memory that grows with its hashes alone.
+    """
 
-def walk_chain(
-    project: str, kind: str, records: Sequence[_R], check: Callable[[_R], list[Problem]]
-) -> list[Problem]:
-    """Walk one chain in order: each record's parent link, then ``check`` of the record."""
-    problems: list[Problem] = []
-    successor: dict[str, str] = {}  # hash -> the record appended after it
-    previous: str | None = None
-    for record in records:
+    def __init__(self, project: str, kind: str) -> None:
+        self.project, self.kind = project, kind
+        self.count = 0
+        self.head: str | None = None
+        self._successor: dict[str, str] = {}  # hash -> the record appended after it
+
+    def step(self, record: _Chained) -> Problem | None:
+        """The next record: whether its parent is the record appended before it."""
         # The parent link first: a gap means the parent was removed (or rewritten).
-        problem = link(project, kind, record, previous, successor)
-        if problem:
-            problems.append(problem)
-        if previous is not None:
-            successor.setdefault(previous, record.hash)
-        previous = record.hash
-        problems += check(record)
-    return problems
+        problem = link(self.project, self.kind, record, self.head, self._successor)
+        if self.head is not None:
+            self._successor.setdefault(self.head, record.hash)
+        self.head = record.hash
+        self.count += 1
+        return problem
 
 
 def link(

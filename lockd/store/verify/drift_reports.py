@@ -1,35 +1,10 @@
-"""The drift-report chain: each report row against its document, and the lockset it checked."""
+"""A drift report row against its document."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from ...drift import DRIFT_FORMAT, report_status
-from .chains import parse_record, show, utc, walk_chain
-from .records import DriftRecord, Problem
-
-
-def drift_chain(project: str, records: Sequence[DriftRecord], locksets: set[str]) -> list[Problem]:
-    def check(record: DriftRecord) -> list[Problem]:
-        found: list[Problem] = []
-        detail = drift_difference(record)
-        if detail:
-            found.append(Problem(project, "drift-report", record.hash, "altered", detail))
-        checked = record.columns.get("lockset_hash")
-        if isinstance(checked, str) and checked not in locksets:
-            # A drift check names its lockset: this also catches a removed newest lockset.
-            found.append(
-                Problem(
-                    project,
-                    "lockset",
-                    checked,
-                    "removed",
-                    f"drift report {record.hash} checked it, but it is not in the database",
-                )
-            )
-        return found
-
-    return walk_chain(project, "drift-report", records, check)
+from .chains import parse_record, show, utc
+from .records import DriftRecord
 
 
 def drift_difference(record: DriftRecord) -> str:

@@ -1,18 +1,29 @@
-"""Loading the chain records from the database (one query per table)."""
+"""Loading the chain records from the database, a batch of records at a time.
+
+:class:`RecordReader` reads inside one snapshot (a reader never blocks a
+writer): the drift reports and the locksets in append order, each batch of
+locksets with its lock, artifact, dependency and image rows (aggregated in SQL:
+the row count, not the bytes, is what makes reading 100,000 artifacts slow),
+and the rows whose parent row is gone.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import queue
+import threading
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import replace
-from typing import Any
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlmodel import SQLModel
 
 from ...lockset import sha256_text
 from .. import tables as _tables  # noqa: F401 - registers the tables in SQLModel.metadata
+from ..engine import read_snapshot
 from .chains import parse_document, utc
 from .records import (
     ARTIFACT_FIELDS,
@@ -27,6 +38,8 @@ from .records import (
     Records,
 )
 
+# Locksets per batch: a few MB of documents and rows at a time, few enough queries.
+BATCH = 200
 _LOCKSET_COLUMNS = (
     "input_key",
     "resolver",
@@ -46,92 +59,161 @@ _DRIFT_COLUMNS = ("lockset_hash", "status", "checked_at", "finding_count")
 
 
 def load_records(engine: Engine, project: str | None = None) -> Records:
-    """Read every row the chains consist of, one query per table.
+    """Every row the chains consist of, held in memory (small databases, tests).
 
     Rows whose parent row is gone (orphans) are looked for only across all
     projects: with ``project`` they cannot be attributed to it.
     """
-    tables = SQLModel.metadata.tables
-    locksets_t, projects_t, drifts_t = (
-        tables["locksets"],
-        tables["projects"],
-        tables["drift_reports"],
-    )
-    locksets, projects, drifts = locksets_t.c, projects_t.c, drifts_t.c
-    locks, artifacts, images = tables["locks"].c, tables["artifacts"].c, tables["images"].c
-    lockset_query = (
-        sa.select(
+    with reading_records(engine, project) as reader:
+        orphans = reader.orphans()
+        return Records(
+            tuple(reader.locksets()),
+            tuple(reader.drift_reports()),
+            orphans.orphan_locks,
+            orphans.orphan_artifacts,
+            orphans.orphan_images,
+            orphans.orphan_dependencies,
+            orphans.altered_snapshots,
+        )
+
+
+@contextmanager
+def reading_records(
+    engine: Engine, project: str | None = None, batch: int | None = None
+) -> Iterator[RecordReader]:
+    """A :class:`RecordReader` over one snapshot of the database (``batch``: locksets per
+    query, default :data:`BATCH`)."""
+    with read_snapshot(engine) as conn:
+        yield RecordReader(conn, project, batch or BATCH)
+
+
+class RecordReader:
+    """The chain records of every project (or one), a batch at a time, in append order."""
+
+    def __init__(self, conn: Connection, project: str | None, batch: int) -> None:
+        self._conn, self._project, self._batch = conn, project, max(1, batch)
+        self._t = SQLModel.metadata.tables
+
+    def lockset_count(self) -> int:
+        """How many locksets :meth:`locksets` brings."""
+        locksets_t, projects_t = self._t["locksets"], self._t["projects"]
+        query = sa.select(sa.func.count()).select_from(locksets_t)
+        if self._project is not None:
+            query = query.join(projects_t).where(projects_t.c.name == self._project)
+        return int(self._conn.execute(query).scalar_one())
+
+    def locksets(self) -> Iterator[LocksetRecord]:
+        """Every lockset with its rows, oldest first. The next batch is read while the one
+        before is used (in a thread: the database works without holding the GIL)."""
+        for batch in _ahead(self._lockset_batches()):
+            yield from lockset_records(*batch)
+
+    def _lockset_batches(self) -> Iterator[tuple[Sequence[Any], ...]]:
+        """The rows of each batch of locksets, as :func:`lockset_records` takes them."""
+        t = self._t
+        locksets_t, projects_t = t["locksets"], t["projects"]
+        locksets, projects = locksets_t.c, projects_t.c
+        locks, artifacts, images = t["locks"].c, t["artifacts"].c, t["images"].c
+        dependencies = t["dependencies"].c
+        query = sa.select(
             locksets.id,
             projects.name,
             locksets.hash,
             locksets.parent_hash,
             locksets.document,
             *(locksets[name] for name in _LOCKSET_COLUMNS),
-        )
-        .join_from(locksets_t, projects_t)
-        .order_by(locksets.id)
-    )
-    lock_query = sa.select(
-        locks.id, locks.lockset_id, locks.target, locks.flavour, locks.files
-    ).order_by(locks.id)
-    # One text per lock instead of one row per artifact: the row count, not the
-    # bytes, is what makes reading 100,000 artifacts slow.
-    line: sa.ColumnElement[str] = sa.cast(artifacts.id, sa.String)
-    for name in ARTIFACT_FIELDS:
-        line = line.concat(FIELD_SEP).concat(artifacts[name])
-    artifact_query = sa.select(
-        artifacts.lock_id, sa.func.aggregate_strings(line, ROW_SEP)
-    ).group_by(artifacts.lock_id)
-    dependencies = tables["dependencies"].c
-    edge: sa.ColumnElement[str] = sa.cast(dependencies.id, sa.String)
-    for name in DEPENDENCY_FIELDS:
-        edge = edge.concat(FIELD_SEP).concat(sa.func.coalesce(dependencies[name], ""))
-    dependency_query = sa.select(
-        dependencies.lock_id, sa.func.aggregate_strings(edge, ROW_SEP)
-    ).group_by(dependencies.lock_id)
-    image_query = sa.select(
-        images.id, images.lockset_id, *(images[name] for name in IMAGE_FIELDS)
-    ).order_by(images.id)
-    drift_query = (
-        sa.select(
+        ).join_from(locksets_t, projects_t)
+        if self._project is not None:
+            query = query.where(projects.name == self._project)
+        line: sa.ColumnElement[str] = sa.cast(artifacts.id, sa.String)
+        for name in ARTIFACT_FIELDS:
+            line = line.concat(FIELD_SEP).concat(artifacts[name])
+        edge: sa.ColumnElement[str] = sa.cast(dependencies.id, sa.String)
+        for name in DEPENDENCY_FIELDS:
+            edge = edge.concat(FIELD_SEP).concat(sa.func.coalesce(dependencies[name], ""))
+        after = 0
+        while True:
+            rows = self._conn.execute(
+                query.where(locksets.id > after).order_by(locksets.id).limit(self._batch)
+            ).all()
+            if not rows:
+                return
+            after = rows[-1][0]
+            ids = [row[0] for row in rows]
+            own_locks = sa.select(locks.id).where(locks.lockset_id.in_(ids))
+            yield (
+                rows,
+                self._conn.execute(
+                    sa.select(locks.id, locks.lockset_id, locks.target, locks.flavour, locks.files)
+                    .where(locks.lockset_id.in_(ids))
+                    .order_by(locks.id)
+                ).all(),
+                self._per_lock(artifacts.lock_id, line, own_locks),
+                self._conn.execute(
+                    sa.select(images.id, images.lockset_id, *(images[n] for n in IMAGE_FIELDS))
+                    .where(images.lockset_id.in_(ids))
+                    .order_by(images.id)
+                ).all(),
+                self._per_lock(dependencies.lock_id, edge, own_locks),
+            )
+
+    def _per_lock(
+        self, lock_id: sa.ColumnElement[int], line: sa.ColumnElement[str], locks: sa.Select[Any]
+    ) -> Sequence[Any]:
+        """``(lock id, the lines of its rows joined by ROW_SEP)`` of each of ``locks``."""
+        return self._conn.execute(
+            sa.select(lock_id, sa.func.aggregate_strings(line, ROW_SEP))
+            .where(lock_id.in_(locks))
+            .group_by(lock_id)
+        ).all()
+
+    def drift_reports(self) -> Iterator[DriftRecord]:
+        """Every drift report, oldest first."""
+        drifts_t, projects_t = self._t["drift_reports"], self._t["projects"]
+        drifts, projects = drifts_t.c, projects_t.c
+        query = sa.select(
             drifts.id,
             projects.name,
             drifts.hash,
             drifts.parent_hash,
             drifts.document,
             *(drifts[name] for name in _DRIFT_COLUMNS),
-        )
-        .join_from(drifts_t, projects_t)
-        .order_by(drifts.id)
-    )
-    if project is not None:
-        own = sa.select(locksets.id).join_from(locksets_t, projects_t)
-        own = own.where(projects.name == project)
-        own_locks = sa.select(locks.id).where(locks.lockset_id.in_(own))
-        lockset_query = lockset_query.where(projects.name == project)
-        drift_query = drift_query.where(projects.name == project)
-        lock_query = lock_query.where(locks.lockset_id.in_(own))
-        artifact_query = artifact_query.where(artifacts.lock_id.in_(own_locks))
-        dependency_query = dependency_query.where(dependencies.lock_id.in_(own_locks))
-        image_query = image_query.where(images.lockset_id.in_(own))
-    with engine.connect() as conn:
-        lockset_rows = conn.execute(lockset_query).all()
-        lock_rows = conn.execute(lock_query).all()
-        artifact_rows = conn.execute(artifact_query).all()
-        drift_rows = conn.execute(drift_query).all()
-        image_rows = conn.execute(image_query).all()
-        dependency_rows = conn.execute(dependency_query).all()
-        altered = altered_snapshots(conn, project)
-    records = assemble(
-        lockset_rows,
-        lock_rows,
-        artifact_rows,
-        drift_rows,
-        image_rows,
-        dependency_rows=dependency_rows,
-        all_projects=project is None,
-    )
-    return replace(records, altered_snapshots=altered)
+        ).join_from(drifts_t, projects_t)
+        if self._project is not None:
+            query = query.where(projects.name == self._project)
+        after = 0
+        while True:
+            rows = self._conn.execute(
+                query.where(drifts.id > after).order_by(drifts.id).limit(self._batch * 5)
+            ).all()
+            if not rows:
+                return
+            after = rows[-1][0]
+            yield from (drift_record(row) for row in rows)
+
+    def orphans(self) -> Records:
+        """Rows whose parent row is gone, as ``(row id, missing parent id)`` (only across all
+        projects: with a project they cannot be attributed to it)."""
+        altered = altered_snapshots(self._conn, self._project)
+        if self._project is not None:
+            return Records((), (), altered_snapshots=altered)
+        t = self._t
+        pairs = []
+        for table, parent, key, grouped in (
+            ("locks", "locksets", "lockset_id", False),
+            ("artifacts", "locks", "lock_id", True),
+            ("images", "locksets", "lockset_id", False),
+            ("dependencies", "locks", "lock_id", True),
+        ):
+            rows, parents = t[table].c, t[parent].c
+            gone = ~sa.exists().where(parents.id == rows[key])
+            if grouped:  # one row stands for all the rows of a missing parent
+                query = sa.select(sa.func.min(rows.id), rows[key]).where(gone).group_by(rows[key])
+            else:
+                query = sa.select(rows.id, rows[key]).where(gone)
+            pairs.append(tuple(sorted((int(a), int(b)) for a, b in self._conn.execute(query))))
+        locks, artifacts, images, dependencies = pairs
+        return Records((), (), locks, artifacts, images, dependencies, altered)
 
 
 def altered_snapshots(conn: sa.Connection, project: str | None) -> tuple[tuple[str, str, str], ...]:
@@ -164,17 +246,14 @@ def altered_snapshots(conn: sa.Connection, project: str | None) -> tuple[tuple[s
     return tuple((name, report, key) for name, report, key in rows)
 
 
-def assemble(
+def lockset_records(
     lockset_rows: Iterable[Sequence[Any]],
     lock_rows: Iterable[Sequence[Any]],
     artifact_rows: Iterable[Sequence[Any]],
-    drift_rows: Iterable[Sequence[Any]],
     image_rows: Iterable[Sequence[Any]] = (),
-    *,
     dependency_rows: Iterable[Sequence[Any]] = (),
-    all_projects: bool = True,
-) -> Records:
-    """Group plain row tuples (in the column order :func:`load_records` selects) into records.
+) -> list[LocksetRecord]:
+    """Group plain row tuples (in the column order :class:`RecordReader` selects) into records.
 
     ``artifact_rows`` and ``dependency_rows`` are ``(lock id, lines joined by ROW_SEP)``.
     """
@@ -197,15 +276,14 @@ def assemble(
                 target,
                 flavour,
                 files or {},
-                artifacts.pop(lock_id, ()),
-                dependencies.pop(lock_id, ()),
+                artifacts.get(lock_id, ()),
+                dependencies.get(lock_id, ()),
             )
         )
     locksets = []
     for lockset_id, project, digest, parent, document, *values in lockset_rows:
         columns = dict(zip(_LOCKSET_COLUMNS, values, strict=True))
         columns["created_at"] = utc(columns["created_at"])
-        own = tuple(locks.pop(lockset_id, ()))
         locksets.append(
             LocksetRecord(
                 lockset_id,
@@ -214,44 +292,67 @@ def assemble(
                 parent,
                 document,
                 columns,
-                own,
-                tuple(images.pop(lockset_id, ())),
+                tuple(locks.get(lockset_id, ())),
+                tuple(images.get(lockset_id, ())),
                 parse_document(document),
             )
         )
-    drifts = []
-    for drift_id, project, digest, parent, document, *values in drift_rows:
-        columns = dict(zip(_DRIFT_COLUMNS, values, strict=True))
-        columns["checked_at"] = utc(columns["checked_at"])
-        drifts.append(
-            DriftRecord(
-                drift_id, project, digest, parent, document, columns, parse_document(document)
-            )
-        )
-    orphan_locks: list[tuple[int, int]] = []
-    orphan_artifacts: list[tuple[int, int]] = []
-    orphan_images: list[tuple[int, int]] = []
-    orphan_dependencies: list[tuple[int, int]] = []
-    if all_projects:
-        orphan_locks = sorted(
-            (lock.id, parent_id) for parent_id, rows in locks.items() for lock in rows
-        )
-        orphan_artifacts = sorted(
-            (int(lines[0].partition(FIELD_SEP)[0]), lock_id)
-            for lock_id, lines in artifacts.items()
-            if lines
-        )
-        orphan_images = sorted((i.id, owner) for owner, rows in images.items() for i in rows)
-        orphan_dependencies = sorted(
-            (int(lines[0].partition(FIELD_SEP)[0]), lock_id)
-            for lock_id, lines in dependencies.items()
-            if lines
-        )
-    return Records(
-        tuple(locksets),
-        tuple(drifts),
-        tuple(orphan_locks),
-        tuple(orphan_artifacts),
-        tuple(orphan_images),
-        tuple(orphan_dependencies),
+    return locksets
+
+
+def drift_record(row: Sequence[Any]) -> DriftRecord:
+    """One drift report row (in the column order :class:`RecordReader` selects) as a record."""
+    drift_id, project, digest, parent, document, *values = row
+    columns = dict(zip(_DRIFT_COLUMNS, values, strict=True))
+    columns["checked_at"] = utc(columns["checked_at"])
+    return DriftRecord(
+        drift_id, project, digest, parent, document, columns, parse_document(document)
     )
+
+
+_T = TypeVar("_T")
+_DONE = object()
+
+
+def _ahead(items: Iterator[_T]) -> Iterator[_T]:
+    """``items``, each produced in a thread while the consumer uses the one before.
+
+    The thread stops when the consumer stops early (an error, Ctrl-C): it is joined before
+    this generator returns, so the connection it reads through is free again.
+    """
+    handoff: queue.Queue[Any] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                handoff.put(item)
+                if stop.is_set():
+                    break
+        except BaseException as exc:  # raised again in the consumer
+            handoff.put(_Failed(exc))
+        else:
+            handoff.put(_DONE)
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=produce, name="lockd-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while (item := handoff.get()) is not _DONE:
+            if isinstance(item, _Failed):
+                raise item.exc
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting to hand over a batch
+            with contextlib.suppress(queue.Empty):
+                handoff.get(timeout=0.05)
+        thread.join()
+
+
+class _Failed:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc

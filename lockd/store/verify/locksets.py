@@ -7,7 +7,7 @@ from operator import itemgetter
 from typing import Any
 
 from ...lockset import LOCKSET_FORMAT
-from .chains import parse_record, show, utc, walk_chain
+from .chains import parse_record, show, utc
 from .dependencies import dependencies_difference
 from .records import (
     ARTIFACT_FIELDS,
@@ -16,18 +16,9 @@ from .records import (
     ImageRecord,
     LockRecord,
     LocksetRecord,
-    Problem,
 )
 
 _artifact_fields = itemgetter(*ARTIFACT_FIELDS)
-
-
-def lockset_chain(project: str, records: Sequence[LocksetRecord]) -> list[Problem]:
-    def check(record: LocksetRecord) -> list[Problem]:
-        detail = lockset_difference(record)
-        return [Problem(project, "lockset", record.hash, "altered", detail)] if detail else []
-
-    return walk_chain(project, "lockset", records, check)
 
 
 def lockset_difference(record: LocksetRecord) -> str:
