@@ -115,6 +115,9 @@ DbOption = Annotated[
     ),
 ]
 FormatOption = Annotated[TableFormat, typer.Option("--format", help="Output format.")]
+OnlyProjectOption = Annotated[
+    str | None, typer.Option("--project", metavar="NAME", help="Only this project.")
+]
 BuildArgOption = Annotated[
     list[str] | None,
     typer.Option(

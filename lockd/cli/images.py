@@ -14,6 +14,7 @@ from ._app import (
     BuildArgOption,
     DbOption,
     FormatOption,
+    OnlyProjectOption,
     PlatformOption,
     TableFormat,
     _Command,
@@ -226,9 +227,7 @@ def images_untrack(
 
 @images_app.command("tracked", cls=_Command)
 def images_tracked(
-    project: Annotated[
-        str | None, typer.Option("--project", metavar="NAME", help="Only this project.")
-    ] = None,
+    project: OnlyProjectOption = None,
     db: DbOption = None,
     output_format: FormatOption = TableFormat.table,
 ) -> None:

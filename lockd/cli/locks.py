@@ -14,6 +14,7 @@ from ._app import (
     BuildArgOption,
     DbOption,
     FormatOption,
+    OnlyProjectOption,
     TableFormat,
     _Command,
     app,
@@ -338,9 +339,7 @@ def compile_(
 
 @app.command(cls=_Command)
 def history(
-    project: Annotated[
-        str | None, typer.Option("--project", metavar="NAME", help="Only this project.")
-    ] = None,
+    project: OnlyProjectOption = None,
     db: DbOption = None,
     output_format: FormatOption = TableFormat.table,
 ) -> None:
