@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lockd.snapshot import Available, RpmPackage, Unavailable, rpmdb, system
+from lockd.snapshot import Available, RpmPackage, Unavailable, parse, rpmdb, system
 from tests.support.rpmdb import header, real_rpmdb, sqlite_rpmdb
 
 
@@ -50,7 +50,7 @@ def test_a_database_written_by_rpm_reads_as_rpm_lists_it(tmp_path: Path) -> None
     assert list(packages) == sorted(expected, key=lambda p: p.name)
     assert [p.name for p in packages] == ["glibc", "python3-devel"]
     assert packages[1].version == "2:3.9.18-1.el9" and packages[1].architecture == "noarch"
-    assert rpmdb.glibc_release(packages) == "2.34"
+    assert parse.glibc_from_packages(packages, "glibc") == "2.34"
 
 
 def test_hand_built_headers() -> None:

@@ -158,11 +158,11 @@ def _dpkg(rootfs: RootFs) -> Probe[tuple[DebPackage, ...]]:
 
 def _rpm(rootfs: RootFs) -> Probe[tuple[RpmPackage, ...]]:
     for path in rpmdb.SQLITE_PATHS:
-        if rootfs.is_file(path):
-            data = rootfs.read_bytes(path)
-            if data is None:  # larger than the rootfs keeps
+        entry = rootfs.lookup(path)
+        if entry is not None and entry.kind == "file":
+            if entry.content is None:  # larger than the rootfs keeps
                 return Unavailable(f"/{path} is larger than {MAX_CONTENT >> 20} MiB; not read")
-            return rpmdb.probe(data, f"/{path}")
+            return rpmdb.probe(entry.content, f"/{path}")
     return rpmdb.absent(
         name for directory in rpmdb.DIRECTORIES for name in rootfs.listdir(directory)
     )
@@ -171,8 +171,8 @@ def _rpm(rootfs: RootFs) -> Probe[tuple[RpmPackage, ...]]:
 def _glibc(
     rootfs: RootFs, dpkg: Probe[tuple[DebPackage, ...]], rpm: Probe[tuple[RpmPackage, ...]]
 ) -> Probe[str]:
-    version = (parse.glibc_from_dpkg(dpkg.value) if isinstance(dpkg, Available) else None) or (
-        rpmdb.glibc_release(rpm.value) if isinstance(rpm, Available) else None
+    version = (parse.glibc_from_packages(dpkg.value) if isinstance(dpkg, Available) else None) or (
+        parse.glibc_from_packages(rpm.value, "glibc") if isinstance(rpm, Available) else None
     )
     if version:
         return Available(version)

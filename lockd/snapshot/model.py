@@ -401,12 +401,8 @@ class SystemInfo:
         return {
             "os_release": probe_to_dict(self.os_release, dict),
             "glibc": probe_to_dict(self.glibc, str),
-            "dpkg": probe_to_dict(
-                self.dpkg, lambda pkgs: [[p.name, p.version, p.architecture] for p in pkgs]
-            ),
-            "rpm": probe_to_dict(
-                self.rpm, lambda pkgs: [[p.name, p.version, p.architecture] for p in pkgs]
-            ),
+            "dpkg": probe_to_dict(self.dpkg, _package_rows),
+            "rpm": probe_to_dict(self.rpm, _package_rows),
             "ld_cache": probe_to_dict(
                 self.ld_cache, lambda entries: [[e.soname, e.flags, e.path] for e in entries]
             ),
@@ -445,6 +441,11 @@ class SystemInfo:
             cuda=probe("cuda", _cuda_toolkit),
             libraries=probe("libraries", lambda v: LibraryScan.read(v.object("value"))),
         )
+
+
+def _package_rows(packages: tuple[DebPackage | RpmPackage, ...]) -> list[list[str]]:
+    """OS packages as ``[name, version, architecture]`` rows (dpkg and rpm alike)."""
+    return [[p.name, p.version, p.architecture] for p in packages]
 
 
 def _cuda_toolkit(probe: Fields) -> CudaToolkit:

@@ -28,6 +28,7 @@ from .model import (
     Dist,
     Interpreter,
     LdCacheEntry,
+    RpmPackage,
     TorchFlavour,
     TorchKind,
 )
@@ -519,10 +520,13 @@ def parse_dpkg_status(text: str) -> tuple[DebPackage, ...]:
     return tuple(sorted(packages, key=lambda p: p.name))
 
 
-def glibc_from_dpkg(packages: Iterable[DebPackage]) -> str | None:
-    """The glibc release from the ``libc6`` package version (``2.36-9+deb12u4`` -> ``2.36``)."""
+def glibc_from_packages(
+    packages: Iterable[DebPackage | RpmPackage], name: str = "libc6"
+) -> str | None:
+    """The glibc release from its package's version: Debian's ``libc6`` (``2.36-9+deb12u4``
+    -> ``2.36``), RPM's ``glibc`` (``2.34-100.el9`` -> ``2.34``)."""
     for package in packages:
-        if package.name.split(":")[0] == "libc6":
+        if package.name.split(":")[0] == name:
             match = re.match(r"(\d+\.\d+)", package.version.split(":")[-1])
             if match:
                 return match[1]

@@ -16,7 +16,6 @@ and offset is checked against the blob, the SQLite file is opened from memory
 
 from __future__ import annotations
 
-import re
 import sqlite3
 import struct
 from collections.abc import Iterable
@@ -135,13 +134,3 @@ def read_header(blob: bytes) -> RpmPackage:
         (epoch,) = struct.unpack_from(">I", blob, store + found[1])
     full = f"{epoch}:{version}-{release}" if epoch else f"{version}-{release}"
     return RpmPackage(name, full, text(_ARCH) or "")
-
-
-def glibc_release(packages: Iterable[RpmPackage]) -> str | None:
-    """The glibc release from the ``glibc`` package (``2.34-100.el9`` -> ``2.34``)."""
-    for package in packages:
-        if package.name == "glibc":
-            match = re.match(r"(\d+\.\d+)", package.version.split(":")[-1])
-            if match:
-                return match[1]
-    return None
