@@ -154,3 +154,48 @@ def test_audit_verify_catches_an_edited_snapshot_content(tmp_path: Path) -> None
     assert f"drift report {report.hash}" in problem.detail
     assert not store.verify_chains("vision").ok and store.verify_chains("other").ok
     store.close()
+
+
+def test_the_report_vouches_for_which_snapshot_it_compared(db_url: str) -> None:
+    """Each stored content is intact, but a ``snapshots`` row names another one, another
+    time, or is gone: the report's document records what it compared, so the chain says so."""
+    store = Store(db_url)
+    lockset, files = lock_files(fleet_lockset("vision"))
+    store.record_lockset(lockset, files)
+    fleet = Fleet(store)
+    clean = fleet.ingest(Ingestion("vision", TARGET, "d1"), _body("2026-11-30T10:00:00Z"))
+    drifted = fleet.ingest(
+        Ingestion("vision", TARGET, "d1"), _body("2026-11-30T10:10:00Z", cpu_torch=True)
+    )
+    key = snapshot_content(parse_posted(_body("2026-11-30T10:00:00Z")).to_dict())[0]
+    assert clean.to_dict()["compared"] == {
+        TARGET: {"sha256": key, "taken_at": "2026-11-30T10:00:00Z"}
+    }
+    assert store.verify_chains().ok
+    utc = "+00" if store.engine.dialect.name == "postgresql" else ""
+    with store.engine.connect() as conn:
+        row = conn.execute(text("SELECT * FROM snapshots ORDER BY id DESC LIMIT 1")).mappings()
+        original = dict(row.one())
+    columns = ", ".join(original)
+    restore = f"INSERT INTO snapshots ({columns}) VALUES (:{', :'.join(original)})"  # noqa: S608 - the table's own column names
+    for edit, said in (
+        ("UPDATE snapshots SET document_hash = :clean WHERE id = :id", f"content {key[:12]}"),
+        ("UPDATE snapshots SET taken_at = :earlier WHERE id = :id", "taken 2026-11-30T09:00"),
+        ("DELETE FROM snapshots WHERE id = :id", "has no row in the snapshots table"),
+    ):
+        with store.engine.begin() as conn:  # as someone editing the database would
+            conn.execute(
+                text(edit), {"clean": key, "earlier": f"2026-11-30 09:00:00{utc}", **original}
+            )
+        (problem,) = store.verify_chains().problems
+        assert (problem.record, problem.ref, problem.change) == (
+            "drift-report",
+            drifted.hash,
+            "altered",
+        )
+        assert TARGET in problem.detail and said in problem.detail, problem.detail
+        with store.engine.begin() as conn:
+            conn.execute(text("DELETE FROM snapshots WHERE id = :id"), original)
+            conn.execute(text(restore), original)
+        assert store.verify_chains().ok, edit
+    store.close()

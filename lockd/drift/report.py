@@ -132,6 +132,9 @@ class DriftReport:
     image: Mapping[str, Any] | None = None
     timings: tuple[CheckTiming, ...] = ()  # what the sharded nightly run balances on
     shard: str | None = None  # "I/N" when one shard of a nightly run made the report
+    # The snapshots it compared, as stored: target -> {"sha256" of the content, "taken_at"}.
+    # Set when recorded, so the chain vouches for the ``snapshots`` rows (``audit verify``).
+    compared: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     @property
     def status(self) -> str:
@@ -152,6 +155,12 @@ class DriftReport:
             **({"image": dict(self.image)} if self.image is not None else {}),
             "timings": [t.to_dict() for t in self.timings],
             "shard": self.shard,
+            # Only reports that compared a snapshot carry the key (older ones: see above).
+            **(
+                {"compared": {t: dict(c) for t, c in self.compared.items()}}
+                if self.compared
+                else {}
+            ),
         }
 
     @classmethod
@@ -171,6 +180,7 @@ class DriftReport:
             timings=tuple(CheckTiming.from_dict(t) for t in data.get("timings", [])),
             shard=data.get("shard"),
             image=data.get("image"),
+            compared=data.get("compared") or {},
         )
 
     @property

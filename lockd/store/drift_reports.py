@@ -92,7 +92,9 @@ def insert_recorded(
     Core inserts, not ORM objects: this is the server's hot path.
     """
     conn = session.connection()
-    stored = replace(report, parent=head.hash)
+    records = _snapshots(report, posted) if snapshots is None else snapshots
+    compared = {s.target: {"sha256": s.hash, "taken_at": s.taken_at} for s in records}
+    stored = replace(report, parent=head.hash, compared=compared)
     document = stored.body()
     text = canonical_json(document)
     body = {**document, "hash": sha256_text(text)}
@@ -111,7 +113,7 @@ def insert_recorded(
         },
     ).inserted_primary_key[0]  # type: ignore[index]
     snapshot_ids: dict[str, int] = {}
-    for snapshot in _snapshots(stored, posted) if snapshots is None else snapshots:
+    for snapshot in records:
         if snapshot.content is not None:
             store_content(conn, snapshot.hash, snapshot.content)
         snapshot_ids[snapshot.target] = conn.execute(

@@ -13,7 +13,7 @@ import contextlib
 import queue
 import threading
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -188,8 +188,27 @@ class RecordReader:
             ).all()
             if not rows:
                 return
+            snapshots = self._snapshots_of(rows[0][0], rows[-1][0])
             after = rows[-1][0]
-            yield from (drift_record(row) for row in rows)
+            yield from (drift_record(row, snapshots.get(row[0], {})) for row in rows)
+
+    def _snapshots_of(self, first: int, last: int) -> dict[int, dict[str, tuple[str, str]]]:
+        """The ``snapshots`` rows of the drift reports ``first``..``last``, by report id."""
+        snapshots = self._t["snapshots"].c
+        rows = self._conn.execute(
+            sa.select(
+                snapshots.drift_report_id,
+                snapshots.target,
+                snapshots.document_hash,
+                snapshots.taken_at,
+            )
+            .where(snapshots.drift_report_id.between(first, last))
+            .order_by(snapshots.id)
+        )
+        found: dict[int, dict[str, tuple[str, str]]] = defaultdict(dict)
+        for report_id, target, digest, taken_at in rows:
+            found[report_id][target] = (digest, utc(taken_at))
+        return found
 
     def orphans(self) -> Records:
         """Rows whose parent row is gone, as ``(row id, missing parent id)`` (only across all
@@ -300,13 +319,23 @@ def lockset_records(
     return locksets
 
 
-def drift_record(row: Sequence[Any]) -> DriftRecord:
-    """One drift report row (in the column order :class:`RecordReader` selects) as a record."""
+def drift_record(
+    row: Sequence[Any], snapshots: Mapping[str, tuple[str, str]] | None = None
+) -> DriftRecord:
+    """One drift report row (in the column order :class:`RecordReader` selects) as a record,
+    with its ``snapshots`` rows (target -> content hash, taken_at)."""
     drift_id, project, digest, parent, document, *values = row
     columns = dict(zip(_DRIFT_COLUMNS, values, strict=True))
     columns["checked_at"] = utc(columns["checked_at"])
     return DriftRecord(
-        drift_id, project, digest, parent, document, columns, parse_document(document)
+        drift_id,
+        project,
+        digest,
+        parent,
+        document,
+        columns,
+        parse_document(document),
+        dict(snapshots or {}),
     )
 
 

@@ -100,6 +100,8 @@ class DriftRecord:
     document: str
     columns: Mapping[str, Any]
     data: Mapping[str, Any] | None = None
+    # Its ``snapshots`` rows: target -> (content hash, taken_at as ``chains.utc`` spells it).
+    snapshots: Mapping[str, tuple[str, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
