@@ -168,13 +168,24 @@ def parse_platform(text: str) -> Platform:
         ) from None
 
 
+# CPython minors a lock can be made for: uv's oldest, and the newest released (3.15: 2026-10).
+PYTHONS = ((3, 8), (3, 15))
+
+
 def parse_python(text: str) -> tuple[int, int]:
     match = re.fullmatch(r"(?:py)?(\d)\.?(\d{1,2})", text.strip())
     if not match:
         raise UsageError(
             f"Unknown Python version {text!r}.", hint="Give a minor version such as 3.11."
         )
-    return int(match[1]), int(match[2])
+    version = int(match[1]), int(match[2])
+    oldest, newest = PYTHONS
+    if not oldest <= version <= newest:
+        raise UsageError(
+            f"No released CPython {version[0]}.{version[1]} to lock for ({text!r}).",
+            hint=f"Give a minor version from {oldest[0]}.{oldest[1]} to {newest[0]}.{newest[1]}.",
+        )
+    return version
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -74,6 +74,17 @@ def test_matrix_ids_have_no_dots_and_round_trip() -> None:
         expand_matrix(["beos"], ["3.11"], ["cpu"])
 
 
+@pytest.mark.parametrize("python", ["2.7", "3.7", "3.16", "3.19", "4.0"])
+def test_only_released_pythons_are_locked_for(python: str) -> None:
+    with pytest.raises(UsageError, match=f"No released CPython {python}") as caught:
+        expand_matrix(["linux-x86_64"], [python], ["cpu"])
+    assert caught.value.hint == "Give a minor version from 3.8 to 3.15."
+    assert [t.python for t in expand_matrix(["linux-x86_64"], ["py38", "3.15"], ["cpu"])] == [
+        (3, 8),
+        (3, 15),
+    ]
+
+
 def test_routing_sends_only_the_family_to_the_variant() -> None:
     target = parse_target_id("linux-x86_64-py311-cu124")
     plan = plan_for(target, PYPI, BASE, family_names(["xformers"]))
