@@ -18,7 +18,8 @@ import yaml
 from ..errors import UsageError
 
 COMMAND = "lockd drift --all --format junit -o /var/lib/lockd/drift.xml"
-IMAGE = "your-registry/lockd:latest"  # an image of your own build of lockd (see _k8s)
+# An image of your own build of lockd (see _k8s), pinned by digest: a tag can move.
+IMAGE = "your-registry/lockd@sha256:DIGEST"
 # lockd is not published on PyPI: `pip install lockd` would run whatever someone else put
 # there under that name, with the database secret in its environment. The GitHub recipe
 # installs from a hash-locked requirements file in the repository instead.
@@ -90,9 +91,9 @@ def _k8s(shards: int) -> str:
         "#     --from-literal=database-url='postgresql://lockd:PASSWORD@db.internal/lockd' \\\n"
         "#     --from-literal=registry-username=USER --from-literal=registry-password=TOKEN\n"
         "# (optional keys: registry-host, registry-username, registry-password, and\n"
-        "# index-url, an index URL with credentials). Set the image: your own build of\n"
-        f"# lockd with its postgres extra, running as uid {UID} (lockd is not on PyPI; a\n"
-        "# package of that name there is someone else's).\n"
+        "# index-url, an index URL with credentials). Set the image, by digest: your own\n"
+        f"# build of lockd with its postgres extra, running as uid {UID} (lockd is not on\n"
+        "# PyPI; a package of that name there is someone else's).\n"
     )
     drift = _cronjob(
         "lockd-drift",
