@@ -103,7 +103,7 @@ def _start(
     errors: str | None = None,
 ) -> subprocess.Popen[str]:
     """Start ``command`` in a process group of its own that dies with this thread."""
-    with _lock:
+    with _lock:  # against other threads; a signal handler takes no lock (stop_children)
         if _stopping.is_set():
             raise KeyboardInterrupt
         child = subprocess.Popen(
@@ -119,6 +119,9 @@ def _start(
             preexec_fn=_die_with_parent(),  # noqa: PLW1509 - async-signal-safe: one prctl call
         )
         _running.add(child)
+    if _stopping.is_set():  # a stop that came while it started did not see it
+        _kill(child)
+        raise KeyboardInterrupt
     return child
 
 
@@ -193,11 +196,15 @@ def give_way() -> None:
 
 
 def stop_children() -> None:
-    """Kill every running child's process group now; start no new one."""
-    with _lock:
-        _stopping.set()
-        for child in _running:
-            _kill(child)
+    """Kill every running child's process group now; start no new one.
+
+    It takes no lock: it runs in the signal handler, which may interrupt this
+    thread inside ``_start``'s critical section (a lock taken there again would
+    never be released). A child started meanwhile sees ``_stopping`` and dies.
+    """
+    _stopping.set()
+    for child in list(_running):  # copied in one step (the GIL): threads may add or remove
+        _kill(child)
 
 
 def stop_on_signals() -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -50,3 +52,38 @@ def test_a_child_within_its_deadline_returns_its_output() -> None:
     lines: list[str] = []
     streamed = stream_child(["sh", "-c", "echo a >&2; echo b >&2"], on_line=lines.append)
     assert (streamed.returncode, streamed.stderr, lines) == (0, "a\nb\n", ["a", "b"])
+
+
+# Run in a fresh interpreter: the module's stop is for good (no child starts after it).
+STOP_WHILE_STARTING = """
+import subprocess, sys
+from lockd import processes
+
+real = subprocess.Popen
+started = []
+
+def popen(*args, **kwargs):  # a signal arriving right after the fork, before _start returns
+    child = real(*args, **kwargs)
+    started.append(child)
+    processes.stop_children()  # what the handler does, in the thread that holds the lock
+    return child
+
+processes.subprocess.Popen = popen
+try:
+    processes.run_child(["sleep", "60"])
+except KeyboardInterrupt:
+    print("interrupted", started[0].wait(timeout=10), flush=True)
+"""
+
+
+def test_a_stop_while_a_child_starts_neither_hangs_nor_misses_the_child() -> None:
+    """Ctrl-C's handler runs in the thread it interrupts, possibly inside ``_start``: it
+    must not wait for the lock that thread holds, and the child then starting must die."""
+    done = subprocess.run(
+        [sys.executable, "-c", STOP_WHILE_STARTING],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert (done.returncode, done.stdout) == (0, "interrupted -9\n"), done.stderr
