@@ -246,3 +246,46 @@ def test_a_report_with_only_information_is_clean_and_verifies(seed: Seed, tmp_pa
     with sql(seed) as conn:
         status = conn.execute("SELECT status FROM drift_reports WHERE hash = ?", (stored.hash,))
         assert status.fetchone() == ("clean",)
+
+
+def test_stored_lock_files_are_checked_against_the_document(tmp_path: Path) -> None:
+    """The server hands out the stored lock files: an edited content, sha256 column or name,
+    or a deleted file, is a lockset altered (found by a reviewer: verify said all clean)."""
+    from tests.support.serve import fleet_lockset, lock_files
+
+    url = f"sqlite:///{tmp_path / 'files.db'}"
+    store = Store(url)
+    lockset, files = lock_files(fleet_lockset("vision"))
+    assert len(files) >= 2
+    store.record_lockset(lockset, files)
+    store.close()
+    assert run_lockd(tmp_path, "audit", "verify", "--db", url).returncode == 0
+    path = str(tmp_path / "files.db")
+    with closing(sqlite3.connect(path)) as conn:
+        original = conn.execute("SELECT * FROM lock_files ORDER BY id LIMIT 1").fetchone()
+    name = original[2]
+    for edit, said in (
+        ("UPDATE lock_files SET content = content || 'evil==1.0' WHERE id = ?", "stored content"),
+        ("UPDATE lock_files SET sha256 = '0000' WHERE id = ?", "in the lock_files table"),
+        ("UPDATE lock_files SET name = 'other.txt' WHERE id = ?", "'other.txt', a file it does"),
+        ("DELETE FROM lock_files WHERE id = ?", "missing from the lock_files table"),
+    ):
+        with closing(sqlite3.connect(path)) as conn:
+            conn.execute(edit, (original[0],))
+            conn.commit()
+        run = run_lockd(tmp_path, "audit", "verify", "--db", url, "--format", "json")
+        assert run.returncode == 1, (edit, run.output)
+        first = json.loads(run.stdout)["first_problem"]
+        assert (first["record"], first["ref"], first["change"]) == (
+            "lockset",
+            lockset.hash,
+            "altered",
+        )
+        assert said in first["detail"], first["detail"]
+        assert name in first["detail"] or "other.txt" in first["detail"]
+        with closing(sqlite3.connect(path)) as conn:
+            conn.execute("DELETE FROM lock_files WHERE id = ?", (original[0],))
+            marks = ", ".join("?" * len(original))
+            conn.execute(f"INSERT INTO lock_files VALUES ({marks})", original)  # noqa: S608
+            conn.commit()
+    assert run_lockd(tmp_path, "audit", "verify", "--db", url).returncode == 0

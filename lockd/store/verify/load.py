@@ -13,9 +13,9 @@ import contextlib
 import queue
 import threading
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
@@ -33,6 +33,7 @@ from .records import (
     ROW_SEP,
     DriftRecord,
     ImageRecord,
+    LockFileRecord,
     LockRecord,
     LocksetRecord,
     Records,
@@ -106,9 +107,9 @@ class RecordReader:
         """Every lockset with its rows, oldest first. The next batch is read while the one
         before is used (in a thread: the database works without holding the GIL)."""
         for batch in _ahead(self._lockset_batches()):
-            yield from lockset_records(*batch)
+            yield from lockset_records(batch)
 
-    def _lockset_batches(self) -> Iterator[tuple[Sequence[Any], ...]]:
+    def _lockset_batches(self) -> Iterator[LocksetRows]:
         """The rows of each batch of locksets, as :func:`lockset_records` takes them."""
         t = self._t
         locksets_t, projects_t = t["locksets"], t["projects"]
@@ -141,7 +142,7 @@ class RecordReader:
             after = rows[-1][0]
             ids = [row[0] for row in rows]
             own_locks = sa.select(locks.id).where(locks.lockset_id.in_(ids))
-            yield (
+            yield LocksetRows(
                 rows,
                 self._conn.execute(
                     sa.select(locks.id, locks.lockset_id, locks.target, locks.flavour, locks.files)
@@ -155,7 +156,22 @@ class RecordReader:
                     .order_by(images.id)
                 ).all(),
                 self._per_lock(dependencies.lock_id, edge, own_locks),
+                self._lock_files(ids),
             )
+
+    def _lock_files(self, ids: Sequence[int]) -> list[tuple[int, LockFileRecord]]:
+        """``(lockset id, record)`` of each stored lock file of ``ids``, hashed as read (in
+        the read-ahead thread; the contents are not kept)."""
+        files = self._t["lock_files"].c
+        rows = self._conn.execution_options(yield_per=100).execute(
+            sa.select(files.lockset_id, files.id, files.name, files.sha256, files.content)
+            .where(files.lockset_id.in_(ids))
+            .order_by(files.id)
+        )
+        return [
+            (owner, LockFileRecord(row_id, name, digest, sha256_text(content)))
+            for owner, row_id, name, digest, content in rows
+        ]
 
     def _per_lock(
         self, lock_id: sa.ColumnElement[int], line: sa.ColumnElement[str], locks: sa.Select[Any]
@@ -265,30 +281,37 @@ def altered_snapshots(conn: sa.Connection, project: str | None) -> tuple[tuple[s
     return tuple((name, report, key) for name, report, key in rows)
 
 
-def lockset_records(
-    lockset_rows: Iterable[Sequence[Any]],
-    lock_rows: Iterable[Sequence[Any]],
-    artifact_rows: Iterable[Sequence[Any]],
-    image_rows: Iterable[Sequence[Any]] = (),
-    dependency_rows: Iterable[Sequence[Any]] = (),
-) -> list[LocksetRecord]:
-    """Group plain row tuples (in the column order :class:`RecordReader` selects) into records.
+class LocksetRows(NamedTuple):
+    """One batch of locksets as plain rows, in the column order :class:`RecordReader`
+    selects. ``artifacts`` and ``dependencies`` are ``(lock id, lines joined by ROW_SEP)``;
+    ``lock_files`` are ``(lockset id, record)``."""
 
-    ``artifact_rows`` and ``dependency_rows`` are ``(lock id, lines joined by ROW_SEP)``.
-    """
+    locksets: Sequence[Sequence[Any]]
+    locks: Sequence[Sequence[Any]]
+    artifacts: Sequence[Sequence[Any]]
+    images: Sequence[Sequence[Any]] = ()
+    dependencies: Sequence[Sequence[Any]] = ()
+    lock_files: Sequence[tuple[int, LockFileRecord]] = ()
+
+
+def lockset_records(batch: LocksetRows) -> list[LocksetRecord]:
+    """Group one batch's plain rows into records."""
     artifacts: dict[int, tuple[str, ...]] = {
-        lock_id: tuple(text.split(ROW_SEP)) if text else () for lock_id, text in artifact_rows
+        lock_id: tuple(text.split(ROW_SEP)) if text else () for lock_id, text in batch.artifacts
     }
     dependencies: dict[int, tuple[str, ...]] = {
-        lock_id: tuple(text.split(ROW_SEP)) if text else () for lock_id, text in dependency_rows
+        lock_id: tuple(text.split(ROW_SEP)) if text else () for lock_id, text in batch.dependencies
     }
     images: dict[int, list[ImageRecord]] = defaultdict(list)
-    for image_id, owner, *values in image_rows:
+    for image_id, owner, *values in batch.images:
         columns = dict(zip(IMAGE_FIELDS, values, strict=True))
         columns["resolved_at"] = utc(columns["resolved_at"])
         images[owner].append(ImageRecord(image_id, columns))
+    lock_files: dict[int, list[LockFileRecord]] = defaultdict(list)
+    for owner, lock_file in batch.lock_files:
+        lock_files[owner].append(lock_file)
     locks: dict[int, list[LockRecord]] = defaultdict(list)
-    for lock_id, lockset_id, target, flavour, files in lock_rows:
+    for lock_id, lockset_id, target, flavour, files in batch.locks:
         locks[lockset_id].append(
             LockRecord(
                 lock_id,
@@ -300,7 +323,7 @@ def lockset_records(
             )
         )
     locksets = []
-    for lockset_id, project, digest, parent, document, *values in lockset_rows:
+    for lockset_id, project, digest, parent, document, *values in batch.locksets:
         columns = dict(zip(_LOCKSET_COLUMNS, values, strict=True))
         columns["created_at"] = utc(columns["created_at"])
         locksets.append(
@@ -314,6 +337,7 @@ def lockset_records(
                 tuple(locks.get(lockset_id, ())),
                 tuple(images.get(lockset_id, ())),
                 parse_document(document),
+                tuple(lock_files.get(lockset_id, ())),
             )
         )
     return locksets

@@ -7,13 +7,14 @@ from operator import itemgetter
 from typing import Any
 
 from ...lockset import LOCKSET_FORMAT
-from .chains import parse_record, show, utc
+from .chains import parse_record, short, show, utc
 from .dependencies import dependencies_difference
 from .records import (
     ARTIFACT_FIELDS,
     FIELD_SEP,
     IMAGE_FIELDS,
     ImageRecord,
+    LockFileRecord,
     LockRecord,
     LocksetRecord,
 )
@@ -36,8 +37,10 @@ def lockset_difference(record: LocksetRecord) -> str:
                 f"column {name} is {show(record.columns.get(name))} in the locksets table, "
                 f"{show(value)} in the document"
             )
-    return _locks_difference(record.locks, data["locks"]) or _images_difference(
-        record.images, data.get("images", [])
+    return (
+        _locks_difference(record.locks, data["locks"])
+        or _images_difference(record.images, data.get("images", []))
+        or _lock_files_difference(record.lock_files, data["locks"])
     )
 
 
@@ -127,4 +130,30 @@ def _images_difference(rows: Sequence[ImageRecord], images: Sequence[Mapping[str
                     f"{show(row.columns.get(name))} in the images table, {show(value)} in the "
                     "document"
                 )
+    return ""
+
+
+def _lock_files_difference(
+    rows: Sequence[LockFileRecord], locks: Sequence[Mapping[str, Any]]
+) -> str:
+    """The stored lock files (if the lockset's were stored) against the sha256 of each file
+    the document lists: an edited content, column or name, or a file gone."""
+    if not rows:
+        return ""  # recorded without its files (the server then has none to hand out)
+    listed = {name: sha for lock in locks for name, sha in lock.get("files", {}).items()}
+    for row in rows:
+        if row.name not in listed:
+            return f"the lock_files table holds {row.name!r}, a file it does not list"
+        if row.sha256 != listed[row.name]:
+            return (
+                f"lock file {row.name}: sha256 {short(row.sha256)} in the lock_files table, "
+                f"{short(listed[row.name])} in the document"
+            )
+        if row.content_sha256 != listed[row.name]:
+            return (
+                f"lock file {row.name}: its stored content hashes to "
+                f"{short(row.content_sha256)}, the document records {short(listed[row.name])}"
+            )
+    for name in sorted(set(listed) - {row.name for row in rows}):
+        return f"lock file {name} is missing from the lock_files table"
     return ""

@@ -75,6 +75,17 @@ class ImageRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class LockFileRecord:
+    """One ``lock_files`` row: a lock file as compile wrote it, its content already hashed
+    (the content itself is not kept)."""
+
+    id: int
+    name: str
+    sha256: str  # the column
+    content_sha256: str  # of the stored content
+
+
+@dataclass(frozen=True, slots=True)
 class LocksetRecord:
     """One ``locksets`` row: the document, the hash and the columns derived from it."""
 
@@ -87,6 +98,7 @@ class LocksetRecord:
     locks: tuple[LockRecord, ...]
     images: tuple[ImageRecord, ...] = ()
     data: Mapping[str, Any] | None = None  # the document parsed once (None: not JSON)
+    lock_files: tuple[LockFileRecord, ...] = ()  # none when the files were not stored
 
 
 @dataclass(frozen=True, slots=True)
