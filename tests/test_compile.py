@@ -468,8 +468,14 @@ def test_history_of_an_empty_database_says_so(lockd, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "command",
-    [["show", "abc123"], ["why", "numpy", "--project", "p"], ["drift", "summary"]],
-    ids=["show", "why", "drift-summary"],
+    [
+        ["show", "abc123"],
+        ["why", "numpy", "--project", "p"],
+        ["drift", "summary"],
+        ["tokens", "list"],
+        ["tokens", "revoke", "ci"],
+    ],
+    ids=["show", "why", "drift-summary", "tokens-list", "tokens-revoke"],
 )
 def test_a_read_of_a_mistyped_database_path_creates_nothing(
     lockd, tmp_path: Path, command: list[str]
@@ -479,6 +485,24 @@ def test_a_read_of_a_mistyped_database_path_creates_nothing(
     assert run.returncode == 2, run.output
     assert f"No lockd database at {db}: nothing is recorded there." in run.stderr
     assert not db.parent.exists()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["audit", "verify"], ["history"], ["tokens", "list"], ["compile", "--python", "3.11"]],
+    ids=["verify", "history", "tokens", "compile"],
+)
+def test_a_directory_given_as_the_database_is_named(
+    lockd, tmp_path: Path, command: list[str]
+) -> None:
+    """A reviewer's `audit verify --db sqlite:////tmp/dir` said "no records" (exit 0)."""
+    write(tmp_path / "requirements.in", "idna==3.10\n")
+    folder = tmp_path / "dbdir"
+    folder.mkdir()
+    run = lockd(*command, "--db", f"sqlite:///{folder}")
+    assert run.returncode == 3, run.output
+    assert f"The database {folder} is a directory, not an SQLite file." in run.stderr
+    assert "Traceback" not in run.output and list(folder.iterdir()) == []
 
 
 def test_a_fresh_database_says_the_lockset_starts_a_new_chain(lockd, tmp_path: Path) -> None:

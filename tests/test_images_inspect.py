@@ -392,6 +392,11 @@ def test_a_single_platform_image_of_another_platform_is_refused(
             cwd=tmp_path, env=env,
         )  # fmt: skip
         assert same.returncode == 0, (reference, same.output)
+        bogus = run_lockd(
+            "images", "inspect", reference, "--platform", "bogus", cwd=tmp_path, env=env
+        )
+        assert bogus.returncode == 2, (reference, bogus.output)  # a usage error, not the image's
+        assert "'bogus' is not a platform. Write it as os/arch[/variant]" in bogus.stderr
 
 
 def _pushed(pusher: Pusher, repo: str, parts: object) -> dict[str, object]:

@@ -108,11 +108,14 @@ def tokens_list(db: DbOption = None, output_format: FormatOption = TableFormat.t
     """List tokens: name, scope, created, expires, state (never the token)."""
     from datetime import UTC, datetime
 
+    from ..app.record import require_database
     from ..report.console import print_json
     from ..settings import Settings
     from ..store import Store
 
-    store = Store(db or Settings.from_env().database_url)
+    url = db or Settings.from_env().database_url
+    require_database(url)  # a mistyped --db lists nothing: said, not created
+    store = Store(url)
     try:
         found = store.tokens()
     finally:
@@ -137,10 +140,13 @@ def tokens_revoke(
     db: DbOption = None,
 ) -> None:
     """Revoke a token at once (it stays listed, as revoked)."""
+    from ..app.record import require_database
     from ..settings import Settings
     from ..store import Store
 
-    store = Store(db or Settings.from_env().database_url)
+    url = db or Settings.from_env().database_url
+    require_database(url)
+    store = Store(url)
     try:
         store.revoke_token(name)
     finally:

@@ -24,6 +24,7 @@ from lockd.snapshot.model import Snapshot
 from ._blobs import LayerStream
 from ._client import RegistryOptions
 from ._facts import classify, image_snapshot
+from ._manifest import check_platform
 from ._rootfs import Classifier, LayerStats, RootFs
 from ._sizes import SizeReport, size_report
 from ._sources import ImageManifest, ImageSource, open_source
@@ -56,6 +57,8 @@ class ImageInspection:
 
 def inspect_image(request: InspectRequest, progress: Progress | None = None) -> ImageInspection:
     """Read the image ``request`` names; its snapshot and size report."""
+    if request.platform is not None:
+        check_platform(request.platform)  # before anything is fetched
     with open_source(request.reference, request.registry) as source:
         manifest = source.manifest(request.platform)
         rootfs = read_rootfs(source, manifest, classify, progress, request.verified)

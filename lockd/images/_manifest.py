@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from lockd.errors import FormatError, RegistryError, clipped, excerpt
+from lockd.errors import FormatError, RegistryError, UsageError, clipped, excerpt
 from lockd.targets import Platform
 
 from ._reference import DIGEST_RE, ImageRef
@@ -197,10 +197,19 @@ def check_single_platform(config: Mapping[str, Any], wanted: str | None, where: 
         )
 
 
-def _matching(platforms: tuple[PlatformDigest, ...], wanted: str) -> list[PlatformDigest]:
+def check_platform(wanted: str) -> list[str]:
+    """The parts of an ``os/arch[/variant]`` the user wrote (a usage error otherwise)."""
     parts = wanted.strip().lower().split("/")
-    if len(parts) not in (2, 3):
-        raise RegistryError(f"{wanted!r} is not a platform.", hint="Write it as os/arch.")
+    if len(parts) not in (2, 3) or not all(parts):
+        raise UsageError(
+            f"{clipped(wanted, 60)!r} is not a platform.",
+            hint="Write it as os/arch[/variant], e.g. linux/amd64 or linux/arm64/v8.",
+        )
+    return parts
+
+
+def _matching(platforms: tuple[PlatformDigest, ...], wanted: str) -> list[PlatformDigest]:
+    parts = check_platform(wanted)
     os_, arch = parts[0], _ARCH_ALIASES.get(parts[1], parts[1])
     variant = parts[2] if len(parts) == 3 else None
     candidates = [p for p in platforms if (p.os, p.architecture) == (os_, arch)]

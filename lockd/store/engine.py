@@ -118,6 +118,11 @@ def _make_directory(database: str | None) -> None:
     if not database or database == ":memory:" or database.startswith("file:"):
         return
     path = Path(database)
+    if path.is_dir():  # SQLite would say "unable to open", or a reader see no records
+        raise StoreError(
+            f"The database {path} is a directory, not an SQLite file.",
+            hint="Give --db / LOCKD_DATABASE_URL a file: sqlite:///path/to/lockd.db.",
+        )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
