@@ -23,13 +23,14 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from .errors import ResolutionError
 
 _PR_SET_PDEATHSIG = 1
 
 _lock = threading.Lock()
-_running: set[subprocess.Popen[str]] = set()
+_running: set[subprocess.Popen[Any]] = set()
 _stopping = threading.Event()
 _signals: list[int] = []
 
@@ -93,6 +94,31 @@ def stream_child(
     return subprocess.CompletedProcess(list(command), child.returncode, "", "".join(lines))
 
 
+@contextlib.contextmanager
+def piped_child(
+    command: Sequence[str], *, pass_fds: Sequence[int] = ()
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A child whose binary stdout and stderr the block reads, supervised as :func:`run_child`'s.
+
+    ``pass_fds`` stay open in the child. Start it in a thread that outlives the
+    block (the child dies with that thread on Linux). The child is killed if the
+    block raises and always reaped at its end.
+    """
+    child: subprocess.Popen[bytes] = _start(
+        command, stdin=None, stdout=subprocess.PIPE, text=False, pass_fds=pass_fds
+    )
+    with _supervised(child, None, child.wait):
+        try:
+            yield child
+        finally:
+            if child.poll() is None:
+                _kill(child)
+            child.wait()
+            for pipe in (child.stdout, child.stderr):
+                if pipe is not None:
+                    pipe.close()
+
+
 def _start(
     command: Sequence[str],
     *,
@@ -101,7 +127,9 @@ def _start(
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
     errors: str | None = None,
-) -> subprocess.Popen[str]:
+    text: bool = True,
+    pass_fds: Sequence[int] = (),
+) -> subprocess.Popen[Any]:
     """Start ``command`` in a process group of its own that dies with this thread."""
     with _lock:  # against other threads; a signal handler takes no lock (stop_children)
         if _stopping.is_set():
@@ -113,9 +141,10 @@ def _start(
             stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
             stdout=stdout,
             stderr=subprocess.PIPE,
-            text=True,
+            text=text,
             errors=errors,
             process_group=0,
+            pass_fds=pass_fds,
             preexec_fn=_die_with_parent(),  # noqa: PLW1509 - async-signal-safe: one prctl call
         )
         _running.add(child)
@@ -127,7 +156,7 @@ def _start(
 
 @contextlib.contextmanager
 def _supervised(
-    child: subprocess.Popen[str], deadline: Deadline | None, reap: Callable[[], object]
+    child: subprocess.Popen[Any], deadline: Deadline | None, reap: Callable[[], object]
 ) -> Iterator[None]:
     """Past the deadline, or at an interrupt in this thread, the child's group is killed
     (and ``reap`` collects it)."""
@@ -224,7 +253,7 @@ def interrupted_by() -> int | None:
     return _signals[0] if _signals else None
 
 
-def _kill(child: subprocess.Popen[str]) -> None:
+def _kill(child: subprocess.Popen[Any]) -> None:
     if child.returncode is None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(child.pid, signal.SIGKILL)

@@ -39,6 +39,7 @@ _DEPTH = 4  # chunks per queue: memory stays at a few CHUNKs
 _GZIP_MAGIC = b"\x1f\x8b"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _POLL_S = 0.1  # how often a blocked stage checks that the pipeline was not abandoned
+BlobDigest = Callable[[], tuple[str, int]]  # a blob's (digest, size), computed elsewhere
 
 
 class _AbandonedError(Exception):
@@ -182,7 +183,13 @@ class LayerStream(io.RawIOBase):
     """
 
     def __init__(
-        self, chunks: Iterable[bytes], digest: str | None, diff_id: str | None, what: str
+        self,
+        chunks: Iterable[bytes],
+        digest: str | None,
+        diff_id: str | None,
+        what: str,
+        *,
+        digest_elsewhere: BlobDigest | None = None,
     ) -> None:
         super().__init__()
         self.what = what
@@ -191,58 +198,96 @@ class LayerStream(io.RawIOBase):
         self.size = 0
         self._digest = digest
         self._diff_id = diff_id
+        self._elsewhere = digest_elsewhere if digest is not None else None
+        # Stage 1 hashes the blob when this process must; else it decompresses, and
+        # stage 2 only hashes the diff_id: the two sha256 passes never share a thread.
+        self._hash_here = digest is not None and self._elsewhere is None
         self._stop = threading.Event()
         raw = _Channel(self._stop)
         self._plain = _Channel(self._stop)
         self._threads = [
-            _run_stage(lambda: self._read_raw(iter(chunks), raw), raw),
-            _run_stage(lambda: self._decompress(raw, self._plain), self._plain),
+            _run_stage(lambda: self._first(iter(chunks), raw), raw),
+            _run_stage(lambda: self._second(raw, self._plain), self._plain),
         ]
         self._pending = memoryview(b"")  # what ``readinto`` has not handed out of a piece
         self._eof = False
 
     # -- the stages ------------------------------------------------------------------
 
-    def _read_raw(self, chunks: Iterator[bytes], out: _Channel) -> None:
-        actual, self.compressed_size = _pass_on(chunks, out, hashed=True)
-        if self._digest is not None and actual != self._digest:
-            raise ImageError(
-                f"The blob of {self.what} does not match its digest: expected "
-                f"{self._digest}, its {self.compressed_size} bytes hash to {actual}.",
-                hint="The image was altered in the registry, on disk or in transit; nothing "
-                "from it was used. Push or save the image again.",
-            )
-
-    def _decompress(self, raw: _Channel, out: _Channel) -> None:
-        chunks = iter(raw.get, None)
-        head = b""
-        while len(head) < len(_ZSTD_MAGIC) and (chunk := next(chunks, None)) is not None:
-            head += chunk
-        self.compression = compression_of(head)
-        source = itertools.chain([head], chunks)
-        pieces = {"gzip": _gunzip, "zstd": _unzstd}.get(self.compression, iter)(source)
+    def _first(self, chunks: Iterator[bytes], out: _Channel) -> None:
+        if self._hash_here:
+            actual, self.compressed_size = _pass_on(chunks, out, hashed=True)
+            self._check_digest(actual, self.compressed_size)
+            return
+        counted = self._counted(chunks)
         try:
-            actual, self.size = _pass_on(pieces, out, hashed=self._diff_id is not None)
-            # Bytes after the compressed stream still count for the blob's digest, and a
-            # mismatch is only known once the first stage has hashed them all.
-            for _ in chunks:
+            _pass_on(self._inflate(counted), out, hashed=False)
+            for _ in counted:  # bytes after the compressed stream count for compressed_size
                 pass
         except (_AbandonedError, LockdError):
             raise
         except Exception as exc:  # zlib.error, zstandard.ZstdError, EOFError, OSError, …
-            unreadable = ImageError(
-                f"{self.what} is not a readable {self.compression} stream: {exc}.",
-                hint="The blob is corrupt or truncated; push or save the image again.",
-            )
-            for _ in chunks:  # an altered blob says so: its digest check speaks first
-                pass
-            raise unreadable from None
+            if self._elsewhere is not None:  # an altered blob says so: its digest speaks first
+                self._check_digest(*self._elsewhere())
+            raise self._unreadable(exc) from None
+        if self._elsewhere is not None:
+            self._check_digest(*self._elsewhere())
+
+    def _second(self, raw: _Channel, out: _Channel) -> None:
+        chunks = iter(raw.get, None)
+        hashed = self._diff_id is not None
+        if not self._hash_here:  # stage 1 decompressed
+            actual, self.size = _pass_on(chunks, out, hashed=hashed)
+        else:
+            try:
+                actual, self.size = _pass_on(self._inflate(chunks), out, hashed=hashed)
+                # Bytes after the compressed stream still count for the blob's digest, and
+                # a mismatch is only known once the first stage has hashed them all.
+                for _ in chunks:
+                    pass
+            except (_AbandonedError, LockdError):
+                raise
+            except Exception as exc:  # zlib.error, zstandard.ZstdError, EOFError, OSError, …
+                unreadable = self._unreadable(exc)
+                for _ in chunks:  # an altered blob says so: its digest check speaks first
+                    pass
+                raise unreadable from None
         if self._diff_id is not None and actual != self._diff_id:
             raise ImageError(
                 f"The uncompressed content of {self.what} does not match its diff_id: the "
                 f"image config says {self._diff_id}, the {self.size} bytes hash to {actual}.",
                 hint="The image config and its layers disagree (an altered image); nothing "
                 "from it was used.",
+            )
+
+    def _counted(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        for chunk in chunks:
+            self.compressed_size += len(chunk)
+            yield chunk
+
+    def _inflate(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        """The blob's bytes decompressed, in pieces of at most CHUNK bytes (the format
+        sniffed from its first bytes into ``compression``)."""
+        head = b""
+        while len(head) < len(_ZSTD_MAGIC) and (chunk := next(chunks, None)) is not None:
+            head += chunk
+        self.compression = compression_of(head)
+        source = itertools.chain([head], chunks)
+        yield from {"gzip": _gunzip, "zstd": _unzstd}.get(self.compression, iter)(source)
+
+    def _unreadable(self, exc: Exception) -> ImageError:
+        return ImageError(
+            f"{self.what} is not a readable {self.compression} stream: {exc}.",
+            hint="The blob is corrupt or truncated; push or save the image again.",
+        )
+
+    def _check_digest(self, actual: str, size: int) -> None:
+        if self._digest is not None and actual != self._digest:
+            raise ImageError(
+                f"The blob of {self.what} does not match its digest: expected "
+                f"{self._digest}, its {size} bytes hash to {actual}.",
+                hint="The image was altered in the registry, on disk or in transit; nothing "
+                "from it was used. Push or save the image again.",
             )
 
     # -- reading ---------------------------------------------------------------------

@@ -14,6 +14,7 @@ both with the same code.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 from lockd.errors import ImageError
 from lockd.snapshot.model import Snapshot
 
+from ._ahead import digests_ahead
 from ._blobs import LayerStream
 from ._client import RegistryOptions
 from ._facts import classify, image_snapshot
@@ -85,22 +87,45 @@ def read_rootfs(
             f"{len(diff_ids)} diff_ids.",
             hint="The image is malformed; build and push it again.",
         )
+    known = [
+        verified is not None and verified.known(descriptor.digest, diff_id)
+        for descriptor, diff_id in zip(manifest.layers, diff_ids, strict=True)
+    ]
+    # Blob files whose digest a child process checks ahead (see ``_ahead``): the layers
+    # not known before, whose uncompressed bytes are hashed here.
+    files = {
+        index: path
+        for index, descriptor in enumerate(manifest.layers)
+        if not known[index] and descriptor.digest and (path := source.blob_file(descriptor))
+    }
     rootfs = RootFs()
-    for index, (descriptor, diff_id) in enumerate(zip(manifest.layers, diff_ids, strict=True)):
-        what = f"layer {index + 1}/{len(diff_ids)} of {manifest.reference}"
-        if progress:
-            progress(what)
-        stats = LayerStats(index, descriptor.digest, diff_id, descriptor.media_type)
-        rootfs.layers.append(stats)
-        known = verified is not None and verified.known(descriptor.digest, diff_id)
-        with (
-            source.blob(descriptor) as chunks,
-            LayerStream(chunks, descriptor.digest, None if known else diff_id, what) as stream,
-        ):
-            rootfs.apply(stream, stats, want)
-        if verified is not None and not known:
-            verified.remember(descriptor.digest, diff_id)
-        stats.compression = stream.compression
-        stats.compressed_size = stream.compressed_size
-        stats.size = stream.size
+    with digests_ahead(list(files.values())) as ahead:
+        ahead_of = {index: n for n, index in enumerate(files)} if ahead is not None else {}
+        for index, (descriptor, diff_id) in enumerate(zip(manifest.layers, diff_ids, strict=True)):
+            what = f"layer {index + 1}/{len(diff_ids)} of {manifest.reference}"
+            if progress:
+                progress(what)
+            stats = LayerStats(index, descriptor.digest, diff_id, descriptor.media_type)
+            rootfs.layers.append(stats)
+            elsewhere = (
+                functools.partial(ahead.result, ahead_of[index], what)
+                if ahead is not None and index in ahead_of
+                else None
+            )
+            with (
+                source.blob(descriptor) as chunks,
+                LayerStream(
+                    chunks,
+                    descriptor.digest,
+                    None if known[index] else diff_id,
+                    what,
+                    digest_elsewhere=elsewhere,
+                ) as stream,
+            ):
+                rootfs.apply(stream, stats, want)
+            if verified is not None and not known[index] and elsewhere is None:
+                verified.remember(descriptor.digest, diff_id)  # both hashed over these bytes
+            stats.compression = stream.compression
+            stats.compressed_size = stream.compressed_size
+            stats.size = stream.size
     return rootfs

@@ -91,6 +91,10 @@ class ImageSource(ABC):
     def blob(self, descriptor: Descriptor) -> AbstractContextManager[Iterator[bytes]]:
         """The raw bytes of one layer blob, as chunks (digests are checked by the reader)."""
 
+    def blob_file(self, descriptor: Descriptor) -> Path | None:
+        """The file that holds exactly this blob, where there is one (an OCI layout's)."""
+        return None
+
     @abstractmethod
     def close(self) -> None:
         """Release connections and files."""
@@ -302,6 +306,9 @@ class OciLayoutSource(ImageSource):
             config=config,
             layers=_layers(document, where),
         )
+
+    def blob_file(self, descriptor: Descriptor) -> Path | None:
+        return self._blob_path(descriptor.digest or "")
 
     @contextmanager
     def blob(self, descriptor: Descriptor) -> Iterator[Iterator[bytes]]:
