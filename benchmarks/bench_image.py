@@ -5,6 +5,7 @@ Usage, from the repository root::
     .venv/bin/python -m benchmarks.bench_image [--gb 5] [--files 100000] [--rounds 3]
                                                [--skopeo-rounds N]
                                                [--work benchmarks/.work/image] [--keep]
+                                               [--layout DIR] [--against DIR]
 
 It writes an OCI image layout in code (reused when it exists): a base layer of
 small files, a venv layer of dists (METADATA, RECORD, INSTALLER) and ``--gb``
@@ -28,7 +29,10 @@ every round, it times as fresh processes:
 It prints a Markdown table of median wall seconds and peak RSS per command
 (``wait4``'s ``ru_maxrss`` of each child), the ratio of lockd to the
 read+decompress baseline, and the machine. The work directory is removed at
-the end unless ``--keep``.
+the end unless ``--keep``. ``--layout DIR`` reads an OCI layout built by an
+earlier run instead (tag ``bench``; never built, changed or removed);
+``--against DIR`` adds the first read by another checkout of lockd (say a
+``git archive`` of main), run with the same interpreter, side by side.
 """
 
 from __future__ import annotations
@@ -237,10 +241,11 @@ for layer in manifest["layers"]:
 Run = tuple[float, float, int]  # wall seconds, CPU seconds (user + system), peak RSS bytes
 
 
-def timed(command: list[str], env: dict[str, str]) -> Run:
-    """Wall and CPU seconds and peak RSS (bytes) of one child process."""
+def timed(command: list[str], env: dict[str, str], cwd: Path | None = None) -> Run:
+    """Wall and CPU seconds (its waited-for children included) and peak RSS (bytes) of one
+    child process."""
     start = time.perf_counter()
-    with subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL) as process:
+    with subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, cwd=cwd) as process:
         _, status, usage = os.wait4(process.pid, 0)
         process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
@@ -279,6 +284,31 @@ def report(results: dict[str, list[Run]], blob_bytes: int, built: float) -> None
     )
 
 
+def lockd_runs(
+    lockd: list[str], tree: Path, home: Path, label: str
+) -> dict[str, Callable[[], Run]]:
+    """A first read by the lockd of ``tree`` (an empty ``LOCKD_HOME``: every layer's
+    ``diff_id`` is hashed), and a later one (a home that holds each layer's checked
+    (digest, ``diff_id``) pair, if that lockd keeps them; primed here)."""
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    cold_home, warm_home = home.with_name(home.name + "-cold"), home.with_name(home.name + "-warm")
+
+    def cold() -> Run:
+        shutil.rmtree(cold_home, ignore_errors=True)
+        try:
+            return timed(lockd, {**env, "LOCKD_HOME": str(cold_home)}, tree)
+        finally:
+            shutil.rmtree(cold_home, ignore_errors=True)
+
+    warm_env = {**env, "LOCKD_HOME": str(warm_home)}
+    shutil.rmtree(warm_home, ignore_errors=True)
+    timed(lockd, warm_env, tree)
+    return {
+        f"lockd images inspect --format json{label}": cold,
+        f"lockd images inspect, layers checked before{label}": lambda: timed(lockd, warm_env, tree),
+    }
+
+
 def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gb", type=float, default=5.0)
@@ -286,6 +316,8 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks/.work/image")
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--layout", type=Path, help="an OCI layout built before (tag bench)")
+    parser.add_argument("--against", type=Path, help="another lockd checkout to compare")
     parser.add_argument(
         "--skopeo-rounds",
         type=int,
@@ -308,31 +340,20 @@ def main() -> None:
     if args.build_only:
         build_image(work, args.gb, args.files, kinds)
         return
-    # Built in a child: a forked child's peak RSS counts the parent's pages until it execs,
-    # so the parent that times the commands stays small (it never holds the random pool).
-    subprocess.run([sys.executable, *sys.argv, "--build-only"], check=True)
-    layout = work / "layout"
+    if args.layout is not None:
+        layout = args.layout.resolve()
+    else:
+        # Built in a child: a forked child's peak RSS counts the parent's pages until it
+        # execs, so the parent that times the commands stays small (it never holds the pool).
+        subprocess.run([sys.executable, *sys.argv, "--build-only"], check=True)
+        layout = work / "layout"
+    work.mkdir(parents=True, exist_ok=True)
     built = time.perf_counter() - started
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     python = sys.executable
     sizes = [p.stat().st_size for p in (layout / "blobs/sha256").iterdir()]
     lockd = [python, "-m", "lockd", "images", "inspect", f"oci:{layout}:bench", "--format", "json"]
     copy, bundle = work / "copy", work / "bundle"
-
-    def cold() -> Run:
-        """lockd with an empty home: every layer's diff_id is hashed."""
-        home = work / "home-cold"
-        shutil.rmtree(home, ignore_errors=True)
-        try:
-            return timed(lockd, {**env, "LOCKD_HOME": str(home)})
-        finally:
-            shutil.rmtree(home, ignore_errors=True)
-
-    # A home that holds every layer's (digest, diff_id) pair, as after an earlier read.
-    warm_env = {**env, "LOCKD_HOME": str(work / "home-warm")}
-    if args.rounds:
-        shutil.rmtree(work / "home-warm", ignore_errors=True)
-        timed(lockd, warm_env)
 
     def skopeo_umoci() -> Run:
         shutil.rmtree(copy, ignore_errors=True)
@@ -348,9 +369,12 @@ def main() -> None:
         "read+decompress": read("0", "zlib"),
         "read+decompress (ISA-L inflate)": read("0", "isal"),
         "read+decompress+sha256": read("1", "zlib"),
-        "lockd images inspect --format json": cold,
-        "lockd images inspect, layers checked before": lambda: timed(lockd, warm_env),
     }
+    if args.rounds:
+        commands |= lockd_runs(lockd, ROOT, work / "home", "")
+        if args.against is not None:
+            against = args.against.resolve()
+            commands |= lockd_runs(lockd, against, work / "home-against", f" ({against.name})")
     if shutil.which("skopeo") and shutil.which("umoci") and not args.zstd:
         commands["skopeo copy + umoci unpack"] = skopeo_umoci
     results: dict[str, list[Run]] = {name: [] for name in commands}
@@ -362,9 +386,10 @@ def main() -> None:
                 continue
             results[name].append(commands[name]())
             wall, cpu, rss = results[name][-1]
+            load = Path("/proc/loadavg").read_text().split()[0]
             print(
                 f"round {round_ + 1}: {name}: {wall:.1f} s wall, {cpu:.1f} s CPU, "
-                f"{rss / 1e6:.0f} MB",
+                f"{rss / 1e6:.0f} MB, load {load}",
                 file=sys.stderr,
             )
     if args.rounds:

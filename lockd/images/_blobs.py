@@ -13,6 +13,11 @@ cores (``hashlib``, ``isal`` and ``zstandard`` release the GIL):
    ``diff_id`` while it is still in the cache;
 3. the reader takes the pieces as they are (:meth:`LayerStream.chunks`: no copy).
 
+Where the blob's digest is checked elsewhere (``digest_elsewhere``: an OCI
+layout's blob files, by a child process, see ``_ahead``) or there is none (a
+``docker-archive:`` layer), stage 1 decompresses and stage 2 only hashes the
+``diff_id``: the sha256 pass and the inflate then run on different cores.
+
 A digest that does not match raises :class:`~lockd.errors.ImageError` at the
 end of the stream, before the caller can take the layer for good: callers
 treat everything read from a layer as provisional until :meth:`LayerStream.close`
@@ -106,6 +111,11 @@ def _pass_on(pieces: Iterable[bytes], out: _Channel, *, hashed: bool) -> tuple[s
             size += len(piece)
             out.put(piece)
     return "sha256:" + hasher.hexdigest() if hashed else "", size
+
+
+def _drain(chunks: Iterator[bytes]) -> None:
+    for _ in chunks:
+        pass
 
 
 def compression_of(head: bytes) -> str:
@@ -219,39 +229,20 @@ class LayerStream(io.RawIOBase):
             actual, self.compressed_size = _pass_on(chunks, out, hashed=True)
             self._check_digest(actual, self.compressed_size)
             return
-        counted = self._counted(chunks)
-        try:
-            _pass_on(self._inflate(counted), out, hashed=False)
-            for _ in counted:  # bytes after the compressed stream count for compressed_size
-                pass
-        except (_AbandonedError, LockdError):
-            raise
-        except Exception as exc:  # zlib.error, zstandard.ZstdError, EOFError, OSError, …
-            if self._elsewhere is not None:  # an altered blob says so: its digest speaks first
-                self._check_digest(*self._elsewhere())
-            raise self._unreadable(exc) from None
-        if self._elsewhere is not None:
-            self._check_digest(*self._elsewhere())
+        self._decompress(self._counted(chunks), out, hashed=False, first=self._check_elsewhere)
+        self._check_elsewhere()
 
     def _second(self, raw: _Channel, out: _Channel) -> None:
         chunks = iter(raw.get, None)
         hashed = self._diff_id is not None
-        if not self._hash_here:  # stage 1 decompressed
+        if self._hash_here:
+            # The blob's digest is known once stage 1 has hashed every byte: on an unreadable
+            # stream, reading the rest lets a mismatch (raised by ``raw.get``) speak first.
+            actual, self.size = self._decompress(
+                chunks, out, hashed=hashed, first=lambda: _drain(chunks)
+            )
+        else:  # stage 1 decompressed
             actual, self.size = _pass_on(chunks, out, hashed=hashed)
-        else:
-            try:
-                actual, self.size = _pass_on(self._inflate(chunks), out, hashed=hashed)
-                # Bytes after the compressed stream still count for the blob's digest, and
-                # a mismatch is only known once the first stage has hashed them all.
-                for _ in chunks:
-                    pass
-            except (_AbandonedError, LockdError):
-                raise
-            except Exception as exc:  # zlib.error, zstandard.ZstdError, EOFError, OSError, …
-                unreadable = self._unreadable(exc)
-                for _ in chunks:  # an altered blob says so: its digest check speaks first
-                    pass
-                raise unreadable from None
         if self._diff_id is not None and actual != self._diff_id:
             raise ImageError(
                 f"The uncompressed content of {self.what} does not match its diff_id: the "
@@ -259,6 +250,30 @@ class LayerStream(io.RawIOBase):
                 hint="The image config and its layers disagree (an altered image); nothing "
                 "from it was used.",
             )
+
+    def _decompress(
+        self, chunks: Iterator[bytes], out: _Channel, *, hashed: bool, first: Callable[[], object]
+    ) -> tuple[str, int]:
+        """Decompress ``chunks`` into ``out`` (see ``_pass_on``), then read the bytes after
+        the compressed stream (they count for the blob). An unreadable stream raises
+        ``ImageError`` after ``first`` ran: an altered blob says so by its digest first."""
+        try:
+            passed = _pass_on(self._inflate(chunks), out, hashed=hashed)
+            _drain(chunks)
+        except (_AbandonedError, LockdError):
+            raise
+        except Exception as exc:  # zlib.error, zstandard.ZstdError, EOFError, OSError, …
+            unreadable = ImageError(
+                f"{self.what} is not a readable {self.compression} stream: {exc}.",
+                hint="The blob is corrupt or truncated; push or save the image again.",
+            )
+            first()
+            raise unreadable from None
+        return passed
+
+    def _check_elsewhere(self) -> None:
+        if self._elsewhere is not None:
+            self._check_digest(*self._elsewhere())
 
     def _counted(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
         for chunk in chunks:
@@ -274,12 +289,6 @@ class LayerStream(io.RawIOBase):
         self.compression = compression_of(head)
         source = itertools.chain([head], chunks)
         yield from {"gzip": _gunzip, "zstd": _unzstd}.get(self.compression, iter)(source)
-
-    def _unreadable(self, exc: Exception) -> ImageError:
-        return ImageError(
-            f"{self.what} is not a readable {self.compression} stream: {exc}.",
-            hint="The blob is corrupt or truncated; push or save the image again.",
-        )
 
     def _check_digest(self, actual: str, size: int) -> None:
         if self._digest is not None and actual != self._digest:
