@@ -87,3 +87,30 @@ def test_a_stop_while_a_child_starts_neither_hangs_nor_misses_the_child() -> Non
         check=False,
     )
     assert (done.returncode, done.stdout) == (0, "interrupted -9\n"), done.stderr
+
+
+def test_a_piped_child_reads_a_passed_descriptor_and_dies_with_its_block(tmp_path: Path) -> None:
+    from lockd import processes
+
+    data = tmp_path / "data"
+    data.write_bytes(b"\x00\xffbinary")
+    with data.open("rb") as handle:
+        fd = handle.fileno()
+        script = f"import os, sys; os.write(1, os.read({fd}, 100)); sys.stderr.write('said\\n')"
+        command = [sys.executable, "-c", script]
+        with processes.piped_child(command, pass_fds=(fd,)) as child:
+            assert child.stdout is not None and child.stderr is not None
+            assert child.stdout.read() == b"\x00\xffbinary"
+            assert child.stderr.read() == b"said\n"
+    assert child.returncode == 0 and child.stdout.closed
+
+    pidfile = tmp_path / "grandchild.pid"
+    with (
+        pytest.raises(RuntimeError),
+        processes.piped_child(["sh", "-c", SCRIPT.format(pidfile=pidfile)]) as child,
+    ):
+        assert child.stderr is not None
+        assert child.stderr.readline() == b"started\n"
+        raise RuntimeError("the reader failed")
+    assert child.returncode is not None and child not in processes._running
+    assert _gone(int(pidfile.read_text()))  # its whole group went
