@@ -127,19 +127,41 @@ def test_known_layers_are_not_handed_to_the_child(
 
 
 def test_the_child_reports_each_file_in_order(tmp_path: Path) -> None:
-    first, second = tmp_path / "a", tmp_path / "b"
+    first, second, fifo = tmp_path / "a", tmp_path / "b", tmp_path / "fifo"
     first.write_bytes(b"a" * 3_000_000)
     second.write_bytes(b"")
-    with digests_ahead([first, tmp_path / "missing", second]) as ahead:
+    os.mkfifo(fifo)
+    files = [(first, 3_000_000), (tmp_path / "missing", 1), (second, 0), (fifo, 1), (first, 10)]
+    with digests_ahead(files) as ahead:
         assert ahead is not None
         assert ahead.result(0, "a") == (_digest(b"a" * 3_000_000), 3_000_000)
         with pytest.raises(ImageError, match="b could not be read to check its digest: 'No such"):
             ahead.result(1, "b")
         assert ahead.result(2, "c") == (_digest(b""), 0)
-        with pytest.raises(ImageError, match="the hasher stopped"):
+        with pytest.raises(ImageError, match="'not a regular file'"):  # never waited on
             ahead.result(3, "d")
+        assert ahead.result(4, "e") == (_digest(b"a" * 11), 11)  # no further than size + 1
+        with pytest.raises(ImageError, match="the hasher stopped"):
+            ahead.result(5, "f")
     with digests_ahead([]) as nothing:
         assert nothing is None
+
+
+def test_a_layout_blob_that_is_no_regular_file_or_too_long_is_refused(tmp_path: Path) -> None:
+    layout, blobs, _ = _layout(tmp_path, b"one")
+    path = _blob_file(layout, blobs[1])
+    path.unlink()
+    os.mkfifo(path)  # opened by both readers: neither may wait for a writer
+    with pytest.raises(ImageError, match=r"no readable layer .*: not a regular file"):
+        inspect_image(InspectRequest(f"oci:{layout}:v1", None, RegistryOptions()))
+    path.unlink()
+    path.symlink_to("/dev/zero")  # endless
+    with pytest.raises(ImageError, match="not a regular file"):
+        inspect_image(InspectRequest(f"oci:{layout}:v1", None, RegistryOptions()))
+    path.unlink()
+    path.write_bytes(blobs[1] + b"\0" * (8 << 20))  # read no further than its size + 1
+    with pytest.raises(ImageError, match=f"its {len(blobs[1]) + 1} bytes hash to"):
+        inspect_image(InspectRequest(f"oci:{layout}:v1", None, RegistryOptions()))
 
 
 def test_a_digest_from_elsewhere_is_checked_and_speaks_before_a_broken_stream() -> None:

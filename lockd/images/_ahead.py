@@ -31,21 +31,26 @@ from subprocess import Popen
 from lockd.errors import ImageError, excerpt
 
 # One line per file, in order: "sha256:HEX SIZE", or "error REASON" for a file it cannot read.
+# Arguments: SIZE PATH pairs; a file is read to at most SIZE + 1 bytes (past its size the
+# digest cannot match), and only if it is a regular file (a FIFO is never waited on).
 _HASHER = """
-import hashlib, sys
-buffer = bytearray(1 << 20)
-view = memoryview(buffer)
-for path in sys.argv[1:]:
-    hasher, size = hashlib.sha256(), 0
+import hashlib, os, stat, sys
+buffer = memoryview(bytearray(1 << 20))
+for size, path in zip(sys.argv[1::2], sys.argv[2::2]):
+    hasher, read, left = hashlib.sha256(), 0, int(size) + 1
     try:
-        with open(path, "rb", buffering=0) as handle:
-            while n := handle.readinto(buffer):
-                hasher.update(view[:n])
-                size += n
+        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb", buffering=0) as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise OSError(0, "not a regular file")
+            os.set_blocking(handle.fileno(), True)
+            while left and (n := handle.readinto(buffer[: min(len(buffer), left)])):
+                hasher.update(buffer[:n])
+                read += n
+                left -= n
     except OSError as exc:
         print("error", exc.strerror or exc, flush=True)
         continue
-    print(f"sha256:{hasher.hexdigest()}", size, flush=True)
+    print(f"sha256:{hasher.hexdigest()}", read, flush=True)
 """
 _LINE = re.compile(rb"(sha256:[0-9a-f]{64}) ([0-9]+)\n")
 
@@ -78,14 +83,16 @@ class DigestsAhead:
 
 
 @contextlib.contextmanager
-def digests_ahead(paths: Sequence[Path]) -> Iterator[DigestsAhead | None]:
-    """A child hashing ``paths`` for the block (``None``: none to hash, or no child)."""
+def digests_ahead(files: Sequence[tuple[Path, int]]) -> Iterator[DigestsAhead | None]:
+    """A child hashing ``files`` (path, size the manifest gives) for the block (``None``:
+    none to hash, or no child)."""
     from lockd.processes import piped_child
 
-    command = [sys.executable, "-I", "-S", "-c", _HASHER, *map(str, paths)]
+    arguments = [str(part) for path, size in files for part in (size, path)]
+    command = [sys.executable, "-I", "-S", "-c", _HASHER, *arguments]
     with contextlib.ExitStack() as stack:
         child = None
-        if paths:
+        if files:
             with contextlib.suppress(OSError):
                 child = stack.enter_context(piped_child(command))
         yield DigestsAhead(child) if child is not None else None

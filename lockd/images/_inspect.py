@@ -94,7 +94,7 @@ def read_rootfs(
     # Blob files whose digest a child process checks ahead (see ``_ahead``): the layers
     # not known before, whose uncompressed bytes are hashed here.
     files = {
-        index: path
+        index: (path, descriptor.size or 0)
         for index, descriptor in enumerate(manifest.layers)
         if not known[index] and descriptor.digest and (path := source.blob_file(descriptor))
     }

@@ -13,8 +13,11 @@ digests. Nothing is unpacked here.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import posixpath
+import stat
 import tarfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
@@ -22,7 +25,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, BinaryIO
 
 from lockd.errors import ImageError, UsageError
 
@@ -145,6 +148,26 @@ def local_path(rest: str, transport: str) -> tuple[Path, str | None]:
     return Path(rest), None
 
 
+def open_regular(path: Path) -> BinaryIO:
+    """``path`` opened for reading if it is a regular file; ``OSError`` otherwise (a FIFO,
+    a device or a directory in a layout is hostile: it is never waited on or read)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _bounded(handle: BinaryIO, limit: int) -> Iterator[bytes]:
+    while limit > 0 and (chunk := handle.read(min(CHUNK, limit))):
+        limit -= len(chunk)
+        yield chunk
+
+
 def _config(data: bytes, where: str) -> dict[str, Any]:
     try:
         config = json.loads(data)
@@ -230,7 +253,7 @@ class OciLayoutSource(ImageSource):
 
     def _read_json(self, path: Path, limit: int, what: str) -> dict[str, Any]:
         try:
-            with path.open("rb") as handle:
+            with open_regular(path) as handle:
                 data = handle.read(limit + 1)
         except OSError as exc:
             raise UsageError(
@@ -249,7 +272,7 @@ class OciLayoutSource(ImageSource):
     def _verified(self, digest: str, limit: int) -> bytes:
         path = self._blob_path(digest)
         try:
-            with path.open("rb") as handle:
+            with open_regular(path) as handle:
                 data = handle.read(limit + 1)
         except OSError as exc:
             raise ImageError(
@@ -314,15 +337,16 @@ class OciLayoutSource(ImageSource):
     def blob(self, descriptor: Descriptor) -> Iterator[Iterator[bytes]]:
         path = self._blob_path(descriptor.digest or "")
         try:
-            handle = path.open("rb")
+            handle = open_regular(path)
         except OSError as exc:
             raise ImageError(
-                f"The OCI layout {self._dir} lacks layer {descriptor.digest}: "
+                f"The OCI layout {self._dir} has no readable layer {descriptor.digest}: "
                 f"{exc.strerror or exc}.",
                 hint="Copy the image into the layout again.",
             ) from None
         with handle:
-            yield iter(lambda: handle.read(CHUNK), b"")
+            # Past the size the manifest gives, the digest cannot match: read no further.
+            yield _bounded(handle, (descriptor.size or 0) + 1)
 
 
 # -- docker-archive --------------------------------------------------------------------
