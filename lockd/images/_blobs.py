@@ -186,7 +186,10 @@ class LayerStream(io.RawIOBase):
 
     ``digest`` is the blob's digest (of the bytes as stored), ``diff_id`` the
     digest of the uncompressed tar (``None`` when the source does not say, or when
-    it is known already: the tar is then not hashed).
+    it is known already: the tar is then not hashed). ``digest_elsewhere``, when
+    given, returns the blob's (digest, size) as computed by someone else over the
+    same file (see ``_ahead``): the chunks are then not hashed here, and its
+    answer is checked at the end of the stream instead.
     ``what`` names the layer in messages. Use as a context manager; reading to
     the end (:meth:`chunks`, ``read``, or :meth:`verify`) then :meth:`close`
     performs the checks.
