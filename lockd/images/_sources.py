@@ -151,11 +151,13 @@ def local_path(rest: str, transport: str) -> tuple[Path, str | None]:
 def open_regular(path: Path) -> BinaryIO:
     """``path`` opened for reading if it is a regular file; ``OSError`` otherwise (a FIFO,
     a device or a directory in a layout is hostile: it is never waited on or read)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    nonblocking = getattr(os, "O_NONBLOCK", 0)
+    fd = os.open(path, os.O_RDONLY | nonblocking | getattr(os, "O_CLOEXEC", 0))
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise OSError(errno.EINVAL, "not a regular file")
-        os.set_blocking(fd, True)
+        if nonblocking:
+            os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
     except BaseException:
         os.close(fd)
