@@ -39,10 +39,12 @@ buffer = memoryview(bytearray(1 << 20))
 for size, path in zip(sys.argv[1::2], sys.argv[2::2]):
     hasher, read, left = hashlib.sha256(), 0, int(size) + 1
     try:
-        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb", buffering=0) as handle:
+        nonblocking = getattr(os, "O_NONBLOCK", 0)
+        with open(os.open(path, os.O_RDONLY | nonblocking), "rb", buffering=0) as handle:
             if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
                 raise OSError(0, "not a regular file")
-            os.set_blocking(handle.fileno(), True)
+            if nonblocking:
+                os.set_blocking(handle.fileno(), True)
             while left and (n := handle.readinto(buffer[: min(len(buffer), left)])):
                 hasher.update(buffer[:n])
                 read += n
