@@ -17,6 +17,7 @@ from typing import Any
 from .errors import FormatError
 from .fields import Fields
 from .graph import Graph
+from .names import check_name
 
 LOCKSET_FORMAT = "lockd.lockset/1"
 
@@ -273,7 +274,13 @@ class Lockset:
             )
         resolver, prov = fields.object("resolver"), fields.object("provenance")
         lockset = cls(
-            project=fields.text("project"),
+            project=check_name(
+                "project",
+                fields.text("project"),
+                where="the lockset",
+                hint="It was not written by lockd: recompile with `lockd compile`.",
+                error=FormatError,
+            ),
             inputs=tuple(
                 InputFile(i.text("path"), i.text("sha256")) for i in fields.objects("inputs")
             ),

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, excerpt
+from .names import check_name
 
 if TYPE_CHECKING:
     from .routing import RoutedIndex
@@ -386,6 +387,14 @@ def parse_project_config(table: Mapping[str, Any], path: Path | None) -> Project
                     hint=f'Write for example {key} = "…".',
                 )
             values[attr] = value
+    if "project" in values:
+        check_name(
+            "project",
+            values["project"],
+            where=where,
+            hint='Write a one-line name, for example project = "my-service".',
+            error=ConfigError,
+        )
     values["extra"] = extra
     return ProjectConfig(**values)
 

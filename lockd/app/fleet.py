@@ -17,7 +17,6 @@ baseline) is read from the database on every call.
 from __future__ import annotations
 
 import json
-import re
 import sys
 import threading
 from collections import OrderedDict
@@ -29,6 +28,7 @@ from typing import Any, Generic, TypeVar
 from ..drift import DriftReport
 from ..errors import FormatError, NotFoundError, UsageError, excerpt
 from ..lockset import Lockset
+from ..names import check_name
 from ..snapshot import Snapshot, snapshot_from_document
 from ..store import Deployment, DeploymentQuery, Posted, ProjectOverview, Recorded, Store
 from ..store.fleet import days_back
@@ -39,11 +39,6 @@ from .drift import live_findings
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 R = TypeVar("R")
-
-# Names a deployment, project or target may have: printable, bounded. Anything else
-# is refused before it reaches the database (and every page escapes them anyway).
-MAX_NAME = 200
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +130,7 @@ class Fleet:
             ("target", request.target),
             ("deployment", request.deployment),
         ):
-            check_name(label, value)
+            check_name(label, value, hint=f"Pass {label}=NAME in the query string.")
         with self._checking:
             report, posted, snapshot = self._check(request, body)
         recorded = self._commits.submit((report, posted))
@@ -266,16 +261,6 @@ class GroupCommit(Generic[V, R]):
             return
         for entry, result in zip(batch, results, strict=True):
             entry.result, entry.done = result, True
-
-
-def check_name(label: str, value: str) -> None:
-    """A name from a request: non-empty, printable, at most ``MAX_NAME`` characters."""
-    if not value or len(value) > MAX_NAME or _CONTROL.search(value):
-        raise UsageError(
-            f"The {label} name must be 1 to {MAX_NAME} printable characters"
-            + (f" (got {len(value)})." if len(value) > MAX_NAME else "."),
-            hint=f"Pass {label}=NAME in the query string.",
-        )
 
 
 def parse_posted(body: bytes) -> Snapshot:

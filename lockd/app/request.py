@@ -8,10 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..builds import BuildPolicy
-from ..errors import (
-    ConfigError,
-    UsageError,
-)
+from ..errors import ConfigError, UsageError, excerpt
 from ..targets import Target
 
 if TYPE_CHECKING:
@@ -200,8 +197,19 @@ def project_name(root: Path) -> str:
         except (UsageError, ValueError):  # the input reader or the config says what is wrong
             name = None
         if isinstance(name, str) and name:
-            return name
-    return root.resolve().name
+            return _named(name, f"{pyproject}'s [project] name")
+    return _named(root.resolve().name, f"the directory name of {excerpt(str(root.resolve()))}")
+
+
+def _named(name: str, where: str) -> str:
+    from ..names import check_name
+
+    return check_name(
+        "project",
+        name,
+        where=where,
+        hint='Name the project in lockd.toml (project = "my-service") or with --project.',
+    )
 
 
 def _glibc(value: str) -> str:

@@ -43,9 +43,9 @@ def hash_token(token: str) -> str:
 
 def create(store: Store, request: NewToken) -> Created:
     """A new random token; only its hash is recorded."""
-    from .fleet import check_name
+    from ..names import check_name
 
-    check_name("token", request.name)
+    check_name("token", request.name, hint="Name the token after who uses it (ci-east).")
     if request.scope not in SCOPE_RANK:
         raise UsageError(f"Unknown scope {request.scope!r}.", hint="Use read, ingest or admin.")
     token = PREFIX + secrets.token_urlsafe(32)

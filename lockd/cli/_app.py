@@ -31,6 +31,20 @@ class _Command(TyperCommand):
     def format_options(self, ctx: Any, formatter: Any) -> None:
         _format_params(self, ctx, formatter)
 
+    def invoke(self, ctx: Any) -> Any:
+        _check_names(ctx.params)
+        return super().invoke(ctx)
+
+
+def _check_names(params: dict[str, Any]) -> None:
+    """``--project`` and ``--deployment`` of every command, by the one rule (``names``)."""
+    from ..names import check_name
+
+    for label in ("project", "deployment"):
+        value = params.get(label)
+        if isinstance(value, str):
+            check_name(label, value, where=f"--{label}", hint=f"Pass --{label} NAME on one line.")
+
 
 class _Group(TyperGroup):
     """The same help and coercion for a command group (its own options: `lockd audit`)."""
@@ -41,6 +55,10 @@ class _Group(TyperGroup):
     def format_options(self, ctx: Any, formatter: Any) -> None:
         _format_params(self, ctx, formatter)
         self.format_commands(ctx, formatter)
+
+    def invoke(self, ctx: Any) -> Any:
+        _check_names(ctx.params)
+        return super().invoke(ctx)
 
 
 def _format_params(command: TyperCommand | TyperGroup, ctx: Any, formatter: Any) -> None:

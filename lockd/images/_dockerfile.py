@@ -227,12 +227,17 @@ def _instruction(
 
 
 def words(text: str) -> list[tuple[int, int]]:
-    """Spans of whitespace-separated words; quotes keep their spaces inside one word."""
+    """Spans of whitespace-separated words; quotes keep their spaces inside one word
+    (in double quotes, a backslash escapes the next character: ``"a \\" b"``)."""
     spans: list[tuple[int, int]] = []
     start: int | None = None
     quote: str | None = None
+    escaped = False
     for pos, char in enumerate(text):
-        if quote:
+        if escaped:
+            escaped = False
+        elif quote:
+            escaped = quote == '"' and char == "\\"
             quote = None if char == quote else quote
         elif char in "\"'":
             quote = char
