@@ -15,7 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError, excerpt
+from .errors import ConfigError, UsageError
 from .names import check_name
 
 if TYPE_CHECKING:
@@ -198,27 +198,6 @@ class Settings:
         )
 
 
-_DURATION = re.compile(r"(\d{1,12})\s*([smhdw])")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_duration(text: str, what: str) -> timedelta:
-    """``90s``, ``15m``, ``24h``, ``30d``, ``2w`` (or a sum such as ``1d12h``) -> timedelta."""
-    compact = text.strip().lower()
-    parts = _DURATION.findall(compact)
-    if not compact or _DURATION.sub("", compact).strip() or not parts:
-        raise ConfigError(
-            f"{what}={excerpt(text)} is not a duration.",
-            hint="Write a number with a unit: 90s, 15m, 24h, 30d or 2w.",
-        )
-    seconds = sum(int(n) * _UNIT_SECONDS[unit] for n, unit in parts)
-    if seconds <= 0 or seconds > 100 * 365 * 86400:
-        raise ConfigError(
-            f"{what}={excerpt(text)} is out of range.", hint="Give between 1s and 100 years."
-        )
-    return timedelta(seconds=seconds)
-
-
 @dataclass(frozen=True, slots=True)
 class ServerSettings:
     """What ``lockd serve`` reads from the environment (flags override some of it)."""
@@ -238,13 +217,20 @@ class ServerSettings:
         return cls(
             body_limit=int(body),
             rate_limit=rate,
-            stale_after=parse_duration(
-                env_default("LOCKD_SERVE_STALE_AFTER", env) or "", "LOCKD_SERVE_STALE_AFTER"
-            ),
+            stale_after=_duration("LOCKD_SERVE_STALE_AFTER", env),
             cors_origins=tuple(o.strip() for o in origins.split(",") if o.strip()),
             public_read=(env_default("LOCKD_SERVE_PUBLIC_READ", env) or "0").lower()
             in {"1", "true", "yes"},
         )
+
+
+def _duration(name: str, env: Mapping[str, str]) -> timedelta:
+    from .times import parse_duration
+
+    try:
+        return parse_duration(env_default(name, env) or "", name)
+    except UsageError as err:
+        raise ConfigError(err.message, hint=err.hint) from None
 
 
 def _positive_number(name: str, env: Mapping[str, str], *, integer: bool) -> float:

@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -238,6 +239,9 @@ def test_period_and_project_filters(seed: Seed, tmp_path: Path) -> None:
         "until": "2026-03-01T00:00:00Z",  # a date as --until includes that whole day
     }
     (project,) = doc["projects"]
+    recent = run_lockd(tmp_path, "audit", "--db", seed.url, "--since", "7d", "--format", "json")
+    assert recent.returncode == 0, recent.output  # a duration, as drift summary and the API take
+    assert json.loads(recent.stdout)["filter"]["since"].endswith("Z")
     assert [e["hash"] for e in project["locksets"]] == [seed.ml[1]]
     assert [d["hash"] for d in project["drift_reports"]] == [seed.drift[0]]
     assert project["summary"]["last_drift_status"] == "clean"
@@ -252,8 +256,13 @@ def test_period_parsing() -> None:
     assert Period.parse(None, None).describe() == "all time"
     with pytest.raises(UsageError, match="not before"):
         Period.parse("2026-02-01", "2026-01-01")
-    with pytest.raises(UsageError, match="ISO"):
+    with pytest.raises(UsageError, match="--since 'yesterday' is not a date, a time or a dur"):
         Period.parse("yesterday", None)
+    now = datetime(2026, 3, 4, 6, 45, tzinfo=UTC)  # durations count back from now, as drift's
+    assert Period.parse("7d", "1h", now=now).to_dict() == {
+        "since": "2026-02-25T06:45:00Z",
+        "until": "2026-03-04T05:45:00Z",
+    }
 
 
 def test_the_report_model_is_built_record_by_record(seed: Seed) -> None:
@@ -331,7 +340,8 @@ def test_audit_group_takes_options_and_the_verify_command(seed: Seed, tmp_path: 
 def test_audit_usage_errors(seed: Seed, tmp_path: Path) -> None:
     for args, message in (
         (("--project", "nope"), "No project 'nope'"),
-        (("--since", "soon"), "--since 'soon' is not an ISO date"),
+        (("--since", "soon"), "--since 'soon' is not a date, a time or a duration"),
+        (("--since", "0d"), "--since '0d' is an empty period"),
         (("--lockset", seed.ml[0][:8]), "--lockset and --target choose what a CycloneDX"),
         (("--format", "cyclonedx"), "holds 2 projects"),
         (("--format", "cyclonedx", "--project", "web", "--target", "x"), "has no lock for target"),

@@ -6,6 +6,7 @@ import json
 import sqlite3
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -587,6 +588,30 @@ def test_exclude_newer_applies_only_where_upload_times_exist(lockd, tmp_path: Pa
     )
     assert_clean_failure(earlier, 3)
     assert "numpy" in earlier.stderr
+
+
+def test_exclude_newer_is_checked_first_and_recorded_as_an_absolute_time(
+    lockd, tmp_path: Path
+) -> None:
+    write(tmp_path / "requirements.in", "numpy\n")
+    for given, words in (
+        ("yesterday", "--exclude-newer 'yesterday' is not a date, a time or a duration"),
+        ("2099-01-01", "--exclude-newer '2099-01-01' is in the future (2099-01-01T00:00:00Z)"),
+        ("0d", "--exclude-newer '0d' is an empty period"),
+    ):
+        refused = lockd("compile", "--cuda", "cpu", *MATRIX, "--exclude-newer", given)
+        assert_clean_failure(refused, 2)
+        assert words in " ".join(refused.stderr.split()), refused.stderr
+        hint = refused.stderr.split(". ", 1)[1]  # the accepted forms, as the flag takes them
+        assert "--exclude-newer 7d" in hint or "--exclude-newer 3d" in hint, refused.stderr
+        assert not (tmp_path / "locks").exists()  # refused before anything was resolved
+    before = datetime.now(UTC).replace(microsecond=0)
+    moving = lockd("compile", "--cuda", "cpu", *MATRIX, "--exclude-newer", "3 days")
+    assert moving.returncode == 0, moving.output
+    recorded = manifest(tmp_path)["cutoff"]
+    moment = datetime.strptime(recorded, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    assert before - timedelta(days=3) <= moment <= datetime.now(UTC) - timedelta(days=3)
+    assert f"cut-off {recorded}" in lockd("show", manifest(tmp_path)["hash"]).stdout
 
 
 @pytest.mark.parametrize(

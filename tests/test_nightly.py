@@ -14,7 +14,6 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from lockd.app.nightly import parse_since
 from lockd.drift import CheckTiming, DriftReport
 from lockd.errors import UsageError
 from lockd.shards import (
@@ -27,6 +26,7 @@ from lockd.shards import (
     select,
 )
 from lockd.store import Store
+from lockd.times import parse_time
 from tests.conftest import Run, hermetic_env, run_lockd
 from tests.support.pyindex import IndexServer
 from tests.support.world import build_world, index_at
@@ -112,11 +112,11 @@ def test_a_project_wide_and_an_image_check_share_a_shard_with_its_targets() -> N
 
 def test_since_takes_durations_and_times() -> None:
     now = datetime(2026, 3, 4, 6, 45, tzinfo=UTC)
-    assert parse_since("24h", now) == datetime(2026, 3, 3, 6, 45, tzinfo=UTC)
-    assert parse_since("90m", now) == datetime(2026, 3, 4, 5, 15, tzinfo=UTC)
-    assert parse_since("7d", now) == datetime(2026, 2, 25, 6, 45, tzinfo=UTC)
-    assert parse_since("2026-03-04T02:00Z") == datetime(2026, 3, 4, 2, tzinfo=UTC)
-    assert parse_since("2026-03-04") == datetime(2026, 3, 4, tzinfo=UTC)
+    assert parse_time("24h", "--since", now=now) == datetime(2026, 3, 3, 6, 45, tzinfo=UTC)
+    assert parse_time("90m", "--since", now=now) == datetime(2026, 3, 4, 5, 15, tzinfo=UTC)
+    assert parse_time("7d", "--since", now=now) == datetime(2026, 2, 25, 6, 45, tzinfo=UTC)
+    assert parse_time("2026-03-04T02:00Z", "--since") == datetime(2026, 3, 4, 2, tzinfo=UTC)
+    assert parse_time("2026-03-04", "--since") == datetime(2026, 3, 4, tzinfo=UTC)
 
 
 def test_durations_are_medians_of_the_week_before_today() -> None:
@@ -362,7 +362,8 @@ def test_shard_usage_errors(lockd, tmp_path: Path) -> None:  # type: ignore[no-u
             "--shard 1/2 says 2 shards, --shards or LOCKD_SHARDS says 3.",
         ),
         (("drift", "--all", "--shards", "2"), "2 shards, but which one is this?"),
-        (("drift", "summary", "--since", "yesterday"), "--since 'yesterday' is neither"),
+        (("drift", "summary", "--since", "yesterday"), "--since 'yesterday' is not a date"),
+        (("drift", "summary", "--since", "0h"), "--since '0h' is an empty period"),
         (("drift", "summary"), "nothing is recorded there. Check --db / LOCKD_DATABASE_URL"),
         (("schedule", "--print", "cron", "--shards", "2"), "A cron recipe runs on one machine"),
     ]

@@ -427,7 +427,14 @@ def test_drift_report_filters(fleet: Fleet) -> None:
     assert fleet.get("/api/v1/drift-reports", since=future).json() == []
     assert fleet.get("/api/v1/drift-reports", since="1h").json()
     assert fleet.get("/api/v1/drift-reports", target="linux-aarch64-py311-cpu").json() == []
-    assert fleet.get("/api/v1/drift-reports", since="soon").status_code == 400
+    refused = fleet.get("/api/v1/drift-reports", since="soon")
+    assert refused.status_code == 400
+    assert refused.json()["detail"].startswith("Query parameter since 'soon' is not a date")
+    assert "--since" not in refused.json()["detail"] and "since=7d" in refused.json()["detail"]
+    assert fleet.get("/api/v1/drift-reports", since="0h").status_code == 400  # as --since 0h
+    assert fleet.get("/api/v1/audit", since="7d", format="json").status_code == 200
+    until = fleet.get("/api/v1/audit", until="later")
+    assert until.status_code == 400 and "Query parameter until 'later'" in until.json()["detail"]
     assert fleet.get("/api/v1/drift-reports", status="weird").status_code == 422
 
 

@@ -23,9 +23,10 @@ from lockd.errors import ConfigError, FormatError, ServerError, UsageError
 from lockd.lockset import canonical_json
 from lockd.server.auth import presented_token
 from lockd.server.limits import RateLimiter
-from lockd.settings import ServerSettings, parse_duration
+from lockd.settings import ServerSettings
 from lockd.snapshot._probe import outcome
 from lockd.store import DeploymentQuery, Posted, ReportQuery, Store
+from lockd.times import parse_duration
 from tests.support.serve import TARGET, fleet_lockset, lock_files, snapshot_doc
 
 OTHER = "linux-x86_64-py311-cpu"
@@ -213,7 +214,7 @@ def test_durations_and_server_settings() -> None:
     assert parse_duration("90s", "x") == timedelta(seconds=90)
     assert parse_duration("1d12h", "x") == timedelta(hours=36)
     for bad in ("", "soon", "12", "-1h", "0s", "5y", "9" * 5000 + "s"):
-        with pytest.raises(ConfigError):
+        with pytest.raises(UsageError):
             parse_duration(bad, "x")
     settings = ServerSettings.from_env({})
     assert (settings.body_limit, settings.rate_limit) == (16 * 1024 * 1024, 100.0)

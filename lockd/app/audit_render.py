@@ -18,6 +18,7 @@ import queue
 import shutil
 import tempfile
 import threading
+from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from ..store.verify import ChainReport, DriftRecord, LocksetRecord
 
 _BATCH = 100  # records per message to the worker (a few MB of documents)
-Period = tuple[str | None, str | None]  # --since, --until as given (already checked)
+Period = tuple[datetime | None, datetime | None]  # since, until (already checked)
 
 
 class Renderer:
@@ -41,7 +42,7 @@ class Renderer:
         from ..report.audit_parts import SectionSpool
         from .audit import report_parts
 
-        self._builder = AuditBuilder(project, Window.parse(*period))
+        self._builder = AuditBuilder(project, Window(*period))
         self._spool = SectionSpool(report_parts(fmt), spool)
 
     def drift_report(self, record: DriftRecord) -> None:

@@ -19,12 +19,12 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
 from ..drift import NO_REPORT, CheckError, CheckTiming, DriftReport, Finding
-from ..errors import LockdError, NotFoundError, UsageError
+from ..errors import LockdError, NotFoundError
 from ..lockset import Lockset
 from ..shards import Check, durations, history_window, select
 from ..store import Store, TrackedImage
@@ -194,22 +194,6 @@ class Summary:
     @property
     def reports(self) -> list[DriftReport]:
         return [p.report for p in self.projects]
-
-
-def parse_since(text: str, now: datetime | None = None) -> datetime:
-    """``24h``/``90m``/``7d`` before ``now``, or an ISO date or time (UTC unless it says)."""
-    units = {"m": "minutes", "h": "hours", "d": "days"}
-    amount, unit = text[:-1], text[-1:]
-    if unit in units and amount.isdigit():
-        return (now or datetime.now(UTC)) - timedelta(**{units[unit]: int(amount)})
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise UsageError(
-            f"--since {text!r} is neither a duration nor an ISO time.",
-            hint="Write for example --since 24h, --since 7d or --since 2026-01-31T02:00Z.",
-        ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def summarize(store: Store, since: datetime) -> Summary:

@@ -146,7 +146,7 @@ def build_lock_request(
         glibc=_glibc(flags.glibc or config.glibc or "2.28"),
         allow_partial=flags.allow_partial,
         refresh=flags.refresh,
-        exclude_newer=flags.exclude_newer,
+        exclude_newer=_cutoff(flags.exclude_newer),
         concurrency=settings.concurrency,
         cache_dir=Path(cache) if cache else None,
         images=flags.images or config.images,
@@ -199,6 +199,26 @@ def project_name(root: Path) -> str:
         if isinstance(name, str) and name:
             return _named(name, f"{pyproject}'s [project] name")
     return _named(root.resolve().name, f"the directory name of {excerpt(str(root.resolve()))}")
+
+
+def _cutoff(text: str | None) -> str | None:
+    """``--exclude-newer`` as the absolute UTC time uv is given and the lockset records."""
+    if text is None:
+        return None
+    from datetime import UTC, datetime
+
+    from ..times import format_time, parse_time
+
+    now = datetime.now(UTC)
+    moment = parse_time(text, "--exclude-newer", now=now)
+    if moment > now:
+        raise UsageError(
+            f"--exclude-newer {excerpt(text)} is in the future ({format_time(moment)}): a "
+            "cut-off that has not passed yet would let later uploads into the lock.",
+            hint="Give a past ISO date or time (--exclude-newer 2026-01-31T02:00Z) or a "
+            "duration ago (--exclude-newer 3d); without it the resolution time is recorded.",
+        )
+    return format_time(moment)
 
 
 def _named(name: str, where: str) -> str:

@@ -55,11 +55,18 @@ def audit(
         typer.Option("--project", metavar="NAME", help="Only this project (default: all)."),
     ] = None,
     since: Annotated[
-        str | None, typer.Option("--since", metavar="TIME", help="From this ISO date or time on.")
+        str | None,
+        typer.Option(
+            "--since", metavar="TIME", help="From this ISO date or time on, or a duration ago (7d)."
+        ),
     ] = None,
     until: Annotated[
         str | None,
-        typer.Option("--until", metavar="TIME", help="Up to this ISO date (inclusive) or time."),
+        typer.Option(
+            "--until",
+            metavar="TIME",
+            help="Up to this ISO date (inclusive) or time, or a duration ago.",
+        ),
     ] = None,
     lockset: Annotated[
         str | None,
@@ -89,6 +96,7 @@ def audit(
         return
     from ..app import audit as use_cases
     from ..errors import EXIT_DRIFT, UsageError
+    from ..report.audit_model import Period
     from ..settings import Settings
 
     url = db or Settings.from_env().database_url
@@ -104,7 +112,8 @@ def audit(
     # A second process renders while this one reads and checks, where there is a core for it.
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     processes = 2 if (cores or 1) > 1 else 1
-    request = use_cases.AuditRequest(url, project, since, until, processes)
+    window = Period.parse(since, until)
+    request = use_cases.AuditRequest(url, project, window.since, window.until, processes)
     chain = _write(
         output,
         output_format,

@@ -224,7 +224,9 @@ def _write_text(text: str, output: Path | None) -> None:
 def drift_summary(
     since: Annotated[
         str,
-        typer.Option("--since", metavar="PERIOD", help="24h, 90m, 7d, or an ISO time."),
+        typer.Option(
+            "--since", metavar="TIME", help="A duration ago (24h, 90m, 7d) or an ISO date or time."
+        ),
     ] = "24h",
     db: DbOption = None,
     output_format: DriftFormatOption = DriftFormat.table,
@@ -232,13 +234,14 @@ def drift_summary(
 ) -> None:
     """Merge every drift report of the period (all shards) into one result; exit 1 on drift."""
     from ..app.drift import exit_code
-    from ..app.nightly import parse_since, summarize
+    from ..app.nightly import summarize
     from ..app.record import require_database
     from ..report import drift as render
     from ..settings import Settings
     from ..store import Store
+    from ..times import parse_time
 
-    url, start = db or Settings.from_env().database_url, parse_since(since)
+    url, start = db or Settings.from_env().database_url, parse_time(since, "--since")
     require_database(url)
     with Store(url) as store:
         summary = summarize(store, start)

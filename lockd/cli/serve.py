@@ -86,8 +86,9 @@ def tokens_create(
 ) -> None:
     """Create a token and print it once; only its hash is stored."""
     from ..app.tokens import NewToken, create
-    from ..settings import Settings, parse_duration
+    from ..settings import Settings
     from ..store import Store
+    from ..times import parse_duration
 
     lifetime = parse_duration(expires, "--expires") if expires else None
     store = Store(db or Settings.from_env().database_url)

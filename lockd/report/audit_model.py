@@ -13,13 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from ..drift import DriftReport, Finding
 from ..errors import FormatError, UsageError, excerpt
 from ..lockset import Lockset
 from ..store.verify import ChainReport, ProjectChain
+from ..times import parse_time
 
 AUDIT_FORMAT = "lockd.audit/1"
 
@@ -32,14 +33,24 @@ class Period:
     until: datetime | None = None
 
     @classmethod
-    def parse(cls, since: str | None, until: str | None) -> Period:
-        """ISO dates or times; a date as ``until`` includes that whole day."""
-        start = _parse_bound(since, "--since", end=False)
-        stop = _parse_bound(until, "--until", end=True)
+    def parse(
+        cls,
+        since: str | None,
+        until: str | None,
+        *,
+        names: tuple[str, str] = ("--since", "--until"),
+        now: datetime | None = None,
+    ) -> Period:
+        """ISO dates or times, or durations ago (``lockd.times``); a date as ``until``
+        includes that whole day. ``names``: the flags, or the API's query parameters."""
+        now = now or datetime.now(UTC)
+        start = parse_time(since, names[0], now=now) if since else None
+        stop = parse_time(until, names[1], now=now, end=True) if until else None
         if start and stop and start >= stop:
             raise UsageError(
-                f"--since {since} is not before --until {until}.",
-                hint="Give the earlier moment as --since.",
+                f"{names[0]} {excerpt(since or '')} is not before {names[1]} "
+                f"{excerpt(until or '')}.",
+                hint=f"Give the earlier moment as {names[0]}.",
             )
         return cls(start, stop)
 
@@ -57,22 +68,6 @@ class Period:
         start = _iso(self.since) or "the beginning"
         stop = _iso(self.until) or "now"
         return f"{start} to {stop}"
-
-
-def _parse_bound(text: str | None, flag: str, *, end: bool) -> datetime | None:
-    if not text:
-        return None
-    try:
-        if len(text) == 10:  # a bare date: the window covers whole days
-            day = date.fromisoformat(text)
-            return datetime.combine(day + timedelta(days=1 if end else 0), datetime.min.time(), UTC)
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise UsageError(
-            f"{flag} {excerpt(text)} is not an ISO date or time.",
-            hint="Use YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ.",
-        ) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _moment(text: str) -> datetime:

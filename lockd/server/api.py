@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import IO, Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -21,8 +21,9 @@ from ..app import audit, record
 from ..app.fleet import Ingestion
 from ..errors import NotFoundError, UsageError, excerpt
 from ..lockset import Lockset, diff_locksets
-from ..settings import parse_duration
+from ..report.audit_model import Period
 from ..store import DeploymentQuery, ReportQuery
+from ..times import parse_time
 from .auth import Caller, require
 from .state import fleet_of as _fleet
 from .state import store_of as _store
@@ -40,14 +41,9 @@ def _lockset(request: Request, ref: str, project: str | None = None) -> Lockset:
 
 
 def since_time(text: str | None) -> datetime | None:
-    """``since`` as an ISO time (``2026-11-01``, ``…T03:00:00Z``) or a duration ago (``24h``)."""
-    if not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return datetime.now(UTC) - parse_duration(text, "since")
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    """``since`` as an ISO date or time (``2026-11-01``, ``…T03:00:00Z``) or a duration ago
+    (``24h``), parsed as the CLI's ``--since``; errors name the query parameter."""
+    return parse_time(text, "since") if text else None
 
 
 # -- projects and locksets ----------------------------------------------------------------
@@ -179,9 +175,11 @@ def audit_report(
         raise UsageError("lockset and target choose what a CycloneDX SBOM describes.")
     # The report is written in parts (a large one spills to a temporary file) and sent as
     # it is read back: the server never holds a whole report of 10,000 locksets.
+    window = Period.parse(since, until, names=("since", "until"))
+    asked = audit.AuditRequest("", project, window.since, window.until)
     spooled = tempfile.SpooledTemporaryFile(max_size=_SPOOLED_BYTES)  # noqa: SIM115 - _chunks closes it
     try:
-        audit.write_report(audit.AuditRequest("", project, since, until), format, spooled, store)
+        audit.write_report(asked, format, spooled, store)
         spooled.seek(0)
     except BaseException:
         spooled.close()
