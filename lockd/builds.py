@@ -5,6 +5,10 @@ build it to install it; either way the package's own build code runs. lockd
 refuses that unless the user allowed the package by name (``--allow-build
 NAME``, ``allow-build = [...]``) or allowed every package (``"*"``). The
 allowance is recorded with the lockset, so ``lockd drift`` applies the same one.
+
+A package with no wheel for a target is not always a build question: when every
+release the requirement admits declares a ``Requires-Python`` that excludes the
+target's Python, building would not help, and ``python_conflict`` says so instead.
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import InvalidName, canonicalize_name
+from packaging.version import Version
 
 from .errors import ResolutionError, UsageError
 
@@ -76,6 +82,48 @@ def refusal(target: str, packages: Iterable[str]) -> ResolutionError:
         hint=f"If you trust {'it' if len(names) == 1 else 'them'}, pass {flags} or set "
         f"allow-build = [{config}] in lockd.toml or [tool.lockd] "
         '("*" allows every package).',
+    )
+
+
+def python_conflict(
+    target: str,
+    python: str,
+    requirement: tuple[str, str],
+    releases: Iterable[tuple[Version, str | None]],
+) -> ResolutionError | None:
+    """The error for a package none of whose candidate files admit ``python``, or ``None``.
+
+    ``requirement`` is the package's name and the specifier the user wrote
+    (``("numpy", ">=2.3")``; empty when it is not a direct requirement);
+    ``releases`` are the (version, Requires-Python) of every file its index
+    lists. Only when every file of every version the specifier admits declares
+    a Requires-Python that excludes ``python`` is that the answer: a file that
+    declares none, or an unreadable one, leaves the question to the build refusal.
+    """
+    name, specifier = requirement
+    try:
+        wanted = SpecifierSet(specifier)
+    except InvalidSpecifier:
+        wanted = SpecifierSet()
+    needs: set[str] = set()
+    for version, requires_python in releases:
+        if not wanted.contains(version, prereleases=True):
+            continue
+        try:
+            if requires_python is None or SpecifierSet(requires_python).contains(Version(python)):
+                return None
+        except InvalidSpecifier:
+            return None
+        needs.add(requires_python)
+    if not needs:
+        return None
+    return ResolutionError(
+        f"Target {target}: {name}{specifier} needs Python {' or '.join(sorted(needs))} (every "
+        f"release that fits declares it in Requires-Python), and this target is Python {python}; "
+        "building from source would not change that.",
+        target=target,
+        hint=f"Drop Python {python} from the matrix (--python, python = in lockd.toml), or "
+        f"require a {name} release that supports Python {python}.",
     )
 
 

@@ -16,7 +16,7 @@ import tempfile
 import threading
 import zipfile
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from html.parser import HTMLParser
 from pathlib import Path
 from types import ModuleType
@@ -49,18 +49,22 @@ class IndexLink:
     url: str
     sha256: str | None
     upload_time: str | None = None
+    requires_python: str | None = None  # PEP 503 data-requires-python / PEP 691 requires-python
 
 
 class _Links(HTMLParser):
     def __init__(self) -> None:
         super().__init__()
-        self.links: list[tuple[str, str]] = []
+        self.links: list[tuple[str, str, str | None]] = []
         self._href: str | None = None
+        self._requires_python: str | None = None
         self._text: list[str] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag == "a":
-            self._href = dict(attrs).get("href")
+            found = dict(attrs)
+            self._href = found.get("href")
+            self._requires_python = found.get("data-requires-python") or None
             self._text = []
 
     def handle_data(self, data: str) -> None:
@@ -69,7 +73,7 @@ class _Links(HTMLParser):
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "a" and self._href is not None:
-            self.links.append((self._href, "".join(self._text).strip()))
+            self.links.append((self._href, "".join(self._text).strip(), self._requires_python))
             self._href = None
 
 
@@ -78,11 +82,11 @@ def parse_html_page(html: str, page_url: str) -> list[IndexLink]:
     parser = _Links()
     parser.feed(html)
     out = []
-    for href, text in parser.links:
+    for href, text, requires_python in parser.links:
         url, _, fragment = urljoin(page_url, href).partition("#")
         sha = fragment.removeprefix("sha256=") if fragment.startswith("sha256=") else None
         name = text or unquote(urlsplit(url).path.rsplit("/", 1)[-1])
-        out.append(IndexLink(name, url, sha or None))
+        out.append(IndexLink(name, url, sha or None, requires_python=requires_python))
     return out
 
 
@@ -91,9 +95,14 @@ def parse_json_page(data: dict[str, object]) -> list[IndexLink]:
     out = []
     for item in files if isinstance(files, list) else []:
         hashes = item.get("hashes") or {}
+        requires_python = item.get("requires-python")
         out.append(
             IndexLink(
-                item["filename"], item["url"], hashes.get("sha256") or None, item.get("upload-time")
+                item["filename"],
+                item["url"],
+                hashes.get("sha256") or None,
+                item.get("upload-time"),
+                requires_python if isinstance(requires_python, str) and requires_python else None,
             )
         )
     return out
@@ -143,9 +152,7 @@ class IndexClient:
             "application/vnd.pypi.simple.v1+json"
         ):
             links = parse_json_page(response.json())
-            return [
-                IndexLink(x.filename, urljoin(page, x.url), x.sha256, x.upload_time) for x in links
-            ]
+            return [replace(x, url=urljoin(page, x.url)) for x in links]
         return parse_html_page(response.text, page)
 
     def json(self, url: str) -> object:

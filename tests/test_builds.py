@@ -15,8 +15,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from packaging.version import Version
 
-from lockd.builds import BuildPolicy
+from lockd.builds import BuildPolicy, python_conflict
+from lockd.indexes import parse_html_page
 from lockd.lockset import Lockset
 from lockd.resolvers.uv import sync_build_flags
 from tests.conftest import Run, lockd_against
@@ -193,6 +195,53 @@ def test_drift_rebuild_refuses_an_sdist_the_lockset_did_not_allow(
     assert "--allow-build evil" in error["message"]
     assert builds(marker) == built
     assert sqlite3.connect(tmp_path / "lockd-home" / "lockd.db")  # the record is intact
+
+
+def test_a_requires_python_conflict_is_not_called_a_build_refusal(
+    lockd: LockdRunner, marker: Path, tmp_path: Path
+) -> None:
+    """numpy>=2.3 only supports Python 3.11+: for py39 no build would help, and none runs."""
+    with serve() as server:
+        index = server.pypi("simple")
+        index.add(
+            W("numpy", "2.2.0", tag="cp39-cp39-manylinux_2_17_x86_64", requires_python=">=3.9")
+        )
+        for py in ("311", "312"):
+            wheel = W("numpy", "2.3.0", tag=f"cp{py}-cp{py}-manylinux_2_17_x86_64")
+            index.add(replace(wheel, requires_python=">=3.11"))
+        index.add_sdist(SdistSpec("numpy", "2.3.0", str(marker), requires_python=">=3.11"))
+        (tmp_path / "requirements.in").write_text("numpy>=2.3\n")
+        run = lockd_against(lockd, server)
+        matrix = ("--platform", "linux-x86_64", "--python", "3.11", "--python", "3.9")
+        result = run("compile", *matrix)
+        assert result.returncode == 3, result.output
+        text = " ".join(result.stderr.split())
+        assert "Target linux-x86_64-py39-cpu: numpy>=2.3 needs Python >=3.11" in text, text
+        assert "Drop Python 3.9 from the matrix" in text
+        assert "allow-build" not in text and "source distribution" not in text
+        assert "Traceback" not in result.output and builds(marker) == 0
+
+
+def test_python_conflicts_need_every_candidate_to_exclude_the_python() -> None:
+    def releases(*items: tuple[str, str | None]) -> list[tuple[Version, str | None]]:
+        return [(Version(v), rp) for v, rp in items]
+
+    newer = releases(("2.2.0", ">=3.9"), ("2.3.0", ">=3.11"), ("2.3.1", ">=3.11"))
+    found = python_conflict("t", "3.9", ("numpy", ">=2.3"), newer)
+    assert found is not None and "numpy>=2.3 needs Python >=3.11" in found.message
+    assert python_conflict("t", "3.9", ("numpy", ""), newer) is None  # 2.2.0 supports 3.9
+    assert python_conflict("t", "3.11", ("numpy", ">=2.3"), newer) is None
+    undeclared = releases(("2.3.0", ">=3.11"), ("2.3.0", None))
+    assert python_conflict("t", "3.9", ("numpy", ">=2.3"), undeclared) is None
+    assert python_conflict("t", "3.9", ("numpy", ">=9"), newer) is None  # no candidate at all
+    garbled = releases(("2.3.0", "python 3 please"))
+    assert python_conflict("t", "3.9", ("numpy", ""), garbled) is None
+
+
+def test_html_pages_carry_requires_python() -> None:
+    page = '<a href="/f/numpy-2.3.0.tar.gz#sha256=ab" data-requires-python="&gt;=3.11">x</a>'
+    (link,) = parse_html_page(page, "https://index.example/simple/numpy/")
+    assert link.requires_python == ">=3.11" and link.sha256 == "ab"
 
 
 def test_sync_lets_only_allowed_packages_build() -> None:

@@ -25,7 +25,6 @@ from packaging.utils import (
 )
 from packaging.version import Version
 
-from ..builds import refusal
 from ..errors import LockdError, ResolutionError, UsageError
 from ..indexes import IndexClient, IndexLink, link_version
 from ..processes import Deadline, run_child
@@ -33,7 +32,7 @@ from ..settings import deadline
 from ..targets import Target, host_platform, host_python
 from ..urls import redact
 from .interface import Resolution, ResolvedFile, ResolvedPackage, Resolver, ResolveRequest
-from .uv import hermetic_env
+from .uv import build_refusal, hermetic_env
 
 _PIN = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==(?P<version>\S+)")
 _HASH = re.compile(r"--hash=sha256:(?P<digest>[0-9a-f]{64})")
@@ -95,7 +94,7 @@ class PipToolsResolver(Resolver):
                     )
                 refused = {name for name in needed if not request.builds.allows(name)}
                 if refused:
-                    raise refusal(request.target.id, refused)
+                    raise build_refusal(request, refused, client)
                 builds |= needed
             pins = parse_pinned((workdir / "requirements.txt").read_text())
             packages = tuple(

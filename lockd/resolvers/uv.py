@@ -19,17 +19,21 @@ import sys
 import threading
 from collections.abc import Iterable, Mapping
 from functools import cache
+from typing import TYPE_CHECKING
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from ..builds import BuildPolicy, refusal
+from ..builds import BuildPolicy, python_conflict, refusal
 from ..errors import PackageIndexError, ResolutionError
 from ..processes import Deadline, run_child
 from ..routing import IndexPlan, credential_variables, index_of, userinfo
 from ..settings import deadline
 from ..urls import redact
 from .interface import Pin, Resolution, Resolver, ResolveRequest
+
+if TYPE_CHECKING:
+    from ..indexes import IndexClient
 
 PROJECT_NAME = "lockd-target"  # the throw-away project uv resolves; never shown to users
 MAX_ROUNDS = 4
@@ -108,7 +112,7 @@ class UvResolver(Resolver):
                     raise condense_uv_error(proc.stderr, request)
                 refused = {name for name in needed if not request.builds.allows(name)}
                 if refused:
-                    raise refusal(request.target.id, refused)
+                    raise build_refusal(request, refused)
                 builds |= needed
                 continue
             packages = parse_pylock(output.read_text(), str(output))
@@ -214,6 +218,55 @@ def render_preferences(pins: Iterable[Pin]) -> str:
 
 
 _WHEELS_REQUIRED = re.compile(r"Wheels are required for `([A-Za-z0-9._-]+)` because building")
+
+
+def build_refusal(
+    request: ResolveRequest, refused: Iterable[str], client: IndexClient | None = None
+) -> ResolutionError:
+    """Why packages that only come as sdists cannot be locked for the target.
+
+    Their index is asked for every file's Requires-Python first: when none that
+    the user's specifier admits supports the target's Python, that is the cause
+    (``--allow-build`` would not help); otherwise it is the build policy.
+    """
+    from ..indexes import IndexClient, link_version
+
+    wanted = _direct_specifiers(request.requirements)
+    own = client is None
+    client = client or IndexClient()
+    try:
+        for name in sorted(refused):
+            try:
+                links = client.project_links(request.plan.index_url(name), name, missing_ok=True)
+            except PackageIndexError:
+                continue  # the build refusal below still says what to do
+            releases = [(v, link.requires_python) for link in links if (v := link_version(link))]
+            python = request.target.python_version
+            conflict = python_conflict(
+                request.target.id, python, (name, wanted.get(name, "")), releases
+            )
+            if conflict is not None:
+                return conflict
+    finally:
+        if own:
+            client.close()
+    return refusal(request.target.id, refused)
+
+
+def _direct_specifiers(requirements: Iterable[str]) -> dict[str, str]:
+    """Canonical name -> the specifiers the user's requirements give it (``>=2.3,<3``)."""
+    from packaging.requirements import InvalidRequirement
+    from packaging.specifiers import SpecifierSet
+
+    out: dict[str, SpecifierSet] = {}
+    for text in requirements:
+        try:
+            req = Requirement(text)
+        except InvalidRequirement:
+            continue
+        key = canonicalize_name(req.name)
+        out[key] = out.get(key, SpecifierSet()) & req.specifier
+    return {name: str(spec) for name, spec in out.items()}
 
 
 def wheels_required(stderr: str) -> set[str]:
