@@ -71,6 +71,36 @@ class Fields:
             return value
         return _text(value, self._path(key))
 
+    def check_format(self, expected: str, what: str) -> None:
+        """The ``format`` field is ``expected`` (``lockd.lockset/1``), else ``FormatError``.
+
+        A missing or foreign ``format`` means the document is not ``what`` at all
+        (restore or recompile it); another version of ``expected``'s family is one
+        this lockd does not know (upgrade lockd).
+        """
+        fmt = self._data.get("format")
+        if fmt == expected:
+            return
+        family = expected.rsplit("/", 1)[0] + "/"
+        where = f" in {self.where}" if self.where else ""
+        fix = "Restore it from git, or recompile with `lockd compile`."
+        if fmt is None:
+            raise FormatError(
+                f"The document{where} has no 'format' field: it is not a {what} lockd wrote "
+                f"(those say {expected!r}).",
+                hint=fix,
+            )
+        if not isinstance(fmt, str) or not fmt.startswith(family):
+            raise FormatError(
+                f"The document{where} has format {str(fmt)[:40]!r}: it is not a {what} "
+                f"(this lockd reads {expected!r}).",
+                hint=fix,
+            )
+        raise FormatError(
+            f"Unknown {what} format {fmt[:40]!r}{where} (this lockd reads {expected!r}).",
+            hint="Upgrade lockd, or recompile the lockset with this version.",
+        )
+
     def integer(self, key: str) -> int:
         return _integer(self._required(key), self._path(key))
 

@@ -266,12 +266,7 @@ class Lockset:
     def from_dict(cls, data: Mapping[str, Any], *, verify: bool = True) -> Lockset:
         """Rebuild a lockset; with ``verify``, reject one whose hash does not match."""
         fields = Fields(data, "")
-        fmt = data.get("format")
-        if fmt != LOCKSET_FORMAT:
-            raise FormatError(
-                f"Unknown lockset format {str(fmt)[:40]!r} (this lockd reads {LOCKSET_FORMAT!r}).",
-                hint="Upgrade lockd, or recompile the lockset with this version.",
-            )
+        fields.check_format(LOCKSET_FORMAT, "lockset")
         resolver, prov = fields.object("resolver"), fields.object("provenance")
         lockset = cls(
             project=check_name(

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from lockd.errors import FormatError
-from lockd.lockset import canonical_json, sha256_text
+from lockd.lockset import Lockset, canonical_json, sha256_text
 from tests.conftest import Run
 
 MATRIX = ["--platform", "linux-x86_64", "--python", "3.11", "--cuda", "cpu"]
@@ -177,6 +177,48 @@ def test_a_type_confused_manifest_is_replaced_by_compile(lockd, tmp_path: Path) 
     assert run.returncode == 0, run.output
     assert "Traceback" not in run.output
     assert json.loads((tmp_path / "locks" / "lockd.json").read_text())["locks"][0]["files"]
+
+
+def test_check_says_what_is_wrong_with_the_manifest_as_other_commands_do(
+    lockd, tmp_path: Path
+) -> None:
+    doc = compile_once(lockd, tmp_path)
+    manifest = tmp_path / "locks" / "lockd.json"
+    edited = {**doc, "requirements": ["filelock", "evil"]}  # the old hash kept
+    manifest.write_text(json.dumps(edited))
+    typed = {**doc, "locks": "x"}
+    for written, words in (
+        (json.dumps(edited), "it was edited after lockd wrote it"),
+        (json.dumps(typed), "locks must be a list"),
+        ("{not json", "is not a readable lockd manifest"),
+    ):
+        manifest.write_text(written)
+        check = lockd("compile", *MATRIX, "--check")
+        assert check.returncode == 1, check.output
+        assert words in " ".join(check.stdout.split()), check.stdout
+        assert "is unreadable" not in check.stdout and "Traceback" not in check.output
+
+
+@pytest.mark.parametrize(
+    ("doc", "words"),
+    [
+        ({"project": "proj", "locks": "x"}, "has no 'format' field: it is not a lockset"),
+        ({"format": "conda-lock/1", "project": "p"}, "has format 'conda-lock/1': it is not a"),
+        ({"format": 3}, "has format '3': it is not a lockset"),
+    ],
+)
+def test_a_document_without_a_lockd_format_is_not_called_a_newer_one(
+    lockd, tmp_path: Path, doc: dict[str, Any], words: str
+) -> None:
+    (tmp_path / "locks").mkdir()
+    (tmp_path / "locks" / "lockd.json").write_text(json.dumps(doc))
+    why = lockd("why", "numpy")
+    assert_one_paragraph(why, 2)
+    assert words in " ".join(why.stderr.split()), why.stderr
+    assert "Upgrade" not in why.stderr and "Restore it from git" in why.stderr
+    with pytest.raises(FormatError) as newer:  # a newer lockd's lockset
+        Lockset.from_dict(_lockset_doc(format="lockd.lockset/2"))
+    assert "Upgrade lockd" in newer.value.render()
 
 
 def test_symlinked_lock_files_are_replaced_not_written_through(lockd, tmp_path: Path) -> None:

@@ -87,6 +87,7 @@ class _Prepared:
     base: _BaseImages
     expected: Expected
     on_disk: Lockset | None  # the lockset in the output directory, if readable
+    unreadable: str | None  # why the manifest there is not one (edited, wrong field, …)
 
 
 def check_locks(request: LockRequest) -> LockCheck:
@@ -96,7 +97,7 @@ def check_locks(request: LockRequest) -> LockCheck:
     return LockCheck(
         request.out_dir / MANIFEST,
         prepared.on_disk.hash if prepared.on_disk else None,
-        staleness(prepared.on_disk, prepared.expected, request.out_dir),
+        staleness(prepared.on_disk, prepared.expected, request.out_dir, prepared.unreadable),
     )
 
 
@@ -253,7 +254,7 @@ def _prepare(request: LockRequest) -> _Prepared:
         inputs,
         base,
         expected,
-        _previous_manifest(request.out_dir),
+        *_previous_manifest(request.out_dir),
     )
 
 
@@ -326,15 +327,16 @@ def _lock_conda(
     )
 
 
-def _previous_manifest(out_dir: Path) -> Lockset | None:
-    """The manifest on disk; an unreadable or edited one is simply replaced, one that
-    leads outside the output directory (hostile input: ``UnsafeFileError``) is refused."""
+def _previous_manifest(out_dir: Path) -> tuple[Lockset | None, str | None]:
+    """The manifest on disk, or why it is not a lockset (what ``--check`` says); an
+    unreadable or edited one is simply replaced by a compile, one that leads outside
+    the output directory (hostile input: ``UnsafeFileError``) is refused."""
     try:
-        return read_manifest(out_dir / MANIFEST)
+        return read_manifest(out_dir / MANIFEST), None
     except UnsafeFileError:
         raise
-    except FormatError:
-        return None
+    except FormatError as exc:
+        return None, exc.message
 
 
 class _Opened(NamedTuple):

@@ -71,10 +71,18 @@ class LockCheck:
         }
 
 
-def staleness(on_disk: Lockset | None, expected: Expected, out_dir: Path) -> tuple[str, ...]:
-    """Everything that makes the lockset on disk out of date; empty when it is current."""
+def staleness(
+    on_disk: Lockset | None, expected: Expected, out_dir: Path, unreadable: str | None = None
+) -> tuple[str, ...]:
+    """Everything that makes the lockset on disk out of date; empty when it is current.
+
+    ``unreadable``: why the manifest there is not a lockset (``read_manifest``'s
+    message: edited after lockd wrote it, a field of the wrong type, not JSON).
+    """
     if on_disk is None:
         manifest = out_dir / MANIFEST
+        if unreadable:
+            return (unreadable.removesuffix("."),)
         return (f"{manifest} is {'unreadable' if manifest.exists() else 'missing'}",)
     reasons: list[str] = []
     if on_disk.input_key != expected.key:

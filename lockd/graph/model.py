@@ -20,7 +20,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import FormatError
 from ..fields import Fields
 
 GRAPH_FORMAT = "lockd.graph/1"
@@ -113,13 +112,7 @@ class Graph:
     @classmethod
     def read(cls, fields: Fields) -> Graph:
         """Read a recorded graph; the document may come from anyone (a pull request)."""
-        fmt = fields.optional_text("format")
-        if fmt != GRAPH_FORMAT:
-            raise FormatError(
-                f"Unknown dependency graph format {str(fmt)[:40]!r} in {fields.where} "
-                f"(this lockd reads {GRAPH_FORMAT!r}).",
-                hint="Upgrade lockd, or recompile the lockset with this version.",
-            )
+        fields.check_format(GRAPH_FORMAT, "dependency graph")
         roots = tuple(
             Root(
                 r.text("package"),
