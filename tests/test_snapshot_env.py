@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -261,16 +262,31 @@ def test_cli_file_and_table(cuda_venv: Path, env: dict[str, str], tmp_path: Path
 
 @pytest.mark.parametrize(
     ("python", "message"),
-    [("/no/such/python", "no such file"), ("/bin/sh", "failed to run lockd's probe")],
+    [
+        ("/no/such/python", "no such file"),
+        ("/bin/sh", "/bin/sh is not a Python interpreter"),
+        ("/bin/ls", "/bin/ls is not a Python interpreter"),
+        ("echo", "echo is not a Python interpreter"),  # prints its arguments back
+    ],
 )
 def test_cli_bad_python_is_a_usage_error(
     python: str, message: str, env: dict[str, str], tmp_path: Path
 ) -> None:
-    run = lockd("snapshot", "--python", python, "--no-system", env=env, cwd=tmp_path)
+    if python == "echo":
+        python = str(tmp_path / "echo")
+        Path(python).write_text('#!/bin/sh\necho "$@"\necho "$@" >&2\n')
+        Path(python).chmod(0o755)
+        message = f"{python} is not a Python interpreter"
+    run = lockd(
+        "snapshot", "--python", python, "--no-system", "-o", os.devnull, env=env, cwd=tmp_path
+    )
     assert run.returncode == 2
     assert message in run.stderr
     assert "Traceback" not in run.stderr
     assert run.stdout == ""
+    # One short paragraph: neither the probe's source nor the program's output in it.
+    assert len(run.stderr.splitlines()) == 1 and len(run.stderr) < 300, run.stderr
+    assert "sys.version_info" not in run.stderr and "Stdlib-only" not in run.stderr
 
 
 def test_drift_with_a_mistyped_python_fails_before_any_work(

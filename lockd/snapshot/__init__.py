@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
@@ -175,20 +176,63 @@ def resolve_python(python: Path | None, environ: Mapping[str, str]) -> Path:
     return path
 
 
-def _run_probe(executable: Path, environ: Mapping[str, str]) -> parse.ProbeResult:
-    source = resources.files(__package__).joinpath("_probe.py").read_text(encoding="utf-8")
-    hint = "--python must name a Python 3.8 or newer interpreter."
+# A program that only a Python interpreter answers with its version: the marker line has
+# numbers where the source has ``%d``, so a program that echoes its arguments does not
+# pass. ``-I`` (isolated: no PYTHONPATH, no user site) is an option shells refuse, so
+# ``--python /bin/sh`` runs nothing of it.
+_IDENTIFY = "import sys; print('lockd-python %d %d' % sys.version_info[:2])"
+_IDENTIFIED = re.compile(r"^lockd-python (\d+) (\d+)$", re.MULTILINE)
+IDENTIFY_TIMEOUT_S = 30
+
+
+def _check_python(executable: Path, environ: Mapping[str, str], hint: str) -> None:
+    """``UsageError`` unless ``executable`` is a CPython 3.8+ (before the probe runs in it)."""
+    completed = _run(executable, ["-I", "-c", _IDENTIFY], environ, IDENTIFY_TIMEOUT_S, hint)
+    found = _IDENTIFIED.search(completed.stdout)
+    if found is None:  # what it printed is its own business: not echoed
+        raise UsageError(
+            f"{executable} is not a Python interpreter: it did not run a one-line Python "
+            f"program (exit code {completed.returncode}).",
+            hint=hint,
+        )
+    version = int(found.group(1)), int(found.group(2))
+    if version < (3, 8):
+        raise UsageError(
+            f"{executable} is Python {version[0]}.{version[1]}; lockd's probe needs 3.8 or newer.",
+            hint=hint,
+        )
+
+
+def _run(
+    executable: Path, args: list[str], environ: Mapping[str, str], timeout: float, hint: str
+) -> subprocess.CompletedProcess[str]:
+    """Run ``executable`` with ``args``; a message that never shows ``args`` (the probe)."""
     try:
-        completed = subprocess.run(
-            [str(executable), "-c", source],
+        return subprocess.run(
+            [str(executable), *args],
             capture_output=True,
             text=True,
-            timeout=PROBE_TIMEOUT_S,
+            errors="replace",
+            stdin=subprocess.DEVNULL,
+            timeout=timeout,
             env=dict(environ),
             check=False,
         )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise UsageError(f"{executable} could not run lockd's probe: {exc}.", hint=hint) from None
+    except subprocess.TimeoutExpired:
+        raise UsageError(
+            f"{executable} did not finish lockd's probe within {timeout:.0f} s.", hint=hint
+        ) from None
+    except OSError as exc:
+        raise UsageError(
+            f"{executable} could not be run: {exc.strerror or type(exc).__name__}.", hint=hint
+        ) from None
+
+
+def _run_probe(executable: Path, environ: Mapping[str, str]) -> parse.ProbeResult:
+    source = resources.files(__package__).joinpath("_probe.py").read_text(encoding="utf-8")
+    hint = "--python must name a Python 3.8 or newer interpreter."
+    _check_python(executable, environ, hint)
+    completed = _run(executable, ["-c", source], environ, PROBE_TIMEOUT_S, hint)
     if completed.returncode != 0:
         lines = completed.stderr.strip().splitlines()
         last = lines[-1] if lines else "no output"
