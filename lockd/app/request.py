@@ -197,7 +197,7 @@ def project_name(root: Path) -> str:
         except (UsageError, ValueError):  # the input reader or the config says what is wrong
             name = None
         if isinstance(name, str) and name:
-            return _named(name, f"{pyproject}'s [project] name")
+            return _named(name, f"[project] name of {excerpt(str(pyproject))}")
     return _named(root.resolve().name, f"the directory name of {excerpt(str(root.resolve()))}")
 
 

@@ -21,7 +21,8 @@ from collections.abc import Iterable, Mapping
 from functools import cache
 from typing import TYPE_CHECKING
 
-from packaging.requirements import Requirement
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
 from ..builds import BuildPolicy, python_conflict, refusal
@@ -255,9 +256,6 @@ def build_refusal(
 
 def _direct_specifiers(requirements: Iterable[str]) -> dict[str, str]:
     """Canonical name -> the specifiers the user's requirements give it (``>=2.3,<3``)."""
-    from packaging.requirements import InvalidRequirement
-    from packaging.specifiers import SpecifierSet
-
     out: dict[str, SpecifierSet] = {}
     for text in requirements:
         try:
