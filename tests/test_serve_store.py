@@ -135,6 +135,62 @@ def test_ingestion_moves_the_deployment_and_its_baseline(tmp_path: Path) -> None
     store.close()
 
 
+def _altered(record: str = "x" * 64, driver: str = "550.54.14") -> bytes:
+    """``snapshot_doc()`` whose numpy RECORD digest is ``record`` (a wheel swapped in place)."""
+    doc = snapshot_doc(driver=driver)
+    for dist in doc["dists"]:
+        if dist["name"] == "numpy":
+            dist["record_sha256"] = record
+    return json.dumps(doc).encode()
+
+
+def _kinds(report: DriftReport) -> list[tuple[str, str | None]]:
+    return [(f.kind, f.package) for f in report.findings]
+
+
+def test_local_checks_and_deployments_keep_their_own_baselines(tmp_path: Path) -> None:
+    """A deployment's clean post is never the baseline of a local check (a rebuild from the
+    lock's hashes is the truth); a deployment with no clean post yet is held to the local
+    check's dists, not to its system."""
+    store = _store(tmp_path)
+    fleet = Fleet(store, stale_after=timedelta(hours=1))
+    (lockset,) = store.history("vision")
+    # No clean local check yet: the first post has nothing to be held to.
+    assert fleet.ingest(Ingestion("vision", TARGET, "prod"), _altered()).status == "clean"
+    assert store.baseline_snapshot("vision", TARGET) is None
+    assert store.baseline_snapshot_id("vision", TARGET) is None
+
+    local = DriftReport(
+        "vision",
+        lockset.hash,
+        "2026-11-30T10:00:00Z",
+        (),
+        checks=(f"rebuild:{TARGET}",),
+        snapshots={TARGET: snapshot_doc()},
+    )
+    store.record_drift(local)
+    baseline = store.baseline_snapshot("vision", TARGET)
+    assert baseline is not None
+    numpy = next(d for d in baseline["dists"] if d["name"] == "numpy")
+    assert numpy["record_sha256"] == "r" * 64  # the rebuild's, not prod's altered one
+    # A deployment's later clean post does not move the local baseline either.
+    assert fleet.ingest(Ingestion("vision", TARGET, "prod"), _altered()).status == "clean"
+    assert store.baseline_snapshot("vision", TARGET) == baseline
+
+    # A new deployment's first post with altered files: held to the local check's dists.
+    first = fleet.ingest(Ingestion("vision", TARGET, "eu-2"), _altered())
+    assert _kinds(first) == [("hash-mismatch", "numpy")]
+    assert first.findings[0].expected == "r" * 16
+    assert store.ingestion_state("vision", Posted("eu-2", TARGET))[1] is None  # not its baseline
+    # ... but not to its system: another driver on another machine is not "changed".
+    other = fleet.ingest(Ingestion("vision", TARGET, "us-3"), _altered("r" * 64, driver="535.1"))
+    assert other.status == "clean", _kinds(other)
+    # Its own clean snapshot is its baseline from then on (the driver moving is a change).
+    moved = fleet.ingest(Ingestion("vision", TARGET, "us-3"), _altered("r" * 64, driver="560.1"))
+    assert _kinds(moved) == [("system-changed", "nvidia-driver")]
+    store.close()
+
+
 def test_ingestion_refuses_bad_references_and_names(tmp_path: Path) -> None:
     store = _store(tmp_path)
     fleet = Fleet(store)

@@ -4,7 +4,8 @@
 document strictly (a ``lockd snapshot`` JSON, or the raw output of the
 stdlib probe), pick the lockset (the project's newest, or the one named),
 compare the snapshot with the target's lock and with the deployment's last
-clean snapshot (the comparison ``lockd drift --snapshot`` makes), and record
+clean snapshot (the comparison ``lockd drift --snapshot`` makes; before its
+first clean post, its dists with the last clean local check's), and record
 the report, the snapshot and the deployment in one transaction of the
 project's drift chain.
 
@@ -158,11 +159,27 @@ class Fleet:
                 hint="Post the snapshot against the pip target of the same platform.",
             )
         baseline = self._baseline(baseline_id)
+        # A deployment with no clean post yet has no baseline of its own: its dists are held
+        # to the local checks' (a rebuild from the lock's hashes), so a first post with
+        # altered files is not trusted as clean. Its system is the deployment's own.
+        local = (
+            self._baseline(self.store.baseline_snapshot_id(request.project, request.target))
+            if baseline is None
+            else None
+        )
+        findings = live_findings(
+            lock,
+            target,
+            snapshot,
+            baseline and baseline[0],
+            None,
+            dists_baseline=local and local[0],
+        )
         report = DriftReport(
             project=lockset.project,
             lockset=digest,
             checked_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            findings=tuple(live_findings(lock, target, snapshot, baseline and baseline[0], None)),
+            findings=tuple(findings),
             checks=(f"live:{request.target}",),
         )
         posted = replace(posted, snapshot=_record(request.target, snapshot, baseline))

@@ -26,9 +26,15 @@ def compare_snapshot(
     snapshot: Snapshot,
     *,
     baseline: Snapshot | None = None,
+    dists_baseline: Snapshot | None = None,
     ignore: Iterable[str] = TOOLING,
 ) -> list[Finding]:
-    """Everything in ``snapshot`` that contradicts ``lock`` (and the last clean ``baseline``)."""
+    """Everything in ``snapshot`` that contradicts ``lock`` (and the last clean ``baseline``).
+
+    ``dists_baseline`` (default: ``baseline``) is the snapshot the dists' RECORD digests are
+    held to when the system is not: a deployment's first post is held to the local checks'
+    dists (a RECORD digest does not depend on the machine) but not to their system.
+    """
     tid = target.id
     findings: list[Finding] = []
     locked = {a.name: a for a in lock.artifacts}
@@ -36,7 +42,8 @@ def compare_snapshot(
     for artifact in lock.artifacts:
         files_by_name.setdefault(artifact.name, []).append(artifact.sha256)
     installed = snapshot.dists_by_name
-    before_by_name = baseline.dists_by_name if baseline is not None else {}
+    held_to = dists_baseline if dists_baseline is not None else baseline
+    before_by_name = held_to.dists_by_name if held_to is not None else {}
     skip = {canonicalize_name(n) for n in ignore}
 
     if snapshot.python.minor != target.python_version:
@@ -65,7 +72,7 @@ def compare_snapshot(
             findings.append(Finding("version-changed", tid, name, artifact.version, dist.version))
             continue
         findings += _direct_url_findings(tid, name, dist.direct_url, files_by_name[name], lock)
-        if baseline is not None:
+        if held_to is not None:
             before = before_by_name.get(canonicalize_name(name))
             if (
                 before is not None

@@ -178,19 +178,34 @@ def reports_of(session: Session, lockset_hash: str) -> list[tuple[str, DriftRepo
     return [(digest, DriftReport.from_dict(json.loads(document))) for digest, document in rows]
 
 
-def baseline_snapshot(session: Session, project: str, target: str) -> dict[str, Any] | None:
-    """The snapshot of ``target`` taken at the project's last clean check."""
+def _local_baseline(project: str, target: str) -> sa.ColumnElement[bool]:
+    """Over ``snapshots``: the snapshots of ``target`` that lockd itself took (no deployment
+    posted them) at one of the project's clean checks. A deployment's snapshots are its own
+    baseline (``deployments.baseline_snapshot_id``), never the local checks'."""
     reports, projects = _REPORTS, ProjectRow.__table__  # type: ignore[attr-defined]
     clean = (
         sa.select(reports.c.id)
         .join(projects, projects.c.id == reports.c.project_id)
         .where(projects.c.name == project, reports.c.status == "clean")
     )
-    found = stored_snapshot(
-        session.connection(),
-        sa.and_(SNAPSHOTS.c.target == target, SNAPSHOTS.c.drift_report_id.in_(clean)),
+    return sa.and_(
+        SNAPSHOTS.c.target == target,
+        SNAPSHOTS.c.deployment.is_(None),
+        SNAPSHOTS.c.drift_report_id.in_(clean),
     )
+
+
+def baseline_snapshot(session: Session, project: str, target: str) -> dict[str, Any] | None:
+    """The snapshot of ``target`` taken at the project's last clean local check."""
+    found = stored_snapshot(session.connection(), _local_baseline(project, target))
     return found[0] if found else None
+
+
+def baseline_snapshot_id(session: Session, project: str, target: str) -> int | None:
+    """The row id of ``baseline_snapshot``'s snapshot (``None``: no clean local check)."""
+    query = sa.select(sa.func.max(SNAPSHOTS.c.id)).where(_local_baseline(project, target))
+    found: int | None = session.connection().execute(query).scalar()
+    return found
 
 
 def _utc(moment: datetime) -> datetime:

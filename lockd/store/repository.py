@@ -153,9 +153,15 @@ class Store:
             return drift_reports.drift_reports(session, project, limit, since=since, until=until)
 
     def baseline_snapshot(self, project: str, target: str) -> dict[str, Any] | None:
-        """The snapshot of ``target`` taken at the project's last clean check."""
+        """The snapshot of ``target`` taken at the project's last clean local check (one no
+        deployment posted)."""
         with self._session() as session:
             return drift_reports.baseline_snapshot(session, project, target)
+
+    def baseline_snapshot_id(self, project: str, target: str) -> int | None:
+        """The row id of ``baseline_snapshot``'s snapshot; ``None`` when there is none."""
+        with self._session() as session:
+            return drift_reports.baseline_snapshot_id(session, project, target)
 
     def drift_reports_of(self, lockset_hash: str) -> list[tuple[str, DriftReport]]:
         """(hash, report) of every drift report on one lockset, newest first."""

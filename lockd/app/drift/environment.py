@@ -68,10 +68,15 @@ def live_findings(
     snapshot: Snapshot,
     baseline: Snapshot | None,
     driver_override: str | None,
+    *,
+    dists_baseline: Snapshot | None = None,
 ) -> list[Finding]:
     """An environment's snapshot against a target's lock (and the last clean ``baseline``):
-    the one comparison behind ``--python``, ``--snapshot``, rebuilds and fleet snapshots."""
-    findings = compare_snapshot(lock, target, snapshot, baseline=baseline)
+    the one comparison behind ``--python``, ``--snapshot``, rebuilds and fleet snapshots
+    (``dists_baseline``: see ``compare_snapshot``)."""
+    findings = compare_snapshot(
+        lock, target, snapshot, baseline=baseline, dists_baseline=dists_baseline
+    )
     return findings + driver_findings(lock, target, snapshot.driver_version or driver_override)
 
 
