@@ -46,15 +46,16 @@ class Renderer:
         self._spool = SectionSpool(report_parts(fmt), spool)
 
     def drift_report(self, record: DriftRecord) -> None:
-        self.add("drift", record.hash, record.project, record.data)
+        self.add("drift", record.hash, record.project, record.data, record.origin)
 
     def lockset(self, record: LocksetRecord) -> None:
         self.add("lockset", record.hash, record.project, record.data)
 
-    def add(self, kind: str, digest: str, project: str, data: Any) -> None:
-        """A record's parsed document (``kind``: ``drift`` or ``lockset``)."""
+    def add(self, kind: str, digest: str, project: str, data: Any, origin: str = "") -> None:
+        """A record's parsed document (``kind``: ``drift`` or ``lockset``; a drift report's
+        ``origin``: see ``drift.standing``)."""
         if kind == "drift":
-            self._builder.drift_report(digest, project, data)
+            self._builder.drift_report(digest, project, data, origin)
         elif (entry := self._builder.lockset(digest, project, data)) is not None:
             self._spool.add(entry)
 
@@ -83,7 +84,7 @@ class WorkerRenderer:
         self._process.start()
         child.close()
         self._scratch = scratch
-        self._batch: list[tuple[str, str, str, str]] = []
+        self._batch: list[tuple[str, str, str, str, str]] = []
         self._outbox: queue.Queue[Any] = queue.Queue(maxsize=4)
         self._failed: BaseException | None = None
         self._sender = threading.Thread(target=self._send, name="lockd-audit-send", daemon=True)
@@ -98,14 +99,14 @@ class WorkerRenderer:
                 except (OSError, EOFError) as exc:  # the worker is gone
                     self._failed = exc
 
-    def _add(self, kind: str, digest: str, project: str, document: str) -> None:
-        self._batch.append((kind, digest, project, document))
+    def _add(self, kind: str, digest: str, project: str, document: str, origin: str = "") -> None:
+        self._batch.append((kind, digest, project, document, origin))
         if len(self._batch) >= _BATCH:
             self._outbox.put(("records", self._batch))
             self._batch = []
 
     def drift_report(self, record: DriftRecord) -> None:
-        self._add("drift", record.hash, record.project, record.document)
+        self._add("drift", record.hash, record.project, record.document, record.origin)
 
     def lockset(self, record: LocksetRecord) -> None:
         self._add("lockset", record.hash, record.project, record.document)
@@ -155,8 +156,8 @@ def _work(conn: Connection, project: str | None, period: Period, fmt: str, scrat
         with tempfile.TemporaryFile(dir=scratch) as spool:
             renderer = Renderer(project, period, fmt, spool)
             while (message := conn.recv())[0] == "records":
-                for kind, digest, owner, document in message[1]:
-                    renderer.add(kind, digest, owner, parse_document(document))
+                for kind, digest, owner, document, origin in message[1]:
+                    renderer.add(kind, digest, owner, parse_document(document), origin)
             _, chain, generated_at = message
             with (Path(scratch) / _REPORT).open("wb") as out:
                 renderer.finish(chain, generated_at, out)

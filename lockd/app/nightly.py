@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from ..drift import NO_REPORT, CheckError, CheckTiming, DriftReport, Finding
 from ..errors import LockdError, NotFoundError
@@ -30,6 +30,8 @@ from ..shards import Check, durations, history_window, select
 from ..store import Store, TrackedImage
 from ..urls import redact
 from .drift.run import DriftRun, Scope, image_progress
+
+T = TypeVar("T")
 
 
 def run_nightly(run: DriftRun) -> list[DriftReport]:
@@ -201,11 +203,11 @@ def summarize(store: Store, since: datetime) -> Summary:
     latest = _latest_locksets(store)
     heads = {project: lockset.hash for project, lockset in latest.items() if lockset}
     expected = check_list(latest, store.tracked_images())
-    reports = store.drift_reports(since=since)  # newest first
+    reports = store.drift_reports_with_origins(since)  # newest first
     wanted: dict[str, list[Check]] = {}
     for check in expected:
         wanted.setdefault(check.project, []).append(check)
-    for report in reports:
+    for report, _ in reports:
         wanted.setdefault(report.project, [])
     stamp = _iso(since)
     return Summary(
@@ -214,7 +216,7 @@ def summarize(store: Store, since: datetime) -> Summary:
             _merge(
                 project,
                 checks,
-                [r for r in reports if r.project == project],
+                [(r, origin) for r, origin in reports if r.project == project],
                 stamp,
                 heads.get(project),
             )
@@ -234,16 +236,19 @@ class _Merged:
 def _merge(
     project: str,
     expected: Sequence[Check],
-    reports: Sequence[DriftReport],
+    reports: Sequence[tuple[DriftReport, str]],
     since: str,
     latest: str | None,
 ) -> ProjectSummary:
-    """One project's result; ``latest``: its latest lockset, named when no report speaks."""
+    """One project's result; ``reports``: newest first, with their origins; ``latest``: its
+    latest lockset, named when no report speaks."""
     merged = _Merged()
     missing = []
     for check in expected:
-        source = next((r for r in reports if (check.target, check.image) in _covered(r)), None)
-        if source is None:
+        sources = _newest_of_each_origin(
+            [(r, o) for r, o in reports if (check.target, check.image) in _covered(r)]
+        )
+        if not sources:
             missing.append(check)
             what = f"target {check.target}" if check.target else "the base images"
             if check.image is not None:
@@ -251,15 +256,18 @@ def _merge(
             message = f"{what} was not checked since {since}: no drift report covers it"
             merged.errors.append(CheckError(check.target, NO_REPORT, message))
             continue
-        merged.sources.setdefault(source.hash, source)
-        merged.findings += [f for f in source.findings if f.target == check.target]
-        merged.errors += [e for e in source.errors if e.target == check.target]
-        if check.image is not None:  # an image check's report is its own
-            merged.checks += source.checks
-        else:
-            merged.checks += [c for c in source.checks if _unit_of(c) == check.target]
+        for source in sources:
+            merged.sources.setdefault(source.hash, source)
+            _add_new(merged.findings, (f for f in source.findings if f.target == check.target))
+            _add_new(merged.errors, (e for e in source.errors if e.target == check.target))
+            _add_new(
+                merged.checks,
+                source.checks  # an image check's report is its own
+                if check.image is not None
+                else (c for c in source.checks if _unit_of(c) == check.target),
+            )
     if not expected and reports:  # a project that no longer has checks: its newest report
-        merged.sources[reports[0].hash] = reports[0]
+        merged.sources[reports[0][0].hash] = reports[0][0]
     for source in merged.sources.values():  # failures of a whole run (no target)
         merged.errors += [e for e in source.errors if e.target is None and e not in merged.errors]
     newest = max(merged.sources.values(), key=lambda r: r.checked_at, default=None)
@@ -272,6 +280,27 @@ def _merge(
         checks=tuple(merged.checks),
     )
     return ProjectSummary(report, tuple(merged.sources), tuple(missing))
+
+
+def _newest_of_each_origin(covering: Sequence[tuple[DriftReport, str]]) -> list[DriftReport]:
+    """Of the reports that covered a check (newest first, with their origins), those on the
+    newest one's lockset, the newest of each origin: a deployment's clean report does not
+    hide another deployment's drift, nor the local checks' (``drift.standing``)."""
+    if not covering:
+        return []
+    lockset = covering[0][0].lockset
+    seen: set[str] = set()
+    out: list[DriftReport] = []
+    for report, origin in covering:
+        if report.lockset == lockset and origin not in seen:
+            seen.add(origin)
+            out.append(report)
+    return out
+
+
+def _add_new(into: list[T], items: Iterable[T]) -> None:
+    """Append the items ``into`` does not hold yet (two deployments' same finding once)."""
+    into += [item for item in items if item not in into]
 
 
 def _covered(report: DriftReport) -> set[tuple[str | None, str | None]]:

@@ -8,7 +8,8 @@ One module per finding family: ``environment`` (installed dists against the
 lock), ``system`` (libraries, glibc, driver, Debian packages), ``creep``
 (re-resolution, what an index offers), ``artifacts`` (locked files still
 served), ``images`` (base image tags, an image's base layers); ``report``
-holds the findings and the report they make.
+holds the findings and the report they make; ``standing`` judges a lockset by
+the newest report of each target and origin.
 """
 
 from .artifacts import check_artifacts
@@ -25,8 +26,10 @@ from .report import (
     DriftReport,
     Finding,
     report_status,
+    statuses_of,
     target_statuses,
 )
+from .standing import Standing, origin_of
 from .system import MIN_DRIVER_LINUX, driver_findings
 
 __all__ = [
@@ -40,6 +43,7 @@ __all__ = [
     "CheckTiming",
     "DriftReport",
     "Finding",
+    "Standing",
     "check_artifacts",
     "compare_base_image",
     "compare_image",
@@ -47,6 +51,8 @@ __all__ = [
     "compare_resolution",
     "compare_snapshot",
     "driver_findings",
+    "origin_of",
     "report_status",
+    "statuses_of",
     "target_statuses",
 ]

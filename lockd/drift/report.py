@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -199,19 +199,38 @@ def target_statuses(body: Mapping[str, Any]) -> dict[str, str]:
     """Each target a recorded report (its ``body()``) concerns, with its status there.
 
     A target is concerned when a check ran on it or a finding or error names it;
-    its status is ``drift`` when a finding names it or no target at all (a moved
-    base image affects every target), else ``error`` likewise, else ``clean``.
+    its status is ``drift`` when a finding that counts (not ``info``) names it or no
+    target at all (a moved base image affects every target), else ``error`` likewise,
+    else ``clean``.
     """
-    findings = [f.get("target") for f in body.get("findings", [])]
-    errors = [e.get("target") for e in body.get("errors", [])]
-    targets = {t for t in (*findings, *errors) if t}
-    for check in body.get("checks", []):
+    return _statuses(
+        [(f.get("target"), f.get("severity", "error")) for f in body.get("findings", [])],
+        [e.get("target") for e in body.get("errors", [])],
+        body.get("checks", []),
+    )
+
+
+def statuses_of(report: DriftReport) -> dict[str, str]:
+    """:func:`target_statuses` of a report read back."""
+    return _statuses(
+        [(f.target, f.severity) for f in report.findings],
+        [e.target for e in report.errors],
+        report.checks,
+    )
+
+
+def _statuses(
+    findings: Sequence[tuple[str | None, str]], errors: Sequence[str | None], checks: Iterable[str]
+) -> dict[str, str]:
+    targets = {t for t in (*(t for t, _ in findings), *errors) if t}
+    for check in checks:
         kind, _, target = str(check).partition(":")
         if kind in _TARGET_CHECKS and target:
             targets.add(target)
+    counted = [t for t, severity in findings if severity != "info"]
     statuses = {}
     for target in sorted(targets):
-        if any(t in (target, None) for t in findings):
+        if any(t in (target, None) for t in counted):
             statuses[target] = "drift"
         elif any(t in (target, None) for t in errors):
             statuses[target] = "error"

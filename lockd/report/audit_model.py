@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from ..drift import DriftReport, Finding
+from ..drift import DriftReport, Finding, Standing
+from ..drift.standing import LOCAL
 from ..errors import FormatError, UsageError, excerpt
 from ..lockset import Lockset
 from ..store.verify import ChainReport, ProjectChain
@@ -122,7 +123,7 @@ class LocksetEntry:
     hash: str
     lockset: Lockset
     images: tuple[ImageEntry, ...]
-    drift_status: str | None  # of the last drift check of this lockset in the period
+    drift_status: str | None  # of this lockset in the period (``drift.standing``)
     document: Mapping[str, Any] | None = None  # as recorded, when read from the database
 
     @property
@@ -205,6 +206,9 @@ class ProjectAudit:
     chain: ProjectChain | None
     unreadable: tuple[str, ...] = ()  # hashes of records whose document cannot be read
     source_builds: tuple[tuple[str, SourceBuild], ...] = ()  # (lockset hash, build)
+    # The lockset of the newest drift report as it stands (``drift.standing``): the worst
+    # over the newest report of each target and origin, and their open findings.
+    standing: tuple[str, tuple[Finding, ...]] | None = None
 
     @property
     def latest(self) -> LocksetLine | None:
@@ -216,14 +220,13 @@ class ProjectAudit:
 
     @property
     def drift_status(self) -> str:
-        last = self.last_drift
-        return last.report.status if last else "not checked"
+        return self.standing[0] if self.standing else "not checked"
 
     @property
     def open_findings(self) -> tuple[Finding, ...]:
-        """The findings of the project's latest drift report (``info`` ones are not open)."""
-        last = self.last_drift
-        return tuple(f for f in last.report.findings if f.severity != "info") if last else ()
+        """The open findings (not ``info``) of the lockset the newest drift report checked,
+        over the newest report of each target and origin."""
+        return self.standing[1] if self.standing else ()
 
     @property
     def chain_verified(self) -> bool | None:
@@ -323,14 +326,17 @@ class AuditBuilder:
     def __init__(self, project: str | None = None, period: Period = Period()) -> None:
         self.project, self.period = project, period
         self._drifts: dict[str, list[DriftEntry]] = {}  # oldest first
-        self._last_status: dict[tuple[str, str], str] = {}  # (project, lockset) -> status
+        self._standing: dict[tuple[str, str], Standing] = {}  # (project, lockset) -> …
         self._lines: dict[str, list[LocksetLine]] = {}  # oldest first
         self._builds: dict[str, list[tuple[str, SourceBuild]]] = {}
         self._unreadable: dict[str, list[str]] = {}  # locksets'
         self._unreadable_drifts: dict[str, list[str]] = {}
 
-    def drift_report(self, digest: str, project: str, data: Mapping[str, Any] | None) -> None:
-        """A recorded drift report (``data``: its parsed document; None when not an object)."""
+    def drift_report(
+        self, digest: str, project: str, data: Mapping[str, Any] | None, origin: str = LOCAL
+    ) -> None:
+        """A recorded drift report (``data``: its parsed document; None when not an object;
+        ``origin``: who made it, see ``drift.standing``)."""
         # The hash check is the chain checker's job: here a document only has to be readable.
         try:
             if data is None:
@@ -343,7 +349,8 @@ class AuditBuilder:
             return
         if self.period.contains(_moment(report.checked_at)):
             self._drifts.setdefault(report.project, []).append(DriftEntry(digest, report, data))
-            self._last_status[report.project, report.lockset] = report.status  # the last wins
+            key = (report.project, report.lockset)
+            self._standing.setdefault(key, Standing()).add(report, origin)
 
     def lockset(
         self, digest: str, project: str, data: Mapping[str, Any] | None
@@ -365,7 +372,7 @@ class AuditBuilder:
             digest,
             lockset,
             tuple(ImageEntry.from_mapping(i) for i in lockset.images),
-            self._last_status.get((lockset.project, digest)),
+            self._status(lockset.project, digest),
             data,
         )
         self._lines.setdefault(lockset.project, []).append(entry.line())
@@ -373,6 +380,17 @@ class AuditBuilder:
             (digest, build) for build in reversed(entry.source_builds)
         )
         return entry
+
+    def _status(self, project: str, lockset: str) -> str | None:
+        standing = self._standing.get((project, lockset))
+        return standing.status if standing else None
+
+    def _project_standing(self, project: str) -> tuple[str, tuple[Finding, ...]] | None:
+        drifts = self._drifts.get(project)
+        if not drifts:
+            return None
+        standing = self._standing[project, drifts[-1].report.lockset]
+        return standing.status or "clean", standing.open_findings
 
     def build(self, chain: ChainReport, *, generated_at: str, lockd_version: str) -> AuditReport:
         """The report, once every record was given."""
@@ -390,6 +408,7 @@ class AuditBuilder:
                     *self._unreadable_drifts.get(name, ()),
                 ),
                 source_builds=tuple(reversed(self._builds.get(name, []))),
+                standing=self._project_standing(name),
             )
             for name in sorted(names)
         ]

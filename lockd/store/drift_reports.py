@@ -14,15 +14,17 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from ..drift import DriftReport
+from ..drift.standing import unit_statuses
 from ..lockset import canonical_json, sha256_text
 from . import fleet
 from .chain import Chain, Head, Heads, append_many
 from .fleet import Posted
 from .locksets import parse_time
-from .snapshots import SNAPSHOTS, SnapshotRecord, store_content, stored_snapshot
-from .tables import DriftReportRow, ProjectRow
+from .snapshots import SNAPSHOTS, SnapshotRecord, report_origin, store_content, stored_snapshot
+from .tables import DriftReportRow, DriftReportTargetRow, ProjectRow
 
 _REPORTS: sa.Table = DriftReportRow.__table__  # type: ignore[attr-defined]
+_TARGETS: sa.Table = DriftReportTargetRow.__table__  # type: ignore[attr-defined]
 # Built once, their values bound at each call: these run for every posted snapshot.
 _INSERT_REPORT, _INSERT_SNAPSHOT = sa.insert(_REPORTS), sa.insert(SNAPSHOTS)
 
@@ -148,6 +150,21 @@ def drift_reports(
     ]
 
 
+def drift_reports_with_origins(
+    session: Session, since: datetime | None = None
+) -> list[tuple[DriftReport, str]]:
+    """Drift reports checked since ``since``, newest first, each with who made it (its
+    origin, see ``drift.standing``)."""
+    reports = _REPORTS.c
+    query = sa.select(reports.document, report_origin(reports.id)).order_by(reports.id.desc())
+    if since is not None:
+        query = query.where(reports.checked_at >= _utc(since))
+    return [
+        (DriftReport.from_dict(json.loads(document)), origin)
+        for document, origin in session.connection().execute(query)
+    ]
+
+
 def _documents(
     session: Session,
     project: str | None,
@@ -166,6 +183,51 @@ def _documents(
         query = query.limit(limit)
     for document in session.exec(query):
         yield json.loads(document)
+
+
+def lockset_statuses(session: Session, hashes: Sequence[str]) -> dict[str, str]:
+    """Each lockset's drift status (those with no report left out): the worst over the newest
+    report of each target and origin (``drift.standing``), found in SQL from the per-target
+    index and the ``snapshots`` rows, never from the documents."""
+    if not hashes:
+        return {}
+    reports, targets = _REPORTS.c, _TARGETS.c
+    joined = _REPORTS.outerjoin(_TARGETS, targets.drift_report_id == reports.id)
+    units = (
+        sa.select(
+            reports.lockset_hash,
+            targets.target,
+            report_origin(reports.id).label("origin"),
+            reports.id,
+        )
+        .select_from(joined)
+        .where(reports.lockset_hash.in_(list(hashes)))
+        .subquery()
+    )
+    newest = (
+        sa.select(units.c.lockset_hash, units.c.target, units.c.origin, sa.func.max(units.c.id))
+        .group_by(units.c.lockset_hash, units.c.target, units.c.origin)
+        .subquery()
+    )
+    rows = session.connection().execute(
+        sa.select(
+            newest.c.lockset_hash,
+            newest.c.target,
+            newest.c.origin,
+            sa.func.coalesce(targets.status, reports.status),
+        )
+        .join_from(newest, _REPORTS, reports.id == newest.c[3])
+        .outerjoin(
+            _TARGETS,
+            sa.and_(targets.drift_report_id == reports.id, targets.target == newest.c.target),
+        )
+    )
+    per_lockset: dict[str, list[tuple[str | None, str, str]]] = {}
+    for digest, target, origin, found in rows:
+        per_lockset.setdefault(digest, []).append((target, origin, found))
+    return {
+        digest: status for digest, found in per_lockset.items() if (status := unit_statuses(found))
+    }
 
 
 def reports_of(session: Session, lockset_hash: str) -> list[tuple[str, DriftReport]]:

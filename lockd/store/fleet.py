@@ -25,6 +25,7 @@ from sqlalchemy import Connection, case, func
 from sqlmodel import Session, col, select
 
 from ..drift import target_statuses
+from ..drift.standing import worst
 from .locksets import iso
 from .snapshots import SNAPSHOTS, SnapshotRecord, stored_snapshot
 from .tables import (
@@ -135,7 +136,7 @@ class ProjectOverview:
     latest_at: str | None
     lockset_count: int
     targets: tuple[str, ...]
-    # target -> day (YYYY-MM-DD) -> (last status, clean, drift, error)
+    # target -> day (YYYY-MM-DD) -> (the worst status of the day, clean, drift, error)
     days: Mapping[str, Mapping[str, tuple[str, int, int, int]]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -390,8 +391,12 @@ def project_overviews(session: Session, first_day: str) -> list[ProjectOverview]
     ).all()
     days: dict[int, dict[str, dict[str, tuple[str, int, int, int]]]] = {}
     for day in session.exec(select(DriftDayRow).where(DriftDayRow.day >= first_day)).all():
+        # The day's worst, not its last: one deployment's clean report after another's drift
+        # does not paint the night clean (as ``drift.standing`` judges a lockset).
+        counts = {"clean": day.clean, "drift": day.drift, "error": day.error}
+        status = worst(s for s, n in counts.items() if n) or day.last_status
         days.setdefault(day.project_id, {}).setdefault(day.target, {})[day.day] = (
-            day.last_status,
+            status,
             day.clean,
             day.drift,
             day.error,

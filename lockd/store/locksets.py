@@ -18,7 +18,6 @@ from .chain import Chain, Head, append
 from .tables import (
     ArtifactRow,
     DependencyRow,
-    DriftReportRow,
     ImageRow,
     LockFileRow,
     LockRow,
@@ -253,6 +252,10 @@ def history(
         query = query.limit(limit)
     if offset:
         query = query.offset(offset)
+    rows = session.exec(query).all()
+    from .drift_reports import lockset_statuses  # it reads locksets' helpers: imported late
+
+    drift = lockset_statuses(session, [row.hash for row, _ in rows])
     return [
         LocksetSummary(
             hash=row.hash,
@@ -264,13 +267,9 @@ def history(
             parent=row.parent_hash,
             user=row.user,
             git_commit=row.git_commit,
-            drift=session.exec(
-                select(DriftReportRow.status)
-                .where(DriftReportRow.lockset_hash == row.hash)
-                .order_by(col(DriftReportRow.id).desc())
-            ).first(),
+            drift=drift.get(row.hash),
         )
-        for row, proj in session.exec(query).all()
+        for row, proj in rows
     ]
 
 

@@ -152,6 +152,12 @@ class Store:
         with self._session() as session:
             return drift_reports.drift_reports(session, project, limit, since=since, until=until)
 
+    def drift_reports_with_origins(self, since: datetime) -> list[tuple[DriftReport, str]]:
+        """Drift reports checked since ``since``, newest first, each with its origin (the
+        local checks, an image, a deployment: see ``drift.standing``)."""
+        with self._session() as session:
+            return drift_reports.drift_reports_with_origins(session, since)
+
     def baseline_snapshot(self, project: str, target: str) -> dict[str, Any] | None:
         """The snapshot of ``target`` taken at the project's last clean local check (one no
         deployment posted)."""

@@ -16,6 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from ..drift.standing import DEPLOYMENT_PREFIX, IMAGE_PREFIX, LOCAL
 from ..lockset import canonical_json, sha256_text
 from .locksets import iso
 from .tables import SnapshotDocumentRow, SnapshotRow
@@ -81,3 +82,20 @@ def stored_snapshot(
         .limit(1)
     ).first()
     return (snapshot_document(row[0], row[1]), row[2]) if row else None
+
+
+def report_origin(report_id: sa.ColumnElement[int]) -> sa.ColumnElement[str]:
+    """``drift.standing.origin_of`` in SQL, from a report's ``snapshots`` rows: the deployment
+    that posted its snapshot, else the image key it read, else the local checks."""
+    rows = SNAPSHOTS.c
+    posted = (
+        sa.select(sa.func.min(sa.literal(DEPLOYMENT_PREFIX) + rows.deployment))
+        .where(rows.drift_report_id == report_id, rows.deployment.is_not(None))
+        .scalar_subquery()
+    )
+    image = (
+        sa.select(sa.func.min(rows.target))
+        .where(rows.drift_report_id == report_id, rows.target.like(IMAGE_PREFIX + "%"))
+        .scalar_subquery()
+    )
+    return sa.func.coalesce(posted, image, sa.literal(LOCAL))

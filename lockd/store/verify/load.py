@@ -204,12 +204,17 @@ class RecordReader:
             ).all()
             if not rows:
                 return
-            snapshots = self._snapshots_of(rows[0][0], rows[-1][0])
+            snapshots, posted = self._snapshots_of(rows[0][0], rows[-1][0])
             after = rows[-1][0]
-            yield from (drift_record(row, snapshots.get(row[0], {})) for row in rows)
+            yield from (
+                drift_record(row, snapshots.get(row[0], {}), posted.get(row[0])) for row in rows
+            )
 
-    def _snapshots_of(self, first: int, last: int) -> dict[int, dict[str, tuple[str, str]]]:
-        """The ``snapshots`` rows of the drift reports ``first``..``last``, by report id."""
+    def _snapshots_of(
+        self, first: int, last: int
+    ) -> tuple[dict[int, dict[str, tuple[str, str]]], dict[int, str]]:
+        """The ``snapshots`` rows of the drift reports ``first``..``last``, by report id, and
+        the deployment that posted each one a deployment posted."""
         snapshots = self._t["snapshots"].c
         rows = self._conn.execute(
             sa.select(
@@ -217,14 +222,18 @@ class RecordReader:
                 snapshots.target,
                 snapshots.document_hash,
                 snapshots.taken_at,
+                snapshots.deployment,
             )
             .where(snapshots.drift_report_id.between(first, last))
             .order_by(snapshots.id)
         )
         found: dict[int, dict[str, tuple[str, str]]] = defaultdict(dict)
-        for report_id, target, digest, taken_at in rows:
+        posted: dict[int, str] = {}
+        for report_id, target, digest, taken_at, deployment in rows:
             found[report_id][target] = (digest, utc(taken_at))
-        return found
+            if deployment is not None:
+                posted[report_id] = deployment
+        return found, posted
 
     def orphans(self) -> Records:
         """Rows whose parent row is gone, as ``(row id, missing parent id)`` (only across all
@@ -344,10 +353,13 @@ def lockset_records(batch: LocksetRows) -> list[LocksetRecord]:
 
 
 def drift_record(
-    row: Sequence[Any], snapshots: Mapping[str, tuple[str, str]] | None = None
+    row: Sequence[Any],
+    snapshots: Mapping[str, tuple[str, str]] | None = None,
+    deployment: str | None = None,
 ) -> DriftRecord:
     """One drift report row (in the column order :class:`RecordReader` selects) as a record,
-    with its ``snapshots`` rows (target -> content hash, taken_at)."""
+    with its ``snapshots`` rows (target -> content hash, taken_at) and the deployment that
+    posted it."""
     drift_id, project, digest, parent, document, *values = row
     columns = dict(zip(_DRIFT_COLUMNS, values, strict=True))
     columns["checked_at"] = utc(columns["checked_at"])
@@ -360,6 +372,7 @@ def drift_record(
         columns,
         parse_document(document),
         dict(snapshots or {}),
+        deployment,
     )
 
 

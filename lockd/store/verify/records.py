@@ -114,6 +114,14 @@ class DriftRecord:
     data: Mapping[str, Any] | None = None
     # Its ``snapshots`` rows: target -> (content hash, taken_at as ``chains.utc`` spells it).
     snapshots: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    deployment: str | None = None  # the deployment that posted its snapshot (``lockd serve``)
+
+    @property
+    def origin(self) -> str:
+        """Who made it (``drift.standing.origin_of``): a deployment, an image, local checks."""
+        from ...drift.standing import origin_of
+
+        return origin_of(self.deployment, self.snapshots)
 
 
 @dataclass(frozen=True, slots=True)
