@@ -252,6 +252,11 @@ def test_version_creep_separates_new_releases_from_rewritten_history() -> None:
     rewritten = {**LOCK.packages(), "numpy": "2.0.0"}
     [changed] = compare_resolution(LOCK, rewritten, rewritten)
     assert "before the cut-off" in changed.detail
+    # Moved at the cut-off, but the lock's own pins as preferences reproduce it: a kept pin.
+    [kept] = compare_resolution(LOCK, newer, newer, kept_at_cutoff=LOCK.packages())
+    assert "the lock keeps an older pin" in kept.detail
+    [gone] = compare_resolution(LOCK, rewritten, rewritten, kept_at_cutoff=rewritten)
+    assert gone.detail == "upstream changed what was published before the cut-off"
     [conda] = compare_resolution(LOCK, newer, None, cutoff_known=False)
     assert conda.detail == "a resolution today picks another version"
 

@@ -124,6 +124,39 @@ def test_pins_that_no_longer_fit_the_inputs_move(
     assert compile_json(run)["changes"][TARGET]["upgraded"][0]["to"] == "2.2.0"
 
 
+def test_a_kept_pin_is_creep_not_rewritten_history(
+    run: LockdRunner, pypi: tuple[IndexServer, Index], tmp_path: Path
+) -> None:
+    """A newer version published before the cut-off that a re-lock did not take (it keeps
+    pins) is a newer version available, not upstream changing what was published."""
+    _, index = pypi
+    index.add(W("numpy", "2.2.0"))  # published long before any compile here
+    requirements = tmp_path / "requirements.in"
+    requirements.write_text("numpy==2.1.0\n")
+    compile_json(run)
+    requirements.write_text("numpy\n")
+    assert compile_json(run)["changes"][TARGET]["upgraded"] == []
+    assert pins(tmp_path) == {"numpy": "2.1.0"}
+
+    def creep() -> dict[str, str]:
+        result = run("drift", "--no-rebuild", "--format", "json")
+        assert result.returncode == 1, result.output
+        report = json.loads(result.stdout)
+        found = [f for f in report["findings"] if f["kind"] == "version-creep"]
+        assert [(f["package"], f["expected"], f["actual"]) for f in found] == [
+            ("numpy", "2.1.0", "2.2.0")
+        ]
+        return found[0]  # type: ignore[no-any-return]
+
+    kept = creep()
+    assert "upstream changed" not in kept["detail"]
+    assert "the lock keeps an older pin" in kept["detail"]
+
+    # Upstream deletes the locked release: now the cut-off cannot reproduce the lock.
+    index.remove("numpy", "2.1.0")
+    assert creep()["detail"] == "upstream changed what was published before the cut-off"
+
+
 def test_bad_upgrade_package_is_a_usage_error(run: LockdRunner, tmp_path: Path) -> None:
     (tmp_path / "requirements.in").write_text("numpy\n")
     bad = run("compile", *MATRIX, "--upgrade-package", "numpy @ https://x.example/n.whl")

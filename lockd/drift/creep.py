@@ -15,15 +15,18 @@ def compare_resolution(
     as_of_cutoff: Mapping[str, str] | None,
     *,
     cutoff_known: bool = True,
+    kept_at_cutoff: Mapping[str, str] | None = None,
 ) -> list[Finding]:
     """Version creep: what a resolution today would change.
 
     ``as_of_cutoff`` is the same resolution limited to files uploaded before the
     lockset's cut-off (indexes with upload times). Where it still reproduces the
-    lock, a difference today is upstream releasing something newer; where it
-    does not, upstream changed or removed what was there at lock time. Without
-    a cut-off (``cutoff_known=False``: conda channels) the finding says only
-    that today's resolution differs.
+    lock, a difference today is upstream releasing something newer. Where it does
+    not, ``kept_at_cutoff`` (that resolution again, preferring the lock's own pins,
+    as a re-lock does) tells why: reproduced, the lock keeps an older pin although
+    a newer version was already published; not reproduced, upstream changed or
+    removed what was there at lock time. Without a cut-off (``cutoff_known=False``:
+    conda channels) the finding says only that today's resolution differs.
     """
     locked = lock.packages()
     findings: list[Finding] = []
@@ -31,14 +34,18 @@ def compare_resolution(
         old, new = locked.get(name), today.get(name)
         if old is not None and new is not None and same_version(old, new):
             continue
-        history_changed = (
+        moved_at_cutoff = (
             as_of_cutoff is not None
-            and name in locked
+            and old is not None
             and as_of_cutoff.get(name) not in (None, old)
         )
+        kept = (kept_at_cutoff or {}).get(name)
         if not cutoff_known:
             detail = "a resolution today picks another version"
-        elif history_changed:
+        elif moved_at_cutoff and old is not None and kept is not None and same_version(kept, old):
+            detail = "a newer version was already published at the cut-off: the lock keeps an "
+            detail += "older pin (re-lock keeps pins; --upgrade-package moves one)"
+        elif moved_at_cutoff:
             detail = "upstream changed what was published before the cut-off"
         elif old and new:
             detail = "upstream released a newer version"

@@ -10,7 +10,7 @@ from ...drift import Finding, compare_offered, compare_resolution
 from ...errors import ResolutionError
 from ...indexes import files_of_version, listed_versions
 from ...lockset import Lock, Lockset
-from ...resolvers.interface import ResolveRequest
+from ...resolvers.interface import Pin, ResolveRequest
 from ...resolvers.uv import UvResolver
 from ...scratch import scratch_dir
 from ...settings import Settings
@@ -67,7 +67,7 @@ def creep_findings(check: TargetCheck) -> list[Finding]:
         findings += compare_offered(lock.target, offered, files, versions)
     with scratch_dir("creep", Settings.from_env(check.options.environ).home) as tmp:
 
-        def resolve(name: str, exclude_newer: str | None) -> dict[str, str]:
+        def resolve(name: str, exclude_newer: str | None, prefer: bool = False) -> dict[str, str]:
             request = ResolveRequest(
                 target=check.target,
                 requirements=lockset.requirements,
@@ -78,17 +78,24 @@ def creep_findings(check: TargetCheck) -> list[Finding]:
                 exclude_newer=exclude_newer,
                 cache_dir=Path(cache) if cache else None,
                 builds=recorded_builds(lockset),
+                preferences=pins if prefer else (),
             )
             return {p.name: p.version for p in resolver.resolve(request).packages}
 
+        pins = tuple(Pin(name, version) for name, version in sorted(lock.packages().items()))
+        kept = None
         try:
             today = resolve("today", None)
             as_of = resolve("cutoff", lockset.cutoff) if today != lock.packages() else None
+            if as_of is not None and as_of != lock.packages():
+                # Moved at the cut-off too: a kept pin (the lock's own preferences reproduce
+                # it), or upstream changed what was there (they do not).
+                kept = resolve("kept", lockset.cutoff, prefer=True)
         except ResolutionError:
             if findings:  # what the index no longer offers explains the failure
                 return _dedupe(findings)
             raise
-    findings += compare_resolution(lock, today, as_of)
+    findings += compare_resolution(lock, today, as_of, kept_at_cutoff=kept)
     return _dedupe(findings)
 
 
