@@ -207,3 +207,33 @@ def test_tracked_images_are_checked_by_drift_all(
     assert gone not in {t["reference"] for t in json.loads(stop.stdout)["tracked"]}
     twice = world.lockd("images", "untrack", gone, "--target", CPU_TARGET)
     assert twice.returncode == 2 and "is not tracked" in twice.stderr and good in twice.stderr
+
+
+def test_site_packages_without_an_interpreter_get_none_invented(
+    registry: Registry, pusher: Pusher, tmp_path: Path
+) -> None:
+    """`FROM scratch` plus a copy of a venv's site-packages: nothing can run them."""
+    from tests.support.images import torch
+
+    world = World(registry, pusher, tmp_path, "drift-bare")
+    layer = Layer(created_by="COPY /opt/venv/lib /opt/venv/lib")
+    dist(layer, SITE, "numpy", "2.1.0")
+    dist(layer, SITE, "requests", "2.32.3")
+    torch(layer, SITE, "2.6.0+cu124", "12.4")
+    labels = {"dev.lockd.lockset": world.lockset.hash, "dev.lockd.target": CU_TARGET}
+    push(pusher, "drift-bare", "v1", Image([layer], env=ENV, labels=labels).parts())
+    bare = registry.ref("drift-bare", "v1")
+
+    inspect = run_lockd("images", "inspect", bare, "--format", "json", cwd=tmp_path, env=world.env)
+    assert inspect.returncode == 0, inspect.output
+    python = json.loads(inspect.stdout)["snapshot"]["python"]
+    assert (python["executable"], python["version"]) == ("", "")
+    assert python["site_packages"] == [f"/{SITE}"]
+    table = run_lockd("images", "inspect", bare, cwd=tmp_path, env=world.env)
+    assert f"no interpreter (site-packages /{SITE})" in table.stdout, table.stdout
+    assert "/bin/python3" not in table.stdout
+
+    report = world.drift("--image", bare, code=1)
+    (mismatch,) = [f for f in report["findings"] if f["kind"] == "python-mismatch"]
+    assert mismatch["actual"] is None
+    assert mismatch["detail"] == f"no Python interpreter to run /{SITE}"

@@ -54,9 +54,7 @@ def compare_snapshot(
                 None,
                 target.python_version,
                 snapshot.python.version or None,
-                detail=f"the environment runs Python {snapshot.python.version}"
-                if snapshot.python.version
-                else "no Python environment found",
+                detail=_no_python(snapshot),
             )
         )
     for name, artifact in sorted(locked.items()):
@@ -108,6 +106,15 @@ def compare_snapshot(
     findings += _flavour_findings(lock, target, snapshot)
     findings += system_findings(tid, snapshot, baseline)
     return findings
+
+
+def _no_python(snapshot: Snapshot) -> str:
+    python = snapshot.python
+    if python.version:
+        return f"the environment runs Python {python.version}"
+    if python.site_packages:  # an image with site-packages copied in, and no interpreter
+        return f"no Python interpreter to run {', '.join(python.site_packages)}"
+    return "no Python environment found"
 
 
 def same_version(a: str, b: str) -> bool:

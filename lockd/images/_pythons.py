@@ -192,13 +192,19 @@ def interpreter(
             "", "", "cpython", "", "", "", f"linux-{machine}", machine, None, 64, (), ()
         )
     prefix = "/" + environment.prefix
-    program = executable(rootfs, environment) or f"{prefix}/bin/python3"
+    sites = tuple("/" + s for s in environment.site_dirs)
+    bits = 64 if machine in ("x86_64", "aarch64", "ppc64le", "s390x") else 32
+    program = executable(rootfs, environment)
+    if program is None:  # site-packages with nothing to run them: never an invented one
+        return Interpreter(
+            "", "", "cpython", "", prefix, prefix, f"linux-{machine}", machine, None, bits,
+            sites, sites,
+        )  # fmt: skip
     version = _full_version(environment, env, dpkg)
     venv = environment.venv
     base_prefix = (
         "/" + posixpath.dirname(venv["home"].strip("/")) if venv and venv.get("home") else prefix
     )
-    sites = tuple("/" + s for s in environment.site_dirs)
     return Interpreter(
         executable=program,
         version=version,
@@ -209,7 +215,7 @@ def interpreter(
         platform=f"linux-{machine}",
         machine=machine,
         soabi=f"cpython-{environment.minor.replace('.', '')}-{machine}-linux-gnu",
-        pointer_bits=64 if machine in ("x86_64", "aarch64", "ppc64le", "s390x") else 32,
+        pointer_bits=bits,
         site_packages=sites,
         sys_path=sites,
     )

@@ -284,8 +284,14 @@ def read_snapshot(path: Path) -> Snapshot:
 def summary_rows(snapshot: Snapshot) -> list[tuple[str, str]]:
     """(label, value) pairs for a short human summary (``--format table``)."""
     python = snapshot.python
+    if python.executable:
+        shown = f"{python.version} ({python.implementation}) {python.executable}"
+    elif python.site_packages:
+        shown = "no interpreter (site-packages " + ", ".join(python.site_packages) + ")"
+    else:
+        shown = "none found"
     rows = [
-        ("Python", f"{python.version} ({python.implementation}) {python.executable}"),
+        ("Python", shown),
         ("Dists", f"{len(snapshot.dists)}" + _shadowed(snapshot)),
     ]
     torch = snapshot.torch
