@@ -23,6 +23,7 @@ import pytest
 from lockd.app.tokens import hash_token
 from lockd.drift import DriftReport
 from lockd.store import Store
+from tests.conftest import run_lockd
 from tests.support.serve import (
     ROOT,
     TARGET,
@@ -347,12 +348,25 @@ def _raw_post(server: Server, token: str, head: bytes, chunks: list[bytes]) -> b
         except (BrokenPipeError, ConnectionResetError):
             pass  # the server answered and closed before the rest: as it should
         answer = b""
-        while b"\r\n\r\n" not in answer:
+        while b"\r\n\r\n" not in answer or len(answer.partition(b"\r\n\r\n")[2]) < _length(answer):
             data = sock.recv(65536)
             if not data:
                 break
             answer += data
     return answer
+
+
+def _length(answer: bytes) -> int:
+    """The Content-Length an answer's head announces (0 until the head is complete)."""
+    head = answer.partition(b"\r\n\r\n")[0].decode("latin-1").lower()
+    return next(
+        (
+            int(line.split(":", 1)[1])
+            for line in head.splitlines()
+            if line.startswith("content-length:")
+        ),
+        0,
+    )
 
 
 def test_oversized_bodies_get_413_and_the_server_stays_up(fleet: Fleet) -> None:
@@ -366,6 +380,14 @@ def test_oversized_bodies_get_413_and_the_server_stays_up(fleet: Fleet) -> None:
     frames = [b"%x\r\n" % len(chunk) + chunk + b"\r\n"] * 17 + [b"0\r\n\r\n"]
     streamed = _raw_post(fleet.server, fleet.ingest, b"Transfer-Encoding: chunked\r\n", frames)
     assert streamed.startswith(b"HTTP/1.1 413"), streamed[:200]
+    # Both in the one error shape of the API.
+    for answer in (declared, streamed):
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert b"content-type: application/json" in head.lower(), head
+        assert json.loads(body) == {
+            "detail": f"The request body is larger than this server's limit of {limit} bytes "
+            "(LOCKD_SERVE_BODY_LIMIT)."
+        }
     assert fleet.get("/healthz").status_code == 200
     assert fleet.post(snapshot_doc(), deployment="after-413").status_code == 200
 
@@ -401,6 +423,28 @@ def test_locksets_files_diff_sbom_and_audit(fleet: Fleet) -> None:
     assert cdx["bomFormat"] == "CycloneDX"
     assert fleet.get("/api/v1/images", project="vision").json() == []
     assert fleet.get("/api/v1/locksets/ffff0000").status_code == 404
+
+
+def test_errors_name_neither_the_database_nor_a_cli_command(fleet: Fleet) -> None:
+    """A read token learns nothing of where the server keeps its database, and is not told
+    to run commands it cannot run; the CLI keeps its messages."""
+    second = fleet.locksets[1]
+    answers = [
+        fleet.get(f"/api/v1/locksets/{second[:10]}/diff", against="nope"),
+        fleet.get("/api/v1/locksets/ffff0000"),
+        fleet.post(snapshot_doc(), project="nope"),
+    ]
+    path = str(fleet.tmp / "lockd.db")
+    for answer in answers:
+        assert answer.status_code == 404, answer.text
+        detail = answer.json()["detail"]
+        assert "sqlite" not in detail and path not in detail and "`lockd" not in detail, detail
+    assert answers[0].json()["detail"] == "No lockset 'nope' in this server's database."
+    page = fleet.get("/locksets/nope")  # the dashboard's error page says the same
+    assert page.status_code == 404 and path not in page.text and "`lockd" not in page.text
+    cli = run_lockd("diff", second[:10], "nope", cwd=fleet.tmp, env={
+        **server_env(fleet.tmp), "LOCKD_DATABASE_URL": fleet.db})  # fmt: skip
+    assert cli.returncode != 0 and path in cli.stderr and "`lockd history`" in cli.stderr
 
 
 def test_a_stored_lock_file_that_was_altered_is_not_served(fleet: Fleet, tmp_path: Path) -> None:

@@ -19,7 +19,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
-from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
@@ -29,7 +28,7 @@ from ..settings import ServerSettings
 from ..store import Store
 from ..urls import redact
 from .auth import Guard, Refused, require
-from .limits import RateLimiter
+from .limits import BodyLimit, BodyTooLarge, RateLimiter
 from .metrics import CONTENT_TYPE, Metrics
 
 access_log = logging.getLogger("lockd.access")
@@ -73,7 +72,7 @@ def create_app(store: Store, settings: ServerSettings) -> FastAPI:
             allow_methods=["GET"],
             allow_headers=["Authorization"],
         )
-    app.add_middleware(RequestBodyLimitMiddleware, max_body_size=settings.body_limit)
+    app.add_middleware(BodyLimit, limit=settings.body_limit)
     app.add_middleware(Observe, metrics=app.state.metrics)
     return app
 
@@ -157,10 +156,14 @@ def _error_answers(app: FastAPI) -> None:
     async def refused(request: Request, exc: Refused) -> Response:
         return answer(request, exc.status, exc.message, exc.headers)
 
+    @app.exception_handler(BodyTooLarge)
+    async def too_large(request: Request, exc: BodyTooLarge) -> Response:
+        return answer(request, exc.status_code, exc.detail, {})
+
     @app.exception_handler(LockdError)
     async def lockd_error(request: Request, exc: LockdError) -> Response:
         status = next((code for kind, code in _STATUS if isinstance(exc, kind)), 500)
-        return answer(request, status, redact(exc.render()), {})
+        return answer(request, status, served_message(exc, request.app.state.store), {})
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
@@ -175,6 +178,19 @@ def _error_answers(app: FastAPI) -> None:
     async def unexpected(request: Request, exc: Exception) -> Response:
         error_log.error("unexpected error", exc_info=(type(exc), exc, exc.__traceback__))
         return answer(request, 500, "Internal error; the server log has the details.", {})
+
+
+def served_message(exc: LockdError, store: Store) -> str:
+    """An error as the server tells it: the CLI's message without the database's location
+    (any reader would learn where the server keeps it) and without a hint that names a
+    ``lockd`` command (an API client cannot run one; the CLI keeps both)."""
+    message = exc.message
+    for shown in dict.fromkeys((store.where, store.url)):
+        message = message.replace(f"The database {shown}", "This server's database")
+        message = message.replace(f"the database {shown}", "this server's database")
+        message = message.replace(shown, "this server's database")
+    hint = exc.hint if exc.hint and "`lockd" not in exc.hint else None
+    return redact(f"{message} {hint}" if hint else message)
 
 
 def _wants_html(request: Request) -> bool:

@@ -1,4 +1,5 @@
-"""Per-token request rate limits: a token bucket per key, in this process's memory.
+"""Request limits: per-token rates (a token bucket per key, in this process's memory),
+and the size of a request body (:class:`BodyLimit`).
 
 The buckets live in the server process, so the limit is per process: two
 ``lockd serve`` processes behind a load balancer let a token through twice as
@@ -13,6 +14,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 @dataclass(slots=True)
@@ -61,3 +66,48 @@ class RateLimiter:
             key: bucket for key, bucket in self._buckets.items() if now - bucket.stamp < full_after
         }
         self._last_sweep = now
+
+
+class BodyTooLarge(HTTPException):
+    """A request body over the server's limit (answered as every API error is)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            413,
+            f"The request body is larger than this server's limit of {limit} bytes "
+            "(LOCKD_SERVE_BODY_LIMIT).",
+        )
+
+
+class BodyLimit:
+    """Refuses a request body over ``limit`` bytes with a 413: before the application runs
+    when ``Content-Length`` announces it, else as soon as the bytes streamed in pass it.
+
+    Both are raised as :class:`BodyTooLarge`, which the application answers in the one
+    error shape (``{"detail": …}``; starlette's own limit middleware answers in plain text
+    from one path and JSON from the other).
+    """
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length", "")
+        too_large = declared.isdigit() and int(declared) > self.limit
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            if too_large:
+                raise BodyTooLarge(self.limit)
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise BodyTooLarge(self.limit)
+            return message
+
+        await self.app(scope, limited, send)
