@@ -173,6 +173,8 @@ def test_local_checks_and_deployments_keep_their_own_baselines(tmp_path: Path) -
     assert baseline is not None
     numpy = next(d for d in baseline["dists"] if d["name"] == "numpy")
     assert numpy["record_sha256"] == "r" * 64  # the rebuild's, not prod's altered one
+    # A server reads a target's local baseline again once a minute: a new one sees it now.
+    fleet = Fleet(store, stale_after=timedelta(hours=1))
     # A deployment's later clean post does not move the local baseline either.
     assert fleet.ingest(Ingestion("vision", TARGET, "prod"), _altered()).status == "clean"
     assert store.baseline_snapshot("vision", TARGET) == baseline

@@ -12,7 +12,8 @@ project's drift chain.
 A ``Fleet`` lives as long as the server process: locksets are immutable and
 content-addressed and snapshots are never rewritten, so both are cached by
 their hash or row id; what moves (a project's newest lockset, a deployment's
-baseline) is read from the database on every call.
+baseline) is read from the database on every call, but for the last clean local
+check's snapshot, read again once a minute.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, replace
@@ -40,6 +42,10 @@ from .drift import live_findings
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 R = TypeVar("R")
+
+# How long ingestion trusts the id of a target's last clean local check before reading it
+# again (a local check recorded meanwhile is seen this much later).
+LOCAL_BASELINE_TTL = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +98,9 @@ class Fleet:
         self._locksets: _Lru[str, Lockset] = _Lru(64)
         # snapshot row id -> (snapshot, its content's hash): a deployment's last clean one
         self._baselines: _Lru[int, tuple[Snapshot, str] | None] = _Lru(1024)
+        # (project, target) -> (when read, the last clean local check's snapshot id); only
+        # pairs with a lock get here, so the map stays as small as the projects' targets.
+        self._local_ids: dict[tuple[str, str], tuple[float, int | None]] = {}
         self._commits: GroupCommit[tuple[DriftReport, Posted | None], Recorded] = GroupCommit(
             store.record_drifts
         )
@@ -162,11 +171,7 @@ class Fleet:
         # A deployment with no clean post yet has no baseline of its own: its dists are held
         # to the local checks' (a rebuild from the lock's hashes), so a first post with
         # altered files is not trusted as clean. Its system is the deployment's own.
-        local = (
-            self._baseline(self.store.baseline_snapshot_id(request.project, request.target))
-            if baseline is None
-            else None
-        )
+        local = self._local_baseline(request.project, request.target) if baseline is None else None
         findings = live_findings(
             lock,
             target,
@@ -197,6 +202,17 @@ class Fleet:
                 hint="Run `lockd compile` for it first (with the database this server uses).",
             )
         return newest, self._locksets.fetch(newest, lambda: self.store.get(newest))
+
+    def _local_baseline(self, project: str, target: str) -> tuple[Snapshot, str] | None:
+        """The last clean local check's snapshot of the target, its id read again at most
+        every ``LOCAL_BASELINE_TTL`` seconds: finding it walks the project's reports, too
+        costly for every post of a deployment that is not clean yet."""
+        now = time.monotonic()
+        found = self._local_ids.get((project, target))
+        if found is None or now - found[0] > LOCAL_BASELINE_TTL:
+            found = (now, self.store.baseline_snapshot_id(project, target))
+            self._local_ids[project, target] = found
+        return self._baseline(found[1])
 
     def _baseline(self, snapshot_id: int | None) -> tuple[Snapshot, str] | None:
         if snapshot_id is None:

@@ -326,7 +326,7 @@ class AuditBuilder:
     def __init__(self, project: str | None = None, period: Period = Period()) -> None:
         self.project, self.period = project, period
         self._drifts: dict[str, list[DriftEntry]] = {}  # oldest first
-        self._standing: dict[tuple[str, str], Standing] = {}  # (project, lockset) -> …
+        self._standing: dict[tuple[str, str], Standing] = {}  # by (project, lockset)
         self._lines: dict[str, list[LocksetLine]] = {}  # oldest first
         self._builds: dict[str, list[tuple[str, SourceBuild]]] = {}
         self._unreadable: dict[str, list[str]] = {}  # locksets'
