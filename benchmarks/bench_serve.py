@@ -34,6 +34,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -47,7 +48,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+# Appended, not prepended: PYTHONPATH=OTHER_CHECKOUT runs another checkout's lockd (server
+# and setup) under this script, for side-by-side runs of two commits.
+sys.path.append(str(ROOT))
 
 import httpx  # noqa: E402
 
@@ -192,6 +195,18 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
+def machine_busy_seconds() -> float:
+    """CPU-seconds every CPU of the machine spent not idle since boot (/proc/stat)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 @dataclass
 class Running:
     url: str
@@ -240,7 +255,9 @@ def server(db: str, work: Path, env: dict[str, str]) -> Iterator[Running]:
         log.close()
 
 
-def ingest(args: argparse.Namespace, work: Path, env: dict[str, str]) -> list[str]:
+def ingest(
+    args: argparse.Namespace, work: Path, env: dict[str, str], database_pid: int | None = None
+) -> list[str]:
     db = args.db or f"sqlite:///{work / 'ingest.db'}"
     with Store(db) as store:
         store.record_lockset(lockset("bench", 0, None, args.dists))
@@ -266,6 +283,8 @@ def ingest(args: argparse.Namespace, work: Path, env: dict[str, str]) -> list[st
             if first.status_code != 200 or first.json()["status"] != "clean":
                 raise SystemExit(f"the warm-up snapshot was not clean: {first.text[:500]}")
         cpu_before, load_before = cpu_seconds(running.pid), os.getloadavg()[0]
+        database_before = cpu_seconds(database_pid) if database_pid else 0.0
+        wrk_before, busy_before = children_cpu_seconds(), machine_busy_seconds()
         run = subprocess.run(
             [wrk, "-t1", f"-c{args.connections}", f"-d{args.duration}s", "--timeout", "10s",
              "-s", str(script), url],
@@ -273,6 +292,9 @@ def ingest(args: argparse.Namespace, work: Path, env: dict[str, str]) -> list[st
             capture_output=True, text=True, check=True,
         )  # fmt: skip
         cpu = cpu_seconds(running.pid) - cpu_before
+        busy = machine_busy_seconds() - busy_before
+        wrk_cpu = children_cpu_seconds() - wrk_before
+        database_cpu = cpu_seconds(database_pid) - database_before if database_pid else 0.0
         load = (load_before + os.getloadavg()[0]) / 2
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as client:
             metrics = client.get("/metrics").text
@@ -297,6 +319,17 @@ def ingest(args: argparse.Namespace, work: Path, env: dict[str, str]) -> list[st
         f"| snapshot body | {body.stat().st_size / 1024:.0f} KiB |",
         f"| server CPU per snapshot (user + system) | {cpu / requests * 1000:.1f} ms: "
         f"{requests / cpu:.0f} snapshots/s per CPU-second |",
+        *(
+            [
+                f"| PostgreSQL CPU per snapshot (every backend, WAL writer…) | "
+                f"{database_cpu / requests * 1000:.1f} ms |"
+            ]
+            if database_pid
+            else []
+        ),
+        f"| wrk CPU per snapshot | {wrk_cpu / requests * 1000:.1f} ms |",
+        f"| whole machine's busy CPU per snapshot (everyone's) | "
+        f"{busy / requests * 1000:.1f} ms ({busy / seconds:.2f} of {os.cpu_count()} CPUs) |",
         f"| machine load average during the run | {load:.1f} (on {os.cpu_count()} CPUs) |",
     ]
     cli = []
@@ -416,7 +449,7 @@ def main() -> None:
 
             with run_postgres(settings={}) as postgres, postgres.database() as url:
                 args.db = url
-                lines += ingest(args, work, env)
+                lines += ingest(args, work, env, postgres.process.pid)
         elif not args.skip_ingest:
             lines += ingest(args, work, env)
         if not args.skip_dashboard:

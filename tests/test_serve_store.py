@@ -472,14 +472,14 @@ def test_posted_snapshots_are_checked_one_at_a_time(
     body = json.dumps(snapshot_doc()).encode()
     entered = [threading.Event(), threading.Event()]
     release = threading.Event()
-    read = fleet_module.parse_posted
+    read = fleet_module.decode_posted
 
-    def parse(data: bytes) -> object:
+    def parse(data: bytes) -> tuple[object, bool]:
         entered[entered[0].is_set()].set()
         release.wait(timeout=60)
         return read(data)
 
-    monkeypatch.setattr(fleet_module, "parse_posted", parse)
+    monkeypatch.setattr(fleet_module, "decode_posted", parse)
     threads = [
         threading.Thread(target=fleet.ingest, args=(Ingestion("vision", TARGET, f"d{n}"), body))
         for n in range(2)
@@ -494,3 +494,85 @@ def test_posted_snapshots_are_checked_one_at_a_time(
     assert entered[1].is_set()
     assert len(fleet.deployments(DeploymentQuery())) == 2
     store.close()
+
+
+def test_a_content_posted_again_is_read_once_and_recorded_under_its_own_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import lockd.app.fleet as fleet_module
+
+    store = _store(tmp_path)
+    fleet = Fleet(store)
+    reads: list[object] = []
+    read = fleet_module.read_posted
+
+    def counted(data: object) -> object:
+        reads.append(data)
+        return read(data)
+
+    monkeypatch.setattr(fleet_module, "read_posted", counted)
+    first = fleet.ingest(Ingestion("vision", TARGET, "d1"), json.dumps(snapshot_doc()).encode())
+    # the same content, other keys' order, posted later by another deployment
+    later = {**dict(reversed(snapshot_doc().items())), "taken_at": "2026-11-30T12:00:00Z"}
+    second = fleet.ingest(Ingestion("vision", TARGET, "d2"), json.dumps(later).encode())
+    assert len(reads) == 1
+    assert (first.status, second.status) == ("clean", "clean")
+    _, snapshots = store.drift_report(second.hash)
+    assert [s["taken_at"] for s in snapshots] == ["2026-11-30T12:00:00Z"]
+    baselines = [store.ingestion_state("vision", Posted(d, TARGET))[1] for d in ("d1", "d2")]
+    stored = [store.snapshot(b) for b in baselines if b is not None]
+    assert len(stored) == 2 and stored[0][1] == stored[1][1]  # one content, by its hash
+    assert stored[1][0]["taken_at"] == "2026-11-30T12:00:00Z"
+    # a known content under a taken_at that is not a time is refused as before
+    for bad_time in ("yesterday", 5, None):
+        undated = json.dumps({**snapshot_doc(), "taken_at": bad_time}).encode()
+        with pytest.raises(FormatError, match="taken_at"):
+            fleet.ingest(Ingestion("vision", TARGET, "d3"), undated)
+    store.close()
+
+
+def test_findings_are_reused_only_for_the_same_lock_content_and_baseline(
+    tmp_path: Path,
+) -> None:
+    store = _store(tmp_path)
+    fleet = Fleet(store)
+    clean = json.dumps(snapshot_doc()).encode()
+    moved = json.dumps(snapshot_doc(extra_dists=("surprise",), driver="560.1")).encode()
+    fleet.ingest(Ingestion("vision", TARGET, "with-baseline"), clean)
+    against_baseline = fleet.ingest(Ingestion("vision", TARGET, "with-baseline"), moved)
+    without = fleet.ingest(Ingestion("vision", TARGET, "new"), moved)
+    again = fleet.ingest(Ingestion("vision", TARGET, "new"), moved)
+    # what the CLI's comparison finds for each, from scratch
+    lockset = store.latest("vision")
+    assert lockset is not None and (lock := lockset.lock(TARGET)) is not None
+    from lockd.app.drift import live_findings
+    from lockd.targets import parse_target_id
+
+    posted, base = parse_posted(moved), parse_posted(clean)
+    target = parse_target_id(TARGET)
+    assert against_baseline.findings == tuple(live_findings(lock, target, posted, base, None))
+    assert without.findings == tuple(live_findings(lock, target, posted, None, None))
+    assert against_baseline.findings != without.findings
+    assert again.findings == without.findings
+    store.close()
+
+
+def test_posted_documents_keyed_by_content_only_when_encoded_exactly() -> None:
+    from lockd.app.fleet import decode_posted, posted_key
+
+    document = snapshot_doc()
+    key = posted_key(document)
+    assert key is not None
+    assert posted_key({**document, "taken_at": "2030-01-01T00:00:00Z"}) == key
+    assert posted_key({**document, "lockd_version": "9"}) != key
+    # NaN and infinities: orjson would write null, the key of another document
+    for text in (b'{"version": 1, "a": NaN}', b'{"version": 1, "a": -Infinity}', b"[1e400]"):
+        assert decode_posted(text)[1] is False
+    assert decode_posted(b'{"version": 1, "a": 1.5, "b": null}') == (
+        {"version": 1, "a": 1.5, "b": None},
+        True,
+    )
+    assert posted_key({**document, "lockd_version": 2**64}) is None  # orjson: 64 bits
+    assert posted_key({**document, "lockd_version": "\udc80"}) is None  # a lone surrogate
+    assert posted_key({"probe": 1}) is None  # the probe's output: timed when read
+    assert posted_key([document]) is None

@@ -11,14 +11,19 @@ project's drift chain.
 
 A ``Fleet`` lives as long as the server process: locksets are immutable and
 content-addressed and snapshots are never rewritten, so both are cached by
-their hash or row id; what moves (a project's newest lockset, a deployment's
-baseline) is read from the database on every call, but for the last clean local
-check's snapshot, read again once a minute.
+their hash or row id; so are what reading a posted document gave (by the
+document's content: a fleet posts the same few contents over and over) and
+what comparing a content with a lock and baselines found (both pure
+functions). What moves (a project's newest lockset, a deployment's baseline)
+is read from the database on every call, but for the last clean local check's
+snapshot, read again once a minute.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import sys
 import threading
 import time
@@ -28,14 +33,17 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
-from ..drift import DriftReport
+import orjson
+
+from ..drift import DriftReport, Finding
 from ..errors import FormatError, NotFoundError, UsageError, excerpt
+from ..fields import MAX_TEXT
 from ..lockset import Lockset
 from ..names import check_name
 from ..snapshot import Snapshot, snapshot_from_document
 from ..store import Deployment, DeploymentQuery, Posted, ProjectOverview, Recorded, Store
 from ..store.fleet import days_back
-from ..store.snapshots import SnapshotRecord
+from ..store.snapshots import SnapshotRecord, snapshot_content
 from ..targets import parse_target_id
 from .drift import live_findings
 
@@ -101,6 +109,13 @@ class Fleet:
         # (project, target) -> (when read, the last clean local check's snapshot id); only
         # pairs with a lock get here, so the map stays as small as the projects' targets.
         self._local_ids: dict[tuple[str, str], tuple[float, int | None]] = {}
+        # posted_key -> (the snapshot as first read, its content's hash)
+        self._posted: _Lru[str, tuple[Snapshot, str]] = _Lru(256)
+        # (lockset, target, content, baseline's content, local baseline's content) -> the
+        # comparison's findings
+        self._findings: _Lru[
+            tuple[str, str, str, str | None, str | None], tuple[Finding, ...]
+        ] = _Lru(1024)
         self._commits: GroupCommit[tuple[DriftReport, Posted | None], Recorded] = GroupCommit(
             store.record_drifts
         )
@@ -152,7 +167,7 @@ class Fleet:
     def _check(self, request: Ingestion, body: bytes) -> tuple[DriftReport, Posted, Snapshot]:
         """The report on the posted snapshot, how it is recorded, and the snapshot read."""
         target = parse_target_id(request.target)
-        snapshot = parse_posted(body)
+        snapshot, content = self._read(body)
         posted = Posted(request.deployment, request.target)
         newest, baseline_id = self.store.ingestion_state(request.project, posted)
         digest, lockset = self._lockset(request, newest)
@@ -172,23 +187,58 @@ class Fleet:
         # to the local checks' (a rebuild from the lock's hashes), so a first post with
         # altered files is not trusted as clean. Its system is the deployment's own.
         local = self._local_baseline(request.project, request.target) if baseline is None else None
-        findings = live_findings(
-            lock,
-            target,
-            snapshot,
-            baseline and baseline[0],
-            None,
-            dists_baseline=local and local[0],
+        # The comparison depends on the lock and on the contents only (never on taken_at):
+        # a deployment that posts what it posted before gets the same findings.
+        findings = self._findings.fetch(
+            (digest, request.target, content, baseline and baseline[1], local and local[1]),
+            lambda: tuple(
+                live_findings(
+                    lock,
+                    target,
+                    snapshot,
+                    baseline and baseline[0],
+                    None,
+                    dists_baseline=local and local[0],
+                )
+            ),
         )
         report = DriftReport(
             project=lockset.project,
             lockset=digest,
             checked_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            findings=tuple(findings),
+            findings=findings,
             checks=(f"live:{request.target}",),
         )
-        posted = replace(posted, snapshot=_record(request.target, snapshot, baseline))
-        return report, posted, snapshot
+        if baseline is not None and baseline[1] == content:
+            # The deployment posted its baseline's content again (the usual case): the
+            # record names that content, which is neither encoded nor stored again.
+            record = SnapshotRecord(request.target, snapshot.taken_at, content)
+        else:
+            record = SnapshotRecord.of(request.target, snapshot.to_dict(), snapshot.taken_at)
+        return report, replace(posted, snapshot=record), snapshot
+
+    def _read(self, body: bytes) -> tuple[Snapshot, str]:
+        """The posted snapshot and the sha256 of its content as recorded (``snapshot_content``).
+
+        A content read before (the same document but for ``taken_at``) is not read again:
+        reading is a pure function of the document, and a fleet posts the same few
+        contents over and over.
+        """
+        data, exact = decode_posted(body)
+        key = posted_key(data) if exact else None
+        taken_at = data.get("taken_at") if key is not None else None
+        if key is None or type(taken_at) is not str or len(taken_at) > MAX_TEXT:
+            snapshot = read_posted(data)  # raises what a malformed document deserves
+            return snapshot, snapshot_content(snapshot.to_dict())[0]
+
+        def read() -> tuple[Snapshot, str]:
+            first = read_posted(data)
+            return first, snapshot_content(first.to_dict())[0]
+
+        known, content = self._posted.fetch(key, read)
+        snapshot = replace(known, taken_at=taken_at)
+        check_taken_at(snapshot)
+        return snapshot, content
 
     def _lockset(self, request: Ingestion, newest: str | None) -> tuple[str, Lockset]:
         """(hash, lockset): the hash as filed (``Lockset.hash`` recomputes it: costly)."""
@@ -223,16 +273,6 @@ class Fleet:
             return (Snapshot.from_dict(found[0]), found[1]) if found else None
 
         return self._baselines.fetch(snapshot_id, load)
-
-
-def _record(
-    target: str, snapshot: Snapshot, baseline: tuple[Snapshot, str] | None
-) -> SnapshotRecord:
-    """How the posted snapshot is recorded: a deployment that posts its baseline's content
-    again (the usual case) names that content, which is neither encoded nor stored again."""
-    if baseline is not None and replace(snapshot, taken_at=baseline[0].taken_at) == baseline[0]:
-        return SnapshotRecord(target, snapshot.taken_at, baseline[1])
-    return SnapshotRecord.of(target, snapshot.to_dict(), snapshot.taken_at)
 
 
 @dataclass(slots=True)
@@ -298,23 +338,69 @@ class GroupCommit(Generic[V, R]):
 
 def parse_posted(body: bytes) -> Snapshot:
     """A posted snapshot: ``lockd snapshot`` JSON, or what the stdlib probe prints."""
+    return read_posted(decode_posted(body)[0])
+
+
+def decode_posted(body: bytes) -> tuple[Any, bool]:
+    """The body's JSON, and whether ``posted_key`` may encode it: not when it holds a
+    NaN or an infinity, which orjson would encode as ``null`` (the key of another
+    document)."""
+    finite = True
+
+    def constant(text: str) -> float:
+        nonlocal finite
+        finite = False
+        return float(text)
+
+    def number(text: str) -> float:
+        nonlocal finite
+        value = float(text)
+        finite = finite and math.isfinite(value)
+        return value
+
     try:
-        data: Any = json.loads(body)
+        data: Any = json.loads(body, parse_constant=constant, parse_float=number)
     except (ValueError, RecursionError) as exc:
         detail = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:200]
         raise FormatError(
             f"The request body is not JSON ({detail}).",
             hint="Post the output of `lockd snapshot` (or of the stdlib probe) as the body.",
         ) from None
+    return data, finite
+
+
+def posted_key(data: Any) -> str | None:
+    """The sha256 of a posted ``lockd snapshot`` document without its ``taken_at``, in
+    orjson's sorted encoding (one encoding per JSON value); None for anything else (the
+    probe's output, which has no ``taken_at`` of its own) and for what orjson cannot
+    encode exactly (integers past 64 bits, lone surrogates, deep nesting)."""
+    if type(data) is not dict or "version" not in data:
+        return None
+    try:
+        encoded = orjson.dumps(
+            {k: v for k, v in data.items() if k != "taken_at"}, option=orjson.OPT_SORT_KEYS
+        )
+    except (TypeError, orjson.JSONEncodeError):
+        return None
+    return hashlib.sha256(encoded).hexdigest()
+
+
+def read_posted(data: Any) -> Snapshot:
+    """A posted snapshot from its decoded JSON (see ``parse_posted``)."""
     try:
         snapshot = snapshot_from_document(data, source="the posted snapshot")
     except RecursionError:
         raise FormatError("The posted snapshot is nested too deeply.") from None
-    try:  # the time it is recorded under
+    check_taken_at(snapshot)
+    return snapshot
+
+
+def check_taken_at(snapshot: Snapshot) -> None:
+    """The time a posted snapshot is recorded under is an ISO 8601 time."""
+    try:
         datetime.fromisoformat(snapshot.taken_at.replace("Z", "+00:00"))
     except ValueError:
         raise FormatError(
             f"The posted snapshot's taken_at {excerpt(snapshot.taken_at)} is not an ISO 8601 time.",
             hint="Post the output of `lockd snapshot` (or of the stdlib probe) unchanged.",
         ) from None
-    return snapshot
