@@ -84,9 +84,11 @@ Heads = Callable[[str], Head]
 class _Heads:
     """``head(project)`` inside one append: the chain's newest hash, read afresh each time."""
 
-    def __init__(self, session: Session, chain: Chain, locked: list[str]) -> None:
+    def __init__(
+        self, session: Session, chain: Chain, locked: list[str], owners: dict[str, int]
+    ) -> None:
         self._session, self._chain, self._locked = session, chain, locked
-        self._owners: dict[str, int] = {}
+        self._owners = owners  # project name -> row id, as far as taking the locks found them
 
     def __call__(self, name: str) -> Head:
         if name not in self._locked:
@@ -119,9 +121,11 @@ def append_many(
     for attempt in range(1, ATTEMPTS + 1):
         try:
             with Session(bind) as session, session.begin():
+                owners = {}
                 for name in names:
-                    lock_chain(session, name, chain)
-                return write(session, _Heads(session, chain, names))
+                    if (owner := lock_chain(session, name, chain)) is not None:
+                        owners[name] = owner
+                return write(session, _Heads(session, chain, names, owners))
         except DBAPIError as exc:
             if attempt < ATTEMPTS and retryable(exc):
                 time.sleep(_backoff(attempt))
@@ -132,10 +136,28 @@ def append_many(
     raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
 
-def lock_chain(session: Session, project: str, chain: Chain) -> None:
-    """Hold ``chain`` of ``project`` until the transaction ends (SQLite: already held)."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(sa.select(sa.func.pg_advisory_xact_lock(lock_key(chain, project))))
+def lock_chain(session: Session, project: str, chain: Chain) -> int | None:
+    """Hold ``chain`` of ``project`` until the transaction ends (SQLite: already held).
+
+    PostgreSQL: in the same round trip, the project's row id (a project's id never
+    changes, so reading it before the lock is granted is safe); None if it has no row
+    yet, and on SQLite.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return None
+    found: int | None = session.execute(
+        _LOCK_AND_PROJECT, {"key": lock_key(chain, project), "name": project}
+    ).scalar()
+    return found
+
+
+# The project's id, selected with the lock's result (whose row the FROM-less select has).
+_LOCK_AND_PROJECT = sa.select(
+    sa.select(ProjectRow.id)  # type: ignore[call-overload]
+    .where(ProjectRow.name == sa.bindparam("name"))
+    .scalar_subquery(),
+    sa.func.pg_advisory_xact_lock(sa.bindparam("key", type_=sa.BigInteger)),
+)
 
 
 def lock_key(chain: Chain | str, project: str) -> int:

@@ -153,6 +153,17 @@ def _immediate_transactions(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def single_reads(engine: Engine) -> Engine:
+    """``engine`` for reads of one statement each (the server's token and ingestion-state
+    lookups, on every request). PostgreSQL: outside any transaction (autocommit; a
+    statement sees one snapshot anyway), so neither a BEGIN nor a ROLLBACK costs a round
+    trip. SQLite: in a deferred transaction (see ``read_snapshot``), never waiting for
+    the write lock that every other lockd transaction takes."""
+    if engine.dialect.name == "postgresql":
+        return engine.execution_options(isolation_level="AUTOCOMMIT")
+    return engine.execution_options(**{_READ_ONLY: True})
+
+
 @contextmanager
 def read_snapshot(engine: Engine) -> Iterator[Connection]:
     """A connection that reads one consistent snapshot, without blocking writers.

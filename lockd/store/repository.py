@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Connection
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import DatabaseError, SQLAlchemyError
 from sqlmodel import Session
@@ -23,7 +24,7 @@ from ..lockset import Lockset
 from ..urls import strip_credentials
 from . import drift_reports, fleet, locksets, tokens, tracked_images
 from .drift_reports import Recorded
-from .engine import make_engine, reason
+from .engine import make_engine, reason, single_reads
 from .fleet import (
     Deployment,
     DeploymentQuery,
@@ -44,6 +45,7 @@ class Store:
     def __init__(self, url: str, *, migrate: bool = True) -> None:
         self.url = url
         self.engine = make_engine(url)
+        self._single_reads = single_reads(self.engine)
         if migrate:
             self.upgrade()
 
@@ -75,6 +77,15 @@ class Store:
         try:
             with Session(self.engine) as session:
                 yield session
+        except SQLAlchemyError as exc:
+            raise self._failure("read", exc) from None
+
+    @contextmanager
+    def _single_read(self) -> Iterator[Connection]:
+        """A connection for one read statement (see ``engine.single_reads``)."""
+        try:
+            with self._single_reads.connect() as conn:
+                yield conn
         except SQLAlchemyError as exc:
             raise self._failure("read", exc) from None
 
@@ -202,8 +213,8 @@ class Store:
     def ingestion_state(self, project: str, posted: Posted) -> tuple[str | None, int | None]:
         """(the project's newest lockset hash, the deployment's baseline snapshot id), in one
         round trip: what every posted snapshot needs first."""
-        with self._session() as session:
-            return fleet.ingestion_state(session.connection(), project, posted)
+        with self._single_read() as conn:
+            return fleet.ingestion_state(conn, project, posted)
 
     def deployments(self, query: DeploymentQuery, stale_before: datetime) -> list[Deployment]:
         with self._session() as session:
@@ -257,8 +268,8 @@ class Store:
         return info
 
     def token(self, token_hash: str) -> TokenInfo | None:
-        with self._session() as session:
-            return tokens.lookup(session.connection(), token_hash)
+        with self._single_read() as conn:
+            return tokens.lookup(conn, token_hash)
 
     def schema_current(self) -> bool:
         """The database answers and its schema is this lockd's (``/readyz``)."""
