@@ -174,8 +174,9 @@ def snapshot(dists: int) -> dict[str, Any]:
     }
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process and its live descendants (Linux /proc)."""
+def cpu_seconds(pid: int, kind: str = "user+system") -> float:
+    """User + system (or ``user``, ``system``) CPU time of a process and its live
+    descendants (Linux /proc)."""
     stats: dict[int, tuple[int, float]] = {}  # pid -> (parent, seconds)
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -183,7 +184,8 @@ def cpu_seconds(pid: int) -> float:
                 fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            seconds = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            ticks = {"user": int(fields[11]), "system": int(fields[12])}
+            seconds = sum(ticks[k] for k in kind.split("+")) / os.sysconf("SC_CLK_TCK")
             stats[int(entry.name)] = (int(fields[1]), seconds)
     tree, total, grew = {pid}, 0.0, True
     while grew:
@@ -283,6 +285,7 @@ def ingest(
             if first.status_code != 200 or first.json()["status"] != "clean":
                 raise SystemExit(f"the warm-up snapshot was not clean: {first.text[:500]}")
         cpu_before, load_before = cpu_seconds(running.pid), os.getloadavg()[0]
+        system_before = cpu_seconds(running.pid, "system")
         database_before = cpu_seconds(database_pid) if database_pid else 0.0
         wrk_before, busy_before = children_cpu_seconds(), machine_busy_seconds()
         run = subprocess.run(
@@ -292,6 +295,7 @@ def ingest(
             capture_output=True, text=True, check=True,
         )  # fmt: skip
         cpu = cpu_seconds(running.pid) - cpu_before
+        system = cpu_seconds(running.pid, "system") - system_before
         busy = machine_busy_seconds() - busy_before
         wrk_cpu = children_cpu_seconds() - wrk_before
         database_cpu = cpu_seconds(database_pid) - database_before if database_pid else 0.0
@@ -317,7 +321,8 @@ def ingest(
         f"| non-2xx answers / socket errors | {stats['errors_status']} / {stats['errors_other']} |",
         f"| recorded clean (server's counter, warm-up included) | {clean:.0f} |",
         f"| snapshot body | {body.stat().st_size / 1024:.0f} KiB |",
-        f"| server CPU per snapshot (user + system) | {cpu / requests * 1000:.1f} ms: "
+        f"| server CPU per snapshot (user + system) | {cpu / requests * 1000:.1f} ms "
+        f"({system / requests * 1000:.1f} ms system): "
         f"{requests / cpu:.0f} snapshots/s per CPU-second |",
         *(
             [

@@ -30,6 +30,9 @@ from .state import fleet_of as _fleet
 from .state import store_of as _store
 
 router = APIRouter(prefix="/api/v1")
+# The fleet's snapshot posts, on a router of their own that the application puts before
+# every other route: routes are matched in order, and this one takes nearly every request.
+ingestion = APIRouter(prefix="/api/v1")
 
 Reader = Annotated[Caller, Depends(require("read"))]
 Ingester = Annotated[Caller, Depends(require("ingest"))]
@@ -218,7 +221,7 @@ def deployments(
     }
 
 
-@router.post(
+@ingestion.post(
     "/snapshots",
     summary="Check a deployment's snapshot against its lock; answer the drift report",
     response_model=dict[str, Any],

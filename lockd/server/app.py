@@ -59,6 +59,7 @@ def create_app(store: Store, settings: ServerSettings) -> FastAPI:
         store, RateLimiter(settings.rate_limit), public_read=settings.public_read
     )
     app.state.metrics = Metrics(store.deployment_counts, settings.stale_after)
+    app.include_router(api.ingestion)  # first: see api.ingestion
     app.include_router(api.router)
     app.include_router(dashboard.router)
     _probe_routes(app)
