@@ -199,4 +199,40 @@ def test_the_report_vouches_for_which_snapshot_it_compared(db_url: str) -> None:
             conn.execute(text("DELETE FROM snapshots WHERE id = :id"), original)
             conn.execute(text(restore), original)
         assert store.verify_chains().ok, edit
+
+
+def test_the_cli_baseline_reads_one_report_however_many_are_clean(tmp_path: Path) -> None:
+    """``baseline_snapshot`` finds the newest clean snapshot of the target with LIMIT 1 and
+    never gathers every clean report of the project first: the work SQLite does (its
+    virtual machine's steps) does not grow with the number of clean reports."""
+    from sqlmodel import Session
+
+    from lockd.store import drift_reports
+
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    lockset, files = lock_files(fleet_lockset("vision"))
+    store.record_lockset(lockset, files)
+    fleet = Fleet(store)
+
+    def post(count: int, start: int) -> None:
+        for n in range(start, start + count):
+            taken_at = f"2026-11-30T{10 + n // 60:02d}:{n % 60:02d}:00Z"
+            fleet.ingest(Ingestion("vision", TARGET, f"d{n}"), _body(taken_at))
+
+    def steps() -> tuple[int, object]:
+        counted = [0]
+        with store.engine.connect() as conn, Session(bind=conn) as session:
+            raw = conn.connection.driver_connection
+            raw.set_progress_handler(lambda: counted.__setitem__(0, counted[0] + 1) or 0, 1)
+            found = drift_reports.baseline_snapshot(session, "vision", TARGET)
+            raw.set_progress_handler(None, 1)
+        return counted[0], found
+
+    post(10, 0)
+    few, found = steps()
+    post(300, 10)
+    many, newest = steps()
+    assert found is not None and newest is not None
+    assert newest["taken_at"] == "2026-11-30T15:09:00Z"  # d309's, the newest
+    assert many <= few + 50, (few, many)
     store.close()

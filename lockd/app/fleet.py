@@ -113,9 +113,9 @@ class Fleet:
         self._posted: _Lru[str, tuple[Snapshot, str]] = _Lru(256)
         # (lockset, target, content, baseline's content, local baseline's content) -> the
         # comparison's findings
-        self._findings: _Lru[
-            tuple[str, str, str, str | None, str | None], tuple[Finding, ...]
-        ] = _Lru(1024)
+        self._findings: _Lru[tuple[str, str, str, str | None, str | None], tuple[Finding, ...]] = (
+            _Lru(1024)
+        )
         self._commits: GroupCommit[tuple[DriftReport, Posted | None], Recorded] = GroupCommit(
             store.record_drifts
         )

@@ -20,11 +20,19 @@ from . import fleet
 from .chain import Chain, Head, Heads, append_many
 from .fleet import Posted
 from .locksets import parse_time
-from .snapshots import SNAPSHOTS, SnapshotRecord, report_origin, store_content, stored_snapshot
+from .snapshots import (
+    DOCUMENTS,
+    SNAPSHOTS,
+    SnapshotRecord,
+    report_origin,
+    snapshot_document,
+    store_content,
+)
 from .tables import DriftReportRow, DriftReportTargetRow, ProjectRow
 
 _REPORTS: sa.Table = DriftReportRow.__table__  # type: ignore[attr-defined]
 _TARGETS: sa.Table = DriftReportTargetRow.__table__  # type: ignore[attr-defined]
+_PROJECTS: sa.Table = ProjectRow.__table__  # type: ignore[attr-defined]
 # Built once, their values bound at each call: these run for every posted snapshot.
 _INSERT_REPORT, _INSERT_SNAPSHOT = sa.insert(_REPORTS), sa.insert(SNAPSHOTS)
 
@@ -240,34 +248,57 @@ def reports_of(session: Session, lockset_hash: str) -> list[tuple[str, DriftRepo
     return [(digest, DriftReport.from_dict(json.loads(document))) for digest, document in rows]
 
 
-def _local_baseline(project: str, target: str) -> sa.ColumnElement[bool]:
-    """Over ``snapshots``: the snapshots of ``target`` that lockd itself took (no deployment
-    posted them) at one of the project's clean checks. A deployment's snapshots are its own
-    baseline (``deployments.baseline_snapshot_id``), never the local checks'."""
-    reports, projects = _REPORTS, ProjectRow.__table__  # type: ignore[attr-defined]
-    clean = (
-        sa.select(reports.c.id)
-        .join(projects, projects.c.id == reports.c.project_id)
-        .where(projects.c.name == project, reports.c.status == "clean")
-    )
-    return sa.and_(
-        SNAPSHOTS.c.target == target,
-        SNAPSHOTS.c.deployment.is_(None),
-        SNAPSHOTS.c.drift_report_id.in_(clean),
-    )
-
-
 def baseline_snapshot(session: Session, project: str, target: str) -> dict[str, Any] | None:
-    """The snapshot of ``target`` taken at the project's last clean local check."""
-    found = stored_snapshot(session.connection(), _local_baseline(project, target))
-    return found[0] if found else None
+    """The snapshot of ``target`` taken at the project's last clean local check: one lockd
+    itself took (no deployment posted it). A deployment's snapshots are its own baseline
+    (``deployments.baseline_snapshot_id``), never the local checks'.
+
+    The project's clean reports are walked from the newest (through its (project, id)
+    index) to the first with such a snapshot (LIMIT 1), never gathered first: they grow
+    with every check.
+    """
+    found = session.connection().execute(_BASELINE, {"project": project, "target": target}).first()
+    return snapshot_document(found[0], found[1]) if found else None
 
 
 def baseline_snapshot_id(session: Session, project: str, target: str) -> int | None:
     """The row id of ``baseline_snapshot``'s snapshot (``None``: no clean local check)."""
-    query = sa.select(sa.func.max(SNAPSHOTS.c.id)).where(_local_baseline(project, target))
-    found: int | None = session.connection().execute(query).scalar()
+    params = {"project": project, "target": target}
+    found: int | None = session.connection().execute(_BASELINE_ID, params).scalar()
     return found
+
+
+def _local_of_target(snapshots: sa.FromClause) -> sa.ColumnElement[bool]:
+    return sa.and_(snapshots.c.target == sa.bindparam("target"), snapshots.c.deployment.is_(None))
+
+
+def _last_clean_local() -> sa.ColumnElement[bool]:
+    """Over ``snapshots``: the local snapshots of the target at the newest clean report that
+    has one."""
+    taken = SNAPSHOTS.alias("taken")
+    last_clean = (
+        sa.select(_REPORTS.c.id)
+        .join(_PROJECTS, _PROJECTS.c.id == _REPORTS.c.project_id)
+        .where(
+            _PROJECTS.c.name == sa.bindparam("project"),
+            _REPORTS.c.status == "clean",
+            sa.exists().where(taken.c.drift_report_id == _REPORTS.c.id, _local_of_target(taken)),
+        )
+        .order_by(_REPORTS.c.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    return sa.and_(SNAPSHOTS.c.drift_report_id == last_clean, _local_of_target(SNAPSHOTS))
+
+
+_BASELINE = (
+    sa.select(DOCUMENTS.c.document, SNAPSHOTS.c.taken_at)
+    .join_from(SNAPSHOTS, DOCUMENTS)
+    .where(_last_clean_local())
+    .order_by(SNAPSHOTS.c.id.desc())
+    .limit(1)
+)
+_BASELINE_ID = sa.select(sa.func.max(SNAPSHOTS.c.id)).where(_last_clean_local())
 
 
 def _utc(moment: datetime) -> datetime:
