@@ -12,6 +12,7 @@ import base64
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import inspect, text
@@ -566,8 +567,8 @@ def test_posted_documents_keyed_by_content_only_when_encoded_exactly() -> None:
     assert posted_key({**document, "taken_at": "2030-01-01T00:00:00Z"}) == key
     assert posted_key({**document, "lockd_version": "9"}) != key
     # NaN and infinities: orjson would write null, the key of another document
-    for text in (b'{"version": 1, "a": NaN}', b'{"version": 1, "a": -Infinity}', b"[1e400]"):
-        assert decode_posted(text)[1] is False
+    for body in (b'{"version": 1, "a": NaN}', b'{"version": 1, "a": -Infinity}', b"[1e400]"):
+        assert decode_posted(body)[1] is False
     assert decode_posted(b'{"version": 1, "a": 1.5, "b": null}') == (
         {"version": 1, "a": 1.5, "b": None},
         True,
@@ -576,3 +577,84 @@ def test_posted_documents_keyed_by_content_only_when_encoded_exactly() -> None:
     assert posted_key({**document, "lockd_version": "\udc80"}) is None  # a lone surrogate
     assert posted_key({"probe": 1}) is None  # the probe's output: timed when read
     assert posted_key([document]) is None
+
+
+def _posts() -> list[tuple[DriftReport, Posted]]:
+    """Posts of two deployments over two days: clean, drifted, failed, clean again."""
+    from lockd.store.snapshots import SnapshotRecord, snapshot_content
+
+    clean, moved = snapshot_doc(), snapshot_doc(cpu_torch=True)
+    cpu = Finding("cpu-wheel", TARGET, "torch", "cuda", "cpu", detail="CPU torch")
+    broken = CheckError(TARGET, "live", "the snapshot could not be compared")
+    posts = []
+    for n, (deployment, day, document, findings, errors) in enumerate(
+        [
+            ("d1", "2026-11-01", clean, (), ()),
+            ("d2", "2026-11-01", clean, (), ()),
+            ("d1", "2026-11-01", moved, (cpu,), ()),
+            ("d2", "2026-11-02", clean, (), (broken,)),
+            ("d1", "2026-11-02", clean, (), ()),
+        ]
+    ):
+        checked_at, taken_at = f"{day}T10:{n:02d}:00Z", f"{day}T09:{n:02d}:30Z"
+        digest, content = snapshot_content(document)
+        report = DriftReport(
+            "vision", "l" * 64, checked_at, findings, errors, checks=(f"live:{TARGET}",)
+        )
+        snapshot = SnapshotRecord(TARGET, taken_at, digest, content)
+        posts.append((report, Posted(deployment, TARGET, snapshot)))
+    return posts
+
+
+def test_a_post_recorded_in_one_statement_writes_the_rows_of_the_general_path(
+    postgres: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL: a deployment's post is recorded by one statement (store/posted.py); the
+    same posts recorded statement by statement leave every table the same."""
+    from sqlalchemy import event
+
+    from lockd.store import drift_reports
+
+    tables = (
+        "drift_reports",
+        "snapshots",
+        "snapshot_documents",
+        "drift_report_targets",
+        "drift_days",
+        "deployments",
+    )
+    contents = []
+    for one in (True, False):
+        if not one:
+            monkeypatch.setattr(drift_reports, "one_statement", lambda *_: False)
+        with postgres.database() as url:  # type: ignore[attr-defined]
+            store = Store(url)
+            statements: list[str] = []
+
+            def executed(*args: Any, statements: list[str] = statements) -> None:
+                statements.append(args[2])
+
+            event.listen(store.engine, "before_cursor_execute", executed)
+            recorded = [store.record_drifts([post])[0] for post in _posts()]
+            store.record_drifts(_posts()[:2])  # a batch: two posts in one transaction
+            inserts = [s for s in statements if s.lstrip().upper().startswith(("INSERT", "WITH"))]
+            if one:  # per post: its content (if new) and one statement for the rest
+                assert sum(s.startswith("WITH") for s in inserts) == 7
+                assert all(
+                    s.startswith("WITH") or "INTO snapshot_documents" in s or "INTO projects" in s
+                    for s in inserts
+                )
+            with store.engine.connect() as conn:
+                contents.append(
+                    {
+                        table: [
+                            tuple(row)
+                            for row in conn.execute(text(f"SELECT * FROM {table} ORDER BY 1, 2"))  # noqa: S608
+                        ]
+                        for table in tables
+                    }
+                )
+            contents[-1]["recorded"] = [(r.report.hash, dict(r.snapshots)) for r in recorded]
+            store.close()
+    assert contents[0] == contents[1]
+    assert len(contents[0]["deployments"]) == 2 and len(contents[0]["drift_days"]) == 2

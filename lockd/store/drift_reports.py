@@ -10,13 +10,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlmodel import Session, col, select
 
-from ..drift import DriftReport
+from ..drift import DriftReport, target_statuses
 from ..drift.standing import unit_statuses
 from ..lockset import canonical_json, sha256_text
 from . import fleet
+from . import posted as posted_statement
 from .chain import Chain, Head, Heads, append_many
 from .fleet import Posted
 from .locksets import parse_time
@@ -109,23 +110,41 @@ def insert_recorded(
     text = canonical_json(document)
     body = {**document, "hash": sha256_text(text)}
     checked_at = parse_time(stored.checked_at)
-    report_id = conn.execute(
-        _INSERT_REPORT,
-        {
-            "hash": body["hash"],
-            "parent_hash": head.hash,
-            "project_id": head.project_id,
-            "lockset_hash": stored.lockset,
-            "status": stored.status,
-            "checked_at": checked_at,
-            "finding_count": len(stored.findings),
-            "document": text,
-        },
-    ).inserted_primary_key[0]  # type: ignore[index]
-    snapshot_ids: dict[str, int] = {}
+    row = {
+        "hash": body["hash"],
+        "parent_hash": head.hash,
+        "project_id": head.project_id,
+        "lockset_hash": stored.lockset,
+        "status": stored.status,
+        "checked_at": checked_at,
+        "finding_count": len(stored.findings),
+        "document": text,
+    }
     for snapshot in records:
         if snapshot.content is not None:
             store_content(conn, snapshot.hash, snapshot.content)
+    statuses = target_statuses(body)
+    if posted is not None and one_statement(conn, posted, records, statuses):
+        (snapshot,) = records
+        status = statuses[posted.target]
+        _, snapshot_id = posted_statement.insert_posted(
+            conn,
+            row
+            | {
+                "target": posted.target,
+                "taken_at": parse_time(snapshot.taken_at),
+                "document_hash": snapshot.hash,
+                "deployment": posted.name,
+                "target_status": status,
+                "day": fleet.day_of(checked_at),
+                **fleet.bumps(status),
+                "finding_kinds": fleet.finding_kinds(body),
+            },
+        )
+        return Recorded(stored, {posted.target: snapshot_id})
+    report_id = conn.execute(_INSERT_REPORT, row).inserted_primary_key[0]  # type: ignore[index]
+    snapshot_ids: dict[str, int] = {}
+    for snapshot in records:
         snapshot_ids[snapshot.target] = conn.execute(
             _INSERT_SNAPSHOT,
             {
@@ -136,12 +155,27 @@ def insert_recorded(
                 "deployment": posted.name if posted else None,
             },
         ).inserted_primary_key[0]  # type: ignore[index]
-    fleet.index_report(conn, report_id, head.project_id, body, checked_at)
+    fleet.index_report(conn, report_id, head.project_id, statuses, checked_at)
     if posted is not None:
         fleet.move_deployment(
             conn, head.project_id, posted, body, checked_at, snapshot_ids.get(posted.target)
         )
     return Recorded(stored, snapshot_ids)
+
+
+def one_statement(
+    conn: Connection,
+    posted: Posted,
+    snapshots: Sequence[SnapshotRecord],
+    statuses: Mapping[str, str],
+) -> bool:
+    """Whether a report is recorded in one statement (``store.posted``): a deployment's post
+    (its snapshot and status on its own target only), on PostgreSQL."""
+    return (
+        conn.dialect.name == "postgresql"
+        and [s.target for s in snapshots] == [posted.target]
+        and list(statuses) == [posted.target]
+    )
 
 
 def drift_reports(

@@ -24,7 +24,6 @@ import sqlalchemy as sa
 from sqlalchemy import Connection, case, func
 from sqlmodel import Session, col, select
 
-from ..drift import target_statuses
 from ..drift.standing import worst
 from .locksets import iso
 from .snapshots import SNAPSHOTS, SnapshotRecord, stored_snapshot
@@ -39,12 +38,12 @@ from .tables import (
 )
 
 STATUSES = ("clean", "drift", "error", "stale")
-_TARGETS: sa.Table = DriftReportTargetRow.__table__  # type: ignore[attr-defined]
-_DAYS: sa.Table = DriftDayRow.__table__  # type: ignore[attr-defined]
-_DEPLOYMENTS: sa.Table = DeploymentRow.__table__  # type: ignore[attr-defined]
+TARGETS: sa.Table = DriftReportTargetRow.__table__  # type: ignore[attr-defined]
+DAYS: sa.Table = DriftDayRow.__table__  # type: ignore[attr-defined]
+DEPLOYMENTS: sa.Table = DeploymentRow.__table__  # type: ignore[attr-defined]
 _LOCKSETS: sa.Table = LocksetRow.__table__  # type: ignore[attr-defined]
 _PROJECTS: sa.Table = ProjectRow.__table__  # type: ignore[attr-defined]
-_INSERT_TARGETS = sa.insert(_TARGETS)
+_INSERT_TARGETS = sa.insert(TARGETS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +172,7 @@ class Upsert:
     bump: tuple[str, ...] = ()
 
 
-_DAY = Upsert(
+DAY_BUMP = Upsert(
     ("project_id", "target", "day"), ("last_status", "last_report_id"), ("clean", "drift", "error")
 )
 _STATE = (
@@ -184,8 +183,8 @@ _STATE = (
     "finding_count",
     "last_report_hash",
 )
-_DEPLOYMENT = Upsert(("project_id", "target", "name"), _STATE)
-_DEPLOYMENT_CLEAN = Upsert(_DEPLOYMENT.keys, (*_STATE, "baseline_snapshot_id"))
+MOVE = Upsert(("project_id", "target", "name"), _STATE)
+MOVE_CLEAN = Upsert(MOVE.keys, (*_STATE, "baseline_snapshot_id"))
 # (dialect, table, columns, upsert) -> the INSERT … ON CONFLICT statement, built once
 _UPSERTS: dict[tuple[str, str, tuple[str, ...], Upsert], Any] = {}
 
@@ -222,21 +221,39 @@ def update_or_insert(
 
 
 def index_report(
-    conn: Connection, report_id: int, project_id: int, body: Mapping[str, Any], checked_at: datetime
+    conn: Connection,
+    report_id: int,
+    project_id: int,
+    statuses: Mapping[str, str],
+    checked_at: datetime,
 ) -> None:
-    """The report's per-target rows and its bump of each target's day."""
-    day = checked_at.astimezone(UTC).strftime("%Y-%m-%d")
-    statuses = target_statuses(body)
+    """The report's per-target rows (``statuses``: ``target_statuses`` of its body) and
+    its bump of each target's day."""
     if not statuses:
         return
+    day = day_of(checked_at)
     conn.execute(
         _INSERT_TARGETS,
         [{"drift_report_id": report_id, "target": t, "status": s} for t, s in statuses.items()],
     )
     for target, status in statuses.items():
-        counts = {"clean": 0, "drift": 0, "error": 0, status: 1}
-        row = {"project_id": project_id, "target": target, "day": day, **counts}
-        upsert(conn, _DAYS, row | {"last_status": status, "last_report_id": report_id}, _DAY)
+        row = {"project_id": project_id, "target": target, "day": day, **bumps(status)}
+        upsert(conn, DAYS, row | {"last_status": status, "last_report_id": report_id}, DAY_BUMP)
+
+
+def day_of(checked_at: datetime) -> str:
+    """The UTC day a report counts in (``drift_days.day``)."""
+    return checked_at.astimezone(UTC).strftime("%Y-%m-%d")
+
+
+def bumps(status: str) -> dict[str, int]:
+    """What one report with ``status`` adds to its day's clean, drift and error counts."""
+    return {"clean": 0, "drift": 0, "error": 0, status: 1}
+
+
+def finding_kinds(body: Mapping[str, Any]) -> list[str]:
+    """A deployment's finding kinds, from its last report's body."""
+    return sorted({f["kind"] for f in body["findings"]})
 
 
 def move_deployment(  # noqa: PLR0917 - one call site, in the recording transaction
@@ -258,14 +275,14 @@ def move_deployment(  # noqa: PLR0917 - one call site, in the recording transact
         "lockset_hash": body["lockset"],
         "last_seen": seen,
         "last_status": body["status"],
-        "finding_kinds": sorted({f["kind"] for f in findings}),
+        "finding_kinds": finding_kinds(body),
         "finding_count": len(findings),
         "last_report_hash": body["hash"],
     }
     if body["status"] == "clean" and snapshot_id is not None:
-        upsert(conn, _DEPLOYMENTS, row | {"baseline_snapshot_id": snapshot_id}, _DEPLOYMENT_CLEAN)
+        upsert(conn, DEPLOYMENTS, row | {"baseline_snapshot_id": snapshot_id}, MOVE_CLEAN)
     else:
-        upsert(conn, _DEPLOYMENTS, row, _DEPLOYMENT)
+        upsert(conn, DEPLOYMENTS, row, MOVE)
 
 
 # -- reading ------------------------------------------------------------------------------
@@ -280,11 +297,11 @@ def _ingestion_state() -> sa.Select[Any]:
         .scalar_subquery()
     )
     baseline = (
-        sa.select(_DEPLOYMENTS.c.baseline_snapshot_id)
+        sa.select(DEPLOYMENTS.c.baseline_snapshot_id)
         .where(
-            _DEPLOYMENTS.c.project_id == _PROJECTS.c.id,
-            _DEPLOYMENTS.c.target == sa.bindparam("target"),
-            _DEPLOYMENTS.c.name == sa.bindparam("name"),
+            DEPLOYMENTS.c.project_id == _PROJECTS.c.id,
+            DEPLOYMENTS.c.target == sa.bindparam("target"),
+            DEPLOYMENTS.c.name == sa.bindparam("name"),
         )
         .scalar_subquery()
     )
