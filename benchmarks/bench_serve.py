@@ -24,6 +24,12 @@ deployments (each with a report); the median and maximum of 20 ``GET /``
 after a warm-up, and side by side ``lockd history --format json`` over the
 same database.
 
+Besides the server's CPU per snapshot it prints PostgreSQL's (``--postgres``:
+every backend, the WAL writer…), wrk's and the whole machine's (everyone's, from
+``/proc/stat``): on a shared machine CPU per snapshot is steadier than throughput.
+``PYTHONPATH=OTHER_CHECKOUT`` runs another checkout's lockd (server, setup and
+CLI) under this script: side-by-side runs of two commits.
+
 Prints a Markdown report; paste it into benchmarks/RESULTS.md.
 """
 
@@ -238,6 +244,7 @@ def server(db: str, work: Path, env: dict[str, str]) -> Iterator[Running]:
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
+        cwd=work,  # not the checkout: `-m lockd` would import it before PYTHONPATH's
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -344,7 +351,7 @@ def ingest(
             [sys.executable, "-m", "lockd", "drift", "--db", db, "--project", "bench",
              "--target", TARGET, "--snapshot", str(body), "--no-creep", "--no-images",
              "--format", "json"],
-            env=env, capture_output=True, check=True,
+            env=env, capture_output=True, check=True, cwd=work,
         )  # fmt: skip
         cli.append(time.perf_counter() - start)
         del n
@@ -403,7 +410,7 @@ def dashboard(args: argparse.Namespace, work: Path, env: dict[str, str]) -> list
         start = time.perf_counter()
         subprocess.run(
             [sys.executable, "-m", "lockd", "history", "--db", db, "--format", "json"],
-            env=env, capture_output=True, check=True,
+            env=env, capture_output=True, check=True, cwd=work,
         )  # fmt: skip
         cli.append(time.perf_counter() - start)
     lines += [
