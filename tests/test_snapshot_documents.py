@@ -199,6 +199,7 @@ def test_the_report_vouches_for_which_snapshot_it_compared(db_url: str) -> None:
             conn.execute(text("DELETE FROM snapshots WHERE id = :id"), original)
             conn.execute(text(restore), original)
         assert store.verify_chains().ok, edit
+    store.close()
 
 
 def test_the_cli_baseline_reads_one_report_however_many_are_clean(tmp_path: Path) -> None:
