@@ -4,7 +4,8 @@ Usage (from the repository root, after ``./scripts/setup``; needs Debian's
 ``wrk``, no network)::
 
     .venv/bin/python benchmarks/bench_serve.py [--duration 60] [--connections 8]
-        [--dists 300] [--workers 2] [--db URL | --postgres] [--skip-dashboard] [--skip-ingest]
+        [--dists 300] [--workers 2] [--db URL | --postgres] [--distinct]
+        [--skip-dashboard] [--skip-ingest]
 
 Ingestion: a SQLite (or ``--db``) database with one project whose newest
 lockset locks ``--dists`` packages for one target; a ``--dists``-dist
@@ -16,7 +17,10 @@ to ``POST /api/v1/snapshots`` of a real ``lockd serve`` on
 127.0.0.1 for ``--duration`` seconds. Every request is checked, compared,
 recorded (report, snapshot, deployment, index) and answered with the report.
 wrk reports throughput and the latency distribution; the server's log tells
-the statuses. Side by side: what a user would otherwise run per snapshot,
+the statuses. By default every post has the same content (but for
+``taken_at``), as replicas of one deployment post; with ``--distinct`` every
+post's content is new (one ld.so cache entry's path carries the request's
+number: still clean, but read, compared, encoded and stored afresh). Side by side: what a user would otherwise run per snapshot,
 ``lockd drift --snapshot FILE --no-creep --no-images`` (median of 5).
 
 Dashboard: a database with 100 projects × 100 locksets (10,000) and 1,000
@@ -59,6 +63,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.append(str(ROOT))
 
 import httpx  # noqa: E402
+import sqlalchemy as sa  # noqa: E402
 
 from lockd.app.fleet import Fleet, Ingestion  # noqa: E402
 from lockd.app.tokens import NewToken, create  # noqa: E402
@@ -70,6 +75,7 @@ PYPI = "https://pypi.example/simple"
 
 LUA = """
 local template = io.open(os.getenv("BENCH_BODY"), "rb"):read("*a")
+local distinct = os.getenv("BENCH_DISTINCT") == "1"
 local token = os.getenv("BENCH_TOKEN")
 local n = 0
 request = function()
@@ -77,6 +83,7 @@ request = function()
   local path = "/api/v1/snapshots?project=bench&target=@TARGET@&deployment=d" .. (n % 1000)
   -- taken now, as the probe does: no two posts of a deployment are the same bytes
   local body = template:gsub("@TAKEN_AT@", os.date("!%Y-%m-%dT%H:%M:%SZ"), 1)
+  if distinct then body = body:gsub("@CONTENT@", tostring(n), 1) end
   return wrk.format("POST", path, {["Authorization"] = "Bearer " .. token,
                                    ["Content-Type"] = "application/json"}, body)
 end
@@ -272,7 +279,10 @@ def ingest(
         store.record_lockset(lockset("bench", 0, None, args.dists))
         token = create(store, NewToken(f"bench-{time.time_ns()}", "ingest")).token
     body = work / "snapshot.json"
-    body.write_text(json.dumps(snapshot(args.dists)))
+    document = snapshot(args.dists)
+    if args.distinct:  # a path in the ld.so cache that wrk numbers per post
+        document["system"]["value"]["ld_cache"]["value"][0][2] += "-@CONTENT@"
+    body.write_text(json.dumps(document))
     script = work / "post.lua"
     script.write_text(LUA)
     wrk = shutil.which("wrk")
@@ -281,7 +291,8 @@ def ingest(
     lines = [
         f"### Ingestion: {args.dists}-dist snapshots, {args.duration} s, "
         f"{args.connections} connections, {args.workers} server processes "
-        f"({db.split(':', 1)[0].split('+')[0]})",
+        f"({db.split(':', 1)[0].split('+')[0]}; "
+        + ("every post a new content)" if args.distinct else "the same content posted again)"),
         "",
     ]
     with server(db, work, env) as running:
@@ -298,7 +309,12 @@ def ingest(
         run = subprocess.run(
             [wrk, "-t1", f"-c{args.connections}", f"-d{args.duration}s", "--timeout", "10s",
              "-s", str(script), url],
-            env={**os.environ, "BENCH_BODY": str(body), "BENCH_TOKEN": token},
+            env={
+                **os.environ,
+                "BENCH_BODY": str(body),
+                "BENCH_TOKEN": token,
+                "BENCH_DISTINCT": "1" if args.distinct else "0",
+            },
             capture_output=True, text=True, check=True,
         )  # fmt: skip
         cpu = cpu_seconds(running.pid) - cpu_before
@@ -309,6 +325,8 @@ def ingest(
         load = (load_before + os.getloadavg()[0]) / 2
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as client:
             metrics = client.get("/metrics").text
+    with Store(db) as store, store.engine.connect() as conn:
+        contents = conn.execute(sa.text("SELECT count(*) FROM snapshot_documents")).scalar_one()
     found = re.search(r"BENCH (.*)", run.stdout)
     if found is None:
         raise SystemExit(f"wrk printed no summary:\n{run.stdout}{run.stderr}")
@@ -328,6 +346,7 @@ def ingest(
         f"| non-2xx answers / socket errors | {stats['errors_status']} / {stats['errors_other']} |",
         f"| recorded clean (server's counter, warm-up included) | {clean:.0f} |",
         f"| snapshot body | {body.stat().st_size / 1024:.0f} KiB |",
+        f"| snapshot contents stored (warm-up included) | {contents} |",
         f"| server CPU per snapshot (user + system) | {cpu / requests * 1000:.1f} ms "
         f"({system / requests * 1000:.1f} ms system): "
         f"{requests / cpu:.0f} snapshots/s per CPU-second |",
@@ -441,6 +460,11 @@ def main() -> None:
     )
     parser.add_argument("--skip-dashboard", action="store_true")
     parser.add_argument("--skip-ingest", action="store_true")
+    parser.add_argument(
+        "--distinct",
+        action="store_true",
+        help="every post a new content (default: the same content, posted again)",
+    )
     parser.add_argument("--workers", type=int, default=2, help="lockd serve --workers")
     args = parser.parse_args()
     os.environ["BENCH_WORKERS"] = str(args.workers)

@@ -167,7 +167,7 @@ class Fleet:
     def _check(self, request: Ingestion, body: bytes) -> tuple[DriftReport, Posted, Snapshot]:
         """The report on the posted snapshot, how it is recorded, and the snapshot read."""
         target = parse_target_id(request.target)
-        snapshot, content = self._read(body)
+        snapshot, content, text = self._read(body)
         posted = Posted(request.deployment, request.target)
         newest, baseline_id = self.store.ingestion_state(request.project, posted)
         digest, lockset = self._lockset(request, newest)
@@ -214,11 +214,14 @@ class Fleet:
             # record names that content, which is neither encoded nor stored again.
             record = SnapshotRecord(request.target, snapshot.taken_at, content)
         else:
-            record = SnapshotRecord.of(request.target, snapshot.to_dict(), snapshot.taken_at)
+            if text is None:  # a known content, new to this deployment
+                text = snapshot_content(snapshot.to_dict())[1]
+            record = SnapshotRecord(request.target, snapshot.taken_at, content, text)
         return report, replace(posted, snapshot=record), snapshot
 
-    def _read(self, body: bytes) -> tuple[Snapshot, str]:
-        """The posted snapshot and the sha256 of its content as recorded (``snapshot_content``).
+    def _read(self, body: bytes) -> tuple[Snapshot, str, str | None]:
+        """The posted snapshot, the sha256 of its content as recorded and, when this call
+        encoded it, that content (``snapshot_content``).
 
         A content read before (the same document but for ``taken_at``) is not read again:
         reading is a pure function of the document, and a fleet posts the same few
@@ -229,16 +232,19 @@ class Fleet:
         taken_at = data.get("taken_at") if key is not None else None
         if key is None or type(taken_at) is not str or len(taken_at) > MAX_TEXT:
             snapshot = read_posted(data)  # raises what a malformed document deserves
-            return snapshot, snapshot_content(snapshot.to_dict())[0]
+            return snapshot, *snapshot_content(snapshot.to_dict())
+        encoded: list[str] = []
 
         def read() -> tuple[Snapshot, str]:
             first = read_posted(data)
-            return first, snapshot_content(first.to_dict())[0]
+            digest, text = snapshot_content(first.to_dict())
+            encoded.append(text)
+            return first, digest
 
         known, content = self._posted.fetch(key, read)
         snapshot = replace(known, taken_at=taken_at)
         check_taken_at(snapshot)
-        return snapshot, content
+        return snapshot, content, encoded[0] if encoded else None
 
     def _lockset(self, request: Ingestion, newest: str | None) -> tuple[str, Lockset]:
         """(hash, lockset): the hash as filed (``Lockset.hash`` recomputes it: costly)."""
