@@ -1,5 +1,6 @@
 """Snapshot contents stored once by hash: ingestion, the readers, ``audit verify``, and
-migration 0008 from a 0007 schema built in code (SQLite and PostgreSQL)."""
+migrations 0008 (from a 0007 schema built in code) and 0009 (lz4, from 0008) on SQLite and
+PostgreSQL."""
 
 from __future__ import annotations
 
@@ -236,4 +237,37 @@ def test_the_cli_baseline_reads_one_report_however_many_are_clean(tmp_path: Path
     assert found is not None and newest is not None
     assert newest["taken_at"] == "2026-11-30T15:09:00Z"  # d309's, the newest
     assert many <= few + 50, (few, many)
+    store.close()
+
+
+def test_upgrade_from_0008_compresses_new_contents_with_lz4(db_url: str) -> None:
+    """Migration 0009: PostgreSQL writes new snapshot contents with lz4 (the ones stored
+    before stay pglz and read back the same); SQLite has nothing to change."""
+    from lockd.store.migrate import current_revision, head_revision, upgrade
+
+    old = Store(db_url, migrate=False)
+    upgrade(old.engine, "0008")
+    before = canonical_json({"dists": [f"pkg{i}" for i in range(5000)]})  # past TOAST's 2 KB
+    after = canonical_json({"dists": [f"lib{i}" for i in range(5000)]})
+    with old.engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO snapshot_documents (hash, document) VALUES ('a', :d)"), {"d": before}
+        )
+    old.close()
+    store = Store(db_url)  # migrates
+    assert current_revision(store.engine) == head_revision() == "0009"
+    with store.engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO snapshot_documents (hash, document) VALUES ('b', :d)"), {"d": after}
+        )
+        rows = conn.execute(text("SELECT hash, document FROM snapshot_documents")).all()
+        assert sorted((str(h), str(d)) for h, d in rows) == [("a", before), ("b", after)]
+        if store.engine.dialect.name == "postgresql":
+            methods = conn.execute(
+                text(
+                    "SELECT hash, pg_column_compression(document) FROM snapshot_documents "
+                    "ORDER BY hash"
+                )
+            ).all()
+            assert [tuple(m) for m in methods] == [("a", "pglz"), ("b", "lz4")]
     store.close()

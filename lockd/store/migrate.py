@@ -34,7 +34,7 @@ from sqlalchemy import (
 HEAD_TABLE = "alembic_version"
 # The newest revision in migrations/versions; a test keeps it equal to alembic's
 # head. Comparing against it avoids importing alembic on every open.
-SCHEMA_HEAD = "0008"
+SCHEMA_HEAD = "0009"
 # The advisory lock key of migrations (any fixed 64-bit number; chains use hashed keys).
 MIGRATION_LOCK = 0x6C6F636B64  # "lockd"
 
