@@ -20,8 +20,9 @@ wrk reports throughput and the latency distribution; the server's log tells
 the statuses. By default every post has the same content (but for
 ``taken_at``), as replicas of one deployment post; with ``--distinct`` every
 post's content is new (one ld.so cache entry's path carries the request's
-number: still clean, but read, compared, encoded and stored afresh). Side by side: what a user would otherwise run per snapshot,
-``lockd drift --snapshot FILE --no-creep --no-images`` (median of 5).
+number: still clean, but read, compared, encoded and stored afresh). Side by
+side: what a user would otherwise run per snapshot, ``lockd drift --snapshot
+FILE --no-creep --no-images`` (median of 5).
 
 Dashboard: a database with 100 projects × 100 locksets (10,000) and 1,000
 deployments (each with a report); the median and maximum of 20 ``GET /``
@@ -188,8 +189,8 @@ def snapshot(dists: int) -> dict[str, Any]:
 
 
 def cpu_seconds(pid: int, kind: str = "user+system") -> float:
-    """User + system (or ``user``, ``system``) CPU time of a process and its live
-    descendants (Linux /proc)."""
+    """User + system (or ``user``, ``system``) CPU time of a process and its descendants,
+    live or ended and waited for (Linux /proc)."""
     stats: dict[int, tuple[int, float]] = {}  # pid -> (parent, seconds)
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -197,7 +198,11 @@ def cpu_seconds(pid: int, kind: str = "user+system") -> float:
                 fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            ticks = {"user": int(fields[11]), "system": int(fields[12])}
+            # its own time and its children's that ended (a database's closed sessions)
+            ticks = {
+                "user": int(fields[11]) + int(fields[13]),
+                "system": int(fields[12]) + int(fields[14]),
+            }
             seconds = sum(ticks[k] for k in kind.split("+")) / os.sysconf("SC_CLK_TCK")
             stats[int(entry.name)] = (int(fields[1]), seconds)
     tree, total, grew = {pid}, 0.0, True
@@ -271,7 +276,7 @@ def server(db: str, work: Path, env: dict[str, str]) -> Iterator[Running]:
         log.close()
 
 
-def ingest(
+def ingest(  # noqa: PLR0915 - one measured run, start to end
     args: argparse.Namespace, work: Path, env: dict[str, str], database_pid: int | None = None
 ) -> list[str]:
     db = args.db or f"sqlite:///{work / 'ingest.db'}"
@@ -327,6 +332,13 @@ def ingest(
             metrics = client.get("/metrics").text
     with Store(db) as store, store.engine.connect() as conn:
         contents = conn.execute(sa.text("SELECT count(*) FROM snapshot_documents")).scalar_one()
+        sessions = (
+            conn.execute(
+                sa.text("SELECT sessions FROM pg_stat_database WHERE datname = current_database()")
+            ).scalar_one()
+            if database_pid
+            else None
+        )
     found = re.search(r"BENCH (.*)", run.stdout)
     if found is None:
         raise SystemExit(f"wrk printed no summary:\n{run.stdout}{run.stderr}")
@@ -358,6 +370,7 @@ def ingest(
             if database_pid
             else []
         ),
+        *([f"| PostgreSQL sessions opened (whole run) | {sessions} |"] if sessions else []),
         f"| wrk CPU per snapshot | {wrk_cpu / requests * 1000:.1f} ms |",
         f"| whole machine's busy CPU per snapshot (everyone's) | "
         f"{busy / requests * 1000:.1f} ms ({busy / seconds:.2f} of {os.cpu_count()} CPUs) |",

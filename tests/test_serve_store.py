@@ -658,3 +658,91 @@ def test_a_post_recorded_in_one_statement_writes_the_rows_of_the_general_path(
             store.close()
     assert contents[0] == contents[1]
     assert len(contents[0]["deployments"]) == 2 and len(contents[0]["drift_days"]) == 2
+
+
+def test_the_servers_reads_wait_for_no_writer(tmp_path: Path) -> None:
+    """SQLite: the token and ingestion-state reads of every request run in a deferred
+    transaction, so a writer holding the file's write lock (the other worker's group
+    commit) does not hold them up (they took the write lock themselves before)."""
+    import sqlite3
+    import threading
+
+    store = _store(tmp_path)
+    token = create(store, NewToken("reader", "ingest")).token
+    writer = sqlite3.connect(tmp_path / "db.sqlite", isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # the write lock, held
+    answers: list[object] = []
+    reads = threading.Thread(
+        target=lambda: answers.extend(
+            [
+                store.token(hash_token(token)),
+                store.ingestion_state("vision", Posted("d1", TARGET)),
+            ]
+        )
+    )
+    try:
+        reads.start()
+        reads.join(timeout=10)  # a deadline: the busy handler would wait 30 s
+        assert not reads.is_alive()
+    finally:
+        writer.execute("ROLLBACK")
+        reads.join(timeout=60)
+        writer.close()
+    info, state = answers
+    assert info is not None and info.name == "reader"  # type: ignore[attr-defined]
+    assert state == (store.latest("vision").hash, None)  # type: ignore[union-attr]
+    store.close()
+
+
+def test_the_servers_reads_open_no_transaction_on_postgresql(postgres: object) -> None:
+    """PostgreSQL: the token and ingestion-state reads run in autocommit (no BEGIN and no
+    ROLLBACK round trip each)."""
+    from sqlalchemy import event
+
+    with postgres.database() as url:  # type: ignore[attr-defined]
+        store = Store(url)
+        lockset, files = lock_files(fleet_lockset("vision"))
+        store.record_lockset(lockset, files)
+        token = create(store, NewToken("reader", "ingest")).token
+        seen: list[tuple[str, bool]] = []
+
+        def executed(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+            autocommit = conn.connection.dbapi_connection.autocommit
+            seen.append((statement.split(maxsplit=1)[0], autocommit))
+
+        event.listen(store.engine, "before_cursor_execute", executed)
+        assert store.token(hash_token(token)) is not None
+        assert store.ingestion_state("vision", Posted("d1", TARGET))[0] == lockset.hash
+        assert seen == [("SELECT", True), ("SELECT", True)]
+        store.close()
+
+
+def test_a_server_keeps_its_postgresql_connections_open_between_uses(postgres: object) -> None:
+    """Eight request threads reading at once, twice: the second time every connection is
+    one of the first time's (SQLAlchemy's default pool closed all but five on return, so
+    each burst started PostgreSQL backends anew)."""
+    import threading
+
+    with postgres.database() as url:  # type: ignore[attr-defined]
+        store = Store(url)
+        backends: set[int] = set()
+
+        def burst() -> set[int]:
+            held = threading.Barrier(8)
+            pids: list[int] = []
+
+            def read() -> None:
+                with store.engine.connect() as conn:
+                    pids.append(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+                    held.wait(timeout=60)  # all eight connections checked out at once
+
+            threads = [threading.Thread(target=read) for _ in range(8)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(timeout=60)
+            return set(pids)
+
+        backends |= burst()
+        assert burst() <= backends
+        store.close()
