@@ -214,12 +214,22 @@ def test_the_cli_baseline_reads_one_report_however_many_are_clean(tmp_path: Path
     store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
     lockset, files = lock_files(fleet_lockset("vision"))
     store.record_lockset(lockset, files)
-    fleet = Fleet(store)
 
-    def post(count: int, start: int) -> None:
+    def post(count: int, start: int) -> None:  # clean local checks, each with its snapshot
         for n in range(start, start + count):
             taken_at = f"2026-11-30T{10 + n // 60:02d}:{n % 60:02d}:00Z"
-            fleet.ingest(Ingestion("vision", TARGET, f"d{n}"), _body(taken_at))
+            snapshot = json.loads(_body(taken_at))
+            checks = (f"rebuild:{TARGET}",)
+            store.record_drift(
+                DriftReport(
+                    "vision",
+                    lockset.hash,
+                    taken_at,
+                    (),
+                    checks=checks,
+                    snapshots={TARGET: snapshot},
+                )
+            )
 
     def steps() -> tuple[int, object]:
         counted = [0]
@@ -235,7 +245,7 @@ def test_the_cli_baseline_reads_one_report_however_many_are_clean(tmp_path: Path
     post(300, 10)
     many, newest = steps()
     assert found is not None and newest is not None
-    assert newest["taken_at"] == "2026-11-30T15:09:00Z"  # d309's, the newest
+    assert newest["taken_at"] == "2026-11-30T15:09:00Z"  # the 310th check's, the newest
     assert many <= few + 50, (few, many)
     store.close()
 
