@@ -168,21 +168,30 @@ class IndexClient:
         With the wheel's ``sha256`` the answer is cached on disk: a file with that
         hash can never have other metadata.
         """
-        cached = (
-            self._metadata_cache / f"{sha256}.METADATA"
-            if self._metadata_cache and sha256 and _SHA256.fullmatch(sha256)
-            else None
-        )
-        if cached is not None:
-            text = _read_cached(cached)
-            if text is not None:
-                return text
-        text = self._fetch_metadata(url)
-        if cached is not None:
-            _write_cached(cached, text)
+        text = self.cached_metadata(sha256)
+        if text is None:
+            text = self.fetch_metadata(url)
+            self.keep_metadata(sha256, text)
         return text
 
-    def _fetch_metadata(self, url: str) -> str:
+    def cached_metadata(self, sha256: str | None) -> str | None:
+        """The METADATA cached for the wheel of this hash, if it is."""
+        cached = self._cached_path(sha256)
+        return None if cached is None else _read_cached(cached)
+
+    def keep_metadata(self, sha256: str | None, text: str) -> None:
+        """Cache the METADATA read from the wheel of this hash."""
+        cached = self._cached_path(sha256)
+        if cached is not None:
+            _write_cached(cached, text)
+
+    def _cached_path(self, sha256: str | None) -> Path | None:
+        if self._metadata_cache and sha256 and _SHA256.fullmatch(sha256):
+            return self._metadata_cache / f"{sha256}.METADATA"
+        return None
+
+    def fetch_metadata(self, url: str) -> str:
+        """The METADATA of the wheel at ``url``, from the index (no cache)."""
         try:
             response = self._client.get(url + ".metadata")
             if response.status_code == 200:

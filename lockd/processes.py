@@ -67,18 +67,22 @@ def run_child(
 def stream_child(
     command: Sequence[str],
     *,
+    cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
     deadline: Deadline | None = None,
     stdin: str | None = None,
     on_line: Callable[[str], None],
 ) -> subprocess.CompletedProcess[str]:
-    """:func:`run_child` for a long child whose progress matters (a rebuild's ``uv pip sync``).
+    """:func:`run_child` for a child whose progress matters as it comes (a rebuild's
+    ``uv pip sync``, the packages ``uv pip compile`` picks).
 
     Each line the child writes to stderr goes to ``on_line`` as it comes (from a
     reader thread) and is kept as the result's ``stderr``; stdout is discarded.
     A failing ``on_line`` only stops the progress, never the child.
     """
-    child = _start(command, env=env, stdin=stdin, stdout=subprocess.DEVNULL, errors="replace")
+    child = _start(
+        command, cwd=cwd, env=env, stdin=stdin, stdout=subprocess.DEVNULL, errors="replace"
+    )
     lines: list[str] = []
     threads = [threading.Thread(target=_pump, args=(child, lines, on_line), daemon=True)]
     if stdin is not None:  # written by a thread: a child that does not read cannot block lockd

@@ -4,6 +4,10 @@ One reader per compile, shared by the targets' threads. Each file is asked
 for once (targets share most wheels), on a small pool of threads, and the
 index client caches every answer on disk by the file's sha256 (a file with
 that hash can never have other metadata), so a recompile reads local files.
+While the resolver still works, each wheel it picks is read already
+(``early``): when it is done, most answers are in. Only the files of the
+final resolution are read into the graph; a pick the resolver backtracked
+away from is never looked at again.
 The wheel a target installs is read (PEP 658 ``.metadata`` first, else the
 wheel's own METADATA by byte ranges); an sdist has no trustworthy metadata
 without a build, so its requirements are unknown (``None``) and the graph
@@ -21,11 +25,13 @@ from typing import TYPE_CHECKING
 
 from ..errors import PackageIndexError, excerpt
 from ..indexes import requires_dist
-from ..urls import with_userinfo
+from ..urls import strip_credentials, with_userinfo
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ..indexes import IndexClient
-    from ..resolvers.interface import Resolution, ResolvedFile
+    from ..resolvers.interface import Candidate, Resolution, ResolvedFile
     from ..routing import IndexPlan
 
 WORKERS = 16  # metadata requests in flight at once, for all targets together
@@ -42,7 +48,25 @@ class RequiresReader:
         self._client = client
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="metadata")
         self._by_file: dict[str, Future[list[str]]] = {}
+        # URL -> METADATA read while the resolver worked, and the URLs the final reads
+        # took over (no early read starts after: a final read only ever waits on one
+        # queued before it, which a worker is running or has finished).
+        self._early: dict[str, Future[str]] = {}
+        self._claimed: set[str] = set()
         self._lock = threading.Lock()
+
+    def early(self, plan: IndexPlan) -> Callable[[Candidate], None]:
+        """For ``ResolveRequest.watch``: read each wheel the resolver picks at once."""
+
+        def read(candidate: Candidate) -> None:
+            url = strip_credentials(candidate.url)
+            with self._lock:
+                if url in self._early or url in self._claimed:
+                    return
+                credentialed = with_userinfo(url, plan.index_url(candidate.name))
+                self._early[url] = self._pool.submit(self._client.fetch_metadata, credentialed)
+
+        return read
 
     def submit(self, resolution: Resolution, plan: IndexPlan) -> Pending:
         """Start reading every package of ``resolution``; the answers arrive as futures."""
@@ -59,21 +83,32 @@ class RequiresReader:
         key = wheel.sha256 or wheel.url
         with self._lock:
             if key not in self._by_file:
-                self._by_file[key] = self._pool.submit(self._fetch, wheel, index_url)
+                url = strip_credentials(wheel.url)
+                self._claimed.add(url)
+                early = self._early.get(url)
+                self._by_file[key] = self._pool.submit(self._fetch, wheel, index_url, early)
             return self._by_file[key]
 
-    def _fetch(self, wheel: ResolvedFile, index_url: str) -> list[str]:
-        url = with_userinfo(wheel.url, index_url)
+    def _fetch(self, wheel: ResolvedFile, index_url: str, early: Future[str] | None) -> list[str]:
+        text = self._client.cached_metadata(wheel.sha256)
+        if text is None:
+            text = _answer(early) if early is not None else None
+            if text is None:
+                text = self._download(with_userinfo(wheel.url, index_url), wheel.filename)
+            self._client.keep_metadata(wheel.sha256, text)
+        return requires_dist(text)
+
+    def _download(self, url: str, filename: str) -> str:
         # A hundred requests per compile meet the odd dropped connection or DNS hiccup;
         # the resolver a second earlier retried its own the same way.
         attempt = 1
         while True:
             try:
-                return requires_dist(self._client.core_metadata(url, wheel.sha256))
+                return self._client.fetch_metadata(url)
             except PackageIndexError as exc:
                 if attempt == ATTEMPTS:
                     raise PackageIndexError(
-                        f"Cannot read the requirements of {excerpt(wheel.filename)} for the "
+                        f"Cannot read the requirements of {excerpt(filename)} for the "
                         f"dependency graph ({exc.message.rstrip('.')}; tried {ATTEMPTS} times).",
                         hint="Check that the index serves the file or its PEP 658 .metadata, "
                         "and compile again.",
@@ -83,6 +118,14 @@ class RequiresReader:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _answer(early: Future[str]) -> str | None:
+    """An early read's METADATA; ``None`` when it failed (read again, with retries)."""
+    try:
+        return early.result()
+    except Exception:  # only a head start: the final read reports what fails
+        return None
 
 
 def gather(pending: Pending) -> dict[str, list[str] | None]:

@@ -159,6 +159,7 @@ def _lock_target(
                 upgrade_packages=request.upgrade_packages,
                 builds=request.builds,
                 promote=promote,
+                watch=reader.early(plan),
             )
         )
         if scout:  # the followers start now, while this target reads metadata

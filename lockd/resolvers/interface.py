@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +21,15 @@ class Pin:
 
 
 @dataclass(frozen=True, slots=True)
+class Candidate:
+    """A wheel the backend picked while it resolves: it may still backtrack away from it."""
+
+    name: str  # normalised
+    version: str
+    url: str  # without credentials
+
+
+@dataclass(frozen=True, slots=True)
 class ResolveRequest:
     """Everything a backend needs to lock one target.
 
@@ -28,6 +38,9 @@ class ResolveRequest:
     packages named in ``upgrade_packages`` (``NAME`` or ``NAME==VERSION``).
     ``promote`` names routed packages to declare as direct dependencies from the
     first run (what another target of the matrix needed promoted).
+    ``watch``, when the backend can tell, hears of each wheel as it is picked, before
+    the resolution is done (a hint for work that can start early: the answer is the
+    ``Resolution``, which may hold other versions).
     """
 
     target: Target
@@ -43,6 +56,7 @@ class ResolveRequest:
     upgrade_packages: tuple[str, ...] = ()
     builds: BuildPolicy = field(default_factory=BuildPolicy)  # which sdists may be built
     promote: frozenset[str] = frozenset()
+    watch: Callable[[Candidate], None] | None = None
 
 
 @dataclass(frozen=True, slots=True)

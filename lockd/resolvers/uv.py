@@ -27,7 +27,7 @@ from packaging.utils import canonicalize_name
 
 from ..builds import BuildPolicy, python_conflict, refusal
 from ..errors import PackageIndexError, ResolutionError
-from ..processes import Deadline, run_child
+from ..processes import Deadline, run_child, stream_child
 from ..routing import IndexPlan, credential_variables, index_of, userinfo
 from ..settings import deadline
 from ..urls import redact
@@ -143,7 +143,16 @@ class UvResolver(Resolver):
         if request.cache_dir is not None:
             env["UV_CACHE_DIR"] = str(request.cache_dir)
         limit = Deadline(deadline("LOCKD_UV_DEADLINE"), "uv", request.target.id)
-        return run_child(compile_command(request, builds), cwd=workdir, env=env, deadline=limit)
+        command = compile_command(request, builds)
+        if request.watch is None:
+            return run_child(command, cwd=workdir, env=env, deadline=limit)
+        from .uv_log import RUST_LOG, PickWatcher, without_log
+
+        # uv names each wheel it picks as it resolves: the caller starts on them early.
+        env["RUST_LOG"] = RUST_LOG
+        watcher = PickWatcher(request.watch)
+        proc = stream_child(command, cwd=workdir, env=env, deadline=limit, on_line=watcher)
+        return subprocess.CompletedProcess(command, proc.returncode, "", without_log(proc.stderr))
 
 
 def compile_command(request: ResolveRequest, builds: list[str]) -> list[str]:
