@@ -36,7 +36,7 @@ from .errors import PackageIndexError
 
 if TYPE_CHECKING:
     import httpx
-from .urls import redact, shown
+from .urls import redact, shown, strip_credentials
 
 JSON_ACCEPT = "application/vnd.pypi.simple.v1+json, text/html;q=0.1"
 TIMEOUT_S = 30.0
@@ -179,16 +179,40 @@ class IndexClient:
         cached = self._cached_path(sha256)
         return None if cached is None else _read_cached(cached)
 
-    def keep_metadata(self, sha256: str | None, text: str) -> None:
-        """Cache the METADATA read from the wheel of this hash."""
+    def keep_metadata(self, sha256: str | None, text: str, url: str | None = None) -> None:
+        """Cache the METADATA read from the wheel of this hash (found at ``url``)."""
         cached = self._cached_path(sha256)
-        if cached is not None:
-            _write_cached(cached, text)
+        if cached is None:
+            return
+        body = text.encode("utf-8")
+        _write_unsynced(cached, _CACHED + hashlib.sha256(body).hexdigest().encode() + b"\n" + body)
+        if url is not None and sha256 is not None:
+            _write_unsynced(self._url_path(url), sha256.encode())
+
+    def has_metadata_of(self, url: str) -> bool:
+        """Whether the METADATA of the file last read from ``url`` is cached.
+
+        A hint for whether reading early is worth it, never an answer: an index may
+        serve another file at the same URL later, and reads go by the file's hash.
+        """
+        if not self._metadata_cache:
+            return False
+        try:
+            sha256 = self._url_path(url).read_text("ascii")
+        except (OSError, UnicodeDecodeError):
+            return False
+        cached = self._cached_path(sha256)
+        return cached is not None and cached.is_file()
 
     def _cached_path(self, sha256: str | None) -> Path | None:
         if self._metadata_cache and sha256 and _SHA256.fullmatch(sha256):
             return self._metadata_cache / f"{sha256}.METADATA"
         return None
+
+    def _url_path(self, url: str) -> Path:
+        assert self._metadata_cache is not None  # noqa: S101 - callers checked
+        name = hashlib.sha256(strip_credentials(url).encode()).hexdigest()
+        return self._metadata_cache / "urls" / name
 
     def fetch_metadata(self, url: str) -> str:
         """The METADATA of the wheel at ``url``, from the index (no cache)."""
@@ -271,12 +295,10 @@ def _read_cached(path: Path) -> str | None:
         return None
 
 
-def _write_cached(path: Path, text: str) -> None:
-    """Cache ``text`` under its hash line: a unique temporary renamed into place, not
-    synced nor locked (the metadata threads of a compile each write dozens: syncing
-    serialised them); a file a crash left short fails its hash and is asked again."""
-    body = text.encode("utf-8")
-    data = _CACHED + hashlib.sha256(body).hexdigest().encode() + b"\n" + body
+def _write_unsynced(path: Path, data: bytes) -> None:
+    """Write a cache file: a unique temporary renamed into place, not synced nor locked
+    (the metadata threads of a compile each write dozens: syncing serialised them); a
+    METADATA file a crash left short fails its hash line and is asked again."""
     temporary = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -60,6 +60,8 @@ class RequiresReader:
 
         def read(candidate: Candidate) -> None:
             url = strip_credentials(candidate.url)
+            if self._client.has_metadata_of(url):
+                return  # read from the cache at the end, as fast
             with self._lock:
                 if url in self._early or url in self._claimed:
                     return
@@ -95,7 +97,10 @@ class RequiresReader:
             text = _answer(early) if early is not None else None
             if text is None:
                 text = self._download(with_userinfo(wheel.url, index_url), wheel.filename)
-            self._client.keep_metadata(wheel.sha256, text)
+            # Under its URL too: the next compile sees it is cached before uv is done.
+            self._client.keep_metadata(wheel.sha256, text, wheel.url)
+        elif early is not None:  # a cache from before URLs were noted: note this one
+            self._client.keep_metadata(wheel.sha256, text, wheel.url)
         return requires_dist(text)
 
     def _download(self, url: str, filename: str) -> str:
