@@ -107,7 +107,7 @@ def test_metadata_is_read_while_uv_still_resolves(lockd: LockdRunner, tmp_path: 
         run = against(lockd, server, tmp_path)
         with ThreadPoolExecutor(max_workers=1) as pool:
             compiling = pool.submit(run, "compile", "requirements.in", *TARGET)
-            deadline = time.monotonic() + 60
+            deadline = time.monotonic() + 20  # uv gives up on the held page after 30 s
             try:
                 while not lockd_reads(server, "alpha-1.0") and time.monotonic() < deadline:
                     time.sleep(0.02)  # polling the server's log, with a deadline
