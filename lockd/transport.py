@@ -10,10 +10,17 @@ server paces its bytes. Redirects start a new request, and a new deadline.
 httpx 0.28 (pinned) has no public way to reach the network layer: the deadline
 is installed as httpcore's network backend of each connection pool the client
 built (its own and the proxies'), which ``deadline_client`` checks it found.
+
+That backend also looks each host up once per client (for ``ADDRESSES_S``),
+not once per connection: a compile opens its sixteen metadata connections
+while uv's runs look names up too, and a busy resolver then stalls a lookup
+for its five-second timeout or fails it (benchmarks/RESULTS.md, issue 14).
 """
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +31,7 @@ import httpcore
 import httpx
 
 DEADLINE_VARIABLE = "LOCKD_HTTP_DEADLINE"
+ADDRESSES_S = 60.0  # how long a client keeps using the addresses it looked a host up to
 
 # (monotonic time by which the current request must be done, its length in seconds)
 _deadline: ContextVar[tuple[float, float] | None] = ContextVar("lockd_http_deadline", default=None)
@@ -112,6 +120,7 @@ class _Stream(httpcore.NetworkStream):
 class _Backend(httpcore.NetworkBackend):
     def __init__(self, inner: httpcore.NetworkBackend) -> None:
         self._inner = inner
+        self._addresses = _Addresses()
 
     def connect_tcp(
         self,
@@ -121,9 +130,22 @@ class _Backend(httpcore.NetworkBackend):
         local_address: str | None = None,
         socket_options: Any = None,
     ) -> httpcore.NetworkStream:
-        with _within(httpcore.ConnectTimeout):
-            left = _left(timeout, httpcore.ConnectTimeout)
-            return _Stream(self._inner.connect_tcp(host, port, left, local_address, socket_options))
+        # The name once, then its addresses in turn (as socket.create_connection would);
+        # a failed lookup leaves the name to the inner backend, which reports it as usual.
+        error: httpcore.ConnectError | None = None
+        for address in self._addresses.of(host, port) or [host]:
+            with _within(httpcore.ConnectTimeout):
+                left = _left(timeout, httpcore.ConnectTimeout)
+                try:
+                    inner = self._inner.connect_tcp(
+                        address, port, left, local_address, socket_options
+                    )
+                except httpcore.ConnectError as exc:
+                    error = exc
+                    continue
+            return _Stream(inner)
+        assert error is not None  # noqa: S101 - at least one address was tried
+        raise error
 
     def connect_unix_socket(
         self, path: str, timeout: float | None = None, socket_options: Any = None
@@ -134,3 +156,28 @@ class _Backend(httpcore.NetworkBackend):
 
     def sleep(self, seconds: float) -> None:
         self._inner.sleep(seconds)
+
+
+class _Addresses:
+    """Each host's addresses, looked up by one thread while the others wait for it."""
+
+    def __init__(self) -> None:
+        self._found: dict[tuple[str, int], tuple[float, list[str]]] = {}
+        self._locks: dict[tuple[str, int], threading.Lock] = {}
+        self._lock = threading.Lock()
+
+    def of(self, host: str, port: int) -> list[str]:
+        """The addresses of ``host`` (none when the lookup failed: not remembered)."""
+        with self._lock:
+            lock = self._locks.setdefault((host, port), threading.Lock())
+        with lock:
+            found = self._found.get((host, port))
+            if found is not None and time.monotonic() - found[0] < ADDRESSES_S:
+                return found[1]
+            try:
+                infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            except OSError:
+                return []
+            addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+            self._found[(host, port)] = (time.monotonic(), addresses)
+            return addresses
