@@ -1,8 +1,9 @@
 """A small PEP 503/691/658 client: project pages, core metadata, file hashes.
 
-Used after resolution: to hash files an index published without ``#sha256=``,
-to read torch's ``Requires-Dist`` (its CUDA flavour) and to record what an
-index without upload times offered at lock time.
+Used beside and after resolution: to read each locked wheel's ``Requires-Dist``
+(the dependency graph, torch's CUDA flavour), to hash files an index published
+without ``#sha256=`` and to record what an index without upload times offered
+at lock time.
 """
 
 from __future__ import annotations
