@@ -215,31 +215,14 @@ class IndexClient:
         name = hashlib.sha256(strip_credentials(url).encode()).hexdigest()
         return self._metadata_cache / "urls" / name
 
-    def fetch_metadata(self, url: str, *, announced: bool = True) -> str:
-        """The METADATA of the wheel at ``url``, from the index (no cache).
-
-        The PEP 658 file first, unless the index page did not announce one
-        (``announced``): then the wheel's own, and that file only if the wheel fails.
-        """
-        if announced:
-            text = self._pep658(url)
-            return text if text is not None else self._from_wheel(url)
-        try:
-            return self._from_wheel(url)
-        except PackageIndexError:
-            text = self._pep658(url)
-            if text is None:
-                raise
-            return text
-
-    def _pep658(self, url: str) -> str | None:
+    def fetch_metadata(self, url: str) -> str:
+        """The METADATA of the wheel at ``url``, from the index (no cache)."""
         try:
             response = self._client.get(url + ".metadata")
+            if response.status_code == 200:
+                return response.text
         except self._httpx.HTTPError:
-            return None
-        return response.text if response.status_code == 200 else None
-
-    def _from_wheel(self, url: str) -> str:
+            pass
         # No PEP 658 file (PyPI has none for torch 2.6.0): read METADATA out of the
         # wheel with range requests (zip's directory is at the end) rather than
         # downloading hundreds of megabytes. The first asks for the file's tail, which

@@ -53,12 +53,11 @@ def test_a_pick_is_told_once_when_both_its_selection_and_its_url_were_logged() -
         "DEBUG Selecting: c==1.0 [compatible] (c-1.0-py3-none-any.whl)",
     ]
     assert watched(lines) == [
-        Candidate("b", "1.0", f"{FILES}/b-1.0-py3-none-any.whl", announced=True),
-        Candidate(  # a HEAD: uv reads the wheel itself, the page announced no PEP 658 file
+        Candidate("b", "1.0", f"{FILES}/b-1.0-py3-none-any.whl"),
+        Candidate(
             "torch",
             "2.6.0+cu124",
             "https://example.org/whl/torch-2.6.0%2Bcu124-cp311-cp311-linux_x86_64.whl",
-            announced=False,
         ),
     ]
 
@@ -160,26 +159,3 @@ def test_only_the_final_resolution_reaches_the_graph(lockd: LockdRunner, tmp_pat
         edges = {(e["from"], e["requirement"]) for e in lock["graph"]["edges"]}
         assert edges == {("a", "d"), ("b", "c==2.0")}
         assert lock["graph"]["unknown"] == []
-
-
-def test_wheels_of_an_index_that_announces_no_metadata_files_are_read_by_ranges_at_once(
-    lockd: LockdRunner, tmp_path: Path
-) -> None:
-    with serve() as server:
-        index = server.pypi("simple")
-        # pages that announce no PEP 658 file: uv reads those wheels by ranges
-        index.add(W("alpha", "1.0", requires=("beta",)), serve_metadata=False)
-        index.add(W("beta", "1.0"), serve_metadata=False)
-        # two wheels: uv picks py311's, the lock lists py310's first (read at the end)
-        for tag in ("py310-none-any", "py311-none-any"):
-            index.add(W("gamma", "1.0", tag=tag), serve_metadata=False)
-        (tmp_path / "requirements.in").write_text("alpha\ngamma\n")
-        result = against(lockd, server, tmp_path)("compile", "requirements.in", *TARGET)
-        assert result.returncode == 0, result.output
-        # no 404 first: each wheel's tail, early but for the py310 one, read at the end
-        assert lockd_reads(server, ".metadata") == []
-        wheels = ("alpha-1.0-py3-none-any", "beta-1.0-py3-none-any", "gamma-1.0-py311-none-any")
-        for wheel in (*wheels, "gamma-1.0-py310-none-any"):
-            assert lockd_reads(server, wheel) == [f"/packages/simple/{wheel}.whl"]
-        lock = json.loads((tmp_path / "locks" / "lockd.json").read_text())["locks"][0]
-        assert {(e["from"], e["to"]) for e in lock["graph"]["edges"]} == {("alpha", "beta")}

@@ -8,11 +8,8 @@ While the resolver still works, each wheel it picks is read already
 (``early``): when it is done, most answers are in. Only the files of the
 final resolution are read into the graph; a pick the resolver backtracked
 away from is never looked at again.
-
-The wheel a target installs is read: PEP 658 ``.metadata`` first, else the
-wheel's own METADATA by byte ranges; the wheel's own first where uv found
-that the index page announces no ``.metadata`` (one request instead of a 404
-and then the ranges). An sdist has no trustworthy metadata
+The wheel a target installs is read (PEP 658 ``.metadata`` first, else the
+wheel's own METADATA by byte ranges); an sdist has no trustworthy metadata
 without a build, so its requirements are unknown (``None``) and the graph
 says so. A wheel whose metadata cannot be read fails the target: a lock
 whose graph is silently missing edges would mislead its reviewer.
@@ -25,7 +22,6 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 from ..errors import PackageIndexError, excerpt
 from ..indexes import requires_dist
@@ -57,9 +53,6 @@ class RequiresReader:
         # queued before it, which a worker is running or has finished).
         self._early: dict[str, Future[str]] = {}
         self._claimed: set[str] = set()
-        # Index host -> whether its pages announce PEP 658 files, as uv found them: a file
-        # read only at the end is asked for the way its host's picks were.
-        self._announces: dict[str, bool] = {}
         self._lock = threading.Lock()
 
     def early(self, plan: IndexPlan) -> Callable[[Candidate], None]:
@@ -67,19 +60,13 @@ class RequiresReader:
 
         def read(candidate: Candidate) -> None:
             url = strip_credentials(candidate.url)
-            host = urlsplit(url).netloc
-            with self._lock:
-                self._announces[host] = self._announces.get(host, False) or candidate.announced
             if self._client.has_metadata_of(url):
                 return  # read from the cache at the end, as fast
             with self._lock:
                 if url in self._early or url in self._claimed:
                     return
-                self._early[url] = self._pool.submit(
-                    self._client.fetch_metadata,
-                    with_userinfo(url, plan.index_url(candidate.name)),
-                    announced=candidate.announced,
-                )
+                credentialed = with_userinfo(url, plan.index_url(candidate.name))
+                self._early[url] = self._pool.submit(self._client.fetch_metadata, credentialed)
 
         return read
 
@@ -101,34 +88,28 @@ class RequiresReader:
                 url = strip_credentials(wheel.url)
                 self._claimed.add(url)
                 early = self._early.get(url)
-                announced = self._announces.get(urlsplit(url).netloc, True)
-                self._by_file[key] = self._pool.submit(
-                    self._fetch, wheel, index_url, early, announced
-                )
+                self._by_file[key] = self._pool.submit(self._fetch, wheel, index_url, early)
             return self._by_file[key]
 
-    def _fetch(
-        self, wheel: ResolvedFile, index_url: str, early: Future[str] | None, announced: bool
-    ) -> list[str]:
+    def _fetch(self, wheel: ResolvedFile, index_url: str, early: Future[str] | None) -> list[str]:
         text = self._client.cached_metadata(wheel.sha256)
         if text is None:
             text = _answer(early) if early is not None else None
             if text is None:
-                url = with_userinfo(wheel.url, index_url)
-                text = self._download(url, wheel.filename, announced)
+                text = self._download(with_userinfo(wheel.url, index_url), wheel.filename)
             # Under its URL too: the next compile sees it is cached before uv is done.
             self._client.keep_metadata(wheel.sha256, text, wheel.url)
         elif early is not None:  # a cache from before URLs were noted: note this one
             self._client.keep_metadata(wheel.sha256, text, wheel.url)
         return requires_dist(text)
 
-    def _download(self, url: str, filename: str, announced: bool) -> str:
+    def _download(self, url: str, filename: str) -> str:
         # A hundred requests per compile meet the odd dropped connection or DNS hiccup;
         # the resolver a second earlier retried its own the same way.
         attempt = 1
         while True:
             try:
-                return self._client.fetch_metadata(url, announced=announced)
+                return self._client.fetch_metadata(url)
             except PackageIndexError as exc:
                 if attempt == ATTEMPTS:
                     raise PackageIndexError(

@@ -27,7 +27,6 @@ class Candidate:
     name: str  # normalised
     version: str
     url: str  # without credentials
-    announced: bool = True  # the index page announced the wheel's PEP 658 metadata file
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,9 +5,7 @@ beside ``--quiet`` (which ``--verbose`` may not be combined with): the
 resolver's ``Selecting: NAME==VERSION [compatible] (FILENAME)`` and the HTTP
 cache's lines that name each URL it asks for (``No cache entry for: URL``,
 ``Sending fresh HEAD request for: URL``, ``… GET … URL.metadata``). A wheel is
-reported once both its selection and its URL were seen, in either order, with
-whether uv asked for its PEP 658 file (which it does when the index page
-announces one) or for the wheel itself (a HEAD, then byte ranges). The
+reported once both its selection and its URL were seen, in either order. The
 log is a hint: a name uv selected may be backtracked away from later, and what
 it locked is read from its output file, never from here. The log lines are
 taken out of uv's stderr (``without_log``), so errors read as they did.
@@ -30,7 +28,7 @@ RUST_LOG = "uv_resolver::resolver=debug,uv_client::cached_client=debug"
 _ANSI = r"(?:\x1b\[[0-9;]*m)*"
 _LOG_LINE = re.compile(rf"^{_ANSI}(?:TRACE|DEBUG|INFO|WARN|ERROR){_ANSI} ")
 _SELECTING = re.compile(r"Selecting: (\S+?)==(\S+) \[[^\]]*\] \(([^()\s]+\.whl)\)")
-_URL = re.compile(r"(https?://\S+?\.whl)(\.metadata)?(?=[\s#?]|$)")
+_URL = re.compile(r"https?://\S+?\.whl(?=(?:\.metadata)?(?:[\s#?]|$))")
 
 
 def without_log(stderr: str) -> str:
@@ -44,7 +42,7 @@ class PickWatcher:
 
     def __init__(self, tell: Callable[[Candidate], None]) -> None:
         self._tell = tell
-        self._urls: dict[str, tuple[str, bool]] = {}  # file name -> URL, PEP 658 file asked
+        self._urls: dict[str, str] = {}  # file name -> URL
         self._picked: dict[str, tuple[str, str]] = {}  # file name -> (name, version)
         self._told: set[str] = set()
 
@@ -59,9 +57,9 @@ class PickWatcher:
             return
         found = _URL.search(line)
         if found is not None:
-            url = strip_credentials(found.group(1))
+            url = strip_credentials(found.group(0))
             filename = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
-            self._urls.setdefault(filename, (url, found.group(2) is not None))
+            self._urls.setdefault(filename, url)
             self._maybe_tell(filename)
 
     def _maybe_tell(self, filename: str) -> None:
@@ -69,4 +67,4 @@ class PickWatcher:
             return
         self._told.add(filename)
         name, version = self._picked[filename]
-        self._tell(Candidate(name, version, *self._urls[filename]))
+        self._tell(Candidate(name, version, self._urls[filename]))
