@@ -54,6 +54,9 @@ class RequiresReader:
         self._early: dict[str, Future[str]] = {}
         self._claimed: set[str] = set()
         self._lock = threading.Lock()
+        # The cache is written beside what comes next (the graph, the record), not
+        # before the answers: one thread, which the interpreter waits for at exit.
+        self._writes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metadata-cache")
 
     def early(self, plan: IndexPlan) -> Callable[[Candidate], None]:
         """For ``ResolveRequest.watch``: read each wheel the resolver picks at once."""
@@ -72,14 +75,18 @@ class RequiresReader:
 
     def submit(self, resolution: Resolution, plan: IndexPlan) -> Pending:
         """Start reading every package of ``resolution``; the answers arrive as futures."""
-        pending: dict[str, Future[list[str]] | None] = {}
-        for package in resolution.packages:
-            wheel = next((f for f in package.files if f.kind == "wheel"), None)
-            # Credentials of the index the package is routed to (the lock's URLs have none).
-            pending[package.name] = (
-                None if wheel is None else self._read(wheel, plan.index_url(package.name))
-            )
-        return pending
+        wheels = [
+            (package.name, wheel)
+            for package in resolution.packages
+            if (wheel := next((f for f in package.files if f.kind == "wheel"), None))
+        ]
+        with self._lock:
+            early = set(self._early)
+        # The files nothing read early go first: their requests are what the graph waits on.
+        wheels.sort(key=lambda item: strip_credentials(item[1].url) in early)
+        # Credentials of the index the package is routed to (the lock's URLs have none).
+        read = {name: self._read(wheel, plan.index_url(name)) for name, wheel in wheels}
+        return {package.name: read.get(package.name) for package in resolution.packages}
 
     def _read(self, wheel: ResolvedFile, index_url: str) -> Future[list[str]]:
         key = wheel.sha256 or wheel.url
@@ -92,15 +99,14 @@ class RequiresReader:
             return self._by_file[key]
 
     def _fetch(self, wheel: ResolvedFile, index_url: str, early: Future[str] | None) -> list[str]:
-        text = self._client.cached_metadata(wheel.sha256)
+        cached = text = self._client.cached_metadata(wheel.sha256)
         if text is None:
             text = _answer(early) if early is not None else None
             if text is None:
                 text = self._download(with_userinfo(wheel.url, index_url), wheel.filename)
+        if cached is None or early is not None:  # (read early: a cache without its URL)
             # Under its URL too: the next compile sees it is cached before uv is done.
-            self._client.keep_metadata(wheel.sha256, text, wheel.url)
-        elif early is not None:  # a cache from before URLs were noted: note this one
-            self._client.keep_metadata(wheel.sha256, text, wheel.url)
+            self._writes.submit(self._client.keep_metadata, wheel.sha256, text, wheel.url)
         return requires_dist(text)
 
     def _download(self, url: str, filename: str) -> str:
@@ -123,6 +129,7 @@ class RequiresReader:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._writes.shutdown(wait=False)  # the cache is written on, while lockd records
 
 
 def _answer(early: Future[str]) -> str | None:
