@@ -123,6 +123,7 @@ class IndexClient:
         self._metadata_cache = metadata_cache
         self._made = client
         self._making = threading.Lock()
+        self._without_pep658: set[str] = set()  # hosts that answered 404 for a .metadata
 
     @property
     def _client(self) -> httpx.Client:
@@ -215,14 +216,35 @@ class IndexClient:
         name = hashlib.sha256(strip_credentials(url).encode()).hexdigest()
         return self._metadata_cache / "urls" / name
 
-    def fetch_metadata(self, url: str) -> str:
-        """The METADATA of the wheel at ``url``, from the index (no cache)."""
+    def fetch_metadata(self, url: str, *, ranges_first: bool = False) -> str:
+        """The METADATA of the wheel at ``url``, from the index (no cache): its PEP 658
+        file, else the wheel's own by byte ranges; with ``ranges_first`` the other way
+        round (one request, not a 404 first, where the host lacks those files)."""
+        if not ranges_first:
+            text = self._pep658(url)
+            return text if text is not None else self._from_wheel(url)
+        try:
+            return self._from_wheel(url)
+        except PackageIndexError:
+            text = self._pep658(url)
+            if text is None:
+                raise
+            return text
+
+    def lacked_pep658(self, url: str) -> bool:
+        """Whether the host of ``url`` answered 404 for a PEP 658 file already."""
+        return urlsplit(url).netloc in self._without_pep658
+
+    def _pep658(self, url: str) -> str | None:
         try:
             response = self._client.get(url + ".metadata")
-            if response.status_code == 200:
-                return response.text
         except self._httpx.HTTPError:
-            pass
+            return None
+        if response.status_code == 404:
+            self._without_pep658.add(urlsplit(url).netloc)
+        return response.text if response.status_code == 200 else None
+
+    def _from_wheel(self, url: str) -> str:
         # No PEP 658 file (PyPI has none for torch 2.6.0): read METADATA out of the
         # wheel with range requests (zip's directory is at the end) rather than
         # downloading hundreds of megabytes. The first asks for the file's tail, which

@@ -95,6 +95,27 @@ def against(lockd: LockdRunner, server: IndexServer, tmp_path: Path) -> LockdRun
     return lambda *args: lockd(*args, env=env)
 
 
+def compile_holding(
+    lockd: LockdRunner, server: IndexServer, tmp_path: Path, page: str, until: str
+) -> tuple[Run, bool]:
+    """Compile while ``page`` is held: uv cannot finish before it is answered, which it
+    is once lockd asked for the path ``until`` (or 20 s passed: uv gives up at 30 s).
+    Returns the run and whether lockd asked for it while uv waited."""
+    held = server.hold(page)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        compiling = pool.submit(
+            against(lockd, server, tmp_path), "compile", "requirements.in", *TARGET
+        )
+        deadline = time.monotonic() + 20
+        try:
+            while until not in lockd_reads(server, until) and time.monotonic() < deadline:
+                time.sleep(0.02)  # polling the server's log, with a deadline
+            read_early = until in lockd_reads(server, until)
+        finally:
+            held.set()
+        return compiling.result(), read_early
+
+
 def test_metadata_is_read_while_uv_still_resolves(lockd: LockdRunner, tmp_path: Path) -> None:
     with serve() as server:
         index = server.pypi("simple")
@@ -102,19 +123,14 @@ def test_metadata_is_read_while_uv_still_resolves(lockd: LockdRunner, tmp_path: 
         index.add(W("beta", "1.0"))
         # uv cannot finish before beta's page is answered: by then lockd must have read
         # alpha's metadata already, from uv's log.
-        beta = server.hold("/simple/beta/")
         (tmp_path / "requirements.in").write_text("alpha\n")
-        run = against(lockd, server, tmp_path)
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            compiling = pool.submit(run, "compile", "requirements.in", *TARGET)
-            deadline = time.monotonic() + 20  # uv gives up on the held page after 30 s
-            try:
-                while not lockd_reads(server, "alpha-1.0") and time.monotonic() < deadline:
-                    time.sleep(0.02)  # polling the server's log, with a deadline
-                read_early = bool(lockd_reads(server, "alpha-1.0"))
-            finally:
-                beta.set()
-            result = compiling.result()
+        result, read_early = compile_holding(
+            lockd,
+            server,
+            tmp_path,
+            "/simple/beta/",
+            "/packages/simple/alpha-1.0-py3-none-any.whl.metadata",
+        )
         assert result.returncode == 0, result.output
         assert read_early
         assert len(lockd_reads(server, "alpha-1.0")) == 1  # read once, early, not again
@@ -159,3 +175,25 @@ def test_only_the_final_resolution_reaches_the_graph(lockd: LockdRunner, tmp_pat
         edges = {(e["from"], e["requirement"]) for e in lock["graph"]["edges"]}
         assert edges == {("a", "d"), ("b", "c==2.0")}
         assert lock["graph"]["unknown"] == []
+
+
+def test_a_file_read_at_the_end_skips_the_404_on_a_host_without_pep658_files(
+    lockd: LockdRunner, tmp_path: Path
+) -> None:
+    with serve() as server:
+        index = server.pypi("simple")
+        # A mirror without PEP 658 files (uv reads the wheels by ranges too).
+        # gamma has two wheels: uv picks py311's (read early: a 404, then the wheel's
+        # tail), the lock lists py310's first, read at the end: its tail at once.
+        for tag in ("py310-none-any", "py311-none-any"):
+            index.add(W("gamma", "1.0", tag=tag), serve_metadata=False)
+        index.add(W("zeta", "1.0"), serve_metadata=False)
+        (tmp_path / "requirements.in").write_text("gamma\nzeta\n")
+        early = "/packages/simple/gamma-1.0-py311-none-any.whl"
+        # zeta's page waits until lockd asked for gamma's tail: the 404 came before it
+        result, read_early = compile_holding(lockd, server, tmp_path, "/simple/zeta/", early)
+        assert result.returncode == 0, result.output
+        assert read_early
+        assert lockd_reads(server, "gamma-1.0-py311") == [f"{early}.metadata", early]
+        last = "/packages/simple/gamma-1.0-py310-none-any.whl"
+        assert lockd_reads(server, "gamma-1.0-py310") == [last]

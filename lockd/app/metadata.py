@@ -112,10 +112,13 @@ class RequiresReader:
     def _download(self, url: str, filename: str) -> str:
         # A hundred requests per compile meet the odd dropped connection or DNS hiccup;
         # the resolver a second earlier retried its own the same way.
+        # Read at the end, when the graph waits for it: on a host that lacks PEP 658
+        # files (some mirrors), the wheel's tail first, rather than a 404 first.
+        ranges_first = self._client.lacked_pep658(url)
         attempt = 1
         while True:
             try:
-                return self._client.fetch_metadata(url)
+                return self._client.fetch_metadata(url, ranges_first=ranges_first)
             except PackageIndexError as exc:
                 if attempt == ATTEMPTS:
                     raise PackageIndexError(

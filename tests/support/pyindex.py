@@ -45,8 +45,8 @@ class IndexFile:
 
     @property
     def announces_metadata(self) -> bool:
-        """Indexes publish PEP 658 metadata for wheels only."""
-        return isinstance(self.spec, WheelSpec)
+        """Indexes publish PEP 658 metadata for wheels only, and announce what they serve."""
+        return isinstance(self.spec, WheelSpec) and self.serve_metadata
 
     @property
     def sha256(self) -> str:
