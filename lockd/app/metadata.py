@@ -8,10 +8,12 @@ While the resolver still works, each wheel it picks is read already
 (``early``): when it is done, most answers are in. Only the files of the
 final resolution are read into the graph; a pick the resolver backtracked
 away from is never looked at again.
+
 The wheel a target installs is read (PEP 658 ``.metadata`` first, else the
-wheel's own METADATA by byte ranges); an sdist has no trustworthy metadata
-without a build, so its requirements are unknown (``None``) and the graph
-says so. A wheel whose metadata cannot be read fails the target: a lock
+wheel's own METADATA by byte ranges; at the end, on a host that lacked
+``.metadata`` files already, the other way round); an sdist has no
+trustworthy metadata without a build, so its requirements are unknown
+(``None``) and the graph says so. A wheel whose metadata cannot be read fails the target: a lock
 whose graph is silently missing edges would mislead its reviewer.
 """
 
@@ -110,11 +112,11 @@ class RequiresReader:
         return requires_dist(text)
 
     def _download(self, url: str, filename: str) -> str:
+        # Read at the end, when the graph waits for it: on a host that lacked PEP 658
+        # files already (some mirrors), the wheel's tail first rather than a 404 first.
+        ranges_first = self._client.lacked_pep658(url)
         # A hundred requests per compile meet the odd dropped connection or DNS hiccup;
         # the resolver a second earlier retried its own the same way.
-        # Read at the end, when the graph waits for it: on a host that lacks PEP 658
-        # files (some mirrors), the wheel's tail first, rather than a 404 first.
-        ranges_first = self._client.lacked_pep658(url)
         attempt = 1
         while True:
             try:
