@@ -12,6 +12,8 @@ import json
 import socket
 import subprocess
 import sys
+import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -579,6 +581,82 @@ def test_several_workers_share_the_database_and_the_metrics(tmp_path: Path) -> N
     assert len(posted) == 6 and {d["deployment"] for d in deployments} == {"w0", "w1", "w2"}
     assert 'lockd_snapshots_ingested_total{status="clean"} 6.0' in metrics  # summed
     assert [r.parent for r in reports][:-1] == [r.hash for r in reports][1:]  # one chain
+
+
+def test_a_client_keeping_connections_open_reaches_every_worker(tmp_path: Path) -> None:
+    """Connections a client opens at once and keeps (a load balancer's keep-alive pool) are
+    spread over the workers, even while one is still starting: each worker listens on its
+    own socket. On uvicorn's one shared socket a pool opened as the first worker came up
+    stayed with that worker for good."""
+    db = f"sqlite:///{tmp_path / 'spread.db'}"
+    seed(db)
+    with running_server(db, tmp_path, "--workers", "2") as server:
+        host, port = server.url.removeprefix("http://").split(":")
+        pool = [socket.create_connection((host, int(port))) for _ in range(16)]
+        try:
+            for _ in range(3):  # each connection used again: keep-alive, as a pool does
+                assert all(_healthz(conn).startswith(b"HTTP/1.1 200") for conn in pool)
+        finally:
+            for conn in pool:
+                conn.close()
+        workers = _workers(server.process.pid)
+        listening = {pid: _listening_sockets(pid, int(port)) for pid in workers}
+        time.sleep(0.5)  # the access lines are written after the answers
+        pids = _access_pids(server)
+    assert len(workers) == 2 and all(len(found) == 1 for found in listening.values()), listening
+    assert len(set.union(*listening.values())) == 2, listening  # a socket each
+    assert len(pids) == 48, pids
+    counts = sorted(Counter(pids).values())
+    assert len(counts) == 2 and counts[0] >= 6, counts  # both workers took connections
+
+
+def _healthz(conn: socket.socket) -> bytes:
+    conn.sendall(b"GET /healthz?from=pool HTTP/1.1\r\nHost: lockd\r\n\r\n")
+    answer = b""
+    while not answer.endswith(b"}"):
+        chunk = conn.recv(4096)
+        if not chunk:
+            break
+        answer += chunk
+    return answer
+
+
+def _access_pids(server: Server) -> list[int]:
+    lines = [json.loads(line) for line in server.log_text().splitlines() if line.startswith("{")]
+    return [
+        line["pid"]
+        for line in lines
+        if line.get("logger") == "lockd.access" and line["http"]["query"] == "from=pool"
+    ]
+
+
+def _workers(parent: int) -> list[int]:
+    """The server's worker processes (its children but multiprocessing's resource tracker)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == parent and b"resource_tracker" not in cmdline:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _listening_sockets(pid: int, port: int) -> set[str]:
+    """The inodes of the TCP sockets ``pid`` holds that listen on ``port``."""
+    listening = set()
+    for row in Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]:
+        fields = row.split()
+        if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+            listening.add(fields[9])
+    held = {Path(fd).readlink().name.removeprefix("socket:[").rstrip("]") for fd in _fds(pid)}
+    return listening & held
+
+
+def _fds(pid: int) -> list[str]:
+    return [str(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
 
 
 def fleet_reports(db: str) -> list[DriftReport]:

@@ -14,6 +14,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
+            "pid": record.process,  # which worker of `lockd serve --workers N`
         }
         http = getattr(record, "http", None)
         if http is not None:

@@ -2,8 +2,9 @@
 
 The store is opened (and migrated) before uvicorn listens, so a bad database
 is a one-paragraph error. With ``workers > 1`` the workers are new processes
-that read their configuration from the environment, and prometheus-client's
-multiprocess mode keeps their metrics in a scratch directory lockd owns.
+that read their configuration from the environment, each listening on its own
+socket (``workers``), and prometheus-client's multiprocess mode keeps their
+metrics in a scratch directory lockd owns.
 """
 
 from __future__ import annotations
@@ -11,9 +12,12 @@ from __future__ import annotations
 import os
 import signal
 from dataclasses import dataclass, replace
+from typing import Any
 
 from ..errors import UsageError, excerpt
 from ..settings import ServerSettings
+
+_FACTORY = "lockd.server:from_environment"  # each worker's application, built from the environment
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,13 +32,12 @@ class ServeRequest:
 
 def serve(request: ServeRequest) -> None:
     """Serve until SIGTERM or Ctrl-C, then shut down gracefully (30 s at most)."""
-    import functools
-
     import uvicorn
 
     from ..scratch import scratch_dir
     from ..store import Store
     from .app import create_app, log_config, steady_heap
+    from .workers import BalancedWorkers, balanced_workers_supported, bind_listeners
 
     settings = ServerSettings.from_env()
     if request.public_read:
@@ -45,26 +48,34 @@ def serve(request: ServeRequest) -> None:
     # the process as a signal does, not as the CLI's "resolvers stopped" interruption.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    run = functools.partial(
-        uvicorn.run,
-        host=request.host,
-        port=request.port,
-        log_config=log_config(request.log_level),
-        access_log=False,  # lockd writes its own JSON access lines
-        server_header=False,
-        timeout_graceful_shutdown=30,
-    )
+    options: dict[str, Any] = {
+        "host": request.host,
+        "port": request.port,
+        "log_config": log_config(request.log_level),
+        "access_log": False,  # lockd writes its own JSON access lines
+        "server_header": False,
+        "timeout_graceful_shutdown": 30,
+    }
     if request.workers == 1:
         app = create_app(store, settings)
         steady_heap()
-        run(app)
+        uvicorn.run(app, **options)
         return
     store.close()
     os.environ["LOCKD_DATABASE_URL"] = request.database_url
     os.environ["LOCKD_SERVE_PUBLIC_READ"] = "1" if settings.public_read else "0"
     with scratch_dir("metrics") as metrics:
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(metrics))
-        run("lockd.server:from_environment", factory=True, workers=request.workers)
+        if not balanced_workers_supported():
+            uvicorn.run(_FACTORY, factory=True, workers=request.workers, **options)
+            return
+        config = uvicorn.Config(_FACTORY, factory=True, workers=request.workers, **options)
+        listeners = bind_listeners(request.host, request.port, request.workers, config.backlog)
+        try:
+            BalancedWorkers(config, listeners).run()
+        finally:
+            for listener in listeners:
+                listener.close()
 
 
 def _check_address(host: str, port: int) -> None:

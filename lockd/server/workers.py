@@ -1,0 +1,102 @@
+"""``lockd serve --workers N``: uvicorn's supervisor, each worker on its own listening socket.
+
+uvicorn's workers share one listening socket, and the worker that wakes first
+accepts every connection waiting. A client that keeps a few connections open —
+a load balancer's or an ingress's keep-alive pool, a load generator — so lands
+them all on one worker while the others idle (measured with 8 connections and
+two workers: 39 of 40 CPU-seconds in one of them, the machine half idle).
+
+On Linux the parent binds one socket per worker to the same address with
+``SO_REUSEPORT``, and the kernel spreads new connections over the sockets by
+their addresses. Each worker serves its own socket; one that dies is replaced
+on the same socket, which the parent keeps open meanwhile (connections hashed
+to it wait in its backlog instead of failing). Elsewhere the workers share one
+socket, as uvicorn does.
+
+The supervision itself (health pings, restarts, SIGHUP, shutdown) is
+uvicorn's: :class:`BalancedWorkers` runs each of its steps for one worker
+slot at a time, with that slot's socket.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+from collections.abc import Callable, Sequence
+
+from uvicorn import Config
+from uvicorn.supervisors import Multiprocess
+
+
+def balanced_workers_supported() -> bool:
+    """Whether the kernel balances connections over ``SO_REUSEPORT`` sockets (Linux 3.9+)."""
+    return sys.platform == "linux" and hasattr(socket, "SO_REUSEPORT")
+
+
+def bind_listeners(host: str, port: int, count: int, backlog: int) -> list[socket.socket]:
+    """``count`` sockets listening on ``host:port`` with ``SO_REUSEPORT``, inheritable by
+    workers.
+
+    They listen from the start: the kernel spreads connections over the listening
+    sockets of the group only, so a socket whose worker is still starting would get none
+    (and the first worker up would get them all, for good). Only processes of the same
+    user can bind the address beside them (Linux's rule).
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listeners: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            listener = socket.socket(family, socket.SOCK_STREAM)
+            listeners.append(listener)
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            listener.bind((host, port))
+            listener.listen(backlog)
+            listener.set_inheritable(True)
+    except OSError:
+        for listener in listeners:
+            listener.close()
+        raise
+    return listeners
+
+
+class BalancedWorkers(Multiprocess):
+    """uvicorn's ``Multiprocess`` with worker ``i`` listening on ``listeners[i]`` only."""
+
+    def __init__(self, config: Config, listeners: Sequence[socket.socket]) -> None:
+        super().__init__(config, sockets=[])
+        self._listeners = list(listeners)
+
+    def init_processes(self) -> None:
+        processes = []
+        for listener in self._listeners:
+            self.processes = []
+            self._one_slot(listener, super().init_processes)
+            processes += self.processes
+        self.processes = processes
+
+    def keep_subprocess_alive(self) -> None:
+        self._each_slot(super().keep_subprocess_alive)
+
+    def restart_all(self) -> None:
+        self._each_slot(super().restart_all)
+
+    def _each_slot(self, step: Callable[[], None]) -> None:
+        """Runs uvicorn's ``step`` over each worker alone, with its own socket (a worker
+        replaced there is started on that socket, and kept in that slot)."""
+        processes = self.processes
+        try:
+            for slot, listener in enumerate(self._listeners):
+                self.processes = [processes[slot]]
+                self._one_slot(listener, step)
+                processes[slot] = self.processes[0]
+        finally:
+            self.processes = processes
+
+    def _one_slot(self, listener: socket.socket, step: Callable[[], None]) -> None:
+        count = self.processes_num
+        self.sockets, self.processes_num = [listener], 1
+        try:
+            step()
+        finally:
+            self.sockets, self.processes_num = [], count
