@@ -7,8 +7,11 @@ start their own.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -603,6 +606,18 @@ def test_a_client_keeping_connections_open_reaches_every_worker(tmp_path: Path) 
         listening = {pid: _listening_sockets(pid, int(port)) for pid in workers}
         time.sleep(0.5)  # the access lines are written after the answers
         pids = _access_pids(server)
+        # A worker that dies is replaced on its own socket.
+        os.kill(workers[0], signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            now = {pid: _listening_sockets(pid, int(port)) for pid in _workers(server.process.pid)}
+            if workers[0] not in now and sorted(map(sorted, now.values())) == sorted(
+                map(sorted, listening.values())
+            ):
+                break
+            time.sleep(0.1)  # a poll interval, not a wait for the server
+        else:
+            raise AssertionError(f"no worker took over socket {listening[workers[0]]}: {now}")
     assert len(workers) == 2 and all(len(found) == 1 for found in listening.values()), listening
     assert len(set.union(*listening.values())) == 2, listening  # a socket each
     assert len(pids) == 48, pids
@@ -645,18 +660,22 @@ def _workers(parent: int) -> list[int]:
 
 
 def _listening_sockets(pid: int, port: int) -> set[str]:
-    """The inodes of the TCP sockets ``pid`` holds that listen on ``port``."""
-    listening = set()
-    for row in Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]:
-        fields = row.split()
-        if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-            listening.add(fields[9])
-    held = {Path(fd).readlink().name.removeprefix("socket:[").rstrip("]") for fd in _fds(pid)}
+    """The inodes of the TCP sockets ``pid`` holds that listen on ``port`` (none once it is
+    gone)."""
+    try:
+        rows = Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]
+        held = set()
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):  # closed meanwhile
+                held.add(fd.readlink().name.removeprefix("socket:[").rstrip("]"))
+    except OSError:
+        return set()
+    listening = {
+        fields[9]
+        for fields in map(str.split, rows)
+        if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port
+    }
     return listening & held
-
-
-def _fds(pid: int) -> list[str]:
-    return [str(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
 
 
 def fleet_reports(db: str) -> list[DriftReport]:

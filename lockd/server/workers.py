@@ -20,12 +20,15 @@ slot at a time, with that slot's socket.
 
 from __future__ import annotations
 
+import logging
 import socket
 import sys
 from collections.abc import Callable, Sequence
 
 from uvicorn import Config
 from uvicorn.supervisors import Multiprocess
+
+_log = logging.getLogger("uvicorn.error")
 
 
 def balanced_workers_supported() -> bool:
@@ -80,6 +83,14 @@ class BalancedWorkers(Multiprocess):
 
     def restart_all(self) -> None:
         self._each_slot(super().restart_all)
+
+    def handle_ttin(self) -> None:
+        _log.warning(
+            "lockd serve keeps its %d workers: restart it with another --workers",
+            len(self._listeners),
+        )
+
+    handle_ttou = handle_ttin  # a worker more or fewer would need a socket more or fewer
 
     def _each_slot(self, step: Callable[[], None]) -> None:
         """Runs uvicorn's ``step`` over each worker alone, with its own socket (a worker
