@@ -260,6 +260,18 @@ def test_live_environment_changes(
     assert ("unexpected", "nvidia-cuda-runtime-cu12") in found
 
 
+def test_a_live_environment_is_compared_with_its_own_python_s_target(
+    drift_lockd: LockdRunner, tmp_path: Path
+) -> None:
+    """--python picks the target as --snapshot does: no python-mismatch for the other Python."""
+    other = "3.12" if HOST_PY != "3.12" else "3.11"
+    compile_lock(drift_lockd, tmp_path, "torch==2.6.0\nrequests\n", "--python", other)
+    python = venv_from_lock(tmp_path)
+    report = drift_json(drift_lockd, "--python", str(python), "--no-creep", code=0)
+    assert report["checks"] == [f"live:{CU_TARGET}"]
+    assert report["findings"] == []
+
+
 def test_cpu_torch_where_the_lock_says_cuda(
     drift_lockd: LockdRunner, own_world: IndexServer, tmp_path: Path
 ) -> None:

@@ -302,6 +302,18 @@ def test_drift_with_a_mistyped_python_fails_before_any_work(
     assert not db.parent.exists()
 
 
+def test_drift_with_a_program_that_is_not_python_fails_once_before_any_work(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """As `lockd snapshot --python /bin/ls`: exit 2, said once, nothing resolved or recorded."""
+    db = tmp_path / "record" / "lockd.db"
+    run = lockd("drift", "--python", "/bin/ls", "--db", f"sqlite:///{db}", env=env, cwd=tmp_path)
+    assert run.returncode == 2, run.output
+    assert run.stderr.count("/bin/ls is not a Python interpreter") == 1, run.stderr
+    assert "Traceback" not in run.stderr
+    assert not db.parent.exists()
+
+
 def test_a_snapshot_of_lockd_s_own_interpreter_says_so(env: dict[str, str], tmp_path: Path) -> None:
     bare = {k: v for k, v in env.items() if k != "VIRTUAL_ENV"}
     run = lockd("snapshot", "--no-system", "--format", "json", env=bare, cwd=tmp_path)

@@ -152,11 +152,12 @@ def drift(
 
         taken = read_snapshot(snapshot)  # a bad file fails before the database is opened
     if python is not None:
-        import os
+        from ..snapshot import take_snapshot
 
-        from ..snapshot import resolve_python
-
-        resolve_python(python, os.environ)  # a mistyped path fails before any work or record
+        # Taken once, before any work or record: a mistyped path or a program that is not
+        # Python fails here (exit 2), and the environment is compared with the one target
+        # of its Python, platform and torch, as a --snapshot file is.
+        taken = take_snapshot(python)
     options = DriftOptions(
         database_url=db or settings.database_url,
         project=project,
@@ -164,7 +165,7 @@ def drift(
         target=target,
         all_projects=all_projects,
         python=python,
-        snapshot=taken if snapshot is not None else None,
+        snapshot=taken if snapshot is not None or python is not None else None,
         rebuild=rebuild,
         creep=creep,
         images=images,

@@ -35,7 +35,7 @@ def check_environment(
     baseline_doc = store.baseline_snapshot(check.lockset.project, lock.target)
     baseline = Snapshot.from_dict(baseline_doc) if baseline_doc else None
     if options.snapshot is not None or options.python is not None:
-        check.step("snapshot", "the snapshot given" if options.snapshot else str(options.python))
+        check.step("snapshot", str(options.python) if options.python else "the snapshot given")
         snapshot = options.snapshot or take_snapshot(options.python)
         check.step("compare", f"{len(snapshot.dists)} dists against {len(lock.artifacts)} files")
         findings = live_findings(lock, target, snapshot, baseline, _driver_override(options))
