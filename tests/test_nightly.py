@@ -353,6 +353,17 @@ def test_a_summary_before_any_report_names_the_lockset_and_what_is_missing(
     assert {e["check"] for e in alpha["errors"]} == {"no-report"}
 
 
+def test_unreported_base_images_are_said_in_the_plural() -> None:
+    from lockd.app.nightly import _merge
+
+    since = "2026-01-01T00:00:00Z"
+    summary = _merge("alpha", [Check("alpha"), Check("alpha", "t")], [], since, None)
+    assert [e.message for e in summary.report.errors] == [
+        f"the base images were not checked since {since}: no drift report covers it",
+        f"target t was not checked since {since}: no drift report covers it",
+    ]
+
+
 def test_shard_usage_errors(lockd, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     cases = [
         (("drift", "--shard", "1/2"), "--shard and --shards split the nightly run: add --all."),

@@ -250,10 +250,12 @@ def _merge(
         )
         if not sources:
             missing.append(check)
-            what = f"target {check.target}" if check.target else "the base images"
+            what, was = (
+                (f"target {check.target}", "was") if check.target else ("the base images", "were")
+            )
             if check.image is not None:
                 what = f"image {check.image} (against target {check.target})"
-            message = f"{what} was not checked since {since}: no drift report covers it"
+            message = f"{what} {was} not checked since {since}: no drift report covers it"
             merged.errors.append(CheckError(check.target, NO_REPORT, message))
             continue
         for source in sources:
