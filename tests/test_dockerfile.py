@@ -164,6 +164,29 @@ def test_hostile_values_stay_inside_their_label_and_comment() -> None:
             render_dockerfile(hostile)
 
 
+def test_the_header_s_command_regenerates_the_same_file() -> None:
+    """It repeats --base and -o as given: without --base a lockset with no recorded base
+    refuses, and -o Dockerfile would write another file than the one that says it."""
+    spec = DockerfileSpec(
+        project="app",
+        lockset="ab" * 32,
+        target="linux-x86_64-py311-cpu",
+        base_name="python:3.11-slim",
+        base_digest="sha256:" + "1" * 64,
+        lock_path="locks/linux-x86_64-py311-cpu.requirements.txt",
+        wheels_only=True,
+        created="2026-01-01T00:00:00Z",
+        revision=None,
+        lockd_version="1.0",
+    )
+    command = "#   lockd dockerfile --target linux-x86_64-py311-cpu --project app"
+    assert f"{command} -o Dockerfile\n" in render_dockerfile(spec)
+    given = replace(spec, base_flag="python:3.11-slim", output="docker/Dockerfile prod")
+    assert f"{command} --base python:3.11-slim -o 'docker/Dockerfile prod'\n" in (
+        render_dockerfile(given)
+    )
+
+
 def test_a_hostile_lockset_document_cannot_inject_instructions(
     project: LockdRunner, registry: Registry, pusher: Pusher, tmp_path: Path
 ) -> None:

@@ -33,6 +33,7 @@ class DockerfileRequest:
     cwd: Path
     project: str | None = None
     base: str | None = None  # a reference to resolve; None: the lockset's recorded base
+    output: str | None = None  # -o as given (the header's command to regenerate it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +68,8 @@ def generate_dockerfile(
         created=lockset.provenance.created_at,
         revision=lockset.provenance.git_commit,
         lockd_version=__version__,
+        base_flag=request.base,
+        output=request.output or "Dockerfile",
     )
     return GeneratedDockerfile(
         render_dockerfile(spec), render_dockerignore(spec), spec, python_known

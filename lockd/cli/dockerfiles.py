@@ -129,6 +129,7 @@ def dockerfile_(
         cwd=Path.cwd(),
         project=project,
         base=base,
+        output=None if output is None else str(output),
     )
     generated = generate_dockerfile(request)
     if not generated.python_known:
