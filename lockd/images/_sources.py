@@ -409,8 +409,9 @@ class DockerArchiveSource(ImageSource):
         ]
         if len(chosen) != 1:
             tags = ", ".join(t for e in listing for t in e.get("RepoTags") or ()) or "none"
+            what = f"no image tagged {self._tag!r}" if self._tag else f"{len(listing)} images"
             raise UsageError(
-                f"The docker archive {self._path} holds {len(listing)} images (tags: {tags}).",
+                f"The docker archive {self._path} holds {what} (tags: {tags}).",
                 hint="Name one as docker-archive:FILE:REPO:TAG.",
             )
         entry = chosen[0]
