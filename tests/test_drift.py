@@ -553,6 +553,8 @@ def test_no_project_here_is_a_question_not_a_guess(lockd: LockdRunner, tmp_path:
         assert asked.returncode == 2, asked.output
         assert "Which project?" in asked.stderr and "it holds model" in asked.stderr
         assert "Pass --project NAME" in asked.stderr
+        # only drift takes --all
+        assert ("--all" in asked.stderr) == (args[0] == "drift"), asked.stderr
         assert "Traceback" not in asked.output
     # where the locks are, no question
     assert lockd("why", "idna", cwd=project).returncode == 0

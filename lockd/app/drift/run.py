@@ -94,7 +94,9 @@ def _pick_lockset(store: Store, options: DriftOptions) -> Lockset:
         return store.get(options.lockset, options.project)
     # An image named with --image is only read: the database's only project may answer.
     only_one = bool(options.image_refs)
-    project = options.project or default_project(store, options.workdir, only_one=only_one)
+    project = options.project or default_project(
+        store, options.workdir, only_one=only_one, drift=True
+    )
     lockset = store.latest(project)
     if lockset is None:
         raise NotFoundError(
@@ -104,13 +106,16 @@ def _pick_lockset(store: Store, options: DriftOptions) -> Lockset:
     return lockset
 
 
-def default_project(store: Store, workdir: Path | None = None, *, only_one: bool = False) -> str:
+def default_project(
+    store: Store, workdir: Path | None = None, *, only_one: bool = False, drift: bool = False
+) -> str:
     """The project to check when none is named: that of the locks in ``workdir`` (the
     working directory): ``lockd.json``'s, else lockd.toml's, else the directory's name
     (what ``compile`` names it). No guess beyond that: another project of the database
     would be checked (and rebuilt) by a command run in the wrong directory. With
     ``only_one`` (an image named on the command line, which is only read), the
-    database's only project is the answer too."""
+    database's only project is the answer too. ``drift``: the question mentions --all,
+    which only ``lockd drift`` takes."""
     from ...lockfiles.manifest import MANIFEST, read_manifest
     from ...settings import load_project_config
     from ..request import project_name
@@ -139,8 +144,8 @@ def default_project(store: Store, workdir: Path | None = None, *, only_one: bool
     raise UsageError(
         f"Which project? {config.root} has no {config.out or 'locks'}/lockd.json and no "
         f"project in lockd.toml, and the database has no project {name!r} (it holds {shown}).",
-        hint="Pass --project NAME or run lockd where locks/lockd.json is (`lockd drift` "
-        "also takes --all: every project).",
+        hint="Pass --project NAME or run lockd where locks/lockd.json is"
+        + (" (or --all: every project)." if drift else "."),
     )
 
 
