@@ -289,3 +289,18 @@ def test_stored_lock_files_are_checked_against_the_document(tmp_path: Path) -> N
             conn.execute(f"INSERT INTO lock_files VALUES ({marks})", original)  # noqa: S608
             conn.commit()
     assert run_lockd(tmp_path, "audit", "verify", "--db", url).returncode == 0
+
+
+def test_an_older_schema_is_refused_not_migrated(tmp_path: Path) -> None:
+    """Verification never migrates what it examines: a migration rewrites the evidence."""
+    from lockd.store.migrate import SCHEMA_HEAD, current_revision, upgrade
+
+    older = f"{int(SCHEMA_HEAD) - 1:04d}"
+    store = Store(f"sqlite:///{tmp_path / 'old.db'}", migrate=False)
+    upgrade(store.engine, older, replay=True)
+    run = run_lockd(tmp_path, "audit", "verify", "--db", store.url)
+    assert run.returncode == 3, run.output
+    assert f"is at schema revision {older}; this lockd reads {SCHEMA_HEAD}" in run.stderr
+    assert "Traceback" not in run.output
+    assert current_revision(store.engine) == older
+    store.close()

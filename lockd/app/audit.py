@@ -152,6 +152,23 @@ class VerifyRequest:
     workdir: Path | None = None  # a project directory whose locks/ are evidence (None: none)
 
 
+def _require_current_schema(store: Store) -> None:
+    """``StoreError`` unless the schema is this lockd's: verification reads what it finds and
+    never migrates it (a migration rewrites what is being examined)."""
+    from ..errors import StoreError
+    from ..store.migrate import SCHEMA_HEAD, current_revision
+
+    if store.schema_current():
+        return
+    found = current_revision(store.engine) or "none"
+    raise StoreError(
+        f"The database {store.where} is at schema revision {found}; this lockd reads "
+        f"{SCHEMA_HEAD}, and verification never migrates the database it examines.",
+        hint="Verify with the lockd that wrote it, or run `lockd db upgrade --db URL` on a "
+        "copy and verify the copy.",
+    )
+
+
 def verify_chains(request: VerifyRequest) -> ChainReport:
     """Recompute every hash chain (per project), cross-check the rows, and compare the records
     with what the project directory keeps (``locks/lockd.json``, its git history, lock files).
@@ -169,7 +186,7 @@ def verify_chains(request: VerifyRequest) -> ChainReport:
     store = Store(request.database_url, migrate=False)
     try:
         if store.has_schema():
-            store.upgrade()
+            _require_current_schema(store)
             if request.project not in anchored:  # a project the directory vouches for may be gone
                 _require_project(store, request.project)
             with store.reading_records(request.project) as reader, collector_paused():
