@@ -138,11 +138,16 @@ def test_an_empty_database_says_so_and_fails_where_the_project_had_records(
     assert text.returncode == 1
     if damage == "deleted":
         assert not project.db.exists()  # verifying never creates the file it examines
-    # elsewhere (no project directory), an empty database is only reported
+    # elsewhere (no project directory), an empty database is only reported; a missing file
+    # is no database at all (a mistyped --db looks the same), as for the other readers
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     quiet, doc = project.verify(cwd=elsewhere)
-    assert quiet.returncode == 0 and doc["projects"] == [] and doc["evidence"] == []
+    if damage == "deleted":
+        assert quiet.returncode == 2 and "No lockd database at" in quiet.stderr, quiet.output
+        assert not project.db.exists()
+    else:
+        assert quiet.returncode == 0 and doc["projects"] == [] and doc["evidence"] == []
 
 
 def test_a_database_truncated_mid_file_is_a_clear_error(project: Project) -> None:

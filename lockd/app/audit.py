@@ -183,9 +183,13 @@ def verify_chains(request: VerifyRequest) -> ChainReport:
     evidence = read_evidence(request.workdir) if request.workdir is not None else None
     anchored = {a.project for a in evidence.anchors} if evidence else set()
     check, head = ChainCheck(), None
-    store = Store(request.database_url, migrate=False)
+    if not anchored:  # no project vouches for records: a missing file is a mistyped --db
+        from .record import require_database
+
+        require_database(request.database_url)
+    store = _existing_store(request.database_url)
     try:
-        if store.has_schema():
+        if store is not None and store.has_schema():
             _require_current_schema(store)
             if request.project not in anchored:  # a project the directory vouches for may be gone
                 _require_project(store, request.project)
@@ -202,7 +206,8 @@ def verify_chains(request: VerifyRequest) -> ChainReport:
         else:
             orphans = ()
     finally:
-        store.close()
+        if store is not None:
+            store.close()
     report = check.report(orphans)
     if evidence is None:
         return report
@@ -213,6 +218,16 @@ def verify_chains(request: VerifyRequest) -> ChainReport:
         )
     held = Held(check.holds, report.empty, head)
     return replace(report, outside=check_evidence(held, evidence), evidence=evidence.sources)
+
+
+def _existing_store(database_url: str) -> Store | None:
+    """The database, unmigrated; ``None`` for an SQLite file that is gone (a deleted database
+    the project's records vouch for: verified as holding nothing, and not created)."""
+    from ..store.engine import missing_sqlite_file
+
+    if missing_sqlite_file(database_url) is not None:
+        return None
+    return Store(database_url, migrate=False)
 
 
 @contextmanager
