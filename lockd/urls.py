@@ -20,8 +20,14 @@ def strip_credentials(url: str) -> str:
 
 
 def shown(url: str, limit: int = 200) -> str:
-    """A URL for a message: without credentials, at most ``limit`` characters."""
+    """A URL for a message: without credentials and without its query's values (a token or
+    a signature travels there as often as in the user-info), at most ``limit`` characters."""
     public = strip_credentials(url)
+    parts = urlsplit(public)
+    if parts.query:
+        names = (pair.partition("=") for pair in parts.query.split("&"))
+        query = "&".join(name + ("=…" if sep else "") for name, sep, _ in names)
+        public = urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
     return public if len(public) <= limit else public[:limit] + "…"
 
 

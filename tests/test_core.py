@@ -14,7 +14,7 @@ from lockd.resolvers.interface import Resolution, ResolvedFile, ResolvedPackage
 from lockd.resolvers.verify import cuda_from_requires, local_flavour, verify
 from lockd.routing import family_names, index_of, plan_for
 from lockd.targets import expand_matrix, parse_accelerator, parse_target_id
-from lockd.urls import redact, strip_credentials
+from lockd.urls import redact, shown, strip_credentials
 
 BASE = "https://mirror.example/whl"
 PYPI = "https://pypi.example/simple"
@@ -107,6 +107,11 @@ def test_credentials_are_stripped_and_redacted() -> None:
         redact("failed: https://u:tok@host/x and http://a@b/c")
         == "failed: https://host/x and http://b/c"
     )
+    # a message shows neither credentials nor query values (tokens, signatures travel there)
+    assert shown("https://u:p@lockd.example:8443/?token=abc&x&sig=") == (
+        "https://lockd.example:8443/?token=…&x&sig=…"
+    )
+    assert shown("https://host/simple/torch/") == "https://host/simple/torch/"
 
 
 def test_cuda_from_requires_reads_both_metadata_spellings() -> None:
