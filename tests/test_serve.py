@@ -268,7 +268,12 @@ def test_token_list_never_shows_tokens(fleet: Fleet) -> None:
     [
         (b"not json at all", 400, "not JSON"),
         (b"[" * 100_000 + b"]" * 100_000, 400, "nested too deeply"),
-        (json.dumps({"version": "lockd.snapshot/9"}).encode(), 400, "snapshot format version"),
+        (
+            json.dumps({"version": "lockd.snapshot/9"}).encode(),
+            400,
+            "format version lockd.snapshot/9",
+        ),
+        (json.dumps({"version": "SECRET-ish text"}).encode(), 400, "not a snapshot format version"),
         (json.dumps({"version": "lockd.snapshot/1", "dists": 3}).encode(), 400, "malformed"),
         (json.dumps({"probe": 1, "python": {}}).encode(), 400, "stdlib probe"),
         (json.dumps([1, 2]).encode(), 400, "not a lockd snapshot"),
@@ -280,6 +285,7 @@ def test_garbage_bodies_are_refused_and_the_server_stays_up(
     answer = fleet.post(body, deployment="garbage")
     assert answer.status_code == status, answer.text
     assert words in answer.json()["detail"]
+    assert "SECRET" not in answer.text  # a posted field's value is never repeated
     assert fleet.get("/healthz").status_code == 200
 
 

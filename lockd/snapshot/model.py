@@ -7,6 +7,7 @@ library) therefore always means "looked, found none", never "could not look".
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ from .image import ImageFacts
 SNAPSHOT_VERSION = "lockd.snapshot/2"
 # /1 had no "plugin" library status and counted every .so as loaded; its documents still read.
 READABLE_VERSIONS = ("lockd.snapshot/1", SNAPSHOT_VERSION)
+# What a message may repeat of an unknown "version": a format name this lockd might not know yet.
+_VERSION_SHAPE = re.compile(r"(?:lockd\.snapshot/)?[0-9]{1,4}")
 
 T = TypeVar("T")
 
@@ -578,8 +581,16 @@ class Snapshot:
                 hint="Send what `lockd snapshot` writes, unchanged.",
             )
         if version not in READABLE_VERSIONS:
+            # Only a version-shaped value is repeated: a posted document's fields are never
+            # echoed (the server answers with this message).
+            said = str(version) if isinstance(version, str | int) else ""
+            what = (
+                f"snapshot format version {said}"
+                if _VERSION_SHAPE.fullmatch(said) and not isinstance(version, bool)
+                else 'a "version" that is not a snapshot format version'
+            )
             raise FormatError(
-                f"{source} has snapshot format version {excerpt(str(version))}; this lockd reads "
+                f"{source} has {what}; this lockd reads "
                 + " and ".join(repr(v) for v in READABLE_VERSIONS)
                 + " only.",
                 hint="Take the snapshot again with this lockd, or use the lockd that wrote it.",
