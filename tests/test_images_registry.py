@@ -177,13 +177,14 @@ def test_cli_resolve_table(registry: Registry, pusher: Pusher, tmp_path: Path) -
 
 def test_cli_pin_shows_then_writes(registry: Registry, pusher: Pusher, tmp_path: Path) -> None:
     base = pusher.index("cli/base", "3.11-slim")
-    tool = pusher.image("cli/tool", "1")
+    long_name = "cli/" + "-".join(["tools"] * 16)  # a FROM past 80 characters: shown whole
+    tool = pusher.image(long_name, "1")
     dockerfile = tmp_path / "Dockerfile"
     original = (
         f"ARG BASE={registry.host}/cli/base:3.11-slim\n"
         "FROM ${BASE} AS build\n"
         "RUN make\n\n"
-        f"FROM {registry.host}/cli/tool:1 AS tool\n"
+        f"FROM {registry.host}/{long_name}:1 AS tool\n"
         "FROM build\n"
         "COPY --from=tool /x /x\n"
     )
@@ -193,6 +194,9 @@ def test_cli_pin_shows_then_writes(registry: Registry, pusher: Pusher, tmp_path:
     assert shown.returncode == 0, shown.output
     assert dockerfile.read_text() == original
     assert f"{registry.host}/cli/base:3.11-slim@{base.digest}\tpinned" in shown.stdout
+    assert f"\t{registry.host}/{long_name}:1\t{registry.host}/{long_name}:1@{tool.digest}\t" in (
+        shown.stdout
+    )
     assert "run again with --write" in shown.stderr.lower()
 
     written = lockd(tmp_path, "images", "pin", "Dockerfile", "--write", "--format", "json")
@@ -202,7 +206,7 @@ def test_cli_pin_shows_then_writes(registry: Registry, pusher: Pusher, tmp_path:
     assert [entry["status"] for entry in report["from"]] == ["pinned", "pinned", "stage"]
     assert dockerfile.read_text() == original.replace(
         "cli/base:3.11-slim", f"cli/base:3.11-slim@{base.digest}"
-    ).replace("cli/tool:1 ", f"cli/tool:1@{tool.digest} ")
+    ).replace(f"{long_name}:1 ", f"{long_name}:1@{tool.digest} ")
 
     again = lockd(tmp_path, "images", "pin", "Dockerfile", "--write", "--format", "json")
     assert json.loads(again.stdout)["written"] is False
@@ -240,7 +244,8 @@ def test_cli_errors_are_one_paragraph_with_exit_codes(registry: Registry, tmp_pa
 
 def test_cli_pin_of_invalid_references_says_how_to_write_one(tmp_path: Path) -> None:
     """A literal bad reference gets the reference's fix (not the ARG one), one full stop,
-    and a long FROM is cut in the table: the file is outside input."""
+    and a FROM longer than any valid reference is cut in the table: the file is outside
+    input."""
     long_name = "x" * 5000
     (tmp_path / "Dockerfile").write_text(
         f"FROM Ubuntu:22.04 AS a\nARG V=Bad\nFROM ${{V}}:1 AS b\nFROM {long_name}\n"
@@ -259,7 +264,7 @@ def test_cli_pin_of_invalid_references_says_how_to_write_one(tmp_path: Path) -> 
     )
     assert "Fix: give V a valid value (an ARG default" in lines[1]
     rows = [line.split("\t") for line in result.stdout.splitlines()]
-    assert rows[3][1] == "x" * 80 + "…"
+    assert rows[3][1] == "x" * 512 + "…"  # longer than any valid reference: cut
 
 
 def test_cli_pin_write_refuses_assembled_references_with_exit_1(

@@ -73,6 +73,7 @@ def images_pin(
         parse_build_args,
         pin_dockerfile,
     )
+    from ..images._reference import MAX_REFERENCE
     from ..report.console import print_json
 
     options = BuildOptions(parse_build_args(build_arg or ()), platform)
@@ -84,8 +85,8 @@ def images_pin(
         rows: list[tuple[str, ...]] = [
             (
                 str(e.instruction.line),
-                clipped(e.instruction.image, 80),
-                clipped(e.pinned_reference or "", 160),
+                clipped(e.instruction.image, MAX_REFERENCE),
+                clipped(e.pinned_reference or "", MAX_REFERENCE),
                 str(e.status).replace("-", " "),
             )
             for e in result.entries
