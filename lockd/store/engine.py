@@ -10,6 +10,10 @@ serialised by :mod:`lockd.store.chain`.
 
 from __future__ import annotations
 
+import fcntl
+import os
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -56,6 +60,7 @@ def make_engine(url: str) -> Engine:
     if backend == "sqlite":
         _make_directory(parsed.database)
         connect_args["timeout"] = 30
+        connect_args["factory"] = WriterLockedConnection
     elif backend == "postgresql":
         # The session's zone is UTC: times read back, and any value without a zone,
         # are never shifted into the server's local time zone.
@@ -156,7 +161,90 @@ def _immediate_transactions(engine: Engine) -> None:
             return
         # Take the write lock up front: a transaction that reads the chain head
         # and appends to it is atomic against a concurrent compile or drift run.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        dbapi: Any = connection.connection.dbapi_connection
+        locked = isinstance(dbapi, WriterLockedConnection) and dbapi.wait_for_writers()
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            if locked:
+                dbapi.writers_done()
+            raise
+
+
+class WriterLockedConnection(sqlite3.Connection):
+    """An SQLite connection whose write transactions take turns through a lock file first.
+
+    SQLite's own wait for its write lock polls with sleeps of up to 100 ms: two processes
+    writing in turn (the workers of ``lockd serve``, a compile beside a nightly drift)
+    left each other waiting far longer than the writes took — 0.86 s at the 99th
+    percentile of the server's posts where one post takes a few milliseconds. Here a
+    writer first locks ``DATABASE-lockd-writers`` (``flock``: released by the kernel when
+    a process dies), polling every millisecond or two; SQLite's lock is then free at
+    once. Past ``busy_timeout`` (30 s) the writer goes on to SQLite's own wait as before,
+    and where the lock file cannot be made (a read-only directory) nothing changes.
+    """
+
+    def __init__(self, database: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(database, *args, **kwargs)
+        name = os.fsdecode(database) if isinstance(database, str | bytes | os.PathLike) else ""
+        # In-memory and URI databases have no file of their own to put a lock beside.
+        plain = name not in ("", ":memory:") and not kwargs.get("uri")
+        self._lock_path = f"{name}-lockd-writers" if plain else None
+        self._lock_fd: int | None = None
+        self._held = False
+
+    def wait_for_writers(self, timeout: float = 30.0) -> bool:
+        """Take the writers' lock (``False``: none to take, or not within ``timeout``)."""
+        fd = self._lock_file()
+        if fd is None:
+            return False
+        deadline, pause = time.monotonic() + timeout, 0.0005
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(pause)
+                pause = min(pause * 2, 0.002)
+                continue
+            self._held = True
+            return True
+
+    def writers_done(self) -> None:
+        if self._held and self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+        self._held = False
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self.writers_done()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self.writers_done()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self.writers_done()
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+
+    def _lock_file(self) -> int | None:
+        if self._lock_fd is None and self._lock_path is not None:
+            flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+            try:
+                self._lock_fd = os.open(self._lock_path, flags, 0o644)
+            except OSError:
+                self._lock_path = None  # cannot be made here: SQLite's own wait only
+        return self._lock_fd
 
 
 def single_reads(engine: Engine) -> Engine:

@@ -1,0 +1,97 @@
+"""SQLite writers take turns through a lock file before SQLite's own write lock
+(``store.engine.WriterLockedConnection``): a writer waiting on another is let in when
+the other finishes, not after SQLite's sleeps of up to 100 ms."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from sqlalchemy import text
+
+from lockd.store import Store
+from lockd.store.engine import WriterLockedConnection
+
+
+def _dbapi(store: Store, conn: object) -> WriterLockedConnection:
+    raw = conn.connection.dbapi_connection  # type: ignore[attr-defined]
+    assert isinstance(raw, WriterLockedConnection)
+    return raw
+
+
+def test_writers_wait_for_each_other_through_the_lock_file(tmp_path: Path) -> None:
+    db = tmp_path / "lockd.db"
+    first, second = Store(f"sqlite:///{db}"), Store(f"sqlite:///{db}")
+    lock = Path(f"{db}-lockd-writers")
+    with second.engine.connect() as waiting:
+        with first.engine.begin() as writing:  # BEGIN IMMEDIATE: holds the writers' lock
+            writing.execute(text("CREATE TABLE t (x INTEGER)"))
+            assert lock.is_file()
+            assert _dbapi(second, waiting).wait_for_writers(timeout=0.05) is False
+        # committed: the lock is free at once
+        assert _dbapi(second, waiting).wait_for_writers(timeout=0.05) is True
+        _dbapi(second, waiting).writers_done()
+    with first.engine.connect() as conn, conn.begin():
+        conn.execute(text("INSERT INTO t VALUES (1)"))
+        conn.rollback()  # a rollback lets the others in too
+        assert _dbapi(second, conn).wait_for_writers(timeout=0.05) is True
+        _dbapi(second, conn).writers_done()
+    first.close()
+    second.close()
+
+
+def test_a_killed_writer_leaves_no_lock_behind(tmp_path: Path) -> None:
+    db = tmp_path / "lockd.db"
+    store = Store(f"sqlite:///{db}")  # opened (and migrated) before the writer below holds
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                f"""
+                import sys, time
+                from sqlalchemy import text
+                from lockd.store import Store
+                store = Store("sqlite:///{db}")
+                with store.engine.begin() as conn:
+                    conn.execute(text("CREATE TABLE held (x INTEGER)"))
+                    print("holding", flush=True)
+                    time.sleep(600)
+                """
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+        with store.engine.connect() as conn:
+            assert _dbapi(store, conn).wait_for_writers(timeout=0.05) is False
+            os.kill(holder.pid, signal.SIGKILL)
+            holder.wait()
+            assert _dbapi(store, conn).wait_for_writers(timeout=5) is True  # the kernel let go
+            _dbapi(store, conn).writers_done()
+        with store.engine.begin() as conn:  # and SQLite's own lock went with the process
+            conn.execute(text("CREATE TABLE after (x INTEGER)"))
+        store.close()
+    finally:
+        holder.kill()
+        holder.wait()
+        if holder.stdout is not None:
+            holder.stdout.close()
+
+
+def test_without_a_lock_file_writes_go_on_as_before(tmp_path: Path) -> None:
+    """A directory where the lock file cannot be made (here: its name taken by a
+    directory) leaves SQLite's own wait in charge; nothing fails."""
+    db = tmp_path / "lockd.db"
+    Path(f"{db}-lockd-writers").mkdir()
+    store = Store(f"sqlite:///{db}")
+    with store.engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (x INTEGER)"))
+        assert _dbapi(store, conn).wait_for_writers(timeout=0.01) is False
+    store.close()
