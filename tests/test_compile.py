@@ -473,10 +473,11 @@ def test_history_of_an_empty_database_says_so(lockd, tmp_path: Path) -> None:
         ["show", "abc123"],
         ["why", "numpy", "--project", "p"],
         ["drift", "summary"],
+        ["drift", "--project", "p"],
         ["tokens", "list"],
         ["tokens", "revoke", "ci"],
     ],
-    ids=["show", "why", "drift-summary", "tokens-list", "tokens-revoke"],
+    ids=["show", "why", "drift-summary", "drift", "tokens-list", "tokens-revoke"],
 )
 def test_a_read_of_a_mistyped_database_path_creates_nothing(
     lockd, tmp_path: Path, command: list[str]

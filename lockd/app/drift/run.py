@@ -45,7 +45,10 @@ if TYPE_CHECKING:
 
 def run_drift(options: DriftOptions, progress: ProgressHook | None = None) -> list[DriftReport]:
     """Check one project (or every project with ``all_projects``); store every report."""
+    from ..record import require_database
+
     configured = configured_indexes(options)  # a broken lockd.toml fails before any check
+    require_database(options.database_url)  # nothing recorded there: no empty file left behind
     store = Store(options.database_url)
     try:
         run = DriftRun(store, options, configured, progress)
