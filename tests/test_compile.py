@@ -674,6 +674,38 @@ def test_direct_references_are_refused_without_leaking_credentials(lockd, tmp_pa
     assert not (tmp_path / "locks").exists()
 
 
+def test_pip_tools_gives_pip_the_pytorch_index_only_where_the_resolution_needs_it(
+    lockd, tmp_path: Path
+) -> None:
+    """pip has no per-package indexes: given the variant index as an extra index, it took a
+    newer numpy from it (then refused by verification, exit 3) for inputs without any
+    PyTorch-family package. Such inputs resolve on the default index alone; torch pulled
+    in by a dependency still comes from the variant index."""
+    from tests.support.wheels import WheelSpec
+    from tests.support.world import LINUX_X86, _abi, build_world, index_at
+
+    py = f"cp{sys.version_info.major}{sys.version_info.minor}"
+    own = build_world(IndexServer())
+    index_at(own, "/whl/cu124").add(WheelSpec("numpy", "2.2.0", _abi(py, LINUX_X86)))
+    index_at(own, "/simple").add(WheelSpec("sentence-x", "1.0", requires=("torch",)))
+    own.start()
+    try:
+        host = f"{sys.version_info.major}.{sys.version_info.minor}"
+        env = {"LOCKD_INDEX_URL": f"{own.url}/simple", "LOCKD_PYTORCH_INDEX": f"{own.url}/whl"}
+        target = f"linux-x86_64-py{host.replace('.', '')}-cu124"
+        args = ("--resolver", "pip-tools", "--cuda", "cu124", "--platform", "linux-x86_64")
+        write(tmp_path / "requirements.in", "numpy\n")
+        plain = lockd("compile", *args, "--python", host, env=env)
+        assert plain.returncode == 0, plain.output
+        assert lock_of(manifest(tmp_path), target)["numpy"]["version"] == "2.1.0"  # PyPI's
+        write(tmp_path / "requirements.in", "sentence-x\n")
+        pulled = lockd("compile", *args, "--python", host, env=env)
+        assert pulled.returncode == 0, pulled.output
+        assert lock_of(manifest(tmp_path), target)["torch"]["version"] == "2.6.0+cu124"
+    finally:
+        own.stop()
+
+
 def test_pip_tools_hashes_files_listed_without_sha256(lockd, tmp_path: Path) -> None:
     from tests.support.world import build_world, index_at
 

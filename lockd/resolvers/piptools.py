@@ -1,10 +1,12 @@
 """Compatibility backend: ``pip-compile`` (pip-tools), for the host target only.
 
 pip cannot resolve for another platform or Python, and it has no explicit
-indexes: every routed index (the PyTorch variant index, each ``[[index]]``) is
-given as an extra index, and lockd's verification then rejects any package pip
-took from the wrong one. pip-compile reports hashes, not files, so each hash
-is matched to a file on the indexes.
+indexes: where the resolution needs a routed package (a PyTorch-family one, or
+one of an ``[[index]]``), every routed index is given as an extra index, and
+lockd's verification then rejects any package pip took from the wrong one;
+inputs that need none are resolved against the default index alone.
+pip-compile reports hashes, not files, so each hash is matched to a file on the
+indexes.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import replace
 from functools import cache
 from importlib.metadata import version as dist_version
 
+from packaging.requirements import InvalidRequirement, Requirement
 from packaging.tags import Tag, sys_tags
 from packaging.utils import (
     InvalidSdistFilename,
@@ -63,46 +66,82 @@ class PipToolsResolver(Resolver):
         (workdir / "requirements.in").write_text("\n".join(request.requirements) + "\n")
         if request.constraints:
             (workdir / "constraints.txt").write_text("\n".join(request.constraints) + "\n")
-        # pip-compile, like uv, keeps the pins of an existing output file that still fit.
-        if request.preferences and not request.upgrade:
-            (workdir / "requirements.txt").write_text(
-                "".join(f"{pin.name}=={pin.version}\n" for pin in request.preferences)
-            )
         env = hermetic_env()
         env["PIP_CONFIG_FILE"] = "/dev/null"
         # In the environment, not on the command line (ps): they may carry credentials.
         env["PIP_INDEX_URL"] = request.plan.default
         routes = request.plan.routes()
-        if routes:
-            env["PIP_EXTRA_INDEX_URL"] = " ".join(route.url for route in routes)
         client = IndexClient()
         limit = Deadline(deadline("LOCKD_UV_DEADLINE"), "pip-compile", request.target.id)
         try:
-            builds: set[str] = set()  # allowed packages that pip can only get as sdists
+            # pip has no per-package indexes: a routed index is an extra index for every
+            # package, and pip may take any of them from it (which verification refuses).
+            # So it is given only where the resolution needs a routed package: at once when
+            # one is asked for by name, else after a first resolution that pulled one in.
+            extra = bool(routes) and _names_routed(request)
             while True:
-                proc = run_child(
-                    compile_command(request, sorted(builds)), cwd=workdir, env=env, deadline=limit
-                )
-                if proc.returncode == 0:
+                if extra:
+                    env["PIP_EXTRA_INDEX_URL"] = " ".join(route.url for route in routes)
+                try:
+                    pins = _pip_compile(request, env, limit, client)
+                except ResolutionError:
+                    if extra or not routes:
+                        raise
+                    extra = True  # perhaps a routed package only its index has: with it
+                    continue
+                if extra or not any(request.plan.is_routed(name) for name, _, _ in pins):
                     break
-                needed = _sdist_only(proc.stderr, request, client) - builds
-                if not needed:
-                    reason = " ".join(redact(proc.stderr).split())[-900:]
-                    raise ResolutionError(
-                        f"Target {request.target.id}: pip-compile failed: {reason}",
-                        target=request.target.id,
-                    )
-                refused = {name for name in needed if not request.builds.allows(name)}
-                if refused:
-                    raise build_refusal(request, refused, client)
-                builds |= needed
-            pins = parse_pinned((workdir / "requirements.txt").read_text())
+                extra = True  # a routed package arrived transitively: resolve with its index
             packages = tuple(
                 _locate(name, ver, hashes, request, client) for name, ver, hashes in pins
             )
         finally:
             client.close()
         return Resolution(request.target, packages)
+
+
+def _names_routed(request: ResolveRequest) -> bool:
+    """Whether an input line names a routed package (or cannot be read to tell)."""
+    for line in request.requirements:
+        try:
+            name = Requirement(line).name
+        except InvalidRequirement:
+            return True  # a URL, an editable, …: give pip every index, as before
+        if request.plan.is_routed(name):
+            return True
+    return False
+
+
+def _pip_compile(
+    request: ResolveRequest, env: dict[str, str], limit: Deadline, client: IndexClient
+) -> list[tuple[str, str, set[str]]]:
+    """One pip-compile resolution (again with the sdists it needs where they are allowed):
+    the pins with their hashes."""
+    workdir = request.workdir
+    # pip-compile, like uv, keeps the pins of an existing output file that still fit.
+    output = workdir / "requirements.txt"
+    if request.preferences and not request.upgrade:
+        output.write_text("".join(f"{pin.name}=={pin.version}\n" for pin in request.preferences))
+    else:
+        output.unlink(missing_ok=True)  # a first pass's output is no preference
+    builds: set[str] = set()  # allowed packages that pip can only get as sdists
+    while True:
+        proc = run_child(
+            compile_command(request, sorted(builds)), cwd=workdir, env=env, deadline=limit
+        )
+        if proc.returncode == 0:
+            return parse_pinned(output.read_text())
+        needed = _sdist_only(proc.stderr, request, client) - builds
+        if not needed:
+            reason = " ".join(redact(proc.stderr).split())[-900:]
+            raise ResolutionError(
+                f"Target {request.target.id}: pip-compile failed: {reason}",
+                target=request.target.id,
+            )
+        refused = {name for name in needed if not request.builds.allows(name)}
+        if refused:
+            raise build_refusal(request, refused, client)
+        builds |= needed
 
 
 def compile_command(request: ResolveRequest, builds: list[str]) -> list[str]:
