@@ -97,6 +97,12 @@ class Shard:
             )
         if count < 1:
             raise UsageError(f"The number of shards must be at least 1, not {count}.")
+        if int(job_index) >= count:
+            raise UsageError(
+                f"JOB_COMPLETION_INDEX={job_index} is past the last of {count} shards (a "
+                f"Kubernetes Indexed Job numbers its pods 0 to {count - 1}).",
+                hint="Set --shards / LOCKD_SHARDS to the Job's completions.",
+            )
         return cls(int(job_index) + 1, count)
 
 
