@@ -705,3 +705,25 @@ def test_an_address_in_use_is_one_paragraph_and_a_usage_error(tmp_path: Path) ->
         run.stderr
     )
     assert "Traceback" not in run.output and not (tmp_path / "x.db").exists()
+
+
+def test_an_address_taken_after_the_check_is_one_paragraph_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The workers' sockets are bound after the address was checked: taken in between
+    (a race), it is the same usage error, with no socket left open."""
+    from lockd.errors import UsageError
+    from lockd.server import run
+
+    monkeypatch.setattr(run, "_check_address", lambda host, port: None)
+    monkeypatch.setenv("LOCKD_HOME", str(tmp_path / "home"))
+    for name in ("LOCKD_DATABASE_URL", "LOCKD_SERVE_PUBLIC_READ", "PROMETHEUS_MULTIPROC_DIR"):
+        monkeypatch.setenv(name, "")  # serve() sets them for its workers: restored after
+        monkeypatch.delenv(name)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        request = run.ServeRequest(f"sqlite:///{tmp_path / 'x.db'}", port=port, workers=2)
+        with pytest.raises(UsageError, match=f"cannot listen on 127.0.0.1:{port}"):
+            run.serve(request)

@@ -70,7 +70,14 @@ def serve(request: ServeRequest) -> None:
             uvicorn.run(_FACTORY, factory=True, workers=request.workers, **options)
             return
         config = uvicorn.Config(_FACTORY, factory=True, workers=request.workers, **options)
-        listeners = bind_listeners(request.host, request.port, request.workers, config.backlog)
+        try:
+            listeners = bind_listeners(request.host, request.port, request.workers, config.backlog)
+        except OSError as exc:  # taken since _check_address looked
+            raise UsageError(
+                f"lockd serve cannot listen on {request.host}:{request.port}: "
+                f"{exc.strerror or exc}.",
+                hint="Pick another --port (or --host), or stop what listens there.",
+            ) from None
         try:
             BalancedWorkers(config, listeners).run()
         finally:
