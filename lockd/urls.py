@@ -20,13 +20,15 @@ def strip_credentials(url: str) -> str:
 
 
 def shown(url: str, limit: int = 200) -> str:
-    """A URL for a message: without credentials and without its query's values (a token or
-    a signature travels there as often as in the user-info), at most ``limit`` characters."""
+    """A URL for a message: without credentials, its query's values and its fragment (a
+    token or a signature travels there as often as in the user-info), at most ``limit``
+    characters."""
     public = strip_credentials(url)
     parts = urlsplit(public)
-    if parts.query:
-        names = (pair.partition("=") for pair in parts.query.split("&"))
-        query = "&".join(name + ("=…" if sep else "") for name, sep, _ in names)
+    if parts.query or parts.fragment:
+        pairs = (pair.partition("=") for pair in parts.query.split("&") if pair)
+        # A name is kept where a value follows; an item without one may be the secret.
+        query = "&".join(f"{name}=…" if sep else "…" for name, sep, _ in pairs)
         public = urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
     return public if len(public) <= limit else public[:limit] + "…"
 

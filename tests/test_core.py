@@ -108,9 +108,10 @@ def test_credentials_are_stripped_and_redacted() -> None:
         == "failed: https://host/x and http://b/c"
     )
     # a message shows neither credentials nor query values (tokens, signatures travel there)
-    assert shown("https://u:p@lockd.example:8443/?token=abc&x&sig=") == (
-        "https://lockd.example:8443/?token=…&x&sig=…"
+    assert shown("https://u:p@lockd.example:8443/?token=abc&SECRET&sig=") == (
+        "https://lockd.example:8443/?token=…&…&sig=…"
     )
+    assert shown("https://host/simple/#access_token=SECRET") == "https://host/simple/"
     assert shown("https://host/simple/torch/") == "https://host/simple/torch/"
 
 

@@ -624,6 +624,7 @@ def test_a_client_keeping_connections_open_reaches_every_worker(tmp_path: Path) 
             time.sleep(0.1)  # a poll interval, not a wait for the server
         else:
             raise AssertionError(f"no worker took over socket {listening[workers[0]]}: {now}")
+    assert f"lockd serve running on http://{host}:{port} (2 workers" in server.log_text()
     assert len(workers) == 2 and all(len(found) == 1 for found in listening.values()), listening
     assert len(set.union(*listening.values())) == 2, listening  # a socket each
     assert len(pids) == 48, pids

@@ -9,8 +9,10 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text
 
 from lockd.store import Store
@@ -85,13 +87,64 @@ def test_a_killed_writer_leaves_no_lock_behind(tmp_path: Path) -> None:
             holder.stdout.close()
 
 
-def test_without_a_lock_file_writes_go_on_as_before(tmp_path: Path) -> None:
-    """A directory where the lock file cannot be made (here: its name taken by a
-    directory) leaves SQLite's own wait in charge; nothing fails."""
+@pytest.mark.parametrize("taken_by", ["a directory", "a fifo", "another user"])
+def test_without_a_lock_file_of_our_own_writes_go_on_as_before(
+    tmp_path: Path, taken_by: str
+) -> None:
+    """Where the lock file cannot be made, or is not a regular file of this user (another
+    user could hold it to stall every write), SQLite's own wait is in charge; nothing
+    fails."""
     db = tmp_path / "lockd.db"
-    Path(f"{db}-lockd-writers").mkdir()
+    lock = Path(f"{db}-lockd-writers")
+    if taken_by == "a directory":
+        lock.mkdir()
+    elif taken_by == "a fifo":
+        os.mkfifo(lock)
+    else:
+        if os.geteuid() != 0:
+            pytest.skip("giving a file to another user needs root")
+        lock.touch()
+        os.chown(lock, os.geteuid() + 1000, -1)
     store = Store(f"sqlite:///{db}")
     with store.engine.begin() as conn:
         conn.execute(text("CREATE TABLE t (x INTEGER)"))
-        assert _dbapi(store, conn).wait_for_writers(timeout=0.01) is False
+        assert _dbapi(store, conn).wait_for_writers(timeout=0.01) is None
     store.close()
+
+
+def test_a_writer_that_cannot_get_its_turn_fails_as_busy_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the busy timeout spent on the writers' lock, SQLite is not waited for again."""
+    from sqlalchemy.exc import OperationalError
+
+    from lockd.store import engine
+
+    monkeypatch.setattr(engine, "BUSY_TIMEOUT_MS", 200)
+    db = tmp_path / "lockd.db"
+    holder, waiter = Store(f"sqlite:///{db}"), Store(f"sqlite:///{db}")
+    with holder.engine.begin() as held:
+        held.execute(text("CREATE TABLE t (x INTEGER)"))
+        started = time.monotonic()
+        with pytest.raises(OperationalError, match="database is locked"), waiter.engine.begin():
+            pass
+        assert time.monotonic() - started < 10  # not the lock's wait and SQLite's again
+    with waiter.engine.begin() as conn:  # and the busy timeout is back for the next one
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 200
+    holder.close()
+    waiter.close()
+
+
+def test_a_connection_collected_without_close_lets_the_others_in(tmp_path: Path) -> None:
+    import gc
+    import sqlite3
+
+    db = tmp_path / "lockd.db"
+    first = sqlite3.connect(db, factory=WriterLockedConnection)
+    assert first.wait_for_writers(timeout=0.01) is True
+    second = sqlite3.connect(db, factory=WriterLockedConnection)
+    assert second.wait_for_writers(timeout=0.01) is False
+    del first
+    gc.collect()
+    assert second.wait_for_writers(timeout=0.01) is True
+    second.close()

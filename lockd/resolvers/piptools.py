@@ -84,10 +84,11 @@ class PipToolsResolver(Resolver):
                     env["PIP_EXTRA_INDEX_URL"] = " ".join(route.url for route in routes)
                 try:
                     pins = _pip_compile(request, env, limit, client)
-                except ResolutionError:
-                    if extra or not routes:
+                except ResolutionError as exc:
+                    missing = {canonicalize_name(n) for n in _NOT_FOUND.findall(str(exc))}
+                    if extra or not any(request.plan.is_routed(n) for n in missing):
                         raise
-                    extra = True  # perhaps a routed package only its index has: with it
+                    extra = True  # a routed package only its index has: again, with it
                     continue
                 if extra or not any(request.plan.is_routed(name) for name, _, _ in pins):
                     break

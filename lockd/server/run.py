@@ -9,6 +9,7 @@ metrics in a scratch directory lockd owns.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 from dataclasses import dataclass, replace
@@ -78,6 +79,13 @@ def serve(request: ServeRequest) -> None:
                 f"{exc.strerror or exc}.",
                 hint="Pick another --port (or --host), or stop what listens there.",
             ) from None
+        scheme_host = f"[{request.host}]" if ":" in request.host else request.host
+        logging.getLogger("uvicorn.error").info(
+            "lockd serve running on http://%s:%d (%d workers, a socket each)",
+            scheme_host,
+            request.port,
+            request.workers,
+        )
         try:
             BalancedWorkers(config, listeners).run()
         finally:

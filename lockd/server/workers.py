@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 
 from uvicorn import Config
 from uvicorn.supervisors import Multiprocess
+from uvicorn.supervisors.multiprocess import Process
 
 _log = logging.getLogger("uvicorn.error")
 
@@ -71,18 +72,22 @@ class BalancedWorkers(Multiprocess):
         self._listeners = list(listeners)
 
     def init_processes(self) -> None:
-        processes = []
-        for listener in self._listeners:
-            self.processes = []
-            self._one_slot(listener, super().init_processes)
-            processes += self.processes
-        self.processes = processes
+        started: list[Process] = []
+        try:
+            for listener in self._listeners:
+                self.processes = []
+                self._one_slot(listener, super().init_processes)
+                started += self.processes
+        finally:
+            self.processes = started  # a failed start leaves the started ones to shut down
 
     def keep_subprocess_alive(self) -> None:
         self._each_slot(super().keep_subprocess_alive)
 
     def restart_all(self) -> None:
-        self._each_slot(super().restart_all)
+        # uvicorn keeps the old worker and stops the restart when a new one is not ready
+        # in time: then the slots after it are not restarted either.
+        self._each_slot(super().restart_all, stop_unless_replaced=True)
 
     def handle_ttin(self) -> None:
         _log.warning(
@@ -92,15 +97,18 @@ class BalancedWorkers(Multiprocess):
 
     handle_ttou = handle_ttin  # a worker more or fewer would need a socket more or fewer
 
-    def _each_slot(self, step: Callable[[], None]) -> None:
+    def _each_slot(self, step: Callable[[], None], *, stop_unless_replaced: bool = False) -> None:
         """Runs uvicorn's ``step`` over each worker alone, with its own socket (a worker
         replaced there is started on that socket, and kept in that slot)."""
         processes = self.processes
         try:
             for slot, listener in enumerate(self._listeners):
-                self.processes = [processes[slot]]
+                old = processes[slot]
+                self.processes = [old]
                 self._one_slot(listener, step)
                 processes[slot] = self.processes[0]
+                if stop_unless_replaced and processes[slot] is old:
+                    return
         finally:
             self.processes = processes
 

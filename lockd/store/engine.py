@@ -13,8 +13,10 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
+import stat
 import time
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,7 @@ URL_HINT = "Use an SQLAlchemy URL such as sqlite:////path/lockd.db or postgresql
 DRIVER_EXTRAS = {"postgresql": "postgres"}
 _READ_ONLY = "lockd_read_only"  # execution option of read_snapshot's connections
 POOL_SIZE = 16  # PostgreSQL connections a process keeps open (see make_engine)
+BUSY_TIMEOUT_MS = 30_000  # how long an SQLite writer waits for the others
 
 
 def database_url(url: str) -> URL:
@@ -147,7 +150,7 @@ def _immediate_transactions(engine: Engine) -> None:
     def _pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
         # pysqlite would BEGIN lazily, at the first write, after our reads of the
@@ -162,13 +165,18 @@ def _immediate_transactions(engine: Engine) -> None:
         # Take the write lock up front: a transaction that reads the chain head
         # and appends to it is atomic against a concurrent compile or drift run.
         dbapi: Any = connection.connection.dbapi_connection
-        locked = isinstance(dbapi, WriterLockedConnection) and dbapi.wait_for_writers()
+        turn = dbapi.wait_for_writers() if isinstance(dbapi, WriterLockedConnection) else None
         try:
+            if turn is False:  # the writers' lock was not free in time: busy, at once
+                connection.exec_driver_sql("PRAGMA busy_timeout=0")
             connection.exec_driver_sql("BEGIN IMMEDIATE")
         except BaseException:
-            if locked:
+            if turn:
                 dbapi.writers_done()
             raise
+        finally:
+            if turn is False:
+                connection.exec_driver_sql(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
 
 class WriterLockedConnection(sqlite3.Connection):
@@ -179,9 +187,12 @@ class WriterLockedConnection(sqlite3.Connection):
     left each other waiting far longer than the writes took — 0.86 s at the 99th
     percentile of the server's posts where one post takes a few milliseconds. Here a
     writer first locks ``DATABASE-lockd-writers`` (``flock``: released by the kernel when
-    a process dies), polling every millisecond or two; SQLite's lock is then free at
-    once. Past ``busy_timeout`` (30 s) the writer goes on to SQLite's own wait as before,
-    and where the lock file cannot be made (a read-only directory) nothing changes.
+    a process dies, or when the connection is closed or collected), polling every
+    millisecond or two; SQLite's lock is then free at once. Not free within the busy
+    timeout (30 s), the transaction fails as busy at once (as SQLite's own wait would
+    have after the same 30 s). Where the lock file cannot be made, or is not a regular
+    file of this user (another user could hold it to stall every write), SQLite's own
+    wait alone applies, as before.
     """
 
     def __init__(self, database: Any, *args: Any, **kwargs: Any) -> None:
@@ -189,16 +200,20 @@ class WriterLockedConnection(sqlite3.Connection):
         name = os.fsdecode(database) if isinstance(database, str | bytes | os.PathLike) else ""
         # In-memory and URI databases have no file of their own to put a lock beside.
         plain = name not in ("", ":memory:") and not kwargs.get("uri")
-        self._lock_path = f"{name}-lockd-writers" if plain else None
+        # One lock per database file, however it was named (a link, a relative path).
+        self._lock_path = f"{os.path.realpath(name)}-lockd-writers" if plain else None
         self._lock_fd: int | None = None
+        self._close_fd: Callable[[], object] | None = None
         self._held = False
 
-    def wait_for_writers(self, timeout: float = 30.0) -> bool:
-        """Take the writers' lock (``False``: none to take, or not within ``timeout``)."""
+    def wait_for_writers(self, timeout: float | None = None) -> bool | None:
+        """Take the writers' lock: ``True``; ``False`` when it was not free within
+        ``timeout`` (default: the busy timeout); ``None`` when there is no lock file."""
         fd = self._lock_file()
         if fd is None:
-            return False
-        deadline, pause = time.monotonic() + timeout, 0.0005
+            return None
+        wait = BUSY_TIMEOUT_MS / 1000 if timeout is None else timeout
+        deadline, pause = time.monotonic() + wait, 0.0005
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -233,17 +248,26 @@ class WriterLockedConnection(sqlite3.Connection):
             super().close()
         finally:
             self.writers_done()
-            if self._lock_fd is not None:
-                os.close(self._lock_fd)
-                self._lock_fd = None
+            if self._close_fd is not None:
+                self._close_fd()  # closes the lock file once
+            self._lock_fd = self._close_fd = None
 
     def _lock_file(self) -> int | None:
         if self._lock_fd is None and self._lock_path is not None:
             flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
             try:
-                self._lock_fd = os.open(self._lock_path, flags, 0o644)
+                fd = os.open(self._lock_path, flags, 0o644)
             except OSError:
                 self._lock_path = None  # cannot be made here: SQLite's own wait only
+                return None
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
+                os.close(fd)  # someone else's: SQLite's own wait only
+                self._lock_path = None
+                return None
+            self._lock_fd = fd
+            # A connection dropped without close() (a collected pool entry) still lets go.
+            self._close_fd = weakref.finalize(self, os.close, fd)
         return self._lock_fd
 
 
