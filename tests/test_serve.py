@@ -708,6 +708,27 @@ def test_an_address_in_use_is_one_paragraph_and_a_usage_error(tmp_path: Path) ->
     assert "Traceback" not in run.output and not (tmp_path / "x.db").exists()
 
 
+def test_a_second_server_on_the_same_port_is_refused_not_given_half_the_connections() -> None:
+    """SO_REUSEPORT lets any process of the same user bind beside a server's sockets, and
+    the kernel would split the connections between the two servers (two instances started
+    at once, e.g. overlapping restarts): the second sees the first and refuses."""
+    import errno
+
+    from lockd.server.workers import bind_listeners
+
+    first = bind_listeners("127.0.0.1", 0, 2, 16)
+    try:
+        port = first[0].getsockname()[1]
+        with pytest.raises(OSError) as refused:  # as another process would
+            bind_listeners("127.0.0.1", port, 2, 16)
+        assert refused.value.errno == errno.EADDRINUSE
+        with socket.create_connection(("127.0.0.1", port)):  # the first still listens
+            pass
+    finally:
+        for listener in first:
+            listener.close()
+
+
 def test_an_address_taken_after_the_check_is_one_paragraph_too(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -20,10 +20,13 @@ slot at a time, with that slot's socket.
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import socket
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from uvicorn import Config
 from uvicorn.supervisors import Multiprocess
@@ -57,11 +60,30 @@ def bind_listeners(host: str, port: int, count: int, backlog: int) -> list[socke
             listener.bind((host, port))
             listener.listen(backlog)
             listener.set_inheritable(True)
+        others = _others_listening(listeners)
+        if others:
+            raise OSError(errno.EADDRINUSE, "something else already listens there")
     except OSError:
         for listener in listeners:
             listener.close()
         raise
     return listeners
+
+
+def _others_listening(listeners: Sequence[socket.socket]) -> int:
+    """How many listening TCP sockets on the same address are not ``listeners``: another
+    ``lockd serve`` bound beside them (``SO_REUSEPORT`` lets any process of the same user
+    do so, and the kernel would split the connections between the two)."""
+    ours = {str(os.fstat(listener.fileno()).st_ino) for listener in listeners}
+    rows: list[list[str]] = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows += [line.split() for line in Path(table).read_text().splitlines()[1:]]
+        except OSError:
+            continue
+    listening = [row for row in rows if len(row) > 9 and row[3] == "0A"]
+    addresses = {row[1] for row in listening if row[9] in ours}
+    return sum(1 for row in listening if row[1] in addresses and row[9] not in ours)
 
 
 class BalancedWorkers(Multiprocess):
