@@ -158,11 +158,11 @@ def _require_current_schema(store: Store) -> None:
     from ..errors import StoreError
     from ..store.migrate import SCHEMA_HEAD, current_revision
 
-    if store.schema_current():
+    found = current_revision(store.engine)
+    if found == SCHEMA_HEAD:
         return
-    found = current_revision(store.engine) or "none"
     raise StoreError(
-        f"The database {store.where} is at schema revision {found}; this lockd reads "
+        f"The database {store.where} is at schema revision {found or 'none'}; this lockd reads "
         f"{SCHEMA_HEAD}, and verification never migrates the database it examines.",
         hint="Verify with the lockd that wrote it, or run `lockd db upgrade --db URL` on a "
         "copy and verify the copy.",
@@ -183,11 +183,15 @@ def verify_chains(request: VerifyRequest) -> ChainReport:
     evidence = read_evidence(request.workdir) if request.workdir is not None else None
     anchored = {a.project for a in evidence.anchors} if evidence else set()
     check, head = ChainCheck(), None
-    if not anchored:  # no project vouches for records: a missing file is a mistyped --db
-        from .record import require_database
+    from ..store.engine import missing_sqlite_file
+    from .record import require_database
 
+    gone = missing_sqlite_file(request.database_url) is not None
+    if gone and not anchored:  # no project vouches for records: a mistyped --db
         require_database(request.database_url)
-    store = _existing_store(request.database_url)
+    # A deleted database the project's records vouch for: verified as holding nothing, and
+    # not created.
+    store = None if gone else Store(request.database_url, migrate=False)
     try:
         if store is not None and store.has_schema():
             _require_current_schema(store)
@@ -218,16 +222,6 @@ def verify_chains(request: VerifyRequest) -> ChainReport:
         )
     held = Held(check.holds, report.empty, head)
     return replace(report, outside=check_evidence(held, evidence), evidence=evidence.sources)
-
-
-def _existing_store(database_url: str) -> Store | None:
-    """The database, unmigrated; ``None`` for an SQLite file that is gone (a deleted database
-    the project's records vouch for: verified as holding nothing, and not created)."""
-    from ..store.engine import missing_sqlite_file
-
-    if missing_sqlite_file(database_url) is not None:
-        return None
-    return Store(database_url, migrate=False)
 
 
 @contextmanager

@@ -74,11 +74,7 @@ def serve(request: ServeRequest) -> None:
         try:
             listeners = bind_listeners(request.host, request.port, request.workers, config.backlog)
         except OSError as exc:  # taken since _check_address looked
-            raise UsageError(
-                f"lockd serve cannot listen on {request.host}:{request.port}: "
-                f"{exc.strerror or exc}.",
-                hint="Pick another --port (or --host), or stop what listens there.",
-            ) from None
+            raise _cannot_listen(request.host, request.port, exc) from None
         scheme_host = f"[{request.host}]" if ":" in request.host else request.host
         logging.getLogger("uvicorn.error").info(
             "lockd serve running on http://%s:%d (%d workers, a socket each)",
@@ -98,7 +94,6 @@ def _check_address(host: str, port: int) -> None:
 
     uvicorn would log the error as JSON and exit; a user needs to read what to change.
     """
-    import errno
     import socket
 
     try:
@@ -114,12 +109,18 @@ def _check_address(host: str, port: int) -> None:
         try:
             probe.bind(address)
         except OSError as exc:
-            why = {
-                errno.EADDRINUSE: "something else already listens there",
-                errno.EACCES: "ports below 1024 need privileges",
-                errno.EADDRNOTAVAIL: "this machine has no such address",
-            }.get(exc.errno or 0, exc.strerror or str(exc))
-            raise UsageError(
-                f"lockd serve cannot listen on {host}:{port}: {why}.",
-                hint="Pick another --port (or --host), or stop what listens there.",
-            ) from None
+            raise _cannot_listen(host, port, exc) from None
+
+
+def _cannot_listen(host: str, port: int, exc: OSError) -> UsageError:
+    import errno
+
+    why = {
+        errno.EADDRINUSE: "something else already listens there",
+        errno.EACCES: "ports below 1024 need privileges",
+        errno.EADDRNOTAVAIL: "this machine has no such address",
+    }.get(exc.errno or 0, exc.strerror or str(exc))
+    return UsageError(
+        f"lockd serve cannot listen on {host}:{port}: {why}.",
+        hint="Pick another --port (or --host), or stop what listens there.",
+    )

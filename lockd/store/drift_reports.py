@@ -325,14 +325,15 @@ def _last_clean_local() -> sa.ColumnElement[bool]:
     return sa.and_(SNAPSHOTS.c.drift_report_id == last_clean, _local_of_target(SNAPSHOTS))
 
 
+_LAST_CLEAN_LOCAL = _last_clean_local()
 _BASELINE = (
     sa.select(DOCUMENTS.c.document, SNAPSHOTS.c.taken_at)
     .join_from(SNAPSHOTS, DOCUMENTS)
-    .where(_last_clean_local())
+    .where(_LAST_CLEAN_LOCAL)
     .order_by(SNAPSHOTS.c.id.desc())
     .limit(1)
 )
-_BASELINE_ID = sa.select(sa.func.max(SNAPSHOTS.c.id)).where(_last_clean_local())
+_BASELINE_ID = sa.select(sa.func.max(SNAPSHOTS.c.id)).where(_LAST_CLEAN_LOCAL)
 
 
 def _utc(moment: datetime) -> datetime:
