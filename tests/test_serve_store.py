@@ -159,7 +159,7 @@ def test_local_checks_and_deployments_keep_their_own_baselines(tmp_path: Path) -
     # No clean local check yet: the first post has nothing to be held to.
     assert fleet.ingest(Ingestion("vision", TARGET, "prod"), _altered()).status == "clean"
     assert store.baseline_snapshot("vision", TARGET) is None
-    assert store.baseline_snapshot_id("vision", TARGET) is None
+    assert store.baseline_snapshot_ref("vision", TARGET) is None
 
     local = DriftReport(
         "vision",
@@ -521,7 +521,7 @@ def test_a_content_posted_again_is_read_once_and_recorded_under_its_own_time(
     _, snapshots = store.drift_report(second.hash)
     assert [s["taken_at"] for s in snapshots] == ["2026-11-30T12:00:00Z"]
     baselines = [store.ingestion_state("vision", Posted(d, TARGET))[1] for d in ("d1", "d2")]
-    stored = [store.snapshot(b) for b in baselines if b is not None]
+    stored = [store.snapshot(b.id) for b in baselines if b is not None]
     assert len(stored) == 2 and stored[0][1] == stored[1][1]  # one content, by its hash
     assert stored[1][0]["taken_at"] == "2026-11-30T12:00:00Z"
     # a known content under a taken_at that is not a time is refused as before
@@ -555,6 +555,40 @@ def test_findings_are_reused_only_for_the_same_lock_content_and_baseline(
     assert without.findings == tuple(live_findings(lock, target, posted, None, None))
     assert against_baseline.findings != without.findings
     assert again.findings == without.findings
+    store.close()
+
+
+def test_a_worker_knows_a_baseline_by_its_content_whoever_recorded_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two workers of one server: the post that made a content a deployment's baseline was
+    recorded by one, the deployment's next post reaches the other. A worker that has read
+    that content does not read the baseline from the database again; one that has not
+    reads it once, and holds the deployment to it."""
+    store = _store(tmp_path)
+    loads: list[int] = []
+    load = store.snapshot
+
+    def counted(snapshot_id: int) -> object:
+        loads.append(snapshot_id)
+        return load(snapshot_id)
+
+    monkeypatch.setattr(store, "snapshot", counted)
+    first, second = Fleet(store), Fleet(store)
+    clean = json.dumps(snapshot_doc()).encode()
+    assert first.ingest(Ingestion("vision", TARGET, "d1"), clean).status == "clean"
+    assert second.ingest(Ingestion("vision", TARGET, "d2"), clean).status == "clean"
+    assert second.ingest(Ingestion("vision", TARGET, "d1"), clean).status == "clean"
+    assert loads == []  # d1's baseline was recorded by the first, its content read by both
+    # a new content reaches the worker that has never read the deployment's baseline
+    moved = json.dumps(snapshot_doc(driver="560.1")).encode()
+    third = Fleet(store)
+    drifted = third.ingest(Ingestion("vision", TARGET, "d1"), moved)
+    (baseline,) = [store.ingestion_state("vision", Posted("d1", TARGET))[1]]
+    assert baseline is not None and loads == [baseline.id]
+    assert "system-changed" in {f.kind for f in drifted.findings}
+    third.ingest(Ingestion("vision", TARGET, "d2"), moved)
+    assert loads == [baseline.id]  # d2's baseline has the same content: read once
     store.close()
 
 

@@ -46,8 +46,9 @@ def test_a_snapshot_posted_again_is_stored_once(db_url: str) -> None:
     assert first is not None and second is not None
     as_posted = parse_posted(_body("2026-11-30T10:00:00Z")).to_dict()
     key = snapshot_content(as_posted)[0]
-    assert store.snapshot(first) == (as_posted, key)
-    assert store.snapshot(second) == ({**as_posted, "taken_at": "2026-11-30T10:15:00Z"}, key)
+    assert first.content == second.content == key
+    assert store.snapshot(first.id) == (as_posted, key)
+    assert store.snapshot(second.id) == ({**as_posted, "taken_at": "2026-11-30T10:15:00Z"}, key)
     assert store.baseline_snapshot("vision", TARGET) is None  # deployments' are their own
     assert store.verify_chains().ok  # a baseline named again is what its report compared
     store.close()
@@ -117,7 +118,8 @@ def test_upgrade_from_0007_stores_each_snapshot_content_once(db_url: str) -> Non
     assert "document" not in {c["name"] for c in inspect(store.engine).get_columns("snapshots")}
     for n, document in enumerate(documents, 1):
         assert store.snapshot(n) == (document, snapshot_content(document)[0])
-    assert store.ingestion_state("vision", Posted("d1", TARGET))[1] == 2
+    baseline = (2, snapshot_content(documents[1])[0])
+    assert store.ingestion_state("vision", Posted("d1", TARGET))[1] == baseline
     with store.engine.connect() as conn:
         keys = conn.execute(text("SELECT hash FROM snapshot_documents ORDER BY hash")).scalars()
         assert list(keys) == sorted({snapshot_content(d)[0] for d in documents})

@@ -14,9 +14,11 @@ content-addressed and snapshots are never rewritten, so both are cached by
 their hash or row id; so are what reading a posted document gave (by the
 document's content: a fleet posts the same few contents over and over) and
 what comparing a content with a lock and baselines found (both pure
-functions). What moves (a project's newest lockset, a deployment's baseline)
-is read from the database on every call, but for the last clean local check's
-snapshot, read again once a minute.
+functions), and baselines by their content's hash: every worker of a server
+knows a content it has read, whichever worker recorded the post that made it
+a deployment's baseline. What moves (a project's newest lockset, which
+snapshot is a deployment's baseline) is read from the database on every call,
+but for the last clean local check's snapshot, read again once a minute.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from ..names import check_name
 from ..snapshot import Snapshot, snapshot_from_document
 from ..store import Deployment, DeploymentQuery, Posted, ProjectOverview, Recorded, Store
 from ..store.fleet import days_back
-from ..store.snapshots import SnapshotRecord, snapshot_content
+from ..store.snapshots import SnapshotRecord, SnapshotRef, snapshot_content
 from ..targets import parse_target_id
 from .drift import live_findings
 
@@ -67,7 +69,8 @@ class Ingestion:
 
 
 class _Lru(Generic[K, V]):
-    """A small thread-safe LRU map (the server's request threads share it)."""
+    """A small thread-safe LRU map (the server's request threads share it); a load that
+    finds nothing (None) is not remembered."""
 
     def __init__(self, size: int) -> None:
         self.size = size
@@ -80,6 +83,8 @@ class _Lru(Generic[K, V]):
                 self._items.move_to_end(key)
                 return self._items[key]
         value = load()  # outside the lock: two threads may load the same value once each
+        if value is None:
+            return value
         with self._lock:
             self._items[key] = value
             if len(self._items) > self.size:
@@ -104,11 +109,12 @@ class Fleet:
         self.store = store
         self.stale_after = stale_after
         self._locksets: _Lru[str, Lockset] = _Lru(64)
-        # snapshot row id -> (snapshot, its content's hash): a deployment's last clean one
-        self._baselines: _Lru[int, tuple[Snapshot, str] | None] = _Lru(1024)
-        # (project, target) -> (when read, the last clean local check's snapshot id); only
+        # content hash -> the snapshot as first read with that content (its taken_at is
+        # whichever came first: no comparison reads it); baselines are found here
+        self._contents: _Lru[str, Snapshot | None] = _Lru(1024)
+        # (project, target) -> (when read, the last clean local check's snapshot); only
         # pairs with a lock get here, so the map stays as small as the projects' targets.
-        self._local_ids: dict[tuple[str, str], tuple[float, int | None]] = {}
+        self._local_refs: dict[tuple[str, str], tuple[float, SnapshotRef | None]] = {}
         # posted_key -> (the snapshot as first read, its content's hash)
         self._posted: _Lru[str, tuple[Snapshot, str]] = _Lru(256)
         # (lockset, target, content, baseline's content, local baseline's content) -> the
@@ -160,8 +166,9 @@ class Fleet:
             report, posted, snapshot = self._check(request, body)
         recorded = self._commits.submit((report, posted))
         if recorded.report.status == "clean" and posted.snapshot is not None:
-            content = posted.snapshot.hash  # the deployment's baseline from now on
-            self._baselines.fetch(recorded.snapshots[request.target], lambda: (snapshot, content))
+            # the deployment's baseline from now on (known already unless its reading
+            # could not be keyed: see _read)
+            self._contents.fetch(posted.snapshot.hash, lambda: snapshot)
         return recorded.report
 
     def _check(self, request: Ingestion, body: bytes) -> tuple[DriftReport, Posted, Snapshot]:
@@ -169,7 +176,7 @@ class Fleet:
         target = parse_target_id(request.target)
         snapshot, content, text = self._read(body)
         posted = Posted(request.deployment, request.target)
-        newest, baseline_id = self.store.ingestion_state(request.project, posted)
+        newest, baseline_ref = self.store.ingestion_state(request.project, posted)
         digest, lockset = self._lockset(request, newest)
         lock = lockset.lock(request.target)
         if lock is None:
@@ -182,7 +189,7 @@ class Fleet:
                 f"Target {request.target} is a conda lock; snapshots are compared with pip locks.",
                 hint="Post the snapshot against the pip target of the same platform.",
             )
-        baseline = self._baseline(baseline_id)
+        baseline = self._baseline(baseline_ref)
         # A deployment with no clean post yet has no baseline of its own: its dists are held
         # to the local checks' (a rebuild from the lock's hashes), so a first post with
         # altered files is not trusted as clean. Its system is the deployment's own.
@@ -239,6 +246,7 @@ class Fleet:
             first = read_posted(data)
             digest, text = snapshot_content(first.to_dict())
             encoded.append(text)
+            self._contents.fetch(digest, lambda: first)  # a baseline, once recorded clean
             return first, digest
 
         known, content = self._posted.fetch(key, read)
@@ -264,21 +272,24 @@ class Fleet:
         every ``LOCAL_BASELINE_TTL`` seconds: finding it walks the project's reports, too
         costly for every post of a deployment that is not clean yet."""
         now = time.monotonic()
-        found = self._local_ids.get((project, target))
+        found = self._local_refs.get((project, target))
         if found is None or now - found[0] > LOCAL_BASELINE_TTL:
-            found = (now, self.store.baseline_snapshot_id(project, target))
-            self._local_ids[project, target] = found
+            found = (now, self.store.baseline_snapshot_ref(project, target))
+            self._local_refs[project, target] = found
         return self._baseline(found[1])
 
-    def _baseline(self, snapshot_id: int | None) -> tuple[Snapshot, str] | None:
-        if snapshot_id is None:
+    def _baseline(self, ref: SnapshotRef | None) -> tuple[Snapshot, str] | None:
+        """A baseline snapshot and its content's hash, read from the database only when no
+        snapshot with its content was read here before."""
+        if ref is None:
             return None
 
-        def load() -> tuple[Snapshot, str] | None:
-            found = self.store.snapshot(snapshot_id)
-            return (Snapshot.from_dict(found[0]), found[1]) if found else None
+        def load() -> Snapshot | None:
+            found = self.store.snapshot(ref.id)
+            return Snapshot.from_dict(found[0]) if found else None
 
-        return self._baselines.fetch(snapshot_id, load)
+        snapshot = self._contents.fetch(ref.content, load)
+        return (snapshot, ref.content) if snapshot is not None else None
 
 
 @dataclass(slots=True)

@@ -25,6 +25,7 @@ from .snapshots import (
     DOCUMENTS,
     SNAPSHOTS,
     SnapshotRecord,
+    SnapshotRef,
     report_origin,
     snapshot_document,
     store_content,
@@ -295,11 +296,11 @@ def baseline_snapshot(session: Session, project: str, target: str) -> dict[str, 
     return snapshot_document(found[0], found[1]) if found else None
 
 
-def baseline_snapshot_id(session: Session, project: str, target: str) -> int | None:
-    """The row id of ``baseline_snapshot``'s snapshot (``None``: no clean local check)."""
+def baseline_snapshot_ref(session: Session, project: str, target: str) -> SnapshotRef | None:
+    """``baseline_snapshot``'s row and content hash (``None``: no clean local check)."""
     params = {"project": project, "target": target}
-    found: int | None = session.connection().execute(_BASELINE_ID, params).scalar()
-    return found
+    found = session.connection().execute(_BASELINE_REF, params).first()
+    return SnapshotRef(found[0], found[1]) if found else None
 
 
 def _local_of_target(snapshots: sa.FromClause) -> sa.ColumnElement[bool]:
@@ -333,7 +334,12 @@ _BASELINE = (
     .order_by(SNAPSHOTS.c.id.desc())
     .limit(1)
 )
-_BASELINE_ID = sa.select(sa.func.max(SNAPSHOTS.c.id)).where(_LAST_CLEAN_LOCAL)
+_BASELINE_REF = (
+    sa.select(SNAPSHOTS.c.id, SNAPSHOTS.c.document_hash)
+    .where(_LAST_CLEAN_LOCAL)
+    .order_by(SNAPSHOTS.c.id.desc())
+    .limit(1)
+)
 
 
 def _utc(moment: datetime) -> datetime:

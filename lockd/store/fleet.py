@@ -26,7 +26,7 @@ from sqlmodel import Session, col, select
 
 from ..drift.standing import worst
 from .locksets import iso
-from .snapshots import SNAPSHOTS, SnapshotRecord, stored_snapshot
+from .snapshots import SNAPSHOTS, SnapshotRecord, SnapshotRef, stored_snapshot
 from .tables import (
     DeploymentRow,
     DriftDayRow,
@@ -305,7 +305,10 @@ def _ingestion_state() -> sa.Select[Any]:
         )
         .scalar_subquery()
     )
-    return sa.select(newest, baseline).where(_PROJECTS.c.name == sa.bindparam("project"))
+    content = sa.select(SNAPSHOTS.c.document_hash).where(SNAPSHOTS.c.id == baseline)
+    return sa.select(newest, baseline, content.scalar_subquery()).where(
+        _PROJECTS.c.name == sa.bindparam("project")
+    )
 
 
 # Built once (with its parameters bound at each call): it runs for every posted snapshot.
@@ -314,13 +317,16 @@ _INGESTION_STATE = _ingestion_state()
 
 def ingestion_state(
     conn: Connection, project: str, posted: Posted
-) -> tuple[str | None, int | None]:
-    """The project's newest lockset hash and the deployment's baseline snapshot id, in one
+) -> tuple[str | None, SnapshotRef | None]:
+    """The project's newest lockset hash and the deployment's baseline snapshot, in one
     round trip (no lockset: no such project)."""
     found = conn.execute(
         _INGESTION_STATE, {"project": project, "target": posted.target, "name": posted.name}
     ).first()
-    return (found[0], found[1]) if found is not None else (None, None)
+    if found is None:
+        return None, None
+    newest, baseline, content = found
+    return newest, SnapshotRef(baseline, content) if baseline is not None else None
 
 
 def snapshot(session: Session, snapshot_id: int) -> tuple[dict[str, Any], str] | None:

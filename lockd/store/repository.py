@@ -34,6 +34,7 @@ from .fleet import (
     ReportSummary,
 )
 from .locksets import LocksetSummary
+from .snapshots import SnapshotRef
 from .tokens import TokenInfo
 from .tracked_images import TrackedImage
 from .verify import ChainReport, RecordReader, Records, check_chains, load_records, reading_records
@@ -175,10 +176,10 @@ class Store:
         with self._session() as session:
             return drift_reports.baseline_snapshot(session, project, target)
 
-    def baseline_snapshot_id(self, project: str, target: str) -> int | None:
-        """The row id of ``baseline_snapshot``'s snapshot; ``None`` when there is none."""
+    def baseline_snapshot_ref(self, project: str, target: str) -> SnapshotRef | None:
+        """``baseline_snapshot``'s row and content hash; ``None`` when there is none."""
         with self._session() as session:
-            return drift_reports.baseline_snapshot_id(session, project, target)
+            return drift_reports.baseline_snapshot_ref(session, project, target)
 
     def drift_reports_of(self, lockset_hash: str) -> list[tuple[str, DriftReport]]:
         """(hash, report) of every drift report on one lockset, newest first."""
@@ -210,8 +211,10 @@ class Store:
 
     # -- the fleet (lockd serve) -------------------------------------------------
 
-    def ingestion_state(self, project: str, posted: Posted) -> tuple[str | None, int | None]:
-        """(the project's newest lockset hash, the deployment's baseline snapshot id), in one
+    def ingestion_state(
+        self, project: str, posted: Posted
+    ) -> tuple[str | None, SnapshotRef | None]:
+        """(the project's newest lockset hash, the deployment's baseline snapshot), in one
         round trip: what every posted snapshot needs first."""
         with self._single_read() as conn:
             return fleet.ingestion_state(conn, project, posted)

@@ -12,7 +12,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
@@ -23,6 +23,14 @@ from .tables import SnapshotDocumentRow, SnapshotRow
 
 DOCUMENTS: sa.Table = SnapshotDocumentRow.__table__  # type: ignore[attr-defined]
 SNAPSHOTS: sa.Table = SnapshotRow.__table__  # type: ignore[attr-defined]
+
+
+class SnapshotRef(NamedTuple):
+    """A recorded snapshot: its ``snapshots`` row and its content's hash (the content alone
+    decides a comparison; many rows share one content)."""
+
+    id: int
+    content: str
 
 
 @dataclass(frozen=True, slots=True)
