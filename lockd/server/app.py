@@ -168,12 +168,13 @@ def _error_answers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
-        # Say which parameter and why, without echoing what was sent.
+        # Say which parameter and why, without echoing what was sent. A 400, as for every
+        # other bad parameter (a `since` that is not a time is lockd's own check).
         problems = [
             f"{'.'.join(str(p) for p in error.get('loc', ()))}: {error.get('msg', 'invalid')}"
             for error in exc.errors()
         ]
-        return answer(request, 422, "Invalid request: " + "; ".join(problems) + ".", {})
+        return answer(request, 400, "Invalid request: " + "; ".join(problems) + ".", {})
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:

@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse
 
 from .. import __version__
 from ..app import record
-from ..errors import NotFoundError, excerpt
+from ..errors import NotFoundError, UsageError, excerpt
 from ..lockfiles.manifest import MANIFEST
 from ..store import DeploymentQuery, ReportQuery
 from .auth import require
@@ -86,7 +86,7 @@ def deployments(
 ) -> HTMLResponse:
     page = _page(page)
     if status not in (None, "", "clean", "drift", "error", "stale"):
-        raise NotFoundError("Unknown status.", hint="Use clean, drift, error or stale.")
+        raise UsageError("Unknown status.", hint="Use clean, drift, error or stale.")
     query = DeploymentQuery(project or None, None, status or None, PAGE + 1, (page - 1) * PAGE)
     found = _fleet(request).deployments(query)
     keep = {k: v for k, v in (("status", status), ("project", project)) if v}
