@@ -84,3 +84,24 @@ def _lockset(locks: tuple[Lock, ...], failures: tuple[Failure, ...]) -> Lockset:
         locks=locks,
         failures=failures,
     )
+
+
+def test_diff_shows_a_kept_row_only_where_pins_were_kept(capsys) -> None:
+    from lockd.report.console import print_diff
+
+    empty = {"added": [], "removed": [], "upgraded": [], "downgraded": [], "changed": []}
+    result = {
+        "a": "a" * 64,
+        "b": "b" * 64,
+        "targets": {
+            "t-new-only": {**empty, "added": [{"name": "numpy", "version": "2.1.0"}], "kept": []},
+            "t-some": {**empty, "kept": ["filelock"]},
+            "t-empty": {**empty, "kept": []},
+        },
+    }
+    print_diff(result)
+    rows = capsys.readouterr().out.splitlines()
+    kept = [row for row in rows if "kept" in row]
+    assert not any("t-new-only" in row for row in kept), rows
+    assert any("t-some" in row and "1 package " in row for row in kept), rows
+    assert any("t-empty" in row and "0 packages" in row for row in kept), rows

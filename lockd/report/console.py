@@ -358,8 +358,10 @@ def print_diff(result: dict[str, Any]) -> None:
             table.add_row(target, entry["status"], "-", "-")
             continue
         kept = len(entry.get("kept", ()))
-        table.add_row(target, "kept", f"{kept} package{'' if kept == 1 else 's'}", "same pin")
-        for kind in ("added", "removed", "upgraded", "downgraded", "changed"):
+        kinds = ("added", "removed", "upgraded", "downgraded", "changed")
+        if kept or not any(entry[kind] for kind in kinds):  # no "kept | 0 packages" row
+            table.add_row(target, "kept", f"{kept} package{'' if kept == 1 else 's'}", "same pin")
+        for kind in kinds:
             for item in entry[kind]:
                 table.add_row(target, kind, item["name"], Text(_pin_detail(kind, item)))
     for change in result.get("inputs", ()):
