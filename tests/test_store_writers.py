@@ -148,3 +148,25 @@ def test_a_connection_collected_without_close_lets_the_others_in(tmp_path: Path)
     gc.collect()
     assert second.wait_for_writers(timeout=0.01) is True
     second.close()
+
+
+def test_the_stores_reads_neither_take_nor_wait_for_the_writers_turn(tmp_path: Path) -> None:
+    """A dashboard page or ``lockd history`` reads while a compile or a drift run writes: the
+    read begins deferred, sees the last commit and never queues behind the writer (nor makes
+    the lock file, of a database it only reads)."""
+    db = tmp_path / "lockd.db"
+    Store(f"sqlite:///{db}").close()  # created (and migrated) first
+    lock = Path(f"{db}-lockd-writers")
+    lock.unlink(missing_ok=True)
+    reader = Store(f"sqlite:///{db}", migrate=False)
+    assert reader.history() == [] and reader.projects() == []
+    assert not lock.exists()  # reading made no lock file
+    writer = Store(f"sqlite:///{db}", migrate=False)
+    with writer.engine.begin() as writing:  # holds the writers' lock, and SQLite's
+        writing.execute(text("INSERT INTO projects (name, created_at) VALUES ('p', '2026-12-01')"))
+        started = time.monotonic()
+        assert reader.projects() == []  # the last commit, at once
+        assert time.monotonic() - started < 1.0
+    assert reader.projects() == ["p"]
+    reader.close()
+    writer.close()

@@ -282,6 +282,15 @@ def single_reads(engine: Engine) -> Engine:
     return engine.execution_options(**{_READ_ONLY: True})
 
 
+def reads(engine: Engine) -> Engine:
+    """``engine`` for transactions that only read (the store's queries). SQLite: deferred,
+    so a reader neither takes nor waits for the writers' turn (nor makes the lock file);
+    PostgreSQL: as ``engine``."""
+    if engine.dialect.name == "postgresql":
+        return engine
+    return engine.execution_options(**{_READ_ONLY: True})
+
+
 @contextmanager
 def read_snapshot(engine: Engine) -> Iterator[Connection]:
     """A connection that reads one consistent snapshot, without blocking writers.

@@ -24,7 +24,7 @@ from ..lockset import Lockset
 from ..urls import strip_credentials
 from . import drift_reports, fleet, locksets, tokens, tracked_images
 from .drift_reports import Recorded
-from .engine import make_engine, reason, single_reads
+from .engine import make_engine, reads, reason, single_reads
 from .fleet import (
     Deployment,
     DeploymentQuery,
@@ -47,6 +47,7 @@ class Store:
         self.url = url
         self.engine = make_engine(url)
         self._single_reads = single_reads(self.engine)
+        self._reads = reads(self.engine)
         if migrate:
             self.upgrade()
 
@@ -76,7 +77,7 @@ class Store:
     @contextmanager
     def _session(self) -> Iterator[Session]:
         try:
-            with Session(self.engine) as session:
+            with Session(self._reads) as session:  # reads only: see engine.reads
                 yield session
         except SQLAlchemyError as exc:
             raise self._failure("read", exc) from None
