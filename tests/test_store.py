@@ -95,7 +95,7 @@ def test_a_new_sqlite_database_is_created_at_the_head_as_migrations_would_leave_
     tmp_path: Path,
 ) -> None:
     """An empty SQLite file gets the head schema in one step, identical to replaying
-    every revision; a database that holds anything is migrated as before."""
+    every revision; one that holds anything else is never created over."""
     from lockd.store.migrate import SCHEMA_HEAD, current_revision, upgrade
 
     created = Store(f"sqlite:///{tmp_path / 'created.db'}")
@@ -107,14 +107,15 @@ def test_a_new_sqlite_database_is_created_at_the_head_as_migrations_would_leave_
     replayed.close()
     assert _sqlite_schema(tmp_path / "created.db") == _sqlite_schema(tmp_path / "replayed.db")
 
-    other = tmp_path / "other.db"  # not empty: never "created" over what is there
-    with sqlite3.connect(other) as conn:
+    other = tmp_path / "other.db"  # not empty: never "created" over what is there (refused:
+    with sqlite3.connect(other) as conn:  # see test_another_programs_sqlite_file_…)
         conn.execute("CREATE TABLE notes (text TEXT)")
     conn.close()
-    store = Store(f"sqlite:///{other}")
-    assert current_revision(store.engine) == SCHEMA_HEAD
-    store.close()
-    assert "notes" in _sqlite_schema(other)
+    with pytest.raises(StoreError, match="not a lockd database"):
+        Store(f"sqlite:///{other}")
+    with sqlite3.connect(other) as conn:
+        assert conn.execute("SELECT name FROM sqlite_master").fetchall() == [("notes",)]
+    conn.close()
 
 
 def test_a_new_sqlite_database_does_not_import_alembic(tmp_path: Path) -> None:
@@ -497,3 +498,56 @@ def test_only_transient_failures_are_retried(tmp_path: Path) -> None:
     duplicate = IntegrityError("INSERT", {}, sqlite3.IntegrityError("UNIQUE constraint failed"))
     assert retryable(locked)
     assert not retryable(duplicate)
+
+
+def _cli(tmp_path: Path, *args: str) -> tuple[int, str]:
+    from tests.conftest import hermetic_env
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "lockd", *args],
+        cwd=tmp_path,
+        env=hermetic_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def test_another_programs_sqlite_file_is_refused_never_migrated(tmp_path: Path) -> None:
+    """A mistyped --db that names some other program's SQLite file: every command refuses it
+    (exit 3, one paragraph) and the file keeps exactly its own tables."""
+    path = tmp_path / "app.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE users (name TEXT)")
+    before = path.read_bytes()
+    refused = r"not a lockd database: it holds other tables \('users'\)"
+    with pytest.raises(StoreError, match=refused):
+        Store(f"sqlite:///{path}")
+    for command in (("history",), ("tokens", "list"), ("db", "upgrade")):
+        code, output = _cli(tmp_path, *command, "--db", f"sqlite:///{path}")
+        assert code == 3 and "not a lockd database" in output, (command, output)
+        assert "Traceback" not in output
+    assert path.read_bytes() == before
+    # an empty file is a new database, as before
+    empty = tmp_path / "new.db"
+    empty.touch()
+    Store(f"sqlite:///{empty}").close()
+
+
+def test_a_database_a_newer_lockd_upgraded_is_refused_in_one_paragraph(tmp_path: Path) -> None:
+    path = tmp_path / "lockd.db"
+    Store(f"sqlite:///{path}").close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = 'f00dfacef00d'")
+    with pytest.raises(StoreError, match=r"'f00dfacef00d', which this lockd .* does not know"):
+        Store(f"sqlite:///{path}")
+    for command in (("history",), ("db", "upgrade")):
+        code, output = _cli(tmp_path, *command, "--db", f"sqlite:///{path}")
+        assert code == 3 and "a newer lockd has upgraded it" in output, (command, output)
+        assert "Traceback" not in output and "never downgrades" in output
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [
+            ("f00dfacef00d",)
+        ]

@@ -149,7 +149,15 @@ def _immediate_transactions(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        # WAL is a lasting change to the file: not made to one that holds tables but no
+        # lockd schema (another program's database, which lockd then refuses untouched).
+        cursor.execute(
+            "SELECT count(*), coalesce(sum(name = 'alembic_version'), 0) FROM sqlite_master "
+            "WHERE type = 'table'"
+        )
+        tables, ours = cursor.fetchone()
+        if not tables or ours:
+            cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()

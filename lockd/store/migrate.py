@@ -75,14 +75,26 @@ def current_revision(engine: Engine) -> str | None:
         return row[0] if row else None
 
 
+class SchemaRefusedError(Exception):
+    """A database this lockd must not migrate; ``Store.upgrade`` says which and why."""
+
+    def __init__(self, what: str, hint: str) -> None:
+        super().__init__(what)
+        self.what, self.hint = what, hint
+
+
 def upgrade(engine: Engine, revision: str = "head", *, replay: bool = False) -> bool:
     """Bring the schema to ``revision``; return whether anything ran.
 
     An empty SQLite database brought to the head is created there in one step,
-    unless ``replay`` (tests of the revisions themselves).
+    unless ``replay`` (tests of the revisions themselves). A database that a newer
+    lockd upgraded, or an SQLite file of another program, is refused
+    (``SchemaRefusedError``): never downgraded, never given lockd's tables.
     """
-    if revision == "head" and current_revision(engine) == SCHEMA_HEAD:
+    found = current_revision(engine)
+    if revision == "head" and found == SCHEMA_HEAD:
         return False
+    _check_migratable(engine, found)
     if revision == "head" and not replay and create_at_head(engine):
         return True
     with _migration_lock(engine):
@@ -92,6 +104,44 @@ def upgrade(engine: Engine, revision: str = "head", *, replay: bool = False) -> 
 
         command.upgrade(alembic_config(engine), revision)  # type: ignore[arg-type]
     return True
+
+
+def _check_migratable(engine: Engine, found: str | None) -> None:
+    """``SchemaRefusedError`` for a revision this lockd does not know, or an SQLite file that
+    holds tables but no lockd revision (someone else's database, reached by a mistyped
+    ``--db``)."""
+    if found is not None:
+        from alembic.script import ScriptDirectory
+
+        known = {r.revision for r in ScriptDirectory(str(migrations_dir())).walk_revisions()}
+        if found not in known:
+            from .. import __version__
+
+            raise SchemaRefusedError(
+                f"is at schema revision {found[:32]!r}, which this lockd ({__version__}) does "
+                "not know: a newer lockd has upgraded it",
+                "Use that lockd (or a newer one) with this database; lockd never downgrades "
+                "a database.",
+            )
+        return
+    if engine.dialect.name != "sqlite":
+        return
+    with engine.connect() as conn:
+        tables = conn.execute(
+            text(
+                "SELECT name FROM sqlite_master WHERE type = 'table' "
+                "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name LIMIT 4"
+            )
+        ).scalars()
+        names = [str(name) for name in tables]
+    if names:
+        shown = ", ".join(repr(name[:40]) for name in names[:3]) + (", …" if len(names) > 3 else "")
+        raise SchemaRefusedError(
+            f"is not a lockd database: it holds other tables ({shown}) and no lockd schema, "
+            "and lockd does not add its tables to another program's database",
+            "Point --db (or LOCKD_DATABASE_URL) at a lockd database, or at a path where "
+            "lockd may create a new one.",
+        )
 
 
 def create_at_head(engine: Engine) -> bool:

@@ -58,10 +58,12 @@ class Store:
 
     def upgrade(self) -> bool:
         """Bring the schema to the newest revision; return whether anything ran."""
-        from .migrate import upgrade
+        from .migrate import SchemaRefusedError, upgrade
 
         try:
             return upgrade(self.engine)
+        except SchemaRefusedError as exc:
+            raise StoreError(f"The database {self.where} {exc.what}.", hint=exc.hint) from None
         except SQLAlchemyError as exc:
             raise self._failure("open or migrate", exc) from None
 
