@@ -105,3 +105,33 @@ def test_diff_shows_a_kept_row_only_where_pins_were_kept(capsys) -> None:
     assert not any("t-new-only" in row for row in kept), rows
     assert any("t-some" in row and "1 package " in row for row in kept), rows
     assert any("t-empty" in row and "0 packages" in row for row in kept), rows
+
+
+def test_control_characters_from_outside_are_shown_never_obeyed() -> None:
+    """A package name from a lock file, an image or a snapshot may carry terminal escapes
+    (a window title, a cleared screen): tables, errors, Markdown and lint lines spell them
+    out; the console's own styles still reach a terminal."""
+    import io
+
+    from rich.table import Table
+    from rich.text import Text
+
+    from lockd.report.console import make_console, printable
+    from lockd.report.markdown import code, md
+
+    hostile = "torch\x1b]0;pwned\x1b\\\x1b[2J\x9b31m"
+    for terminal in (False, True):
+        out = io.StringIO()
+        colours = {"force_terminal": True, "color_system": "standard"} if terminal else {}
+        console = make_console(file=out, **colours)
+        table = Table("package", "version")
+        table.add_row(hostile, Text(hostile))
+        console.print(table)
+        console.print(f"[bold]error:[/] {hostile}")
+        shown = out.getvalue()
+        assert "\x1b]" not in shown and "\x1b[2J" not in shown and "\x9b" not in shown
+        assert shown.count("torch\\x1b]0;pwned\\x1b\\\\x1b[2J\\x9b31m") == 3
+        assert ("\x1b[1m" in shown) is terminal  # rich's own bold, on a terminal only
+    assert printable("plain name") == "plain name"
+    assert "\x1b" not in md(hostile) and "\x1b" not in code(hostile)
+    assert code("n\x07") == "`n\\x07`" and md("a\tb") == "a\tb"

@@ -189,15 +189,16 @@ def version() -> None:
 
 def print_rows(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
     """A rich table on a terminal; tab-separated lines (full digests, no wrapping) otherwise."""
+    from ..report.console import make_console, printable
+
     if not sys.stdout.isatty():
         for row in (headers, *rows):
-            typer.echo("\t".join(row))
+            typer.echo("\t".join(map(printable, row)))
         return
-    from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
     table = Table(*headers)
     for row in rows:
         table.add_row(*(Text(cell) for cell in row))  # Text: references are not markup
-    Console().print(table)
+    make_console(soft_wrap=False).print(table)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from ..errors import LockdError, named
@@ -23,15 +24,40 @@ if TYPE_CHECKING:
 # Piped output (a file, a CI log, grep) is not cut to 80 columns: tables take what they need.
 PIPED_WIDTH = 4096
 
+# What a terminal would act on rather than show (C0 controls but tab and newline, DEL, C1):
+# names from a lock file, an image or a snapshot are shown as \x1b, never obeyed.
+CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x09), *range(0x0B, 0x20), 0x7F, *range(0x80, 0xA0))}
 
-def make_console(stderr: bool = False) -> Console:
-    """A rich console on stdout (or stderr): the terminal's width, or unbounded when piped."""
-    from rich.console import Console
 
+def printable(text: str) -> str:
+    """``text`` with every control character a terminal would obey spelled out."""
+    return text if text.isprintable() else text.translate(CONTROLS)
+
+
+def make_console(stderr: bool = False, **options: Any) -> Console:
+    """A rich console on stdout (or stderr): the terminal's width, or unbounded when piped;
+    whatever text it is given is shown, never obeyed (``printable``)."""
     tty = (sys.stderr if stderr else sys.stdout).isatty()
-    return Console(
-        stderr=stderr, highlight=False, soft_wrap=True, width=None if tty else PIPED_WIDTH
-    )
+    settings = {"highlight": False, "soft_wrap": True, "width": None if tty else PIPED_WIDTH}
+    return _safe_console()(stderr=stderr, **{**settings, **options})
+
+
+@lru_cache(maxsize=1)
+def _safe_console() -> type[Console]:
+    from rich.console import Console
+    from rich.segment import Segment
+
+    class SafeConsole(Console):
+        """Styles and rich's own cursor controls pass; control characters in the text are
+        spelled out, wherever the text came from (a table cell, markup, an error)."""
+
+        def _render_buffer(self, buffer: Iterable[Segment]) -> str:
+            return super()._render_buffer(
+                segment if segment.control else Segment(printable(segment.text), segment.style)
+                for segment in buffer
+            )
+
+    return SafeConsole
 
 
 def print_error(err: LockdError) -> None:

@@ -224,10 +224,11 @@ def drift_progress(stream: TextIO | None = None) -> Iterator[Callable[[DriftStep
 
         yield line
         return
-    from rich.console import Console
     from rich.markup import escape
 
-    with Console(file=out, highlight=False).status("checking drift") as status:
+    from .console import make_console
+
+    with make_console(file=out, soft_wrap=False, width=None).status("checking drift") as status:
 
         def update(step: DriftStep) -> None:
             with lock:

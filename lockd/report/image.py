@@ -55,13 +55,14 @@ def step_progress(label: str) -> Iterator[Callable[[str], None]]:
 
 
 def print_inspection(inspection: ImageInspection) -> None:
-    from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
     snapshot, size = inspection.snapshot, inspection.size
     facts = snapshot.image
-    console = Console(highlight=False, soft_wrap=True)
+    from .console import make_console
+
+    console = make_console(width=None)
     summary = Table(show_header=False, box=None)
     summary.add_column(no_wrap=True)
     summary.add_column(overflow="fold")  # digests are shown whole

@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 from .. import __version__
 from ..lint import RULES, FileReport, Finding, Severity
+from .console import printable
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 
@@ -33,7 +34,7 @@ def lint_text_report(reports: Sequence[FileReport], threshold: Severity) -> str:
         f"{len(reports)} file(s): {counts}; {failing} at or above {threshold}"
         + (f"; {suppressed} suppressed" if suppressed else "")
     )
-    return "\n".join(lines) + "\n"
+    return "\n".join(map(printable, lines)) + "\n"  # a Dockerfile's text is shown, not obeyed
 
 
 def lint_json(reports: Sequence[FileReport], threshold: Severity) -> str:

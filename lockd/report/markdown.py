@@ -27,7 +27,13 @@ _MD_ESCAPES = str.maketrans(
         "\r": "",
         "\n": "<br>",
     }
+    # other control characters spelled out (\x1b): a report shown in a terminal is not obeyed
+    | {c: f"\\x{c:02x}" for c in (*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F)}
+    | {c: f"\\x{c:02x}" for c in range(0x80, 0xA0)}
 )
+
+
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
 
 
 def md(value: object) -> str:
@@ -38,9 +44,9 @@ def md(value: object) -> str:
 def code(value: object) -> str:
     """A code span that survives a table cell (pipes escaped, no line breaks)."""
     text = str(value)
-    if "|" not in text and "`" not in text and "\n" not in text:
+    if "|" not in text and "`" not in text and text.isprintable():
         return f"`{text}`"  # the common case (hashes, file names), without copies
-    text = text.replace("|", "\\|").replace("\n", " ")
+    text = text.replace("|", "\\|").replace("\n", " ").translate(_CONTROLS)
     fence = "``" if "`" in text else "`"
     return f"{fence} {text} {fence}" if fence == "``" else f"`{text}`"
 
