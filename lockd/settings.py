@@ -12,7 +12,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, UsageError
@@ -381,8 +381,24 @@ def parse_project_config(table: Mapping[str, Any], path: Path | None) -> Project
             hint='Write a one-line name, for example project = "my-service".',
             error=ConfigError,
         )
+    if "out" in values:
+        _check_inside_project("out", values["out"], where)
     values["extra"] = extra
     return ProjectConfig(**values)
+
+
+def _check_inside_project(key: str, value: str, where: str) -> None:
+    """A directory a configuration file names (it may come from a pull request) lies inside
+    the project: relative, without ``..``. What the person running lockd types (``--out``)
+    may point anywhere."""
+    parts = PurePosixPath(value.replace("\\", "/")).parts
+    if not value.strip() or Path(value).is_absolute() or parts[:1] == ("/",) or ".." in parts:
+        raise ConfigError(
+            f"{key!r} in {where} must name a directory inside the project, not {value!r}: "
+            "a configuration file never makes lockd write outside the project.",
+            hint=f'Write a relative path such as {key} = "locks", or pass --{key} DIR on the '
+            "command line to write elsewhere.",
+        )
 
 
 MAX_CONFIG_BYTES = 10 * 1024 * 1024

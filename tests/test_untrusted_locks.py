@@ -268,6 +268,26 @@ def test_a_symlinked_output_directory_is_refused(lockd, tmp_path: Path) -> None:
     assert list(elsewhere.iterdir()) == []
 
 
+@pytest.mark.parametrize("out", ["/tmp/lockd-out-elsewhere", "../outside", "locks/../../x", " "])
+def test_a_configured_output_directory_stays_inside_the_project(
+    lockd, tmp_path: Path, out: str
+) -> None:
+    """``out`` in a lockd.toml from a pull request cannot make lockd write elsewhere; --out,
+    typed by the person running lockd, still can."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "requirements.in").write_text("filelock\n")
+    (project / "lockd.toml").write_text(f"out = {json.dumps(out)}\n")
+    run = lockd("compile", *MATRIX, cwd=project)
+    assert_one_paragraph(run, 2)
+    assert "inside the project" in run.stderr and "--out" in run.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["project"]
+    assert not Path("/tmp/lockd-out-elsewhere").exists()
+    (project / "lockd.toml").write_text('out = "build/locks"\n')  # inside: as before
+    assert lockd("compile", *MATRIX, cwd=project).returncode == 0
+    assert (project / "build" / "locks" / "lockd.json").is_file()
+
+
 def test_staged_files_refuse_names_that_are_not_plain(tmp_path: Path) -> None:
     from lockd.lockfiles.files import StagedFiles
 
