@@ -239,6 +239,8 @@ def test_tokens_and_scopes(fleet: Fleet) -> None:
     assert revoke.returncode == 0, revoke.stderr
     gone = fleet.post(body, token=victim, deployment="rev")
     assert gone.status_code == 401 and "revoked" in gone.json()["detail"]
+    # a token pasted into any query parameter is masked by its prefix too
+    assert fleet.get("/api/v1/projects", x=fleet.read).status_code == 200
     # nothing of any token in the log
     log = fleet.server.log_text()
     for secret in (wrong, fleet.expired, victim, fleet.ingest, fleet.read):

@@ -780,3 +780,23 @@ def test_a_server_keeps_its_postgresql_connections_open_between_uses(postgres: o
         backends |= burst()
         assert burst() <= backends
         store.close()
+
+
+def test_a_post_url_with_credentials_is_refused_before_anything_is_sent(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """httpx (and urllib) would send the URL's user:password as Basic auth instead of the
+    bearer token: the server's 401 would then blame the token."""
+    from lockd.app.post import PostRequest, check_post_request
+    from lockd.errors import UsageError
+    from lockd.snapshot import _probe
+
+    request = PostRequest("https://ci:s3cret@lockd.example/", "vision", TARGET, "d1")
+    with pytest.raises(UsageError, match="carries credentials") as refused:
+        check_post_request(request, {"LOCKD_TOKEN": "lockd_token"})
+    assert "s3cret" not in refused.value.render()
+    monkeypatch.setenv("LOCKD_TOKEN", "lockd_token")
+    monkeypatch.setattr(_probe, "post", lambda *a: pytest.fail("posted"))
+    args = ["--post", "http://ci:s3cret@127.0.0.1:1/", "--project", "vision"]
+    assert _probe._main([*args, "--target", TARGET, "--deployment", "d1"]) == 2
+    assert "carries credentials" in capsys.readouterr().err

@@ -14,6 +14,7 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from ..errors import (
     EXIT_USAGE,
@@ -64,6 +65,12 @@ def check_post_request(request: PostRequest, environ: Mapping[str, str] | None =
         raise UsageError(
             f"--post takes the server's http(s) URL, not {excerpt(request.url)}.",
             hint="For example --post https://lockd.example/.",
+        )
+    if "@" in urlsplit(request.url).netloc:
+        raise UsageError(
+            "The --post URL carries credentials (user:password@), which would replace the "
+            "token: lockd authenticates with LOCKD_TOKEN only.",
+            hint="Remove them from the URL, for example --post https://lockd.example/.",
         )
     token = env.get("LOCKD_TOKEN", "")
     if not token:

@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
 from ..app.fleet import Fleet
+from ..app.tokens import PREFIX as TOKEN_PREFIX
 from ..errors import FormatError, LockdError, NotFoundError, StoreError, UsageError
 from ..settings import ServerSettings
 from ..store import Store
@@ -250,9 +251,13 @@ def _safe_query(raw: bytes) -> str:
     if not raw:
         return ""
     pairs = parse_qsl(raw.decode("latin-1"), keep_blank_values=True)
-    return urlencode(
-        [(k, "***" if any(s in k.lower() for s in _SECRET_PARAMS) else v) for k, v in pairs]
-    )
+    return urlencode([(k, "***" if _secret(k) or TOKEN_PREFIX in v else v) for k, v in pairs])
+
+
+def _secret(key: str) -> bool:
+    """A parameter whose name says it holds a secret (a lockd token in any parameter is
+    masked by its prefix)."""
+    return any(s in key.lower() for s in _SECRET_PARAMS)
 
 
 def log_config(level: str = "info") -> dict[str, Any]:

@@ -317,6 +317,10 @@ def _main(argv: list[str]) -> int:
         wanted = ["--" + f for f in missing] + ([] if token else ["LOCKD_TOKEN"])
         sys.stderr.write("missing: " + ", ".join(wanted) + "\n" + USAGE + "\n")
         return 2
+    if "@" in options["post"].split("://", 1)[-1].split("/", 1)[0]:
+        sys.stderr.write("the --post URL carries credentials (user:password@): remove them; ")
+        sys.stderr.write("the probe authenticates with LOCKD_TOKEN only\n")
+        return 2
     query: dict[str, str] = {
         k: options[k] for k in ("project", "target", "deployment", "lockset") if k in options
     }
