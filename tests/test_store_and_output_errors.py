@@ -164,3 +164,24 @@ def _unwritable_directory(tmp_path: Path) -> Path:
     except OSError:
         return out
     pytest.skip("no directory here refuses root")
+
+
+@pytest.mark.parametrize(
+    "command", [("snapshot", "--no-system"), ("audit",), ("drift", "summary", "--format", "junit")]
+)
+def test_an_output_file_that_names_a_directory_is_a_usage_error(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    """``-o out/`` (a trailing slash, or a directory that exists) is refused before any work;
+    it used to write a file named ``out``."""
+    existing = tmp_path / "reports"
+    existing.mkdir()
+    for given in (f"{tmp_path / 'new'}/", str(existing)):
+        proc = subprocess.run(
+            [sys.executable, "-m", "lockd", *command, "-o", given],
+            cwd=tmp_path, env=hermetic_env(tmp_path), capture_output=True, text=True,
+            timeout=120, check=False,
+        )  # fmt: skip
+        assert proc.returncode == 2, proc.stderr
+        assert "names a directory" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "new").exists() and list(existing.iterdir()) == []

@@ -79,13 +79,22 @@ def _leaf(annotation: Any, info: Any) -> _Leaf | None:
         )
     if annotation is Path and info.path_type is None:
         return lambda value, param, ctx: coerce_cli_path(
-            value if isinstance(value, Path) else Path(_text(value)),
+            value if isinstance(value, Path) else _path(_text(value), param),
             info,
             path_type=Path,
             param=param,
             ctx=ctx,
         )
     return None
+
+
+def _path(text: str, param: Any) -> Path:
+    """A path as given; an ``--output FILE`` that names a directory is refused here, while
+    its trailing slash is still there to see (``Path`` drops it: ``-o out/`` would have
+    written a file named ``out``)."""
+    if getattr(param, "name", None) == "output" and (text.endswith("/") or Path(text).is_dir()):
+        raise ValueError(f"{text} names a directory: --output takes a file name (FILE, not DIR/).")
+    return Path(text)
 
 
 def _adapted(annotation: Any, info: Any, value: Any, param: Any, ctx: Any) -> Any:
