@@ -189,3 +189,10 @@ def test_a_digest_from_elsewhere_is_checked_and_speaks_before_a_broken_stream() 
     with pytest.raises(ImageError, match="not a readable gzip stream"):  # noqa: SIM117
         with LayerStream(iter(broken), right[0], None, "layer", digest_elsewhere=lambda: right):
             pass
+
+
+def test_a_layout_whose_index_is_not_json_is_named_as_such(tmp_path: Path) -> None:
+    layout, _, _ = _layout(tmp_path, b"one")
+    (layout / "index.json").write_text("[[[")
+    with pytest.raises(ImageError, match=r"^The index.json of the OCI layout .* is not a JSON"):
+        inspect_image(InspectRequest(f"oci:{layout}:v1", None, RegistryOptions()))

@@ -170,13 +170,14 @@ def _bounded(handle: BinaryIO, limit: int) -> Iterator[bytes]:
         yield chunk
 
 
-def _config(data: bytes, where: str) -> dict[str, Any]:
+def _config(data: bytes, where: str, what: str | None = None) -> dict[str, Any]:
+    """A JSON object: the image config of ``where``, or the file ``what`` names."""
     try:
         config = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):
         config = None
     if not isinstance(config, dict):
-        raise ImageError(f"The image config of {where} is not a JSON object.")
+        raise ImageError(f"{what or f'The image config of {where}'} is not a JSON object.")
     return config
 
 
@@ -264,7 +265,7 @@ class OciLayoutSource(ImageSource):
             ) from None
         if len(data) > limit:
             raise ImageError(f"{path} is larger than {limit} bytes.")
-        return _config(data, str(path))
+        return _config(data, str(path), f"The {what} of the OCI layout {self._dir}")
 
     def _blob_path(self, digest: str) -> Path:
         if not DIGEST_RE.fullmatch(digest):
