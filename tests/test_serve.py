@@ -561,6 +561,9 @@ def test_rate_limit_per_token(tmp_path: Path) -> None:
 def test_restart_keeps_everything(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'restart.db'}"
     seed(db)
+    # a database without a token (a mistyped --db makes a new one): said at start
+    with running_server(db, tmp_path) as tokenless:
+        assert "holds no active token" in tokenless.log_text()
     token = create_token(db, "ci", "admin", tmp_path)
     params = {"project": "vision", "target": TARGET, "deployment": "keeps"}
     with running_server(db, tmp_path) as server, server.client(token) as client:
@@ -570,6 +573,7 @@ def test_restart_keeps_everything(tmp_path: Path) -> None:
     # SIGTERM: uvicorn's graceful shutdown, which then exits by the signal it caught
     assert code in (0, -15)
     assert "Application shutdown complete" in server.log_text()
+    assert "holds no active token" not in server.log_text()
     with running_server(db, tmp_path) as again, again.client(token) as client:
         assert client.get("/api/v1/deployments").json()["deployments"] == before
         assert client.get(f"/api/v1/drift-reports/{posted['hash']}").json()["status"] == "clean"

@@ -12,11 +12,16 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 from dataclasses import dataclass, replace
-from typing import Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError, excerpt
 from ..settings import ServerSettings
+
+if TYPE_CHECKING:
+    from ..store import Store
 
 _FACTORY = "lockd.server:from_environment"  # each worker's application, built from the environment
 
@@ -45,6 +50,7 @@ def serve(request: ServeRequest) -> None:
         settings = replace(settings, public_read=True)
     _check_address(request.host, request.port)
     store = Store(request.database_url)  # migrated before listening
+    _warn_without_tokens(store)
     # uvicorn shuts down on SIGTERM and SIGINT, then raises the signal again: let it end
     # the process as a signal does, not as the CLI's "resolvers stopped" interruption.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -87,6 +93,19 @@ def serve(request: ServeRequest) -> None:
         finally:
             for listener in listeners:
                 listener.close()
+
+
+def _warn_without_tokens(store: Store) -> None:
+    """A server whose database holds no usable token refuses every write (and every read
+    without --public-read): likely a new database at a mistyped --db. Said once, at start."""
+    now = datetime.now(UTC)
+    if any(token.state(now) == "active" for token in store.tokens()):
+        return
+    sys.stderr.write(
+        f"warning: the database {store.where} holds no active token: every request that "
+        "needs one will be refused (a new database? check --db / LOCKD_DATABASE_URL). "
+        "Create one with `lockd tokens create NAME --scope ingest --db URL`.\n"
+    )
 
 
 def _check_address(host: str, port: int) -> None:
