@@ -93,6 +93,12 @@ def test_relocking_keeps_pins_and_upgrades_move_them_on_purpose(
 
     # A typo moves nothing: said, and nothing written or recorded.
     manifest = (tmp_path / "locks" / "lockd.json").read_bytes()
+    missing = run("compile", *MATRIX, "--upgrade-package", "numpy==99.0")
+    assert missing.returncode == 3, missing.output
+    assert "pins numpy==99.0 (--upgrade-package): check that this version exists" in " ".join(
+        missing.stderr.split()
+    )
+    assert (tmp_path / "locks" / "lockd.json").read_bytes() == manifest
     typo = run("compile", *MATRIX, "--upgrade-package", "nmupy", "--upgrade-package", "idna")
     assert typo.returncode == 2, typo.output
     assert "--upgrade-package nmupy: no target locks a package of that name" in typo.stderr

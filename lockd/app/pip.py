@@ -194,10 +194,11 @@ def _lock_target(
         outcome.error = err
     except ResolutionError as err:
         names = _names(inputs.requirements, err)
-        outcome.error = (
+        outcome.error = _naming_pinned_upgrades(
             _diagnose_variant(target, plan, client, names, err)
             or _diagnose_private(target, plan, names, client)
-            or err
+            or err,
+            request.upgrade_packages,
         )
     except LockdError as err:
         outcome.error = ResolutionError(f"Target {target.id}: {err.render()}", target=target.id)
@@ -205,6 +206,22 @@ def _lock_target(
         if scout:  # a scout that failed before resolving teaches nothing
             job.promotions.learned(job.key, frozenset())
     return outcome
+
+
+def _naming_pinned_upgrades(err: LockdError, upgrades: tuple[str, ...]) -> LockdError:
+    """A failed resolution that had ``--upgrade-package NAME==VERSION`` to satisfy says so: a
+    version no index has makes the resolver settle for older releases of other packages,
+    and its error then names one of those (an sdist-only pandas), not the pin."""
+    pinned = [package for package in upgrades if "==" in package]
+    if not pinned or type(err) is not ResolutionError:
+        return err
+    extra = (
+        f"This compile also pins {', '.join(pinned)} (--upgrade-package): check that "
+        f"{'this version exists' if len(pinned) == 1 else 'these versions exist'} on the "
+        "index first; the error above may follow from it."
+    )
+    hint = f"{err.hint} {extra}" if err.hint else extra
+    return ResolutionError(err.message, target=err.target, hint=hint)
 
 
 def _hinted(
