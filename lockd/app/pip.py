@@ -208,7 +208,7 @@ def _lock_target(
     return outcome
 
 
-def _naming_pinned_upgrades(err: LockdError, upgrades: tuple[str, ...]) -> LockdError:
+def _naming_pinned_upgrades(err: ResolutionError, upgrades: tuple[str, ...]) -> ResolutionError:
     """A failed resolution that had ``--upgrade-package NAME==VERSION`` to satisfy says so: a
     version no index has makes the resolver settle for older releases of other packages,
     and its error then names one of those (an sdist-only pandas), not the pin."""
