@@ -501,18 +501,10 @@ def test_only_transient_failures_are_retried(tmp_path: Path) -> None:
 
 
 def _cli(tmp_path: Path, *args: str) -> tuple[int, str]:
-    from tests.conftest import hermetic_env
+    from tests.conftest import hermetic_env, run_lockd
 
-    proc = subprocess.run(
-        [sys.executable, "-m", "lockd", *args],
-        cwd=tmp_path,
-        env=hermetic_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    return proc.returncode, proc.stdout + proc.stderr
+    run = run_lockd(*args, cwd=tmp_path, env=hermetic_env(tmp_path), timeout=120)
+    return run.returncode, run.output
 
 
 def test_another_programs_sqlite_file_is_refused_never_migrated(tmp_path: Path) -> None:
