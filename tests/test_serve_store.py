@@ -558,6 +558,30 @@ def test_findings_are_reused_only_for_the_same_lock_content_and_baseline(
     store.close()
 
 
+def test_each_project_keeps_its_own_deployments_baselines(db_url: str) -> None:
+    """Two projects with a deployment of the same name: each post is held to its own
+    project's baseline (the ingestion query's subqueries name the outer project row)."""
+    store = Store(db_url)
+    for project in ("vision", "audio"):
+        lockset, files = lock_files(fleet_lockset(project))
+        store.record_lockset(lockset, files)
+    fleet = Fleet(store)
+    vision = json.dumps(snapshot_doc(driver="535.1")).encode()
+    audio = json.dumps(snapshot_doc(driver="550.2")).encode()
+    assert fleet.ingest(Ingestion("vision", TARGET, "prod"), vision).status == "clean"
+    assert fleet.ingest(Ingestion("audio", TARGET, "prod"), audio).status == "clean"
+    refs = {p: store.ingestion_state(p, Posted("prod", TARGET))[1] for p in ("vision", "audio")}
+    stored = {p: store.snapshot(ref.id) for p, ref in refs.items() if ref is not None}
+    assert {p: ref.content for p, ref in refs.items() if ref} == {
+        p: found[1] for p, found in stored.items() if found
+    }
+    assert refs["vision"] != refs["audio"]
+    # each deployment posts its own content again: clean, nothing compared across projects
+    assert fleet.ingest(Ingestion("audio", TARGET, "prod"), audio).status == "clean"
+    assert fleet.ingest(Ingestion("vision", TARGET, "prod"), vision).status == "clean"
+    store.close()
+
+
 def test_a_worker_knows_a_baseline_by_its_content_whoever_recorded_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

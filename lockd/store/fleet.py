@@ -296,17 +296,20 @@ def _ingestion_state() -> sa.Select[Any]:
         .limit(1)
         .scalar_subquery()
     )
-    baseline = (
-        sa.select(DEPLOYMENTS.c.baseline_snapshot_id)
-        .where(
-            DEPLOYMENTS.c.project_id == _PROJECTS.c.id,
-            DEPLOYMENTS.c.target == sa.bindparam("target"),
-            DEPLOYMENTS.c.name == sa.bindparam("name"),
-        )
-        .scalar_subquery()
+    deployment = (
+        DEPLOYMENTS.c.project_id == _PROJECTS.c.id,  # correlated: the outer row's project
+        DEPLOYMENTS.c.target == sa.bindparam("target"),
+        DEPLOYMENTS.c.name == sa.bindparam("name"),
     )
-    content = sa.select(SNAPSHOTS.c.document_hash).where(SNAPSHOTS.c.id == baseline)
-    return sa.select(newest, baseline, content.scalar_subquery()).where(
+    baseline = sa.select(DEPLOYMENTS.c.baseline_snapshot_id).where(*deployment)
+    # Each subquery names the outer `projects` row directly: one nested inside another
+    # would not be correlated with it (and would read every project's deployment).
+    content = (
+        sa.select(SNAPSHOTS.c.document_hash)
+        .join_from(DEPLOYMENTS, SNAPSHOTS, SNAPSHOTS.c.id == DEPLOYMENTS.c.baseline_snapshot_id)
+        .where(*deployment)
+    )
+    return sa.select(newest, baseline.scalar_subquery(), content.scalar_subquery()).where(
         _PROJECTS.c.name == sa.bindparam("project")
     )
 
