@@ -382,17 +382,21 @@ def parse_project_config(table: Mapping[str, Any], path: Path | None) -> Project
             error=ConfigError,
         )
     if "out" in values:
-        _check_inside_project("out", values["out"], where)
+        _check_inside_project("out", values["out"], where, path.parent if path else None)
     values["extra"] = extra
     return ProjectConfig(**values)
 
 
-def _check_inside_project(key: str, value: str, where: str) -> None:
+def _check_inside_project(key: str, value: str, where: str, root: Path | None) -> None:
     """A directory a configuration file names (it may come from a pull request) lies inside
-    the project: relative, without ``..``. What the person running lockd types (``--out``)
-    may point anywhere."""
+    the project: relative, without ``..``, and not through a symbolic link that leads out
+    (``root``: the project). What the person running lockd types (``--out``) may point
+    anywhere."""
     parts = PurePosixPath(value.replace("\\", "/")).parts
-    if not value.strip() or Path(value).is_absolute() or parts[:1] == ("/",) or ".." in parts:
+    outside = not value.strip() or Path(value).is_absolute() or ".." in parts
+    if not outside and root is not None:
+        outside = not (root / value).resolve().is_relative_to(root.resolve())
+    if outside:
         raise ConfigError(
             f"{key!r} in {where} must name a directory inside the project, not {value!r}: "
             "a configuration file never makes lockd write outside the project.",

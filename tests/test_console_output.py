@@ -133,5 +133,12 @@ def test_control_characters_from_outside_are_shown_never_obeyed() -> None:
         assert shown.count("torch\\x1b]0;pwned\\x1b\\\\x1b[2J\\x9b31m") == 3
         assert ("\x1b[1m" in shown) is terminal  # rich's own bold, on a terminal only
     assert printable("plain name") == "plain name"
+    from lockd.drift import DriftReport, Finding
+    from lockd.report.drift import drift_junit
+
+    finding = Finding("unexpected", "t", hostile, None, "1.0", severity="warning")
+    report = DriftReport("p", "a" * 64, "2026-12-01T00:00:00Z", (finding,), checks=("live:t",))
+    junit = drift_junit([report])
+    assert "\x1b" not in junit and "\x9b" not in junit and "torch\\x1b]0;pwned" in junit
     assert "\x1b" not in md(hostile) and "\x1b" not in code(hostile)
     assert code("n\x07") == "`n\\x07`" and md("a\tb") == "a\tb"

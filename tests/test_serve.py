@@ -241,6 +241,7 @@ def test_tokens_and_scopes(fleet: Fleet) -> None:
     assert gone.status_code == 401 and "revoked" in gone.json()["detail"]
     # a token pasted into any query parameter is masked by its prefix too
     assert fleet.get("/api/v1/projects", x=fleet.read).status_code == 200
+    assert fleet.get("/api/v1/projects", **{fleet.read: ""}).status_code == 200  # a bare key
     # nothing of any token in the log
     log = fleet.server.log_text()
     for secret in (wrong, fleet.expired, victim, fleet.ingest, fleet.read):

@@ -341,12 +341,12 @@ def test_snapshot_post_stops_at_the_deadline_and_never_shows_the_token(tmp_path:
         assert "LOCKD_HTTP_DEADLINE" in caught.value.render()
         assert secret not in caught.value.render()
         assert 0.9 < elapsed < 5, elapsed
-    refused = PostRequest("http://user:pw@127.0.0.1:9/", "vision", TARGET, "d1")
+    refused = PostRequest("http://127.0.0.1:9/?note=pw", "vision", TARGET, "d1")
     with pytest.raises(ServerError) as caught:
         post_snapshot(snapshot, refused, env)
     line = caught.value.render()
     assert line.startswith("Could not reach the lockd server: ")
-    assert "pw" not in line and secret not in line
+    assert "pw" not in line and secret not in line  # (credentials in the URL: refused first)
 
 
 def _group_commit(bad: int | None) -> tuple[list[list[int]], dict[int, object]]:
@@ -824,3 +824,6 @@ def test_a_post_url_with_credentials_is_refused_before_anything_is_sent(
     args = ["--post", "http://ci:s3cret@127.0.0.1:1/", "--project", "vision"]
     assert _probe._main([*args, "--target", TARGET, "--deployment", "d1"]) == 2
     assert "carries credentials" in capsys.readouterr().err
+    monkeypatch.setattr(_probe, "post", lambda *a: (0, b"refused"))  # an @ in the query: fine
+    args = ["--post", "http://127.0.0.1:1/?note=a@b", "--project", "vision"]
+    assert _probe._main([*args, "--target", TARGET, "--deployment", "d1"]) == 3

@@ -514,7 +514,7 @@ def test_another_programs_sqlite_file_is_refused_never_migrated(tmp_path: Path) 
     with sqlite3.connect(path) as conn:
         conn.execute("CREATE TABLE users (name TEXT)")
     before = path.read_bytes()
-    refused = r"not a lockd database: it holds other tables \('users'\)"
+    refused = r"not a lockd database: it holds tables \('users'\) but no lockd schema revision"
     with pytest.raises(StoreError, match=refused):
         Store(f"sqlite:///{path}")
     for command in (("history",), ("tokens", "list"), ("db", "upgrade")):
@@ -522,6 +522,7 @@ def test_another_programs_sqlite_file_is_refused_never_migrated(tmp_path: Path) 
         assert code == 3 and "not a lockd database" in output, (command, output)
         assert "Traceback" not in output
     assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["app.db"]  # no lock file, no WAL
     # an empty file is a new database, as before
     empty = tmp_path / "new.db"
     empty.touch()

@@ -158,15 +158,18 @@ def test_the_stores_reads_neither_take_nor_wait_for_the_writers_turn(tmp_path: P
     Store(f"sqlite:///{db}").close()  # created (and migrated) first
     lock = Path(f"{db}-lockd-writers")
     lock.unlink(missing_ok=True)
-    reader = Store(f"sqlite:///{db}", migrate=False)
+    reader = Store(f"sqlite:///{db}")  # opening checks the schema revision: a read too
     assert reader.history() == [] and reader.projects() == []
-    assert not lock.exists()  # reading made no lock file
+    assert not lock.exists()  # opening and reading made no lock file
     writer = Store(f"sqlite:///{db}", migrate=False)
     with writer.engine.begin() as writing:  # holds the writers' lock, and SQLite's
         writing.execute(text("INSERT INTO projects (name, created_at) VALUES ('p', '2026-12-01')"))
         started = time.monotonic()
         assert reader.projects() == []  # the last commit, at once
+        opened = Store(f"sqlite:///{db}")  # what `lockd history` does while a compile writes
+        assert opened.history() == []
         assert time.monotonic() - started < 1.0
+        opened.close()
     assert reader.projects() == ["p"]
     reader.close()
     writer.close()

@@ -283,6 +283,10 @@ def test_a_configured_output_directory_stays_inside_the_project(
     assert "inside the project" in run.stderr and "--out" in run.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["project"]
     assert not Path("/tmp/lockd-out-elsewhere").exists()
+    (project / "link").symlink_to(tmp_path)  # a link committed beside it leads out
+    (project / "lockd.toml").write_text('out = "link/locks"\n')
+    assert_one_paragraph(lockd("compile", *MATRIX, cwd=project), 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["project"]
     (project / "lockd.toml").write_text('out = "build/locks"\n')  # inside: as before
     assert lockd("compile", *MATRIX, cwd=project).returncode == 0
     assert (project / "build" / "locks" / "lockd.json").is_file()

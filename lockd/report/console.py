@@ -105,8 +105,10 @@ def status_progress(label: str) -> Iterator[Callable[[str], None] | None]:
     if not sys.stderr.isatty():
         yield None
         return
-    with make_console(stderr=True).status(label) as status:
-        yield lambda step: status.update(f"{label}: {step}")
+    from rich.markup import escape
+
+    with make_console(stderr=True).status(escape(label)) as status:
+        yield lambda step: status.update(escape(f"{label}: {step}"))
 
 
 def compile_json(result: CompileResult) -> dict[str, Any]:
@@ -243,7 +245,8 @@ def print_check(check: LockCheck) -> None:
         lines = [f"Locks are stale ({check.manifest}):"]
         lines += [f"  - {reason}" for reason in check.stale]
         lines.append("Run `lockd compile` to bring them up to date.")
-    sys.stdout.write("\n".join(lines) + "\n")
+    # the reasons quote lockd.json (a pull request's): shown, never obeyed
+    sys.stdout.write("\n".join(map(printable, lines)) + "\n")
 
 
 def print_history(rows: list[dict[str, Any]]) -> None:

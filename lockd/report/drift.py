@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ..drift import DriftReport, Finding
+from .console import printable
 
 if TYPE_CHECKING:
     from ..app.drift import DriftStep
@@ -142,9 +143,10 @@ def drift_junit(reports: Sequence[DriftReport]) -> str:
             )
             ET.SubElement(case, "error", message=error.message, type="check-error")
     ET.indent(suites)
-    return (
-        '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
-    )
+    # ElementTree writes control characters as they are: not XML 1.0, and obeyed by a
+    # terminal that shows the report. Spelled out (\x1b) like every other output.
+    text = printable(ET.tostring(suites, encoding="unicode"))
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + text + "\n"
 
 
 def _check_of(report: DriftReport, finding: Finding) -> str:

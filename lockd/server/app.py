@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -37,6 +38,7 @@ error_log = logging.getLogger("lockd.server")
 
 # Query parameters whose values never reach a log line, should a client put a secret there.
 _SECRET_PARAMS = ("token", "password", "secret", "key", "auth")
+_TOKEN = re.compile(re.escape(TOKEN_PREFIX) + r"[A-Za-z0-9_-]{16,}")  # a token's shape
 
 
 def create_app(store: Store, settings: ServerSettings) -> FastAPI:
@@ -251,12 +253,14 @@ def _safe_query(raw: bytes) -> str:
     if not raw:
         return ""
     pairs = parse_qsl(raw.decode("latin-1"), keep_blank_values=True)
-    return urlencode([(k, "***" if _secret(k) or TOKEN_PREFIX in v else v) for k, v in pairs])
+    return urlencode(
+        [(_TOKEN.sub("***", k), "***" if _secret(k) else _TOKEN.sub("***", v)) for k, v in pairs]
+    )
 
 
 def _secret(key: str) -> bool:
-    """A parameter whose name says it holds a secret (a lockd token in any parameter is
-    masked by its prefix)."""
+    """A parameter whose name says it holds a secret (a lockd token anywhere in the query,
+    key or value, is masked by its shape)."""
     return any(s in key.lower() for s in _SECRET_PARAMS)
 
 

@@ -317,7 +317,9 @@ def _main(argv: list[str]) -> int:
         wanted = ["--" + f for f in missing] + ([] if token else ["LOCKD_TOKEN"])
         sys.stderr.write("missing: " + ", ".join(wanted) + "\n" + USAGE + "\n")
         return 2
-    if "@" in options["post"].split("://", 1)[-1].split("/", 1)[0]:
+    import urllib.parse
+
+    if "@" in urllib.parse.urlsplit(options["post"]).netloc:
         sys.stderr.write("the --post URL carries credentials (user:password@): remove them; ")
         sys.stderr.write("the probe authenticates with LOCKD_TOKEN only\n")
         return 2

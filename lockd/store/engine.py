@@ -152,11 +152,11 @@ def _immediate_transactions(engine: Engine) -> None:
         # WAL is a lasting change to the file: not made to one that holds tables but no
         # lockd schema (another program's database, which lockd then refuses untouched).
         cursor.execute(
-            "SELECT count(*), coalesce(sum(name = 'alembic_version'), 0) FROM sqlite_master "
-            "WHERE type = 'table'"
+            "SELECT count(*), coalesce(sum(name IN ('alembic_version', 'locksets')), 0) "
+            "FROM sqlite_master WHERE type = 'table'"
         )
         tables, ours = cursor.fetchone()
-        if not tables or ours:
+        if not tables or ours == 2:  # a new file, or lockd's
             cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")

@@ -68,9 +68,13 @@ def head_revision() -> str:
 
 
 def current_revision(engine: Engine) -> str | None:
-    if not inspect(engine).has_table(HEAD_TABLE):
-        return None
-    with engine.connect() as conn:
+    """The schema revision stamped in the database (``None``: none), read without taking
+    the writers' turn (``engine.reads``): every command asks this when it opens the store."""
+    from .engine import reads
+
+    with reads(engine).connect() as conn:
+        if not inspect(conn).has_table(HEAD_TABLE):
+            return None
         row = conn.execute(text("SELECT version_num FROM alembic_version")).first()
         return row[0] if row else None
 
@@ -126,19 +130,22 @@ def _check_migratable(engine: Engine, found: str | None) -> None:
         return
     if engine.dialect.name != "sqlite":
         return
-    with engine.connect() as conn:
+    from .engine import reads
+
+    with reads(engine).connect() as conn:
         tables = conn.execute(
             text(
-                "SELECT name FROM sqlite_master WHERE type = 'table' "
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name != :head "
                 "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name LIMIT 4"
-            )
+            ),
+            {"head": HEAD_TABLE},
         ).scalars()
         names = [str(name) for name in tables]
     if names:
         shown = ", ".join(repr(name[:40]) for name in names[:3]) + (", …" if len(names) > 3 else "")
         raise SchemaRefusedError(
-            f"is not a lockd database: it holds other tables ({shown}) and no lockd schema, "
-            "and lockd does not add its tables to another program's database",
+            f"is not a lockd database: it holds tables ({shown}) but no lockd schema "
+            "revision, and lockd does not add its tables to another program's database",
             "Point --db (or LOCKD_DATABASE_URL) at a lockd database, or at a path where "
             "lockd may create a new one.",
         )
