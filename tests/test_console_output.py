@@ -128,6 +128,7 @@ def test_control_characters_from_outside_are_shown_never_obeyed() -> None:
         table.add_row(hostile, Text(hostile))
         console.print(table)
         console.print(f"[bold]error:[/] {hostile}")
+        console.print(f"[link=http://x/{hostile}]a link[/link]")  # markup left unescaped
         shown = out.getvalue()
         assert "\x1b]" not in shown and "\x1b[2J" not in shown and "\x9b" not in shown
         assert shown.count("torch\\x1b]0;pwned\\x1b\\\\x1b[2J\\x9b31m") == 3

@@ -49,13 +49,19 @@ def _safe_console() -> type[Console]:
 
     class SafeConsole(Console):
         """Styles and rich's own cursor controls pass; control characters in the text are
-        spelled out, wherever the text came from (a table cell, markup, an error)."""
+        spelled out, wherever the text came from (a table cell, markup, an error), and a
+        link whose address holds one is dropped (it is written inside an escape sequence)."""
 
         def _render_buffer(self, buffer: Iterable[Segment]) -> str:
-            return super()._render_buffer(
-                segment if segment.control else Segment(printable(segment.text), segment.style)
-                for segment in buffer
-            )
+            return super()._render_buffer(_shown(segment) for segment in buffer)
+
+    def _shown(segment: Segment) -> Segment:
+        if segment.control:
+            return segment
+        style = segment.style
+        if style is not None and style.link and not style.link.isprintable():
+            style = style.update_link(None)
+        return Segment(printable(segment.text), style)
 
     return SafeConsole
 
