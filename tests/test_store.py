@@ -527,6 +527,13 @@ def test_another_programs_sqlite_file_is_refused_never_migrated(tmp_path: Path) 
     empty = tmp_path / "new.db"
     empty.touch()
     Store(f"sqlite:///{empty}").close()
+    # two commands opening one new file at once: the one that read "no revision" before the
+    # other created the schema finds lockd's tables, and its revision, not a foreign file
+    from lockd.store.migrate import _check_migratable
+
+    created = Store(f"sqlite:///{empty}", migrate=False)
+    _check_migratable(created.engine, None)
+    created.close()
 
 
 def test_a_database_a_newer_lockd_upgraded_is_refused_in_one_paragraph(tmp_path: Path) -> None:

@@ -132,15 +132,23 @@ def _check_migratable(engine: Engine, found: str | None) -> None:
         return
     from .engine import reads
 
-    with reads(engine).connect() as conn:
+    with reads(engine).connect() as conn:  # one snapshot: the tables and the revision
         tables = conn.execute(
             text(
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND name != :head "
-                "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name LIMIT 4"
-            ),
-            {"head": HEAD_TABLE},
+                "SELECT name FROM sqlite_master WHERE type = 'table' "
+                "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name"
+            )
         ).scalars()
         names = [str(name) for name in tables]
+        stamped = (
+            conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+            if HEAD_TABLE in names
+            else None
+        )
+    if stamped is not None:  # another process created the database since `found` was read
+        _check_migratable(engine, str(stamped))
+        return
+    names = [name for name in names if name != HEAD_TABLE]
     if names:
         shown = ", ".join(repr(name[:40]) for name in names[:3]) + (", …" if len(names) > 3 else "")
         raise SchemaRefusedError(
