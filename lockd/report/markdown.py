@@ -6,6 +6,8 @@ from collections.abc import Iterable
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
+from .console import CONTROLS
+
 if TYPE_CHECKING:
     import jinja2
 
@@ -13,7 +15,7 @@ if TYPE_CHECKING:
     from .audit_parts import TemplateParts
 
 # Characters Markdown would read as syntax inside a table cell; a pipe ends the cell.
-_MD_ESCAPES = str.maketrans(
+_MD_ESCAPES = CONTROLS | str.maketrans(
     {
         "\\": "\\\\",
         "|": "\\|",
@@ -27,13 +29,7 @@ _MD_ESCAPES = str.maketrans(
         "\r": "",
         "\n": "<br>",
     }
-    # other control characters spelled out (\x1b): a report shown in a terminal is not obeyed
-    | {c: f"\\x{c:02x}" for c in (*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F)}
-    | {c: f"\\x{c:02x}" for c in range(0x80, 0xA0)}
-)
-
-
-_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
+)  # and other control characters spelled out (\x1b): a report shown in a terminal is not obeyed
 
 
 def md(value: object) -> str:
@@ -46,7 +42,7 @@ def code(value: object) -> str:
     text = str(value)
     if "|" not in text and "`" not in text and text.isprintable():
         return f"`{text}`"  # the common case (hashes, file names), without copies
-    text = text.replace("|", "\\|").replace("\n", " ").translate(_CONTROLS)
+    text = text.replace("|", "\\|").replace("\n", " ").translate(CONTROLS)
     fence = "``" if "`" in text else "`"
     return f"{fence} {text} {fence}" if fence == "``" else f"`{text}`"
 
