@@ -497,6 +497,19 @@ def test_posted_snapshots_are_checked_one_at_a_time(
     store.close()
 
 
+def _counted(monkeypatch: pytest.MonkeyPatch, owner: object, name: str) -> list[object]:
+    """``owner.name`` still called, each call's argument noted in the list returned."""
+    calls: list[object] = []
+    called = getattr(owner, name)
+
+    def counting(argument: object) -> object:
+        calls.append(argument)
+        return called(argument)
+
+    monkeypatch.setattr(owner, name, counting)
+    return calls
+
+
 def test_a_content_posted_again_is_read_once_and_recorded_under_its_own_time(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -504,14 +517,7 @@ def test_a_content_posted_again_is_read_once_and_recorded_under_its_own_time(
 
     store = _store(tmp_path)
     fleet = Fleet(store)
-    reads: list[object] = []
-    read = fleet_module.read_posted
-
-    def counted(data: object) -> object:
-        reads.append(data)
-        return read(data)
-
-    monkeypatch.setattr(fleet_module, "read_posted", counted)
+    reads = _counted(monkeypatch, fleet_module, "read_posted")
     first = fleet.ingest(Ingestion("vision", TARGET, "d1"), json.dumps(snapshot_doc()).encode())
     # the same content, other keys' order, posted later by another deployment
     later = {**dict(reversed(snapshot_doc().items())), "taken_at": "2026-11-30T12:00:00Z"}
@@ -590,14 +596,7 @@ def test_a_worker_knows_a_baseline_by_its_content_whoever_recorded_it(
     that content does not read the baseline from the database again; one that has not
     reads it once, and holds the deployment to it."""
     store = _store(tmp_path)
-    loads: list[int] = []
-    load = store.snapshot
-
-    def counted(snapshot_id: int) -> object:
-        loads.append(snapshot_id)
-        return load(snapshot_id)
-
-    monkeypatch.setattr(store, "snapshot", counted)
+    loads = _counted(monkeypatch, store, "snapshot")
     first, second = Fleet(store), Fleet(store)
     clean = json.dumps(snapshot_doc()).encode()
     assert first.ingest(Ingestion("vision", TARGET, "d1"), clean).status == "clean"

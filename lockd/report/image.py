@@ -58,10 +58,10 @@ def print_inspection(inspection: ImageInspection) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    snapshot, size = inspection.snapshot, inspection.size
-    facts = snapshot.image
     from .console import make_console
 
+    snapshot, size = inspection.snapshot, inspection.size
+    facts = snapshot.image
     console = make_console(width=None)
     summary = Table(show_header=False, box=None)
     summary.add_column(no_wrap=True)

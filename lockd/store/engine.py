@@ -283,11 +283,11 @@ def single_reads(engine: Engine) -> Engine:
     """``engine`` for reads of one statement each (the server's token and ingestion-state
     lookups, on every request). PostgreSQL: outside any transaction (autocommit; a
     statement sees one snapshot anyway), so neither a BEGIN nor a ROLLBACK costs a round
-    trip. SQLite: in a deferred transaction (see ``read_snapshot``), never waiting for
-    the write lock that every other lockd transaction takes."""
+    trip. SQLite: as ``reads``, in a deferred transaction, never waiting for the write
+    lock that every writing lockd transaction takes."""
     if engine.dialect.name == "postgresql":
         return engine.execution_options(isolation_level="AUTOCOMMIT")
-    return engine.execution_options(**{_READ_ONLY: True})
+    return reads(engine)
 
 
 def reads(engine: Engine) -> Engine:
