@@ -57,8 +57,10 @@ def run(argv: list[str], cwd: Path, env: dict[str, str]) -> None:
         raise SystemExit(f"{' '.join(argv)}: exit {proc.returncode}\n{proc.stderr[-3000:]}")
 
 
-def uv_target(python: str, variant: str, url: str) -> list[str]:
-    """A user's ``uv pip compile`` for one target (the variant index as an extra index)."""
+def uv_target(python: str, variant: str, url: str, out: Path) -> list[str]:
+    """A user's ``uv pip compile`` for one target (the variant index as an extra index),
+    its output in ``out`` (a fresh directory per round: uv reads an output file that
+    exists as preferences)."""
     from lockd.resolvers.uv import uv_binary
 
     return [
@@ -66,7 +68,7 @@ def uv_target(python: str, variant: str, url: str) -> list[str]:
         "--python-version", python, "--python", sys.executable,
         "--python-platform", "x86_64-manylinux_2_17",
         "--index-url", f"{url}/simple", "--extra-index-url", f"{url}/whl/{variant}",
-        "-o", f"requirements.{python}.{variant}.txt",
+        "-o", str(out / f"requirements.{python}.{variant}.txt"),
     ]  # fmt: skip
 
 
@@ -190,15 +192,19 @@ def main() -> None:
 
         return lockd
 
-    calls = [uv_target(python, variant, url) for python in PYTHONS for variant in VARIANTS]
+    def uv_calls(tag: str, round_: int) -> list[list[str]]:
+        out = args.work / f"{tag}-{round_}" / "out"
+        out.mkdir(parents=True)
+        return [uv_target(py, variant, url, out) for py in PYTHONS for variant in VARIANTS]
 
     def uv_sequential(round_: int) -> None:
         env = cold("uv", round_)
-        for call in calls:
+        for call in uv_calls("uv", round_):
             run(call, project, env)
 
     def uv_at_once(round_: int) -> None:
         env = cold("uvp", round_)
+        calls = uv_calls("uvp", round_)
         with ThreadPoolExecutor(len(calls)) as pool:
             list(pool.map(lambda call: run(call, project, env), calls))
 
