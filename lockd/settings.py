@@ -164,6 +164,7 @@ class Settings:
     uv_deadline: float = 1800.0
     shards: int | None = None  # LOCKD_SHARDS
     job_index: str | None = None  # JOB_COMPLETION_INDEX, as Kubernetes set it
+    uv_cache: Path | None = None  # UV_CACHE_DIR, absolute (see ``uv_cache_dir``)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -195,7 +196,19 @@ class Settings:
             uv_deadline=deadline("LOCKD_UV_DEADLINE", env),
             shards=int(shards) if shards is not None else None,
             job_index=env_default("JOB_COMPLETION_INDEX", env),
+            uv_cache=uv_cache_dir(env),
         )
+
+
+def uv_cache_dir(environ: Mapping[str, str]) -> Path | None:
+    """``UV_CACHE_DIR`` made absolute against the working directory, as uv reads it.
+
+    lockd runs uv inside scratch directories: a relative ``UV_CACHE_DIR=.uv-cache``
+    (common in CI) passed on as it is would put uv's cache inside the scratch
+    directory, deleted at the end of every run.
+    """
+    value = environ.get("UV_CACHE_DIR")
+    return Path(value).absolute() if value else None
 
 
 @dataclass(frozen=True, slots=True)

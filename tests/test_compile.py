@@ -740,3 +740,13 @@ def test_pip_tools_hashes_files_listed_without_sha256(lockd, tmp_path: Path) -> 
         assert torch["sha256"] == served.sha256
     finally:
         own.stop()
+
+
+def test_a_relative_uv_cache_dir_is_the_users_and_outlives_the_run(lockd, tmp_path: Path) -> None:
+    # lockd runs uv in scratch directories: passed on as it is, UV_CACHE_DIR=.uv-cache
+    # (common in CI) named a cache inside the scratch directory, deleted every run.
+    write(tmp_path / "requirements.in", "numpy\n")
+    run = lockd("compile", *MATRIX, env={"UV_CACHE_DIR": ".uv-cache"})
+    assert run.returncode == 0, run.output
+    assert (tmp_path / ".uv-cache" / "CACHEDIR.TAG").is_file()
+    assert any((tmp_path / ".uv-cache").glob("simple-*/*"))  # uv's index pages, kept

@@ -117,7 +117,6 @@ def build_lock_request(
         or config.pytorch_index
         or settings.pytorch_index
     )
-    cache = env.get("UV_CACHE_DIR")
     family = family_names((*config.pytorch_family, *flags.pytorch_family))
     for index in config.indexes:
         both = sorted(index.packages & family)
@@ -148,7 +147,7 @@ def build_lock_request(
         refresh=flags.refresh,
         exclude_newer=_cutoff(flags.exclude_newer),
         concurrency=settings.concurrency,
-        cache_dir=Path(cache) if cache else None,
+        cache_dir=settings.uv_cache,
         images=flags.images or config.images,
         dockerfile=flags.dockerfile or (root / config.dockerfile if config.dockerfile else None),
         build_args=_build_args(flags.build_args),

@@ -29,7 +29,7 @@ from ..builds import BuildPolicy, python_conflict, refusal
 from ..errors import PackageIndexError, ResolutionError
 from ..processes import Deadline, run_child, stream_child
 from ..routing import IndexPlan, credential_variables, index_of, userinfo
-from ..settings import deadline
+from ..settings import deadline, uv_cache_dir
 from ..urls import redact
 from .interface import Pin, Resolution, Resolver, ResolveRequest
 
@@ -77,6 +77,9 @@ def hermetic_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
         for key, value in source.items()
         if not key.startswith("PIP_") and (not key.startswith("UV_") or key in _PASS_THROUGH_UV)
     }
+    cache = uv_cache_dir(source)
+    if cache is not None:  # uv runs in scratch directories: never a relative cache
+        env["UV_CACHE_DIR"] = str(cache)
     env["UV_NO_PROGRESS"] = "1"
     # No uv.toml of the user or the machine (resolution = "lowest", extra indexes…)
     # may change what a lock contains.

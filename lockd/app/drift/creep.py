@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 from ...builds import recorded_builds
 from ...drift import Finding, compare_offered, compare_resolution
@@ -57,7 +56,7 @@ def creep_findings(check: TargetCheck) -> list[Finding]:
     resolver = UvResolver()
     constraints = tuple(lockset.extra.get("constraints", ()))
     glibc = str(lockset.extra.get("glibc", "2.28"))
-    cache = check.options.environ.get("UV_CACHE_DIR")
+    settings = Settings.from_env(check.options.environ)
     findings: list[Finding] = []
     for offered in lock.offered:
         links = check.client.project_links(credentialed(offered.index, plan), offered.name)
@@ -65,7 +64,7 @@ def creep_findings(check: TargetCheck) -> list[Finding]:
         files = files_of_version(links, locked_version) if locked_version else {}
         versions = list(listed_versions(links))
         findings += compare_offered(lock.target, offered, files, versions)
-    with scratch_dir("creep", Settings.from_env(check.options.environ).home) as tmp:
+    with scratch_dir("creep", settings.home) as tmp:
 
         def resolve(name: str, exclude_newer: str | None, prefer: bool = False) -> dict[str, str]:
             request = ResolveRequest(
@@ -76,7 +75,7 @@ def creep_findings(check: TargetCheck) -> list[Finding]:
                 workdir=tmp / name,
                 glibc=glibc,
                 exclude_newer=exclude_newer,
-                cache_dir=Path(cache) if cache else None,
+                cache_dir=settings.uv_cache,
                 builds=recorded_builds(lockset),
                 preferences=pins if prefer else (),
             )
