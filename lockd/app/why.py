@@ -73,7 +73,7 @@ class WhyAnswer:
 
 def why(request: WhyRequest) -> WhyAnswer:
     """Why ``request.package`` is in the lockset's locks (one target, or every one)."""
-    lockset = _lockset(request)
+    lockset = chosen_lockset(request.database_url, request.cwd, request.project, request.lockset)
     name = canonicalize_name(request.package)
     locks = lockset.locks
     if request.target is not None:
@@ -109,26 +109,29 @@ def why(request: WhyRequest) -> WhyAnswer:
     return WhyAnswer(lockset.project, lockset.hash, name, tuple(answers), tuple(absent))
 
 
-def _lockset(request: WhyRequest) -> Lockset:
-    if request.lockset is not None:
+def chosen_lockset(
+    database_url: str, cwd: Path, project: str | None, lockset: str | None
+) -> Lockset:
+    """The lockset a read-only command is about (the order is the module's docstring)."""
+    if lockset is not None:
         from .record import get
 
-        named = get(request.database_url, request.lockset)
-        if request.project is not None and named.project != request.project:
+        named = get(database_url, lockset)
+        if project is not None and named.project != project:
             raise UsageError(
                 f"Lockset {named.hash[:12]} belongs to project {named.project}, "
-                f"not {excerpt(request.project)}.",
+                f"not {excerpt(project)}.",
                 hint="Give --lockset alone, or a lockset of that project.",
             )
         return named
-    if request.project is None:
+    if project is None:
         from ..lockfiles.manifest import MANIFEST, read_manifest
         from ..settings import load_project_config
 
-        config = load_project_config(request.cwd)
-        found = read_manifest(request.cwd / (config.out or "locks") / MANIFEST)
+        config = load_project_config(cwd)
+        found = read_manifest(cwd / (config.out or "locks") / MANIFEST)
         if found is not None:
             return found
     from .record import latest
 
-    return latest(request.database_url, request.project)
+    return latest(database_url, project)

@@ -404,6 +404,56 @@ def diff(
 
 
 @app.command(cls=_Command)
+def spread(
+    project: Annotated[
+        str | None,
+        typer.Option(
+            "--project",
+            metavar="NAME",
+            help="The project's latest recorded lockset (default: locks/lockd.json here).",
+        ),
+    ] = None,
+    lockset: Annotated[
+        str | None,
+        typer.Option(
+            "--lockset",
+            metavar="HASH",
+            help="A recorded lockset (hash or unique prefix) instead of the latest.",
+        ),
+    ] = None,
+    offline: Annotated[
+        bool,
+        typer.Option(
+            "--offline", help="Do not ask the indexes (Requires-Python, wheels): the lockset only."
+        ),
+    ] = False,
+    db: DbOption = None,
+    output_format: FormatOption = TableFormat.table,
+) -> None:
+    """Where the targets of a lockset differ: each package not locked at one version on
+    every target, and why (a requirement, a marker, Requires-Python, missing wheels, the
+    accelerator's build)."""
+    from ..app.spread import SpreadRequest
+    from ..app.spread import spread as explain
+    from ..report import console
+    from ..settings import Settings
+
+    answer = explain(
+        SpreadRequest(
+            database_url=db or Settings.from_env().database_url,
+            cwd=Path.cwd(),
+            project=project,
+            lockset=lockset,
+            offline=offline,
+        )
+    )
+    if output_format is TableFormat.json:
+        console.print_json(answer.to_dict())
+    else:
+        console.print_spread(answer)
+
+
+@app.command(cls=_Command)
 def why(
     package: Annotated[str, typer.Argument(metavar="PACKAGE", help="A locked package.")],
     target: Annotated[

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
     from ..app.compile import CompileResult, LockCheck
     from ..app.pip import ProgressHook
+    from ..app.spread import SpreadAnswer
     from ..app.why import WhyAnswer
     from ..drift import DriftReport
     from ..lockset import Lockset
@@ -428,6 +429,42 @@ def _short(digest: str | None) -> str:
 
 def _moved(change: dict[str, Any]) -> str:
     return f"{_short(change['from'])} -> {_short(change['to'])}"
+
+
+def print_spread(answer: SpreadAnswer) -> None:
+    """``lockd spread``: a row per target that does not lock a package's highest version
+    (or does not lock it), with the reasons found; then how many packages agree."""
+    from rich.table import Table
+    from rich.text import Text
+
+    console = make_console()
+    count = len(answer.targets)
+    if not answer.packages:
+        console.print(
+            f"Every package of lockset {answer.lockset[:12]} of {answer.project} is locked at "
+            f"the same version on all {count} targets ({answer.same} packages)."
+        )
+        return
+    table = Table(title=f"spread · lockset {answer.lockset[:12]} of {answer.project}")
+    for column in ("package", "target", "locked", "instead of", "why"):
+        table.add_column(column)
+    for package in answer.packages:
+        first = True
+        for reason in package.reasons:
+            table.add_row(
+                Text(package.name if first else ""),
+                Text(reason.target),
+                Text(reason.version or "—"),
+                Text(reason.instead_of or ("—" if reason.version else "locked elsewhere")),
+                Text(f"{reason.kind}: {reason.text}"),  # names and requirements are not markup
+            )
+            first = False
+    console.print(table)
+    console.print(
+        f"{len(answer.packages)} package{'s' if len(answer.packages) != 1 else ''} differ "
+        f"across {count} targets; {answer.same} are the same on every one."
+        + ("" if not answer.offline else " The index was not asked (--offline).")
+    )
 
 
 def print_why(answer: WhyAnswer) -> None:
