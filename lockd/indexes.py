@@ -91,18 +91,27 @@ def parse_html_page(html: str, page_url: str) -> list[IndexLink]:
     return out
 
 
-def parse_json_page(data: dict[str, object]) -> list[IndexLink]:
-    files = data.get("files", [])
+def parse_json_page(data: object) -> list[IndexLink]:
+    """Files of a PEP 691 page; an entry without a text ``filename`` and ``url`` is
+    skipped (the page may come from any server)."""
+    files = data.get("files", []) if isinstance(data, dict) else []
     out = []
     for item in files if isinstance(files, list) else []:
-        hashes = item.get("hashes") or {}
+        if not isinstance(item, dict):
+            continue
+        filename, url = item.get("filename"), item.get("url")
+        if not (isinstance(filename, str) and isinstance(url, str)):
+            continue
+        hashes = item.get("hashes")
+        sha256 = hashes.get("sha256") if isinstance(hashes, dict) else None
+        upload_time = item.get("upload-time")
         requires_python = item.get("requires-python")
         out.append(
             IndexLink(
-                item["filename"],
-                item["url"],
-                hashes.get("sha256") or None,
-                item.get("upload-time"),
+                filename,
+                url,
+                sha256 if isinstance(sha256, str) and sha256 else None,
+                upload_time if isinstance(upload_time, str) else None,
                 requires_python if isinstance(requires_python, str) and requires_python else None,
             )
         )
@@ -153,7 +162,11 @@ class IndexClient:
         if response.headers.get("content-type", "").startswith(
             "application/vnd.pypi.simple.v1+json"
         ):
-            links = parse_json_page(response.json())
+            try:
+                document = response.json()
+            except ValueError:
+                raise PackageIndexError(f"{shown(page)} is not valid JSON.") from None
+            links = parse_json_page(document)
             return [replace(x, url=urljoin(page, x.url)) for x in links]
         return parse_html_page(response.text, page)
 
@@ -288,7 +301,7 @@ class IndexClient:
     ) -> httpx.Response:
         try:
             response = self._client.get(url, headers=headers)
-        except self._httpx.HTTPError as exc:
+        except (self._httpx.HTTPError, self._httpx.InvalidURL) as exc:
             raise PackageIndexError(
                 f"Cannot reach {shown(url)}: {redact(str(exc)) or type(exc).__name__}.",
                 hint=_slow_hint(exc) or "Check the index URL and your network.",

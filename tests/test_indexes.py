@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -167,3 +170,44 @@ def test_a_ranged_file_reads_every_span_as_the_file_has_it() -> None:
         client.close()
     assert all(last < tail_start for _, last in server.served)  # the tail is never asked
     assert len(server.served) == len(set(server.served))  # each block once
+
+
+def test_a_json_page_of_any_shape_is_an_index_error_or_its_valid_files() -> None:
+    # pages come from any server (a forged lockd.json names its own): never a traceback
+    good = {"filename": "x-1.0-py3-none-any.whl", "url": "x-1.0-py3-none-any.whl"}
+    bodies = {
+        "/broken/x/": b"{not json",
+        "/list/x/": b"[]",
+        "/odd/x/": json.dumps(
+            {"files": [{}, {"filename": 1, "url": "u"}, "text", {**good, "hashes": []}]}
+        ).encode(),
+    }
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = bodies[self.path]
+            self.send_response(200)
+            self.send_header("Content-Type", "application/vnd.pypi.simple.v1+json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    client = IndexClient()
+    try:
+        with pytest.raises(PackageIndexError, match="is not valid JSON"):
+            client.project_links(f"{base}/broken", "x")
+        assert client.project_links(f"{base}/list", "x") == []
+        (link,) = client.project_links(f"{base}/odd", "x")
+        assert link.filename == good["filename"] and link.sha256 is None
+        with pytest.raises(PackageIndexError):
+            client.project_links(f"{base}/\x1b[31m", "x")  # a URL httpx refuses
+    finally:
+        client.close()
+        server.shutdown()
+        server.server_close()

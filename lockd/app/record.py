@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import NotFoundError, StoreError, excerpt
+from ..errors import NotFoundError, StoreError, UsageError, excerpt
 from ..lockset import diff_locksets
 
 if TYPE_CHECKING:
@@ -104,6 +105,33 @@ _MEDIA_TYPES = {
     ".json": "application/json",
     ".yml": "application/yaml",
 }
+
+
+def chosen_lockset(
+    database_url: str, cwd: Path, project: str | None, lockset: str | None
+) -> Lockset:
+    """The lockset a reading command (``why``, ``spread``) is about: the one named with
+    ``--lockset`` (a hash or unique prefix); else the project's latest recorded one with
+    ``--project``; else the ``lockd.json`` of this directory's lock folder (``out`` in
+    lockd.toml, default ``locks/``); else this directory's project's latest recorded one."""
+    if lockset is not None:
+        named = get(database_url, lockset)
+        if project is not None and named.project != project:
+            raise UsageError(
+                f"Lockset {named.hash[:12]} belongs to project {named.project}, "
+                f"not {excerpt(project)}.",
+                hint="Give --lockset alone, or a lockset of that project.",
+            )
+        return named
+    if project is None:
+        from ..lockfiles.manifest import MANIFEST, read_manifest
+        from ..settings import load_project_config
+
+        config = load_project_config(cwd)
+        found = read_manifest(cwd / (config.out or "locks") / MANIFEST)
+        if found is not None:
+            return found
+    return latest(database_url, project)
 
 
 def lock_file(store: Store, lockset: Lockset, name: str) -> LockFile:

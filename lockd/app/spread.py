@@ -2,42 +2,55 @@
 targets, and why.
 
 Each target resolves on its own, so a matrix may lock numpy 2.2.6 for Python 3.10 and
-2.5.5 for 3.12, or bring ``exceptiongroup`` in for 3.10 only. For every package whose
-version is not the same on every target, each target that does not lock the highest
-version (or does not lock the package at all) gets its reasons, first found first:
+2.5.5 for 3.12, or bring ``exceptiongroup`` in for 3.10 only. Locks are compared with
+locks of their kind: pip targets with pip targets, conda environments with conda
+environments (a conda environment's ``pip:`` section is a pip lock of its own). For
+every package whose version is not the same on every lock of a kind, each target that
+does not lock the highest version (or does not lock the package at all) gets its
+reasons, first found first:
 
-* ``accelerator``: the same version in another build (``torch 2.6.0+cu124`` / ``+cpu``);
+* ``accelerator``: the same release in another accelerator's build (``+cpu``/``+cu124``);
+  ``build``: another local build that names no accelerator;
 * ``requirement``: a requirement on this target's graph excludes the higher version
   (another package's ``Requires-Dist`` line, or the user's own input);
-* ``marker``: the requirement that brings the package in elsewhere has a marker that
-  does not hold for this target;
-* ``requirer``: what requires it elsewhere is not locked here, or is locked at another
-  version (or build) that does not require it;
-* ``requires-python``: every file of the higher version requires another Python
-  (read from the index: ``data-requires-python``);
-* ``wheels``: the higher version has no wheel for this target's Python, platform and
-  glibc, and no sdist the lockset allowed to build (lockd locks wheels only unless
-  ``--allow-build`` names the package);
-* ``unknown``: none of those — the resolver's choice, bound by the rest of the resolution.
+* ``marker``: what brings the package in elsewhere has a marker that does not hold here;
+* ``requirer``: what requires it elsewhere is not locked here, is locked at another
+  version (or build) that does not require it, or brings it only with an extra that
+  nothing here asks for;
+* ``index`` (read from the index this target locked the package from, as of the
+  lockset's cut-off): the higher version is not on it, or was uploaded after the cut-off;
+  ``requires-python``: every file of it requires another Python; ``wheels``: no wheel for
+  this target's Python, platform and glibc, and no sdist the lockset allowed to build;
+* ``unknown``: none of those — the resolver's choice, bound by the rest of the resolution
+  (or lockd could not tell: no graph recorded, an index it could not read).
 
-The lockset is read as ``lockd why`` reads it; the index is asked only for the two index
-causes, and never with ``--offline``. Everything in the lockset may come from a pull
-request: names and requirements are shown as text, never as markup.
+The lockset may come from a pull request: names and requirements are shown as text,
+never as markup, and only ``http(s)`` indexes are asked, for valid project names.
+``--offline`` asks nothing.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from packaging.markers import Marker, UndefinedComparison, UndefinedEnvironmentName
+from packaging.markers import UndefinedComparison, UndefinedEnvironmentName
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.tags import Tag, compatible_tags, cpython_tags
-from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+from packaging.utils import (
+    InvalidName,
+    InvalidWheelFilename,
+    canonicalize_name,
+    parse_wheel_filename,
+)
 from packaging.version import InvalidVersion, Version
 
 from ..builds import BuildPolicy, recorded_builds
@@ -46,13 +59,28 @@ from ..indexes import IndexLink, link_version
 from ..lockset import Lock, Lockset
 from ..targets import Target, parse_target_id
 
+Kind = Literal[
+    "accelerator",
+    "build",
+    "requirement",
+    "marker",
+    "requirer",
+    "index",
+    "requires-python",
+    "wheels",
+    "unknown",
+]
 LinksOf = Callable[[str, str], Sequence[IndexLink]]  # (index URL, package) -> its files
+Page = Sequence[IndexLink] | str  # the files an index lists, or why they were not read
 MAX_REASONS = 3  # per target and version: the first found are the telling ones
+MAX_GLIBC_MINOR = 40  # manylinux_2_N tags considered, whatever a lockset claims
+_ACCELERATOR_LABEL = re.compile(r"cpu|cu\d+|rocm[0-9.]+|xpu")
+_NO_GRAPH = "recorded without a dependency graph (`lockd compile --refresh` records one)"
 
 
 @dataclass(frozen=True, slots=True)
 class SpreadRequest:
-    """What ``lockd spread`` was asked (the lockset is chosen as ``lockd why`` chooses)."""
+    """What ``lockd spread`` was asked (the lockset is chosen by ``record.chosen_lockset``)."""
 
     database_url: str
     cwd: Path
@@ -68,7 +96,7 @@ class Reason:
     target: str
     version: str | None
     instead_of: str | None  # the higher version locked elsewhere; None: the package's absence
-    kind: str  # accelerator | requirement | marker | requirer | requires-python | wheels | unknown
+    kind: Kind
     text: str
 
     def to_dict(self) -> dict[str, Any]:
@@ -83,7 +111,7 @@ class Reason:
 
 @dataclass(frozen=True, slots=True)
 class Spread:
-    """One package that is not locked the same way on every target."""
+    """One package that is not locked the same way on every lock of its kind."""
 
     name: str
     versions: Mapping[str, str | None]  # target -> version (None: not locked there)
@@ -99,10 +127,12 @@ class Spread:
 
 @dataclass(frozen=True, slots=True)
 class SpreadAnswer:
+    """Every package that differs across the compared locks, and how many agree."""
+
     project: str
     lockset: str
-    targets: tuple[str, ...]
-    same: int  # packages locked at one version on every target
+    targets: tuple[str, ...]  # the locks compared (each with the others of its kind)
+    same: int  # packages locked at one version on every lock of their kind
     packages: tuple[Spread, ...]
     offline: bool
 
@@ -118,15 +148,14 @@ class SpreadAnswer:
 
 
 def spread(request: SpreadRequest) -> SpreadAnswer:
-    """Read the lockset, ask its indexes what they need to be asked, and explain."""
-    from .why import chosen_lockset
+    """Read the lockset, ask its indexes what only they can say, and explain."""
+    from .record import chosen_lockset
 
     lockset = chosen_lockset(request.database_url, request.cwd, request.project, request.lockset)
-    if len(lockset.locks) < 2:
+    if not any(len(group) > 1 for group in _kinds(lockset.locks)):
         raise UsageError(
-            f"Lockset {lockset.hash[:12]} of {lockset.project} locks "
-            f"{len(lockset.locks)} target{'s' if len(lockset.locks) != 1 else ''}: "
-            "there is nothing to compare.",
+            f"Lockset {lockset.hash[:12]} of {lockset.project} has no two targets of one "
+            "kind (pip or conda): there is nothing to compare.",
             hint="Compile more than one target (--python, --platform, --cuda) to compare them.",
         )
     if request.offline:
@@ -142,31 +171,37 @@ def spread(request: SpreadRequest) -> SpreadAnswer:
 
 def explain_spread(lockset: Lockset, links_of: LinksOf | None) -> SpreadAnswer:
     """The packages that differ and why; ``links_of`` reads an index (None: offline)."""
-    locks = lockset.locks
-    versions = {lock.target: lock.packages() for lock in locks}
-    names = sorted({name for found in versions.values() for name in found})
-    differing = [n for n in names if len({versions[t].get(n) for t in versions}) > 1]
-    pages = _read_pages(lockset, differing, links_of)
-    context = _Context(str(lockset.extra.get("glibc", "2.28")), recorded_builds(lockset))
+    context = _Context(
+        _glibc(lockset.extra.get("glibc")),
+        recorded_builds(lockset),
+        _moment(lockset.cutoff),
+        offline=links_of is None,
+    )
+    compared: list[tuple[Sequence[Lock], str]] = []
+    same = 0
+    for locks in _kinds(lockset.locks):
+        if len(locks) < 2:
+            continue
+        versions = [lock.packages() for lock in locks]
+        names = sorted({name for found in versions for name in found})
+        differing = [n for n in names if len({_key(found.get(n)) for found in versions}) > 1]
+        same += len(names) - len(differing)
+        compared += [(locks, name) for name in differing]
+    pages = _read_pages(_wanted(compared), links_of)
     packages = []
-    for name in differing:
-        per_target = {lock.target: versions[lock.target].get(name) for lock in locks}
-        reasons = []
-        for lock in locks:
+    for group, name in compared:
+        per_target = {lock.target: lock.packages().get(name) for lock in group}
+        reasons: list[Reason] = []
+        for lock in group:
             reasons += _reasons(
-                name,
-                lock,
-                locks=locks,
-                per_target=per_target,
-                page=pages.get(name),
-                context=context,
+                name, lock, locks=group, per_target=per_target, pages=pages, context=context
             )
         packages.append(Spread(name, per_target, tuple(reasons)))
     return SpreadAnswer(
         lockset.project,
         lockset.hash,
-        tuple(lock.target for lock in locks),
-        len(names) - len(differing),
+        tuple(lock.target for locks in _kinds(lockset.locks) if len(locks) > 1 for lock in locks),
+        same,
         tuple(packages),
         offline=links_of is None,
     )
@@ -176,40 +211,72 @@ def explain_spread(lockset: Lockset, links_of: LinksOf | None) -> SpreadAnswer:
 class _Context:
     glibc: str  # the lockset's manylinux floor, as compiled
     builds: BuildPolicy  # the sdists it allowed to build
+    cutoff: datetime | None  # files uploaded later were not there for the resolver
+    offline: bool
+
+
+def _kinds(locks: Sequence[Lock]) -> list[list[Lock]]:
+    """The pip locks and the conda locks: each compared only with its own kind."""
+    conda = [lock for lock in locks if any(a.kind == "conda" for a in lock.artifacts)]
+    return [[lock for lock in locks if lock not in conda], conda]
+
+
+def _key(version: str | None) -> object:
+    """What makes two versions the same (``1.0`` is ``1.0.0``); raw text if not PEP 440."""
+    if version is None:
+        return None
+    try:
+        return Version(version)
+    except InvalidVersion:
+        return version
+
+
+def _index_of(lock: Lock, name: str) -> str | None:
+    return next(
+        (a.index for a in lock.artifacts if a.name == name and a.kind in ("wheel", "sdist")),
+        None,
+    )
+
+
+def _wanted(compared: Iterable[tuple[Sequence[Lock], str]]) -> set[tuple[str, str]]:
+    """(index, package) pages worth reading: a target's own index for a package it locks
+    below another target's release (another build of the same release needs none)."""
+    wanted = set()
+    for locks, name in compared:
+        keys = [_key(lock.packages().get(name)) for lock in locks]
+        releases = {key.public for key in keys if isinstance(key, Version)}
+        if len(releases) < 2:
+            continue
+        for lock in locks:
+            index = _index_of(lock, name)
+            if index is not None and name in lock.packages():
+                wanted.add((index, name))
+    return wanted
 
 
 def _read_pages(
-    lockset: Lockset, names: Iterable[str], links_of: LinksOf | None
-) -> dict[str, Sequence[IndexLink] | str]:
-    """Each package's files on the index it was locked from (a string: why not read).
-
-    Only packages locked at more than one version are read; conda records are not.
-    """
-    if links_of is None:
+    wanted: set[tuple[str, str]], links_of: LinksOf | None
+) -> dict[tuple[str, str], Page]:
+    """Each wanted page, or why it was not read (only http(s) indexes, valid names)."""
+    if links_of is None or not wanted:
         return {}
-    wanted: dict[str, str] = {}
-    for name in names:
-        found = {
-            a.index
-            for lock in lockset.locks
-            for a in lock.artifacts
-            if a.name == name and a.kind in ("wheel", "sdist")
-        }
-        if len({lock.packages().get(name) for lock in lockset.locks} - {None}) > 1 and found:
-            wanted[name] = sorted(found)[0]
-    if not wanted:
-        return {}
-    fetch = links_of
+    read_links: LinksOf = links_of
 
-    def read(item: tuple[str, str]) -> tuple[str, Sequence[IndexLink] | str]:
-        name, index = item
+    def read(item: tuple[str, str]) -> tuple[tuple[str, str], Page]:
+        index, name = item
+        if urlsplit(index).scheme not in ("http", "https"):
+            return item, "not an http(s) index"
         try:
-            return name, fetch(index, name)
+            canonicalize_name(name, validate=True)
+        except InvalidName:
+            return item, "not a valid project name"
+        try:
+            return item, read_links(index, name)
         except PackageIndexError as err:
-            return name, str(err)
+            return item, err.message
 
     with ThreadPoolExecutor(max_workers=min(8, len(wanted))) as pool:
-        return dict(pool.map(read, sorted(wanted.items())))
+        return dict(pool.map(read, sorted(wanted)))
 
 
 def _reasons(
@@ -218,7 +285,7 @@ def _reasons(
     *,
     locks: Sequence[Lock],
     per_target: Mapping[str, str | None],
-    page: Sequence[IndexLink] | str | None,
+    pages: Mapping[tuple[str, str], Page],
     context: _Context,
 ) -> list[Reason]:
     mine = per_target[lock.target]
@@ -226,43 +293,66 @@ def _reasons(
     if mine is None:
         texts = _absent(name, lock, locks, target)
         return [Reason(lock.target, None, None, kind, text) for kind, text in texts]
+    index = _index_of(lock, name)
+    page = pages.get((index, name)) if index is not None else None
     out = []
     for higher in _higher(mine, per_target.values()):
-        if Version(higher).public == Version(mine).public:
-            texts = [("accelerator", f"{name} {mine} is this target's build of {higher}")]
-        else:
-            texts = _required_below(name, higher, lock) or [
-                _index_cause(name, higher, target, page, context)
-            ]
+        texts = _local_build(name, mine, higher) or _required_below(name, higher, lock)
+        if not texts:
+            question = _Question(name, higher, lock, target, index, page)
+            texts = [_index_cause(question, context)]
         out += [Reason(lock.target, mine, higher, kind, text) for kind, text in texts]
     return out
 
 
 def _higher(mine: str, versions: Iterable[str | None]) -> list[str]:
-    """The versions locked elsewhere that are higher than ``mine`` (another build of the
-    same release is "higher" too: it is explained as the accelerator's)."""
-    try:
-        own = Version(mine)
-    except InvalidVersion:
-        return []
-    out = set()
+    """The versions locked elsewhere above ``mine``: a higher release, another build of
+    the same release, or one lockd cannot order against it (not PEP 440)."""
+    own = _key(mine)
+    out: dict[object, str] = {}
     for other in versions:
-        if other is None or other == mine:
+        theirs = _key(other)
+        if other is None or theirs == own:
             continue
-        try:
-            theirs = Version(other)
-        except InvalidVersion:
-            continue
-        if theirs.public == own.public or theirs > own:
-            out.add(other)
-    return sorted(out, key=Version)
+        if (
+            not (isinstance(own, Version) and isinstance(theirs, Version))
+            or theirs.public == own.public
+            or theirs > own
+        ):
+            out.setdefault(theirs, other)
+    return sorted(out.values(), key=_order)
 
 
-def _required_below(name: str, higher: str, lock: Lock) -> list[tuple[str, str]]:
+def _above(theirs: object, own: object) -> bool:
+    if not (isinstance(own, Version) and isinstance(theirs, Version)):
+        return True  # not PEP 440: explained as versions lockd cannot order
+    return theirs.public == own.public or theirs > own
+
+
+def _order(version: str) -> tuple[int, Version | str]:
+    """PEP 440 versions in their order, then the others as text."""
+    key = _key(version)
+    return (0, key) if isinstance(key, Version) else (1, version)
+
+
+def _local_build(name: str, mine: str, higher: str) -> list[tuple[Kind, str]]:
+    """The same release in another build; or versions lockd cannot order."""
+    own, theirs = _key(mine), _key(higher)
+    if not (isinstance(own, Version) and isinstance(theirs, Version)):
+        return [("unknown", f"lockd cannot order {name} {mine} and {higher} (not PEP 440)")]
+    if own.public != theirs.public:
+        return []
+    labels = [v.local or "" for v in (own, theirs)]
+    if any(_ACCELERATOR_LABEL.fullmatch(label) for label in labels):
+        return [("accelerator", f"{name} {mine} is this target's build of {higher}")]
+    return [("build", f"{name} {mine} and {higher} are two builds of {own.public}")]
+
+
+def _required_below(name: str, higher: str, lock: Lock) -> list[tuple[Kind, str]]:
     """The requirements on this target's graph that exclude ``higher``."""
     if lock.graph is None:
         return []
-    found = [
+    found: list[tuple[Kind, str]] = [
         ("requirement", f"your `{root.requirement}` ({root.source})")
         for root in lock.graph.inputs_of(name)
         if _excludes(root.requirement, higher)
@@ -279,76 +369,116 @@ def _required_below(name: str, higher: str, lock: Lock) -> list[tuple[str, str]]
     return found[:MAX_REASONS]
 
 
-def _index_cause(
-    name: str,
-    higher: str,
-    target: Target | None,
-    page: Sequence[IndexLink] | str | None,
-    context: _Context,
-) -> tuple[str, str]:
-    """What the index says keeps ``higher`` from the target: its Python, its wheels."""
+@dataclass(frozen=True, slots=True)
+class _Question:
+    """Why does this target not lock ``higher`` of ``name``? With what its index lists."""
+
+    name: str
+    higher: str
+    lock: Lock
+    target: Target | None
+    index: str | None  # the index this target locked the package from
+    page: Page | None  # its listing (None: not read)
+
+
+def _index_cause(question: _Question, context: _Context) -> tuple[Kind, str]:
+    """What the target's own index says keeps the higher version from it."""
+    target, page = question.target, question.page
+    if context.offline or target is None or page is None or isinstance(page, str):
+        return ("unknown", _not_asked(target, page, context))
+    found = _listing_cause(question, target, page, context)
+    if found is not None:
+        return found
+    if question.lock.graph is None:
+        return ("unknown", _NO_GRAPH)
+    return ("unknown", "the resolver's choice: bound by the rest of this target's resolution")
+
+
+def _not_asked(target: Target | None, page: Page | None, context: _Context) -> str:
+    if context.offline:
+        return "the resolver's choice? (--offline: the index was not asked)"
+    if target is None:
+        return "not a pip target lockd can check (its id names no Python or platform)"
     if isinstance(page, str):
-        return ("unknown", f"the index could not be read: {page}")
-    if page is None or target is None:
-        return ("unknown", "the resolver's choice (run without --offline to ask the index)")
+        return f"the index could not be read: {page}"
+    return "no index is recorded for it on this target"
+
+
+def _listing_cause(
+    question: _Question, target: Target, page: Sequence[IndexLink], context: _Context
+) -> tuple[Kind, str] | None:
+    name, higher = question.name, question.higher
     files = [link for link in page if _is(link, higher)]
+    if not files:
+        return ("index", f"{name} {higher} is not on this target's index ({question.index})")
+    published = [link for link in files if _by_cutoff(link, context.cutoff)]
+    if not published:
+        return ("index", f"{name} {higher} was uploaded to this target's index after the cut-off")
     python = Version(target.python_version)
-    usable = [link for link in files if _admits(link.requires_python, python)]
-    if files and not usable:
-        needs = sorted({link.requires_python or "" for link in files} - {""})
+    usable = [link for link in published if _admits(link.requires_python, python)]
+    if not usable:
+        needs = sorted({link.requires_python or "" for link in published} - {""})
         return ("requires-python", f"{name} {higher} requires Python {' or '.join(needs)}")
     tags = target_tags(target, context.glibc)
     buildable = context.builds.allows(name)
-    if files and not any(_fits(link.filename, tags, buildable) for link in usable):
-        where = target.platform.name + (
-            f", glibc {context.glibc}" if target.platform.os == "linux" else ""
-        )
-        refused = "" if buildable else " (and building it is not allowed)"
-        return (
-            "wheels",
-            f"{name} {higher} has no wheel for Python {target.python_version} on {where}{refused}",
-        )
-    return ("unknown", "the resolver's choice: bound by the rest of this target's resolution")
+    if any(_fits(link.filename, tags, buildable) for link in usable):
+        return None
+    where = target.platform.name + (
+        f", glibc {context.glibc}" if target.platform.os == "linux" else ""
+    )
+    refused = "" if buildable else " (and building it is not allowed)"
+    return (
+        "wheels",
+        f"{name} {higher} has no wheel for Python {target.python_version} on {where}{refused}",
+    )
 
 
 def _absent(
     name: str, lock: Lock, locks: Sequence[Lock], target: Target | None
-) -> list[tuple[str, str]]:
+) -> list[tuple[Kind, str]]:
     """Why ``lock`` has no ``name`` that other locks have: what brings it in there."""
     here = lock.packages()
     env = target.marker_environment() if target is not None else None
-    found: dict[str, str] = {}
+    found: dict[str, Kind] = {}
+    graphs = 0
     for other in locks:
         if other.graph is None or name not in other.packages():
             continue
+        graphs += 1
         for root in other.graph.inputs_of(name):
-            if env is not None and not _holds(root.requirement, env):
+            if not root.constraint and env is not None and not _holds(root.requirement, env):
                 text = f"your `{root.requirement}` ({root.source}) does not apply here"
                 found.setdefault(text, "marker")
         for edge in other.graph.requirers(name):
-            parent = edge.parent
-            theirs = other.packages().get(parent)
+            parent, theirs = edge.parent, other.packages().get(edge.parent)
             if parent not in here:
                 found.setdefault(f"required by {parent}, which is not locked here", "requirer")
             elif here[parent] != theirs:
                 text = f"required by {parent} {theirs}; {parent} {here[parent]} here does not"
                 found.setdefault(text, "requirer")
-            elif env is not None and not _holds(edge.requirement, env):
+            elif env is None:
+                continue
+            elif not _holds(edge.requirement, env, edge.extra or ""):
                 text = f"{parent} {theirs} requires `{edge.requirement}`, which does not apply here"
                 found.setdefault(text, "marker")
+            elif edge.extra is not None:
+                text = f"{parent} brings it only with its extra `{edge.extra}`, not asked for here"
+                found.setdefault(text, "requirer")
     if not found:
-        return [("unknown", "the resolver's choice: nothing recorded here requires it")]
+        text = "the resolver's choice: nothing recorded here requires it" if graphs else _NO_GRAPH
+        return [("unknown", text)]
     return [(kind, text) for text, kind in list(found.items())[:MAX_REASONS]]
 
 
+@lru_cache(maxsize=64)
 def target_tags(target: Target, glibc: str) -> frozenset[Tag]:
-    """The wheel tags CPython of ``target`` installs on its platform (leniently: every
-    macOS release, every glibc up to the lock's)."""
+    """The wheel tags CPython of ``target`` installs on its platform, as uv selects them
+    for ``--python-platform``: glibc up to the lock's, macOS up to 13.0 (arm64)."""
     major, minor = target.python
     interpreter = f"cp{major}{minor}"
     arch = target.platform.arch
     if target.platform.os == "linux":
-        top = int(glibc.split(".")[1]) if "." in glibc else 28
+        top = int(glibc.split(".")[1])
         platforms = [f"manylinux_2_{m}_{arch}" for m in range(top, 4, -1)]
         legacy = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
         platforms += [f"{alias}_{arch}" for floor, alias in legacy.items() if top >= floor]
@@ -356,7 +486,7 @@ def target_tags(target: Target, glibc: str) -> frozenset[Tag]:
     elif target.platform.os == "macos":
         platforms = [
             f"macosx_{release}_0_{kind}"
-            for release in range(16, 10, -1)
+            for release in range(13, 10, -1)
             for kind in ("arm64", "universal2")
         ]
         platforms += [f"macosx_10_{point}_universal2" for point in range(16, 8, -1)]
@@ -369,6 +499,32 @@ def target_tags(target: Target, glibc: str) -> frozenset[Tag]:
             *compatible_tags(python, interpreter, platforms),
         ]
     )
+
+
+def _glibc(value: object) -> str:
+    """The lockset's glibc floor (``2.28``), bounded; anything else reads as ``2.28``."""
+    found = re.fullmatch(r"2\.(\d{1,3})", value) if isinstance(value, str) else None
+    if found is None:
+        return "2.28"
+    return f"2.{min(int(found[1]), MAX_GLIBC_MINOR)}"
+
+
+def _moment(text: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _by_cutoff(link: IndexLink, cutoff: datetime | None) -> bool:
+    """The file was there at the cut-off (a file without an upload time counts as there)."""
+    uploaded = _moment(link.upload_time) if link.upload_time else None
+    if uploaded is None or cutoff is None:
+        return True
+    try:
+        return uploaded <= cutoff
+    except TypeError:  # one of them without an offset
+        return True
 
 
 def _target(target_id: str) -> Target | None:
@@ -395,23 +551,19 @@ def _excludes(text: str, version: str) -> bool:
         return False
 
 
-def _holds(text: str, env: Mapping[str, str]) -> bool:
+def _holds(text: str, env: Mapping[str, str], extra: str = "") -> bool:
     req = _requirement(text)
     if req is None or req.marker is None:
         return True
-    return _evaluate(req.marker, env)
-
-
-def _evaluate(marker: Marker, env: Mapping[str, str]) -> bool:
     try:
-        return marker.evaluate(dict(env))
+        return req.marker.evaluate({**env, "extra": extra})
     except (UndefinedComparison, UndefinedEnvironmentName):
         return False
 
 
 def _is(link: IndexLink, version: str) -> bool:
     found = link_version(link)
-    return found is not None and str(found) == str(Version(version))
+    return found is not None and found == _key(version)
 
 
 def _admits(requires_python: str | None, python: Version) -> bool:

@@ -1,10 +1,7 @@
 """The ``lockd why`` use case: every path from a direct input to a package, per target.
 
-The lockset is the one named with ``--lockset`` (a hash or unique prefix);
-else the project's latest in the database with ``--project``; else
-the ``lockd.json`` of this directory's lock folder (``out`` in lockd.toml,
-default ``locks/``); else the latest recorded lockset of this directory's
-project. Reading the graph is pure (``lockd.graph.paths_to``).
+The lockset is chosen by ``record.chosen_lockset``. Reading the graph is pure
+(``lockd.graph.paths_to``).
 """
 
 from __future__ import annotations
@@ -17,7 +14,6 @@ from packaging.utils import canonicalize_name
 
 from ..errors import NotFoundError, UsageError, excerpt
 from ..graph import Paths, paths_to
-from ..lockset import Lockset
 
 DEFAULT_LIMIT = 20
 
@@ -73,6 +69,8 @@ class WhyAnswer:
 
 def why(request: WhyRequest) -> WhyAnswer:
     """Why ``request.package`` is in the lockset's locks (one target, or every one)."""
+    from .record import chosen_lockset
+
     lockset = chosen_lockset(request.database_url, request.cwd, request.project, request.lockset)
     name = canonicalize_name(request.package)
     locks = lockset.locks
@@ -107,31 +105,3 @@ def why(request: WhyRequest) -> WhyAnswer:
             hint="Check the name; `lockd show` lists every locked package.",
         )
     return WhyAnswer(lockset.project, lockset.hash, name, tuple(answers), tuple(absent))
-
-
-def chosen_lockset(
-    database_url: str, cwd: Path, project: str | None, lockset: str | None
-) -> Lockset:
-    """The lockset a read-only command is about (the order is the module's docstring)."""
-    if lockset is not None:
-        from .record import get
-
-        named = get(database_url, lockset)
-        if project is not None and named.project != project:
-            raise UsageError(
-                f"Lockset {named.hash[:12]} belongs to project {named.project}, "
-                f"not {excerpt(project)}.",
-                hint="Give --lockset alone, or a lockset of that project.",
-            )
-        return named
-    if project is None:
-        from ..lockfiles.manifest import MANIFEST, read_manifest
-        from ..settings import load_project_config
-
-        config = load_project_config(cwd)
-        found = read_manifest(cwd / (config.out or "locks") / MANIFEST)
-        if found is not None:
-            return found
-    from .record import latest
-
-    return latest(database_url, project)

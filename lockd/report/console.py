@@ -460,9 +460,10 @@ def print_spread(answer: SpreadAnswer) -> None:
             )
             first = False
     console.print(table)
+    differ = len(answer.packages)
     console.print(
-        f"{len(answer.packages)} package{'s' if len(answer.packages) != 1 else ''} differ "
-        f"across {count} targets; {answer.same} are the same on every one."
+        f"{differ} package{' differs' if differ == 1 else 's differ'} across {count} targets; "
+        f"{answer.same} {'is' if answer.same == 1 else 'are'} the same on every one."
         + ("" if not answer.offline else " The index was not asked (--offline).")
     )
 
