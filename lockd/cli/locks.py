@@ -403,28 +403,34 @@ def diff(
         console.print_diff(result)
 
 
+# The lockset a reading command is about (`why`, `spread`; see app/record.chosen_lockset).
+ChosenProjectOption = Annotated[
+    str | None,
+    typer.Option(
+        "--project",
+        metavar="NAME",
+        help="The project's latest recorded lockset (default: locks/lockd.json here).",
+    ),
+]
+ChosenLocksetOption = Annotated[
+    str | None,
+    typer.Option(
+        "--lockset",
+        metavar="HASH",
+        help="A recorded lockset (hash or unique prefix) instead of the latest.",
+    ),
+]
+
+
 @app.command(cls=_Command)
 def spread(
-    project: Annotated[
-        str | None,
-        typer.Option(
-            "--project",
-            metavar="NAME",
-            help="The project's latest recorded lockset (default: locks/lockd.json here).",
-        ),
-    ] = None,
-    lockset: Annotated[
-        str | None,
-        typer.Option(
-            "--lockset",
-            metavar="HASH",
-            help="A recorded lockset (hash or unique prefix) instead of the latest.",
-        ),
-    ] = None,
+    project: ChosenProjectOption = None,
+    lockset: ChosenLocksetOption = None,
     offline: Annotated[
         bool,
         typer.Option(
-            "--offline", help="Do not ask the indexes (Requires-Python, wheels): the lockset only."
+            "--offline",
+            help="Do not ask the indexes (their versions, Requires-Python, wheels): the lockset only.",
         ),
     ] = False,
     db: DbOption = None,
@@ -462,22 +468,8 @@ def why(
             "--target", metavar="TARGET", help="Only this target (default: every target)."
         ),
     ] = None,
-    project: Annotated[
-        str | None,
-        typer.Option(
-            "--project",
-            metavar="NAME",
-            help="The project's latest recorded lockset (default: locks/lockd.json here).",
-        ),
-    ] = None,
-    lockset: Annotated[
-        str | None,
-        typer.Option(
-            "--lockset",
-            metavar="HASH",
-            help="A recorded lockset (hash or unique prefix) instead of the latest.",
-        ),
-    ] = None,
+    project: ChosenProjectOption = None,
+    lockset: ChosenLocksetOption = None,
     limit: Annotated[
         int, typer.Option("--limit", metavar="N", min=1, help="Paths shown per target.")
     ] = 20,
