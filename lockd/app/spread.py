@@ -218,7 +218,7 @@ class _Context:
 def _kinds(locks: Sequence[Lock]) -> list[list[Lock]]:
     """The pip locks and the conda locks: each compared only with its own kind."""
     conda = [lock for lock in locks if any(a.kind == "conda" for a in lock.artifacts)]
-    return [[lock for lock in locks if lock not in conda], conda]
+    return [[lock for lock in locks if all(lock is not c for c in conda)], conda]
 
 
 def _key(version: str | None) -> object:
@@ -260,7 +260,7 @@ def _read_pages(
     """Each wanted page, or why it was not read (only http(s) indexes, valid names)."""
     if links_of is None or not wanted:
         return {}
-    read_links: LinksOf = links_of
+    read_links: LinksOf = links_of  # not None, for the closure below
 
     def read(item: tuple[str, str]) -> tuple[tuple[str, str], Page]:
         index, name = item
