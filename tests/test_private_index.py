@@ -183,3 +183,43 @@ def test_verification_catches_confusion_a_resolver_cannot_route(
     assert f"must come from {acme.internal} only" in confused.stderr
     assert "dependency confusion" in confused.stderr
     assert TOKEN not in confused.output
+
+
+def test_spread_reads_a_private_index_with_the_configured_credentials_only(
+    run: Callable[..., Run], acme: Acme, tmp_path: Path
+) -> None:
+    # acme-core 2.0.0 needs Python 3.12: the 3.11 target keeps 1.0.0, and only the private
+    # index (behind basic auth) can say why
+    internal = next(i for i in acme.private.indexes if i.prefix == "/internal")
+    internal.add(W("acme-core", "2.0.0", requires_python=">=3.12"), upload_time=None)
+    (tmp_path / "lockd.toml").write_text(routed_config(acme))
+    (tmp_path / "requirements.in").write_text("acme-models\n")
+    pythons = (
+        "--cuda",
+        "cpu",
+        "--platform",
+        "linux-x86_64",
+        "--python",
+        "3.11",
+        "--python",
+        "3.12",
+    )
+    assert run("compile", *pythons).returncode == 0
+    spread = run("spread", "--format", "json")
+    assert spread.returncode == 0, spread.output
+    (core,) = [p for p in json.loads(spread.stdout)["differ"] if p["name"] == "acme-core"]
+    assert [(r["target"], r["kind"], r["text"]) for r in core["reasons"]] == [
+        ("linux-x86_64-py311-cpu", "requires-python", "acme-core 2.0.0 requires Python >=3.12")
+    ]
+    assert TOKEN not in spread.output
+    # without them: said, never guessed, and the token is nowhere
+    denied = run(
+        "spread",
+        "--format",
+        "json",
+        env_extra={"UV_INDEX_INTERNAL_USERNAME": "", "UV_INDEX_INTERNAL_PASSWORD": ""},
+    )
+    assert denied.returncode == 0, denied.output
+    (core,) = [p for p in json.loads(denied.stdout)["differ"] if p["name"] == "acme-core"]
+    (reason,) = core["reasons"]
+    assert reason["kind"] == "unknown" and "401" in reason["text"]

@@ -34,7 +34,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
@@ -54,7 +54,7 @@ from packaging.utils import (
 from packaging.version import InvalidVersion, Version
 
 from ..builds import BuildPolicy, recorded_builds
-from ..errors import PackageIndexError, UsageError
+from ..errors import LockdError, PackageIndexError, UsageError
 from ..indexes import IndexLink, link_version
 from ..lockset import Lock, Lockset
 from ..targets import Target, parse_target_id
@@ -87,6 +87,7 @@ class SpreadRequest:
     project: str | None = None
     lockset: str | None = None
     offline: bool = False
+    environ: Mapping[str, str] = field(default_factory=dict)  # credentials, as drift reads them
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,11 +163,37 @@ def spread(request: SpreadRequest) -> SpreadAnswer:
         return explain_spread(lockset, None)
     from ..indexes import IndexClient
 
+    with_credentials = _credentials(lockset, request)
     client = IndexClient()
+
+    def links_of(index: str, name: str) -> Sequence[IndexLink]:
+        return client.project_links(with_credentials(index), name)
+
     try:
-        return explain_spread(lockset, client.project_links)
+        return explain_spread(lockset, links_of)
     finally:
         client.close()
+
+
+def _credentials(lockset: Lockset, request: SpreadRequest) -> Callable[[str], str]:
+    """A recorded index URL with the credentials configured for it (as drift finds them:
+    lockd.toml, ``LOCKD_*_URL``, uv's ``UV_INDEX_<NAME>_*``), only for that very URL."""
+    from ..urls import strip_credentials
+    from .drift.indexes import configured_index_urls, index_plan
+
+    configured = configured_index_urls(request.cwd, request.environ)
+    known: dict[str, str] = {}
+    for lock in lockset.locks:
+        target = _target(lock.target)
+        if target is None or "default" not in lockset.indexes:
+            continue
+        try:
+            plan = index_plan(lockset, target, configured, request.environ)
+        except (LockdError, AttributeError, TypeError, ValueError):
+            continue  # a lockset whose routes are not as lockd writes them: no credentials
+        for url in plan.urls():
+            known.setdefault(strip_credentials(url), url)
+    return lambda recorded: known.get(recorded, recorded)
 
 
 def explain_spread(lockset: Lockset, links_of: LinksOf | None) -> SpreadAnswer:

@@ -451,6 +451,7 @@ def spread(
             project=project,
             lockset=lockset,
             offline=offline,
+            environ=dict(os.environ),
         )
     )
     if output_format is TableFormat.json:

@@ -11,6 +11,7 @@ URL: drift checks the indexes the lockset names, never others.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 from ...lockset import Lockset
 from ...routing import (
@@ -56,11 +57,19 @@ def index_plan(
 
 def configured_indexes(options: DriftOptions) -> tuple[str, ...]:
     """Every index URL configured for this run, most specific first (flags, env, lockd.toml)."""
-    config = load_project_config(options.workdir)
-    env = options.environ
+    return configured_index_urls(
+        options.workdir, options.environ, options.index_url, options.pytorch_index
+    )
+
+
+def configured_index_urls(
+    workdir: Path, env: Mapping[str, str], *given: str | None
+) -> tuple[str, ...]:
+    """The index URLs ``given`` on the command line, then the environment's, then the
+    project's ``lockd.toml``: where credentials for a recorded index URL may be found."""
+    config = load_project_config(workdir)
     candidates = (
-        options.index_url,
-        options.pytorch_index,
+        *given,
         env.get("LOCKD_INDEX_URL"),
         env.get("LOCKD_PYTORCH_INDEX"),
         config.index_url,
