@@ -136,6 +136,8 @@ class SpreadAnswer:
     same: int  # packages locked at one version on every lock of their kind
     packages: tuple[Spread, ...]
     offline: bool
+    unread: tuple[str, ...] = ()  # indexes asked that did not answer (credentials stripped)
+    failed: tuple[str, ...] = ()  # targets the lockset records as failed (--allow-partial)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -144,7 +146,9 @@ class SpreadAnswer:
             "targets": list(self.targets),
             "same_everywhere": self.same,
             "differ": [p.to_dict() for p in self.packages],
-            "index_read": not self.offline,
+            "index_asked": not self.offline,
+            "indexes_not_read": list(self.unread),
+            "failed_targets": list(self.failed),
         }
 
 
@@ -153,13 +157,7 @@ def spread(request: SpreadRequest) -> SpreadAnswer:
     from .record import chosen_lockset
 
     lockset = chosen_lockset(request.database_url, request.cwd, request.project, request.lockset)
-    if not any(len(group) > 1 for group in _kinds(lockset.locks)):
-        raise UsageError(
-            f"Lockset {lockset.hash[:12]} of {lockset.project} has no two targets of one "
-            "kind (pip or conda): there is nothing to compare.",
-            hint="Compile more than one target (--python, --platform, --cuda) to compare them.",
-        )
-    if request.offline:
+    if request.offline or not any(len(group) > 1 for group in _kinds(lockset.locks)):
         return explain_spread(lockset, None)
     from ..indexes import IndexClient
 
@@ -231,6 +229,10 @@ def explain_spread(lockset: Lockset, links_of: LinksOf | None) -> SpreadAnswer:
         same,
         tuple(packages),
         offline=links_of is None,
+        unread=tuple(
+            sorted({index for (index, _), page in pages.items() if isinstance(page, str)})
+        ),
+        failed=tuple(failure.target for failure in lockset.failures),
     )
 
 
@@ -240,6 +242,10 @@ class _Context:
     builds: BuildPolicy  # the sdists it allowed to build
     cutoff: datetime | None  # files uploaded later were not there for the resolver
     offline: bool
+
+
+def _unread(page: Page) -> bool:
+    return isinstance(page, str)
 
 
 def _kinds(locks: Sequence[Lock]) -> list[list[Lock]]:
@@ -322,57 +328,68 @@ def _reasons(
         return [Reason(lock.target, None, None, kind, text) for kind, text in texts]
     index = _index_of(lock, name)
     page = pages.get((index, name)) if index is not None else None
-    out = []
-    for higher in _higher(mine, per_target.values()):
-        texts = _local_build(name, mine, higher) or _required_below(name, higher, lock)
-        if not texts:
-            question = _Question(name, higher, lock, target, index, page)
-            texts = [_index_cause(question, context)]
+    others = [v for v in per_target.values() if v is not None and _key(v) != _key(mine)]
+    out = [
+        Reason(lock.target, mine, other, kind, text)
+        for other, (kind, text) in _unordered(name, mine, others)
+    ]
+    builds = _other_builds(mine, others)
+    if builds:
+        kind, text = _build_cause(name, mine, builds)
+        out.append(Reason(lock.target, mine, ", ".join(builds), kind, text))
+    for higher in _higher_releases(mine, others):
+        texts = _required_below(name, higher, lock)
+        cause = _index_cause(_Question(name, higher, lock, target, index, page), context)
+        if cause[0] != "unknown" or not texts:
+            texts.append(cause)  # Requires-Python or wheels may hold beside a requirement
         out += [Reason(lock.target, mine, higher, kind, text) for kind, text in texts]
     return out
 
 
-def _higher(mine: str, versions: Iterable[str | None]) -> list[str]:
-    """The versions locked elsewhere above ``mine``: a higher release, another build of
-    the same release, or one lockd cannot order against it (not PEP 440)."""
+def _unordered(name: str, mine: str, others: Iterable[str]) -> list[tuple[str, tuple[Kind, str]]]:
+    """Versions lockd cannot order against ``mine`` (either is not PEP 440)."""
     own = _key(mine)
-    out: dict[object, str] = {}
-    for other in versions:
-        theirs = _key(other)
-        if other is None or theirs == own:
-            continue
-        if (
-            not (isinstance(own, Version) and isinstance(theirs, Version))
-            or theirs.public == own.public
-            or theirs > own
-        ):
-            out.setdefault(theirs, other)
-    return sorted(out.values(), key=_order)
+    return [
+        (other, ("unknown", f"lockd cannot order {name} {mine} and {other} (not PEP 440)"))
+        for other in sorted(set(others))
+        if not (isinstance(own, Version) and isinstance(_key(other), Version))
+    ]
 
 
-def _above(theirs: object, own: object) -> bool:
-    if not (isinstance(own, Version) and isinstance(theirs, Version)):
-        return True  # not PEP 440: explained as versions lockd cannot order
-    return theirs.public == own.public or theirs > own
-
-
-def _order(version: str) -> tuple[int, Version | str]:
-    """PEP 440 versions in their order, then the others as text."""
-    key = _key(version)
-    return (0, key) if isinstance(key, Version) else (1, version)
-
-
-def _local_build(name: str, mine: str, higher: str) -> list[tuple[Kind, str]]:
-    """The same release in another build; or versions lockd cannot order."""
-    own, theirs = _key(mine), _key(higher)
-    if not (isinstance(own, Version) and isinstance(theirs, Version)):
-        return [("unknown", f"lockd cannot order {name} {mine} and {higher} (not PEP 440)")]
-    if own.public != theirs.public:
+def _other_builds(mine: str, others: Iterable[str]) -> list[str]:
+    """The other builds of this target's release locked elsewhere (``2.6.0+cpu``)."""
+    own = _key(mine)
+    if not isinstance(own, Version):
         return []
-    labels = [v.local or "" for v in (own, theirs)]
-    if any(_ACCELERATOR_LABEL.fullmatch(label) for label in labels):
-        return [("accelerator", f"{name} {mine} is this target's build of {higher}")]
-    return [("build", f"{name} {mine} and {higher} are two builds of {own.public}")]
+    found = {
+        other
+        for other in others
+        if isinstance(theirs := _key(other), Version) and theirs.public == own.public
+    }
+    return sorted(found)
+
+
+def _build_cause(name: str, mine: str, builds: Sequence[str]) -> tuple[Kind, str]:
+    labels = [Version(v).local or "" for v in (mine, *builds)]
+    kind: Kind = (
+        "accelerator" if any(_ACCELERATOR_LABEL.fullmatch(label) for label in labels) else "build"
+    )
+    return (kind, f"{name} {mine} is this target's build; elsewhere {', '.join(builds)}")
+
+
+def _higher_releases(mine: str, others: Iterable[str]) -> list[str]:
+    """The releases above ``mine``'s locked elsewhere, by their public version (one row
+    for ``2.6.0+cpu`` and ``2.6.0+cu124`` alike)."""
+    own = _key(mine)
+    if not isinstance(own, Version):
+        return []
+    found = {
+        Version(theirs.public)
+        for other in others
+        if isinstance(theirs := _key(other), Version)
+        and Version(theirs.public) > Version(own.public)
+    }
+    return [str(v) for v in sorted(found)]
 
 
 def _required_below(name: str, higher: str, lock: Lock) -> list[tuple[Kind, str]]:
@@ -437,7 +454,10 @@ def _listing_cause(
     name, higher = question.name, question.higher
     files = [link for link in page if _is(link, higher)]
     if not files:
-        return ("index", f"{name} {higher} is not on this target's index ({question.index})")
+        return (
+            "index",
+            f"no build of {name} {higher} is on this target's index ({question.index})",
+        )
     published = [link for link in files if _by_cutoff(link, context.cutoff)]
     if not published:
         return ("index", f"{name} {higher} was uploaded to this target's index after the cut-off")
@@ -588,9 +608,10 @@ def _holds(text: str, env: Mapping[str, str], extra: str = "") -> bool:
         return False
 
 
-def _is(link: IndexLink, version: str) -> bool:
+def _is(link: IndexLink, release: str) -> bool:
+    """``link`` is a file of ``release`` (any local build of it)."""
     found = link_version(link)
-    return found is not None and found == _key(version)
+    return found is not None and Version(found.public) == _key(release)
 
 
 def _admits(requires_python: str | None, python: Version) -> bool:

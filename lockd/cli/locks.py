@@ -417,7 +417,8 @@ ChosenLocksetOption = Annotated[
     typer.Option(
         "--lockset",
         metavar="HASH",
-        help="A recorded lockset (hash or unique prefix) instead of the latest.",
+        help="A recorded lockset (hash or unique prefix), instead of locks/lockd.json "
+        "or the project's latest.",
     ),
 ]
 
@@ -437,8 +438,8 @@ def spread(
     output_format: FormatOption = TableFormat.table,
 ) -> None:
     """Where the targets of a lockset differ: each package not locked at one version on
-    every target, and why (a requirement, a marker, Requires-Python, missing wheels, the
-    accelerator's build)."""
+    every target, and why (accelerator or other build, requirement, marker, requirer,
+    index, Requires-Python, wheels; else unknown). Exit 0 whatever differs."""
     from ..app.spread import SpreadRequest
     from ..app.spread import spread as explain
     from ..report import console

@@ -432,40 +432,59 @@ def _moved(change: dict[str, Any]) -> str:
 
 
 def print_spread(answer: SpreadAnswer) -> None:
-    """``lockd spread``: a row per target that does not lock a package's highest version
-    (or does not lock it), with the reasons found; then how many packages agree."""
+    """``lockd spread``: a row per cause for each target that does not lock a package's
+    highest release (or another build of it, or nothing), then how many packages agree.
+    Names are never cut; the cause wraps."""
     from rich.table import Table
     from rich.text import Text
 
     console = make_console()
     count = len(answer.targets)
+    head = f"lockset {answer.lockset[:12]} of {answer.project}"
+    failed = f" (failed: {', '.join(answer.failed)})" if answer.failed else ""
+    if not answer.targets:
+        console.print(Text(f"Nothing to compare: {head} has no two targets of one kind{failed}."))
+        return
     if not answer.packages:
         console.print(
-            f"Every package of lockset {answer.lockset[:12]} of {answer.project} is locked at "
-            f"the same version on all {count} targets ({answer.same} packages)."
+            Text(
+                f"Every package of {head} is locked at the same version on all {count} "
+                f"targets ({answer.same} packages){failed}."
+            )
         )
         return
-    table = Table(title=f"spread · lockset {answer.lockset[:12]} of {answer.project}")
-    for column in ("package", "target", "locked", "instead of", "why"):
-        table.add_column(column)
-    for package in answer.packages:
-        first = True
-        for reason in package.reasons:
-            table.add_row(
-                Text(package.name if first else ""),
-                Text(reason.target),
-                Text(reason.version or "—"),
-                Text(reason.instead_of or ("—" if reason.version else "locked elsewhere")),
-                Text(f"{reason.kind}: {reason.text}"),  # names and requirements are not markup
-            )
-            first = False
+    rows = [(p.name, r) for p in answer.packages for r in p.reasons]
+    table = Table(title=f"spread · {head}")
+    for column, cells in (
+        ("package", [name for name, _ in rows]),
+        ("target", [r.target for _, r in rows]),
+        ("locked", [r.version or "—" for _, r in rows]),
+        ("instead of", [r.instead_of or "locked elsewhere" for _, r in rows]),
+    ):
+        widest = max(len(printable(cell)) for cell in (column, *cells))
+        table.add_column(column, no_wrap=True, min_width=min(widest, 40))
+    table.add_column("why", ratio=1, min_width=30)
+    shown = None
+    for name, reason in rows:
+        table.add_row(
+            Text(name if name != shown else ""),
+            Text(reason.target),
+            Text(reason.version or "—"),
+            Text(reason.instead_of or ("—" if reason.version else "locked elsewhere")),
+            Text(f"{reason.kind}: {reason.text}"),  # names and requirements are not markup
+        )
+        shown = name
     console.print(table)
     differ = len(answer.packages)
-    console.print(
+    notes = [
         f"{differ} package{' differs' if differ == 1 else 's differ'} across {count} targets; "
-        f"{answer.same} {'is' if answer.same == 1 else 'are'} the same on every one."
-        + ("" if not answer.offline else " The index was not asked (--offline).")
-    )
+        f"{answer.same} {'is' if answer.same == 1 else 'are'} the same on every one{failed}."
+    ]
+    if answer.offline:
+        notes.append("The index was not asked (--offline).")
+    elif answer.unread:
+        notes.append(f"Not read: {', '.join(answer.unread)} (see the causes above).")
+    console.print(Text(" ".join(notes)))
 
 
 def print_why(answer: WhyAnswer) -> None:
