@@ -6,11 +6,12 @@ Each target resolves on its own, so a matrix may lock numpy 2.2.6 for Python 3.1
 locks of their kind: pip targets with pip targets, conda environments with conda
 environments (a conda environment's ``pip:`` section is a pip lock of its own). For
 every package whose version is not the same on every lock of a kind, each target that
-does not lock the highest version (or does not lock the package at all) gets its
-reasons, first found first:
+does not lock the highest release, locks another build of it, or does not lock the
+package at all gets its reasons (a requirement and an index cause both, when both hold):
 
-* ``accelerator``: the same release in another accelerator's build (``+cpu``/``+cu124``);
-  ``build``: another local build that names no accelerator;
+* ``accelerator``: one row per target whose build of a release differs from other
+  targets' (``+cpu``/``+cu124``); ``build``: the same for local labels that name no
+  accelerator;
 * ``requirement``: a requirement on this target's graph excludes the higher version
   (another package's ``Requires-Dist`` line, or the user's own input);
 * ``marker``: what brings the package in elsewhere has a marker that does not hold here;
@@ -276,15 +277,20 @@ def _wanted(compared: Iterable[tuple[Sequence[Lock], str]]) -> set[tuple[str, st
     below another target's release (another build of the same release needs none)."""
     wanted = set()
     for locks, name in compared:
-        keys = [_key(lock.packages().get(name)) for lock in locks]
-        releases = {key.public for key in keys if isinstance(key, Version)}
-        if len(releases) < 2:
+        releases = [(lock, _release(lock.packages().get(name))) for lock in locks]
+        found = [release for _, release in releases if release is not None]
+        if len(set(found)) < 2:
             continue
-        for lock in locks:
+        for lock, release in releases:
             index = _index_of(lock, name)
-            if index is not None and name in lock.packages():
+            if index is not None and release is not None and release < max(found):
                 wanted.add((index, name))
     return wanted
+
+
+def _release(version: str | None) -> Version | None:
+    key = _key(version)
+    return Version(key.public) if isinstance(key, Version) else None
 
 
 def _read_pages(
@@ -361,11 +367,7 @@ def _other_builds(mine: str, others: Iterable[str]) -> list[str]:
     own = _key(mine)
     if not isinstance(own, Version):
         return []
-    found = {
-        other
-        for other in others
-        if isinstance(theirs := _key(other), Version) and theirs.public == own.public
-    }
+    found = {other for other in others if _release(other) == _release(mine)}
     return sorted(found)
 
 
@@ -383,12 +385,8 @@ def _higher_releases(mine: str, others: Iterable[str]) -> list[str]:
     own = _key(mine)
     if not isinstance(own, Version):
         return []
-    found = {
-        Version(theirs.public)
-        for other in others
-        if isinstance(theirs := _key(other), Version)
-        and Version(theirs.public) > Version(own.public)
-    }
+    floor = Version(own.public)
+    found = {r for other in others if (r := _release(other)) is not None and r > floor}
     return [str(v) for v in sorted(found)]
 
 
