@@ -4,7 +4,6 @@ on 127.0.0.1 whose packages differ by Python in each of the ways the command nam
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 from packaging.tags import Tag
 
-from lockd.app.spread import explain_spread, target_tags
+from lockd.app.spread import explain_spread, glibc_floor, target_tags
 from lockd.indexes import IndexLink
 from lockd.lockfiles.manifest import read_manifest
 from lockd.lockset import Artifact, Lockset
@@ -205,6 +204,17 @@ def test_one_target_has_nothing_to_compare(lockd: LockdRunner, tmp_path: Path) -
     assert (doc["targets"], doc["differ"], doc["failed_targets"]) == ([], [], [])
 
 
+def test_a_lockset_glibc_is_read_bounded() -> None:
+    # a forged "2.200000" would have made 200,000 manylinux tags per target
+    assert [glibc_floor(v) for v in ("2.17", "2.200000", "2.x", 2.28, None)] == [
+        "2.17",
+        "2.40",
+        "2.28",
+        "2.28",
+        "2.28",
+    ]
+
+
 def test_target_tags_follow_python_platform_and_glibc() -> None:
     tags = target_tags(parse_target_id("linux-x86_64-py311-cu124"), "2.28")
     assert Tag("cp311", "cp311", "manylinux_2_17_x86_64") in tags
@@ -291,9 +301,7 @@ def test_without_a_graph_or_from_a_forged_lockset_it_says_what_it_cannot_tell(
         asked.append((index, name))
         return []
 
-    started = time.monotonic()
     answer = explain_spread(forged, listing)
-    assert time.monotonic() - started < 5
     assert asked and all(i.startswith("http://127.0.0.1:") for i, _ in asked)
     assert {name for _, name in asked} <= {"both", "late", "wheelonly"}
     found = {p.name: p.reasons for p in answer.packages}

@@ -198,7 +198,7 @@ def _credentials(lockset: Lockset, request: SpreadRequest) -> Callable[[str], st
 def explain_spread(lockset: Lockset, links_of: LinksOf | None) -> SpreadAnswer:
     """The packages that differ and why; ``links_of`` reads an index (None: offline)."""
     context = _Context(
-        _glibc(lockset.extra.get("glibc")),
+        glibc_floor(lockset.extra.get("glibc")),
         recorded_builds(lockset),
         _moment(lockset.cutoff),
         offline=links_of is None,
@@ -546,9 +546,9 @@ def target_tags(target: Target, glibc: str) -> frozenset[Tag]:
     )
 
 
-def _glibc(value: object) -> str:
+def glibc_floor(value: object) -> str:
     """The lockset's glibc floor (``2.28``), bounded; anything else reads as ``2.28``."""
-    found = re.fullmatch(r"2\.(\d{1,3})", value) if isinstance(value, str) else None
+    found = re.fullmatch(r"2\.(\d{1,9})", value) if isinstance(value, str) else None
     if found is None:
         return "2.28"
     return f"2.{min(int(found[1]), MAX_GLIBC_MINOR)}"
