@@ -37,6 +37,7 @@ from .errors import PackageIndexError
 
 if TYPE_CHECKING:
     import httpx
+    from packaging.tags import Tag
 from .urls import redact, shown, strip_credentials
 
 JSON_ACCEPT = "application/vnd.pypi.simple.v1+json, text/html;q=0.1"
@@ -463,6 +464,14 @@ def requires_dist(metadata: str) -> list[str]:
 
     message = HeaderParser().parsestr(metadata)
     return [str(value) for value in message.get_all("Requires-Dist") or []]
+
+
+def wheel_fits(filename: str, tags: frozenset[Tag]) -> bool:
+    """A wheel whose file name carries one of ``tags`` (anything else: ``False``)."""
+    try:
+        return bool(parse_wheel_filename(filename)[3] & tags)
+    except InvalidWheelFilename:
+        return False
 
 
 def link_version(link: IndexLink) -> Version | None:

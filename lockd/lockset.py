@@ -123,6 +123,10 @@ class Lock:
     flavour: str | None = None  # "cuda 12.4" | "cpu" | … as verified
     graph: Graph | None = None  # why each package is here; None: recorded without one
 
+    def is_conda(self) -> bool:
+        """A conda environment's lock (its artifacts are conda archives)."""
+        return bool(self.artifacts) and all(a.kind == "conda" for a in self.artifacts)
+
     def packages(self) -> dict[str, str]:
         """Name -> version, one entry per package."""
         return {a.name: a.version for a in self.artifacts}

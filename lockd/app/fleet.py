@@ -184,7 +184,7 @@ class Fleet:
                 f"Lockset {digest[:12]} of {request.project!r} has no target {request.target!r}.",
                 hint="Its targets: " + ", ".join(lockset.targets) + ".",
             )
-        if lock.artifacts and all(a.kind == "conda" for a in lock.artifacts):
+        if lock.is_conda():
             raise UsageError(
                 f"Target {request.target} is a conda lock; snapshots are compared with pip locks.",
                 hint="Post the snapshot against the pip target of the same platform.",

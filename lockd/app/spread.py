@@ -42,21 +42,18 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from packaging.markers import UndefinedComparison, UndefinedEnvironmentName
-from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.tags import Tag, compatible_tags, cpython_tags
 from packaging.utils import (
     InvalidName,
-    InvalidWheelFilename,
     canonicalize_name,
-    parse_wheel_filename,
 )
 from packaging.version import InvalidVersion, Version
 
 from ..builds import BuildPolicy, recorded_builds
 from ..errors import LockdError, PackageIndexError, UsageError
-from ..indexes import IndexLink, link_version
+from ..graph.build import marker_holds, parse_requirement
+from ..indexes import IndexLink, link_version, wheel_fits
 from ..lockset import Lock, Lockset
 from ..targets import Target, parse_target_id
 
@@ -203,7 +200,7 @@ def explain_spread(lockset: Lockset, links_of: LinksOf | None) -> SpreadAnswer:
         _moment(lockset.cutoff),
         offline=links_of is None,
     )
-    compared: list[tuple[Sequence[Lock], str]] = []
+    compared: list[tuple[Sequence[Lock], str, dict[str, str | None]]] = []
     same = 0
     for locks in _kinds(lockset.locks):
         if len(locks) < 2:
@@ -212,11 +209,14 @@ def explain_spread(lockset: Lockset, links_of: LinksOf | None) -> SpreadAnswer:
         names = sorted({name for found in versions for name in found})
         differing = [n for n in names if len({_key(found.get(n)) for found in versions}) > 1]
         same += len(names) - len(differing)
-        compared += [(locks, name) for name in differing]
+        targets = [lock.target for lock in locks]
+        compared += [
+            (locks, name, {t: v.get(name) for t, v in zip(targets, versions, strict=True)})
+            for name in differing
+        ]
     pages = _read_pages(_wanted(compared), links_of)
     packages = []
-    for group, name in compared:
-        per_target = {lock.target: lock.packages().get(name) for lock in group}
+    for group, name, per_target in compared:
         reasons: list[Reason] = []
         for lock in group:
             reasons += _reasons(
@@ -245,14 +245,10 @@ class _Context:
     offline: bool
 
 
-def _unread(page: Page) -> bool:
-    return isinstance(page, str)
-
-
 def _kinds(locks: Sequence[Lock]) -> list[list[Lock]]:
     """The pip locks and the conda locks: each compared only with its own kind."""
-    conda = [lock for lock in locks if any(a.kind == "conda" for a in lock.artifacts)]
-    return [[lock for lock in locks if all(lock is not c for c in conda)], conda]
+    pip = [lock for lock in locks if not lock.is_conda()]
+    return [pip, [lock for lock in locks if lock.is_conda()]]
 
 
 def _key(version: str | None) -> object:
@@ -272,12 +268,14 @@ def _index_of(lock: Lock, name: str) -> str | None:
     )
 
 
-def _wanted(compared: Iterable[tuple[Sequence[Lock], str]]) -> set[tuple[str, str]]:
+def _wanted(
+    compared: Iterable[tuple[Sequence[Lock], str, Mapping[str, str | None]]],
+) -> set[tuple[str, str]]:
     """(index, package) pages worth reading: a target's own index for a package it locks
     below another target's release (another build of the same release needs none)."""
     wanted = set()
-    for locks, name in compared:
-        releases = [(lock, _release(lock.packages().get(name))) for lock in locks]
+    for locks, name, per_target in compared:
+        releases = [(lock, _release(per_target[lock.target])) for lock in locks]
         found = [release for _, release in releases if release is not None]
         if len(set(found)) < 2:
             continue
@@ -490,12 +488,13 @@ def _absent(
         if other.graph is None or name not in other.packages():
             continue
         graphs += 1
+        there = other.packages()
         for root in other.graph.inputs_of(name):
             if not root.constraint and env is not None and not _holds(root.requirement, env):
                 text = f"your `{root.requirement}` ({root.source}) does not apply here"
                 found.setdefault(text, "marker")
         for edge in other.graph.requirers(name):
-            parent, theirs = edge.parent, other.packages().get(edge.parent)
+            parent, theirs = edge.parent, there.get(edge.parent)
             if parent not in here:
                 found.setdefault(f"required by {parent}, which is not locked here", "requirer")
             elif here[parent] != theirs:
@@ -579,15 +578,8 @@ def _target(target_id: str) -> Target | None:
         return None  # a conda lock's or a forged id: no markers, no tags
 
 
-def _requirement(text: str) -> Requirement | None:
-    try:
-        return Requirement(text)
-    except InvalidRequirement:
-        return None
-
-
 def _excludes(text: str, version: str) -> bool:
-    req = _requirement(text)
+    req = parse_requirement(text)
     if req is None or not req.specifier:
         return False
     try:
@@ -597,13 +589,8 @@ def _excludes(text: str, version: str) -> bool:
 
 
 def _holds(text: str, env: Mapping[str, str], extra: str = "") -> bool:
-    req = _requirement(text)
-    if req is None or req.marker is None:
-        return True
-    try:
-        return req.marker.evaluate({**env, "extra": extra})
-    except (UndefinedComparison, UndefinedEnvironmentName):
-        return False
+    req = parse_requirement(text)
+    return req is None or marker_holds(req.marker, env, extra)
 
 
 def _is(link: IndexLink, release: str) -> bool:
@@ -624,7 +611,4 @@ def _admits(requires_python: str | None, python: Version) -> bool:
 def _fits(filename: str, tags: frozenset[Tag], buildable: bool) -> bool:
     if not filename.endswith(".whl"):
         return buildable  # an sdist, which the lockset may allow to build
-    try:
-        return bool(parse_wheel_filename(filename)[3] & tags)
-    except InvalidWheelFilename:
-        return False
+    return wheel_fits(filename, tags)

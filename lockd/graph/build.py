@@ -45,11 +45,11 @@ def pip_graph(
     active: dict[str, set[str]] = {name: set() for name in locked}  # requested extras
     roots: list[Root] = []
     for item in inputs:
-        req = _requirement(item.requirement)
+        req = parse_requirement(item.requirement)
         if req is None:
             continue
         name = canonicalize_name(req.name)
-        if name not in locked or not _holds(req.marker, environment, ""):
+        if name not in locked or not marker_holds(req.marker, environment, ""):
             continue
         roots.append(Root(name, str(req), item.source, item.constraint))
         if not item.constraint:
@@ -59,7 +59,7 @@ def pip_graph(
     while pending:
         parent: str = pending.popleft()
         for line in requires[parent] or ():
-            req = _requirement(line)
+            req = parse_requirement(line)
             if req is None:
                 continue
             child = canonicalize_name(req.name)
@@ -97,7 +97,7 @@ def conda_graph(
     return Graph.of(roots, edges)
 
 
-def _requirement(text: str) -> Requirement | None:
+def parse_requirement(text: str) -> Requirement | None:
     try:
         return Requirement(text)
     except InvalidRequirement:
@@ -107,12 +107,12 @@ def _requirement(text: str) -> Requirement | None:
 def _through(marker: Marker | None, environment: Environment, extras: set[str]) -> list[str | None]:
     """``[None]`` when the line applies without an extra; else the requested extras it
     applies through (none: it does not apply)."""
-    if _holds(marker, environment, ""):
+    if marker_holds(marker, environment, ""):
         return [None]
-    return [extra for extra in sorted(extras) if _holds(marker, environment, extra)]
+    return [extra for extra in sorted(extras) if marker_holds(marker, environment, extra)]
 
 
-def _holds(marker: Marker | None, environment: Environment, extra: str) -> bool:
+def marker_holds(marker: Marker | None, environment: Environment, extra: str) -> bool:
     if marker is None:
         return True
     try:

@@ -21,15 +21,13 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.tags import Tag, sys_tags
 from packaging.utils import (
     InvalidSdistFilename,
-    InvalidWheelFilename,
     canonicalize_name,
     parse_sdist_filename,
-    parse_wheel_filename,
 )
 from packaging.version import Version
 
 from ..errors import LockdError, ResolutionError, UsageError
-from ..indexes import IndexClient, IndexLink, link_version
+from ..indexes import IndexClient, IndexLink, link_version, wheel_fits
 from ..processes import Deadline, run_child
 from ..settings import deadline
 from ..targets import Target, host_platform, host_python
@@ -198,7 +196,7 @@ def _sdist_only(stderr: str, request: ResolveRequest, client: IndexClient) -> se
         except LockdError:
             continue  # not there at all: pip's own message says so
         if any(_is_sdist(link) for link in links) and not any(
-            _installable(link, tags) for link in links
+            wheel_fits(link.filename, tags) for link in links
         ):
             out.add(name)
     return out
@@ -236,7 +234,7 @@ def _locate(
             for link in client.project_links(index, name)
         ]
         links = [link for link in links if link.sha256 in hashes]
-        wheels = [link for link in links if _installable(link, tags)]
+        wheels = [link for link in links if wheel_fits(link.filename, tags)]
         chosen = wheels or [link for link in links if _is_sdist(link)]
         if chosen:
             return ResolvedPackage(
@@ -263,13 +261,6 @@ def _locate(
 @cache
 def _host_tags() -> frozenset[Tag]:
     return frozenset(sys_tags())
-
-
-def _installable(link: IndexLink, tags: frozenset[Tag]) -> bool:
-    try:
-        return bool(parse_wheel_filename(link.filename)[3] & tags)
-    except InvalidWheelFilename:
-        return False
 
 
 def _is_sdist(link: IndexLink) -> bool:

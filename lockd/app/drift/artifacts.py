@@ -39,10 +39,6 @@ def served_findings(check: TargetCheck, *, hash_unlisted: bool = False) -> list[
     return check_artifacts(check.lock, served)
 
 
-def is_conda(lock: Lock) -> bool:
-    return bool(lock.artifacts) and all(a.kind == "conda" for a in lock.artifacts)
-
-
 def conda_served_findings(lock: Lock, client: IndexClient) -> list[Finding]:
     """Every locked conda archive still listed in its subdir's repodata with its sha256."""
     by_subdir: dict[str, dict[str, str | None]] = {}

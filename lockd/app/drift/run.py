@@ -31,7 +31,7 @@ from ...lockset import Lock, Lockset
 from ...store import Store
 from ...targets import parse_target_id
 from ...urls import redact
-from .artifacts import conda_served_findings, is_conda
+from .artifacts import conda_served_findings
 from .creep import conda_creep, creep_findings
 from .environment import check_environment
 from .images import image_findings
@@ -207,7 +207,7 @@ class DriftRun:
         self, lockset: Lockset, lock: Lock, client: IndexClient, found: _Found
     ) -> None:
         options = self.options
-        if is_conda(lock):
+        if lock.is_conda():
             self._step(lockset, lock.target, "artifacts", "conda archives against repodata.json")
             found.run(lock.target, "conda", lambda: conda_served_findings(lock, client))
             if options.creep:
@@ -295,7 +295,7 @@ def _snapshot_lock(lockset: Lockset, snapshot: Snapshot) -> Lock:
     flavour = snapshot.torch_flavour
     candidates = []
     for lock in lockset.locks:
-        if is_conda(lock):
+        if lock.is_conda():
             continue
         target = parse_target_id(lock.target)
         same_platform = target.platform.name == platform or (
